@@ -1,0 +1,47 @@
+/**
+ * The libc entry points pagesnap calls, declared once. Everything that touches koffi lives in src/native.
+ *
+ * Kernel interfaces without a libc wrapper (and ioctl) go through syscall(2): glibc's syscall() is an assembly
+ * stub, so declaring fixed prototypes for it is ABI-safe, unlike calling a C variadic function through one.
+ */
+import koffi from 'koffi';
+
+export const libc = koffi.load('libc.so.6');
+
+export const errno = (): number => koffi.errno();
+
+export const fn = {
+  mmap: libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
+  munmap: libc.func('int munmap(void *addr, size_t len)'),
+  mprotect: libc.func('int mprotect(void *addr, size_t len, int prot)'),
+  madvise: libc.func('int madvise(void *addr, size_t len, int advice)'),
+  mincore: libc.func('int mincore(void *addr, size_t len, _Out_ uint8_t *vec)'),
+  memfd_create: libc.func('int memfd_create(const char *name, unsigned int flags)'),
+  lseek: libc.func('int64_t lseek(int fd, int64_t off, int whence)'),
+  close: libc.func('int close(int fd)'),
+  waitpid: libc.func('int waitpid(int pid, _Out_ int *status, int options)'),
+  getpid: libc.func('int getpid(void)'),
+  gettid: libc.func('int gettid(void)'),
+  // syscall(2) prototypes, one per argument shape.
+  sys_ioctl: libc.func('long syscall(long nr, int fd, unsigned long req, void *arg)'),
+  sys_ioctl_val: libc.func('long syscall(long nr, int fd, unsigned long req, unsigned long arg)'),
+  sys_iii: libc.func('long syscall(long nr, long a, long b, long c)'),
+  sys_swap: libc.func('long syscall(long nr, const char *path, int flags)'),
+  sys_cachestat: libc.func('long syscall(long nr, int fd, void *range, _Out_ void *cstat, unsigned int flags)'),
+  sys_pidfd_send_signal: libc.func('long syscall(long nr, int pidfd, int sig, void *info, unsigned int flags)'),
+  sys_ptrace: libc.func('long syscall(long nr, long req, int pid, void *addr, void *data)'),
+  sys_process_madvise: libc.func('long syscall(long nr, int pidfd, void *iov, size_t vlen, int advice, unsigned int flags)'),
+  sys_process_vm_readv: libc.func(
+    'long syscall(long nr, int pid, void *liov, unsigned long liovcnt, void *riov, unsigned long riovcnt, unsigned long flags)',
+  ),
+};
+
+/** Zero-copy access to memory we own (a mapping made with mmap). */
+export function view(ptr: bigint, len: number): Buffer {
+  return Buffer.from(koffi.view(ptr, len));
+}
+
+/** The address of a Node Buffer's bytes, for iovecs that point into it. */
+export function addressOf(buf: Buffer | Uint8Array): bigint {
+  return koffi.address(buf);
+}

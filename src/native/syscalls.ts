@@ -1,0 +1,218 @@
+/**
+ * Typed wrappers for the system calls pagesnap needs that Node does not offer. Each throws NativeError
+ * (errno name + call + subject) on failure. Addresses are bigint; lengths and fds are numbers.
+ */
+import { fn, errno, addressOf } from './libc.js';
+import { NativeError } from './errors.js';
+import { SYS, SEEK, PTRACE } from './constants.js';
+import { layout, pack } from './struct.js';
+
+export type Addr = bigint;
+
+const MAP_FAILED = (1n << 64n) - 1n;
+
+function check(call: string, rc: number | bigint, subject?: string): number {
+  if (Number(rc) < 0) throw new NativeError(call, errno(), subject);
+  return Number(rc);
+}
+
+const hex = (a: Addr) => `0x${a.toString(16)}`;
+const range = (a: Addr, len: number) => `${hex(a)}+${len.toString(16)}`;
+
+// ---- memory of our own process ---------------------------------------------------------------------------
+
+export function mmap(len: number, prot: number, flags: number, fd = -1, offset = 0, addr: Addr = 0n): Addr {
+  const p = fn.mmap(addr === 0n ? null : addr, len, prot, flags, fd, offset) as bigint;
+  if (p === MAP_FAILED) throw new NativeError('mmap', errno(), `len=${len} flags=0x${flags.toString(16)}`);
+  return p;
+}
+
+export function munmap(addr: Addr, len: number): void {
+  check('munmap', fn.munmap(addr, len), range(addr, len));
+}
+
+export function mprotect(addr: Addr, len: number, prot: number): void {
+  check('mprotect', fn.mprotect(addr, len, prot), range(addr, len));
+}
+
+export function madvise(addr: Addr, len: number, advice: number): void {
+  check('madvise', fn.madvise(addr, len, advice), `${range(addr, len)} advice=${advice}`);
+}
+
+/** Residency of our own pages (mincore works only on the caller's address space). One byte per page, bit 0. */
+export function mincore(addr: Addr, len: number, pageSize = 4096): Uint8Array {
+  const vec = Buffer.alloc(Math.ceil(len / pageSize));
+  check('mincore', fn.mincore(addr, len, vec), range(addr, len));
+  return vec;
+}
+
+// ---- files --------------------------------------------------------------------------------------------------
+
+export function memfdCreate(name: string, flags = 0): number {
+  return check('memfd_create', fn.memfd_create(name, flags), name);
+}
+
+export function close(fd: number): void {
+  check('close', fn.close(fd), `fd ${fd}`);
+}
+
+/** lseek(SEEK_DATA/SEEK_HOLE): null when there is no data (ENXIO) past `off`. */
+export function seek(fd: number, off: number, whence: number): number | null {
+  const rc = Number(fn.lseek(fd, off, whence));
+  if (rc < 0) {
+    const e = errno();
+    if (e === 6 /* ENXIO */) return null;
+    throw new NativeError('lseek', e, `fd ${fd} off=${off} whence=${whence}`);
+  }
+  return rc;
+}
+export const seekData = (fd: number, off: number) => seek(fd, off, SEEK.DATA);
+export const seekHole = (fd: number, off: number) => seek(fd, off, SEEK.HOLE);
+
+export const CACHESTAT_RANGE = layout('cachestat_range', 16, { off: [0, 'u64'], len: [8, 'u64'] });
+export const CACHESTAT = layout('cachestat', 40, {
+  nr_cache: [0, 'u64'], nr_dirty: [8, 'u64'], nr_writeback: [16, 'u64'], nr_evicted: [24, 'u64'],
+  nr_recently_evicted: [32, 'u64'],
+});
+
+export interface CacheStat {
+  cache: number;
+  dirty: number;
+  writeback: number;
+  evicted: number;
+  recentlyEvicted: number;
+}
+
+/** cachestat(2) over [off, off+len) of a file (len 0 = to EOF). For shmem `evicted` means swapped out. */
+export function cachestat(fd: number, off: number, len: number): CacheStat {
+  const r = pack(CACHESTAT_RANGE, { off, len });
+  const out = Buffer.alloc(CACHESTAT.size);
+  check('cachestat', fn.sys_cachestat(SYS.cachestat, fd, r, out, 0), `fd ${fd} ${off}+${len}`);
+  const u = (i: number) => Number(out.readBigUInt64LE(i * 8));
+  return { cache: u(0), dirty: u(1), writeback: u(2), evicted: u(3), recentlyEvicted: u(4) };
+}
+
+// ---- processes ----------------------------------------------------------------------------------------------
+
+export function pidfdOpen(pid: number, flags = 0): number {
+  return check('pidfd_open', fn.sys_iii(SYS.pidfd_open, pid, flags, 0), `pid ${pid}`);
+}
+
+export function pidfdGetfd(pidfd: number, targetFd: number): number {
+  return check('pidfd_getfd', fn.sys_iii(SYS.pidfd_getfd, pidfd, targetFd, 0), `fd ${targetFd}`);
+}
+
+export function pidfdSendSignal(pidfd: number, signal: number): void {
+  check('pidfd_send_signal', fn.sys_pidfd_send_signal(SYS.pidfd_send_signal, pidfd, signal, null, 0), `signal ${signal}`);
+}
+
+export function ptraceSeize(pid: number, options = 0): void {
+  check('ptrace(SEIZE)', fn.sys_ptrace(SYS.ptrace, PTRACE.SEIZE, pid, null, BigInt(options) as never), `pid ${pid}`);
+}
+
+export function ptraceInterrupt(pid: number): void {
+  check('ptrace(INTERRUPT)', fn.sys_ptrace(SYS.ptrace, PTRACE.INTERRUPT, pid, null, null), `pid ${pid}`);
+}
+
+export function ptraceDetach(pid: number, signal = 0): void {
+  check('ptrace(DETACH)', fn.sys_ptrace(SYS.ptrace, PTRACE.DETACH, pid, null, BigInt(signal) as never), `pid ${pid}`);
+}
+
+export interface WaitStatus {
+  pid: number;
+  raw: number;
+  exited: boolean;
+  exitCode?: number;
+  signaled: boolean;
+  termSignal?: number;
+  stopped: boolean;
+  stopSignal?: number;
+  /** PTRACE_EVENT_* from a ptrace stop (status >> 16), e.g. PTRACE_EVENT_STOP = 128. */
+  ptraceEvent: number;
+}
+
+/** waitpid(2); returns null with WNOHANG when nothing changed. */
+export function waitpid(pid: number, options = 0): WaitStatus | null {
+  const st = [0];
+  const rc = check('waitpid', fn.waitpid(pid, st, options), `pid ${pid}`);
+  if (rc === 0) return null;
+  const s = st[0]!;
+  const exited = (s & 0x7f) === 0;
+  const stopped = (s & 0xff) === 0x7f;
+  const signaled = !exited && !stopped;
+  return {
+    pid: rc, raw: s, exited, signaled, stopped,
+    exitCode: exited ? (s >> 8) & 0xff : undefined,
+    termSignal: signaled ? s & 0x7f : undefined,
+    stopSignal: stopped ? (s >> 8) & 0xff : undefined,
+    ptraceEvent: (s >> 16) & 0xff,
+  };
+}
+
+export interface RemoteRange {
+  addr: Addr;
+  len: number;
+}
+
+function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
+  const iov = Buffer.alloc(ranges.length * 16);
+  ranges.forEach((r, i) => {
+    iov.writeBigUInt64LE(r.base, i * 16);
+    iov.writeBigUInt64LE(BigInt(r.len), i * 16 + 8);
+  });
+  return iov;
+}
+
+/** The kernel processes at most IOV_MAX (1024) iovecs per call on either side. */
+export const IOV_MAX = 1024;
+
+/**
+ * process_vm_readv(2): read `remote` ranges of another process into `local` buffers, in order. Returns the bytes
+ * read, which stops short at the first unreadable remote page (partial reads are not errors here).
+ */
+export function processVmReadv(pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
+  if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`process_vm_readv: more than ${IOV_MAX} iovecs`);
+  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
+  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  const rc = fn.sys_process_vm_readv(SYS.process_vm_readv, pid, liov, local.length, riov, remote.length, 0);
+  const first = remote[0];
+  return check('process_vm_readv', rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
+}
+
+/** process_madvise(2) on another process's ranges (remote use allows only COLD, PAGEOUT, WILLNEED, COLLAPSE). */
+export function processMadvise(pidfd: number, ranges: readonly RemoteRange[], advice: number): number {
+  const iov = packIovecs(ranges.map((r) => ({ base: r.addr, len: r.len })));
+  return check('process_madvise', fn.sys_process_madvise(SYS.process_madvise, pidfd, iov, ranges.length, advice, 0), `advice=${advice}`);
+}
+
+// ---- ioctl --------------------------------------------------------------------------------------------------
+
+/** ioctl(fd, req, arg) where arg points at `buf`; the kernel may write results back into it. */
+export function ioctl(fd: number, req: number, buf: Buffer | null, name = `ioctl 0x${req.toString(16)}`): number {
+  return check(name, fn.sys_ioctl(SYS.ioctl, fd, req, buf), `fd ${fd}`);
+}
+
+/** ioctl whose argument is a plain integer (e.g. USERFAULTFD_IOC_NEW's flags). */
+export function ioctlValue(fd: number, req: number, arg: number, name = `ioctl 0x${req.toString(16)}`): number {
+  return check(name, fn.sys_ioctl_val(SYS.ioctl, fd, req, arg), `fd ${fd}`);
+}
+
+/** ioctl returning -errno instead of throwing: the uffd fill loops branch on EAGAIN/EEXIST in the hot path. */
+export function ioctlRaw(fd: number, req: number, buf: Buffer): number {
+  const rc = Number(fn.sys_ioctl(SYS.ioctl, fd, req, buf));
+  return rc < 0 ? -errno() : rc;
+}
+
+export function userfaultfdSyscall(flags: number): number {
+  return check('userfaultfd', fn.sys_iii(SYS.userfaultfd, flags, 0, 0));
+}
+
+export function swapon(path: string, flags = 0): void {
+  check('swapon', fn.sys_swap(SYS.swapon, path, flags), path);
+}
+
+export function swapoff(path: string): void {
+  check('swapoff', fn.sys_swap(SYS.swapoff, path, 0), path);
+}
+
+export { hex as hexAddr };

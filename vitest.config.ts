@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    // Tests drive live processes and machine settings (swap, KSM, hugepages): one file at a time.
+    fileParallelism: false,
+    execArgv: ['--import', 'tsx'],
+    disableConsoleIntercept: true,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+  },
+});
