@@ -40,3 +40,18 @@ export function isErrno(err: unknown, ...codes: string[]): boolean {
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && codes.includes(code);
 }
+
+/**
+ * An error meant for the person at the terminal: what failed, on what, the errno name when there is one, and
+ * what to do about it. Commands print it as one line.
+ */
+export class PagesnapError extends Error {
+  readonly code?: string;
+  readonly hint?: string;
+  constructor(message: string, opts: { code?: string; hint?: string; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = 'PagesnapError';
+    this.code = opts.code;
+    this.hint = opts.hint;
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What every pagesnap command shares: `--json`, and errors printed as one line (what failed, where, the errno
+ * name, what to do) with a non-zero exit code.
+ */
+import { Command, Errors } from '@oclif/core';
+import { PagesnapError, NativeError } from '../native/index.js';
+import { toJson } from '../render/json.js';
+
+/** Exit codes: 1 the operation failed, 2 the command line was wrong. */
+export const EXIT = { FAILED: 1, USAGE: 2 } as const;
+
+export abstract class PagesnapCommand extends Command {
+  static override enableJsonFlag = true;
+
+  /** Print a result: JSON when --json was given (bigints as hex strings), else the rendered text. */
+  protected emit(result: unknown, render: () => string): unknown {
+    if (this.jsonEnabled()) return toJson(result);
+    this.log(render());
+    return undefined;
+  }
+
+  protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
+    if (err instanceof Errors.ExitError) throw err;
+    const usage = err instanceof Errors.CLIError && !(err instanceof PagesnapError) && (err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message));
+    const code = usage ? EXIT.USAGE : EXIT.FAILED;
+    const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : undefined;
+    const line = `pagesnap ${this.id ?? ''}: ${err.message.split('\n')[0]}${hint ? ` — ${hint}` : ''}`;
+    process.stderr.write(`${line}\n`);
+    if (this.jsonEnabled?.()) {
+      process.stdout.write(`${JSON.stringify({ error: { message: err.message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
+    }
+    if (process.env.PAGESNAP_DEBUG) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = code;
+    return undefined;
+  }
+}
+
+function hintFor(e: NativeError): string | undefined {
+  switch (e.code) {
+    case 'EPERM':
+    case 'EACCES':
+      return 'run as root or as the owner of the target';
+    case 'ESRCH':
+      return 'the target process is gone';
+    case 'ENOMEM':
+      return 'not enough memory or address space';
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,296 @@
+/**
+ * Reading a process's page tables through /proc/PID/pagemap, by two paths that must agree:
+ * - scan: PAGEMAP_SCAN (6.7+) lists only the populated pages, so the cost follows what is mapped and present,
+ *   not the virtual size; non-present entries (and present ones in uffd-wp VMAs) are then pread and decoded for
+ *   what the categories do not say (swap type, marker kind, the uffd-wp bit);
+ * - pread: the classic read of one u64 per virtual page, decoded in full. Used when the kernel lacks
+ *   PAGEMAP_SCAN (ENOTTY) or when asked for.
+ */
+import { readSync, closeSync } from 'node:fs';
+import {
+  pagemapScan, PAGE_IS, NativeError, PagesnapError, mmap, munmap, view, PROT, MAP,
+  type Addr, type ScanRegion,
+} from '../native/index.js';
+import { openProc, hasSysAdmin, isAlive, targetError } from './process.js';
+import { kernelConfig, type SwapTypeLayout } from './kernel-config.js';
+import { decodeEntry, detailOf, PM, type DecodeContext, type PageRun, type PageState, type PageDetail } from './page-state.js';
+import type { RegionClass } from './region-kind.js';
+
+export type PagemapMethod = 'scan' | 'pread';
+
+const PAGE = 4096n;
+const HUGE_PAGES = 512;
+/** Entries per pread: 64 Ki entries (512 KiB) covers 256 MiB of address space and is 2 MiB aligned. */
+const CHUNK = 65536;
+/** Regions per PAGEMAP_SCAN call. */
+const VEC_REGIONS = 4096;
+
+/** What the scan reports back: presence, swap-likeness, zero page, huge mapping, file page, guard. */
+const SCAN_RETURN = PAGE_IS.PRESENT | PAGE_IS.SWAPPED | PAGE_IS.PFNZERO | PAGE_IS.HUGE | PAGE_IS.FILE | PAGE_IS.GUARD;
+
+/** The part of a region the reader needs: its range and what kind of memory it is. */
+export interface PagemapRegion extends RegionClass {
+  start: Addr;
+  end: Addr;
+  vmFlags: readonly string[];
+}
+
+export interface PagemapOptions {
+  /** 'auto' uses PAGEMAP_SCAN when the kernel has it. */
+  method?: PagemapMethod | 'auto';
+}
+
+let zeroPfnCache: number | null | undefined;
+
+/** The 4 KiB zero page's PFN, learned by read-faulting a page of our own (needs CAP_SYS_ADMIN to see PFNs). */
+function probeZeroPfn(): number | null {
+  if (zeroPfnCache !== undefined) return zeroPfnCache;
+  zeroPfnCache = null;
+  const p = mmap(4096, PROT.READ, MAP.PRIVATE | MAP.ANONYMOUS);
+  try {
+    void view(p, 1)[0]; // read fault: maps the shared zero page
+    const fd = openProc(process.pid, 'pagemap');
+    try {
+      const b = Buffer.alloc(8);
+      readSync(fd, b, 0, 8, Number((p / PAGE) * 8n));
+      const hi = b.readUInt32LE(4);
+      if (hi & PM.PRESENT) zeroPfnCache = (hi & PM.FRAME_HI) * 0x1_0000_0000 + b.readUInt32LE(0);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    munmap(p, 4096);
+  }
+  return zeroPfnCache || null;
+}
+
+export class Pagemap {
+  readonly method: PagemapMethod;
+  readonly framesVisible: boolean;
+  readonly swapTypes: SwapTypeLayout;
+  private readonly fd: number;
+  private readonly vec = Buffer.alloc(VEC_REGIONS * 24);
+  private readonly buf = Buffer.alloc(CHUNK * 8);
+
+  constructor(
+    readonly pid: number,
+    opts: PagemapOptions = {},
+  ) {
+    this.fd = openProc(pid, 'pagemap');
+    this.framesVisible = hasSysAdmin();
+    this.swapTypes = kernelConfig().swapTypes;
+    const want = opts.method ?? 'auto';
+    this.method = want === 'auto' ? (this.scanSupported() ? 'scan' : 'pread') : want;
+    if (this.method === 'scan' && want === 'scan' && !this.scanSupported()) {
+      throw new PagesnapError('this kernel has no PAGEMAP_SCAN ioctl (Linux 6.7+)', { code: 'ENOTTY', hint: 'use --method pread' });
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  /** A zero-length scan succeeds on kernels that have the ioctl; older ones answer ENOTTY. */
+  private scanSupported(): boolean {
+    try {
+      pagemapScan(this.fd, { start: 0n, end: 0n, returnMask: PAGE_IS.PRESENT }, Buffer.alloc(0));
+      return true;
+    } catch (e) {
+      if (e instanceof NativeError && (e.code === 'ENOTTY' || e.code === 'EINVAL' || e.code === 'EOPNOTSUPP')) return false;
+      throw this.wrap(e);
+    }
+  }
+
+  private wrap(e: unknown): Error {
+    if (e instanceof NativeError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return targetError(this.pid, 'pagemap', e);
+    return e instanceof Error ? e : new Error(String(e));
+  }
+
+  private context(r: PagemapRegion): DecodeContext {
+    return {
+      swapTypes: this.swapTypes,
+      framesVisible: this.framesVisible,
+      zeroPfn: this.framesVisible ? probeZeroPfn() : null,
+      anonymous: r.backing === 'anon',
+      hugetlb: r.kind === 'hugetlb',
+    };
+  }
+
+  /** Raw pagemap entries for [start, end), as a view into a reused buffer (valid until the next call). */
+  entries(start: Addr, end: Addr): BigUint64Array {
+    const n = Number((end - start) / PAGE);
+    const buf = n <= CHUNK ? this.buf : Buffer.alloc(n * 8);
+    this.preadInto(buf, start, n);
+    return new BigUint64Array(buf.buffer, buf.byteOffset, n);
+  }
+
+  private preadInto(buf: Buffer, start: Addr, n: number): void {
+    const bytes = n * 8;
+    let got = 0;
+    while (got < bytes) {
+      let r: number;
+      try {
+        r = readSync(this.fd, buf, got, bytes - got, Number((start / PAGE) * 8n) + got);
+      } catch (e) {
+        throw this.wrap(e);
+      }
+      if (r === 0) {
+        // EOF before the end: either past the user address space or the process is gone.
+        if (!isAlive(this.pid)) throw new PagesnapError(`process ${this.pid} exited while its pagemap was read`, { code: 'ESRCH', hint: 'the target must stay alive while it is inspected' });
+        buf.fill(0, got, bytes);
+        return;
+      }
+      got += r;
+    }
+  }
+
+  /** PAGEMAP_SCAN over [start, end), resuming from walk_end only while the vector comes back full. */
+  scan(start: Addr, end: Addr, anyof: number, returnMask: number): ScanRegion[] {
+    const out: ScanRegion[] = [];
+    let pos = start;
+    while (pos < end) {
+      let r;
+      try {
+        r = pagemapScan(this.fd, { start: pos, end, anyof, returnMask }, this.vec);
+      } catch (e) {
+        throw this.wrap(e);
+      }
+      for (const reg of r.regions) out.push(reg);
+      if (!r.full) break;
+      if (r.walkEnd <= pos || r.walkEnd > end) throw new Error(`PAGEMAP_SCAN walk_end 0x${r.walkEnd.toString(16)} outside (0x${pos.toString(16)}, 0x${end.toString(16)}]`);
+      pos = r.walkEnd;
+    }
+    if (out.length === 0 && !isAlive(this.pid)) throw new PagesnapError(`process ${this.pid} exited during the scan`, { code: 'ESRCH' });
+    return out;
+  }
+
+  /** The populated pages of a region as runs (pages without a page table entry are not listed). */
+  runs(r: PagemapRegion): PageRun[] {
+    return this.method === 'scan' ? this.runsByScan(r) : this.runsByPread(r);
+  }
+
+  private runsByScan(r: PagemapRegion): PageRun[] {
+    const ctx = this.context(r);
+    const out = new RunBuilder();
+    const wpRegion = r.vmFlags.includes('uw');
+    for (const s of this.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, SCAN_RETURN)) {
+      const c = s.categories;
+      const huge = (c & PAGE_IS.HUGE) !== 0;
+      const present = (c & PAGE_IS.PRESENT) !== 0;
+      if ((c & PAGE_IS.GUARD) !== 0) {
+        out.push(s.start, s.end, 'guard', huge, false);
+      } else if (present && !wpRegion) {
+        const state: PageState = c & PAGE_IS.PFNZERO ? 'zero' : c & PAGE_IS.FILE ? 'file' : 'data';
+        out.push(s.start, s.end, state, huge, false);
+      } else {
+        // Swapped-looking entries: only the raw frame tells swap from migration from a marker. Present entries in
+        // uffd-wp VMAs: only the raw entry carries the uffd-wp bit.
+        this.decodeRange(s.start, s.end, ctx, out, huge ? 'all' : 'none', c);
+      }
+    }
+    return out.runs;
+  }
+
+  private runsByPread(r: PagemapRegion): PageRun[] {
+    const ctx = this.context(r);
+    const out = new RunBuilder();
+    const huge: HugeMode = ctx.hugetlb ? 'all' : ctx.framesVisible ? 'guess' : 'none';
+    // Chunks end on 2 MiB boundaries so a PMD-sized block is never split between two reads.
+    let pos = r.start;
+    while (pos < r.end) {
+      const aligned = (pos / (PAGE * BigInt(CHUNK)) + 1n) * PAGE * BigInt(CHUNK);
+      const end = aligned < r.end ? aligned : r.end;
+      this.decodeRange(pos, end, ctx, out, huge, null);
+      pos = end;
+    }
+    return out.runs;
+  }
+
+  private decodeRange(start: Addr, end: Addr, ctx: DecodeContext, out: RunBuilder, huge: HugeMode, categories: number | null): void {
+    for (let pos = start; pos < end; ) {
+      const stop = end - pos > PAGE * BigInt(CHUNK) ? pos + PAGE * BigInt(CHUNK) : end;
+      const n = Number((stop - pos) / PAGE);
+      this.preadInto(this.buf, pos, n);
+      const w = new Uint32Array(this.buf.buffer, this.buf.byteOffset, n * 2);
+      const pmd = huge === 'guess' ? pmdMappedGuess(w, n, pos) : null;
+      for (let i = 0; i < n; i++) {
+        const hi = w[2 * i + 1]!;
+        const lo = w[2 * i]!;
+        if ((hi | lo) === 0 && categories === null) continue;
+        const d = decodeEntry(hi, lo, ctx);
+        // The scan said this page is populated; a pread that shows nothing means pagemap hides the kind (hugetlb).
+        const state = d.state === 'none' ? (categories === null ? null : 'swap-unknown') : d.state;
+        if (state === null) continue;
+        const isHuge = huge === 'all' ? true : pmd ? pmd[i] === 1 : false;
+        out.pushPage(pos + BigInt(i) * PAGE, state, isHuge, d.uffdWp);
+      }
+      pos = stop;
+    }
+  }
+
+  /** Every page of [start, end) decoded, for `inspect --pages`. */
+  details(start: Addr, end: Addr, r: PagemapRegion): PageDetail[] {
+    const ctx = this.context(r);
+    const cats = new Map<bigint, number>();
+    if (this.method === 'scan') {
+      for (const s of this.scan(start, end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, SCAN_RETURN)) {
+        for (let a = s.start; a < s.end; a += PAGE) cats.set(a, s.categories);
+      }
+    }
+    const raw = this.entries(start, end);
+    const w = new Uint32Array(raw.buffer, raw.byteOffset, raw.length * 2);
+    const pmd = !ctx.hugetlb && this.method === 'pread' && ctx.framesVisible ? pmdMappedGuess(w, raw.length, start) : null;
+    const out: PageDetail[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const addr = start + BigInt(i) * PAGE;
+      const c = this.method === 'scan' ? (cats.get(addr) ?? 0) : null;
+      const huge = ctx.hugetlb ? raw[i] !== 0n : c !== null ? (c & PAGE_IS.HUGE) !== 0 : pmd?.[i] === 1;
+      const d = detailOf(addr, raw[i]!, ctx, huge, c);
+      if (c !== null && c & PAGE_IS.PFNZERO) d.state = 'zero';
+      out.push(d);
+    }
+    return out;
+  }
+}
+
+/** How to tell PMD-mapped pages: the scan said so for the whole range, never, or by looking at the PFNs. */
+type HugeMode = 'all' | 'none' | 'guess';
+
+/**
+ * Without PAGEMAP_SCAN, a PMD mapping shows as 512 present entries with consecutive PFNs starting on a 512-aligned
+ * PFN at a 2 MiB-aligned address. A pte-mapped THP laid out the same way is indistinguishable; that is rare.
+ * Returns one byte per page of the chunk (1 = inside such a block).
+ */
+function pmdMappedGuess(w: Uint32Array, n: number, start: Addr): Uint8Array {
+  const out = new Uint8Array(n);
+  const pfn = (k: number) => (w[2 * k + 1]! & PM.FRAME_HI) * 0x1_0000_0000 + w[2 * k]!;
+  const present = (k: number) => (w[2 * k + 1]! & PM.PRESENT) !== 0;
+  const skew = Number((start / PAGE) % BigInt(HUGE_PAGES));
+  for (let first = skew === 0 ? 0 : HUGE_PAGES - skew; first + HUGE_PAGES <= n; first += HUGE_PAGES) {
+    const base = pfn(first);
+    if (!present(first) || base % HUGE_PAGES !== 0) continue;
+    let ok = true;
+    for (let k = 1; k < HUGE_PAGES && ok; k++) ok = present(first + k) && pfn(first + k) === base + k;
+    if (ok) out.fill(1, first, first + HUGE_PAGES);
+  }
+  return out;
+}
+
+/** Accumulates pages into runs, merging neighbours with equal state. */
+class RunBuilder {
+  readonly runs: PageRun[] = [];
+
+  push(start: Addr, end: Addr, state: PageState, huge: boolean, uffdWp: boolean): void {
+    const pages = Number((end - start) / PAGE);
+    const last = this.runs[this.runs.length - 1];
+    if (last && last.state === state && last.huge === huge && last.uffdWp === uffdWp && last.start + BigInt(last.pages) * PAGE === start) {
+      last.pages += pages;
+    } else {
+      this.runs.push({ start, pages, state, huge, uffdWp });
+    }
+  }
+
+  pushPage(addr: Addr, state: PageState, huge: boolean, uffdWp: boolean): void {
+    this.push(addr, addr + PAGE, state, huge, uffdWp);
+  }
+}

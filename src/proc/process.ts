@@ -1,0 +1,94 @@
+/** Reading /proc/PID files, with errors that say what happened to the target and what to do. */
+import { readFileSync, openSync, existsSync } from 'node:fs';
+import { PagesnapError, isErrno } from '../native/index.js';
+
+export function procPath(pid: number, file: string): string {
+  return `/proc/${pid}/${file}`;
+}
+
+export function assertPid(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 0 || pid > 4194304) {
+    throw new PagesnapError(`invalid pid ${JSON.stringify(pid)}`, { code: 'EINVAL', hint: 'give a positive process id' });
+  }
+}
+
+export function isAlive(pid: number): boolean {
+  return existsSync(procPath(pid, 'stat')) && !readStat(pid).zombie;
+}
+
+/** Turn a failed /proc access into a clear error about the target process. */
+export function targetError(pid: number, file: string, err: unknown): Error {
+  const path = procPath(pid, file);
+  if (isErrno(err, 'ENOENT', 'ESRCH')) {
+    const exited = existsSync(`/proc/${pid}`) ? 'exited while being read' : 'does not exist';
+    return new PagesnapError(`process ${pid} ${exited} (${path}: ${(err as { code: string }).code})`, {
+      code: (err as { code: string }).code,
+      hint: 'check the pid with `ps`',
+      cause: err,
+    });
+  }
+  if (isErrno(err, 'EACCES', 'EPERM')) {
+    return new PagesnapError(`cannot read ${path}: ${(err as { code: string }).code}`, {
+      code: (err as { code: string }).code,
+      hint: 'run pagesnap as root or as the owner of the process (ptrace access is required)',
+      cause: err,
+    });
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function readProcText(pid: number, file: string): string {
+  try {
+    return readFileSync(procPath(pid, file), 'utf8');
+  } catch (e) {
+    throw targetError(pid, file, e);
+  }
+}
+
+export function openProc(pid: number, file: string, flags = 'r'): number {
+  try {
+    return openSync(procPath(pid, file), flags);
+  } catch (e) {
+    throw targetError(pid, file, e);
+  }
+}
+
+export interface ProcStat {
+  comm: string;
+  state: string;
+  ppid: number;
+  zombie: boolean;
+}
+
+export function readStat(pid: number): ProcStat {
+  const s = readProcText(pid, 'stat');
+  // comm may contain spaces and parentheses: it runs from the first '(' to the last ')'.
+  const close = s.lastIndexOf(')');
+  const comm = s.slice(s.indexOf('(') + 1, close);
+  const rest = s.slice(close + 2).split(' ');
+  return { comm, state: rest[0]!, ppid: Number(rest[1]), zombie: rest[0] === 'Z' || rest[0] === 'X' };
+}
+
+export interface ProcessIdentity {
+  pid: number;
+  comm: string;
+  cmdline: string[];
+  uid: number;
+  ppid: number;
+}
+
+export function readIdentity(pid: number): ProcessIdentity {
+  const st = readStat(pid);
+  const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
+  const status = readProcText(pid, 'status');
+  const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
+  return { pid, comm: st.comm, cmdline, uid, ppid: st.ppid };
+}
+
+const CAP_SYS_ADMIN = 21n;
+
+/** Whether this process holds CAP_SYS_ADMIN: pagemap shows PFNs and swap frames only to such an opener. */
+export function hasSysAdmin(): boolean {
+  const m = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+  return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
+}

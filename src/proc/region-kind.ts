@@ -1,0 +1,78 @@
+/**
+ * What a VMA is, from its maps line and VmFlags: the kind decides how its pages are read (from the process, from
+ * the shmem object, or never) and how pagemap bits are to be understood there.
+ */
+import type { MapsEntry } from './maps.js';
+
+export type RegionKind =
+  | 'anon-private'
+  | 'heap'
+  | 'stack'
+  | 'shmem-shared'
+  | 'file-private'
+  | 'file-shared'
+  | 'hugetlb'
+  | 'vdso'
+  | 'vvar'
+  | 'vsyscall'
+  | 'special';
+
+/** Where the pages behind a region live. */
+export type Backing = 'anon' | 'shmem' | 'file' | 'hugetlbfs' | 'kernel' | 'device';
+
+/** For shmem-backed regions: which kind of object, so a user can find it again. */
+export type ShmemSource = 'memfd' | 'shared-anon' | 'sysv' | 'tmpfs';
+
+export interface RegionClass {
+  kind: RegionKind;
+  backing: Backing;
+  shmem?: ShmemSource;
+}
+
+export const TMPFS_MAGIC = 0x01021994;
+export const HUGETLBFS_MAGIC = 0x958458f6;
+
+function shmemSource(e: MapsEntry, fsType?: number): ShmemSource | undefined {
+  const n = e.name ?? '';
+  if (n.startsWith('/memfd:')) return 'memfd';
+  if (n === '/dev/zero' && e.deleted) return 'shared-anon';
+  if (n.startsWith('[anon_shmem:')) return 'shared-anon';
+  if (/^\/SYSV[0-9a-f]{8}$/.test(n)) return 'sysv';
+  if (n.startsWith('/dev/shm/')) return 'tmpfs';
+  if (fsType === TMPFS_MAGIC) return 'tmpfs';
+  return undefined;
+}
+
+/**
+ * @param fsType statfs f_type of the mapped file when it could be learned (/proc/PID/map_files needs root);
+ *               without it tmpfs files outside /dev/shm look like ordinary files.
+ */
+export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?: number): RegionClass {
+  const n = e.name;
+  if (n === '[vsyscall]') return { kind: 'vsyscall', backing: 'kernel' };
+  if (n === '[vdso]') return { kind: 'vdso', backing: 'kernel' };
+  if (n === '[vvar]' || n === '[vvar_vclock]') return { kind: 'vvar', backing: 'kernel' };
+  // VM_PFNMAP / VM_IO: device or remapped kernel memory. Reading it can have side effects; pagemap shows nothing.
+  if (vmFlags.includes('pf') || vmFlags.includes('io')) return { kind: 'special', backing: 'device' };
+  if (vmFlags.includes('ht') || fsType === HUGETLBFS_MAGIC) return { kind: 'hugetlb', backing: 'hugetlbfs' };
+  if (n === '[heap]') return { kind: 'heap', backing: 'anon' };
+  if (n === '[stack]' || n?.startsWith('[stack:')) return { kind: 'stack', backing: 'anon' };
+  if (n === null || n.startsWith('[anon:')) {
+    return e.perms.shared ? { kind: 'shmem-shared', backing: 'shmem', shmem: 'shared-anon' } : { kind: 'anon-private', backing: 'anon' };
+  }
+  if (n.startsWith('anon_inode:')) return { kind: 'special', backing: 'device' };
+  const shmem = shmemSource(e, fsType);
+  if (e.perms.shared) {
+    if (shmem) return { kind: 'shmem-shared', backing: 'shmem', shmem };
+    if (n.startsWith('/dev/')) return { kind: 'special', backing: 'device' };
+    return { kind: 'file-shared', backing: 'file' };
+  }
+  if (shmem) return { kind: 'file-private', backing: 'shmem', shmem };
+  if (n.startsWith('/dev/') && n !== '/dev/zero') return { kind: 'special', backing: 'device' };
+  return { kind: 'file-private', backing: 'file' };
+}
+
+/** Kinds whose memory is never read: kernel-provided pages and device/PFN mappings. */
+export function isUnreadable(kind: RegionKind): boolean {
+  return kind === 'special' || kind === 'vvar' || kind === 'vsyscall';
+}
