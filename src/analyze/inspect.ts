@@ -1,8 +1,8 @@
 /** `inspect`: a live process's regions with their page states counted, and per-page decoding of a range. */
 import { release } from 'node:os';
-import { PagesnapError, type Addr } from '../native/index.js';
+import { PagesnapError, isErrno, type Addr } from '../native/index.js';
 import {
-  Pagemap, KpageReader, readRegions, readIdentity, assertPid, kpfNames, PAGE_STATES,
+  Pagemap, KpageReader, readRegions, readIdentity, assertPid, kpfNames, isAlive, exited, PAGE_STATES,
   type PagemapMethod, type PageState, type Region, type ProcessIdentity, type PageDetail, type RegionKind,
 } from '../proc/index.js';
 
@@ -111,9 +111,24 @@ export function caveatsFor(pm: Pagemap): string[] {
   return out;
 }
 
+/** Run `read` on a process whose identity was already read: a vanished /proc entry now means it exited. */
+function whileAlive<T>(pid: number, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (isErrno(e, 'ENOENT', 'ESRCH') && !isAlive(pid)) throw exited(pid, (e as { code: string }).code, e);
+    throw e;
+  }
+}
+
 export function inspect(pid: number, opts: InspectOptions = {}): InspectReport {
   assertPid(pid);
   const process = readIdentity(pid);
+  return whileAlive(pid, () => inspectRegions(process, opts));
+}
+
+function inspectRegions(process: ProcessIdentity, opts: InspectOptions): InspectReport {
+  const pid = process.pid;
   const regions = readRegions(pid);
   const pm = new Pagemap(pid, { method: opts.method });
   try {
@@ -165,6 +180,11 @@ export function inspectPages(pid: number, start: Addr, end: Addr, opts: InspectO
     throw new PagesnapError(`page range too large: ${(end - start) / PAGE} pages`, { code: 'E2BIG', hint: `ask for at most ${MAX_DETAIL_PAGES} pages at a time` });
   }
   const process = readIdentity(pid);
+  return whileAlive(pid, () => decodePages(process, start, end, opts));
+}
+
+function decodePages(process: ProcessIdentity, start: Addr, end: Addr, opts: InspectOptions): PagesReport {
+  const pid = process.pid;
   const regions = readRegions(pid);
   const pm = new Pagemap(pid, { method: opts.method });
   const kp = new KpageReader();

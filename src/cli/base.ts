@@ -21,6 +21,9 @@ export abstract class PagesnapCommand extends Command {
 
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err;
+    // The error is reported here; oclif's "did not parse its arguments" warning (NODE_ENV=test/development) would
+    // only add a second, misleading line when it was the parse that failed.
+    this.parsed = true;
     const usage = err instanceof Errors.CLIError && !(err instanceof PagesnapError) && (err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message));
     const code = usage ? EXIT.USAGE : EXIT.FAILED;
     const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : undefined;

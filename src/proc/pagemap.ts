@@ -11,7 +11,7 @@ import {
   pagemapScan, PAGE_IS, NativeError, PagesnapError, mmap, munmap, view, PROT, MAP,
   type Addr, type ScanRegion,
 } from '../native/index.js';
-import { openProc, hasSysAdmin, isAlive, targetError } from './process.js';
+import { openProc, hasSysAdmin, isAlive, exited } from './process.js';
 import { kernelConfig, type SwapTypeLayout } from './kernel-config.js';
 import { decodeEntry, detailOf, PM, type DecodeContext, type PageRun, type PageState, type PageDetail } from './page-state.js';
 import type { RegionClass } from './region-kind.js';
@@ -90,8 +90,12 @@ export class Pagemap {
     closeSync(this.fd);
   }
 
-  /** A zero-length scan succeeds on kernels that have the ioctl; older ones answer ENOTTY. */
+  /**
+   * A zero-length scan succeeds on kernels that have the ioctl; older ones answer ENOTTY.
+   * PAGESNAP_NO_PAGEMAP_SCAN=1 makes this kernel look like one of those (to test and compare the fallback).
+   */
   private scanSupported(): boolean {
+    if (process.env.PAGESNAP_NO_PAGEMAP_SCAN === '1') return false;
     try {
       pagemapScan(this.fd, { start: 0n, end: 0n, returnMask: PAGE_IS.PRESENT }, Buffer.alloc(0));
       return true;
@@ -102,7 +106,7 @@ export class Pagemap {
   }
 
   private wrap(e: unknown): Error {
-    if (e instanceof NativeError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return targetError(this.pid, 'pagemap', e);
+    if (e instanceof NativeError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return exited(this.pid, e.code, e);
     return e instanceof Error ? e : new Error(String(e));
   }
 
@@ -136,7 +140,7 @@ export class Pagemap {
       }
       if (r === 0) {
         // EOF before the end: either past the user address space or the process is gone.
-        if (!isAlive(this.pid)) throw new PagesnapError(`process ${this.pid} exited while its pagemap was read`, { code: 'ESRCH', hint: 'the target must stay alive while it is inspected' });
+        if (!isAlive(this.pid)) throw exited(this.pid, 'ESRCH');
         buf.fill(0, got, bytes);
         return;
       }
@@ -160,7 +164,6 @@ export class Pagemap {
       if (r.walkEnd <= pos || r.walkEnd > end) throw new Error(`PAGEMAP_SCAN walk_end 0x${r.walkEnd.toString(16)} outside (0x${pos.toString(16)}, 0x${end.toString(16)}]`);
       pos = r.walkEnd;
     }
-    if (out.length === 0 && !isAlive(this.pid)) throw new PagesnapError(`process ${this.pid} exited during the scan`, { code: 'ESRCH' });
     return out;
   }
 

@@ -37,6 +37,13 @@ export function targetError(pid: number, file: string, err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** The target went away after we started reading it. */
+export function exited(pid: number, code: string, cause?: unknown): PagesnapError {
+  return new PagesnapError(`process ${pid} exited while it was being read (${code})`, {
+    code, hint: 'nothing was changed; try again on a process that stays alive', cause,
+  });
+}
+
 export function readProcText(pid: number, file: string): string {
   try {
     return readFileSync(procPath(pid, file), 'utf8');

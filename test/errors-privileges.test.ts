@@ -1,0 +1,170 @@
+// Bad input, vanished targets, missing privileges and a kernel without PAGEMAP_SCAN: one clear line or the fallback.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { Fixture } from '../fixtures/driver.js';
+import { Pagemap, readRegions } from '../src/proc/index.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+
+const NOBODY = 65534;
+/** Another user runs with a HOME of its own (as sudo sets it), not root's. */
+const asNobody = { uid: NOBODY, gid: NOBODY, env: { HOME: '/tmp' } };
+const oneLine = (s: string) => s.trim().split('\n').length === 1;
+
+describe('errors are one line with a non-zero exit', () => {
+  it('nonexistent pid', () => {
+    const r = cli(['inspect', '4194000']);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(/^pagesnap inspect: process 4194000 does not exist \(\/proc\/4194000\/stat: ENOENT\) — check the pid/);
+    expect(r.stdout).toBe('');
+  });
+  it('nonexistent pid with --json also prints a JSON error on stdout', () => {
+    const r = cli(['inspect', '4194000', '--json']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ error: { code: 'ENOENT', hint: expect.stringMatching(/check the pid/) } });
+  });
+  it('a pid that is not a number, a bad range, an unknown flag', () => {
+    for (const [args, re, code] of [
+      [['inspect', 'abc'], /not a pid: "abc"/, 1],
+      [['inspect', String(process.pid), '--pages', 'xyz'], /not an address: "xyz"/, 1],
+      [['inspect', String(process.pid), '--pages', '2000-1000'], /empty page range/, 1],
+      [['inspect', String(process.pid), '--frobnicate'], /Nonexistent flag: --frobnicate/, 2],
+      [['inspect', String(process.pid), '--method', 'magic'], /Expected --method=magic to be one of/, 2],
+    ] as const) {
+      const r = cli([...args]);
+      expect(r.code, r.stderr).toBe(code);
+      expect(oneLine(r.stderr), r.stderr).toBe(true);
+      expect(r.stderr).toMatch(re);
+    }
+  });
+  it('no pid at all is a usage error', () => {
+    const r = cli(['inspect']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Missing 1 required arg/);
+  });
+});
+
+describe('a target that exits during inspection', () => {
+  it('library: a pagemap reader whose process died says so', async () => {
+    const fx = await Fixture.start(['anon']);
+    const regions = readRegions(fx.pid);
+    for (const method of ['scan', 'pread'] as const) {
+      const pm = new Pagemap(fx.pid, { method });
+      if (method === 'pread') {
+        process.kill(fx.pid, 'SIGKILL');
+        await fx.stop();
+      }
+      if (method === 'scan') {
+        pm.close();
+        continue;
+      }
+      expect(() => regions.forEach((r) => pm.runs(r))).toThrow(/process \d+ exited while it was being read/);
+      pm.close();
+    }
+    const pm = new Pagemap(process.pid, { method: 'scan' });
+    pm.close();
+  });
+
+  it('library: the scan path turns ESRCH into the same error', async () => {
+    const fx = await Fixture.start(['anon']);
+    const regions = readRegions(fx.pid);
+    const pm = new Pagemap(fx.pid, { method: 'scan' });
+    process.kill(fx.pid, 'SIGKILL');
+    await fx.stop();
+    expect(() => regions.forEach((r) => pm.runs(r))).toThrow(/process \d+ exited while it was being read \(ESRCH\)/);
+    pm.close();
+  });
+
+  it('CLI: killed while its pagemap is being read (64 GiB sparse target, pread path)', async () => {
+    const fx = await Fixture.start(['sparse']);
+    const child = spawn(process.execPath, [RUN_JS, 'inspect', String(fx.pid), '--method', 'pread'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const target = `/proc/${fx.pid}/pagemap`;
+    // Wait until the CLI holds the target's pagemap open, then kill the target.
+    for (let i = 0; i < 20000; i++) {
+      let open = false;
+      try {
+        open = readdirSync(`/proc/${child.pid}/fd`).some((f) => {
+          try { return readlinkSync(`/proc/${child.pid}/fd/${f}`) === target; } catch { return false; }
+        });
+      } catch { break; }
+      if (open) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    process.kill(fx.pid, 'SIGKILL');
+    const code = await new Promise((r) => child.once('exit', r));
+    await fx.stop();
+    expect(code).toBe(1);
+    expect(oneLine(stderr)).toBe(true);
+    expect(stderr).toMatch(/process \d+ exited while it was being read \((ESRCH|ENOENT)\) — nothing was changed/);
+  });
+});
+
+describe('a kernel without PAGEMAP_SCAN (forced fallback)', () => {
+  let fx: Fixture;
+  beforeAll(async () => { fx = await Fixture.start(['anon']); });
+  afterAll(async () => { await fx.stop(); });
+
+  it('auto falls back to pread and reports the same counts', () => {
+    const env = { PAGESNAP_NO_PAGEMAP_SCAN: '1' };
+    const fallback = cliJson(['inspect', String(fx.pid)], { env });
+    const scan = cliJson(['inspect', String(fx.pid)]);
+    expect(fallback.method).toBe('pread');
+    expect(scan.method).toBe('scan');
+    expect(fallback.regions).toEqual(scan.regions);
+  });
+  it('asking for scan explicitly is a clear error', () => {
+    const r = cli(['inspect', String(fx.pid), '--method', 'scan'], { env: { PAGESNAP_NO_PAGEMAP_SCAN: '1' } });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('pagesnap inspect: this kernel has no PAGEMAP_SCAN ioctl (Linux 6.7+) — use --method pread');
+  });
+});
+
+describe('without root', () => {
+  let own: Fixture;
+  let root: Fixture;
+  beforeAll(async () => {
+    root = await Fixture.start(['anon']);
+    own = await startAs(NOBODY, ['anon', 'guard']);
+  });
+  afterAll(async () => {
+    await root.stop();
+    await own.stop();
+  });
+
+  it('cannot inspect another user\'s process: one line naming the file, EACCES and what to do', () => {
+    const r = cli(['inspect', String(root.pid)], asNobody);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toBe(true);
+    expect(r.stderr).toMatch(/cannot read \/proc\/\d+\/\w+: (EACCES|EPERM) — run pagesnap as root or as the owner/);
+  });
+
+  it('inspects its own process, with PFN-dependent fields marked unavailable', () => {
+    const rep = cliJson(['inspect', String(own.pid)], asNobody);
+    expect(rep.framesVisible).toBe(false);
+    expect(rep.caveats.join(' ')).toMatch(/not running with CAP_SYS_ADMIN/);
+    // PAGEMAP_SCAN needs no privilege: zero pages, data and guards are still told apart.
+    const counts = (name: string) => rep.regions.find((r: { start: string }) => r.start === `0x${own.region(name).start.toString(16)}`).counts;
+    expect(counts('written')).toMatchObject({ data: 16, zero: 0 });
+    expect(counts('zero')).toMatchObject({ zero: 16, data: 0 });
+    expect(counts('anon-guard')).toMatchObject({ data: 12, guard: 4 });
+  });
+
+  it('the pread path without PFNs says which states it cannot tell apart', () => {
+    const rep = cliJson(['inspect', String(own.pid), '--method', 'pread'], asNobody);
+    expect(rep.caveats.join(' ')).toMatch(/cannot tell zero pages or PMD mappings without PFNs/);
+    const zero = rep.regions.find((r: { start: string }) => r.start === `0x${own.region('zero').start.toString(16)}`).counts;
+    expect(zero).toMatchObject({ present: 16, data: 16, zero: 0 });
+  });
+
+  it('--pages shows no PFN and no kpageflags, and says why', () => {
+    const r = own.region('written');
+    const rep = cliJson(['inspect', String(own.pid), '--pages', `${r.start.toString(16)}+8K`], asNobody);
+    expect(rep.kpageflags).toMatch(/needs root/);
+    for (const p of rep.pages) expect(p).toMatchObject({ state: 'data', present: true, pfn: null, kpageflags: null, kpagecount: null });
+  });
+});
+
+const startAs = (uid: number, names: string[]) => Fixture.start(names, { runAs: uid });

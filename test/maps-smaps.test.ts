@@ -1,0 +1,102 @@
+// Parsers against samples recorded from real processes on this kernel (test/samples), plus malformed input.
+import { describe, it, expect } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { parseMaps, parseMapsLine, parseSmaps, classifyRegion, MapsParseError, TMPFS_MAGIC, type MapsEntry } from '../src/proc/index.js';
+
+const sample = (f: string) => readFileSync(new URL(`./samples/${f}`, import.meta.url), 'utf8');
+const maps = parseMaps(sample('maps.txt'));
+const byName = (n: string | null) => {
+  const e = maps.find((m) => m.name === n);
+  if (!e) throw new Error(`no entry named ${n}`);
+  return e;
+};
+const kindOf = (e: MapsEntry, flags: string[] = []) => classifyRegion(e, flags);
+
+describe('maps lines', () => {
+  it('parses every line of the recorded sample', () => {
+    expect(maps.length).toBe(sample('maps.txt').trim().split('\n').length);
+  });
+  it('keeps names with spaces and parentheses whole', () => {
+    const e = byName('/tmp/pagesnap sample dir/my file (1).dat');
+    expect(e).toMatchObject({ deleted: false, mode: 'rw-s', perms: { read: true, write: true, exec: false, shared: true }, dev: 'fe:00', offset: 0n });
+    expect(e.end - e.start).toBe(0x2000n);
+  });
+  it('keeps leading spaces of a name (taken by column, not by splitting)', () => {
+    expect(byName('  two leading spaces.so').inode).toBe(99);
+  });
+  it('strips " (deleted)" into a flag and unescapes \\012', () => {
+    expect(byName('/tmp/gone.dat').deleted).toBe(true);
+    expect(byName('/tmp/new\nline.dat').deleted).toBe(true);
+  });
+  it('unnamed anonymous mapping has a null name', () => {
+    expect(maps.find((m) => m.start === 0x561a25282000n)!.name).toBeNull();
+  });
+  it('parses a 9-digit offset and vsyscall above the user address space', () => {
+    expect(byName('/dev/dri/card0').offset).toBe(0x100000000n);
+    expect(byName('[vsyscall]').start).toBe(0xffffffffff600000n);
+  });
+  it('rejects malformed lines with the line number', () => {
+    const bad = sample('maps-malformed.txt').split('\n').filter(Boolean);
+    for (const [i, l] of bad.entries()) expect(() => parseMapsLine(l, i + 1)).toThrow(MapsParseError);
+    expect(() => parseMaps(sample('maps-malformed.txt'))).toThrow(/maps line 1: not a maps line/);
+    expect(() => parseMapsLine(bad[1]!, 2)).toThrow(/end is not above start/);
+    expect(() => parseMapsLine(bad[4]!, 5)).toThrow(/garbage after inode/);
+  });
+});
+
+describe('region kinds', () => {
+  it('classifies each line form', () => {
+    expect(kindOf(byName('[heap]'))).toEqual({ kind: 'heap', backing: 'anon' });
+    expect(kindOf(byName('[stack]')).kind).toBe('stack');
+    expect(kindOf(byName('[vdso]')).kind).toBe('vdso');
+    expect(kindOf(byName('[vvar]')).kind).toBe('vvar');
+    expect(kindOf(byName('[vvar_vclock]')).kind).toBe('vvar');
+    expect(kindOf(byName('[vsyscall]')).kind).toBe('vsyscall');
+    expect(kindOf(byName('/memfd:pagesnap-memfd'))).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'memfd' });
+    expect(kindOf(byName('/dev/zero'))).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'shared-anon' });
+    expect(kindOf(byName('/SYSV00000000'))).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'sysv' });
+    expect(kindOf(maps.find((m) => m.name?.startsWith('/dev/shm/'))!)).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'tmpfs' });
+    expect(kindOf(byName('/memfd:pagesnap-private'))).toEqual({ kind: 'file-private', backing: 'shmem', shmem: 'memfd' });
+    expect(kindOf(byName('/tmp/gone.dat'))).toEqual({ kind: 'file-private', backing: 'file' });
+    expect(kindOf(byName('/tmp/pagesnap sample dir/my file (1).dat'))).toEqual({ kind: 'file-shared', backing: 'file' });
+    expect(kindOf(byName('/tmp/pagesnap sample dir/my file (1).dat'), []).kind).toBe('file-shared');
+    expect(classifyRegion(byName('/tmp/pagesnap sample dir/my file (1).dat'), [], TMPFS_MAGIC)).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'tmpfs' });
+    expect(kindOf(byName('/anon_hugepage'), ['rd', 'wr', 'ht'])).toEqual({ kind: 'hugetlb', backing: 'hugetlbfs' });
+    expect(kindOf(byName('/dev/hugepages/pool'), ['rd', 'wr', 'sh', 'ht']).kind).toBe('hugetlb');
+    expect(kindOf(byName('anon_inode:[io_uring]')).kind).toBe('special');
+    expect(kindOf(byName('/dev/dri/card0'), ['rd', 'wr', 'sh', 'io', 'pf'])).toEqual({ kind: 'special', backing: 'device' });
+    expect(kindOf(byName('[anon:jit code]')).kind).toBe('anon-private');
+    expect(kindOf(byName('[anon_shmem:ring]')).kind).toBe('shmem-shared');
+    expect(kindOf(maps.find((m) => m.start === 0x561a25282000n)!)).toEqual({ kind: 'anon-private', backing: 'anon' });
+  });
+  it('PFNMAP/IO flags win over a name', () => {
+    expect(kindOf(byName('/tmp/gone.dat'), ['rd', 'pf']).kind).toBe('special');
+  });
+});
+
+describe('smaps', () => {
+  const entries = parseSmaps(sample('smaps-fixture.txt'));
+  it('has one entry per VMA with counters in bytes and VmFlags', () => {
+    expect(entries.length).toBeGreaterThan(10);
+    const memfd = entries.find((e) => e.name === '/memfd:pagesnap-memfd')!;
+    expect(memfd.fields.Size).toBe(16 * 4096);
+    expect(memfd.fields.Rss).toBe(8 * 4096);
+    expect(memfd.vmFlags).toEqual(expect.arrayContaining(['rd', 'wr', 'sh']));
+    const heap = entries.find((e) => e.name === '[heap]');
+    if (heap) expect(heap.fields.Anonymous).toBeGreaterThan(0);
+    for (const e of entries) {
+      expect(e.fields.Size).toBe(Number(e.end - e.start));
+      expect(e.vmFlags.length).toBeGreaterThan(0);
+      expect(typeof e.fields.THPeligible).toBe('number');
+    }
+  });
+  it('keeps unit-less fields as numbers', () => {
+    expect(entries[0]!.fields.THPeligible === 0 || entries[0]!.fields.THPeligible === 1).toBe(true);
+  });
+  it('rejects a field before any mapping and a malformed field', () => {
+    expect(() => parseSmaps('Rss: 4 kB\n')).toThrow(/smaps field before any mapping/);
+    const head = '7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n';
+    expect(() => parseSmaps(`${head}Rss: lots\n`)).toThrow(/malformed smaps field/);
+    expect(parseSmaps(`${head}NewCounter:   12 kB\nVmFlags: rd wr mr mw me ac \n`)[0]).toMatchObject({ fields: { NewCounter: 12288 }, vmFlags: ['rd', 'wr', 'mr', 'mw', 'me', 'ac'] });
+  });
+});
