@@ -6,7 +6,7 @@ type Row = { range: string; mode: string; kind: string; size: string; rss: strin
 
 /** Columns shown always, then the rare ones only when some region has them. */
 const COUNT_COLUMNS: [keyof PageCounts, string, boolean][] = [
-  ['present', 'PRESENT', true], ['zero', 'ZERO', true], ['thp', 'THP', true], ['swap', 'SWAP', true],
+  ['present', 'PRESENT', true], ['data', 'DATA', true], ['zero', 'ZERO', true], ['thp', 'THP', true], ['swap', 'SWAP', true],
   ['file', 'FILE', true], ['guard', 'GUARD', true], ['uffdWpMarker', 'WP-MARK', true], ['poisonMarker', 'POISON', true],
   ['migration', 'MIGR', true], ['device', 'DEVICE', false], ['hwpoison', 'HWPOISON', false],
   ['swapUnknown', 'SWAP?', false], ['uffdWp', 'WP-BIT', false], ['notPresent', 'NONE', true],

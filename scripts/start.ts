@@ -1,0 +1,32 @@
+/**
+ * `npm start`: the main job on a bundled workload. Starts the scenario fixture (anonymous data, zero pages, THP,
+ * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects it
+ * with the built CLI, decodes a few pages, and stops everything it started.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Fixture } from '../fixtures/driver.js';
+
+const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const pagesnap = (...args: string[]) => {
+  console.log(`\n$ pagesnap ${args.join(' ')}`);
+  const r = spawnSync(process.execPath, [RUN, ...args], { stdio: 'inherit' });
+  if (r.status !== 0) process.exitCode = r.status ?? 1;
+};
+
+const fx = await Fixture.start(['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'guard', 'uffd-wp', 'poison', 'file-private']);
+try {
+  console.log(`Started the sample workload: pid ${fx.pid}`);
+  for (const s of fx.scenarios) {
+    console.log(s.skip ? `  ${s.name}: not built here (${s.skip})` : `  ${s.name}: ${s.regions.map((r) => `${r.name} @${r.start.toString(16)}`).join(', ')}`);
+  }
+  pagesnap('inspect', String(fx.pid));
+  const mixed = fx.region('mixed');
+  pagesnap('inspect', String(fx.pid), '--pages', `${mixed.start.toString(16)}+32K`);
+  console.log(
+    '\nThe shmem-zapped and shmem-pwrite regions hold 16 pages of data each, yet their pagemap is empty (case S2):',
+    '\n`pagesnap dump` reads such memory from the shmem object, not from pagemap.',
+  );
+} finally {
+  await fx.stop();
+}
