@@ -6,13 +6,10 @@ import { renderInspect, renderPages } from '../src/render/inspect.js';
 
 export default class Inspect extends PagesnapCommand {
   static override summary = 'Show a live process\'s regions and the state of their pages';
-  static override description = `Reads /proc/PID/maps, smaps and pagemap (PAGEMAP_SCAN where the kernel has it) and counts, per region, the
-pages that are present (data, zero page, file/shmem page, PMD-mapped), swapped, migrating, guarded, marked by
-userfaultfd (uffd-wp, poison) or not present. Nothing in the target is read or changed.
-
---pages decodes every page of a range: the raw pagemap entry, PFN or swap type/offset, and kpageflags/kpagecount
-when running as root. Without CAP_SYS_ADMIN, PFNs and swap types are hidden and the output says which states it
-cannot tell apart.`;
+  static override description = [
+  'Reads /proc/PID/maps, smaps and pagemap (PAGEMAP_SCAN where the kernel has it, pread otherwise) and counts, per region, the pages that are present (anonymous data, zero page, file or shmem page, PMD-mapped), swapped, migrating, guarded, marked by userfaultfd (uffd-wp, poison) or not present. Nothing in the target is read or changed.',
+  '--pages decodes every page of a range: the raw pagemap entry, the PFN or swap type and offset, and kpageflags and kpagecount when running as root. Without CAP_SYS_ADMIN, PFNs and swap types are hidden and the output says which states it cannot tell apart.',
+].join('\n\n');
 
   static override examples = [
     { description: 'Regions and page counts of a process', command: '<%= config.bin %> inspect 1234' },

@@ -1,6 +1,6 @@
 // The native wrappers against the running kernel, with the results kernel-semantics.md records.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { openSync, closeSync, writeSync, readSync } from 'node:fs';
+import { openSync, closeSync, writeSync, readSync, ftruncateSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import koffi from 'koffi';
 import * as n from '../src/native/index.js';
@@ -119,6 +119,22 @@ describe('userfaultfd', () => {
     expect(v.subarray(PS, 2 * PS).every((b) => b === 0)).toBe(true);
     expect(v.subarray(3 * PS, 4 * PS).equals(patternPage(4, 0))).toBe(true);
     n.uffdUnregister(u, p, 8 * PS);
+    closeSync(u);
+  });
+  it('MINOR + CONTINUE maps an existing shmem page; WAKE on an idle range succeeds', () => {
+    const u = n.createUffd({ nonblock: true });
+    n.uffdApi(u, n.UFFD_FEATURE.MINOR_SHMEM);
+    const fd = n.memfdCreate('pagesnap-minor', n.MFD.CLOEXEC);
+    ftruncateSync(fd, 2 * PS); // page 1 is a hole inside the file (beyond EOF would be EINVAL)
+    writeSync(fd, patternPage(5, 0), 0, PS, 0); // in the page cache, never mapped here
+    const p = n.mmap(2 * PS, n.PROT.READ | n.PROT.WRITE, n.MAP.SHARED, fd, 0);
+    expect(n.uffdRegister(u, p, 2 * PS, n.UFFDIO_REGISTER_MODE.MINOR) & (1n << 7n)).toBe(1n << 7n); // CONTINUE allowed
+    expect(n.uffdContinue(u, p, PS)).toMatchObject({ bytes: PS, code: 'OK' });
+    expect(n.uffdContinue(u, p + 4096n, PS)).toMatchObject({ bytes: 0, code: 'EFAULT' }); // a file hole
+    n.uffdWake(u, p, 2 * PS);
+    expect(n.view(p, PS).equals(patternPage(5, 0))).toBe(true);
+    n.munmap(p, 2 * PS);
+    closeSync(fd);
     closeSync(u);
   });
   it('COPY into an unregistered range is ENOENT; the result field stays at the preset 0 on EINVAL', () => {

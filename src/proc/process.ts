@@ -20,6 +20,11 @@ export function isAlive(pid: number): boolean {
 export function targetError(pid: number, file: string, err: unknown): Error {
   const path = procPath(pid, file);
   if (isErrno(err, 'ENOENT', 'ESRCH')) {
+    if (existsSync(`/proc/${pid}`) && isKernelThread(pid)) {
+      return new PagesnapError(`process ${pid} is a kernel thread: it has no user memory (${path}: ${(err as { code: string }).code})`, {
+        code: (err as { code: string }).code, hint: 'give the pid of a user process', cause: err,
+      });
+    }
     const exited = existsSync(`/proc/${pid}`) ? 'exited while being read' : 'does not exist';
     return new PagesnapError(`process ${pid} ${exited} (${path}: ${(err as { code: string }).code})`, {
       code: (err as { code: string }).code,
@@ -60,10 +65,22 @@ export function openProc(pid: number, file: string, flags = 'r'): number {
   }
 }
 
+const PF_KTHREAD = 0x00200000;
+
+function isKernelThread(pid: number): boolean {
+  try {
+    return (readStat(pid).flags & PF_KTHREAD) !== 0;
+  } catch {
+    return false;
+  }
+}
+
 export interface ProcStat {
   comm: string;
   state: string;
   ppid: number;
+  /** task flags (PF_*) */
+  flags: number;
   zombie: boolean;
 }
 
@@ -73,7 +90,8 @@ export function readStat(pid: number): ProcStat {
   const close = s.lastIndexOf(')');
   const comm = s.slice(s.indexOf('(') + 1, close);
   const rest = s.slice(close + 2).split(' ');
-  return { comm, state: rest[0]!, ppid: Number(rest[1]), zombie: rest[0] === 'Z' || rest[0] === 'X' };
+  // after comm: state ppid pgrp session tty_nr tpgid flags
+  return { comm, state: rest[0]!, ppid: Number(rest[1]), flags: Number(rest[6]), zombie: rest[0] === 'Z' || rest[0] === 'X' };
 }
 
 export interface ProcessIdentity {
