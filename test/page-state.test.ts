@@ -1,6 +1,6 @@
 // Decoding pagemap entries: the raw values observed on this kernel (kernel-semantics.md §1.1).
 import { describe, it, expect } from 'vitest';
-import { decodeEntry, swapTypeLayout, detailOf, type DecodeContext } from '../src/proc/index.js';
+import { decodeEntry, swapTypeLayout, detailOf, parseConfig, kernelConfig, type DecodeContext } from '../src/proc/index.js';
 
 const thisKernel = swapTypeLayout({ DEVICE_PRIVATE: false, MIGRATION: true, MEMORY_FAILURE: false, MEM_SOFT_DIRTY: false }, 'test');
 const distro = swapTypeLayout({ DEVICE_PRIVATE: true, MIGRATION: true, MEMORY_FAILURE: true, MEM_SOFT_DIRTY: true }, 'test');
@@ -64,5 +64,21 @@ describe('detailOf', () => {
     expect(d).toMatchObject({ swapped: true, present: false, swapType: 30, swapOffset: 0x113420n, pfn: null, state: 'migration' });
     const p = detailOf(0x1000n, 0x8100000000012345n, ctx(), false, null);
     expect(p).toMatchObject({ present: true, exclusive: true, pfn: 0x12345n, swapType: null });
+  });
+});
+
+describe('kernel config', () => {
+  it('parses CONFIG_ lines and ignores the rest', () => {
+    expect(parseConfig('# CONFIG_MEMORY_FAILURE is not set\nCONFIG_MIGRATION=y\nCONFIG_NR_CPUS=64\n\nnoise')).toEqual({ MIGRATION: 'y', NR_CPUS: '64' });
+  });
+  it('this machine has a readable config whose layout puts the pte marker at 31', (ctx) => {
+    const k = kernelConfig();
+    expect(k.swapTypes.marker).toBe(31);
+    if (k.flags === null) {
+      console.log('SKIP kernel config check: no /proc/config.gz or /boot/config-* here');
+      ctx.skip('no kernel config readable here');
+    }
+    expect(k.swapTypes).toEqual(swapTypeLayout(k.flags, k.swapTypes.source));
+    expect(k.swapTypes.maxSwapfiles).toBe(32 - 1 - (k.flags.MIGRATION ? 3 : 0) - (k.flags.DEVICE_PRIVATE ? 3 : 0) - (k.flags.MEMORY_FAILURE ? 1 : 0));
   });
 });

@@ -2,7 +2,7 @@
 import { release } from 'node:os';
 import { PagesnapError, isErrno, type Addr } from '../native/index.js';
 import {
-  Pagemap, KpageReader, readRegions, readIdentity, assertPid, kpfNames, isAlive, exited, PAGE_STATES,
+  Pagemap, KpageReader, readRegions, readIdentity, assertPid, kpfNames, isAlive, exited, PRESENT_STATES,
   type PagemapMethod, type PageState, type Region, type ProcessIdentity, type PageDetail, type RegionKind,
 } from '../proc/index.js';
 
@@ -37,14 +37,14 @@ const STATE_FIELD: Record<PageState, keyof PageCounts> = {
   'swap-unknown': 'swapUnknown',
 };
 
-export function emptyCounts(pages = 0): PageCounts {
+function emptyCounts(pages = 0): PageCounts {
   return {
     pages, present: 0, data: 0, zero: 0, file: 0, thp: 0, swap: 0, migration: 0, device: 0, hwpoison: 0, guard: 0,
     uffdWpMarker: 0, poisonMarker: 0, swapUnknown: 0, uffdWp: 0, notPresent: pages,
   };
 }
 
-export function addCounts(into: PageCounts, c: PageCounts): void {
+function addCounts(into: PageCounts, c: PageCounts): void {
   for (const k of Object.keys(into) as (keyof PageCounts)[]) into[k] += c[k];
 }
 
@@ -91,7 +91,7 @@ function countRegion(pm: Pagemap, r: Region): PageCounts | null {
   for (const run of pm.runs(r)) {
     c[STATE_FIELD[run.state]] += run.pages;
     c.notPresent -= run.pages;
-    if (run.state === 'data' || run.state === 'zero' || run.state === 'file') {
+    if (PRESENT_STATES.has(run.state)) {
       c.present += run.pages;
       if (run.huge) c.thp += run.pages;
     }
@@ -100,7 +100,7 @@ function countRegion(pm: Pagemap, r: Region): PageCounts | null {
   return c;
 }
 
-export function caveatsFor(pm: Pagemap): string[] {
+function caveatsFor(pm: Pagemap): string[] {
   const out: string[] = [];
   if (!pm.framesVisible) {
     out.push('not running with CAP_SYS_ADMIN: swap types are hidden, so real swap, migration entries and poison markers count as swap-unknown; PFNs and kpageflags are unavailable');
@@ -169,7 +169,7 @@ export interface PagesReport {
 }
 
 /** At most this many pages are decoded per request: a range is for looking at, not for dumping. */
-export const MAX_DETAIL_PAGES = 1 << 20;
+const MAX_DETAIL_PAGES = 1 << 20;
 
 export function inspectPages(pid: number, start: Addr, end: Addr, opts: InspectOptions = {}): PagesReport {
   assertPid(pid);
@@ -221,4 +221,3 @@ function unmapped(addr: Addr): PageReport {
   };
 }
 
-export { PAGE_STATES };

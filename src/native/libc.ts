@@ -18,10 +18,7 @@ export const fn = {
   mincore: libc.func('int mincore(void *addr, size_t len, _Out_ uint8_t *vec)'),
   memfd_create: libc.func('int memfd_create(const char *name, unsigned int flags)'),
   lseek: libc.func('int64_t lseek(int fd, int64_t off, int whence)'),
-  close: libc.func('int close(int fd)'),
   waitpid: libc.func('int waitpid(int pid, _Out_ int *status, int options)'),
-  getpid: libc.func('int getpid(void)'),
-  gettid: libc.func('int gettid(void)'),
   // syscall(2) prototypes, one per argument shape.
   sys_ioctl: libc.func('long syscall(long nr, int fd, unsigned long req, void *arg)'),
   sys_ioctl_val: libc.func('long syscall(long nr, int fd, unsigned long req, unsigned long arg)'),

@@ -39,11 +39,3 @@ export function write(buf: Buffer, [off, type]: readonly [number, FieldType], v:
     case 'u8': buf.writeUInt8(Number(v) & 0xff, off); break;
   }
 }
-
-export function readU64(buf: Buffer, l: Layout<string>, field: string): bigint {
-  return buf.readBigUInt64LE(l.fields[field]![0]);
-}
-
-export function readS64(buf: Buffer, l: Layout<string>, field: string): bigint {
-  return buf.readBigInt64LE(l.fields[field]![0]);
-}

@@ -52,10 +52,6 @@ export function memfdCreate(name: string, flags = 0): number {
   return check('memfd_create', fn.memfd_create(name, flags), name);
 }
 
-export function close(fd: number): void {
-  check('close', fn.close(fd), `fd ${fd}`);
-}
-
 /** lseek(SEEK_DATA/SEEK_HOLE): null when there is no data (ENXIO) past `off`. */
 export function seek(fd: number, off: number, whence: number): number | null {
   const rc = Number(fn.lseek(fd, off, whence));
@@ -215,4 +211,3 @@ export function swapoff(path: string): void {
   check('swapoff', fn.sys_swap(SYS.swapoff, path, 0), path);
 }
 
-export { hex as hexAddr };

@@ -71,8 +71,3 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (n.startsWith('/dev/') && n !== '/dev/zero') return { kind: 'special', backing: 'device' };
   return { kind: 'file-private', backing: 'file' };
 }
-
-/** Kinds whose memory is never read: kernel-provided pages and device/PFN mappings. */
-export function isUnreadable(kind: RegionKind): boolean {
-  return kind === 'special' || kind === 'vvar' || kind === 'vsyscall';
-}
