@@ -11,7 +11,7 @@ import {
   pagemapScan, PAGE_IS, NativeError, PagesnapError, mmap, munmap, view, PROT, MAP,
   type Addr, type ScanRegion,
 } from '../native/index.js';
-import { openProc, hasSysAdmin, isAlive, exited } from './process.js';
+import { openProc, isAlive, exited } from './process.js';
 import { kernelConfig, type SwapTypeLayout } from './kernel-config.js';
 import { decodeEntry, detailOf, PM, type DecodeContext, type PageRun, type PageState, type PageDetail } from './page-state.js';
 import type { RegionClass } from './region-kind.js';
@@ -51,12 +51,17 @@ export interface PagemapOptions {
   method?: PagemapMethod | 'auto';
 }
 
-let zeroPfnCache: number | null | undefined;
+/** What pagemap shows to this process's credentials, learned once by reading our own zero page's entry. */
+interface FrameVisibility {
+  /** PFNs and swap frames are real; without CAP_SYS_ADMIN in the initial namespace they read as 0. */
+  visible: boolean;
+  /** PFN of the 4 KiB zero page (null when hidden). */
+  zeroPfn: number | null;
+}
+let frames: FrameVisibility | undefined;
 
-/** The 4 KiB zero page's PFN, learned by read-faulting a page of our own (needs CAP_SYS_ADMIN to see PFNs). */
-function probeZeroPfn(): number | null {
-  if (zeroPfnCache !== undefined) return zeroPfnCache;
-  zeroPfnCache = null;
+function probeFrames(): FrameVisibility {
+  if (frames) return frames;
   const p = mmap(4096, PROT.READ, MAP.PRIVATE | MAP.ANONYMOUS);
   try {
     void view(p, 1)[0]; // read fault: maps the shared zero page
@@ -65,14 +70,15 @@ function probeZeroPfn(): number | null {
       const b = Buffer.alloc(8);
       readSync(fd, b, 0, 8, Number((p / PAGE) * 8n));
       const hi = b.readUInt32LE(4);
-      if (hi & PM.PRESENT) zeroPfnCache = (hi & PM.FRAME_HI) * 0x1_0000_0000 + b.readUInt32LE(0);
+      const pfn = (hi & PM.FRAME_HI) * 0x1_0000_0000 + b.readUInt32LE(0);
+      frames = (hi & PM.PRESENT) !== 0 && pfn !== 0 ? { visible: true, zeroPfn: pfn } : { visible: false, zeroPfn: null };
     } finally {
       closeSync(fd);
     }
   } finally {
     munmap(p, 4096);
   }
-  return zeroPfnCache || null;
+  return frames;
 }
 
 /** The work a reader did: what its cost is proportional to. */
@@ -96,13 +102,14 @@ export class Pagemap {
     opts: PagemapOptions = {},
   ) {
     this.fd = openProc(pid, 'pagemap');
-    this.framesVisible = hasSysAdmin();
+    this.framesVisible = probeFrames().visible;
     this.swapTypes = kernelConfig().swapTypes;
     const want = opts.method ?? 'auto';
-    this.method = want === 'auto' ? (this.scanSupported() ? 'scan' : 'pread') : want;
-    if (this.method === 'scan' && want === 'scan' && !this.scanSupported()) {
+    const scan = want !== 'pread' && this.scanSupported();
+    if (want === 'scan' && !scan) {
       throw new PagesnapError('this kernel has no PAGEMAP_SCAN ioctl (Linux 6.7+)', { code: 'ENOTTY', hint: 'use --method pread' });
     }
+    this.method = scan ? 'scan' : 'pread';
   }
 
   close(): void {
@@ -133,7 +140,7 @@ export class Pagemap {
     return {
       swapTypes: this.swapTypes,
       framesVisible: this.framesVisible,
-      zeroPfn: this.framesVisible ? probeZeroPfn() : null,
+      zeroPfn: probeFrames().zeroPfn,
       anonymous: r.backing === 'anon',
       hugetlb: r.kind === 'hugetlb',
     };

@@ -109,11 +109,3 @@ export function readIdentity(pid: number): ProcessIdentity {
   const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
   return { pid, comm: st.comm, cmdline, uid, ppid: st.ppid };
 }
-
-const CAP_SYS_ADMIN = 21n;
-
-/** Whether this process holds CAP_SYS_ADMIN: pagemap shows PFNs and swap frames only to such an opener. */
-export function hasSysAdmin(): boolean {
-  const m = /^CapEff:\s+([0-9a-f]+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return m ? ((BigInt(`0x${m[1]}`) >> CAP_SYS_ADMIN) & 1n) === 1n : false;
-}
