@@ -5,3 +5,4 @@ export * from './syscalls.js';
 export * from './pagemap-scan.js';
 export * from './uffd.js';
 export { view } from './libc.js';
+export * from './xxhash.js';

@@ -1,0 +1,280 @@
+/**
+ * The manifest: everything about a snapshot except the page bytes. msgpack with 64-bit addresses as uint64 and
+ * numeric arrays as byte strings of little-endian integers (FORMAT.md gives every field). The decoder checks
+ * every field a reader relies on, so a crafted file gives one error line and no crash.
+ */
+import { Packr } from 'msgpackr';
+import type { Verdict, CaseId } from '../model/verdict.js';
+import type { RegionKind, Backing, ShmemSource } from '../proc/index.js';
+import { FormatError } from './format.js';
+
+/** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */
+export interface Run {
+  offset: number;
+  pages: number;
+  verdict: Verdict;
+  case: CaseId;
+  /** why a run is unreadable */
+  reason?: string;
+}
+
+export interface SnapshotRegion {
+  start: bigint;
+  end: bigint;
+  mode: string;
+  /** file offset of the mapping, bytes */
+  offset: bigint;
+  dev: string;
+  inode: number;
+  path: string | null;
+  deleted: boolean;
+  kind: RegionKind;
+  backing: Backing;
+  shmem?: ShmemSource;
+  vmFlags: string[];
+  /** smaps counters (bytes) at dump time */
+  smaps: Record<string, number>;
+  /** shmem-backed shared mappings: the object holding the content and the object offset of `start` */
+  object?: { id: number; offset: bigint };
+  runs: Run[];
+  /** one stored-page number per 'data' page, in address order */
+  refs: Uint32Array;
+}
+
+export interface SnapshotObject {
+  id: number;
+  source: ShmemSource | 'hugetlbfs';
+  /** what maps showed, e.g. `/memfd:cache (deleted)` */
+  name: string;
+  dev: number;
+  ino: number;
+  /** object size in bytes */
+  size: number;
+  runs: Run[];
+  refs: Uint32Array;
+}
+
+export interface SnapshotProcess {
+  pid: number;
+  ppid: number;
+  comm: string;
+  cmdline: string[];
+  uid: number;
+  regions: SnapshotRegion[];
+}
+
+/** Where each stored page is: frames hold consecutive stored-page numbers. */
+export interface FrameIndex {
+  offset: Float64Array;
+  size: Uint32Array;
+  firstPage: Uint32Array;
+  pages: Uint32Array;
+}
+
+export interface DumpStats {
+  pagesStored: number;
+  pagesDeduplicated: number;
+  pagesZero: number;
+  pagesHole: number;
+  pagesFile: number;
+  pagesShmem: number;
+  pagesMarker: number;
+  pagesUnreadable: number;
+  bytesRaw: number;
+  bytesCompressed: number;
+}
+
+export interface Manifest {
+  format: number;
+  id: Buffer;
+  created: number;
+  tool: string;
+  host: { kernel: string; hostname: string; arch: string; pageSize: number };
+  hash: { algorithm: 'xxh3-64'; seed: number };
+  freeze: { method: string; frozenMs: number; fuzzy: boolean };
+  compression: { algorithm: 'zstd'; level: number; framePages: number };
+  processes: SnapshotProcess[];
+  objects: SnapshotObject[];
+  frames: FrameIndex;
+  /** XXH3-64 of each stored page, by stored-page number */
+  hashes: BigUint64Array;
+  stats: DumpStats;
+}
+
+const packr = new Packr({ useRecords: false, int64AsType: 'bigint', useBigInt64: true } as ConstructorParameters<typeof Packr>[0]);
+
+const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** Typed arrays become byte strings; everything else is plain msgpack. */
+export function encodeManifest(m: Manifest): Buffer {
+  const region = (r: SnapshotRegion) => ({ ...r, refs: bytesOf(r.refs) });
+  return packr.pack({
+    ...m,
+    processes: m.processes.map((p) => ({ ...p, regions: p.regions.map(region) })),
+    objects: m.objects.map((o) => ({ ...o, refs: bytesOf(o.refs) })),
+    frames: { offset: bytesOf(m.frames.offset), size: bytesOf(m.frames.size), firstPage: bytesOf(m.frames.firstPage), pages: bytesOf(m.frames.pages) },
+    hashes: bytesOf(m.hashes),
+  });
+}
+
+// ---- decoding with validation --------------------------------------------------------------------------------
+
+class Check {
+  constructor(readonly file: string) {}
+  fail(what: string): never {
+    throw new FormatError(this.file, `bad manifest: ${what}`);
+  }
+  obj(v: unknown, what: string): Record<string, unknown> {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || Buffer.isBuffer(v)) this.fail(`${what} is not a map`);
+    return v as Record<string, unknown>;
+  }
+  arr(v: unknown, what: string): unknown[] {
+    if (!Array.isArray(v)) this.fail(`${what} is not an array`);
+    return v;
+  }
+  num(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) this.fail(`${what} is not an integer in 0..${max}`);
+    return v;
+  }
+  big(v: unknown, what: string): bigint {
+    if (typeof v === 'bigint' && v >= 0n) return v;
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v);
+    this.fail(`${what} is not an unsigned integer`);
+  }
+  str(v: unknown, what: string): string {
+    if (typeof v !== 'string') this.fail(`${what} is not a string`);
+    return v;
+  }
+  bytes(v: unknown, what: string, unit: number): Buffer {
+    if (!Buffer.isBuffer(v) && !(v instanceof Uint8Array)) this.fail(`${what} is not a byte string`);
+    const b = Buffer.from(v as Uint8Array);
+    if (b.length % unit !== 0) this.fail(`${what} has ${b.length} bytes, not a multiple of ${unit}`);
+    return b;
+  }
+}
+
+/** A copy, aligned for typed-array views. */
+function aligned(b: Buffer): ArrayBuffer {
+  const ab = new ArrayBuffer(b.length);
+  new Uint8Array(ab).set(b);
+  return ab;
+}
+
+const VERDICTS = new Set(['data', 'zero', 'hole', 'file', 'object', 'guard', 'poison', 'retry', 'special', 'unreadable']);
+
+function runs(c: Check, v: unknown, what: string, totalPages: number): { runs: Run[]; dataPages: number } {
+  let dataPages = 0;
+  let next = 0;
+  const out = c.arr(v, what).map((x, i) => {
+    const o = c.obj(x, `${what}[${i}]`);
+    const r: Run = {
+      offset: c.num(o.offset, `${what}[${i}].offset`), pages: c.num(o.pages, `${what}[${i}].pages`),
+      verdict: c.str(o.verdict, `${what}[${i}].verdict`) as Verdict, case: c.str(o.case, `${what}[${i}].case`) as CaseId,
+    };
+    if (o.reason !== undefined) r.reason = c.str(o.reason, `${what}[${i}].reason`);
+    if (!VERDICTS.has(r.verdict)) c.fail(`${what}[${i}] has unknown verdict ${JSON.stringify(r.verdict)}`);
+    if (r.offset < next || r.pages === 0 || r.offset + r.pages > totalPages) c.fail(`${what}[${i}] overlaps or leaves the range`);
+    next = r.offset + r.pages;
+    if (r.verdict === 'data') dataPages += r.pages;
+    return r;
+  });
+  return { runs: out, dataPages };
+}
+
+function refs(c: Check, v: unknown, what: string, dataPages: number, storedPages: number): Uint32Array {
+  const b = c.bytes(v, what, 4);
+  const a = new Uint32Array(aligned(b));
+  if (a.length !== dataPages) c.fail(`${what} has ${a.length} entries for ${dataPages} data pages`);
+  for (let i = 0; i < a.length; i++) if (a[i]! >= storedPages) c.fail(`${what}[${i}] = ${a[i]} names no stored page`);
+  return a;
+}
+
+export function decodeManifest(raw: Buffer, file: string, fileSize: number): Manifest {
+  const c = new Check(file);
+  let v: unknown;
+  try {
+    v = packr.unpack(raw);
+  } catch (e) {
+    c.fail(`not msgpack (${(e as Error).message})`);
+  }
+  const m = c.obj(v, 'manifest');
+  const pageSize = c.num(c.obj(m.host, 'host').pageSize, 'host.pageSize', 65536);
+  const hashes = new BigUint64Array(aligned(c.bytes(m.hashes, 'hashes', 8)));
+  const stored = hashes.length;
+  const fr = c.obj(m.frames, 'frames');
+  const frames: FrameIndex = {
+    offset: new Float64Array(aligned(c.bytes(fr.offset, 'frames.offset', 8))),
+    size: new Uint32Array(aligned(c.bytes(fr.size, 'frames.size', 4))),
+    firstPage: new Uint32Array(aligned(c.bytes(fr.firstPage, 'frames.firstPage', 4))),
+    pages: new Uint32Array(aligned(c.bytes(fr.pages, 'frames.pages', 4))),
+  };
+  const n = frames.offset.length;
+  if (frames.size.length !== n || frames.firstPage.length !== n || frames.pages.length !== n) c.fail('frame index arrays differ in length');
+  let expectPage = 0;
+  for (let i = 0; i < n; i++) {
+    const off = frames.offset[i]!;
+    if (!Number.isInteger(off) || off < 64 || off + frames.size[i]! > fileSize) c.fail(`frame ${i} lies outside the file`);
+    if (frames.firstPage[i] !== expectPage || frames.pages[i] === 0 || frames.pages[i]! > 1 << 16) c.fail(`frame ${i} does not continue the page numbering`);
+    expectPage += frames.pages[i]!;
+  }
+  if (expectPage !== stored) c.fail(`frames hold ${expectPage} pages but ${stored} hashes are listed`);
+
+  const objects = c.arr(m.objects, 'objects').map((x, i) => {
+    const o = c.obj(x, `objects[${i}]`);
+    const size = c.num(o.size, `objects[${i}].size`);
+    const r = runs(c, o.runs, `objects[${i}].runs`, Math.ceil(size / pageSize));
+    return {
+      id: c.num(o.id, `objects[${i}].id`), source: c.str(o.source, `objects[${i}].source`) as SnapshotObject['source'],
+      name: c.str(o.name, `objects[${i}].name`), dev: c.num(o.dev, `objects[${i}].dev`), ino: c.num(o.ino, `objects[${i}].ino`),
+      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, stored),
+    } satisfies SnapshotObject;
+  });
+  const objectIds = new Set(objects.map((o) => o.id));
+
+  const processes = c.arr(m.processes, 'processes').map((x, i) => {
+    const p = c.obj(x, `processes[${i}]`);
+    const regions = c.arr(p.regions, `processes[${i}].regions`).map((y, j) => {
+      const w = `processes[${i}].regions[${j}]`;
+      const r = c.obj(y, w);
+      const start = c.big(r.start, `${w}.start`);
+      const end = c.big(r.end, `${w}.end`);
+      if (end <= start || start % BigInt(pageSize) !== 0n || end % BigInt(pageSize) !== 0n) c.fail(`${w} has a bad range`);
+      const pages = Number((end - start) / BigInt(pageSize));
+      const rr = runs(c, r.runs, `${w}.runs`, pages);
+      let object: SnapshotRegion['object'];
+      if (r.object !== undefined && r.object !== null) {
+        const ob = c.obj(r.object, `${w}.object`);
+        object = { id: c.num(ob.id, `${w}.object.id`), offset: c.big(ob.offset, `${w}.object.offset`) };
+        if (!objectIds.has(object.id)) c.fail(`${w} names object ${object.id}, which is not in the snapshot`);
+      }
+      const smaps = c.obj(r.smaps ?? {}, `${w}.smaps`) as Record<string, number>;
+      return {
+        start, end, mode: c.str(r.mode, `${w}.mode`), offset: c.big(r.offset, `${w}.offset`), dev: c.str(r.dev, `${w}.dev`),
+        inode: c.num(r.inode, `${w}.inode`), path: r.path === null ? null : c.str(r.path, `${w}.path`), deleted: r.deleted === true,
+        kind: c.str(r.kind, `${w}.kind`) as RegionKind, backing: c.str(r.backing, `${w}.backing`) as Backing,
+        shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, `${w}.shmem`) as ShmemSource),
+        vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object,
+        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, stored),
+      } satisfies SnapshotRegion;
+    });
+    return {
+      pid: c.num(p.pid, `processes[${i}].pid`), ppid: c.num(p.ppid, `processes[${i}].ppid`), comm: c.str(p.comm, `processes[${i}].comm`),
+      cmdline: c.arr(p.cmdline, `processes[${i}].cmdline`).map((s) => c.str(s, 'cmdline')), uid: c.num(p.uid, `processes[${i}].uid`), regions,
+    } satisfies SnapshotProcess;
+  });
+
+  const hash = c.obj(m.hash, 'hash');
+  if (hash.algorithm !== 'xxh3-64') c.fail(`unknown page hash ${JSON.stringify(hash.algorithm)}`);
+  const fz = c.obj(m.freeze, 'freeze');
+  const comp = c.obj(m.compression, 'compression');
+  const host = c.obj(m.host, 'host');
+  return {
+    format: c.num(m.format, 'format'), id: c.bytes(m.id, 'id', 16), created: c.num(m.created, 'created'), tool: c.str(m.tool, 'tool'),
+    host: { kernel: c.str(host.kernel, 'host.kernel'), hostname: c.str(host.hostname, 'host.hostname'), arch: c.str(host.arch, 'host.arch'), pageSize },
+    hash: { algorithm: 'xxh3-64', seed: c.num(hash.seed, 'hash.seed', 0xffffffff) },
+    freeze: { method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true },
+    compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
+    processes, objects, frames, hashes,
+    stats: c.obj(m.stats ?? {}, 'stats') as unknown as DumpStats,
+  };
+}

@@ -1,0 +1,255 @@
+/**
+ * Reads a snapshot at random: the manifest once, page frames on demand (a small cache of decompressed frames).
+ * Addresses resolve through a region's runs to a stored page, an object page, zeros, or a clear refusal.
+ */
+import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { decompress } from 'zstd-napi';
+import { PagesnapError, fromNodeError, xxh3_64, xxh3Pages } from '../native/index.js';
+import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
+import { decodeManifest, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion } from './manifest.js';
+
+const FRAME_CACHE = 64;
+
+/** Where one page of a region or object comes from. */
+export type PageSource =
+  | { kind: 'stored'; page: number }
+  | { kind: 'zero'; verdict: 'zero' | 'hole' }
+  | { kind: 'absent'; run: Run };
+
+/** Per run: how many data pages precede it (so a page's ref index is found without scanning). */
+function dataPrefix(runs: Run[]): Uint32Array {
+  const p = new Uint32Array(runs.length);
+  let n = 0;
+  runs.forEach((r, i) => {
+    p[i] = n;
+    if (r.verdict === 'data') n += r.pages;
+  });
+  return p;
+}
+
+function runAt(runs: Run[], page: number): number {
+  let lo = 0;
+  let hi = runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const r = runs[mid]!;
+    if (page < r.offset) hi = mid - 1;
+    else if (page >= r.offset + r.pages) lo = mid + 1;
+    else return mid;
+  }
+  return -1;
+}
+
+export class SnapshotReader {
+  readonly header: Header;
+  readonly manifest: Manifest;
+  readonly size: number;
+  private readonly cache = new Map<number, Buffer>();
+  private readonly prefixes = new WeakMap<Run[], Uint32Array>();
+
+  private constructor(readonly path: string, private readonly fd: number) {
+    this.size = fstatSync(fd).size;
+    if (this.size < HEADER_SIZE + FOOTER_SIZE) throw new FormatError(path, `truncated: ${this.size} bytes is smaller than an empty snapshot`);
+    this.header = decodeHeader(this.readAt(0, HEADER_SIZE), path);
+    const footer = decodeFooter(this.readAt(this.size - FOOTER_SIZE, FOOTER_SIZE), this.size, path);
+    const z = this.readAt(footer.manifestOffset, footer.manifestSize);
+    if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
+    if (zstdFrameContentSize(z) !== footer.manifestRawSize) throw new FormatError(path, 'manifest frame does not declare the size the footer gives', footer.manifestOffset);
+    let raw: Buffer;
+    try {
+      raw = decompress(z);
+    } catch (e) {
+      throw new FormatError(path, `manifest does not decompress (${(e as Error).message})`, footer.manifestOffset);
+    }
+    this.manifest = decodeManifest(raw, path, footer.manifestOffset);
+    if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
+  }
+
+  static open(path: string): SnapshotReader {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      const err = fromNodeError(e, 'open', path);
+      throw new PagesnapError(`cannot open ${path}: ${(err as { code?: string }).code ?? err.message}`, {
+        code: (err as { code?: string }).code, hint: (err as { code?: string }).code === 'ENOENT' ? 'check the file name' : undefined, cause: e,
+      });
+    }
+    try {
+      return new SnapshotReader(path, fd);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+
+  private readAt(offset: number, len: number): Buffer {
+    const b = Buffer.alloc(len);
+    let got = 0;
+    while (got < len) {
+      const n = readSync(this.fd, b, got, len - got, offset + got);
+      if (n === 0) throw new FormatError(this.path, `truncated: wanted ${len} bytes`, offset + got);
+      got += n;
+    }
+    return b;
+  }
+
+  get pageSize(): number {
+    return this.header.pageSize;
+  }
+
+  get storedPages(): number {
+    return this.manifest.hashes.length;
+  }
+
+  frameOfPage(n: number): number {
+    const fp = this.manifest.frames.firstPage;
+    let lo = 0;
+    let hi = fp.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (fp[mid]! <= n) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** Decompress frame i, checking its declared size first; zstd checks the content checksum. */
+  frame(i: number): Buffer {
+    const hit = this.cache.get(i);
+    if (hit) {
+      this.cache.delete(i);
+      this.cache.set(i, hit);
+      return hit;
+    }
+    const f = this.manifest.frames;
+    const off = f.offset[i]!;
+    const want = f.pages[i]! * this.pageSize;
+    const z = this.readAt(off, f.size[i]!);
+    if (zstdFrameContentSize(z) !== want) throw new FormatError(this.path, `frame ${i} does not declare its ${want} bytes`, off);
+    let raw: Buffer;
+    try {
+      raw = decompress(z);
+    } catch (e) {
+      throw new FormatError(this.path, `frame ${i} is damaged (${(e as Error).message})`, off);
+    }
+    if (raw.length !== want) throw new FormatError(this.path, `frame ${i} holds ${raw.length} bytes, expected ${want}`, off);
+    this.cache.set(i, raw);
+    if (this.cache.size > FRAME_CACHE) this.cache.delete(this.cache.keys().next().value!);
+    return raw;
+  }
+
+  /** The bytes of stored page n (a view into the frame cache). */
+  page(n: number): Buffer {
+    const i = this.frameOfPage(n);
+    const slot = n - this.manifest.frames.firstPage[i]!;
+    return this.frame(i).subarray(slot * this.pageSize, (slot + 1) * this.pageSize);
+  }
+
+  process(pid?: number): SnapshotProcess {
+    const ps = this.manifest.processes;
+    if (pid === undefined) {
+      if (ps.length === 1) return ps[0]!;
+      throw new PagesnapError(`${this.path} holds ${ps.length} processes (${ps.map((p) => p.pid).join(', ')})`, { code: 'EINVAL', hint: 'choose one with --pid' });
+    }
+    const p = ps.find((x) => x.pid === pid);
+    if (!p) throw new PagesnapError(`${this.path} holds no process ${pid} (it has ${ps.map((x) => x.pid).join(', ')})`, { code: 'ESRCH' });
+    return p;
+  }
+
+  object(id: number): SnapshotObject {
+    return this.manifest.objects.find((o) => o.id === id)!;
+  }
+
+  private source(runs: Run[], refs: Uint32Array, page: number): PageSource | null {
+    const i = runAt(runs, page);
+    if (i < 0) return null;
+    const r = runs[i]!;
+    if (r.verdict === 'data') {
+      let p = this.prefixes.get(runs);
+      if (!p) this.prefixes.set(runs, (p = dataPrefix(runs)));
+      return { kind: 'stored', page: refs[p[i]! + page - r.offset]! };
+    }
+    if (r.verdict === 'zero' || r.verdict === 'hole') return { kind: 'zero', verdict: r.verdict };
+    return { kind: 'absent', run: r };
+  }
+
+  /** Where page `page` (counted from the region's start) of a region comes from. */
+  regionPage(reg: SnapshotRegion, page: number): PageSource {
+    const s = this.source(reg.runs, reg.refs, page);
+    if (!s) return { kind: 'zero', verdict: 'hole' };
+    if (s.kind === 'absent' && s.run.verdict === 'object' && reg.object) {
+      const o = this.object(reg.object.id);
+      const at = Number(reg.object.offset / BigInt(this.pageSize)) + page;
+      return this.source(o.runs, o.refs, at) ?? { kind: 'zero', verdict: 'hole' };
+    }
+    return s;
+  }
+
+  /** The bytes a process saw at [addr, addr+len); refuses (naming the page) bytes the snapshot does not hold. */
+  read(proc: SnapshotProcess, addr: bigint, len: number): Buffer {
+    const out = Buffer.alloc(len);
+    const ps = BigInt(this.pageSize);
+    let done = 0;
+    while (done < len) {
+      const a = addr + BigInt(done);
+      const reg = proc.regions.find((r) => r.start <= a && a < r.end);
+      if (!reg) throw new PagesnapError(`0x${a.toString(16)} is not mapped in process ${proc.pid}`, { code: 'EFAULT' });
+      const pageIdx = Number((a - reg.start) / ps);
+      const inPage = Number((a - reg.start) % ps);
+      const n = Math.min(this.pageSize - inPage, len - done);
+      const s = this.regionPage(reg, pageIdx);
+      if (s.kind === 'stored') this.page(s.page).copy(out, done, inPage, inPage + n);
+      else if (s.kind === 'absent') throw notHeld(reg, reg.start + BigInt(pageIdx) * ps, s.run);
+      done += n;
+    }
+    return out;
+  }
+
+  /**
+   * Check every frame (zstd checksum, declared size) and every stored page's hash. Returns the first problem with
+   * its file offset, or null.
+   */
+  verify(onProgress?: (frame: number, frames: number) => void): { frame: number; page?: number; offset: number; problem: string } | null {
+    const f = this.manifest.frames;
+    const seed = this.manifest.hash.seed;
+    const out = new BigUint64Array(1 << 16);
+    for (let i = 0; i < f.offset.length; i++) {
+      let raw: Buffer;
+      try {
+        raw = this.frame(i);
+      } catch (e) {
+        return { frame: i, offset: f.offset[i]!, problem: (e as Error).message };
+      }
+      this.cache.delete(i);
+      xxh3Pages(raw, f.pages[i]!, this.pageSize, seed, out);
+      for (let k = 0; k < f.pages[i]!; k++) {
+        const n = f.firstPage[i]! + k;
+        if (out[k] !== this.manifest.hashes[n]) {
+          return { frame: i, page: n, offset: f.offset[i]!, problem: `stored page ${n} (slot ${k} of frame ${i}) does not match its hash` };
+        }
+      }
+      onProgress?.(i + 1, f.offset.length);
+    }
+    return null;
+  }
+}
+
+const WHY: Record<string, string> = {
+  file: 'a clean page of the mapped file, not stored (dump with --include-file-pages to keep it)',
+  guard: 'a guard page: it has no content (access faults)',
+  poison: 'a poisoned page: it has no content (access gives SIGBUS)',
+  special: 'in a region pagesnap never reads',
+  unreadable: 'unreadable at dump time',
+  object: 'in a shmem object the snapshot does not hold',
+  retry: 'still migrating when the dump ended',
+};
+
+function notHeld(reg: SnapshotRegion, page: bigint, run: Run): PagesnapError {
+  const where = reg.path ? ` of ${reg.path}` : '';
+  return new PagesnapError(`page 0x${page.toString(16)}${where} is not in the snapshot: ${WHY[run.verdict] ?? run.verdict}${run.reason ? ` (${run.reason})` : ''} [case ${run.case}]`, { code: 'ENODATA' });
+}

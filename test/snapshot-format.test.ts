@@ -1,0 +1,144 @@
+// The file format: round trip, random access, integrity, atomic publication, and refusal of damaged files.
+import { describe, it, expect, beforeAll } from 'vitest';
+import { mkdtempSync, statSync, readdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { SnapshotWriter } from '../src/snapshot/writer.js';
+import { PagesnapError } from '../src/native/index.js';
+import { writeSynthetic, BASE } from './helpers/synthetic.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-format-'));
+
+describe('round trip', () => {
+  let path: string;
+  let pages: Buffer[];
+  beforeAll(async () => {
+    path = join(dir, 'a.psnap');
+    ({ pages } = await writeSynthetic(path));
+  });
+
+  it('is created 0600 and leaves no temporary file', () => {
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('stores identical pages once and reads every byte back by address', () => {
+    const r = SnapshotReader.open(path);
+    expect(r.storedPages).toBe(6); // 7 data pages, one repeated
+    const p = r.process();
+    expect(r.read(p, BASE, 3 * 4096)).toEqual(Buffer.concat(pages.slice(0, 3)));
+    expect(r.read(p, BASE + 3n * 4096n, 4 * 4096).every((b) => b === 0)).toBe(true); // zero + hole
+    expect(r.read(p, BASE + 8n * 4096n + 100n, 4 * 4096 - 200)).toEqual(Buffer.concat(pages.slice(3)).subarray(100, 4 * 4096 - 100));
+    r.close();
+  });
+
+  it('refuses bytes it does not hold, naming the page and why', () => {
+    const r = SnapshotReader.open(path);
+    expect(() => r.read(r.process(), BASE + 7n * 4096n, 1)).toThrow(/page 0x7f0000007000 is not in the snapshot: a clean page of the mapped file.*\[case F2\]/);
+    expect(() => r.read(r.process(), BASE + 12n * 4096n, 1)).toThrow(/0x7f000000c000 is not mapped in process 42/);
+    expect(() => r.process(7)).toThrow(/holds no process 7/);
+    r.close();
+  });
+
+  it('verifies', () => {
+    const r = SnapshotReader.open(path);
+    expect(r.verify()).toBeNull();
+    r.close();
+  });
+
+  it('never replaces an existing file unless forced', async () => {
+    expect(() => SnapshotWriter.create(path)).toThrow(/already exists/);
+    const before = readFileSync(path);
+    await writeSynthetic(path, { force: true });
+    expect(readFileSync(path).equals(before)).toBe(false); // a new id and seed
+    expect(SnapshotReader.open(path).verify()).toBeNull();
+  });
+
+  it('an aborted write leaves nothing behind', async () => {
+    const p2 = join(dir, 'aborted.psnap');
+    const w = SnapshotWriter.create(p2);
+    await w.abort();
+    expect(existsSync(p2)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('damaged files give one clear error', () => {
+  let good: Buffer;
+  const damaged = join(dir, 'damaged.psnap');
+  beforeAll(async () => {
+    const p = join(dir, 'golden-like.psnap');
+    await writeSynthetic(p);
+    good = readFileSync(p);
+  });
+
+  /** Open and verify a mutated copy; the outcome is a PagesnapError message, or 'ok'. */
+  function outcome(bytes: Buffer): string {
+    writeFileSync(damaged, bytes);
+    let r: SnapshotReader | undefined;
+    try {
+      r = SnapshotReader.open(damaged);
+      const bad = r.verify();
+      if (bad) return `verify: ${bad.problem} at ${bad.offset}`;
+      r.read(r.process(), BASE, 3 * 4096);
+      return 'ok';
+    } catch (e) {
+      if (!(e instanceof PagesnapError)) throw new Error(`not a PagesnapError: ${(e as Error).stack}`);
+      return (e as Error).message;
+    } finally {
+      r?.close();
+    }
+  }
+
+  it('truncated anywhere', () => {
+    for (const len of [0, 10, 63, 64, 100, good.length - 49, good.length - 48, good.length - 1]) {
+      expect(outcome(good.subarray(0, len))).toMatch(/truncated|no footer|smaller than an empty snapshot|outside the file/);
+    }
+  });
+  it('wrong magic, future version, bad page size', () => {
+    const m = Buffer.from(good); m[0] ^= 0xff;
+    expect(outcome(m)).toMatch(/wrong magic: not a pagesnap snapshot \(at byte 0\)/);
+    const v = Buffer.from(good); v.writeUInt16LE(9, 8);
+    expect(outcome(v)).toMatch(/format version 9 is newer than this pagesnap reads \(1\)/);
+    const ps = Buffer.from(good); ps.writeUInt32LE(12345, 12);
+    expect(outcome(ps)).toMatch(/implausible page size 12345/);
+  });
+  it('a flipped byte in a frame is found by verify, with the frame\'s file offset', () => {
+    const f = Buffer.from(good); f[64 + 30] ^= 0x40;
+    expect(outcome(f)).toMatch(/^verify: .*frame 0 .* at 64$/);
+  });
+  it('a flipped byte in the manifest fails its checksum', () => {
+    const footerAt = good.length - 48;
+    const manifestAt = Number(good.readBigUInt64LE(footerAt));
+    const f = Buffer.from(good); f[manifestAt + 20] ^= 1;
+    expect(outcome(f)).toMatch(/manifest checksum mismatch/);
+  });
+  it('absurd declared sizes are refused before anything is allocated', () => {
+    const footerAt = good.length - 48;
+    for (const [field, value, re] of [
+      [0, 2n ** 62n, /implausible footer value/], [8, 2n ** 40n, /outside the file/], [16, 2n ** 40n, /implausible manifest size/],
+      [0, 0n, /outside the file/], [8, 0n, /outside the file/],
+    ] as const) {
+      const f = Buffer.from(good); f.writeBigUInt64LE(value, footerAt + field);
+      expect(outcome(f)).toMatch(re);
+    }
+  });
+  it('thousands of random mutations: only clear errors, no crash, no large allocation', () => {
+    let seed = 12345;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    const rss0 = process.memoryUsage().rss;
+    const seen = new Set<string>();
+    for (let i = 0; i < 3000; i++) {
+      const b = Buffer.from(good);
+      const kind = rnd(4);
+      if (kind === 0) for (let k = 0, n = 1 + rnd(4); k < n; k++) b[rnd(b.length)] ^= 1 << rnd(8);
+      else if (kind === 1) b.writeBigUInt64LE(BigInt(rnd(2 ** 31)) * BigInt(1 + rnd(2 ** 20)), rnd(b.length - 8));
+      else if (kind === 2) b.fill(rnd(256), rnd(b.length), rnd(b.length));
+      const bytes = kind === 3 ? b.subarray(0, rnd(b.length)) : b;
+      seen.add(outcome(bytes).replace(/\d+/g, 'N').slice(0, 60));
+    }
+    expect(process.memoryUsage().rss - rss0).toBeLessThan(256 << 20);
+    expect(seen.size).toBeGreaterThan(5);
+  });
+});
