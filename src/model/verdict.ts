@@ -21,7 +21,7 @@ export type Verdict = 'data' | 'zero' | 'hole' | 'file' | 'object' | 'guard' | '
 /** Case ids of kernel-semantics.md §2.1, plus X1 for regions pagesnap never reads. */
 export type CaseId =
   | 'A1' | 'A2' | 'A3' | 'A4' | 'A7' | 'A10' | 'A11' | 'A13' | 'A14' | 'A15' | 'A16' | 'A17' | 'A18' | 'A19'
-  | 'S1' | 'S2' | 'F1' | 'F2' | 'F3' | 'F4' | 'H1' | 'H2' | 'H3' | 'P1' | 'X1';
+  | 'S1' | 'S2' | 'S6' | 'F1' | 'F2' | 'F3' | 'F4' | 'H1' | 'H2' | 'H3' | 'P1' | 'X1';
 
 export interface Decision {
   verdict: Verdict;

@@ -1,0 +1,249 @@
+/**
+ * Holding the targets still for a consistent snapshot, and letting them go on every exit path.
+ * - ptrace (default, like CRIU): PTRACE_SEIZE + PTRACE_INTERRUPT of every thread. If pagesnap dies, even by
+ *   SIGKILL, the kernel detaches the tracees and they run on.
+ * - sigstop: SIGSTOP the process; cgroup: freeze its cgroup v2. Both would leave the target stopped if pagesnap
+ *   were killed outright, so a watchdog process (a shell waiting on a pipe from us) thaws it when that pipe closes.
+ * - none: nothing is frozen; the manifest marks the snapshot fuzzy.
+ * A target that was already stopped is left stopped.
+ */
+import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as n from '../native/index.js';
+import { PagesnapError } from '../native/index.js';
+import { readStat } from '../proc/index.js';
+
+export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
+
+export interface Frozen {
+  method: FreezeMethod;
+  pids: number[];
+  /** how long freezing took, ms */
+  freezeMs: number;
+  thaw(): void;
+}
+
+const active = new Set<Frozen>();
+let hooked = false;
+
+/** Thaw whatever is still frozen: on exit, on signals, on a crash. Synchronous, so it runs inside 'exit'. */
+function thawAll(): void {
+  for (const f of [...active]) {
+    try {
+      f.thaw();
+    } catch {
+      /* keep thawing the others */
+    }
+  }
+}
+
+function hookExitPaths(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', thawAll);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      thawAll();
+      process.removeAllListeners(sig);
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+function threads(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    throw new PagesnapError(`process ${pid} does not exist`, { code: 'ESRCH', hint: 'check the pid with `ps`' });
+  }
+}
+
+function taskState(pid: number, tid: number): string | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[0]!;
+  } catch {
+    return null;
+  }
+}
+
+function tracerOf(pid: number): number {
+  return Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
+/** Wait until `tid` reports its ptrace stop to us (or is seen in tracing stop, should someone else reap it). */
+function waitTraceStop(pid: number, tid: number): boolean {
+  for (let i = 0; i < 5000; i++) {
+    let st: n.WaitStatus | null = null;
+    try {
+      st = n.waitpid(tid, n.WAIT.WALL | n.WAIT.NOHANG);
+    } catch (e) {
+      if ((e as n.NativeError).code === 'ECHILD') return taskState(pid, tid) === 't';
+      throw e;
+    }
+    if (st?.stopped) return true;
+    if (st && (st.exited || st.signaled)) return false;
+    if (taskState(pid, tid) === null) return false;
+    sleep(1);
+  }
+  throw new PagesnapError(`thread ${tid} of process ${pid} did not stop within 5 s`, { code: 'ETIMEDOUT' });
+}
+
+function freezePtrace(pids: number[]): Frozen {
+  const seized: number[] = [];
+  const frozen: Frozen = {
+    method: 'ptrace', pids, freezeMs: 0,
+    thaw() {
+      active.delete(frozen);
+      for (const tid of seized.splice(0)) {
+        try {
+          n.ptraceDetach(tid);
+        } catch {
+          /* the thread exited meanwhile */
+        }
+      }
+    },
+  };
+  active.add(frozen);
+  try {
+    for (const pid of pids) {
+      const tracer = tracerOf(pid);
+      if (tracer !== 0) {
+        throw new PagesnapError(`process ${pid} is already traced by process ${tracer}`, { code: 'EBUSY', hint: 'detach the debugger, or use --freeze sigstop or --freeze none' });
+      }
+      // Threads may be created while we seize: go round until a pass finds none new.
+      const done = new Set<number>();
+      for (let pass = 0; pass < 100; pass++) {
+        const fresh = threads(pid).filter((t) => !done.has(t));
+        if (fresh.length === 0) break;
+        for (const tid of fresh) {
+          done.add(tid);
+          try {
+            n.ptraceSeize(tid);
+          } catch (e) {
+            if ((e as n.NativeError).code === 'ESRCH') continue; // exited
+            throw new PagesnapError(`cannot freeze process ${pid}: ptrace(SEIZE) of thread ${tid}: ${(e as n.NativeError).code}`, {
+              code: (e as n.NativeError).code, hint: 'run as root or as the owner of the process (see /proc/sys/kernel/yama/ptrace_scope), or use --freeze sigstop', cause: e,
+            });
+          }
+          seized.push(tid);
+          n.ptraceInterrupt(tid);
+          waitTraceStop(pid, tid);
+        }
+      }
+    }
+  } catch (e) {
+    frozen.thaw();
+    throw e;
+  }
+  return frozen;
+}
+
+/** A shell that runs `command` if the pipe from us closes before we say "done": covers pagesnap being killed. */
+function watchdog(command: string): ChildProcess {
+  const w = spawn('/bin/sh', ['-c', `read line; [ "$line" = done ] || { ${command}; }`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+  w.unref();
+  return w;
+}
+
+function dismiss(w: ChildProcess): void {
+  w.stdin?.end('done\n');
+}
+
+function freezeSigstop(pids: number[]): Frozen {
+  const stopped = pids.filter((p) => readStat(p).state !== 'T' && readStat(p).state !== 't');
+  const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
+  const frozen: Frozen = {
+    method: 'sigstop', pids, freezeMs: 0,
+    thaw() {
+      active.delete(frozen);
+      for (const p of stopped.splice(0)) {
+        try {
+          process.kill(p, 'SIGCONT');
+        } catch {
+          /* gone */
+        }
+      }
+      dismiss(dog);
+    },
+  };
+  active.add(frozen);
+  try {
+    for (const p of stopped) process.kill(p, 'SIGSTOP');
+    for (const p of pids) {
+      for (const tid of threads(p)) {
+        let i = 0;
+        while (taskState(p, tid) !== 'T' && taskState(p, tid) !== null) {
+          if (++i > 5000) throw new PagesnapError(`process ${p} did not stop within 5 s`, { code: 'ETIMEDOUT' });
+          sleep(1);
+        }
+      }
+    }
+  } catch (e) {
+    frozen.thaw();
+    throw e;
+  }
+  return frozen;
+}
+
+function cgroupOf(pid: number): string {
+  const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  if (!line) throw new PagesnapError(`process ${pid} is not in a cgroup v2 hierarchy`, { code: 'ENOTSUP', hint: 'use --freeze ptrace or sigstop' });
+  return `/sys/fs/cgroup${line.slice(3)}`;
+}
+
+function freezeCgroup(pids: number[]): Frozen {
+  const groups = [...new Set(pids.map(cgroupOf))];
+  const mine = cgroupOf(process.pid);
+  for (const g of groups) {
+    if (!existsSync(`${g}/cgroup.freeze`)) throw new PagesnapError(`${g} cannot be frozen (no cgroup.freeze: the root cgroup?)`, { code: 'ENOTSUP', hint: 'move the target into a cgroup of its own, or use --freeze ptrace' });
+    if (mine === g || mine.startsWith(`${g}/`)) throw new PagesnapError(`refusing to freeze ${g}: pagesnap itself runs in it`, { code: 'EDEADLK', hint: 'run pagesnap outside the target\'s cgroup, or use --freeze ptrace' });
+  }
+  const toFreeze = groups.filter((g) => readFileSync(`${g}/cgroup.freeze`, 'utf8').trim() === '0');
+  const dog = watchdog(toFreeze.map((g) => `echo 0 > '${g}/cgroup.freeze'`).join('; ') || 'true');
+  const frozen: Frozen = {
+    method: 'cgroup', pids, freezeMs: 0,
+    thaw() {
+      active.delete(frozen);
+      for (const g of toFreeze.splice(0)) {
+        try {
+          writeFileSync(`${g}/cgroup.freeze`, '0');
+        } catch {
+          /* removed */
+        }
+      }
+      dismiss(dog);
+    },
+  };
+  active.add(frozen);
+  try {
+    for (const g of toFreeze) writeFileSync(`${g}/cgroup.freeze`, '1');
+    for (const g of toFreeze) {
+      let i = 0;
+      while (!/^frozen 1$/m.test(readFileSync(`${g}/cgroup.events`, 'utf8'))) {
+        if (++i > 5000) throw new PagesnapError(`${g} did not freeze within 5 s`, { code: 'ETIMEDOUT' });
+        sleep(1);
+      }
+    }
+  } catch (e) {
+    frozen.thaw();
+    throw e;
+  }
+  return frozen;
+}
+
+export function freeze(pids: number[], method: FreezeMethod): Frozen {
+  hookExitPaths();
+  const t = performance.now();
+  let f: Frozen;
+  switch (method) {
+    case 'ptrace': f = freezePtrace(pids); break;
+    case 'sigstop': f = freezeSigstop(pids); break;
+    case 'cgroup': f = freezeCgroup(pids); break;
+    case 'none': f = { method, pids, freezeMs: 0, thaw() {} }; break;
+  }
+  f.freezeMs = performance.now() - t;
+  return f;
+}

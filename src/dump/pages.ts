@@ -1,0 +1,271 @@
+/**
+ * Reading pages into the snapshot. A segment is a run of pages the model said hold data; reading it gives, per
+ * page, a stored-page number, "zero" (read back all zero: recorded, not stored) or "unreadable" with the errno.
+ * Process memory is read with process_vm_readv in batches of up to 8 MiB / 1024 ranges; shmem objects with pread
+ * on the object (no hole is allocated, and the target's page tables are not touched).
+ */
+import { readSync, closeSync } from 'node:fs';
+import { processVmReadv, xxh3Pages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
+import { openProc } from '../proc/index.js';
+import type { SnapshotWriter } from '../snapshot/writer.js';
+import type { Run } from '../snapshot/manifest.js';
+import type { CaseId, Verdict } from '../model/verdict.js';
+import { RunList } from './plan.js';
+
+export const BATCH_BYTES = 8 << 20;
+
+export const ZERO = -1;
+export const UNREADABLE = -2;
+
+export interface Segment {
+  offset: number;
+  pages: number;
+  verdict: Verdict;
+  case: CaseId;
+  /** for data segments after reading: per page a stored-page number, ZERO or UNREADABLE */
+  outcome?: Int32Array;
+  reasons?: Map<number, string>;
+  /** why a whole segment is unreadable */
+  reason?: string;
+}
+
+export interface PageCounters {
+  bytesRead: number;
+  zero: number;
+  unreadable: number;
+}
+
+/** Hashes, zero-checks and stores pages read into a batch buffer. */
+export class PageSink {
+  private readonly zeroPage: Buffer;
+  private readonly hashes = new BigUint64Array(BATCH_BYTES / 4096);
+  private readonly refs = new Uint32Array(BATCH_BYTES / 4096);
+  readonly counters: PageCounters = { bytesRead: 0, zero: 0, unreadable: 0 };
+
+  constructor(private readonly writer: SnapshotWriter) {
+    this.zeroPage = Buffer.alloc(writer.pageSize);
+  }
+
+  /** Take `pages` pages from `buf`; write each page's outcome into `outcome` from `at`. */
+  async put(buf: Buffer, pages: number, outcome: Int32Array, at: number): Promise<void> {
+    const ps = this.writer.pageSize;
+    this.counters.bytesRead += pages * ps;
+    xxh3Pages(buf, pages, ps, this.writer.seed, this.hashes);
+    let i = 0;
+    while (i < pages) {
+      if (buf.compare(this.zeroPage, 0, ps, i * ps, (i + 1) * ps) === 0) {
+        outcome[at + i] = ZERO;
+        this.counters.zero++;
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < pages && buf.compare(this.zeroPage, 0, ps, j * ps, (j + 1) * ps) !== 0) j++;
+      await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.hashes.subarray(i, j), this.refs, 0);
+      for (let k = i; k < j; k++) outcome[at + k] = this.refs[k - i]!;
+      i = j;
+    }
+  }
+}
+
+/** Turn segments (in order) into the final runs and refs of a region or object. */
+export function finalize(segments: Segment[]): { runs: Run[]; refs: Uint32Array } {
+  const out = new RunList();
+  let n = 0;
+  for (const s of segments) if (s.outcome) for (const v of s.outcome) if (v >= 0) n++;
+  const refs = new Uint32Array(n);
+  let r = 0;
+  for (const s of segments) {
+    if (!s.outcome) {
+      out.push(s.offset, s.pages, s.verdict, s.case, s.reason);
+      continue;
+    }
+    for (let i = 0; i < s.pages; i++) {
+      const v = s.outcome[i]!;
+      if (v >= 0) {
+        refs[r++] = v;
+        out.push(s.offset + i, 1, 'data', s.case);
+      } else if (v === ZERO) out.push(s.offset + i, 1, 'zero', s.case);
+      else out.push(s.offset + i, 1, 'unreadable', s.case, s.reasons?.get(i));
+    }
+  }
+  return { runs: out.runs, refs };
+}
+
+interface Piece {
+  seg: Segment;
+  /** first page of the piece within the segment */
+  first: number;
+  pages: number;
+}
+
+/**
+ * How to read another process's memory. process_vm_readv is fastest but cannot read pages the process itself
+ * may not read (PROT_NONE, case P2); /proc/PID/mem can (FOLL_FORCE). Either reads only what the model called
+ * data, so no hole is ever populated in the target.
+ */
+export class ProcessMemory {
+  private memFd: number | null = null;
+
+  constructor(readonly pid: number) {}
+
+  /** Bytes read into `buf` from the ranges in order; stops short at the first page that cannot be read. */
+  readv(buf: Buffer, remote: RemoteRange[], viaMem: boolean): number {
+    if (!viaMem) return processVmReadv(this.pid, [buf], remote);
+    let got = 0;
+    for (const r of remote) {
+      let done = 0;
+      while (done < r.len) {
+        let n: number;
+        try {
+          n = readSync(this.mem(), buf, got + done, r.len - done, Number(r.addr) + done);
+        } catch (e) {
+          if (got + done > 0) return got + done;
+          throw fromNodeError(e, 'pread', `/proc/${this.pid}/mem`);
+        }
+        if (n === 0) return got + done;
+        done += n;
+      }
+      got += r.len;
+    }
+    return got;
+  }
+
+  private mem(): number {
+    this.memFd ??= openProc(this.pid, 'mem');
+    return this.memFd;
+  }
+
+  close(): void {
+    if (this.memFd !== null) closeSync(this.memFd);
+    this.memFd = null;
+  }
+}
+
+/** Read the data segments of one region, batching across segments. `viaMem` for regions without read permission. */
+export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, buf: Buffer, viaMem = false, pageSize = 4096): Promise<void> {
+  const ps = BigInt(pageSize);
+  const maxPages = Math.floor(buf.length / pageSize);
+  let batch: Piece[] = [];
+  let batchPages = 0;
+  const errno = (e: unknown) => (e as { code?: string }).code ?? 'EIO';
+
+  /** Read one page alone: the way to tell the page a batch stopped at from a batch that stopped early. */
+  const readOne = (p: Piece, page: number): string | null => {
+    const one = [{ addr: regionStart + BigInt(p.seg.offset + page) * ps, len: pageSize }];
+    let why: string;
+    try {
+      if (mem.readv(buf, one, viaMem) === pageSize) return null;
+      why = 'EFAULT';
+    } catch (e) {
+      if (errno(e) === 'ESRCH') throw e;
+      why = errno(e);
+    }
+    if (viaMem) return `/proc/${mem.pid}/mem: ${why}`;
+    // process_vm_readv refuses what the process may not read itself; /proc/PID/mem reads it (FOLL_FORCE).
+    try {
+      if (mem.readv(buf, one, true) === pageSize) return null;
+    } catch (e) {
+      return `process_vm_readv: ${why}, /proc/${mem.pid}/mem: ${errno(e)}`;
+    }
+    return `process_vm_readv: ${why}`;
+  };
+
+  const flush = async () => {
+    // cursor: the first page not yet resolved is page `at` of batch[pi]
+    let pi = 0;
+    let at = 0;
+    const advance = (pages: number) => {
+      at += pages;
+      if (at === batch[pi]!.pages) {
+        pi++;
+        at = 0;
+      }
+    };
+    while (pi < batch.length) {
+      const remote = batch.slice(pi).map((p, k) => {
+        const from = p.first + (k === 0 ? at : 0);
+        return { addr: regionStart + BigInt(p.seg.offset + from) * ps, len: (p.first + p.pages - from) * pageSize };
+      });
+      let got = 0;
+      try {
+        got = mem.readv(buf.subarray(0, remote.reduce((s, r) => s + r.len, 0)), remote, viaMem);
+      } catch (e) {
+        if (errno(e) === 'ESRCH') throw e;
+      }
+      let full = Math.floor(got / pageSize);
+      let o = 0;
+      while (full > 0) {
+        const p = batch[pi]!;
+        const take = Math.min(p.pages - at, full);
+        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg.outcome!, p.first + at);
+        o += take;
+        full -= take;
+        advance(take);
+      }
+      if (pi === batch.length) break;
+      const p = batch[pi]!;
+      const why = readOne(p, p.first + at);
+      if (why === null) {
+        await sink.put(buf, 1, p.seg.outcome!, p.first + at);
+      } else {
+        p.seg.outcome![p.first + at] = UNREADABLE;
+        (p.seg.reasons ??= new Map()).set(p.first + at, why);
+        sink.counters.unreadable++;
+      }
+      advance(1);
+    }
+    batch = [];
+    batchPages = 0;
+  };
+
+  for (const seg of segments) {
+    if (seg.verdict !== 'data') continue;
+    seg.outcome = new Int32Array(seg.pages);
+    for (let first = 0; first < seg.pages; ) {
+      const take = Math.min(seg.pages - first, maxPages - batchPages);
+      batch.push({ seg, first, pages: take });
+      batchPages += take;
+      first += take;
+      if (batchPages === maxPages || batch.length === IOV_MAX) await flush();
+    }
+  }
+  if (batch.length) await flush();
+}
+
+/** Read data segments of a shmem object through its fd (pread: no hole allocation, target untouched). */
+export async function readObjectSegments(fd: number, segments: Segment[], sink: PageSink, buf: Buffer, pageSize = 4096): Promise<void> {
+  const maxPages = Math.floor(buf.length / pageSize);
+  for (const seg of segments) {
+    if (seg.verdict !== 'data') continue;
+    seg.outcome = new Int32Array(seg.pages);
+    for (let first = 0; first < seg.pages; ) {
+      const take = Math.min(seg.pages - first, maxPages);
+      const want = take * pageSize;
+      let got = 0;
+      let reason = '';
+      while (got < want) {
+        let n: number;
+        try {
+          n = readSync(fd, buf, got, want - got, (seg.offset + first) * pageSize + got);
+        } catch (e) {
+          reason = `pread: ${(e as NodeJS.ErrnoException).code}`;
+          break;
+        }
+        if (n === 0) {
+          reason = 'pread: end of file (the object shrank)';
+          break;
+        }
+        got += n;
+      }
+      const full = Math.floor(got / pageSize);
+      if (full > 0) await sink.put(buf, full, seg.outcome, first);
+      for (let k = full; k < take; k++) {
+        seg.outcome[first + k] = UNREADABLE;
+        (seg.reasons ??= new Map()).set(first + k, reason);
+        sink.counters.unreadable++;
+      }
+      first += take;
+    }
+  }
+}

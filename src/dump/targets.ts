@@ -1,0 +1,34 @@
+/** Which processes a dump covers: the pids given, and with --tree all their descendants. */
+import { readdirSync } from 'node:fs';
+import { readStat, assertPid, readIdentity } from '../proc/index.js';
+
+export function descendants(roots: number[]): number[] {
+  const children = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const { ppid } = readStat(Number(e));
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+    } catch {
+      /* exited while listing */
+    }
+  }
+  const out: number[] = [];
+  const visit = (p: number) => {
+    if (out.includes(p)) return;
+    out.push(p);
+    for (const c of children.get(p) ?? []) visit(c);
+  };
+  roots.forEach(visit);
+  return out;
+}
+
+/** Check every target exists and is readable before anything is frozen or written. */
+export function resolveTargets(pids: number[], tree: boolean): number[] {
+  for (const p of pids) {
+    assertPid(p);
+    readIdentity(p);
+  }
+  const all = tree ? descendants(pids) : [...new Set(pids)];
+  return all.filter((p) => p !== process.pid);
+}
