@@ -25,7 +25,7 @@ export abstract class PagesnapCommand extends Command {
     // only add a second, misleading line when it was the parse that failed.
     this.parsed = true;
     const usage = err instanceof Errors.CLIError && !(err instanceof PagesnapError) && (err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message));
-    const code = usage ? EXIT.USAGE : EXIT.FAILED;
+    const code = usage ? EXIT.USAGE : err instanceof PagesnapError ? (err as PagesnapError).exitCode : EXIT.FAILED;
     const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : undefined;
     const line = `pagesnap ${this.id ?? ''}: ${err.message.split('\n')[0]}${hint ? ` — ${hint}` : ''}`;
     process.stderr.write(`${line}\n`);

@@ -48,10 +48,13 @@ export function isErrno(err: unknown, ...codes: string[]): boolean {
 export class PagesnapError extends Error {
   readonly code?: string;
   readonly hint?: string;
-  constructor(message: string, opts: { code?: string; hint?: string; cause?: unknown } = {}) {
+  /** the exit code a command should end with (1 unless the error says otherwise) */
+  readonly exitCode: number;
+  constructor(message: string, opts: { code?: string; hint?: string; cause?: unknown; exitCode?: number } = {}) {
     super(message, { cause: opts.cause });
     this.name = 'PagesnapError';
     this.code = opts.code;
     this.hint = opts.hint;
+    this.exitCode = opts.exitCode ?? 1;
   }
 }

@@ -31,7 +31,6 @@ export class CompressPool {
         p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
       });
       w.on('error', (e) => this.fail(e));
-      w.unref();
       return w;
     });
   }

@@ -13,6 +13,10 @@ export const FOOTER_SIZE = 48;
 /** A manifest larger than this is refused (it describes ~100 M pages; real ones are far smaller). */
 export const MAX_MANIFEST_BYTES = 1 << 30;
 
+/** Exit codes for a damaged snapshot: its page data (a frame or a page hash), or its structure (header, footer, manifest). */
+export const EXIT_DAMAGED_PAGES = 3;
+export const EXIT_DAMAGED_STRUCTURE = 4;
+
 export interface Header {
   version: number;
   pageSize: number;
@@ -31,7 +35,9 @@ export interface Footer {
 /** A file that is not a readable snapshot: says where and what, for one error line. */
 export class FormatError extends PagesnapError {
   constructor(file: string, what: string, readonly fileOffset?: number) {
-    super(`${file}: ${what}${fileOffset !== undefined ? ` (at byte ${fileOffset})` : ''}`, { code: 'EBADMSG', hint: 'the file is not a pagesnap snapshot, or it is damaged or truncated' });
+    super(`${file}: ${what}${fileOffset !== undefined ? ` (at byte ${fileOffset})` : ''}`, {
+      code: 'EBADMSG', hint: 'the file is not a pagesnap snapshot, or it is damaged or truncated', exitCode: EXIT_DAMAGED_STRUCTURE,
+    });
     this.name = 'FormatError';
   }
 }

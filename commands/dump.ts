@@ -1,0 +1,53 @@
+import { Args, Flags } from '@oclif/core';
+import { PagesnapCommand } from '../src/cli/base.js';
+import { parsePid } from '../src/cli/parse.js';
+import { dump } from '../src/dump/dump.js';
+import { progressBar } from '../src/render/progress.js';
+import { renderDumpSummary } from '../src/render/snapshot.js';
+
+export default class Dump extends PagesnapCommand {
+  static override summary = 'Write a snapshot of live processes\' memory';
+  static override description = [
+    'Freezes the targets (ptrace by default, like CRIU), decides for every page whether it holds data that must be kept and where that data lives (pagemap reconciled with its known inaccuracies), reads it, and writes a compressed, deduplicated snapshot that can be read at random. Shmem objects are read from the object itself, so pages pagemap does not show (swapped out, zapped, written by another process, inherited by a fork child) are kept, and stored once however many regions map them. Zero pages and holes are recorded, not stored; clean pages of mapped files are recorded as file-backed.',
+    'The targets are resumed when their memory has been read, and on every exit path (errors, Ctrl-C). The file appears under its name only when complete; it is created with mode 0600 (snapshots hold secrets).',
+  ].join('\n\n');
+
+  static override examples = [
+    { description: 'Snapshot a process', command: '<%= config.bin %> dump 1234 -o app.psnap' },
+    { description: 'A process and all its descendants, shmem they share stored once', command: '<%= config.bin %> dump 1234 --tree -o tree.psnap' },
+    { description: 'Without stopping the target (the snapshot is marked fuzzy)', command: '<%= config.bin %> dump 1234 --freeze none -o live.psnap' },
+    { description: 'Keep clean file pages too, compress harder, print a JSON summary', command: '<%= config.bin %> dump 1234 --include-file-pages --level 9 --json -o full.psnap' },
+  ];
+
+  static override strict = false;
+  static override args = {
+    pid: Args.string({ required: true, description: 'process ids to snapshot' }),
+  };
+
+  static override flags = {
+    output: Flags.string({ char: 'o', description: 'snapshot file to write (default: pagesnap-PID-TIME.psnap)', helpValue: 'FILE' }),
+    force: Flags.boolean({ description: 'replace the output file if it exists' }),
+    tree: Flags.boolean({ description: 'also snapshot every descendant of the given processes' }),
+    freeze: Flags.string({ description: 'how to hold the targets still', options: ['ptrace', 'sigstop', 'cgroup', 'none'], default: 'ptrace' }),
+    level: Flags.integer({ description: 'zstd compression level', min: 1, max: 19, default: 3 }),
+    threads: Flags.integer({ description: 'compression threads (default: one per CPU, at most 4)', min: 1, max: 64 }),
+    'frame-pages': Flags.integer({ description: 'pages per compressed frame (what a reader decompresses to get one page)', min: 1, max: 4096, default: 16 }),
+    'include-file-pages': Flags.boolean({ description: 'also store clean pages of mapped files' }),
+    'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
+    method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
+  };
+
+  async run(): Promise<unknown> {
+    const { argv, flags } = await this.parse(Dump);
+    const pids = (argv as string[]).map(parsePid);
+    const output = flags.output ?? `pagesnap-${pids[0]}-${new Date().toISOString().replace(/[:.]/g, '').slice(0, 15)}.psnap`;
+    const bar = this.jsonEnabled() ? null : progressBar('dumping');
+    const summary = await dump(pids, {
+      output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
+      framePages: flags['frame-pages'], includeFilePages: flags['include-file-pages'], dedupe: !flags['no-dedupe'],
+      method: flags.method as 'auto', onProgress: bar?.update,
+    });
+    bar?.end();
+    return this.emit(summary, () => renderDumpSummary(summary));
+  }
+}

@@ -1,0 +1,52 @@
+/** `show`: what a snapshot holds: identity, processes, regions with their pages counted by verdict, objects. */
+import type { SnapshotReader } from '../snapshot/reader.js';
+import type { Run } from '../snapshot/manifest.js';
+import type { Verdict } from '../model/verdict.js';
+
+export type VerdictCounts = Record<Verdict, number>;
+
+export function countVerdicts(runs: Run[]): VerdictCounts {
+  const c: VerdictCounts = { data: 0, zero: 0, hole: 0, file: 0, object: 0, guard: 0, poison: 0, retry: 0, special: 0, unreadable: 0 };
+  for (const r of runs) c[r.verdict] += r.pages;
+  return c;
+}
+
+export interface ShowReport {
+  file: string;
+  fileBytes: number;
+  id: string;
+  created: string;
+  tool: string;
+  host: { kernel: string; hostname: string; arch: string; pageSize: number };
+  freeze: { method: string; frozenMs: number; fuzzy: boolean };
+  compression: { algorithm: string; level: number; framePages: number; frames: number };
+  stats: Record<string, number>;
+  processes: {
+    pid: number; ppid: number; comm: string; cmdline: string[]; uid: number;
+    regions: { start: bigint; end: bigint; mode: string; kind: string; path: string | null; deleted: boolean; object: number | null; pages: VerdictCounts; unreadable: string[] }[];
+    totals: VerdictCounts;
+  }[];
+  objects: { id: number; source: string; name: string; size: number; pages: VerdictCounts; mappedBy: number[] }[];
+}
+
+export function describeSnapshot(r: SnapshotReader): ShowReport {
+  const m = r.manifest;
+  const mappedBy = new Map<number, Set<number>>();
+  const processes = m.processes.map((p) => {
+    const totals = countVerdicts([]);
+    const regions = p.regions.map((reg) => {
+      const pages = countVerdicts(reg.runs);
+      for (const k of Object.keys(totals) as Verdict[]) totals[k] += pages[k];
+      if (reg.object) mappedBy.set(reg.object.id, (mappedBy.get(reg.object.id) ?? new Set()).add(p.pid));
+      const reasons = [...new Set(reg.runs.filter((x) => x.verdict === 'unreadable').map((x) => x.reason ?? 'unknown'))];
+      return { start: reg.start, end: reg.end, mode: reg.mode, kind: reg.kind, path: reg.path, deleted: reg.deleted, object: reg.object?.id ?? null, pages, unreadable: reasons };
+    });
+    return { pid: p.pid, ppid: p.ppid, comm: p.comm, cmdline: p.cmdline, uid: p.uid, regions, totals };
+  });
+  return {
+    file: r.path, fileBytes: r.size, id: m.id.toString('hex'), created: new Date(m.created).toISOString(), tool: m.tool, host: m.host,
+    freeze: m.freeze, compression: { ...m.compression, frames: m.frames.offset.length }, stats: { ...m.stats },
+    processes,
+    objects: m.objects.map((o) => ({ id: o.id, source: o.source, name: o.name, size: o.size, pages: countVerdicts(o.runs), mappedBy: [...(mappedBy.get(o.id) ?? [])] })),
+  };
+}

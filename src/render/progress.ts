@@ -1,0 +1,25 @@
+/** A progress line on stderr, only when stderr is a terminal; redrawn at most ten times a second. */
+import { bytes } from './format.js';
+
+export function progressBar(label: string): { update: (done: number, total: number) => void; end: () => void } {
+  if (!process.stderr.isTTY) return { update: () => {}, end: () => {} };
+  const t0 = performance.now();
+  let last = 0;
+  let drawn = false;
+  return {
+    update(done, total) {
+      const now = performance.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const frac = total > 0 ? Math.min(1, done / total) : 1;
+      const width = 30;
+      const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+      const rate = done / ((now - t0) / 1000);
+      process.stderr.write(`\r${label} [${bar}] ${bytes(done)} / ${bytes(total)}  ${bytes(rate)}/s `);
+      drawn = true;
+    },
+    end() {
+      if (drawn) process.stderr.write('\r\x1b[K');
+    },
+  };
+}

@@ -1,0 +1,71 @@
+/** Text rendering for dump, show, cat and verify. */
+import type { DumpSummary } from '../dump/dump.js';
+import type { ShowReport, VerdictCounts } from '../analyze/show.js';
+import { table, bytes, cell, hex } from './format.js';
+
+export function renderDumpSummary(s: DumpSummary): string {
+  const ratio = s.bytesCompressed > 0 ? (s.bytesRaw / s.bytesCompressed).toFixed(1) : '-';
+  return [
+    `wrote ${s.path} (${bytes(s.fileBytes)})`,
+    `  processes ${s.processes.join(', ')} · ${s.regions} regions · ${s.objects} shmem objects`,
+    `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from shmem objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
+    `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
+    `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
+  ].join('\n');
+}
+
+const VERDICT_COLUMNS: [keyof VerdictCounts, string][] = [
+  ['data', 'DATA'], ['zero', 'ZERO'], ['hole', 'HOLE'], ['file', 'FILE'], ['object', 'SHMEM'], ['guard', 'GUARD'], ['poison', 'POISON'], ['unreadable', 'UNREAD'], ['special', 'SPECIAL'],
+];
+
+export function renderShow(s: ShowReport, withRegions: boolean): string {
+  const out: string[] = [
+    `${s.file} · ${bytes(s.fileBytes)} · snapshot ${s.id}`,
+    `  taken ${s.created} by ${s.tool} on ${s.host.hostname} (kernel ${s.host.kernel}, ${s.host.arch}, ${s.host.pageSize} B pages)`,
+    `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`} · zstd level ${s.compression.level}, ${s.compression.frames} frames of ${s.compression.framePages} pages`,
+    `  ${s.stats.pagesStored} pages stored (${bytes(s.stats.bytesRaw ?? 0)} → ${bytes(s.stats.bytesCompressed ?? 0)}), ${s.stats.pagesDeduplicated} deduplicated`,
+  ];
+  for (const p of s.processes) {
+    out.push('', `process ${p.pid} (${p.comm}) · ppid ${p.ppid} · uid ${p.uid} · ${p.cmdline.join(' ')}`);
+    const cols = VERDICT_COLUMNS.filter(([k]) => p.totals[k] > 0 || k === 'data');
+    if (withRegions) {
+      type R = (typeof p.regions)[number];
+      out.push(table(p.regions, [
+        { head: 'RANGE', get: (r: R) => `${hex(r.start)}-${hex(r.end)}`, align: 'left' },
+        { head: 'PERM', get: (r: R) => r.mode, align: 'left' },
+        { head: 'KIND', get: (r: R) => r.kind, align: 'left' },
+        ...cols.map(([k, head]) => ({ head, get: (r: R) => cell(r.pages[k]) })),
+        { head: 'PATH', get: (r: R) => `${r.path ?? ''}${r.deleted ? ' (deleted)' : ''}${r.object !== null ? ` [object ${r.object}]` : ''}${r.unreadable.length ? ` (unreadable: ${r.unreadable.join('; ')})` : ''}`, align: 'left' },
+      ]));
+    }
+    out.push(`  pages: ${cols.map(([k, head]) => `${head.toLowerCase()} ${p.totals[k]}`).join(', ')}`);
+  }
+  if (s.objects.length) {
+    out.push('', 'shmem objects (stored once, whoever maps them):');
+    type O = ShowReport['objects'][number];
+    out.push(table(s.objects, [
+      { head: 'ID', get: (o: O) => String(o.id) },
+      { head: 'SOURCE', get: (o: O) => o.source, align: 'left' },
+      { head: 'SIZE', get: (o: O) => bytes(o.size) },
+      { head: 'DATA', get: (o: O) => cell(o.pages.data) },
+      { head: 'ZERO', get: (o: O) => cell(o.pages.zero) },
+      { head: 'HOLE', get: (o: O) => cell(o.pages.hole) },
+      { head: 'MAPPED BY', get: (o: O) => o.mappedBy.join(','), align: 'left' },
+      { head: 'NAME', get: (o: O) => o.name, align: 'left' },
+    ]));
+  }
+  return out.join('\n');
+}
+
+/** xxd-style dump: address, 16 bytes in hex, printable characters. */
+export function hexdump(buf: Buffer, addr: bigint): string {
+  const lines: string[] = [];
+  for (let o = 0; o < buf.length; o += 16) {
+    const row = buf.subarray(o, o + 16);
+    const hexes = Array.from(row, (b) => b.toString(16).padStart(2, '0'));
+    const groups = [hexes.slice(0, 8).join(' '), hexes.slice(8).join(' ')].join('  ');
+    const text = Array.from(row, (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    lines.push(`${hex(addr + BigInt(o)).padStart(12, '0')}  ${groups.padEnd(48)}  ${text}`);
+  }
+  return lines.join('\n');
+}
