@@ -1,0 +1,151 @@
+// Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
+// fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
+import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { inspect, type PageCounts } from '../src/analyze/inspect.js';
+import { cli, cliJson } from './helpers/cli.js';
+import { prepareHost, type Prepared } from './helpers/host.js';
+
+const SCENARIOS = [
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
+  'file-private', 'ksm', 'hugetlb', 'sparse', 'seed',
+] as const;
+const NEEDS: Partial<Record<(typeof SCENARIOS)[number], keyof Prepared['unavailable']>> = { swap: 'swap', seed: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));
+let prepared: Prepared;
+beforeAll(() => { prepared = prepareHost(); });
+afterAll(() => {
+  prepared.host.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const byStart = (counts: ReturnType<typeof inspect>) => new Map(counts.regions.map((r) => [r.start, r.counts]));
+
+/** Reading may swap pages in (swap → data); nothing else may change, and no page may appear. */
+function expectUnpopulated(before: PageCounts | null, after: PageCounts | null, name: string) {
+  if (!before || !after) return;
+  const fold = (c: PageCounts) => ({ ...c, data: c.data + c.swap, present: c.present + c.swap, swap: 0 });
+  expect({ region: name, ...fold(after) }).toEqual({ region: name, ...fold(before) });
+}
+
+function checkContent(r: SnapshotReader, pid: number, reg: FixtureRegion, withFiles: boolean) {
+  const proc = r.process(pid);
+  for (const i of pagesToCheck(reg)) {
+    const want = expectedPage(reg, i);
+    const at = reg.start + BigInt(i) * 4096n;
+    const read = () => r.read(proc, at, 4096);
+    const where = `${reg.name} page ${i}`;
+    if (want.kind === 'bytes' || (want.kind === 'file' && withFiles)) expect(read().equals(want.bytes), where).toBe(true);
+    else if (want.kind === 'zero') expect(read().every((b) => b === 0), where).toBe(true);
+    else expect(read, where).toThrow(/is not in the snapshot/);
+  }
+}
+
+describe.each(SCENARIOS)('dump of scenario %s', (name) => {
+  let fx: Fixture | undefined;
+  let skip: string | undefined;
+  beforeAll(async () => {
+    const need = NEEDS[name];
+    skip = need ? (prepared.unavailable[need] ?? undefined) : undefined;
+    if (skip) return;
+    fx = await Fixture.start([name]);
+    skip = fx.scenario(name).skip;
+  }, 60_000);
+  afterAll(async () => { await fx?.stop(); });
+
+  const skipIf = (ctx: TestContext) => {
+    if (skip) {
+      console.log(`SKIP dump ${name}: ${skip}`);
+      ctx.skip(skip);
+    }
+  };
+
+  it('keeps every byte of data, stores nothing for zero and hole regions, and populates nothing', (ctx) => {
+    skipIf(ctx);
+    const s = fx!.scenario(name);
+    const procs = [{ pid: fx!.pid, regions: s.regions }, ...s.children];
+    for (const p of procs) {
+      const before = byStart(inspect(p.pid));
+      const file = join(dir, `${name}-${p.pid}.psnap`);
+      const summary = cliJson(['dump', String(p.pid), '-o', file]);
+      expect(summary).toMatchObject({ processes: [p.pid], freeze: 'ptrace', pagesUnreadable: expect.any(Number) });
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const after = byStart(inspect(p.pid));
+      for (const [start, c] of before) expectUnpopulated(c, after.get(start) ?? null, `0x${start.toString(16)}`);
+      const r = SnapshotReader.open(file);
+      try {
+        expect(r.verify()).toBeNull();
+        for (const reg of p.regions) {
+          checkContent(r, p.pid, reg, false);
+          const snapReg = r.process(p.pid).regions.find((x) => x.start === reg.start)!;
+          if (Object.keys(reg.content).length === 0) expect({ region: reg.name, stored: snapReg.refs.length }).toEqual({ region: reg.name, stored: 0 });
+        }
+      } finally {
+        r.close();
+      }
+    }
+  });
+
+  it('with --include-file-pages also keeps clean file pages', (ctx) => {
+    skipIf(ctx);
+    const s = fx!.scenario(name);
+    if (!s.regions.some((r) => r.content.file)) return;
+    const file = join(dir, `${name}-files.psnap`);
+    cliJson(['dump', String(fx!.pid), '-o', file, '--include-file-pages']);
+    const r = SnapshotReader.open(file);
+    for (const reg of s.regions) checkContent(r, fx!.pid, reg, true);
+    r.close();
+  });
+});
+
+describe('the snapshot of a process tree', () => {
+  it('stores a shmem object once for the owner and its fork child', async (ctx) => {
+    const fx = await Fixture.start(['shmem-fork']);
+    try {
+      const child = fx.scenario('shmem-fork').children[0]!;
+      const file = join(dir, 'tree.psnap');
+      const s = cliJson(['dump', String(fx.pid), '--tree', '-o', file]);
+      expect(s.processes.sort()).toEqual([fx.pid, child.pid].sort());
+      const r = SnapshotReader.open(file);
+      const show = cliJson(['show', file]);
+      const forked = show.objects.filter((o: { name: string }) => o.name.includes('pagesnap-forked'));
+      expect(forked).toHaveLength(1);
+      expect(forked[0].mappedBy.sort()).toEqual([fx.pid, child.pid].sort());
+      for (const reg of child.regions) checkContent(r, child.pid, reg, false);
+      r.close();
+    } finally {
+      await fx.stop();
+    }
+    void ctx;
+  });
+});
+
+describe('cat', () => {
+  it('prints the bytes, a hexdump, JSON, and refuses what is not held', async () => {
+    const fx = await Fixture.start(['guard']);
+    try {
+      if (fx.scenario('guard').skip) return;
+      const file = join(dir, 'cat.psnap');
+      cliJson(['dump', String(fx.pid), '-o', file]);
+      const reg = fx.region('anon-guard');
+      const raw = cli(['cat', file, '--addr', reg.start.toString(16), '--len', '4K']);
+      expect(raw.code).toBe(0);
+      expect(Buffer.from(raw.stdout, 'latin1').length).toBeGreaterThan(0);
+      const js = cliJson(['cat', file, '--addr', `0x${reg.start.toString(16)}`, '--len', '4096']);
+      expect(Buffer.from(js.base64, 'base64').equals(expectedPage(reg, 0).kind === 'bytes' ? (expectedPage(reg, 0) as { bytes: Buffer }).bytes : Buffer.alloc(0))).toBe(true);
+      const hex = cli(['cat', file, '--addr', reg.start.toString(16), '--len', '32', '--hex']);
+      expect(hex.stdout.split('\n')[0]).toMatch(new RegExp(`^${reg.start.toString(16)}  [0-9a-f]{2} `));
+      const guard = cli(['cat', file, '--addr', (reg.start + 4n * 4096n).toString(16), '--len', '1']);
+      expect(guard.code).toBe(1);
+      expect(guard.stderr.trim()).toMatch(/^pagesnap cat: page 0x[0-9a-f]+ is not in the snapshot: a guard page: it has no content \(access faults\) \[case A15\]$/);
+    } finally {
+      await fx.stop();
+    }
+  });
+});
