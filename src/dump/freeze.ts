@@ -5,12 +5,12 @@
  * - sigstop: SIGSTOP the process; cgroup: freeze its cgroup v2. Both would leave the target stopped if pagesnap
  *   were killed outright, so a watchdog process (a shell waiting on a pipe from us) thaws it when that pipe closes.
  * - none: nothing is frozen; the manifest marks the snapshot fuzzy.
- * A target that was already stopped is left stopped.
+ * A target that was already stopped is left stopped. A failure while freezing thaws what was frozen.
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
-import { PagesnapError } from '../native/index.js';
+import { PagesnapError, atExit } from '../native/index.js';
 import { readStat } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -21,33 +21,6 @@ export interface Frozen {
   /** how long freezing took, ms */
   freezeMs: number;
   thaw(): void;
-}
-
-const active = new Set<Frozen>();
-let hooked = false;
-
-/** Thaw whatever is still frozen: on exit, on signals, on a crash. Synchronous, so it runs inside 'exit'. */
-function thawAll(): void {
-  for (const f of [...active]) {
-    try {
-      f.thaw();
-    } catch {
-      /* keep thawing the others */
-    }
-  }
-}
-
-function hookExitPaths(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', thawAll);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(sig, () => {
-      thawAll();
-      process.removeAllListeners(sig);
-      process.kill(process.pid, sig);
-    });
-  }
 }
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -96,7 +69,6 @@ function freezePtrace(pids: number[]): Frozen {
   const frozen: Frozen = {
     method: 'ptrace', pids, freezeMs: 0,
     thaw() {
-      active.delete(frozen);
       for (const tid of seized.splice(0)) {
         try {
           n.ptraceDetach(tid);
@@ -106,7 +78,6 @@ function freezePtrace(pids: number[]): Frozen {
       }
     },
   };
-  active.add(frozen);
   try {
     for (const pid of pids) {
       const tracer = tracerOf(pid);
@@ -158,7 +129,6 @@ function freezeSigstop(pids: number[]): Frozen {
   const frozen: Frozen = {
     method: 'sigstop', pids, freezeMs: 0,
     thaw() {
-      active.delete(frozen);
       for (const p of stopped.splice(0)) {
         try {
           process.kill(p, 'SIGCONT');
@@ -169,7 +139,6 @@ function freezeSigstop(pids: number[]): Frozen {
       dismiss(dog);
     },
   };
-  active.add(frozen);
   try {
     for (const p of stopped) process.kill(p, 'SIGSTOP');
     for (const p of pids) {
@@ -188,10 +157,17 @@ function freezeSigstop(pids: number[]): Frozen {
   return frozen;
 }
 
+/** Where cgroup v2 is mounted: /sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified on hybrid ones. */
+export function cgroup2Mount(): string | null {
+  const line = readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[2] === 'cgroup2');
+  return line ? line.split(' ')[1]! : null;
+}
+
 function cgroupOf(pid: number): string {
   const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
-  if (!line) throw new PagesnapError(`process ${pid} is not in a cgroup v2 hierarchy`, { code: 'ENOTSUP', hint: 'use --freeze ptrace or sigstop' });
-  return `/sys/fs/cgroup${line.slice(3)}`;
+  const mount = cgroup2Mount();
+  if (!line || !mount) throw new PagesnapError(`process ${pid} is not in a cgroup v2 hierarchy`, { code: 'ENOTSUP', hint: 'use --freeze ptrace or sigstop' });
+  return `${mount}${line.slice(3)}`.replace(/\/$/, '');
 }
 
 function freezeCgroup(pids: number[]): Frozen {
@@ -206,7 +182,6 @@ function freezeCgroup(pids: number[]): Frozen {
   const frozen: Frozen = {
     method: 'cgroup', pids, freezeMs: 0,
     thaw() {
-      active.delete(frozen);
       for (const g of toFreeze.splice(0)) {
         try {
           writeFileSync(`${g}/cgroup.freeze`, '0');
@@ -217,7 +192,6 @@ function freezeCgroup(pids: number[]): Frozen {
       dismiss(dog);
     },
   };
-  active.add(frozen);
   try {
     for (const g of toFreeze) writeFileSync(`${g}/cgroup.freeze`, '1');
     for (const g of toFreeze) {
@@ -234,16 +208,28 @@ function freezeCgroup(pids: number[]): Frozen {
   return frozen;
 }
 
+/** Freeze `pids`; the returned thaw() also runs on any exit path of pagesnap until it has been called. */
 export function freeze(pids: number[], method: FreezeMethod): Frozen {
-  hookExitPaths();
   const t = performance.now();
-  let f: Frozen;
-  switch (method) {
-    case 'ptrace': f = freezePtrace(pids); break;
-    case 'sigstop': f = freezeSigstop(pids); break;
-    case 'cgroup': f = freezeCgroup(pids); break;
-    case 'none': f = { method, pids, freezeMs: 0, thaw() {} }; break;
+  let inner: Frozen | undefined;
+  const forget = atExit(() => inner?.thaw());
+  try {
+    switch (method) {
+      case 'ptrace': inner = freezePtrace(pids); break;
+      case 'sigstop': inner = freezeSigstop(pids); break;
+      case 'cgroup': inner = freezeCgroup(pids); break;
+      case 'none': inner = { method, pids, freezeMs: 0, thaw() {} }; break;
+    }
+  } catch (e) {
+    forget();
+    throw e;
   }
-  f.freezeMs = performance.now() - t;
-  return f;
+  const f = inner;
+  return {
+    method, pids, freezeMs: performance.now() - t,
+    thaw() {
+      f.thaw();
+      forget();
+    },
+  };
 }

@@ -1,10 +1,10 @@
 /**
  * Reversible changes to machine settings (zram swap, KSM, THP, hugetlb pages), for the tests, the lab and the
- * benchmarks. Every change is journaled before it is made, undone in reverse order by restore(), on process exit
- * and on SIGINT/SIGTERM, and a journal left by a process that died is replayed by the next one.
+ * benchmarks. Every change is journaled before it is made, undone in reverse order by restore() or on any exit
+ * path (atExit), and a journal left by a process that was killed outright is replayed by the next one.
  */
 import { readFileSync, writeFileSync, existsSync, mkdirSync, unlinkSync, readdirSync, openSync, writeSync, closeSync } from 'node:fs';
-import { PagesnapError, swapon, swapoff, isErrno } from '../native/index.js';
+import { PagesnapError, swapon, swapoff, isErrno, atExit } from '../native/index.js';
 
 type Change = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
 
@@ -60,22 +60,14 @@ function recoverStale(): void {
 
 export class HostSettings {
   private changes: Change[] = [];
-  private readonly onExit = () => this.restore();
-  private readonly onSignal = (sig: NodeJS.Signals) => {
-    this.restore();
-    process.kill(process.pid, sig);
-  };
+  private forget: (() => void) | null = null;
 
   constructor() {
     recoverStale();
   }
 
   private record(c: Change): void {
-    if (this.changes.length === 0) {
-      process.on('exit', this.onExit);
-      process.once('SIGINT', this.onSignal);
-      process.once('SIGTERM', this.onSignal);
-    }
+    this.forget ??= atExit(() => this.restore());
     this.changes.push(c);
     mkdirSync(JOURNAL_DIR, { recursive: true, mode: 0o700 });
     writeFileSync(journalPath(process.pid), JSON.stringify(this.changes));
@@ -146,9 +138,8 @@ export class HostSettings {
       }
     }
     this.changes = [];
-    process.off('exit', this.onExit);
-    process.off('SIGINT', this.onSignal);
-    process.off('SIGTERM', this.onSignal);
+    this.forget?.();
+    this.forget = null;
     if (existsSync(journalPath(process.pid))) unlinkSync(journalPath(process.pid));
     if (errors.length) throw new PagesnapError(`could not restore machine settings: ${errors.join('; ')}`);
   }

@@ -6,3 +6,4 @@ export * from './pagemap-scan.js';
 export * from './uffd.js';
 export { view } from './libc.js';
 export * from './xxhash.js';
+export * from './exit.js';

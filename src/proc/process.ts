@@ -25,8 +25,8 @@ export function targetError(pid: number, file: string, err: unknown): Error {
         code: (err as { code: string }).code, hint: 'give the pid of a user process', cause: err,
       });
     }
-    const exited = existsSync(`/proc/${pid}`) ? 'exited while being read' : 'does not exist';
-    return new PagesnapError(`process ${pid} ${exited} (${path}: ${(err as { code: string }).code})`, {
+    if (existsSync(`/proc/${pid}`)) return exited(pid, (err as { code: string }).code, err);
+    return new PagesnapError(`process ${pid} does not exist (${path}: ${(err as { code: string }).code})`, {
       code: (err as { code: string }).code,
       hint: 'check the pid with `ps`',
       cause: err,

@@ -8,7 +8,7 @@ import { openSync, writeSync, fsyncSync, closeSync, existsSync, linkSync, rename
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
-import { PagesnapError, fromNodeError, xxh3_64 } from '../native/index.js';
+import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, FORMAT_VERSION, HEADER_SIZE } from './format.js';
 import { encodeManifest, type FrameIndex, type Manifest } from './manifest.js';
 import { CompressPool } from './compress-pool.js';
@@ -79,6 +79,8 @@ export class SnapshotWriter {
   private readonly force: boolean;
   private pos = HEADER_SIZE;
   private finished = false;
+  /** removes the temporary file if pagesnap ends before the snapshot is complete */
+  private readonly forgetTmp: () => void;
 
   // stored pages: their hashes by stored-page number, and an open-addressing table of (number + 1) by hash
   private readonly hashes = new Growable64();
@@ -111,6 +113,7 @@ export class SnapshotWriter {
     } catch (e) {
       throw fromNodeError(e, 'open', this.tmpPath);
     }
+    this.forgetTmp = atExit(() => this.removeTmp());
     this.pool = new CompressPool(this.level, opts.threads);
     writeSync(this.fd, encodeHeader({ version: FORMAT_VERSION, pageSize: this.pageSize, id: this.id, created: this.created }), 0, HEADER_SIZE, 0);
   }
@@ -256,6 +259,7 @@ export class SnapshotWriter {
     closeSync(this.fd);
     this.finished = true;
     this.publish();
+    this.forgetTmp();
     return size;
   }
 
@@ -291,6 +295,7 @@ export class SnapshotWriter {
       await this.pool.close();
     }
     this.removeTmp();
+    this.forgetTmp();
   }
 
   private removeTmp(): void {

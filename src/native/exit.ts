@@ -1,0 +1,45 @@
+/**
+ * Undo actions that must run however the process ends: normal exit, an uncaught error (Node still emits
+ * 'exit'), or SIGINT/SIGTERM/SIGHUP (run, then die of the same signal). Signal handlers are installed only while
+ * something is registered, so a program embedding pagesnap keeps its own signal behaviour otherwise.
+ * Actions must be synchronous. (SIGKILL cannot be caught: see the freeze methods for what covers it.)
+ */
+const actions = new Set<() => void>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function runAll(): void {
+  for (const a of [...actions].reverse()) {
+    actions.delete(a);
+    try {
+      a();
+    } catch {
+      /* keep undoing the rest */
+    }
+  }
+  uninstall();
+}
+
+function onSignal(sig: NodeJS.Signals): void {
+  runAll();
+  process.kill(process.pid, sig);
+}
+
+function install(): void {
+  process.on('exit', runAll);
+  for (const s of SIGNALS) process.on(s, onSignal);
+}
+
+function uninstall(): void {
+  process.off('exit', runAll);
+  for (const s of SIGNALS) process.off(s, onSignal);
+}
+
+/** Register `action`; the returned function unregisters it (call it once the action is no longer needed). */
+export function atExit(action: () => void): () => void {
+  if (actions.size === 0) install();
+  actions.add(action);
+  return () => {
+    actions.delete(action);
+    if (actions.size === 0) uninstall();
+  };
+}

@@ -1,0 +1,151 @@
+// The dump's promises on bad days: targets left exactly as found, no file under the final name, one error line.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Fixture } from '../fixtures/driver.js';
+import { cgroup2Mount } from '../src/dump/freeze.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fail-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const state = (pid: number) => {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return s.slice(s.lastIndexOf(')') + 2).split(' ')[0];
+};
+const tracer = (pid: number) => Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+const leftovers = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
+
+describe('each freeze method leaves the target as it found it', () => {
+  let fx: Fixture;
+  beforeAll(async () => { fx = await Fixture.start(['anon']); });
+  afterAll(async () => { await fx.stop(); });
+
+  for (const method of ['ptrace', 'sigstop', 'none'] as const) {
+    it(`${method}: running before, running after; the manifest says how`, () => {
+      const file = join(dir, `freeze-${method}.psnap`);
+      const s = cliJson(['dump', String(fx.pid), '--freeze', method, '-o', file]);
+      expect(s.freeze).toBe(method);
+      expect(['S', 'R']).toContain(state(fx.pid));
+      expect(tracer(fx.pid)).toBe(0);
+      const show = cliJson(['show', file]);
+      expect(show.freeze).toMatchObject({ method, fuzzy: method === 'none' });
+    });
+  }
+
+  it('a target that was already stopped stays stopped (ptrace and sigstop)', () => {
+    process.kill(fx.pid, 'SIGSTOP');
+    try {
+      for (const method of ['ptrace', 'sigstop'] as const) {
+        cliJson(['dump', String(fx.pid), '--freeze', method, '-o', join(dir, `stopped-${method}.psnap`)]);
+        expect(state(fx.pid)).toBe('T');
+      }
+    } finally {
+      process.kill(fx.pid, 'SIGCONT');
+    }
+  });
+
+  it('cgroup: freezes the target\'s own cgroup and thaws it; refuses one pagesnap runs in', async (ctx) => {
+    const mount = cgroup2Mount();
+    if (!mount) {
+      console.log('SKIP cgroup freeze: no cgroup2 mount');
+      return ctx.skip('no cgroup2 mount');
+    }
+    const g = join(mount, `pagesnap-test-${process.pid}`);
+    mkdirSync(g);
+    try {
+      writeFileSync(join(g, 'cgroup.procs'), String(fx.pid));
+      cliJson(['dump', String(fx.pid), '--freeze', 'cgroup', '-o', join(dir, 'cgroup.psnap')]);
+      expect(readFileSync(join(g, 'cgroup.freeze'), 'utf8').trim()).toBe('0');
+      expect(['S', 'R']).toContain(state(fx.pid));
+      const root = cli(['dump', String(process.pid), '--freeze', 'cgroup', '-o', join(dir, 'self.psnap')]);
+      expect(root.code).toBe(1);
+      expect(root.stderr).toMatch(/cannot be frozen|pagesnap itself runs in it/);
+    } finally {
+      writeFileSync(join(mount, 'cgroup.procs'), String(fx.pid));
+      rmdirSync(g);
+    }
+  });
+});
+
+describe('failures leave no file and a running target', () => {
+  it('a nonexistent pid: one line, nothing written', () => {
+    const file = join(dir, 'none.psnap');
+    const r = cli(['dump', '4194000', '-o', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^pagesnap dump: process 4194000 does not exist/);
+    expect(existsSync(file)).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('an existing output file is kept unless --force', async () => {
+    const fx = await Fixture.start(['anon']);
+    try {
+      const file = join(dir, 'exists.psnap');
+      writeFileSync(file, 'precious');
+      const r = cli(['dump', String(fx.pid), '-o', file]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: ${file} already exists — choose another name or pass --force to replace it`);
+      expect(readFileSync(file, 'utf8')).toBe('precious');
+      cliJson(['dump', String(fx.pid), '-o', file, '--force']);
+      expect(readFileSync(file).subarray(0, 8).toString()).toBe('PAGESNAP');
+    } finally {
+      await fx.stop();
+    }
+  });
+
+  /** Start a dump of a big target and act once the dump holds its memory open (it is mid-dump then). */
+  async function midDump(act: (dumpPid: number, targetPid: number) => void) {
+    const fx = await Fixture.start(['bench-mix'], { sizeMiB: 512 });
+    const file = join(dir, `mid-${fx.pid}.psnap`);
+    const child = spawn(process.execPath, [RUN_JS, 'dump', String(fx.pid), '-o', file, '--level', '19'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    // mid-dump: the target is traced by the dump and a temporary file exists
+    for (let i = 0; i < 20000 && !(tracer(fx.pid) === child.pid && leftovers().length > 0); i++) await new Promise((r) => setTimeout(r, 1));
+    expect(tracer(fx.pid)).toBe(child.pid);
+    act(child.pid!, fx.pid);
+    const code = await exited;
+    return { fx, file, code, stderr };
+  }
+
+  it('the target dies mid-dump: a clear error, no file', async () => {
+    const { fx, file, code, stderr } = await midDump((_, target) => process.kill(target, 'SIGKILL'));
+    await fx.stop();
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/process \d+ exited while it was being read/);
+    expect(existsSync(file)).toBe(false);
+    expect(leftovers()).toEqual([]);
+  });
+
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    it(`${sig} to pagesnap mid-dump: the target runs on, no file`, async () => {
+      const { fx, file, code } = await midDump((dumper) => process.kill(dumper, sig));
+      try {
+        expect(code).not.toBe(0);
+        expect(tracer(fx.pid)).toBe(0);
+        expect(['S', 'R']).toContain(state(fx.pid));
+        expect(existsSync(file)).toBe(false);
+        expect(leftovers()).toEqual([]); // the temporary file went with it
+      } finally {
+        await fx.stop();
+      }
+    });
+  }
+
+  it('SIGKILL of pagesnap mid-dump: the kernel detaches the tracee, which runs on', async () => {
+    const { fx, file } = await midDump((dumper) => process.kill(dumper, 'SIGKILL'));
+    try {
+      expect(tracer(fx.pid)).toBe(0);
+      expect(['S', 'R']).toContain(state(fx.pid));
+      expect(existsSync(file)).toBe(false);
+    } finally {
+      await fx.stop();
+      for (const f of leftovers()) rmSync(join(dir, f)); // a killed process cannot clean up its temporary file
+    }
+  });
+});
