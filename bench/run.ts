@@ -1,9 +1,12 @@
 /** Runs every benchmark and prints one table of ratios against baselines measured in the same invocation. */
 import { release, cpus } from 'node:os';
 import { benchPagemap } from './pagemap.js';
+import { benchDump } from './dump.js';
 import { printRows, type Row } from './lib.js';
 
 const rows: Row[] = [];
 console.log(`pagesnap benchmarks · kernel ${release()} · ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'} · node ${process.version}`);
-rows.push(...(await benchPagemap()));
+const only = process.argv[2];
+if (!only || only === 'pagemap') rows.push(...(await benchPagemap()));
+if (!only || only === 'dump') rows.push(...(await benchDump()));
 printRows(rows);

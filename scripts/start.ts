@@ -1,10 +1,13 @@
 /**
  * `npm start`: the main job on a bundled workload. Starts the scenario fixture (anonymous data, zero pages, THP,
- * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects it
- * with the built CLI, decodes a few pages, and stops everything it started.
+ * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects it,
+ * dumps it, shows and verifies the snapshot, reads bytes back from it, and removes everything it made.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
@@ -25,8 +28,18 @@ try {
   pagesnap('inspect', String(fx.pid), '--pages', `${mixed.start.toString(16)}+32K`);
   console.log(
     '\nThe shmem-zapped and shmem-pwrite regions hold 16 pages of data each, yet their pagemap is empty (case S2):',
-    '\n`pagesnap dump` reads such memory from the shmem object, not from pagemap.',
+    'the dump reads such memory from the shmem object, not from pagemap.',
   );
+  const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
+  try {
+    const file = join(dir, 'sample.psnap');
+    pagesnap('dump', String(fx.pid), '-o', file);
+    pagesnap('show', file);
+    pagesnap('verify', file);
+    pagesnap('cat', file, '--addr', fx.region('shmem-zapped').start.toString(16), '--len', '64', '--hex');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 } finally {
   await fx.stop();
 }

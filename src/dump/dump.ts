@@ -52,6 +52,8 @@ export interface DumpSummary {
   wallMs: number;
   /** bytes of target memory read per second of wall time */
   throughputMBps: number;
+  /** pagesnap's own peak resident memory (all threads) */
+  peakRssBytes: number;
 }
 
 const SMAPS_KEPT = ['Rss', 'Pss', 'Shared_Clean', 'Shared_Dirty', 'Private_Clean', 'Private_Dirty', 'Anonymous', 'LazyFree', 'AnonHugePages', 'ShmemPmdMapped', 'Swap', 'SwapPss', 'Locked', 'KSM'];
@@ -118,12 +120,17 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       const id = plan.identity;
       processes.push({ pid: id.pid, ppid: id.ppid, comm: id.comm, cmdline: id.cmdline, uid: id.uid, regions });
     }
+    // A target that died while it was read may have left pages unread: no snapshot of it.
+    const dead = targets.find((p) => !isAlive(p));
+    if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
   } catch (e) {
     frozen?.thaw();
     await writer.abort();
-    throw e;
+    // Whatever reader noticed first, a vanished target is the cause.
+    const dead = targets.find((p) => !isAlive(p));
+    throw dead === undefined ? e : exited(dead, 'ESRCH', e);
   }
 
   const allRuns = [...processes.flatMap((p) => p.regions.map((r) => r.runs)), ...[...objects.values()].map((o) => o.runs)].flat();
@@ -155,6 +162,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((p) => p.pid), regions: processes.reduce((s, p) => s + p.regions.length, 0),
     objects: objects.size, ...stats, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
 }
 

@@ -1,0 +1,131 @@
+/**
+ * `dump` against what users have today, in the same run on the same process:
+ * - gcore (gdb): wall time and core size;
+ * - the raw pipeline: process_vm_readv of the ranges pagemap shows populated, piped through `zstd -3 -T2`
+ *   (throughput and output size);
+ * - a process that reserves 64 GiB and touches N MiB against one that just holds N MiB (time ratio ≈ 1 means the
+ *   cost follows what is present).
+ * pagesnap runs as its CLI (node startup included), like gcore.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { rmSync, statSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Fixture } from '../fixtures/driver.js';
+import { Pagemap, readRegions } from '../src/proc/index.js';
+import { processVmReadv } from '../src/native/index.js';
+import { median, type Row } from './lib.js';
+
+const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-bench-'));
+const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const MB = 1e6;
+
+interface DumpRun { wallMs: number; frozenMs: number; fileBytes: number; peakRssBytes: number; bytesRead: number }
+
+function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
+  const out = join(dir, 'bench.psnap');
+  rmSync(out, { force: true });
+  const t = performance.now();
+  const r = spawnSync(process.execPath, [RUN, 'dump', String(pid), '-o', out, '--json', ...extra], { encoding: 'utf8' });
+  const wallMs = performance.now() - t;
+  if (r.status !== 0) throw new Error(`pagesnap dump failed: ${r.stderr}`);
+  const s = JSON.parse(r.stdout);
+  rmSync(out, { force: true });
+  return { wallMs, frozenMs: s.frozenMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
+}
+
+function gcore(pid: number): { wallMs: number; bytes: number } {
+  const prefix = join(dir, 'core');
+  const t = performance.now();
+  const r = spawnSync('gcore', ['-o', prefix, String(pid)], { encoding: 'utf8' });
+  const wallMs = performance.now() - t;
+  if (r.status !== 0) throw new Error(`gcore failed: ${r.stderr}`);
+  const file = `${prefix}.${pid}`;
+  const bytes = statSync(file).size;
+  rmSync(file);
+  return { wallMs, bytes };
+}
+
+/** process_vm_readv of every populated anonymous range, 8 MiB per call, into `zstd -3 -T2`. */
+async function rawPipeline(pid: number): Promise<{ wallMs: number; bytes: number; read: number }> {
+  const out = join(dir, 'raw.zst');
+  const t = performance.now();
+  const pm = new Pagemap(pid);
+  const ranges: { addr: bigint; len: number }[] = [];
+  for (const r of readRegions(pid)) {
+    if (r.backing !== 'anon') continue;
+    for (const run of pm.runs(r)) if (run.state === 'data') ranges.push({ addr: run.start, len: run.pages * 4096 });
+  }
+  pm.close();
+  const z = spawn('sh', ['-c', `zstd -3 -T2 -q -c > '${out}'`], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const done = new Promise((r) => z.once('exit', r));
+  let read = 0;
+  for (const r of ranges) {
+    for (let o = 0; o < r.len; o += 8 << 20) {
+      const len = Math.min(8 << 20, r.len - o);
+      const buf = Buffer.allocUnsafe(len);
+      read += processVmReadv(pid, [buf], [{ addr: r.addr + BigInt(o), len }]);
+      if (!z.stdin!.write(buf)) await new Promise((res) => z.stdin!.once('drain', res));
+    }
+  }
+  z.stdin!.end();
+  await done;
+  const wallMs = performance.now() - t;
+  const bytes = statSync(out).size;
+  rmSync(out);
+  return { wallMs, bytes, read };
+}
+
+export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
+  const rows: Row[] = [];
+  const fx = await Fixture.start(['bench-mix'], { sizeMiB });
+  try {
+    const ps: DumpRun[] = [];
+    const gc: { wallMs: number; bytes: number }[] = [];
+    const raw: { wallMs: number; bytes: number; read: number }[] = [];
+    for (let i = 0; i < reps; i++) {
+      ps.push(pagesnapDump(fx.pid));
+      if (have('gcore')) gc.push(gcore(fx.pid));
+      if (have('zstd')) raw.push(await rawPipeline(fx.pid));
+    }
+    const p = { wall: median(ps.map((x) => x.wallMs)), frozen: median(ps.map((x) => x.frozenMs)), size: median(ps.map((x) => x.fileBytes)), rss: Math.max(...ps.map((x) => x.peakRssBytes)), read: ps[0]!.bytesRead };
+    const label = `${sizeMiB} MiB mixed`;
+    rows.push({ bench: 'dump', case: `${label}: peak RSS`, value: `${(p.rss / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: p.rss / 2 ** 28, goal: '≤ 1' });
+    rows.push({ bench: 'dump', case: `${label}: freeze`, value: `${p.frozen.toFixed(0)} ms frozen`, baseline: `${p.wall.toFixed(0)} ms wall`, ratio: p.frozen / p.wall });
+    if (gc.length) {
+      const g = { wall: median(gc.map((x) => x.wallMs)), size: median(gc.map((x) => x.bytes)) };
+      rows.push({ bench: 'dump', case: `${label}: wall vs gcore`, value: `${p.wall.toFixed(0)} ms`, baseline: `gcore ${g.wall.toFixed(0)} ms`, ratio: p.wall / g.wall, goal: '≤ 1' });
+      rows.push({ bench: 'dump', case: `${label}: size vs gcore core`, value: `${(p.size / MB).toFixed(0)} MB`, baseline: `core ${(g.size / MB).toFixed(0)} MB`, ratio: p.size / g.size, goal: '≤ 0.5' });
+    } else rows.push({ bench: 'dump', case: 'gcore baseline', value: 'skipped', baseline: 'gdb not installed', ratio: NaN });
+    if (raw.length) {
+      const w = { wall: median(raw.map((x) => x.wallMs)), size: median(raw.map((x) => x.bytes)), read: raw[0]!.read };
+      const tp = p.read / p.wall;
+      const tr = w.read / w.wall;
+      rows.push({ bench: 'dump', case: `${label}: throughput vs raw read+zstd`, value: `${(tp / MB * 1000).toFixed(0)} MB/s`, baseline: `raw ${(tr / MB * 1000).toFixed(0)} MB/s`, ratio: tp / tr, goal: '≥ 0.7' });
+      rows.push({ bench: 'dump', case: `${label}: size vs raw read+zstd`, value: `${(p.size / MB).toFixed(0)} MB`, baseline: `raw ${(w.size / MB).toFixed(0)} MB`, ratio: p.size / w.size, goal: '≤ 1.05' });
+    } else rows.push({ bench: 'dump', case: 'raw baseline', value: 'skipped', baseline: 'zstd not installed', ratio: NaN });
+  } finally {
+    await fx.stop();
+  }
+
+  // Sparse: 64 GiB reserved with N MiB written, against a dense N MiB process.
+  const n = 100;
+  const dense = await Fixture.start(['bench-mix'], { sizeMiB: n });
+  const sparse = await Fixture.start(['sparse-mix'], { sizeMiB: n });
+  try {
+    const d: number[] = [];
+    const s: number[] = [];
+    for (let i = 0; i < reps; i++) {
+      d.push(pagesnapDump(dense.pid).wallMs);
+      s.push(pagesnapDump(sparse.pid).wallMs);
+    }
+    rows.push({ bench: 'dump', case: `64 GiB reserved, ${n} MiB touched`, value: `${median(s).toFixed(0)} ms`, baseline: `${n} MiB dense ${median(d).toFixed(0)} ms`, ratio: median(s) / median(d), goal: '≈ 1' });
+  } finally {
+    await dense.stop();
+    await sparse.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}

@@ -1,0 +1,37 @@
+// Golden snapshots: files written by earlier versions must read the same forever.
+import { describe, it, expect } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { patternPage } from '../fixtures/pattern.js';
+import { BASE } from './helpers/synthetic.js';
+import { cli, cliJson } from './helpers/cli.js';
+
+const GOLDEN_V1 = fileURLToPath(new URL('../snapshots/golden-v1.psnap', import.meta.url));
+
+describe('golden-v1.psnap (format 1)', () => {
+  it('verifies and reads back its layout', () => {
+    const r = SnapshotReader.open(GOLDEN_V1);
+    try {
+      expect(r.header.version).toBe(1);
+      expect(r.verify()).toBeNull();
+      const p = r.process(42);
+      expect(p.comm).toBe('synthetic');
+      const page = (n: number) => r.read(p, BASE + BigInt(n) * 4096n, 4096);
+      expect(page(0).equals(patternPage(1, 0))).toBe(true);
+      expect(page(1).equals(patternPage(2, 0))).toBe(true);
+      expect(page(2).equals(patternPage(1, 0))).toBe(true);
+      for (const z of [3, 4, 5, 6]) expect(page(z).every((b) => b === 0)).toBe(true);
+      expect(() => page(7)).toThrow(/clean page of the mapped file/);
+      [3, 4, 5, 6].forEach((seed, i) => expect(page(8 + i).equals(patternPage(seed, 0))).toBe(true));
+      expect(r.storedPages).toBe(6);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('the CLI shows and verifies it', () => {
+    expect(cli(['verify', GOLDEN_V1]).code).toBe(0);
+    const s = cliJson(['show', GOLDEN_V1]);
+    expect(s.processes[0]).toMatchObject({ pid: 42, totals: { data: 7, zero: 2, hole: 2, file: 1 } });
+  });
+});
