@@ -4,6 +4,7 @@ import { parsePid } from '../src/cli/parse.js';
 import { dump } from '../src/dump/dump.js';
 import { progressBar } from '../src/render/progress.js';
 import { renderDumpSummary } from '../src/render/snapshot.js';
+import { DEFAULT_FRAME_PAGES } from '../src/snapshot/writer.js';
 
 export default class Dump extends PagesnapCommand {
   static override summary = 'Write a snapshot of live processes\' memory';
@@ -31,7 +32,7 @@ export default class Dump extends PagesnapCommand {
     freeze: Flags.string({ description: 'how to hold the targets still', options: ['ptrace', 'sigstop', 'cgroup', 'none'], default: 'ptrace' }),
     level: Flags.integer({ description: 'zstd compression level', min: 1, max: 19, default: 3 }),
     threads: Flags.integer({ description: 'compression threads (default: one per CPU, at most 4)', min: 1, max: 64 }),
-    'frame-pages': Flags.integer({ description: 'pages per compressed frame (what a reader decompresses to get one page)', min: 1, max: 4096, default: 16 }),
+    'frame-pages': Flags.integer({ description: 'pages per compressed frame (what a reader decompresses to get one page)', min: 1, max: 4096, default: DEFAULT_FRAME_PAGES }),
     'include-file-pages': Flags.boolean({ description: 'also store clean pages of mapped files' }),
     'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),

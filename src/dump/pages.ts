@@ -5,7 +5,7 @@
  * on the object (no hole is allocated, and the target's page tables are not touched).
  */
 import { readSync, closeSync } from 'node:fs';
-import { processVmReadv, xxh3Pages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
+import { processVmReadv, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc } from '../proc/index.js';
 import type { SnapshotWriter } from '../snapshot/writer.js';
 import type { Run } from '../snapshot/manifest.js';
@@ -35,34 +35,31 @@ export interface PageCounters {
   unreadable: number;
 }
 
-/** Hashes, zero-checks and stores pages read into a batch buffer. */
+/** Zero-checks, hashes (one native call per batch) and stores pages read into a batch buffer. */
 export class PageSink {
-  private readonly zeroPage: Buffer;
   private readonly hashes = new BigUint64Array(BATCH_BYTES / 4096);
-  private readonly refs = new Uint32Array(BATCH_BYTES / 4096);
+  private readonly words = new Uint32Array(this.hashes.buffer);
+  private readonly zero = new Uint8Array(BATCH_BYTES / 4096);
   readonly counters: PageCounters = { bytesRead: 0, zero: 0, unreadable: 0 };
 
-  constructor(private readonly writer: SnapshotWriter) {
-    this.zeroPage = Buffer.alloc(writer.pageSize);
-  }
+  constructor(private readonly writer: SnapshotWriter) {}
 
-  /** Take `pages` pages from `buf`; write each page's outcome into `outcome` from `at`. */
+  /** Take `pages` pages from `buf`; write each page's outcome (stored-page number or ZERO) into `outcome` from `at`. */
   async put(buf: Buffer, pages: number, outcome: Int32Array, at: number): Promise<void> {
     const ps = this.writer.pageSize;
     this.counters.bytesRead += pages * ps;
-    xxh3Pages(buf, pages, ps, this.writer.seed, this.hashes);
+    scanPages(buf, pages, ps, this.writer.seed, this.hashes, this.zero);
     let i = 0;
     while (i < pages) {
-      if (buf.compare(this.zeroPage, 0, ps, i * ps, (i + 1) * ps) === 0) {
+      if (this.zero[i]) {
         outcome[at + i] = ZERO;
         this.counters.zero++;
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < pages && buf.compare(this.zeroPage, 0, ps, j * ps, (j + 1) * ps) !== 0) j++;
-      await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.hashes.subarray(i, j), this.refs, 0);
-      for (let k = i; k < j; k++) outcome[at + k] = this.refs[k - i]!;
+      while (j < pages && !this.zero[j]) j++;
+      await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.words.subarray(2 * i, 2 * j), outcome, at + i);
       i = j;
     }
   }

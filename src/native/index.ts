@@ -7,3 +7,4 @@ export * from './uffd.js';
 export { view } from './libc.js';
 export * from './xxhash.js';
 export * from './exit.js';
+export * from './pagescan.js';

@@ -1,6 +1,6 @@
 /**
- * XXH3-64 from the system's libxxhash (Debian: libxxhash0), called directly: 4 KiB pages hash at ~4.4 GiB/s this
- * way against ~1.4 GiB/s through a napi binding, whose per-call cost dominates such small inputs.
+ * XXH3-64 of one buffer (the manifest checksum) from the system's libxxhash (Debian: libxxhash0). Pages are hashed
+ * in batches by native/pagescan.c, which links the same library.
  */
 import koffi from 'koffi';
 import { PagesnapError } from './errors.js';
@@ -25,11 +25,4 @@ function load(): NonNullable<typeof xxh3> {
 export function xxh3_64(buf: Uint8Array, seed = 0, offset = 0, len = buf.length - offset): bigint {
   const f = load();
   return BigInt(f(koffi.address(buf) + BigInt(offset), len, seed));
-}
-
-/** XXH3-64 of each `pageSize` slice of `buf[0 .. pages*pageSize)`, into `out`. */
-export function xxh3Pages(buf: Uint8Array, pages: number, pageSize: number, seed: number, out: BigUint64Array): void {
-  const f = load();
-  const base = koffi.address(buf);
-  for (let i = 0; i < pages; i++) out[i] = BigInt(f(base + BigInt(i * pageSize), pageSize, seed));
 }

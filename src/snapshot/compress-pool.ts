@@ -1,10 +1,12 @@
 /**
  * zstd compression of page frames on worker threads, so reading and hashing (main thread) overlap compression.
- * Results come back per frame; the writer orders them.
+ * Frames live in SharedArrayBuffer slots: a worker compresses a slot's input into its output in place.
  */
 import { Worker } from 'node:worker_threads';
 import { cpus } from 'node:os';
+import { createRequire } from 'node:module';
 
+const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 const fromSource = import.meta.url.endsWith('.ts');
 
 function startWorker(level: number): Worker {
@@ -16,19 +18,32 @@ function startWorker(level: number): Worker {
   return new Worker(boot, { eval: true, workerData: { level } });
 }
 
+/** A frame's memory: the pages going in, the compressed bytes coming out. */
+export interface Slot {
+  input: Buffer;
+  output: Buffer;
+}
+
+export function makeSlot(frameBytes: number): Slot {
+  const input = Buffer.from(new SharedArrayBuffer(frameBytes));
+  const output = Buffer.from(new SharedArrayBuffer(zstd.compressBound(frameBytes)));
+  return { input, output };
+}
+
 export class CompressPool {
   private readonly workers: Worker[];
-  private readonly waiting = new Map<number, { resolve: (b: Buffer) => void; reject: (e: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private failure: Error | null = null;
 
-  constructor(level: number, threads = Math.max(1, Math.min(4, cpus().length))) {
+  constructor(level: number, readonly threads = Math.max(1, Math.min(4, cpus().length))) {
     this.workers = Array.from({ length: threads }, () => {
       const w = startWorker(level);
-      w.on('message', (m: { id: number; out: Uint8Array }) => {
+      w.on('message', (m: { id: number; size?: number; error?: string }) => {
         const p = this.waiting.get(m.id)!;
         this.waiting.delete(m.id);
-        p.resolve(Buffer.from(m.out.buffer, m.out.byteOffset, m.out.byteLength));
+        if (m.error !== undefined) p.reject(new Error(`zstd: ${m.error}`));
+        else p.resolve(m.size!);
       });
       w.on('error', (e) => this.fail(e));
       return w;
@@ -41,22 +56,14 @@ export class CompressPool {
     this.waiting.clear();
   }
 
-  get inFlight(): number {
-    return this.waiting.size;
-  }
-
-  /**
-   * Compress one frame. `frame` must own its whole ArrayBuffer (allocate it with `new ArrayBuffer`): it is
-   * transferred to the worker and unusable here afterwards.
-   */
-  compress(frame: Uint8Array): Promise<Buffer> {
+  /** Compress the first `length` bytes of the slot's input into its output; resolves to the compressed size. */
+  compress(slot: Slot, length: number): Promise<number> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     const w = this.workers[id % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      if (frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) throw new Error('frame must own its ArrayBuffer');
-      w.postMessage({ id, frame }, [frame.buffer as ArrayBuffer]);
+      w.postMessage({ id, input: slot.input.buffer, length, output: slot.output.buffer });
     });
   }
 

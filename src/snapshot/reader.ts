@@ -4,7 +4,7 @@
  */
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { decompress } from 'zstd-napi';
-import { PagesnapError, fromNodeError, xxh3_64, xxh3Pages } from '../native/index.js';
+import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
 import { decodeManifest, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion } from './manifest.js';
 
@@ -218,6 +218,7 @@ export class SnapshotReader {
     const f = this.manifest.frames;
     const seed = this.manifest.hash.seed;
     const out = new BigUint64Array(1 << 16);
+    const zero = new Uint8Array(1 << 16);
     for (let i = 0; i < f.offset.length; i++) {
       let raw: Buffer;
       try {
@@ -226,10 +227,10 @@ export class SnapshotReader {
         return { frame: i, offset: f.offset[i]!, problem: (e as Error).message };
       }
       this.cache.delete(i);
-      xxh3Pages(raw, f.pages[i]!, this.pageSize, seed, out);
+      scanPages(raw, f.pages[i]!, this.pageSize, seed, out, zero);
       for (let k = 0; k < f.pages[i]!; k++) {
         const n = f.firstPage[i]! + k;
-        if (out[k] !== this.manifest.hashes[n]) {
+        if (zero[k] || out[k] !== this.manifest.hashes[n]) {
           return { frame: i, page: n, offset: f.offset[i]!, problem: `stored page ${n} (slot ${k} of frame ${i}) does not match its hash` };
         }
       }

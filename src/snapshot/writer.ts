@@ -4,21 +4,22 @@
  * built under a temporary name with mode 0600 in the target directory, fsynced, and only then given its final
  * name (never replacing an existing file unless forced): a failed or killed dump leaves nothing under that name.
  */
-import { openSync, writeSync, fsyncSync, closeSync, existsSync, linkSync, renameSync, unlinkSync, readSync } from 'node:fs';
+import { openSync, fsyncSync, closeSync, existsSync, linkSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
-import { encodeHeader, encodeFooter, FORMAT_VERSION, HEADER_SIZE } from './format.js';
+import { encodeHeader, encodeFooter, FORMAT_VERSION } from './format.js';
 import { encodeManifest, type FrameIndex, type Manifest } from './manifest.js';
-import { CompressPool } from './compress-pool.js';
+import { CompressPool, makeSlot, type Slot } from './compress-pool.js';
+import { OutputFile } from './output.js';
 
 export interface WriterOptions {
   /** replace an existing file */
   force?: boolean;
   /** zstd level of page frames (1-19) */
   level?: number;
-  /** pages per frame: the unit a reader decompresses to get one page */
+  /** pages per frame: the unit a reader decompresses to get one page (default 64: 256 KiB) */
   framePages?: number;
   threads?: number;
   pageSize?: number;
@@ -26,26 +27,26 @@ export interface WriterOptions {
   dedupe?: boolean;
 }
 
-interface PendingFrame {
-  index: number;
-  /** the uncompressed pages, kept until written so deduplication can compare against them */
-  raw: Uint8Array;
-  written: Promise<void>;
-}
+/** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
+export const DEFAULT_FRAME_PAGES = 64;
 
-class Growable64 {
-  a = new BigUint64Array(1024);
+/** Stored-page hashes as (low, high) 32-bit words: no BigInt per page on the hot path. */
+class HashWords {
+  a = new Uint32Array(1 << 12);
   n = 0;
-  push(v: bigint): void {
-    if (this.n === this.a.length) {
-      const b = new BigUint64Array(this.a.length * 2);
+  push(lo: number, hi: number): void {
+    if (2 * this.n + 2 > this.a.length) {
+      const b = new Uint32Array(this.a.length * 2);
       b.set(this.a);
       this.a = b;
     }
-    this.a[this.n++] = v;
+    this.a[2 * this.n] = lo;
+    this.a[2 * this.n + 1] = hi;
+    this.n++;
   }
+  /** As little-endian u64s, the manifest's `hashes`. */
   done(): BigUint64Array {
-    return this.a.slice(0, this.n);
+    return new BigUint64Array(this.a.buffer.slice(0, this.n * 8));
   }
 }
 
@@ -65,6 +66,13 @@ class Growable32 {
   }
 }
 
+/** The frame being filled. */
+interface Filling {
+  slot: Slot;
+  frame: number;
+  pages: number;
+}
+
 export class SnapshotWriter {
   readonly id = randomBytes(16);
   readonly created = Date.now();
@@ -73,49 +81,50 @@ export class SnapshotWriter {
   readonly framePages: number;
   readonly level: number;
   readonly tmpPath: string;
-  private readonly fd: number;
+  private readonly out: OutputFile;
   private readonly pool: CompressPool;
   private readonly dedupe: boolean;
   private readonly force: boolean;
-  private pos = HEADER_SIZE;
   private finished = false;
+  private failure: Error | null = null;
   /** removes the temporary file if pagesnap ends before the snapshot is complete */
   private readonly forgetTmp: () => void;
 
   // stored pages: their hashes by stored-page number, and an open-addressing table of (number + 1) by hash
-  private readonly hashes = new Growable64();
+  private readonly hashes = new HashWords();
   private table = new Uint32Array(1 << 16);
   private deduplicated = 0;
 
-  // frames
-  private frame: Uint8Array;
-  private frameFill = 0;
+  // frames: shared-memory slots cycle between filling, compressing and writing
+  private readonly free: Slot[] = [];
+  private readonly slotWaiters: (() => void)[] = [];
+  private filling: Filling | null = null;
+  private framesStarted = 0;
+  /** frames handed to compression and not yet written, by frame index: their input still holds the pages */
+  private readonly inFlight = new Map<number, Slot>();
   private readonly offsets: number[] = [];
   private readonly sizes = new Growable32();
   private readonly firstPages = new Growable32();
   private readonly framePageCounts = new Growable32();
-  private readonly pending: PendingFrame[] = [];
   private writeChain: Promise<void> = Promise.resolve();
   private readBack: { index: number; raw: Buffer } | null = null;
   private bytesCompressed = 0;
 
   private constructor(readonly path: string, opts: WriterOptions) {
     this.pageSize = opts.pageSize ?? 4096;
-    this.framePages = opts.framePages ?? 16;
+    this.framePages = opts.framePages ?? DEFAULT_FRAME_PAGES;
     this.level = opts.level ?? 3;
     this.dedupe = opts.dedupe ?? true;
     this.force = opts.force ?? false;
-    this.frame = new Uint8Array(new ArrayBuffer(this.framePages * this.pageSize));
     const dir = dirname(path);
     this.tmpPath = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-    try {
-      this.fd = openSync(this.tmpPath, 'wx', 0o600);
-    } catch (e) {
-      throw fromNodeError(e, 'open', this.tmpPath);
-    }
+    this.out = new OutputFile(this.tmpPath);
     this.forgetTmp = atExit(() => this.removeTmp());
     this.pool = new CompressPool(this.level, opts.threads);
-    writeSync(this.fd, encodeHeader({ version: FORMAT_VERSION, pageSize: this.pageSize, id: this.id, created: this.created }), 0, HEADER_SIZE, 0);
+    // Enough slots for every worker to have one compressing and one queued, plus the one being filled.
+    for (let i = 0; i < 2 * this.pool.threads + 2; i++) this.free.push(makeSlot(this.framePages * this.pageSize));
+    // The first append never waits (the buffers are empty): the header is in place when the constructor returns.
+    void this.out.append(encodeHeader({ version: FORMAT_VERSION, pageSize: this.pageSize, id: this.id, created: this.created }));
   }
 
   /** Fails at once when the final name is taken (and not forced), before any work is done. */
@@ -136,34 +145,38 @@ export class SnapshotWriter {
   }
 
   /**
-   * Store `count` pages from `buf` whose hashes are `hashes`; writes each page's stored-page number into `refs`.
-   * Resolves once the compression backlog is small enough for memory to stay bounded.
+   * Store the `count` pages at `buf`, none of them all zero, whose XXH3-64 hashes are `words` (low and high 32 bits
+   * per page); writes each page's stored-page number into `refs` from `refsAt`. Waits only when every frame slot
+   * is busy, which bounds memory whatever the target's size.
    */
-  async store(buf: Uint8Array, count: number, hashes: BigUint64Array, refs: Uint32Array, refsAt = 0): Promise<void> {
+  async store(buf: Buffer, count: number, words: Uint32Array, refs: Int32Array | Uint32Array, refsAt = 0): Promise<void> {
     const ps = this.pageSize;
     for (let i = 0; i < count; i++) {
-      const h = hashes[i]!;
-      const page = buf.subarray(i * ps, (i + 1) * ps);
-      const same = this.dedupe ? this.find(h, page) : -1;
-      if (same >= 0) {
-        refs[refsAt + i] = same;
-        this.deduplicated++;
-        continue;
+      const lo = words[2 * i]!;
+      const hi = words[2 * i + 1]!;
+      const off = i * ps;
+      if (this.dedupe) {
+        const same = this.find(lo, hi, buf, off);
+        if (same >= 0) {
+          refs[refsAt + i] = same;
+          this.deduplicated++;
+          continue;
+        }
       }
+      const f = this.filling ?? (this.filling = { slot: await this.takeSlot(), frame: this.framesStarted++, pages: 0 });
       const n = this.hashes.n;
-      this.hashes.push(h);
-      if (this.dedupe) this.insert(h, n);
-      this.frame.set(page, this.frameFill * ps);
+      this.hashes.push(lo, hi);
+      if (this.dedupe) this.insert(lo, n);
+      buf.copy(f.slot.input, f.pages * ps, off, off + ps);
       refs[refsAt + i] = n;
-      if (++this.frameFill === this.framePages) this.submitFrame();
+      if (++f.pages === this.framePages) this.submit();
     }
-    while (this.pending.length > 2 * 8) await this.pending[0]!.written;
   }
 
-  private insert(h: bigint, n: number): void {
+  private insert(lo: number, n: number): void {
     if (this.hashes.n * 2 > this.table.length) this.grow();
     const mask = this.table.length - 1;
-    let s = Number(h & BigInt(mask));
+    let s = lo & mask;
     while (this.table[s] !== 0) s = (s + 1) & mask;
     this.table[s] = n + 1;
   }
@@ -172,63 +185,68 @@ export class SnapshotWriter {
     this.table = new Uint32Array(this.table.length * 2);
     const mask = this.table.length - 1;
     for (let n = 0; n < this.hashes.n - 1; n++) {
-      let s = Number(this.hashes.a[n]! & BigInt(mask));
+      let s = this.hashes.a[2 * n]! & mask;
       while (this.table[s] !== 0) s = (s + 1) & mask;
       this.table[s] = n + 1;
     }
   }
 
-  /** A stored page equal to `page` (same hash and same bytes), or -1. */
-  private find(h: bigint, page: Uint8Array): number {
+  /** A stored page equal to the page at buf[off] (same hash and same bytes), or -1. */
+  private find(lo: number, hi: number, buf: Buffer, off: number): number {
     const mask = this.table.length - 1;
-    for (let s = Number(h & BigInt(mask)); this.table[s] !== 0; s = (s + 1) & mask) {
+    const h = this.hashes.a;
+    for (let s = lo & mask; this.table[s] !== 0; s = (s + 1) & mask) {
       const n = this.table[s]! - 1;
-      if (this.hashes.a[n] !== h) continue;
-      const bytes = this.storedPage(n);
-      if (Buffer.compare(bytes, page) === 0) return n;
+      if (h[2 * n] !== lo || h[2 * n + 1] !== hi) continue;
+      const [bytes, at] = this.storedPage(n);
+      if (buf.compare(bytes, at, at + this.pageSize, off, off + this.pageSize) === 0) return n;
     }
     return -1;
   }
 
-  /** The bytes of stored page n: from the frame being filled, a frame in flight, or read back from the file. */
-  private storedPage(n: number): Uint8Array {
+  /** Where the bytes of stored page n are: the frame being filled, a frame in flight, or read back from the file. */
+  private storedPage(n: number): [Buffer, number] {
     const ps = this.pageSize;
-    const frameIndex = Math.floor(n / this.framePages);
-    const slot = n % this.framePages;
-    if (frameIndex === this.offsets.length + this.pending.length) return this.frame.subarray(slot * ps, (slot + 1) * ps);
-    const p = this.pending.find((f) => f.index === frameIndex);
-    if (p) return p.raw.subarray(slot * ps, (slot + 1) * ps);
-    if (this.readBack?.index !== frameIndex) {
-      const z = Buffer.alloc(this.sizes.a[frameIndex]!);
-      readSync(this.fd, z, 0, z.length, this.offsets[frameIndex]!);
-      this.readBack = { index: frameIndex, raw: decompress(z) };
-    }
-    return this.readBack.raw.subarray(slot * ps, (slot + 1) * ps);
+    const frame = Math.floor(n / this.framePages);
+    const at = (n % this.framePages) * ps;
+    if (this.filling?.frame === frame) return [this.filling.slot.input, at];
+    const slot = this.inFlight.get(frame);
+    if (slot) return [slot.input, at];
+    if (this.readBack?.index !== frame) this.readBack = { index: frame, raw: decompress(this.out.readAt(this.offsets[frame]!, this.sizes.a[frame]!)) };
+    return [this.readBack.raw, at];
   }
 
-  private submitFrame(): void {
-    if (this.frameFill === 0) return;
-    const index = this.offsets.length + this.pending.length;
-    const pages = this.frameFill;
-    const raw = this.frame.subarray(0, pages * this.pageSize);
-    const send = new Uint8Array(new ArrayBuffer(raw.length));
-    send.set(raw);
-    const compressed = this.pool.compress(send);
-    const entry: PendingFrame = { index, raw, written: Promise.resolve() };
-    entry.written = this.writeChain = this.writeChain.then(async () => {
-      const z = await compressed;
-      writeSync(this.fd, z, 0, z.length, this.pos);
-      this.offsets.push(this.pos);
-      this.sizes.push(z.length);
-      this.firstPages.push(index * this.framePages);
-      this.framePageCounts.push(pages);
-      this.pos += z.length;
-      this.bytesCompressed += z.length;
-      this.pending.shift();
-    });
-    this.pending.push(entry);
-    this.frame = new Uint8Array(new ArrayBuffer(this.framePages * this.pageSize));
-    this.frameFill = 0;
+  private takeSlot(): Promise<Slot> | Slot {
+    if (this.failure) throw this.failure;
+    const s = this.free.pop();
+    if (s) return s;
+    return new Promise<void>((wake) => this.slotWaiters.push(wake)).then(() => this.takeSlot());
+  }
+
+  /** Hand the frame being filled to compression; the write chain appends it to the file in frame order. */
+  private submit(): void {
+    const f = this.filling;
+    if (!f || f.pages === 0) return;
+    this.filling = null;
+    this.inFlight.set(f.frame, f.slot);
+    const compressed = this.pool.compress(f.slot, f.pages * this.pageSize);
+    this.writeChain = this.writeChain
+      .then(async () => {
+        const size = await compressed;
+        this.offsets.push(await this.out.append(f.slot.output.subarray(0, size)));
+        this.sizes.push(size);
+        this.firstPages.push(f.frame * this.framePages);
+        this.framePageCounts.push(f.pages);
+        this.bytesCompressed += size;
+        this.inFlight.delete(f.frame);
+        this.free.push(f.slot);
+        this.slotWaiters.shift()?.();
+      })
+      .catch((e: Error) => {
+        // Fail every waiter: no slot will ever come back.
+        this.failure ??= e;
+        for (const w of this.slotWaiters.splice(0)) w();
+      });
   }
 
   /** Bytes of compressed page data written so far (for progress). */
@@ -242,21 +260,20 @@ export class SnapshotWriter {
    */
   async finish(build: (frames: FrameIndex, hashes: BigUint64Array, pageBytesCompressed: number) => Manifest): Promise<number> {
     // Every frame but the last is full, so stored-page n lives in frame floor(n / framePages) at slot n % framePages.
-    this.submitFrame();
+    this.submit();
     await this.writeChain;
     await this.pool.close();
+    if (this.failure) throw this.failure;
     const frames: FrameIndex = {
       offset: Float64Array.from(this.offsets), size: this.sizes.done(), firstPage: this.firstPages.done(), pages: this.framePageCounts.done(),
     };
     const manifest = build(frames, this.hashes.done(), this.bytesCompressed);
     const raw = encodeManifest(manifest);
     const z = compress(raw, { compressionLevel: 9, checksumFlag: true, contentSizeFlag: true });
-    writeSync(this.fd, z, 0, z.length, this.pos);
-    const footer = encodeFooter({ manifestOffset: this.pos, manifestSize: z.length, manifestRawSize: raw.length, manifestHash: xxh3_64(z, 0) });
-    writeSync(this.fd, footer, 0, footer.length, this.pos + z.length);
-    const size = this.pos + z.length + footer.length;
-    fsyncSync(this.fd);
-    closeSync(this.fd);
+    const manifestOffset = await this.out.append(z);
+    await this.out.append(encodeFooter({ manifestOffset, manifestSize: z.length, manifestRawSize: raw.length, manifestHash: xxh3_64(z, 0) }));
+    const size = await this.out.finish();
+    await this.out.close();
     this.finished = true;
     this.publish();
     this.forgetTmp();
@@ -287,11 +304,7 @@ export class SnapshotWriter {
   async abort(): Promise<void> {
     if (!this.finished) {
       this.finished = true;
-      try {
-        closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
+      await this.out.close().catch(() => {});
       await this.pool.close();
     }
     this.removeTmp();

@@ -1,4 +1,4 @@
-import { xxh3Pages } from '../../src/native/index.js';
+import { scanPages } from '../../src/native/index.js';
 import { SnapshotWriter, type WriterOptions } from '../../src/snapshot/writer.js';
 import type { Manifest, Run } from '../../src/snapshot/manifest.js';
 import { patternPage } from '../../fixtures/pattern.js';
@@ -14,9 +14,9 @@ export async function writeSynthetic(path: string, opts: WriterOptions = {}): Pr
   const pages = [1, 2, 1, 3, 4, 5, 6].map((s) => patternPage(s, 0));
   const buf = Buffer.concat(pages);
   const hashes = new BigUint64Array(pages.length);
-  xxh3Pages(buf, pages.length, 4096, w.seed, hashes);
+  scanPages(buf, pages.length, 4096, w.seed, hashes, new Uint8Array(pages.length));
   const refs = new Uint32Array(pages.length);
-  await w.store(buf, pages.length, hashes, refs);
+  await w.store(buf, pages.length, new Uint32Array(hashes.buffer), refs);
   const runs: Run[] = [
     { offset: 0, pages: 3, verdict: 'data', case: 'A3' }, { offset: 3, pages: 2, verdict: 'zero', case: 'A2' },
     { offset: 5, pages: 2, verdict: 'hole', case: 'A1' }, { offset: 7, pages: 1, verdict: 'file', case: 'F2' },

@@ -1,0 +1,28 @@
+/*
+ * pagesnap's one native helper: classify and hash a batch of pages in a single call. Per page, a call from
+ * JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time.
+ * Built on install (native/Makefile) and loaded with koffi by src/native/pagescan.ts.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* from libxxhash (xxhash.h is not needed to call it) */
+uint64_t XXH3_64bits_withSeed(const void *input, size_t length, uint64_t seed);
+
+/*
+ * For each of `pages` pages of `page_size` bytes at `buf`: zero[i] = 1 if every byte is zero, else 0 and
+ * hashes[i] = XXH3-64 of the page with `seed`. Returns how many pages are not zero.
+ */
+size_t pagesnap_scan_pages(const uint8_t *buf, size_t pages, size_t page_size, uint64_t seed, uint64_t *hashes, uint8_t *zero)
+{
+	size_t nonzero = 0;
+	for (size_t i = 0; i < pages; i++) {
+		const uint8_t *p = buf + i * page_size;
+		int z = p[0] == 0 && memcmp(p, p + 1, page_size - 1) == 0;
+		zero[i] = (uint8_t)z;
+		hashes[i] = z ? 0 : XXH3_64bits_withSeed(p, page_size, seed);
+		nonzero += !z;
+	}
+	return nonzero;
+}

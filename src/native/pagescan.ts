@@ -1,0 +1,45 @@
+/** The native page scanner (native/pagescan.c): zero check and XXH3-64 of a batch of pages in one call. */
+import koffi from 'koffi';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PagesnapError } from './errors.js';
+
+type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: Uint8Array | BigUint64Array, zero: Uint8Array) => number | bigint;
+let scan: ScanFn | undefined;
+
+/** The package root: the nearest directory above this module with our package.json (src/ and dist/ alike). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'pagesnap') return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error('pagesnap package root not found');
+    dir = up;
+  }
+}
+
+function load(): ScanFn {
+  if (scan) return scan;
+  const path = join(packageRoot(), 'native', 'build', 'libpagesnap.so');
+  let lib: ReturnType<typeof koffi.load>;
+  try {
+    lib = koffi.load(path);
+  } catch (e) {
+    throw new PagesnapError(`cannot load ${path} (${(e as Error).message.split('\n')[0]})`, {
+      code: 'ENOENT', hint: 'build it with `make -C native` (needs cc and libxxhash0), or reinstall pagesnap', cause: e,
+    });
+  }
+  scan = lib.func('size_t pagesnap_scan_pages(void *buf, size_t pages, size_t page_size, uint64_t seed, void *hashes, void *zero)') as ScanFn;
+  return scan;
+}
+
+/**
+ * For each of `pages` pages in `buf`: zero[i] = 1 when the page is all zero, else hashes[i] = XXH3-64(page, seed).
+ * Returns the number of pages that are not zero.
+ */
+export function scanPages(buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: BigUint64Array, zero: Uint8Array): number {
+  if (hashes.length < pages || zero.length < pages || buf.length < pages * pageSize) throw new RangeError('scanPages: buffers too small');
+  return Number(load()(buf, pages, pageSize, seed, hashes, zero));
+}
