@@ -22,7 +22,7 @@ const dir = mkdtempSync(join(tmpdir(), 'pagesnap-bench-'));
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const MB = 1e6;
 
-interface DumpRun { wallMs: number; frozenMs: number; fileBytes: number; peakRssBytes: number; bytesRead: number }
+interface DumpRun { wallMs: number; dumpMs: number; frozenMs: number; fileBytes: number; peakRssBytes: number; bytesRead: number }
 
 function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
   const out = join(dir, 'bench.psnap');
@@ -33,7 +33,7 @@ function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
   if (r.status !== 0) throw new Error(`pagesnap dump failed: ${r.stderr}`);
   const s = JSON.parse(r.stdout);
   rmSync(out, { force: true });
-  return { wallMs, frozenMs: s.frozenMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
+  return { wallMs, dumpMs: s.wallMs, frozenMs: s.frozenMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
 }
 
 function gcore(pid: number): { wallMs: number; bytes: number } {
@@ -90,10 +90,10 @@ export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
       if (have('gcore')) gc.push(gcore(fx.pid));
       if (have('zstd')) raw.push(await rawPipeline(fx.pid));
     }
-    const p = { wall: median(ps.map((x) => x.wallMs)), frozen: median(ps.map((x) => x.frozenMs)), size: median(ps.map((x) => x.fileBytes)), rss: Math.max(...ps.map((x) => x.peakRssBytes)), read: ps[0]!.bytesRead };
+    const p = { wall: median(ps.map((x) => x.wallMs)), dump: median(ps.map((x) => x.dumpMs)), frozen: median(ps.map((x) => x.frozenMs)), size: median(ps.map((x) => x.fileBytes)), rss: Math.max(...ps.map((x) => x.peakRssBytes)), read: ps[0]!.bytesRead };
     const label = `${sizeMiB} MiB mixed`;
     rows.push({ bench: 'dump', case: `${label}: peak RSS`, value: `${(p.rss / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: p.rss / 2 ** 28, goal: '≤ 1' });
-    rows.push({ bench: 'dump', case: `${label}: freeze`, value: `${p.frozen.toFixed(0)} ms frozen`, baseline: `${p.wall.toFixed(0)} ms wall`, ratio: p.frozen / p.wall });
+    rows.push({ bench: 'dump', case: `${label}: freeze`, value: `${p.frozen.toFixed(0)} ms frozen`, baseline: `${p.dump.toFixed(0)} ms dump`, ratio: p.frozen / p.dump });
     if (gc.length) {
       const g = { wall: median(gc.map((x) => x.wallMs)), size: median(gc.map((x) => x.bytes)) };
       rows.push({ bench: 'dump', case: `${label}: wall vs gcore`, value: `${p.wall.toFixed(0)} ms`, baseline: `gcore ${g.wall.toFixed(0)} ms`, ratio: p.wall / g.wall, goal: '≤ 1' });
@@ -101,7 +101,8 @@ export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
     } else rows.push({ bench: 'dump', case: 'gcore baseline', value: 'skipped', baseline: 'gdb not installed', ratio: NaN });
     if (raw.length) {
       const w = { wall: median(raw.map((x) => x.wallMs)), size: median(raw.map((x) => x.bytes)), read: raw[0]!.read };
-      const tp = p.read / p.wall;
+      // The pipeline's own time on both sides (the raw baseline runs in this process: no startup to count).
+      const tp = p.read / p.dump;
       const tr = w.read / w.wall;
       rows.push({ bench: 'dump', case: `${label}: throughput vs raw read+zstd`, value: `${(tp / MB * 1000).toFixed(0)} MB/s`, baseline: `raw ${(tr / MB * 1000).toFixed(0)} MB/s`, ratio: tp / tr, goal: '≥ 0.7' });
       rows.push({ bench: 'dump', case: `${label}: size vs raw read+zstd`, value: `${(p.size / MB).toFixed(0)} MB`, baseline: `raw ${(w.size / MB).toFixed(0)} MB`, ratio: p.size / w.size, goal: '≤ 1.05' });

@@ -18,16 +18,11 @@ function startWorker(level: number): Worker {
   return new Worker(boot, { eval: true, workerData: { level } });
 }
 
-/** A frame's memory: the pages going in, the compressed bytes coming out. */
+/** A frame's memory, shared with every worker: the pages going in, the compressed bytes coming out. */
 export interface Slot {
+  index: number;
   input: Buffer;
   output: Buffer;
-}
-
-export function makeSlot(frameBytes: number): Slot {
-  const input = Buffer.from(new SharedArrayBuffer(frameBytes));
-  const output = Buffer.from(new SharedArrayBuffer(zstd.compressBound(frameBytes)));
-  return { input, output };
 }
 
 export class CompressPool {
@@ -36,7 +31,14 @@ export class CompressPool {
   private nextId = 0;
   private failure: Error | null = null;
 
-  constructor(level: number, readonly threads = Math.max(1, Math.min(4, cpus().length))) {
+  readonly slots: Slot[];
+
+  /** `slots` frames of `frameBytes` can be in flight at once. */
+  constructor(level: number, frameBytes: number, slots: number, readonly threads = Math.max(1, Math.min(4, cpus().length))) {
+    this.slots = Array.from({ length: slots }, (_, index) => ({
+      index, input: Buffer.from(new SharedArrayBuffer(frameBytes)), output: Buffer.from(new SharedArrayBuffer(zstd.compressBound(frameBytes))),
+    }));
+    const shared = this.slots.map((s) => ({ input: s.input.buffer, output: s.output.buffer }));
     this.workers = Array.from({ length: threads }, () => {
       const w = startWorker(level);
       w.on('message', (m: { id: number; size?: number; error?: string }) => {
@@ -46,6 +48,7 @@ export class CompressPool {
         else p.resolve(m.size!);
       });
       w.on('error', (e) => this.fail(e));
+      w.postMessage({ slots: shared });
       return w;
     });
   }
@@ -63,7 +66,7 @@ export class CompressPool {
     const w = this.workers[id % this.workers.length]!;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      w.postMessage({ id, input: slot.input.buffer, length, output: slot.output.buffer });
+      w.postMessage({ id, slot: slot.index, length });
     });
   }
 

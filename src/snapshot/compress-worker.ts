@@ -11,9 +11,17 @@ cctx.setParameter(zstd.CParameter.compressionLevel, (workerData as { level: numb
 cctx.setParameter(zstd.CParameter.checksumFlag, 1);
 cctx.setParameter(zstd.CParameter.contentSizeFlag, 1);
 
-parentPort!.on('message', (m: { id: number; input: SharedArrayBuffer; length: number; output: SharedArrayBuffer }) => {
+/** The slots' memory, sent once: a frame's message then carries only its slot number. */
+const slots: { input: Uint8Array; output: Uint8Array }[] = [];
+
+parentPort!.on('message', (m: { slots?: { input: SharedArrayBuffer; output: SharedArrayBuffer }[]; id: number; slot: number; length: number }) => {
+  if (m.slots) {
+    for (const s of m.slots) slots.push({ input: new Uint8Array(s.input), output: new Uint8Array(s.output) });
+    return;
+  }
   try {
-    const size = cctx.compress2(new Uint8Array(m.output), new Uint8Array(m.input, 0, m.length));
+    const s = slots[m.slot]!;
+    const size = cctx.compress2(s.output, s.input.subarray(0, m.length));
     parentPort!.postMessage({ id: m.id, size });
   } catch (e) {
     parentPort!.postMessage({ id: m.id, error: (e as Error).message });

@@ -11,7 +11,7 @@ import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, FORMAT_VERSION } from './format.js';
 import { encodeManifest, type FrameIndex, type Manifest } from './manifest.js';
-import { CompressPool, makeSlot, type Slot } from './compress-pool.js';
+import { CompressPool, type Slot } from './compress-pool.js';
 import { OutputFile } from './output.js';
 
 export interface WriterOptions {
@@ -120,9 +120,10 @@ export class SnapshotWriter {
     this.tmpPath = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     this.out = new OutputFile(this.tmpPath);
     this.forgetTmp = atExit(() => this.removeTmp());
-    this.pool = new CompressPool(this.level, opts.threads);
-    // Enough slots for every worker to have one compressing and one queued, plus the one being filled.
-    for (let i = 0; i < 2 * this.pool.threads + 2; i++) this.free.push(makeSlot(this.framePages * this.pageSize));
+    // Enough frames in flight for a whole read batch to be stored without waiting on compression: ~16 MiB of slots.
+    const frameBytes = this.framePages * this.pageSize;
+    this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
+    this.free.push(...this.pool.slots);
     // The first append never waits (the buffers are empty): the header is in place when the constructor returns.
     void this.out.append(encodeHeader({ version: FORMAT_VERSION, pageSize: this.pageSize, id: this.id, created: this.created }));
   }
