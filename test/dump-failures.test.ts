@@ -149,3 +149,29 @@ describe('failures leave no file and a running target', () => {
     }
   });
 });
+
+describe('without root', () => {
+  it('dumps its own process: shmem through the fd it holds, otherwise the mapped pages and the reason for the rest', async () => {
+    const NOBODY = 65534;
+    const fx = await Fixture.start(['shmem'], { runAs: NOBODY });
+    const own = mkdtempSync(join(tmpdir(), 'pagesnap-nobody-'));
+    try {
+      const { chownSync } = await import('node:fs');
+      chownSync(own, NOBODY, NOBODY);
+      const file = join(own, 'own.psnap');
+      // ptrace of a non-child needs privilege under Yama; SIGSTOP works for one's own processes everywhere.
+      const s = cliJson(['dump', String(fx.pid), '--freeze', 'sigstop', '-o', file], { uid: NOBODY, gid: NOBODY, env: { HOME: '/tmp' } });
+      expect(s.processes).toEqual([fx.pid]);
+      const show = cliJson(['show', file, '--regions'], { uid: NOBODY, gid: NOBODY, env: { HOME: '/tmp' } });
+      const region = (name: string) => show.processes[0].regions.find((r: { start: string }) => r.start === `0x${fx.region(name).start.toString(16)}`);
+      // memfd: the fixture holds its fd, so the object is read whole
+      expect(region('memfd')).toMatchObject({ object: expect.any(Number), pages: { object: 16 } });
+      // shared anonymous memory has no fd: the 8 mapped pages are stored, the rest is said to be unreadable, with why
+      expect(region('shared-anon').pages).toMatchObject({ data: 8, unreadable: 8 });
+      expect(region('shared-anon').unreadable.join(' ')).toMatch(/shmem object cannot be opened .*needs CAP_SYS_ADMIN/);
+    } finally {
+      await fx.stop();
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+});
