@@ -1,6 +1,6 @@
 // Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
-import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +10,12 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect, type PageCounts } from '../src/analyze/inspect.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
+import { useScenario } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
   'file-private', 'ksm', 'hugetlb', 'sparse', 'seed',
 ] as const;
-const NEEDS: Partial<Record<(typeof SCENARIOS)[number], keyof Prepared['unavailable']>> = { swap: 'swap', seed: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));
 let prepared: Prepared;
@@ -48,28 +48,12 @@ function checkContent(r: SnapshotReader, pid: number, reg: FixtureRegion, withFi
 }
 
 describe.each(SCENARIOS)('dump of scenario %s', (name) => {
-  let fx: Fixture | undefined;
-  let skip: string | undefined;
-  beforeAll(async () => {
-    const need = NEEDS[name];
-    skip = need ? (prepared.unavailable[need] ?? undefined) : undefined;
-    if (skip) return;
-    fx = await Fixture.start([name]);
-    skip = fx.scenario(name).skip;
-  }, 60_000);
-  afterAll(async () => { await fx?.stop(); });
-
-  const skipIf = (ctx: TestContext) => {
-    if (skip) {
-      console.log(`SKIP dump ${name}: ${skip}`);
-      ctx.skip(skip);
-    }
-  };
+  const sc = useScenario(name, () => prepared);
 
   it('keeps every byte of data, stores nothing for zero and hole regions, and populates nothing', (ctx) => {
-    skipIf(ctx);
-    const s = fx!.scenario(name);
-    const procs = [{ pid: fx!.pid, regions: s.regions }, ...s.children];
+    sc.skipIf(ctx);
+    const s = sc.fx.scenario(name);
+    const procs = [{ pid: sc.fx.pid, regions: s.regions }, ...s.children];
     for (const p of procs) {
       const before = byStart(inspect(p.pid));
       const file = join(dir, `${name}-${p.pid}.psnap`);
@@ -93,13 +77,13 @@ describe.each(SCENARIOS)('dump of scenario %s', (name) => {
   });
 
   it('with --include-file-pages also keeps clean file pages', (ctx) => {
-    skipIf(ctx);
-    const s = fx!.scenario(name);
+    sc.skipIf(ctx);
+    const s = sc.fx.scenario(name);
     if (!s.regions.some((r) => r.content.file)) return;
     const file = join(dir, `${name}-files.psnap`);
-    cliJson(['dump', String(fx!.pid), '-o', file, '--include-file-pages']);
+    cliJson(['dump', String(sc.fx.pid), '-o', file, '--include-file-pages']);
     const r = SnapshotReader.open(file);
-    for (const reg of s.regions) checkContent(r, fx!.pid, reg, true);
+    for (const reg of s.regions) checkContent(r, sc.fx.pid, reg, true);
     r.close();
   });
 });

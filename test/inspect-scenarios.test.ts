@@ -6,14 +6,13 @@ import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { cliJson } from './helpers/cli.js';
 import { expectedCounts } from './helpers/expect.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
+import { useScenario, unavailable } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
   'file-private', 'ksm', 'hugetlb', 'sparse',
 ] as const;
 
-/** The machine feature a scenario needs, so a skip can say why. */
-const NEEDS: Partial<Record<(typeof SCENARIOS)[number], keyof Prepared['unavailable']>> = { swap: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
 
 let prepared: Prepared;
 beforeAll(() => { prepared = prepareHost(); });
@@ -29,26 +28,13 @@ function regionCounts(rep: Report, r: FixtureRegion) {
 }
 
 describe.each(SCENARIOS)('inspect on scenario %s', (name) => {
-  let fx: Fixture | undefined;
-  let skip: string | undefined;
-
-  beforeAll(async () => {
-    const need = NEEDS[name];
-    skip = need ? (prepared.unavailable[need] ?? undefined) : undefined;
-    if (skip) return;
-    fx = await Fixture.start([name]);
-    skip = fx.scenario(name).skip;
-  }, 60_000);
-  afterAll(async () => { await fx?.stop(); });
+  const sc = useScenario(name, () => prepared);
 
   for (const method of ['scan', 'pread'] as const) {
     it(`counts every region exactly (${method})`, (ctx) => {
-      if (skip) {
-        console.log(`SKIP ${name}: ${skip}`);
-        ctx.skip(skip);
-      }
-      const s = fx!.scenario(name);
-      const procs = [{ pid: fx!.pid, regions: s.regions }, ...s.children];
+      sc.skipIf(ctx);
+      const s = sc.fx.scenario(name);
+      const procs = [{ pid: sc.fx.pid, regions: s.regions }, ...s.children];
       for (const p of procs) {
         const rep = cliJson<Report>(['inspect', String(p.pid), '--method', method]);
         expect(rep.method).toBe(method);
@@ -58,20 +44,19 @@ describe.each(SCENARIOS)('inspect on scenario %s', (name) => {
   }
 
   it('both paths agree on every region of the process', (ctx) => {
-    if (skip) ctx.skip(skip);
-    const scan = cliJson<Report>(['inspect', String(fx!.pid), '--method', 'scan']);
-    const pread = cliJson<Report>(['inspect', String(fx!.pid), '--method', 'pread']);
+    sc.skipIf(ctx);
+    const scan = cliJson<Report>(['inspect', String(sc.fx.pid), '--method', 'scan']);
+    const pread = cliJson<Report>(['inspect', String(sc.fx.pid), '--method', 'pread']);
     expect(pread.regions).toEqual(scan.regions);
   });
 });
 
 /** Run `body` on a fixture of `name`; skip, with the reason printed, when the machine or the scenario cannot. */
 async function withScenario(ctx: TestContext, name: (typeof SCENARIOS)[number], body: (fx: Fixture) => void): Promise<void> {
-  const need = NEEDS[name];
-  const unavailable = need ? prepared.unavailable[need] : null;
-  if (unavailable) {
-    console.log(`SKIP ${name}: ${unavailable}`);
-    ctx.skip(unavailable);
+  const why = unavailable(name, prepared);
+  if (why) {
+    console.log(`SKIP ${name}: ${why}`);
+    ctx.skip(why);
   }
   const fx = await Fixture.start([name]);
   try {

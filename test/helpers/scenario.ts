@@ -1,0 +1,41 @@
+import { beforeAll, afterAll, type TestContext } from 'vitest';
+import { Fixture } from '../../fixtures/driver.js';
+import type { Prepared } from './host.js';
+
+/** The machine feature a scenario needs, so a skip can say why. */
+export const NEEDS: Record<string, keyof Prepared['unavailable']> = { swap: 'swap', seed: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
+
+/** Why scenario `name` cannot run on this machine, or undefined. */
+export function unavailable(name: string, prepared: Prepared): string | undefined {
+  const need = NEEDS[name];
+  return need ? (prepared.unavailable[need] ?? undefined) : undefined;
+}
+
+/**
+ * Start scenario `name` once for the tests of the enclosing describe block and stop it after them. Each test calls
+ * skipIf(ctx) first: it is skipped, with the reason printed, when the machine or the scenario cannot provide it.
+ */
+export function useScenario(name: string, prepared: () => Prepared) {
+  let fx: Fixture | undefined;
+  let skip: string | undefined;
+  beforeAll(async () => {
+    skip = unavailable(name, prepared());
+    if (skip) return;
+    fx = await Fixture.start([name]);
+    skip = fx.scenario(name).skip;
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  });
+  return {
+    get fx(): Fixture {
+      return fx!;
+    },
+    skipIf(ctx: TestContext): void {
+      if (skip) {
+        console.log(`SKIP ${name}: ${skip}`);
+        ctx.skip(skip);
+      }
+    },
+  };
+}
