@@ -1,7 +1,6 @@
 /** Linux ABI constants (x86_64 and arm64 share all of these). Values from the kernel uapi headers. */
 
 export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12n;
 
 export const PROT = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
 

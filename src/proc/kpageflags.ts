@@ -15,8 +15,6 @@ export const KPF_NAMES: Readonly<Record<number, string>> = {
   39: 'UNCACHED', 40: 'SOFTDIRTY', 41: 'ARCH_2',
 };
 
-export const KPF = { ANON: 12, SWAPCACHE: 13, SWAPBACKED: 14, HUGE: 17, KSM: 21, THP: 22, ZERO_PAGE: 24, MLOCKED: 33, ANON_EXCLUSIVE: 34 } as const;
-
 export function kpfNames(flags: bigint): string[] {
   const out: string[] = [];
   for (let b = 0; b < 64; b++) if ((flags >> BigInt(b)) & 1n) out.push(KPF_NAMES[b] ?? `BIT${b}`);

@@ -18,11 +18,6 @@ export type PageState =
   | 'data' | 'zero' | 'file' | 'swap' | 'migration' | 'device' | 'hwpoison' | 'guard' | 'uffd-wp-marker'
   | 'poison-marker' | 'swap-unknown';
 
-export const PAGE_STATES: readonly PageState[] = [
-  'data', 'zero', 'file', 'swap', 'migration', 'device', 'hwpoison', 'guard', 'uffd-wp-marker', 'poison-marker',
-  'swap-unknown',
-];
-
 export const PRESENT_STATES: ReadonlySet<PageState> = new Set(['data', 'zero', 'file']);
 
 /** A run of consecutive pages in the same state. */
