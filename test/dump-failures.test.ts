@@ -96,17 +96,17 @@ describe('failures leave no file and a running target', () => {
     }
   });
 
-  /** Start a dump of a big target and act once the dump holds its memory open (it is mid-dump then). */
-  async function midDump(act: (dumpPid: number, targetPid: number) => void) {
+  /** Start a dump of a big target and act once the dump is under way (target frozen, temporary file created). */
+  async function midDump(act: (dumpPid: number, targetPid: number) => void, freezeMethod: 'ptrace' | 'sigstop' = 'ptrace') {
     const fx = await Fixture.start(['bench-mix'], { sizeMiB: 512 });
     const file = join(dir, `mid-${fx.pid}.psnap`);
-    const child = spawn(process.execPath, [RUN_JS, 'dump', String(fx.pid), '-o', file, '--level', '19'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [RUN_JS, 'dump', String(fx.pid), '-o', file, '--level', '19', '--freeze', freezeMethod], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    // mid-dump: the target is traced by the dump and a temporary file exists
-    for (let i = 0; i < 20000 && !(tracer(fx.pid) === child.pid && leftovers().length > 0); i++) await new Promise((r) => setTimeout(r, 1));
-    expect(tracer(fx.pid)).toBe(child.pid);
+    const frozen = () => (freezeMethod === 'ptrace' ? tracer(fx.pid) === child.pid : state(fx.pid) === 'T');
+    for (let i = 0; i < 20000 && !(frozen() && leftovers().length > 0); i++) await new Promise((r) => setTimeout(r, 1));
+    expect(frozen()).toBe(true);
     act(child.pid!, fx.pid);
     const code = await exited;
     return { fx, file, code, stderr };
@@ -136,6 +136,18 @@ describe('failures leave no file and a running target', () => {
       }
     });
   }
+
+  it('SIGKILL of pagesnap mid-dump with --freeze sigstop: the watchdog sends SIGCONT', async () => {
+    const { fx, file } = await midDump((dumper) => process.kill(dumper, 'SIGKILL'), 'sigstop');
+    try {
+      for (let i = 0; i < 2000 && state(fx.pid) === 'T'; i++) await new Promise((r) => setTimeout(r, 1));
+      expect(['S', 'R']).toContain(state(fx.pid));
+      expect(existsSync(file)).toBe(false);
+    } finally {
+      await fx.stop();
+      for (const f of leftovers()) rmSync(join(dir, f));
+    }
+  });
 
   it('SIGKILL of pagesnap mid-dump: the kernel detaches the tracee, which runs on', async () => {
     const { fx, file } = await midDump((dumper) => process.kill(dumper, 'SIGKILL'));

@@ -3,7 +3,7 @@
  * numeric arrays as byte strings of little-endian integers (FORMAT.md gives every field). The decoder checks
  * every field a reader relies on, so a crafted file gives one error line and no crash.
  */
-import { Packr } from 'msgpackr';
+import { encode, decode } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource } from '../proc/index.js';
 import { FormatError } from './format.js';
@@ -101,20 +101,21 @@ export interface Manifest {
   stats: DumpStats;
 }
 
-const packr = new Packr({ useRecords: false, int64AsType: 'bigint', useBigInt64: true } as ConstructorParameters<typeof Packr>[0]);
+/** 64-bit integers (addresses) round-trip as bigint; the decoder checks below turn safe ones back into numbers. */
+const MSGPACK = { useBigInt64: true } as const;
 
 const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** Typed arrays become byte strings; everything else is plain msgpack. */
 export function encodeManifest(m: Manifest): Buffer {
   const region = (r: SnapshotRegion) => ({ ...r, refs: bytesOf(r.refs) });
-  return packr.pack({
+  return Buffer.from(encode({
     ...m,
     processes: m.processes.map((p) => ({ ...p, regions: p.regions.map(region) })),
     objects: m.objects.map((o) => ({ ...o, refs: bytesOf(o.refs) })),
     frames: { offset: bytesOf(m.frames.offset), size: bytesOf(m.frames.size), firstPage: bytesOf(m.frames.firstPage), pages: bytesOf(m.frames.pages) },
     hashes: bytesOf(m.hashes),
-  });
+  }, MSGPACK));
 }
 
 // ---- decoding with validation --------------------------------------------------------------------------------
@@ -133,8 +134,9 @@ class Check {
     return v;
   }
   num(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) this.fail(`${what} is not an integer in 0..${max}`);
-    return v;
+    const n = typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) this.fail(`${what} is not an integer in 0..${max}`);
+    return n;
   }
   big(v: unknown, what: string): bigint {
     if (typeof v === 'bigint' && v >= 0n) return v;
@@ -151,6 +153,12 @@ class Check {
     if (b.length % unit !== 0) this.fail(`${what} has ${b.length} bytes, not a multiple of ${unit}`);
     return b;
   }
+}
+
+/** A map of counters: 64-bit ones come back from msgpack as bigint. */
+function counters(c: Check, v: unknown, what: string): Record<string, number> {
+  const o = c.obj(v ?? {}, what);
+  return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, typeof x === 'bigint' ? Number(x) : c.num(x, `${what}.${k}`)]));
 }
 
 /** A copy, aligned for typed-array views. */
@@ -193,7 +201,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const c = new Check(file);
   let v: unknown;
   try {
-    v = packr.unpack(raw);
+    v = decode(raw, MSGPACK);
   } catch (e) {
     c.fail(`not msgpack (${(e as Error).message})`);
   }
@@ -247,7 +255,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
         object = { id: c.num(ob.id, `${w}.object.id`), offset: c.big(ob.offset, `${w}.object.offset`) };
         if (!objectIds.has(object.id)) c.fail(`${w} names object ${object.id}, which is not in the snapshot`);
       }
-      const smaps = c.obj(r.smaps ?? {}, `${w}.smaps`) as Record<string, number>;
+      const smaps = counters(c, r.smaps, `${w}.smaps`);
       return {
         start, end, mode: c.str(r.mode, `${w}.mode`), offset: c.big(r.offset, `${w}.offset`), dev: c.str(r.dev, `${w}.dev`),
         inode: c.num(r.inode, `${w}.inode`), path: r.path === null ? null : c.str(r.path, `${w}.path`), deleted: r.deleted === true,
@@ -275,6 +283,6 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     freeze: { method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true },
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
-    stats: c.obj(m.stats ?? {}, 'stats') as unknown as DumpStats,
+    stats: counters(c, m.stats, 'stats') as unknown as DumpStats,
   };
 }
