@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
+import { dump } from '../src/dump/dump.js';
 import { inspect, type PageCounts } from '../src/analyze/inspect.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
@@ -107,6 +108,26 @@ describe('the snapshot of a process tree', () => {
       await fx.stop();
     }
     void ctx;
+  });
+});
+
+describe('per-page tables in many blocks', () => {
+  it('reads back every page when refs and hashes span many small blocks', async () => {
+    const fx = await Fixture.start(['anon', 'shmem', 'guard']);
+    try {
+      const file = join(dir, 'blocks.psnap');
+      await dump([fx.pid], { output: file, tableEntries: 3, framePages: 2 });
+      const r = SnapshotReader.open(file);
+      try {
+        expect(Array.isArray(r.manifest.hashes) && r.manifest.hashes.length).toBeGreaterThan(10);
+        expect(r.verify()).toBeNull();
+        for (const s of fx.scenarios) for (const reg of s.regions) checkContent(r, fx.pid, reg, false);
+      } finally {
+        r.close();
+      }
+    } finally {
+      await fx.stop();
+    }
   });
 });
 

@@ -12,7 +12,7 @@ import type { DecideOptions } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
 import { planRegion } from './plan.js';
-import { PageSink, ProcessMemory, finalize, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment } from './pages.js';
+import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 
 export interface DumpOptions extends DecideOptions {
@@ -25,6 +25,8 @@ export interface DumpOptions extends DecideOptions {
   threads?: number;
   dedupe?: boolean;
   method?: PagemapMethod | 'auto';
+  /** entries per table block in the file (tests use tiny ones to exercise many blocks) */
+  tableEntries?: number;
   /** called as pages are read: bytes read so far, bytes planned */
   onProgress?: (read: number, planned: number) => void;
 }
@@ -66,7 +68,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const t0 = performance.now();
   const targets = resolveTargets(pids, opts.tree ?? false);
   const method = opts.freeze ?? 'ptrace';
-  const writer = SnapshotWriter.create(opts.output, { force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe });
+  const writer = SnapshotWriter.create(opts.output, { force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe, tableEntries: opts.tableEntries });
   const sink = new PageSink(writer);
   const buf = Buffer.alloc(BATCH_BYTES);
   const processes: SnapshotProcess[] = [];
@@ -85,8 +87,9 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       const regions: SnapshotRegion[] = [];
       const mem = new ProcessMemory(plan.pid);
       for (const rp of plan.regions) {
+        const rec = new Recorder(writer, rp.segments);
         try {
-          await readProcessSegments(mem, rp.region.start, rp.segments, sink, buf, !rp.region.perms.read);
+          await readProcessSegments(mem, rp.region.start, rp.segments, sink, rec, buf, !rp.region.perms.read);
         } catch (e) {
           mem.close();
           if (isErrno(e, 'ESRCH') || !isAlive(plan.pid)) throw exited(plan.pid, 'ESRCH', e);
@@ -98,8 +101,9 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           const o = rp.objectAccess;
           if (!objects.has(o.key)) {
             const segs = objectSegments(o, writer.pageSize);
-            await readObjectSegments(o.fd, segs, sink, buf, writer.pageSize);
-            const f = finalize(segs);
+            const orec = new Recorder(writer, segs);
+            await readObjectSegments(o.fd, segs, sink, orec, buf, writer.pageSize);
+            const f = await orec.finish();
             objects.set(o.key, {
               id: objects.size, source: rp.region.shmem ?? 'hugetlbfs', name: rp.region.name ?? '', dev: o.dev, ino: o.ino, size: o.size, runs: f.runs, refs: f.refs,
             });
@@ -108,7 +112,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           closeObject(o);
           object = { id: objects.get(o.key)!.id, offset: rp.region.offset };
         }
-        const f = finalize(rp.segments);
+        const f = await rec.finish();
         const r = rp.region;
         regions.push({
           start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,

@@ -1,32 +1,72 @@
 /**
- * Reading pages into the snapshot. A segment is a run of pages the model said hold data; reading it gives, per
- * page, a stored-page number, "zero" (read back all zero: recorded, not stored) or "unreadable" with the errno.
+ * Reading pages into the snapshot. A data segment is a run of pages the model said hold data; reading it records,
+ * per page, a stored page, "zero" (read back all zero: recorded, not stored) or "unreadable" with the errno.
  * Process memory is read with process_vm_readv in batches of up to 8 MiB / 1024 ranges; shmem objects with pread
  * on the object (no hole is allocated, and the target's page tables are not touched).
  */
 import { readSync, closeSync } from 'node:fs';
 import { processVmReadv, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc } from '../proc/index.js';
-import type { SnapshotWriter } from '../snapshot/writer.js';
-import type { Run } from '../snapshot/manifest.js';
+import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
+import type { Run, Block } from '../snapshot/manifest.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
 import { RunList } from './plan.js';
 
 export const BATCH_BYTES = 8 << 20;
 
-export const ZERO = -1;
-export const UNREADABLE = -2;
-
+/** A planned run of a region or object: 'data' segments are read, the others recorded as they are. */
 export interface Segment {
   offset: number;
   pages: number;
   verdict: Verdict;
   case: CaseId;
-  /** for data segments after reading: per page a stored-page number, ZERO or UNREADABLE */
-  outcome?: Int32Array;
-  reasons?: Map<number, string>;
   /** why a whole segment is unreadable */
   reason?: string;
+}
+
+/**
+ * The final runs and refs of one region or object, built as its pages are resolved, in address order: planned
+ * segments that are not read are recorded when the reading passes them, refs go to the file in blocks (RefSink).
+ * Memory stays at one table block however large the region.
+ */
+export class Recorder {
+  private readonly runs = new RunList();
+  private readonly refs: RefSink;
+  private readonly planned: Segment[];
+  private next = 0;
+
+  constructor(writer: SnapshotWriter, segments: Segment[]) {
+    this.refs = new RefSink(writer);
+    this.planned = segments.filter((s) => s.verdict !== 'data');
+  }
+
+  private catchUp(offset: number): void {
+    while (this.next < this.planned.length && this.planned[this.next]!.offset < offset) {
+      const s = this.planned[this.next++]!;
+      this.runs.push(s.offset, s.pages, s.verdict, s.case, s.reason);
+    }
+  }
+
+  data(offset: number, c: CaseId, ref: number): void {
+    this.catchUp(offset);
+    this.runs.push(offset, 1, 'data', c);
+    this.refs.push(ref);
+  }
+
+  zero(offset: number, c: CaseId): void {
+    this.catchUp(offset);
+    this.runs.push(offset, 1, 'zero', c);
+  }
+
+  unreadable(offset: number, c: CaseId, reason: string): void {
+    this.catchUp(offset);
+    this.runs.push(offset, 1, 'unreadable', c, reason);
+  }
+
+  async finish(): Promise<{ runs: Run[]; refs: Block[] }> {
+    this.catchUp(Infinity);
+    return { runs: this.runs.runs, refs: await this.refs.done() };
+  }
 }
 
 export interface PageCounters {
@@ -40,53 +80,36 @@ export class PageSink {
   private readonly hashes = new BigUint64Array(BATCH_BYTES / 4096);
   private readonly words = new Uint32Array(this.hashes.buffer);
   private readonly zero = new Uint8Array(BATCH_BYTES / 4096);
+  private readonly refs = new Uint32Array(BATCH_BYTES / 4096);
   readonly counters: PageCounters = { bytesRead: 0, zero: 0, unreadable: 0 };
 
   constructor(private readonly writer: SnapshotWriter) {}
 
-  /** Take `pages` pages from `buf`; write each page's outcome (stored-page number or ZERO) into `outcome` from `at`. */
-  async put(buf: Buffer, pages: number, outcome: Int32Array, at: number): Promise<void> {
+  /** Take `pages` pages from `buf`, pages `first…` of `seg`; record each as stored or zero. */
+  async put(buf: Buffer, pages: number, seg: Segment, first: number, rec: Recorder): Promise<void> {
     const ps = this.writer.pageSize;
     this.counters.bytesRead += pages * ps;
     scanPages(buf, pages, ps, this.writer.seed, this.hashes, this.zero);
     let i = 0;
     while (i < pages) {
       if (this.zero[i]) {
-        outcome[at + i] = ZERO;
+        rec.zero(seg.offset + first + i, seg.case);
         this.counters.zero++;
         i++;
         continue;
       }
       let j = i + 1;
       while (j < pages && !this.zero[j]) j++;
-      await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.words.subarray(2 * i, 2 * j), outcome, at + i);
+      await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.words.subarray(2 * i, 2 * j), this.refs, 0);
+      for (let k = i; k < j; k++) rec.data(seg.offset + first + k, seg.case, this.refs[k - i]!);
       i = j;
     }
   }
-}
 
-/** Turn segments (in order) into the final runs and refs of a region or object. */
-export function finalize(segments: Segment[]): { runs: Run[]; refs: Uint32Array } {
-  const out = new RunList();
-  let n = 0;
-  for (const s of segments) if (s.outcome) for (const v of s.outcome) if (v >= 0) n++;
-  const refs = new Uint32Array(n);
-  let r = 0;
-  for (const s of segments) {
-    if (!s.outcome) {
-      out.push(s.offset, s.pages, s.verdict, s.case, s.reason);
-      continue;
-    }
-    for (let i = 0; i < s.pages; i++) {
-      const v = s.outcome[i]!;
-      if (v >= 0) {
-        refs[r++] = v;
-        out.push(s.offset + i, 1, 'data', s.case);
-      } else if (v === ZERO) out.push(s.offset + i, 1, 'zero', s.case);
-      else out.push(s.offset + i, 1, 'unreadable', s.case, s.reasons?.get(i));
-    }
+  unreadable(seg: Segment, page: number, reason: string, rec: Recorder): void {
+    rec.unreadable(seg.offset + page, seg.case, reason);
+    this.counters.unreadable++;
   }
-  return { runs: out.runs, refs };
 }
 
 interface Piece {
@@ -140,7 +163,7 @@ export class ProcessMemory {
 }
 
 /** Read the data segments of one region, batching across segments. `viaMem` for regions without read permission. */
-export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, buf: Buffer, viaMem = false, pageSize = 4096): Promise<void> {
+export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, viaMem = false, pageSize = 4096): Promise<void> {
   const ps = BigInt(pageSize);
   const maxPages = Math.floor(buf.length / pageSize);
   let batch: Piece[] = [];
@@ -195,7 +218,7 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
       while (full > 0) {
         const p = batch[pi]!;
         const take = Math.min(p.pages - at, full);
-        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg.outcome!, p.first + at);
+        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg, p.first + at, rec);
         o += take;
         full -= take;
         advance(take);
@@ -203,13 +226,8 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
       if (pi === batch.length) break;
       const p = batch[pi]!;
       const why = readOne(p, p.first + at);
-      if (why === null) {
-        await sink.put(buf, 1, p.seg.outcome!, p.first + at);
-      } else {
-        p.seg.outcome![p.first + at] = UNREADABLE;
-        (p.seg.reasons ??= new Map()).set(p.first + at, why);
-        sink.counters.unreadable++;
-      }
+      if (why === null) await sink.put(buf, 1, p.seg, p.first + at, rec);
+      else sink.unreadable(p.seg, p.first + at, why, rec);
       advance(1);
     }
     batch = [];
@@ -218,7 +236,6 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
 
   for (const seg of segments) {
     if (seg.verdict !== 'data') continue;
-    seg.outcome = new Int32Array(seg.pages);
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages - batchPages);
       batch.push({ seg, first, pages: take });
@@ -231,11 +248,10 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
 }
 
 /** Read data segments of a shmem object through its fd (pread: no hole allocation, target untouched). */
-export async function readObjectSegments(fd: number, segments: Segment[], sink: PageSink, buf: Buffer, pageSize = 4096): Promise<void> {
+export async function readObjectSegments(fd: number, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, pageSize = 4096): Promise<void> {
   const maxPages = Math.floor(buf.length / pageSize);
   for (const seg of segments) {
     if (seg.verdict !== 'data') continue;
-    seg.outcome = new Int32Array(seg.pages);
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages);
       const want = take * pageSize;
@@ -256,12 +272,8 @@ export async function readObjectSegments(fd: number, segments: Segment[], sink: 
         got += n;
       }
       const full = Math.floor(got / pageSize);
-      if (full > 0) await sink.put(buf, full, seg.outcome, first);
-      for (let k = full; k < take; k++) {
-        seg.outcome[first + k] = UNREADABLE;
-        (seg.reasons ??= new Map()).set(first + k, reason);
-        sink.counters.unreadable++;
-      }
+      if (full > 0) await sink.put(buf, full, seg, first, rec);
+      for (let k = full; k < take; k++) sink.unreadable(seg, first + k, reason, rec);
       first += take;
     }
   }

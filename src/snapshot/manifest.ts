@@ -18,6 +18,24 @@ export interface Run {
   reason?: string;
 }
 
+/**
+ * Per-page tables that grow with the target (stored-page numbers, page hashes) live in the file as blocks: zstd
+ * frames of little-endian integers, `count` entries each, that the manifest points to. Small snapshots (and
+ * golden-v1) may carry them inline instead.
+ */
+export interface Block {
+  offset: number;
+  size: number;
+  count: number;
+}
+
+/** `refs`: one stored-page number (u32) per data page, in address order. */
+export type Refs = Uint32Array | Block[];
+/** `hashes`: XXH3-64 (u64) of each stored page, by stored-page number. */
+export type Hashes = BigUint64Array | Block[];
+
+export const refsCount = (r: Refs | Hashes) => (Array.isArray(r) ? r.reduce((s, b) => s + b.count, 0) : r.length);
+
 export interface SnapshotRegion {
   start: bigint;
   end: bigint;
@@ -37,8 +55,7 @@ export interface SnapshotRegion {
   /** shmem-backed shared mappings: the object holding the content and the object offset of `start` */
   object?: { id: number; offset: bigint };
   runs: Run[];
-  /** one stored-page number per 'data' page, in address order */
-  refs: Uint32Array;
+  refs: Refs;
 }
 
 export interface SnapshotObject {
@@ -51,7 +68,7 @@ export interface SnapshotObject {
   /** object size in bytes */
   size: number;
   runs: Run[];
-  refs: Uint32Array;
+  refs: Refs;
 }
 
 export interface SnapshotProcess {
@@ -96,8 +113,7 @@ export interface Manifest {
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
   frames: FrameIndex;
-  /** XXH3-64 of each stored page, by stored-page number */
-  hashes: BigUint64Array;
+  hashes: Hashes;
   stats: DumpStats;
 }
 
@@ -106,15 +122,15 @@ const MSGPACK = { useBigInt64: true } as const;
 
 const bytesOf = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** Typed arrays become byte strings; everything else is plain msgpack. */
+/** Typed arrays become byte strings, block lists arrays of maps; everything else is plain msgpack. */
 export function encodeManifest(m: Manifest): Buffer {
-  const region = (r: SnapshotRegion) => ({ ...r, refs: bytesOf(r.refs) });
+  const table = (t: Refs | Hashes) => (Array.isArray(t) ? t : bytesOf(t));
   return Buffer.from(encode({
     ...m,
-    processes: m.processes.map((p) => ({ ...p, regions: p.regions.map(region) })),
-    objects: m.objects.map((o) => ({ ...o, refs: bytesOf(o.refs) })),
+    processes: m.processes.map((p) => ({ ...p, regions: p.regions.map((r) => ({ ...r, refs: table(r.refs) })) })),
+    objects: m.objects.map((o) => ({ ...o, refs: table(o.refs) })),
     frames: { offset: bytesOf(m.frames.offset), size: bytesOf(m.frames.size), firstPage: bytesOf(m.frames.firstPage), pages: bytesOf(m.frames.pages) },
-    hashes: bytesOf(m.hashes),
+    hashes: table(m.hashes),
   }, MSGPACK));
 }
 
@@ -189,12 +205,27 @@ function runs(c: Check, v: unknown, what: string, totalPages: number): { runs: R
   return { runs: out, dataPages };
 }
 
-function refs(c: Check, v: unknown, what: string, dataPages: number, storedPages: number): Uint32Array {
-  const b = c.bytes(v, what, 4);
-  const a = new Uint32Array(aligned(b));
-  if (a.length !== dataPages) c.fail(`${what} has ${a.length} entries for ${dataPages} data pages`);
-  for (let i = 0; i < a.length; i++) if (a[i]! >= storedPages) c.fail(`${what}[${i}] = ${a[i]} names no stored page`);
-  return a;
+function blocks(c: Check, v: unknown, what: string, fileSize: number, entryBytes: number): Block[] {
+  return c.arr(v, what).map((x, i) => {
+    const o = c.obj(x, `${what}[${i}]`);
+    const b = { offset: c.num(o.offset, `${what}[${i}].offset`), size: c.num(o.size, `${what}[${i}].size`), count: c.num(o.count, `${what}[${i}].count`, 1 << 24) };
+    if (b.offset < 64 || b.offset + b.size > fileSize || b.size === 0) c.fail(`${what}[${i}] lies outside the file`);
+    if (b.count * entryBytes > 1 << 27) c.fail(`${what}[${i}] declares ${b.count} entries`);
+    return b;
+  });
+}
+
+/** Inline refs are checked here; refs in blocks when a reader loads them (checkRefs). */
+function refs(c: Check, v: unknown, what: string, dataPages: number, storedPages: number, fileSize: number): Refs {
+  const r: Refs = Array.isArray(v) ? blocks(c, v, what, fileSize, 4) : new Uint32Array(aligned(c.bytes(v, what, 4)));
+  if (refsCount(r) !== dataPages) c.fail(`${what} has ${refsCount(r)} entries for ${dataPages} data pages`);
+  if (!Array.isArray(r)) checkRefs(r, storedPages, what, c.file);
+  return r;
+}
+
+/** Every ref must name a stored page. */
+export function checkRefs(a: Uint32Array, storedPages: number, what: string, file: string): void {
+  for (let i = 0; i < a.length; i++) if (a[i]! >= storedPages) throw new FormatError(file, `bad manifest: ${what}[${i}] = ${a[i]} names no stored page`);
 }
 
 export function decodeManifest(raw: Buffer, file: string, fileSize: number): Manifest {
@@ -207,8 +238,8 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   }
   const m = c.obj(v, 'manifest');
   const pageSize = c.num(c.obj(m.host, 'host').pageSize, 'host.pageSize', 65536);
-  const hashes = new BigUint64Array(aligned(c.bytes(m.hashes, 'hashes', 8)));
-  const stored = hashes.length;
+  const hashes: Hashes = Array.isArray(m.hashes) ? blocks(c, m.hashes, 'hashes', fileSize, 8) : new BigUint64Array(aligned(c.bytes(m.hashes, 'hashes', 8)));
+  const stored = refsCount(hashes);
   const fr = c.obj(m.frames, 'frames');
   const frames: FrameIndex = {
     offset: new Float64Array(aligned(c.bytes(fr.offset, 'frames.offset', 8))),
@@ -234,7 +265,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     return {
       id: c.num(o.id, `objects[${i}].id`), source: c.str(o.source, `objects[${i}].source`) as SnapshotObject['source'],
       name: c.str(o.name, `objects[${i}].name`), dev: c.num(o.dev, `objects[${i}].dev`), ino: c.num(o.ino, `objects[${i}].ino`),
-      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, stored),
+      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, stored, fileSize),
     } satisfies SnapshotObject;
   });
   const objectIds = new Set(objects.map((o) => o.id));
@@ -262,7 +293,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
         kind: c.str(r.kind, `${w}.kind`) as RegionKind, backing: c.str(r.backing, `${w}.backing`) as Backing,
         shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, `${w}.shmem`) as ShmemSource),
         vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object,
-        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, stored),
+        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, stored, fileSize),
       } satisfies SnapshotRegion;
     });
     return {

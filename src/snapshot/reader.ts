@@ -6,9 +6,11 @@ import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
-import { decodeManifest, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion } from './manifest.js';
+import { decodeManifest, checkRefs, type Block, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 
 const FRAME_CACHE = 64;
+/** Decoded table blocks kept (64 Ki entries each at most): a few MiB. */
+const BLOCK_CACHE = 16;
 
 /** Where one page of a region or object comes from. */
 export type PageSource =
@@ -45,6 +47,8 @@ export class SnapshotReader {
   readonly manifest: Manifest;
   readonly size: number;
   private readonly cache = new Map<number, Buffer>();
+  private readonly blocks = new Map<Block, ArrayBuffer>();
+  private readonly starts = new WeakMap<Block[], Float64Array>();
   private readonly prefixes = new WeakMap<Run[], Uint32Array>();
 
   private constructor(readonly path: string, private readonly fd: number) {
@@ -103,7 +107,8 @@ export class SnapshotReader {
   }
 
   get storedPages(): number {
-    return this.manifest.hashes.length;
+    const h = this.manifest.hashes;
+    return Array.isArray(h) ? h.reduce((s, b) => s + b.count, 0) : h.length;
   }
 
   frameOfPage(n: number): number {
@@ -165,14 +170,61 @@ export class SnapshotReader {
     return this.manifest.objects.find((o) => o.id === id)!;
   }
 
-  private source(runs: Run[], refs: Uint32Array, page: number): PageSource | null {
+  /** A table block, decompressed and checked (size declared before decompressing; refs must name stored pages). */
+  private block(b: Block, entryBytes: number, what: string): ArrayBuffer {
+    const hit = this.blocks.get(b);
+    if (hit) return hit;
+    const z = this.readAt(b.offset, b.size);
+    if (zstdFrameContentSize(z) !== b.count * entryBytes) throw new FormatError(this.path, `${what} block does not declare its ${b.count} entries`, b.offset);
+    let raw: Buffer;
+    try {
+      raw = decompress(z);
+    } catch (e) {
+      throw new FormatError(this.path, `${what} block is damaged (${(e as Error).message})`, b.offset);
+    }
+    const ab = new ArrayBuffer(raw.length);
+    new Uint8Array(ab).set(raw);
+    if (entryBytes === 4) checkRefs(new Uint32Array(ab), this.storedPages, what, this.path);
+    this.blocks.set(b, ab);
+    if (this.blocks.size > BLOCK_CACHE) this.blocks.delete(this.blocks.keys().next().value!);
+    return ab;
+  }
+
+  /** Entry i of a table held inline or in blocks (binary search over the blocks' first entries). */
+  private entry(t: Refs | Hashes, i: number, entryBytes: 4 | 8, what: string): number | bigint {
+    if (!Array.isArray(t)) return t[i]!;
+    let starts = this.starts.get(t);
+    if (!starts) {
+      starts = new Float64Array(t.length + 1);
+      t.forEach((b, k) => (starts![k + 1] = starts![k]! + b.count));
+      this.starts.set(t, starts);
+    }
+    let lo = 0;
+    let hi = t.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= i) lo = mid;
+      else hi = mid - 1;
+    }
+    const b = t[lo]!;
+    const k = i - starts[lo]!;
+    if (k < 0 || k >= b.count) throw new FormatError(this.path, `${what}: entry ${i} out of range`);
+    return entryBytes === 4 ? new Uint32Array(this.block(b, 4, what))[k]! : new BigUint64Array(this.block(b, 8, what))[k]!;
+  }
+
+  /** XXH3-64 of stored page n. */
+  hashOf(n: number): bigint {
+    return this.entry(this.manifest.hashes, n, 8, 'hashes') as bigint;
+  }
+
+  private source(runs: Run[], refs: Refs, page: number): PageSource | null {
     const i = runAt(runs, page);
     if (i < 0) return null;
     const r = runs[i]!;
     if (r.verdict === 'data') {
       let p = this.prefixes.get(runs);
       if (!p) this.prefixes.set(runs, (p = dataPrefix(runs)));
-      return { kind: 'stored', page: refs[p[i]! + page - r.offset]! };
+      return { kind: 'stored', page: this.entry(refs, p[i]! + page - r.offset, 4, 'refs') as number };
     }
     if (r.verdict === 'zero' || r.verdict === 'hole') return { kind: 'zero', verdict: r.verdict };
     return { kind: 'absent', run: r };
@@ -230,7 +282,7 @@ export class SnapshotReader {
       scanPages(raw, f.pages[i]!, this.pageSize, seed, out, zero);
       for (let k = 0; k < f.pages[i]!; k++) {
         const n = f.firstPage[i]! + k;
-        if (zero[k] || out[k] !== this.manifest.hashes[n]) {
+        if (zero[k] || out[k] !== this.hashOf(n)) {
           return { frame: i, page: n, offset: f.offset[i]!, problem: `stored page ${n} (slot ${k} of frame ${i}) does not match its hash` };
         }
       }

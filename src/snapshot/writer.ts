@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, FORMAT_VERSION } from './format.js';
-import { encodeManifest, type FrameIndex, type Manifest } from './manifest.js';
+import { encodeManifest, type Block, type FrameIndex, type Manifest } from './manifest.js';
+import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { OutputFile } from './output.js';
 
@@ -25,30 +26,45 @@ export interface WriterOptions {
   pageSize?: number;
   /** store identical pages once (default on) */
   dedupe?: boolean;
+  /** entries per table block in the file (page hashes, refs); small values only for tests */
+  tableEntries?: number;
+}
+
+/** Entries per table block: 64 Ki refs (256 KiB) or hashes (512 KiB) before compression. */
+export const TABLE_ENTRIES = 1 << 16;
+
+/**
+ * A table that grows with the target (a region's refs) sent to the file in blocks as it fills, so the dump holds at
+ * most one block of it in memory.
+ */
+export class RefSink {
+  private buf: Uint32Array;
+  private fill = 0;
+  private readonly blocks: Promise<Block>[] = [];
+
+  constructor(private readonly w: SnapshotWriter) {
+    this.buf = new Uint32Array(w.tableEntries);
+  }
+
+  push(ref: number): void {
+    this.buf[this.fill++] = ref;
+    if (this.fill === this.buf.length) this.flush();
+  }
+
+  private flush(): void {
+    if (this.fill === 0) return;
+    this.blocks.push(this.w.writeTable(new Uint8Array(this.buf.buffer, 0, this.fill * 4), this.fill));
+    this.fill = 0;
+  }
+
+  async done(): Promise<Block[]> {
+    this.flush();
+    return Promise.all(this.blocks);
+  }
 }
 
 /** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
 export const DEFAULT_FRAME_PAGES = 64;
-
-/** Stored-page hashes as (low, high) 32-bit words: no BigInt per page on the hot path. */
-class HashWords {
-  a = new Uint32Array(1 << 12);
-  n = 0;
-  push(lo: number, hi: number): void {
-    if (2 * this.n + 2 > this.a.length) {
-      const b = new Uint32Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[2 * this.n] = lo;
-    this.a[2 * this.n + 1] = hi;
-    this.n++;
-  }
-  /** As little-endian u64s, the manifest's `hashes`. */
-  done(): BigUint64Array {
-    return new BigUint64Array(this.a.buffer.slice(0, this.n * 8));
-  }
-}
 
 class Growable32 {
   a = new Uint32Array(256);
@@ -90,10 +106,14 @@ export class SnapshotWriter {
   /** removes the temporary file if pagesnap ends before the snapshot is complete */
   private readonly forgetTmp: () => void;
 
-  // stored pages: their hashes by stored-page number, and an open-addressing table of (number + 1) by hash
-  private readonly hashes = new HashWords();
-  private table = new Uint32Array(1 << 16);
+  // stored pages: how many, their hashes (sent to the file in blocks), and the deduplication table
+  private stored = 0;
+  private hashBlock: Uint32Array;
+  private hashFill = 0;
+  private readonly hashBlocks: Promise<Block>[] = [];
+  private readonly table = new DedupeTable();
   private deduplicated = 0;
+  readonly tableEntries: number;
 
   // frames: shared-memory slots cycle between filling, compressing and writing
   private readonly free: Slot[] = [];
@@ -116,6 +136,8 @@ export class SnapshotWriter {
     this.level = opts.level ?? 3;
     this.dedupe = opts.dedupe ?? true;
     this.force = opts.force ?? false;
+    this.tableEntries = opts.tableEntries ?? TABLE_ENTRIES;
+    this.hashBlock = new Uint32Array(2 * this.tableEntries);
     const dir = dirname(path);
     this.tmpPath = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     this.out = new OutputFile(this.tmpPath);
@@ -138,7 +160,7 @@ export class SnapshotWriter {
   }
 
   get storedPages(): number {
-    return this.hashes.n;
+    return this.stored;
   }
 
   get dedupedPages(): number {
@@ -165,44 +187,41 @@ export class SnapshotWriter {
         }
       }
       const f = this.filling ?? (this.filling = { slot: await this.takeSlot(), frame: this.framesStarted++, pages: 0 });
-      const n = this.hashes.n;
-      this.hashes.push(lo, hi);
-      if (this.dedupe) this.insert(lo, n);
+      const n = this.stored++;
+      this.hashBlock[2 * this.hashFill] = lo;
+      this.hashBlock[2 * this.hashFill + 1] = hi;
+      if (++this.hashFill === this.tableEntries) this.flushHashes();
+      if (this.dedupe) this.table.add(lo, hi, n);
       buf.copy(f.slot.input, f.pages * ps, off, off + ps);
       refs[refsAt + i] = n;
       if (++f.pages === this.framePages) this.submit();
     }
   }
 
-  private insert(lo: number, n: number): void {
-    if (this.hashes.n * 2 > this.table.length) this.grow();
-    const mask = this.table.length - 1;
-    let s = lo & mask;
-    while (this.table[s] !== 0) s = (s + 1) & mask;
-    this.table[s] = n + 1;
-  }
-
-  private grow(): void {
-    this.table = new Uint32Array(this.table.length * 2);
-    const mask = this.table.length - 1;
-    for (let n = 0; n < this.hashes.n - 1; n++) {
-      let s = this.hashes.a[2 * n]! & mask;
-      while (this.table[s] !== 0) s = (s + 1) & mask;
-      this.table[s] = n + 1;
-    }
-  }
-
   /** A stored page equal to the page at buf[off] (same hash and same bytes), or -1. */
   private find(lo: number, hi: number, buf: Buffer, off: number): number {
-    const mask = this.table.length - 1;
-    const h = this.hashes.a;
-    for (let s = lo & mask; this.table[s] !== 0; s = (s + 1) & mask) {
-      const n = this.table[s]! - 1;
-      if (h[2 * n] !== lo || h[2 * n + 1] !== hi) continue;
+    for (const n of this.table.candidates(lo, hi)) {
       const [bytes, at] = this.storedPage(n);
       if (buf.compare(bytes, at, at + this.pageSize, off, off + this.pageSize) === 0) return n;
     }
     return -1;
+  }
+
+  private flushHashes(): void {
+    if (this.hashFill === 0) return;
+    this.hashBlocks.push(this.writeTable(new Uint8Array(this.hashBlock.buffer, 0, this.hashFill * 8), this.hashFill));
+    this.hashFill = 0;
+  }
+
+  /**
+   * Append a table block (zstd frame of `bytes`, `count` entries) in file order with the frames; `bytes` may be
+   * reused as soon as this returns.
+   */
+  writeTable(bytes: Uint8Array, count: number): Promise<Block> {
+    const z = compress(bytes, { compressionLevel: 1, checksumFlag: true, contentSizeFlag: true });
+    const block = this.writeChain.then(async () => ({ offset: await this.out.append(z), size: z.length, count }));
+    this.writeChain = block.then(() => undefined, () => undefined);
+    return block;
   }
 
   /** Where the bytes of stored page n are: the frame being filled, a frame in flight, or read back from the file. */
@@ -259,16 +278,18 @@ export class SnapshotWriter {
    * Write the manifest that `build` makes from the frame index and page hashes, then the footer; fsync; give
    * the file its final name. Returns the file's size.
    */
-  async finish(build: (frames: FrameIndex, hashes: BigUint64Array, pageBytesCompressed: number) => Manifest): Promise<number> {
+  async finish(build: (frames: FrameIndex, hashes: Block[], pageBytesCompressed: number) => Manifest): Promise<number> {
     // Every frame but the last is full, so stored-page n lives in frame floor(n / framePages) at slot n % framePages.
     this.submit();
+    this.flushHashes();
+    const hashes = await Promise.all(this.hashBlocks);
     await this.writeChain;
     await this.pool.close();
     if (this.failure) throw this.failure;
     const frames: FrameIndex = {
       offset: Float64Array.from(this.offsets), size: this.sizes.done(), firstPage: this.firstPages.done(), pages: this.framePageCounts.done(),
     };
-    const manifest = build(frames, this.hashes.done(), this.bytesCompressed);
+    const manifest = build(frames, hashes, this.bytesCompressed);
     const raw = encodeManifest(manifest);
     const z = compress(raw, { compressionLevel: 9, checksumFlag: true, contentSizeFlag: true });
     const manifestOffset = await this.out.append(z);
