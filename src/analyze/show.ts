@@ -5,7 +5,7 @@ import type { Verdict } from '../model/verdict.js';
 
 export type VerdictCounts = Record<Verdict, number>;
 
-export function countVerdicts(runs: Run[]): VerdictCounts {
+export function countVerdicts(runs: Iterable<Run>): VerdictCounts {
   const c: VerdictCounts = { data: 0, zero: 0, hole: 0, file: 0, object: 0, guard: 0, poison: 0, retry: 0, special: 0, unreadable: 0 };
   for (const r of runs) c[r.verdict] += r.pages;
   return c;
@@ -35,11 +35,12 @@ export function describeSnapshot(r: SnapshotReader): ShowReport {
   const processes = m.processes.map((p) => {
     const totals = countVerdicts([]);
     const regions = p.regions.map((reg) => {
-      const pages = countVerdicts(reg.runs);
+      const pages = countVerdicts(r.runsOf(reg.runs, r.pagesOf(reg)));
       for (const k of Object.keys(totals) as Verdict[]) totals[k] += pages[k];
       if (reg.object) mappedBy.set(reg.object.id, (mappedBy.get(reg.object.id) ?? new Set()).add(p.pid));
-      const reasons = [...new Set(reg.runs.filter((x) => x.verdict === 'unreadable').map((x) => x.reason ?? 'unknown'))];
-      return { start: reg.start, end: reg.end, mode: reg.mode, kind: reg.kind, path: reg.path, deleted: reg.deleted, object: reg.object?.id ?? null, pages, unreadable: reasons };
+      const reasons = new Set<string>();
+      for (const x of r.runsOf(reg.runs, r.pagesOf(reg))) if (x.verdict === 'unreadable') reasons.add(x.reason ?? 'unknown');
+      return { start: reg.start, end: reg.end, mode: reg.mode, kind: reg.kind, path: reg.path, deleted: reg.deleted, object: reg.object?.id ?? null, pages, unreadable: [...reasons] };
     });
     return { pid: p.pid, ppid: p.ppid, comm: p.comm, cmdline: p.cmdline, uid: p.uid, regions, totals };
   });
@@ -47,6 +48,6 @@ export function describeSnapshot(r: SnapshotReader): ShowReport {
     file: r.path, fileBytes: r.size, id: m.id.toString('hex'), created: new Date(m.created).toISOString(), tool: m.tool, host: m.host,
     freeze: m.freeze, compression: { ...m.compression, frames: m.frames.offset.length }, stats: { ...m.stats },
     processes,
-    objects: m.objects.map((o) => ({ id: o.id, source: o.source, name: o.name, size: o.size, pages: countVerdicts(o.runs), mappedBy: [...(mappedBy.get(o.id) ?? [])] })),
+    objects: m.objects.map((o) => ({ id: o.id, source: o.source, name: o.name, size: o.size, pages: countVerdicts(r.runsOf(o.runs, r.pagesOf(o))), mappedBy: [...(mappedBy.get(o.id) ?? [])] })),
   };
 }

@@ -7,7 +7,8 @@ import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
 import { Pagemap, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
-import type { Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion, DumpStats, Run } from '../snapshot/manifest.js';
+import type { Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion, DumpStats } from '../snapshot/manifest.js';
+import { noPages, type VerdictPages } from '../snapshot/runs.js';
 import type { DecideOptions } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
@@ -60,9 +61,6 @@ export interface DumpSummary {
 
 const SMAPS_KEPT = ['Rss', 'Pss', 'Shared_Clean', 'Shared_Dirty', 'Private_Clean', 'Private_Dirty', 'Anonymous', 'LazyFree', 'AnonHugePages', 'ShmemPmdMapped', 'Swap', 'SwapPss', 'Locked', 'KSM'];
 
-function pagesOf(runs: Run[], verdict: string): number {
-  return runs.reduce((s, r) => s + (r.verdict === verdict ? r.pages : 0), 0);
-}
 
 export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSummary> {
   const t0 = performance.now();
@@ -72,6 +70,11 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const sink = new PageSink(writer);
   const buf = Buffer.alloc(BATCH_BYTES);
   const processes: SnapshotProcess[] = [];
+  const pages = noPages();
+  let shmemPages = 0;
+  const tally = (p: VerdictPages) => {
+    for (const k of Object.keys(pages) as (keyof VerdictPages)[]) pages[k] += p[k];
+  };
   const objects = new Map<string, SnapshotObject>();
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenAt = 0;
@@ -104,6 +107,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
             const orec = new Recorder(writer, segs);
             await readObjectSegments(o.fd, segs, sink, orec, buf, writer.pageSize);
             const f = await orec.finish();
+            tally(orec.pages);
+            shmemPages += orec.pages.data;
             objects.set(o.key, {
               id: objects.size, source: rp.region.shmem ?? 'hugetlbfs', name: rp.region.name ?? '', dev: o.dev, ino: o.ino, size: o.size, runs: f.runs, refs: f.refs,
             });
@@ -113,6 +118,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           object = { id: objects.get(o.key)!.id, offset: rp.region.offset };
         }
         const f = await rec.finish();
+        tally(rec.pages);
         const r = rp.region;
         regions.push({
           start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
@@ -137,12 +143,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     throw dead === undefined ? e : exited(dead, 'ESRCH', e);
   }
 
-  const allRuns = [...processes.flatMap((p) => p.regions.map((r) => r.runs)), ...[...objects.values()].map((o) => o.runs)].flat();
-  const count = (v: string) => allRuns.reduce((s, r) => s + (r.verdict === v ? r.pages : 0), 0);
   const stats: DumpStats = {
-    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesZero: count('zero'), pagesHole: count('hole'), pagesFile: count('file'),
-    pagesShmem: [...objects.values()].reduce((s, o) => s + pagesOf(o.runs, 'data'), 0), pagesMarker: count('guard') + count('poison'),
-    pagesUnreadable: count('unreadable'), bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: 0,
+    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesZero: pages.zero, pagesHole: pages.hole, pagesFile: pages.file,
+    pagesShmem: shmemPages, pagesMarker: pages.guard + pages.poison, pagesUnreadable: pages.unreadable,
+    bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: 0,
   };
   let fileBytes: number;
   try {

@@ -8,9 +8,9 @@ import { readSync, closeSync } from 'node:fs';
 import { processVmReadv, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc } from '../proc/index.js';
 import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
-import type { Run, Block } from '../snapshot/manifest.js';
+import type { Block } from '../snapshot/manifest.js';
+import { RunSink, type RunBlocks, type VerdictPages } from '../snapshot/runs.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
-import { RunList } from './plan.js';
 
 export const BATCH_BYTES = 8 << 20;
 
@@ -30,14 +30,20 @@ export interface Segment {
  * Memory stays at one table block however large the region.
  */
 export class Recorder {
-  private readonly runs = new RunList();
+  private readonly runs: RunSink;
   private readonly refs: RefSink;
   private readonly planned: Segment[];
   private next = 0;
 
   constructor(writer: SnapshotWriter, segments: Segment[]) {
     this.refs = new RefSink(writer);
+    this.runs = new RunSink((bytes, count) => writer.writeTable(bytes, count), writer.tableEntries);
     this.planned = segments.filter((s) => s.verdict !== 'data');
+  }
+
+  /** Pages recorded so far, by verdict. */
+  get pages(): VerdictPages {
+    return this.runs.pages;
   }
 
   private catchUp(offset: number): void {
@@ -63,9 +69,9 @@ export class Recorder {
     this.runs.push(offset, 1, 'unreadable', c, reason);
   }
 
-  async finish(): Promise<{ runs: Run[]; refs: Block[] }> {
+  async finish(): Promise<{ runs: RunBlocks; refs: Block[] }> {
     this.catchUp(Infinity);
-    return { runs: this.runs.runs, refs: await this.refs.done() };
+    return { runs: await this.runs.done(), refs: await this.refs.done() };
   }
 }
 

@@ -7,6 +7,7 @@ import { encode, decode } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource } from '../proc/index.js';
 import { FormatError } from './format.js';
+import { RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
 /** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */
 export interface Run {
@@ -54,7 +55,7 @@ export interface SnapshotRegion {
   smaps: Record<string, number>;
   /** shmem-backed shared mappings: the object holding the content and the object offset of `start` */
   object?: { id: number; offset: bigint };
-  runs: Run[];
+  runs: RunTable;
   refs: Refs;
 }
 
@@ -67,7 +68,7 @@ export interface SnapshotObject {
   ino: number;
   /** object size in bytes */
   size: number;
-  runs: Run[];
+  runs: RunTable;
   refs: Refs;
 }
 
@@ -186,6 +187,27 @@ function aligned(b: Buffer): ArrayBuffer {
 
 const VERDICTS = new Set(['data', 'zero', 'hole', 'file', 'object', 'guard', 'poison', 'retry', 'special', 'unreadable']);
 
+/** A run table: inline runs are checked here; run blocks' records when a reader loads them. */
+function runTable(c: Check, v: unknown, what: string, totalPages: number, fileSize: number): { runs: RunTable; dataPages: number } {
+  if (Array.isArray(v)) return runs(c, v, what, totalPages);
+  const o = c.obj(v, what);
+  const strings = (x: unknown, w: string) => c.arr(x, w).map((y) => c.str(y, w));
+  const cases = strings(o.cases, `${what}.cases`);
+  const reasons = strings(o.reasons, `${what}.reasons`);
+  let dataPages = 0;
+  let prevFirst = -1;
+  const blocksOut = blocks(c, o.blocks, `${what}.blocks`, fileSize, RUN_RECORD).map((b, i): RunBlock => {
+    const m = c.obj(c.arr(o.blocks, what)[i], `${what}.blocks[${i}]`);
+    const rb = { ...b, firstOffset: c.num(m.firstOffset, 'firstOffset'), dataBefore: c.num(m.dataBefore, 'dataBefore'), dataPages: c.num(m.dataPages, 'dataPages') };
+    if (rb.firstOffset <= prevFirst || rb.firstOffset >= totalPages) c.fail(`${what}.blocks[${i}] is out of order or leaves the range`);
+    if (rb.dataBefore !== dataPages || rb.dataPages > totalPages) c.fail(`${what}.blocks[${i}] does not continue the data page count`);
+    prevFirst = rb.firstOffset;
+    dataPages += rb.dataPages;
+    return rb;
+  });
+  return { runs: { blocks: blocksOut, cases, reasons }, dataPages };
+}
+
 function runs(c: Check, v: unknown, what: string, totalPages: number): { runs: Run[]; dataPages: number } {
   let dataPages = 0;
   let next = 0;
@@ -261,7 +283,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const objects = c.arr(m.objects, 'objects').map((x, i) => {
     const o = c.obj(x, `objects[${i}]`);
     const size = c.num(o.size, `objects[${i}].size`);
-    const r = runs(c, o.runs, `objects[${i}].runs`, Math.ceil(size / pageSize));
+    const r = runTable(c, o.runs, `objects[${i}].runs`, Math.ceil(size / pageSize), fileSize);
     return {
       id: c.num(o.id, `objects[${i}].id`), source: c.str(o.source, `objects[${i}].source`) as SnapshotObject['source'],
       name: c.str(o.name, `objects[${i}].name`), dev: c.num(o.dev, `objects[${i}].dev`), ino: c.num(o.ino, `objects[${i}].ino`),
@@ -279,7 +301,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
       const end = c.big(r.end, `${w}.end`);
       if (end <= start || start % BigInt(pageSize) !== 0n || end % BigInt(pageSize) !== 0n) c.fail(`${w} has a bad range`);
       const pages = Number((end - start) / BigInt(pageSize));
-      const rr = runs(c, r.runs, `${w}.runs`, pages);
+      const rr = runTable(c, r.runs, `${w}.runs`, pages, fileSize);
       let object: SnapshotRegion['object'];
       if (r.object !== undefined && r.object !== null) {
         const ob = c.obj(r.object, `${w}.object`);

@@ -7,6 +7,7 @@ import { decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
 import { decodeManifest, checkRefs, type Block, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
+import { unpackRuns, RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
 
 const FRAME_CACHE = 64;
 /** Decoded table blocks kept (64 Ki entries each at most): a few MiB. */
@@ -48,6 +49,7 @@ export class SnapshotReader {
   readonly size: number;
   private readonly cache = new Map<number, Buffer>();
   private readonly blocks = new Map<Block, ArrayBuffer>();
+  private readonly runBlocks = new Map<RunBlock, { runs: Run[]; dataPrefix: Uint32Array }>();
   private readonly starts = new WeakMap<Block[], Float64Array>();
   private readonly prefixes = new WeakMap<Run[], Uint32Array>();
 
@@ -184,7 +186,7 @@ export class SnapshotReader {
     }
     const ab = new ArrayBuffer(raw.length);
     new Uint8Array(ab).set(raw);
-    if (entryBytes === 4) checkRefs(new Uint32Array(ab), this.storedPages, what, this.path);
+    if (what === 'refs') checkRefs(new Uint32Array(ab), this.storedPages, what, this.path);
     this.blocks.set(b, ab);
     if (this.blocks.size > BLOCK_CACHE) this.blocks.delete(this.blocks.keys().next().value!);
     return ab;
@@ -217,29 +219,69 @@ export class SnapshotReader {
     return this.entry(this.manifest.hashes, n, 8, 'hashes') as bigint;
   }
 
-  private source(runs: Run[], refs: Refs, page: number): PageSource | null {
+  /** A run block, loaded and checked, with the data pages before each of its runs. */
+  private runBlock(t: RunBlocks, b: RunBlock, totalPages: number): { runs: Run[]; dataPrefix: Uint32Array } {
+    const hit = this.runBlocks.get(b);
+    if (hit) return hit;
+    const got = unpackRuns(this.block(b, RUN_RECORD, 'runs'), t, b, totalPages);
+    if (typeof got === 'string') throw new FormatError(this.path, `run block ${got}`, b.offset);
+    this.runBlocks.set(b, got);
+    if (this.runBlocks.size > BLOCK_CACHE) this.runBlocks.delete(this.runBlocks.keys().next().value!);
+    return got;
+  }
+
+  /** Every run of a table, in order (blocks are loaded one at a time). */
+  *runsOf(t: RunTable, totalPages: number): Generator<Run> {
+    if (Array.isArray(t)) yield* t;
+    else for (const b of t.blocks) yield* this.runBlock(t, b, totalPages).runs;
+  }
+
+  private source(t: RunTable, refs: Refs, page: number, totalPages: number): PageSource | null {
+    let runs: Run[];
+    let prefix: Uint32Array;
+    let before = 0;
+    if (Array.isArray(t)) {
+      runs = t;
+      let p = this.prefixes.get(t);
+      if (!p) this.prefixes.set(t, (p = dataPrefix(t)));
+      prefix = p;
+    } else {
+      // the last block whose first run starts at or before the page
+      let lo = 0;
+      let hi = t.blocks.length - 1;
+      if (hi < 0 || t.blocks[0]!.firstOffset > page) return null;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (t.blocks[mid]!.firstOffset <= page) lo = mid;
+        else hi = mid - 1;
+      }
+      const b = t.blocks[lo]!;
+      ({ runs, dataPrefix: prefix } = this.runBlock(t, b, totalPages));
+      before = b.dataBefore;
+    }
     const i = runAt(runs, page);
     if (i < 0) return null;
     const r = runs[i]!;
-    if (r.verdict === 'data') {
-      let p = this.prefixes.get(runs);
-      if (!p) this.prefixes.set(runs, (p = dataPrefix(runs)));
-      return { kind: 'stored', page: this.entry(refs, p[i]! + page - r.offset, 4, 'refs') as number };
-    }
+    if (r.verdict === 'data') return { kind: 'stored', page: this.entry(refs, before + prefix[i]! + page - r.offset, 4, 'refs') as number };
     if (r.verdict === 'zero' || r.verdict === 'hole') return { kind: 'zero', verdict: r.verdict };
     return { kind: 'absent', run: r };
   }
 
   /** Where page `page` (counted from the region's start) of a region comes from. */
   regionPage(reg: SnapshotRegion, page: number): PageSource {
-    const s = this.source(reg.runs, reg.refs, page);
+    const s = this.source(reg.runs, reg.refs, page, this.pagesOf(reg));
     if (!s) return { kind: 'zero', verdict: 'hole' };
     if (s.kind === 'absent' && s.run.verdict === 'object' && reg.object) {
       const o = this.object(reg.object.id);
       const at = Number(reg.object.offset / BigInt(this.pageSize)) + page;
-      return this.source(o.runs, o.refs, at) ?? { kind: 'zero', verdict: 'hole' };
+      return this.source(o.runs, o.refs, at, this.pagesOf(o)) ?? { kind: 'zero', verdict: 'hole' };
     }
     return s;
+  }
+
+  /** Pages in a region or object. */
+  pagesOf(x: SnapshotRegion | SnapshotObject): number {
+    return 'end' in x ? Number((x.end - x.start) / BigInt(this.pageSize)) : Math.ceil(x.size / this.pageSize);
   }
 
   /** The bytes a process saw at [addr, addr+len); refuses (naming the page) bytes the snapshot does not hold. */

@@ -1,0 +1,132 @@
+/**
+ * Run tables: a region's or object's runs, inline (a list of maps) or, as the dump writes them, in blocks of packed
+ * 12-byte records streamed to the file as the runs are made. A fragmented 64 GiB region can have millions of
+ * runs; in blocks they cost the dump one block of memory and a reader the blocks it touches.
+ */
+import type { Verdict, CaseId } from '../model/verdict.js';
+import type { Block, Run } from './manifest.js';
+
+/** Record layout: offset u32, pages u32, verdict u8, case u8 (index into `cases`), reason u16 (index + 1 into `reasons`, 0 = none). */
+export const RUN_RECORD = 12;
+export const VERDICT_CODES: readonly Verdict[] = ['data', 'zero', 'hole', 'file', 'object', 'guard', 'poison', 'retry', 'special', 'unreadable'];
+
+/** A block of run records, with what a reader needs to find a page without loading the others. */
+export interface RunBlock extends Block {
+  /** offset (in pages) of the block's first run */
+  firstOffset: number;
+  /** data pages in the runs before this block, and in it */
+  dataBefore: number;
+  dataPages: number;
+}
+
+export interface RunBlocks {
+  blocks: RunBlock[];
+  cases: string[];
+  reasons: string[];
+}
+
+export type RunTable = Run[] | RunBlocks;
+
+export const isInline = (t: RunTable): t is Run[] => Array.isArray(t);
+
+export function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number): void {
+  b.setUint32(at, r.offset, true);
+  b.setUint32(at + 4, r.pages, true);
+  b.setUint8(at + 8, VERDICT_CODES.indexOf(r.verdict));
+  b.setUint8(at + 9, caseIndex);
+  b.setUint16(at + 10, reasonIndex, true);
+}
+
+/** Decode and check one block: known verdicts and indexes, runs in order inside the range, the declared data pages. */
+export function unpackRuns(bytes: ArrayBuffer, t: RunBlocks, block: RunBlock, totalPages: number): { runs: Run[]; dataPrefix: Uint32Array } | string {
+  const v = new DataView(bytes);
+  const runs: Run[] = new Array(block.count);
+  const dataPrefix = new Uint32Array(block.count);
+  let data = 0;
+  let next = block.firstOffset;
+  for (let i = 0; i < block.count; i++) {
+    const at = i * RUN_RECORD;
+    const offset = v.getUint32(at, true);
+    const pages = v.getUint32(at + 4, true);
+    const verdict = VERDICT_CODES[v.getUint8(at + 8)];
+    const c = t.cases[v.getUint8(at + 9)];
+    const reason = v.getUint16(at + 10, true);
+    if (!verdict || c === undefined || reason > t.reasons.length) return `run ${i} has an unknown verdict, case or reason`;
+    if (offset < next || (i === 0 && offset !== block.firstOffset) || pages === 0 || offset + pages > totalPages) return `run ${i} overlaps or leaves the range`;
+    next = offset + pages;
+    runs[i] = reason ? { offset, pages, verdict, case: c as CaseId, reason: t.reasons[reason - 1] } : { offset, pages, verdict, case: c as CaseId };
+    dataPrefix[i] = data;
+    if (verdict === 'data') data += pages;
+  }
+  if (data !== block.dataPages) return `holds ${data} data pages, not the ${block.dataPages} declared`;
+  return { runs, dataPrefix };
+}
+
+export type VerdictPages = Record<Verdict, number>;
+
+export function noPages(): VerdictPages {
+  return { data: 0, zero: 0, hole: 0, file: 0, object: 0, guard: 0, poison: 0, retry: 0, special: 0, unreadable: 0 };
+}
+
+/**
+ * Builds a run table as runs are pushed in address order: equal neighbours merge, finished runs are packed into a
+ * block that goes to the file (through `write`) when full. Counts pages by verdict on the way.
+ */
+export class RunSink {
+  readonly pages = noPages();
+  private readonly buf: ArrayBuffer;
+  private readonly view: DataView;
+  private fill = 0;
+  private last: Run | null = null;
+  private readonly blocks: Promise<RunBlock>[] = [];
+  private readonly cases: string[] = [];
+  private readonly reasons: string[] = [];
+  private dataBefore = 0;
+  private blockData = 0;
+  private blockFirst = 0;
+
+  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {
+    this.buf = new ArrayBuffer(entries * RUN_RECORD);
+    this.view = new DataView(this.buf);
+  }
+
+  push(offset: number, pages: number, verdict: Verdict, c: CaseId, reason?: string): void {
+    if (pages <= 0) return;
+    const l = this.last;
+    if (l && l.verdict === verdict && l.case === c && l.reason === reason && l.offset + l.pages === offset) {
+      l.pages += pages;
+      return;
+    }
+    if (l) this.emit(l);
+    this.last = reason === undefined ? { offset, pages, verdict, case: c } : { offset, pages, verdict, case: c, reason };
+  }
+
+  private index(list: string[], s: string): number {
+    const i = list.indexOf(s);
+    return i >= 0 ? i : list.push(s) - 1;
+  }
+
+  private emit(r: Run): void {
+    if (this.fill === 0) this.blockFirst = r.offset;
+    packRun(this.view, this.fill * RUN_RECORD, r, this.index(this.cases, r.case), r.reason === undefined ? 0 : this.index(this.reasons, r.reason) + 1);
+    this.pages[r.verdict] += r.pages;
+    if (r.verdict === 'data') this.blockData += r.pages;
+    if (++this.fill === this.entries) this.flush();
+  }
+
+  private flush(): void {
+    if (this.fill === 0) return;
+    const meta = { firstOffset: this.blockFirst, dataBefore: this.dataBefore, dataPages: this.blockData };
+    this.blocks.push(this.write(new Uint8Array(this.buf, 0, this.fill * RUN_RECORD), this.fill).then((b) => ({ ...b, ...meta })));
+    this.dataBefore += this.blockData;
+    this.blockData = 0;
+    this.fill = 0;
+  }
+
+  async done(): Promise<RunBlocks> {
+    if (this.last) this.emit(this.last);
+    this.last = null;
+    this.flush();
+    return { blocks: await Promise.all(this.blocks), cases: this.cases, reasons: this.reasons };
+  }
+}
