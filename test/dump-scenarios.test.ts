@@ -112,11 +112,11 @@ describe('the snapshot of a process tree', () => {
 });
 
 describe('per-page tables in many blocks', () => {
-  it('reads back every page when refs and hashes span many small blocks', async () => {
+  it('reads back every page when runs, refs and hashes span many small blocks and regions many windows', async () => {
     const fx = await Fixture.start(['anon', 'shmem', 'guard']);
     try {
       const file = join(dir, 'blocks.psnap');
-      await dump([fx.pid], { output: file, tableEntries: 3, framePages: 2 });
+      await dump([fx.pid], { output: file, tableEntries: 3, framePages: 2, windowPages: 5 });
       const r = SnapshotReader.open(file);
       try {
         expect(Array.isArray(r.manifest.hashes) && r.manifest.hashes.length).toBeGreaterThan(10);

@@ -1,15 +1,17 @@
 /**
  * `dump`: freeze the targets, decide every page through the model, read what holds data (process memory with
  * process_vm_readv, shmem objects with pread), store it compressed and deduplicated, thaw, write the manifest.
- * Targets are thawed as soon as their memory is read; the file only appears under its name once complete.
+ * Regions are planned, read and recorded a window at a time, and every per-page table goes to the file as it
+ * fills, so pagesnap's memory does not grow with the targets. Targets are thawed as soon as their memory is read;
+ * the file only appears under its name once complete.
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod } from '../proc/index.js';
+import { Pagemap, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import type { Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion, DumpStats } from '../snapshot/manifest.js';
 import { noPages, type VerdictPages } from '../snapshot/runs.js';
-import type { DecideOptions } from '../model/verdict.js';
+import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
 import { planRegion } from './plan.js';
@@ -28,8 +30,10 @@ export interface DumpOptions extends DecideOptions {
   method?: PagemapMethod | 'auto';
   /** entries per table block in the file (tests use tiny ones to exercise many blocks) */
   tableEntries?: number;
-  /** called as pages are read: bytes read so far, bytes planned */
-  onProgress?: (read: number, planned: number) => void;
+  /** pages of address space planned at a time (tests use tiny windows) */
+  windowPages?: number;
+  /** called as pages are read: bytes read so far, bytes expected (from smaps: an estimate) */
+  onProgress?: (read: number, expected: number) => void;
 }
 
 export interface DumpSummary {
@@ -61,75 +65,44 @@ export interface DumpSummary {
 
 const SMAPS_KEPT = ['Rss', 'Pss', 'Shared_Clean', 'Shared_Dirty', 'Private_Clean', 'Private_Dirty', 'Anonymous', 'LazyFree', 'AnonHugePages', 'ShmemPmdMapped', 'Swap', 'SwapPss', 'Locked', 'KSM'];
 
+/** 1 GiB of address space per window: the plan of a window is all that is held, however large the region. */
+const WINDOW_PAGES = 1 << 18;
+/** Migration entries are transient (case A10): look again a few times before reading them anyway. */
+const RETRIES = 3;
+const PAGE = 4096n;
+
+/** What one dump shares between its processes and regions. */
+interface Context {
+  opts: DumpOptions;
+  writer: SnapshotWriter;
+  sink: PageSink;
+  buf: Buffer;
+  /** shmem objects stored so far, by dev:inode: each is stored once */
+  objects: Map<string, SnapshotObject>;
+  pages: VerdictPages;
+  shmemPages: number;
+  progress: () => void;
+}
 
 export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSummary> {
   const t0 = performance.now();
   const targets = resolveTargets(pids, opts.tree ?? false);
   const method = opts.freeze ?? 'ptrace';
-  const writer = SnapshotWriter.create(opts.output, { force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe, tableEntries: opts.tableEntries });
+  const writer = SnapshotWriter.create(opts.output, {
+    force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe, tableEntries: opts.tableEntries,
+  });
   const sink = new PageSink(writer);
-  const buf = Buffer.alloc(BATCH_BYTES);
+  const ctx: Context = { opts, writer, sink, buf: Buffer.alloc(BATCH_BYTES), objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
   const processes: SnapshotProcess[] = [];
-  const pages = noPages();
-  let shmemPages = 0;
-  const tally = (p: VerdictPages) => {
-    for (const k of Object.keys(pages) as (keyof VerdictPages)[]) pages[k] += p[k];
-  };
-  const objects = new Map<string, SnapshotObject>();
   let frozen: ReturnType<typeof freeze> | undefined;
-  let frozenAt = 0;
   let frozenMs = 0;
   try {
     frozen = freeze(targets, method);
-    frozenAt = performance.now();
-    // Plan everything first, so progress knows the total and reading runs in one pass.
-    const plans = targets.map((pid) => planProcess(pid, opts));
-    const planned = plans.reduce((s, p) => s + p.dataPages, 0) * writer.pageSize;
-    const progress = () => opts.onProgress?.(sink.counters.bytesRead, planned);
-    for (const plan of plans) {
-      const regions: SnapshotRegion[] = [];
-      const mem = new ProcessMemory(plan.pid);
-      for (const rp of plan.regions) {
-        const rec = new Recorder(writer, rp.segments);
-        try {
-          await readProcessSegments(mem, rp.region.start, rp.segments, sink, rec, buf, !rp.region.perms.read);
-        } catch (e) {
-          mem.close();
-          if (isErrno(e, 'ESRCH') || !isAlive(plan.pid)) throw exited(plan.pid, 'ESRCH', e);
-          throw e;
-        }
-        progress();
-        let object: SnapshotRegion['object'];
-        if (rp.objectAccess) {
-          const o = rp.objectAccess;
-          if (!objects.has(o.key)) {
-            const segs = objectSegments(o, writer.pageSize);
-            const orec = new Recorder(writer, segs);
-            await readObjectSegments(o.fd, segs, sink, orec, buf, writer.pageSize);
-            const f = await orec.finish();
-            tally(orec.pages);
-            shmemPages += orec.pages.data;
-            objects.set(o.key, {
-              id: objects.size, source: rp.region.shmem ?? 'hugetlbfs', name: rp.region.name ?? '', dev: o.dev, ino: o.ino, size: o.size, runs: f.runs, refs: f.refs,
-            });
-            progress();
-          }
-          closeObject(o);
-          object = { id: objects.get(o.key)!.id, offset: rp.region.offset };
-        }
-        const f = await rec.finish();
-        tally(rec.pages);
-        const r = rp.region;
-        regions.push({
-          start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
-          kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
-          smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object, runs: f.runs, refs: f.refs,
-        });
-      }
-      mem.close();
-      const id = plan.identity;
-      processes.push({ pid: id.pid, ppid: id.ppid, comm: id.comm, cmdline: id.cmdline, uid: id.uid, regions });
-    }
+    const frozenAt = performance.now();
+    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid), regions: readRegions(pid) })));
+    const expected = layouts.reduce((s, l) => s + l.regions.reduce((t, r) => t + (r.fields.Rss ?? 0) + (r.fields.Swap ?? 0), 0), 0);
+    ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
+    for (const l of layouts) processes.push(await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, l.regions, ctx)));
     // A target that died while it was read may have left pages unread: no snapshot of it.
     const dead = targets.find((p) => !isAlive(p));
     if (dead !== undefined) throw exited(dead, 'ESRCH');
@@ -143,9 +116,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     throw dead === undefined ? e : exited(dead, 'ESRCH', e);
   }
 
+  const p = ctx.pages;
   const stats: DumpStats = {
-    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesZero: pages.zero, pagesHole: pages.hole, pagesFile: pages.file,
-    pagesShmem: shmemPages, pagesMarker: pages.guard + pages.poison, pagesUnreadable: pages.unreadable,
+    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesZero: p.zero, pagesHole: p.hole, pagesFile: p.file,
+    pagesShmem: ctx.shmemPages, pagesMarker: p.guard + p.poison, pagesUnreadable: p.unreadable,
     bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: 0,
   };
   let fileBytes: number;
@@ -158,7 +132,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none' },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
-        processes, objects: [...objects.values()], frames, hashes, stats,
+        processes, objects: [...ctx.objects.values()], frames, hashes, stats,
       };
     });
   } catch (e) {
@@ -167,90 +141,138 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   }
   const wallMs = performance.now() - t0;
   return {
-    path: writer.path, id: writer.id.toString('hex'), processes: processes.map((p) => p.pid), regions: processes.reduce((s, p) => s + p.regions.length, 0),
-    objects: objects.size, ...stats, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
+    objects: ctx.objects.size, ...stats, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
 }
 
-interface RegionPlan {
-  region: Region;
-  segments: Segment[];
-  objectAccess?: OpenObject;
-}
-
-interface ProcessPlan {
-  pid: number;
-  identity: ReturnType<typeof readIdentity>;
-  regions: RegionPlan[];
-  dataPages: number;
-}
-
-/** Migration entries are transient (case A10): look again a few times before reading them anyway. */
-const RETRIES = 3;
-
-function planProcess(pid: number, opts: DumpOptions): ProcessPlan {
-  let identity: ReturnType<typeof readIdentity>;
-  let regions: Region[];
-  let pm: Pagemap;
+/** Run `read` on a target; if it failed because the target went away, say that. */
+function whileAlive<T>(pid: number, read: () => T): T {
   try {
-    identity = readIdentity(pid);
-    regions = readRegions(pid);
-    pm = new Pagemap(pid, { method: opts.method });
+    return read();
   } catch (e) {
-    if (!isAlive(pid)) throw exited(pid, 'ESRCH', e);
+    if (isErrno(e, 'ESRCH', 'ENOENT') || !isAlive(pid)) throw exited(pid, 'ESRCH', e);
     throw e;
   }
+}
+
+async function whileAliveAsync<T>(pid: number, read: () => Promise<T>): Promise<T> {
   try {
-    let dataPages = 0;
-    const plans = regions.map((region): RegionPlan => {
-      const shape = { kind: region.kind, shared: region.perms.shared };
-      const pages = Number((region.end - region.start) / 4096n);
-      const populated = region.kind === 'vsyscall' ? [] : pm.runs(region);
-      let runs = planRegion(shape, region.start, pages, populated, opts);
-      for (let i = 0; i < RETRIES && runs.some((r) => r.verdict === 'retry'); i++) {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
-        runs = planRegion(shape, region.start, pages, pm.runs(region), opts);
-      }
-      // Still migrating: read it anyway (the read waits for the migration to finish).
-      let segments: Segment[] = runs.map((r) => ({ ...r, verdict: r.verdict === 'retry' ? 'data' : r.verdict }));
-      let objectAccess: RegionPlan['objectAccess'];
-      if (runs.some((r) => r.verdict === 'object')) {
-        const o = openObject(pid, region);
-        if ('error' in o) {
-          // Without the object only what this process has mapped can be read; the rest is said to be missing.
-          segments = segments.map((s) => (s.verdict === 'object' ? { ...s, verdict: 'unreadable' } : s));
-          segments = reReadPresent(segments, populated, region, o.error);
-        } else objectAccess = o;
-      }
-      dataPages += segments.reduce((s, x) => s + (x.verdict === 'data' ? x.pages : 0), 0);
-      return { region, segments, objectAccess };
-    });
-    return { pid, identity, regions: plans, dataPages };
-  } finally {
-    pm.close();
+    return await read();
+  } catch (e) {
+    if (isErrno(e, 'ESRCH') || !isAlive(pid)) throw exited(pid, 'ESRCH', e);
+    throw e;
   }
 }
 
-/** For a shmem mapping whose object cannot be opened: read its present pages from the process, mark the rest. */
-function reReadPresent(segments: Segment[], populated: ReturnType<Pagemap['runs']>, region: Region, why: string): Segment[] {
-  const pages = Number((region.end - region.start) / 4096n);
-  const state = new Uint8Array(pages);
-  for (const r of populated) if (r.state === 'file') state.fill(1, Number((r.start - region.start) / 4096n), Number((r.start - region.start) / 4096n) + r.pages);
+async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Region[], ctx: Context): Promise<SnapshotProcess> {
+  const pm = new Pagemap(pid, { method: ctx.opts.method });
+  const mem = new ProcessMemory(pid);
+  try {
+    const out: SnapshotRegion[] = [];
+    for (const r of regions) out.push(await dumpRegion(pid, r, pm, mem, ctx));
+    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: out };
+  } finally {
+    pm.close();
+    mem.close();
+  }
+}
+
+async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<SnapshotRegion> {
+  const shape: RegionShape = { kind: r.kind, shared: r.perms.shared };
+  const pages = Number((r.end - r.start) / PAGE);
+  const window = ctx.opts.windowPages ?? WINDOW_PAGES;
+  // A shared shmem mapping's content is its object's: open that (or learn why it cannot be opened).
+  const access = decide(shape, 'none').verdict === 'object' ? openObject(pid, r) : undefined;
+  const rec = new Recorder(ctx.writer);
+  try {
+    for (let at = 0; at < pages; at += window) {
+      const n = Math.min(window, pages - at);
+      const win = { ...r, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE };
+      const scan = () => (r.kind === 'vsyscall' ? [] : pm.runs(win));
+      let populated = scan();
+      let runs = planRegion(shape, win.start, n, populated, ctx.opts);
+      for (let i = 0; i < RETRIES && runs.some((x) => x.verdict === 'retry'); i++) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+        populated = scan();
+        runs = planRegion(shape, win.start, n, populated, ctx.opts);
+      }
+      // Still migrating: read it anyway (the read waits for the migration to finish).
+      let segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
+      if (access && 'error' in access) segments = readMappedInstead(segments, populated, win.start, at, access.error);
+      rec.plan(segments);
+      await readProcessSegments(mem, r.start, segments, ctx.sink, rec, ctx.buf, !r.perms.read);
+      ctx.progress();
+    }
+    let object: SnapshotRegion['object'];
+    if (access && !('error' in access)) object = { id: (await storeObject(access, r, ctx)).id, offset: r.offset };
+    const f = await rec.finish();
+    add(ctx.pages, rec.pages);
+    return {
+      start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
+      kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
+      smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object, runs: f.runs, refs: f.refs,
+    };
+  } finally {
+    if (access && !('error' in access)) closeObject(access);
+  }
+}
+
+/** A shmem object's content, stored once however many regions and processes map it. */
+async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<SnapshotObject> {
+  const seen = ctx.objects.get(o.key);
+  if (seen) return seen;
+  const ps = ctx.writer.pageSize;
+  const pages = Math.ceil(o.size / ps);
+  const window = ctx.opts.windowPages ?? WINDOW_PAGES;
+  const rec = new Recorder(ctx.writer);
+  for (let at = 0; at < pages; at += window) {
+    const segs = objectSegments(o, at, Math.min(pages, at + window), ps);
+    rec.plan(segs);
+    await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.buf, ps);
+    ctx.progress();
+  }
+  const f = await rec.finish();
+  add(ctx.pages, rec.pages);
+  ctx.shmemPages += rec.pages.data;
+  const obj: SnapshotObject = {
+    id: ctx.objects.size, source: r.shmem ?? 'hugetlbfs', name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size, runs: f.runs, refs: f.refs,
+  };
+  ctx.objects.set(o.key, obj);
+  return obj;
+}
+
+function add(into: VerdictPages, p: VerdictPages): void {
+  for (const k of Object.keys(into) as (keyof VerdictPages)[]) into[k] += p[k];
+}
+
+/**
+ * For a shmem mapping whose object cannot be opened: read the pages this process has mapped, and record the rest
+ * as unreadable, with why. `at` is the window's first page within the region.
+ */
+function readMappedInstead(segments: Segment[], populated: PageRun[], winStart: bigint, at: number, why: string): Segment[] {
+  const mapped: [number, number][] = populated
+    .filter((x) => x.state === 'file')
+    .map((x) => [at + Number((x.start - winStart) / PAGE), x.pages]);
   const out: Segment[] = [];
   for (const s of segments) {
-    if (s.verdict !== 'unreadable') {
+    if (s.verdict !== 'object') {
       out.push(s);
       continue;
     }
-    for (let i = s.offset; i < s.offset + s.pages; ) {
-      let j = i;
-      while (j < s.offset + s.pages && state[j] === state[i]) j++;
-      out.push(state[i] ? { offset: i, pages: j - i, verdict: 'data', case: 'S1' } : { offset: i, pages: j - i, verdict: 'unreadable', case: 'S2', reason: why });
-      i = j;
+    let pos = s.offset;
+    const end = s.offset + s.pages;
+    for (const [first, n] of mapped) {
+      const a = Math.max(first, pos);
+      const b = Math.min(first + n, end);
+      if (b <= a) continue;
+      if (a > pos) out.push({ offset: pos, pages: a - pos, verdict: 'unreadable', case: 'S2', reason: why });
+      out.push({ offset: a, pages: b - a, verdict: 'data', case: 'S1' });
+      pos = b;
     }
+    if (end > pos) out.push({ offset: pos, pages: end - pos, verdict: 'unreadable', case: 'S2', reason: why });
   }
   return out;
 }
-

@@ -65,23 +65,27 @@ export function closeObject(o: OpenObject): void {
   closeSync(o.fd);
 }
 
-/** The object's pages as data and hole segments (SEEK_DATA counts swapped pages as data, fallocated-only as holes). */
-export function objectSegments(o: OpenObject, pageSize = 4096): Segment[] {
+/**
+ * Pages [from, to) of the object as data and hole segments (SEEK_DATA counts swapped pages as data,
+ * fallocated-only pages as holes).
+ */
+export function objectSegments(o: OpenObject, from: number, to: number, pageSize = 4096): Segment[] {
   const out: Segment[] = [];
-  const pages = Math.ceil(o.size / pageSize);
-  let pos = 0;
-  while (pos < o.size) {
+  const end = Math.min(o.size, to * pageSize);
+  const push = (a: number, b: number, verdict: 'data' | 'hole') => {
+    const first = Math.max(from, Math.floor(a / pageSize));
+    const last = Math.min(to, Math.ceil(b / pageSize));
+    if (last > first) out.push({ offset: first, pages: last - first, verdict, case: verdict === 'data' ? 'S2' : 'S6' });
+  };
+  let pos = from * pageSize;
+  while (pos < end) {
     const d = seekData(o.fd, pos);
-    const dataStart = d === null ? o.size : d;
-    if (dataStart > pos) out.push({ offset: Math.floor(pos / pageSize), pages: Math.ceil(dataStart / pageSize) - Math.floor(pos / pageSize), verdict: 'hole', case: 'S6' });
-    if (d === null) break;
-    const h = seekHole(o.fd, d) ?? o.size;
-    const first = Math.floor(d / pageSize);
-    out.push({ offset: first, pages: Math.ceil(h / pageSize) - first, verdict: 'data', case: 'S2' });
+    const dataStart = d === null ? end : Math.min(d, end);
+    if (dataStart > pos) push(pos, dataStart, 'hole');
+    if (d === null || d >= end) break;
+    const h = Math.min(seekHole(o.fd, d) ?? end, end);
+    push(d, h, 'data');
     pos = h;
   }
-  // SEEK_HOLE reports the end of the file as a hole boundary; keep the last segment inside the object's pages.
-  const last = out[out.length - 1];
-  if (last && last.offset + last.pages > pages) last.pages = pages - last.offset;
-  return out.filter((s) => s.pages > 0);
+  return out;
 }

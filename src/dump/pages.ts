@@ -32,13 +32,21 @@ export interface Segment {
 export class Recorder {
   private readonly runs: RunSink;
   private readonly refs: RefSink;
-  private readonly planned: Segment[];
+  private planned: Segment[] = [];
   private next = 0;
 
-  constructor(writer: SnapshotWriter, segments: Segment[]) {
+  constructor(writer: SnapshotWriter) {
     this.refs = new RefSink(writer);
     this.runs = new RunSink((bytes, count) => writer.writeTable(bytes, count), writer.tableEntries);
-    this.planned = segments.filter((s) => s.verdict !== 'data');
+  }
+
+  /** The next planned segments, in address order after the previous ones; the non-data ones are recorded as given. */
+  plan(segments: Segment[]): void {
+    if (this.next > 1024) {
+      this.planned = this.planned.slice(this.next);
+      this.next = 0;
+    }
+    for (const s of segments) if (s.verdict !== 'data') this.planned.push(s);
   }
 
   /** Pages recorded so far, by verdict. */
