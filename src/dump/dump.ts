@@ -181,7 +181,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Regi
 }
 
 async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<SnapshotRegion> {
-  const shape: RegionShape = { kind: r.kind, shared: r.perms.shared };
+  const shape: RegionShape = { kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem' };
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
   // A shared shmem mapping's content is its object's: open that (or learn why it cannot be opened).

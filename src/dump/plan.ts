@@ -27,7 +27,7 @@ export function planRegion(shape: RegionShape, start: bigint, pages: number, pop
   for (const r of populated) {
     const at = Number((r.start - start) / ps);
     out.push(pos, at - pos, none.verdict, none.case);
-    const d = decide(shape, r.state, opts);
+    const d = decide(shape, r.state, opts, { huge: r.huge, uffdWp: r.uffdWp });
     out.push(at, r.pages, d.verdict, d.case);
     pos = at + r.pages;
   }

@@ -123,7 +123,13 @@ export class HostSettings {
     const now = Number(readValue(path));
     if (now >= count) return null;
     this.set(path, String(count));
-    const got = Number(readValue(path));
+    let got = Number(readValue(path));
+    if (got < count && existsSync('/proc/sys/vm/compact_memory')) {
+      // Fragmented memory: compact it once (an action, nothing to restore) and ask again.
+      writeValue('/proc/sys/vm/compact_memory', '1');
+      writeValue(path, String(count));
+      got = Number(readValue(path));
+    }
     return got >= count ? null : `only ${got} of ${count} hugetlb pages could be reserved (memory too fragmented)`;
   }
 
