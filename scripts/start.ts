@@ -1,7 +1,7 @@
 /**
  * `npm start`: the main job on a bundled workload. Starts the scenario fixture (anonymous data, zero pages, THP,
- * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects it,
- * dumps it, shows and verifies the snapshot, reads bytes back from it, and removes everything it made.
+ * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects and
+ * audits it, dumps it, shows and verifies the snapshot, reads bytes back from it, and removes everything it made.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +27,11 @@ try {
   const mixed = fx.region('mixed');
   pagesnap('inspect', String(fx.pid), '--pages', `${mixed.start.toString(16)}+32K`);
   console.log(
-    '\nThe shmem-zapped and shmem-pwrite regions hold 16 pages of data each, yet their pagemap is empty (case S2):',
-    'the dump reads such memory from the shmem object, not from pagemap.',
+    '\nThe shmem-zapped and shmem-pwrite regions hold 16 pages of data each, yet their pagemap is empty (case S2).',
+    'audit shows what a dumper that trusts pagemap would lose:',
   );
+  pagesnap('audit', String(fx.pid));
+  console.log('\npagesnap dump reads such memory from the shmem object, not from pagemap:');
   const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
   try {
     const file = join(dir, 'sample.psnap');
