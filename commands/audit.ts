@@ -3,7 +3,17 @@ import { PagesnapCommand } from '../src/cli/base.js';
 import { parsePid } from '../src/cli/parse.js';
 import { audit } from '../src/analyze/audit.js';
 import { renderAudit } from '../src/render/audit.js';
-import { PagesnapError } from '../src/native/index.js';
+import { PagesnapError, fromNodeError } from '../src/native/index.js';
+import { heatmapSvg } from '../src/render/heatmap.js';
+import { writeFileSync } from 'node:fs';
+
+function writeOutput(path: string, data: string | Buffer): void {
+  try {
+    writeFileSync(path, data);
+  } catch (e) {
+    throw fromNodeError(e, 'write', path);
+  }
+}
 
 /** Exit code of --fail-on-loss when a pagemap-only dumper would lose data. */
 const EXIT_LOSS = 3;
@@ -18,6 +28,7 @@ export default class Audit extends PagesnapCommand {
     { description: 'Audit a process', command: '<%= config.bin %> audit 1234' },
     { description: 'Fail (exit 3) when a pagemap-only dumper would lose data, e.g. in CI', command: '<%= config.bin %> audit 1234 --fail-on-loss' },
     { description: 'Every region, as JSON', command: '<%= config.bin %> audit 1234 5678 --all --json' },
+    { description: 'Draw the address space, pages coloured by what pagemap gets wrong', command: '<%= config.bin %> audit 1234 --svg audit.svg' },
   ];
   static override strict = false;
   static override args = { pid: Args.string({ required: true, description: 'process ids to audit' }) };
@@ -25,11 +36,13 @@ export default class Audit extends PagesnapCommand {
     all: Flags.boolean({ description: 'list every region, not only those where pagemap misleads' }),
     'fail-on-loss': Flags.boolean({ description: `exit ${EXIT_LOSS} when a pagemap-only dumper would lose data` }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
+    svg: Flags.string({ description: 'also draw the address space as a heatmap into this SVG file', helpValue: 'FILE' }),
   };
 
   async run(): Promise<unknown> {
     const { argv, flags } = await this.parse(Audit);
     const rep = audit((argv as string[]).map(parsePid), { method: flags.method as 'auto' });
+    if (flags.svg) writeOutput(flags.svg, heatmapSvg(rep, { all: flags.all }));
     const result = this.emit(rep, () => renderAudit(rep, flags.all));
     if (flags['fail-on-loss'] && rep.totals.lostPages > 0) {
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(result)}\n`);

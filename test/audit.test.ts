@@ -1,6 +1,9 @@
 // Acceptance for `audit`: on every scenario it reports exactly the data a pagemap-only dumper would lose, and what
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
@@ -56,5 +59,21 @@ describe('audit --fail-on-loss', () => {
     expect(r.stderr.trim()).toMatch(/^pagesnap audit: a pagemap-only dumper would lose 16 pages of data — /);
     expect(r.stdout).toMatch(/would LOSE 16 pages \(64 KiB\) of data: S2 shmem in page cache, pte none: 16/);
     expect(cli(['audit', String(process.pid), '--fail-on-loss']).code).toBe(0);
+  });
+});
+
+describe('audit --svg', () => {
+  const sc = useScenario('shmem-zapped', () => prepared);
+  it('draws one red cell per lost page and labels the region with its case', (ctx) => {
+    sc.skipIf(ctx);
+    const file = `${mkdtempSync(join(tmpdir(), 'pagesnap-svg-'))}/audit.svg`;
+    const r = cli(['audit', String(sc.fx.pid), '--svg', file]);
+    expect(r.code).toBe(0);
+    const svg = readFileSync(file, 'utf8');
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+    // legend swatch + one cell per lost page (a 16-page region is drawn one page per cell)
+    expect(svg.match(/<rect [^>]*fill="#d62728"/g)!.length).toBe(1 + 16);
+    expect(svg).toMatch(/memfd:pagesnap-zapped · LOST 16 \(S2\)/);
   });
 });

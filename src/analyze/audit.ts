@@ -50,6 +50,17 @@ export interface CaseCount {
   pages: number;
 }
 
+/** What the naive rule does with a run of pages that the model decided. */
+export type Status = 'kept' | 'lost' | 'needless' | 'empty';
+
+export interface AuditRun {
+  offset: number;
+  pages: number;
+  case: CaseId;
+  verdict: Verdict;
+  status: Status;
+}
+
 export interface RegionAudit {
   start: Addr;
   end: Addr;
@@ -72,6 +83,8 @@ export interface RegionAudit {
   smaps: { rss: number; rssCounted: number; swap: number; swapCounted: number | null; swapPss: number; ok: boolean };
   /** the evidence missing for this region, if any */
   unknown?: string;
+  /** the region's pages in runs, as decided and as the naive rule treats them */
+  runs: AuditRun[];
 }
 
 export interface AuditReport {
@@ -171,16 +184,21 @@ function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
     x.pages += n;
     m.set(c, x);
   };
+  const out: AuditRun[] = [];
   let naiveKeeps = 0;
   let dataPages = 0;
   const need = { zero: 0, file: 0, marker: 0, special: 0 };
   let present = 0;
   let migration = 0;
   let swapCounted = 0;
-  for (const { pages: n, e } of runs) {
+  for (const { offset, pages: n, e } of runs) {
     const d = decideFrom(e);
     const keeps = NAIVE_KEEPS.has(e.pte);
     const h = holds(d.verdict, e);
+    const status: Status = h === 'data' ? (keeps ? 'kept' : 'lost') : keeps ? 'needless' : 'empty';
+    const last = out[out.length - 1];
+    if (last && last.case === d.case && last.verdict === d.verdict && last.status === status && last.offset + last.pages === offset) last.pages += n;
+    else out.push({ offset, pages: n, case: d.case, verdict: d.verdict, status });
     if (keeps) naiveKeeps += n;
     if (h === 'data') dataPages += n;
     if (h === 'data' && !keeps) bump(lost, d.case, d.rule.name, n);
@@ -210,6 +228,7 @@ function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
       ok: rss === rssCounted && (!swapKnown || swap === swapCounted * PAGE),
     },
     unknown,
+    runs: out,
   };
 }
 

@@ -1,0 +1,115 @@
+/**
+ * The address space as a heatmap: one labelled band per region, one cell per page (or per bucket of pages in a big
+ * region), coloured by what the model decided and what a pagemap-only dumper would do with it. A person sees at
+ * a glance where pagemap is wrong (red: data it would lose).
+ */
+import type { AuditReport, AuditRun, RegionAudit } from '../analyze/audit.js';
+import { bytes, hex } from './format.js';
+
+export interface HeatmapOptions {
+  /** cells per row */
+  columns?: number;
+  /** rows at most per region: bigger regions bucket several pages into a cell */
+  maxRows?: number;
+  /** every region, not only those with something to see */
+  all?: boolean;
+}
+
+/** Colour classes, most important first: a bucket takes the colour of its most important page. */
+export const CLASSES = [
+  { key: 'lost', color: '#d62728', label: 'data a pagemap-only dumper loses' },
+  { key: 'marker', color: '#9467bd', label: 'marker it takes for swap (guard, poison, uffd-wp)' },
+  { key: 'zero', color: '#e7ba52', label: 'zero page it stores for nothing' },
+  { key: 'file', color: '#9ecae1', label: 'clean file page it stores for nothing' },
+  { key: 'kept', color: '#2ca02c', label: 'data, kept' },
+  { key: 'special', color: '#7f7f7f', label: 'kernel or device page, never read' },
+  { key: 'empty', color: '#eeeeee', label: 'nothing there' },
+] as const;
+type ClassKey = (typeof CLASSES)[number]['key'];
+
+function classOf(r: AuditRun): ClassKey {
+  if (r.status === 'lost') return 'lost';
+  if (r.status === 'kept') return 'kept';
+  if (r.status === 'needless') {
+    if (r.verdict === 'zero') return 'zero';
+    if (r.verdict === 'file') return 'file';
+    if (r.verdict === 'special') return 'special';
+    return 'marker';
+  }
+  return 'empty';
+}
+
+const RANK: Record<ClassKey, number> = Object.fromEntries(CLASSES.map((c, i) => [c.key, i])) as Record<ClassKey, number>;
+
+/** The class of each cell of a region: `pages / cells` pages per cell, the most important one wins. */
+export function regionCells(r: RegionAudit, cells: number): ClassKey[] {
+  const per = Math.max(1, Math.ceil(r.pages / cells));
+  const n = Math.ceil(r.pages / per);
+  const out = new Array<ClassKey>(n).fill('empty');
+  for (const run of r.runs) {
+    const k = classOf(run);
+    if (k === 'empty') continue;
+    for (let c = Math.floor(run.offset / per); c <= Math.floor((run.offset + run.pages - 1) / per); c++) {
+      if (RANK[k] < RANK[out[c]!]) out[c] = k;
+    }
+  }
+  return out;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+function interesting(r: RegionAudit): boolean {
+  return r.runs.some((x) => x.status !== 'empty') || r.lost.pages > 0;
+}
+
+export function heatmapSvg(rep: AuditReport, opts: HeatmapOptions = {}): string {
+  const columns = opts.columns ?? 128;
+  const maxRows = opts.maxRows ?? 8;
+  const cell = 6;
+  const gap = 1;
+  const line = 14;
+  const width = 16 + columns * (cell + gap) + 16;
+  const parts: string[] = [];
+  let y = 20;
+  const text = (x: number, yy: number, s: string, extra = '') => parts.push(`<text x="${x}" y="${yy}"${extra}>${esc(s)}</text>`);
+  text(16, y, `pagesnap audit · kernel ${rep.kernel} · naive rule: keep what pagemap shows PRESENT or SWAPPED`, ' font-weight="bold"');
+  y += line + 4;
+  // legend
+  let lx = 16;
+  for (const c of CLASSES) {
+    parts.push(`<rect x="${lx}" y="${y - 9}" width="10" height="10" fill="${c.color}"/>`);
+    text(lx + 14, y, c.label);
+    lx += 14 + c.label.length * 6.7 + 16;
+    if (lx > width - 220) {
+      lx = 16;
+      y += line;
+    }
+  }
+  y += line + 8;
+  for (const p of rep.processes) {
+    const lost = p.regions.reduce((s, r) => s + r.lost.pages, 0);
+    text(16, y, `process ${p.process.pid} (${p.process.comm}) · ${lost ? `${lost} pages a pagemap-only dumper loses` : 'nothing lost'}`, ' font-weight="bold"');
+    y += line + 2;
+    for (const r of p.regions) {
+      if (!opts.all && !interesting(r)) continue;
+      const cells = regionCells(r, columns * maxRows);
+      const per = Math.max(1, Math.ceil(r.pages / (columns * maxRows)));
+      const label = `${hex(r.start)}-${hex(r.end)} ${r.kind} ${bytes(r.pages * 4096)}${per > 1 ? ` (${per} pages a cell)` : ''}${r.path ? ` ${r.path}` : ''}${r.lost.pages ? ` · LOST ${r.lost.pages} (${r.lost.cases.map((c) => c.case).join(', ')})` : ''}`;
+      text(16, y, label, r.lost.pages ? ' fill="#d62728"' : '');
+      y += 4;
+      cells.forEach((k, i) => {
+        const col = CLASSES[RANK[k]]!.color;
+        parts.push(`<rect x="${16 + (i % columns) * (cell + gap)}" y="${y + Math.floor(i / columns) * (cell + gap)}" width="${cell}" height="${cell}" fill="${col}"/>`);
+      });
+      y += Math.ceil(cells.length / columns) * (cell + gap) + line;
+    }
+    y += 6;
+  }
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="monospace" font-size="11">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
