@@ -4,7 +4,7 @@ import { parsePid } from '../src/cli/parse.js';
 import { audit } from '../src/analyze/audit.js';
 import { renderAudit } from '../src/render/audit.js';
 import { PagesnapError, fromNodeError } from '../src/native/index.js';
-import { heatmapSvg } from '../src/render/heatmap.js';
+import { heatmapSvg, heatmapPng } from '../src/render/heatmap.js';
 import { writeFileSync } from 'node:fs';
 
 function writeOutput(path: string, data: string | Buffer): void {
@@ -37,12 +37,14 @@ export default class Audit extends PagesnapCommand {
     'fail-on-loss': Flags.boolean({ description: `exit ${EXIT_LOSS} when a pagemap-only dumper would lose data` }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
     svg: Flags.string({ description: 'also draw the address space as a heatmap into this SVG file', helpValue: 'FILE' }),
+    png: Flags.string({ description: 'the same heatmap as a PNG file', helpValue: 'FILE' }),
   };
 
   async run(): Promise<unknown> {
     const { argv, flags } = await this.parse(Audit);
     const rep = audit((argv as string[]).map(parsePid), { method: flags.method as 'auto' });
     if (flags.svg) writeOutput(flags.svg, heatmapSvg(rep, { all: flags.all }));
+    if (flags.png) writeOutput(flags.png, heatmapPng(rep, { all: flags.all }));
     const result = this.emit(rep, () => renderAudit(rep, flags.all));
     if (flags['fail-on-loss'] && rep.totals.lostPages > 0) {
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -2,6 +2,7 @@
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { inflateSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli, cliJson } from './helpers/cli.js';
@@ -77,3 +78,46 @@ describe('audit --svg', () => {
     expect(svg).toMatch(/memfd:pagesnap-zapped · LOST 16 \(S2\)/);
   });
 });
+
+describe('audit --png', () => {
+  const sc = useScenario('shmem-zapped', () => prepared);
+  it('writes a valid PNG in which the lost pages are red', (ctx) => {
+    sc.skipIf(ctx);
+    const file = `${mkdtempSync(join(tmpdir(), 'pagesnap-png-'))}/audit.png`;
+    expect(cli(['audit', String(sc.fx.pid), '--png', file]).code).toBe(0);
+    const png = readFileSync(file);
+    expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
+    // walk the chunks, checking each CRC against zlib's
+    const chunks: Record<string, Buffer> = {};
+    for (let o = 8; o < png.length; ) {
+      const len = png.readUInt32BE(o);
+      const type = png.toString('latin1', o + 4, o + 8);
+      const body = png.subarray(o + 4, o + 8 + len);
+      expect(png.readUInt32BE(o + 8 + len), `${type} crc`).toBe(crc32(body));
+      chunks[type] = Buffer.concat([chunks[type] ?? Buffer.alloc(0), png.subarray(o + 8, o + 8 + len)]);
+      o += 12 + len;
+    }
+    const width = chunks.IHDR!.readUInt32BE(0);
+    const height = chunks.IHDR!.readUInt32BE(4);
+    const raw = inflateSync(chunks.IDAT!);
+    expect(raw.length).toBe((width * 3 + 1) * height);
+    let red = 0;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const i = y * (width * 3 + 1) + 1 + x * 3;
+        if (raw[i] === 0xd6 && raw[i + 1] === 0x27 && raw[i + 2] === 0x28) red++;
+      }
+    }
+    expect(red).toBeGreaterThanOrEqual(16 * 36 + 100); // 16 cells of 6×6, the legend swatch, the label
+  });
+});
+
+/** CRC-32 (IEEE), independent of the encoder's table. */
+function crc32(b: Buffer): number {
+  let c = ~0;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
+  }
+  return ~c >>> 0;
+}

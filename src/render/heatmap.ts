@@ -5,6 +5,7 @@
  */
 import type { AuditReport, AuditRun, RegionAudit } from '../analyze/audit.js';
 import { bytes, hex } from './format.js';
+import { Canvas, hexColor } from './png.js';
 
 export interface HeatmapOptions {
   /** cells per row */
@@ -62,54 +63,79 @@ function interesting(r: RegionAudit): boolean {
   return r.runs.some((x) => x.status !== 'empty') || r.lost.pages > 0;
 }
 
-export function heatmapSvg(rep: AuditReport, opts: HeatmapOptions = {}): string {
+type Item =
+  | { t: 'rect'; x: number; y: number; w: number; h: number; color: string }
+  | { t: 'text'; x: number; y: number; s: string; color: string; bold?: boolean };
+
+/** Where everything goes: the drawing both the SVG and the PNG are made from. */
+function layout(rep: AuditReport, opts: HeatmapOptions): { width: number; height: number; items: Item[] } {
   const columns = opts.columns ?? 128;
   const maxRows = opts.maxRows ?? 8;
   const cell = 6;
   const gap = 1;
   const line = 14;
+  const charWidth = 6.7;
   const width = 16 + columns * (cell + gap) + 16;
-  const parts: string[] = [];
+  const items: Item[] = [];
   let y = 20;
-  const text = (x: number, yy: number, s: string, extra = '') => parts.push(`<text x="${x}" y="${yy}"${extra}>${esc(s)}</text>`);
-  text(16, y, `pagesnap audit · kernel ${rep.kernel} · naive rule: keep what pagemap shows PRESENT or SWAPPED`, ' font-weight="bold"');
+  const text = (x: number, yy: number, s: string, color = '#000000', bold = false) => items.push({ t: 'text', x, y: yy, s, color, bold });
+  text(16, y, `pagesnap audit · kernel ${rep.kernel} · naive rule: keep what pagemap shows PRESENT or SWAPPED`, '#000000', true);
   y += line + 4;
-  // legend
   let lx = 16;
   for (const c of CLASSES) {
-    parts.push(`<rect x="${lx}" y="${y - 9}" width="10" height="10" fill="${c.color}"/>`);
-    text(lx + 14, y, c.label);
-    lx += 14 + c.label.length * 6.7 + 16;
-    if (lx > width - 220) {
+    const w = 14 + c.label.length * charWidth + 16;
+    if (lx + w > width - 16) {
       lx = 16;
       y += line;
     }
+    items.push({ t: 'rect', x: lx, y: y - 9, w: 10, h: 10, color: c.color });
+    text(lx + 14, y, c.label);
+    lx += w;
   }
   y += line + 8;
   for (const p of rep.processes) {
     const lost = p.regions.reduce((s, r) => s + r.lost.pages, 0);
-    text(16, y, `process ${p.process.pid} (${p.process.comm}) · ${lost ? `${lost} pages a pagemap-only dumper loses` : 'nothing lost'}`, ' font-weight="bold"');
+    text(16, y, `process ${p.process.pid} (${p.process.comm}) · ${lost ? `${lost} pages a pagemap-only dumper loses` : 'nothing lost'}`, '#000000', true);
     y += line + 2;
     for (const r of p.regions) {
       if (!opts.all && !interesting(r)) continue;
       const cells = regionCells(r, columns * maxRows);
       const per = Math.max(1, Math.ceil(r.pages / (columns * maxRows)));
       const label = `${hex(r.start)}-${hex(r.end)} ${r.kind} ${bytes(r.pages * 4096)}${per > 1 ? ` (${per} pages a cell)` : ''}${r.path ? ` ${r.path}` : ''}${r.lost.pages ? ` · LOST ${r.lost.pages} (${r.lost.cases.map((c) => c.case).join(', ')})` : ''}`;
-      text(16, y, label, r.lost.pages ? ' fill="#d62728"' : '');
+      text(16, y, label, r.lost.pages ? CLASSES[0].color : '#000000');
       y += 4;
       cells.forEach((k, i) => {
-        const col = CLASSES[RANK[k]]!.color;
-        parts.push(`<rect x="${16 + (i % columns) * (cell + gap)}" y="${y + Math.floor(i / columns) * (cell + gap)}" width="${cell}" height="${cell}" fill="${col}"/>`);
+        items.push({ t: 'rect', x: 16 + (i % columns) * (cell + gap), y: y + Math.floor(i / columns) * (cell + gap), w: cell, h: cell, color: CLASSES[RANK[k]]!.color });
       });
       y += Math.ceil(cells.length / columns) * (cell + gap) + line;
     }
     y += 6;
   }
+  return { width: Math.ceil(width), height: Math.ceil(y), items };
+}
+
+export function heatmapSvg(rep: AuditReport, opts: HeatmapOptions = {}): string {
+  const { width, height, items } = layout(rep, opts);
+  const body = items.map((i) =>
+    i.t === 'rect'
+      ? `<rect x="${i.x}" y="${i.y}" width="${i.w}" height="${i.h}" fill="${i.color}"/>`
+      : `<text x="${i.x}" y="${i.y}"${i.color !== '#000000' ? ` fill="${i.color}"` : ''}${i.bold ? ' font-weight="bold"' : ''}>${esc(i.s)}</text>`,
+  );
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="monospace" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="monospace" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    ...parts,
+    ...body,
     '</svg>',
     '',
   ].join('\n');
+}
+
+export function heatmapPng(rep: AuditReport, opts: HeatmapOptions = {}): Buffer {
+  const { width, height, items } = layout(rep, opts);
+  const c = new Canvas(width, height);
+  for (const i of items) {
+    if (i.t === 'rect') c.rect(Math.round(i.x), Math.round(i.y), i.w, i.h, hexColor(i.color));
+    else c.text(Math.round(i.x), Math.round(i.y), i.s, hexColor(i.color));
+  }
+  return c.png();
 }
