@@ -2,11 +2,13 @@
 import { release, cpus } from 'node:os';
 import { benchPagemap } from './pagemap.js';
 import { benchDump } from './dump.js';
+import { benchAudit } from './audit.js';
 import { printRows, type Row } from './lib.js';
 
 const rows: Row[] = [];
 console.log(`pagesnap benchmarks · kernel ${release()} · ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'} · node ${process.version}`);
 const only = process.argv[2];
 if (!only || only === 'pagemap') rows.push(...(await benchPagemap()));
+if (!only || only === 'audit') rows.push(...(await benchAudit()));
 if (!only || only === 'dump') rows.push(...(await benchDump()));
 printRows(rows);
