@@ -34,6 +34,7 @@ export default class Audit extends PagesnapCommand {
   static override args = { pid: Args.string({ required: true, description: 'process ids to audit' }) };
   static override flags = {
     all: Flags.boolean({ description: 'list every region, not only those where pagemap misleads' }),
+    deep: Flags.boolean({ description: 'also read the exclusive bit and kpageflags of every present anonymous page (fork-shared A5, KSM K1, lazily freed A6; kpageflags needs root)' }),
     'fail-on-loss': Flags.boolean({ description: `exit ${EXIT_LOSS} when a pagemap-only dumper would lose data` }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
     svg: Flags.string({ description: 'also draw the address space as a heatmap into this SVG file', helpValue: 'FILE' }),
@@ -42,7 +43,7 @@ export default class Audit extends PagesnapCommand {
 
   async run(): Promise<unknown> {
     const { argv, flags } = await this.parse(Audit);
-    const rep = audit((argv as string[]).map(parsePid), { method: flags.method as 'auto' });
+    const rep = audit((argv as string[]).map(parsePid), { method: flags.method as 'auto', deep: flags.deep });
     if (flags.svg) writeOutput(flags.svg, heatmapSvg(rep, { all: flags.all }));
     if (flags.png) writeOutput(flags.png, heatmapPng(rep, { all: flags.all }));
     const result = this.emit(rep, () => renderAudit(rep, flags.all));

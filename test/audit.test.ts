@@ -121,3 +121,18 @@ function crc32(b: Buffer): number {
   }
   return ~c >>> 0;
 }
+
+describe('audit --deep', () => {
+  const sc = useScenario('ksm', () => prepared);
+  it('names KSM-merged pages K1 from kpageflags (plain A3 without --deep)', (ctx) => {
+    sc.skipIf(ctx);
+    const start = `0x${sc.fx.region('ksm').start.toString(16)}`;
+    const kept = (args: string[]) => {
+      const rep = cliJson(['audit', String(sc.fx.pid), '--all', ...args]);
+      const r = rep.processes[0].regions.find((x: { start: string }) => x.start === start);
+      return r.runs.filter((x: { status: string }) => x.status === 'kept').map((x: { case: string; pages: number }) => [x.case, x.pages]);
+    };
+    expect(kept([])).toEqual([['A3', 16]]);
+    expect(kept(['--deep'])).toEqual([['K1', 16]]);
+  });
+});

@@ -6,7 +6,11 @@
  */
 import { release } from 'node:os';
 import { mmap, munmap, mincore, seekData, seekHole, PROT, MAP, type Addr } from '../native/index.js';
-import { Pagemap, readRegions, readIdentity, assertPid, isAlive, exited, type Region, type PageState, type PagemapMethod, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, KpageReader, readRegions, readIdentity, assertPid, isAlive, exited, type Region, type PageState, type PagemapMethod, type ProcessIdentity } from '../proc/index.js';
+
+/** kpageflags bits (include/uapi/linux/kernel-page-flags.h) */
+const KPF_SWAPBACKED = 14;
+const KPF_KSM = 21;
 import { decideFrom, type Evidence } from '../model/rules.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
 import { openObject, closeObject, type OpenObject } from '../dump/objects.js';
@@ -134,7 +138,7 @@ function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8A
   return { data, resident };
 }
 
-function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
+function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null): RegionAudit {
   const pages = Number((r.end - r.start) / BigInt(PAGE));
   const region: Evidence['region'] = { kind: r.kind, shared: r.perms.shared, shmemBacked: r.backing === 'shmem', readable: r.perms.read, vmFlags: r.vmFlags };
   const populated = r.kind === 'vsyscall' ? [] : pm.runs(r);
@@ -144,6 +148,29 @@ function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
     pte.push({ from, to: from + run.pages, run });
   }
   const cuts = pte.flatMap((p) => [p.from, p.to]);
+
+  // --deep: per present anonymous page, PM_MMAP_EXCLUSIVE and kpageflags (KSM, SWAPBACKED): cases A5, K1, A6.
+  let deep: { excl: Uint8Array; ksm: Uint8Array; swapBacked: Uint8Array } | null = null;
+  if (kp && r.backing === 'anon' && !r.perms.shared) {
+    deep = { excl: new Uint8Array(pages), ksm: new Uint8Array(pages), swapBacked: new Uint8Array(pages) };
+    for (const p of pte) {
+      if (p.run.state !== 'data') continue;
+      const details = pm.details(r.start + BigInt(p.from) * BigInt(PAGE), r.start + BigInt(p.to) * BigInt(PAGE), r);
+      const info = kp.read(details.map((d) => d.pfn));
+      details.forEach((d, i) => {
+        const k = p.from + i;
+        deep!.excl[k] = d.exclusive ? 1 : 2;
+        const f = info[i]?.flags;
+        if (f !== undefined) {
+          deep!.ksm[k] = (f >> BigInt(KPF_KSM)) & 1n ? 1 : 2;
+          deep!.swapBacked[k] = (f >> BigInt(KPF_SWAPBACKED)) & 1n ? 1 : 2;
+        }
+      });
+    }
+    for (let i = 1; i < pages; i++) {
+      if (deep.excl[i] !== deep.excl[i - 1] || deep.ksm[i] !== deep.ksm[i - 1] || deep.swapBacked[i] !== deep.swapBacked[i - 1]) cuts.push(i);
+    }
+  }
 
   let obj: { data: Uint8Array; resident: Uint8Array | null } | null = null;
   let unknown: string | undefined;
@@ -174,6 +201,10 @@ function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
     const run = pteAt(from);
     const e: Evidence = { region, pte: run?.state ?? 'none', huge: run?.huge, uffdWp: run?.uffdWp };
     if (obj) e.object = { data: obj.data[from] === 1, resident: obj.resident ? obj.resident[from] === 1 : undefined };
+    if (deep && deep.excl[from]) {
+      e.exclusive = deep.excl[from] === 1;
+      if (deep.ksm[from]) e.kpf = { ksm: deep.ksm[from] === 1, swapBacked: deep.swapBacked[from] === 1 };
+    }
     return e;
   });
 
@@ -234,6 +265,8 @@ function auditRegion(pid: number, r: Region, pm: Pagemap): RegionAudit {
 
 export interface AuditOptions {
   method?: PagemapMethod | 'auto';
+  /** also gather PM_MMAP_EXCLUSIVE and kpageflags of every present anonymous page (root for kpageflags) */
+  deep?: boolean;
 }
 
 export function audit(pids: number[], opts: AuditOptions = {}): AuditReport {
@@ -243,11 +276,13 @@ export function audit(pids: number[], opts: AuditOptions = {}): AuditReport {
     const process = readIdentity(pid);
     try {
       const pm = new Pagemap(pid, { method: opts.method });
+      const kp = opts.deep ? new KpageReader() : null;
       try {
-        const regions = readRegions(pid).map((r) => auditRegion(pid, r, pm));
+        const regions = readRegions(pid).map((r) => auditRegion(pid, r, pm, kp));
         processes.push({ process, method: pm.method, framesVisible: pm.framesVisible, regions });
       } finally {
         pm.close();
+        kp?.close();
       }
     } catch (e) {
       if (!isAlive(pid)) throw exited(pid, 'ESRCH', e);
