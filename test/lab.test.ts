@@ -8,7 +8,7 @@ type Result = { name: string; skip?: string; pagemap?: string; scan?: string; na
 
 /** What this kernel's pagemap shows (raw bits, kpageflags when root), and the pages a naive dumper loses. */
 const EXPECT: Record<string, { pagemap: RegExp; loses: number }> = {
-  'seeds: A writes shmem, swap-out, A forks B, A unmaps, dump B': { pagemap: /^16 nothing$/, loses: 16 },
+  'seeds: A writes shmem, swap-out, A forks B, A unmaps, dump both': { pagemap: /^16 nothing$/, loses: 16 },
   'shmem zapped by MADV_DONTNEED': { pagemap: /^16 nothing$/, loses: 16 },
   'shmem written only through pwrite': { pagemap: /^16 nothing$/, loses: 16 },
   'fork child of a shmem owner': { pagemap: /^16 nothing$/, loses: 16 },

@@ -255,8 +255,9 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
     needless: { ...need, cases: sorted(needless) },
     smaps: {
       rss, rssCounted, swap, swapCounted: swapKnown ? swapCounted * PAGE : null, swapPss: r.fields.SwapPss ?? 0,
-      // THP and hugetlb count in Rss the same way; Swap of a shmem mapping is the object's swapped pages in range.
-      ok: rss === rssCounted && (!swapKnown || swap === swapCounted * PAGE),
+      // Swap of a shmem mapping is the object's swapped pages in range; SwapPss divides anonymous swap entries among
+      // their sharers, so it never exceeds Swap and is 0 for shmem (which has no swap entries).
+      ok: rss === rssCounted && (!swapKnown || swap === swapCounted * PAGE) && (r.fields.SwapPss ?? 0) <= swap && (!r.perms.shared || (r.fields.SwapPss ?? 0) === 0),
     },
     unknown,
     runs: out,

@@ -52,7 +52,7 @@ interface Entry {
 }
 
 export const LAB: readonly Entry[] = [
-  { name: 'seeds: A writes shmem, swap-out, A forks B, A unmaps, dump B', cases: ['S3', 'S2'], scenario: 'seed', regions: ['seed-shmem'], child: true, needs: 'swap' },
+  { name: 'seeds: A writes shmem, swap-out, A forks B, A unmaps, dump both', cases: ['S3', 'S2'], scenario: 'seed', regions: ['seed-shmem'], child: true, needs: 'swap' },
   { name: 'shmem zapped by MADV_DONTNEED', cases: ['S2'], scenario: 'shmem-zapped', regions: ['shmem-zapped'] },
   { name: 'shmem written only through pwrite', cases: ['S2'], scenario: 'shmem-pwrite', regions: ['shmem-pwrite'] },
   { name: 'fork child of a shmem owner', cases: ['S2'], scenario: 'shmem-fork', regions: ['shmem-child'], child: true },
@@ -156,7 +156,8 @@ async function runEntry(e: Entry, unavailable: Record<string, string | null>, di
     const views = regs.map((fr) => pagemapViews(proc.pid, live.find((r) => r.start === fr.start)!));
     const au = audit([proc.pid]).processes[0]!.regions.filter((r) => regs.some((fr) => fr.start === r.start));
     const file = join(dir, `${e.scenario}-${proc.pid}.psnap`);
-    await dump([proc.pid], { output: file });
+    // A fork child is dumped with its parent, as a tree would be: shmem they share is stored once.
+    await dump(e.child ? [fx.pid, proc.pid] : [proc.pid], { output: file });
     const reader = SnapshotReader.open(file);
     let kept = 0;
     let of = 0;
