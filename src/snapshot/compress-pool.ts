@@ -25,11 +25,16 @@ export interface Slot {
   output: Buffer;
 }
 
+/** Frames per message to a worker. */
+const BATCH = 4;
+
 export class CompressPool {
   private readonly workers: Worker[];
   private readonly waiting = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private failure: Error | null = null;
+  private readonly queued: { id: number; slot: number; length: number }[][];
+  private flushing = false;
 
   readonly slots: Slot[];
 
@@ -39,13 +44,16 @@ export class CompressPool {
       index, input: Buffer.from(new SharedArrayBuffer(frameBytes)), output: Buffer.from(new SharedArrayBuffer(zstd.compressBound(frameBytes))),
     }));
     const shared = this.slots.map((s) => ({ input: s.input.buffer, output: s.output.buffer }));
+    this.queued = Array.from({ length: threads }, () => []);
     this.workers = Array.from({ length: threads }, () => {
       const w = startWorker(level);
-      w.on('message', (m: { id: number; size?: number; error?: string }) => {
-        const p = this.waiting.get(m.id)!;
-        this.waiting.delete(m.id);
-        if (m.error !== undefined) p.reject(new Error(`zstd: ${m.error}`));
-        else p.resolve(m.size!);
+      w.on('message', (m: { done: { id: number; size?: number; error?: string }[] }) => {
+        for (const d of m.done) {
+          const p = this.waiting.get(d.id)!;
+          this.waiting.delete(d.id);
+          if (d.error !== undefined) p.reject(new Error(`zstd: ${d.error}`));
+          else p.resolve(d.size!);
+        }
       });
       w.on('error', (e) => this.fail(e));
       w.postMessage({ slots: shared });
@@ -59,14 +67,28 @@ export class CompressPool {
     this.waiting.clear();
   }
 
-  /** Compress the first `length` bytes of the slot's input into its output; resolves to the compressed size. */
+  /**
+   * Compress the first `length` bytes of the slot's input into its output; resolves to the compressed size.
+   * Requests go to a worker BATCH at a time, or when the event loop turns: a message costs more than a frame.
+   */
   compress(slot: Slot, length: number): Promise<number> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const w = this.workers[id % this.workers.length]!;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      w.postMessage({ id, slot: slot.index, length });
+    const q = this.queued[id % this.workers.length]!;
+    q.push({ id, slot: slot.index, length });
+    const p = new Promise<number>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    if (q.length >= BATCH) this.flush();
+    else if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => this.flush());
+    }
+    return p;
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    this.queued.forEach((jobs, i) => {
+      if (jobs.length) this.workers[i]!.postMessage({ jobs: jobs.splice(0) });
     });
   }
 

@@ -14,16 +14,21 @@ cctx.setParameter(zstd.CParameter.contentSizeFlag, 1);
 /** The slots' memory, sent once: a frame's message then carries only its slot number. */
 const slots: { input: Uint8Array; output: Uint8Array }[] = [];
 
-parentPort!.on('message', (m: { slots?: { input: SharedArrayBuffer; output: SharedArrayBuffer }[]; id: number; slot: number; length: number }) => {
+interface Job { id: number; slot: number; length: number }
+
+parentPort!.on('message', (m: { slots?: { input: SharedArrayBuffer; output: SharedArrayBuffer }[]; jobs?: Job[] }) => {
   if (m.slots) {
     for (const s of m.slots) slots.push({ input: new Uint8Array(s.input), output: new Uint8Array(s.output) });
     return;
   }
-  try {
-    const s = slots[m.slot]!;
-    const size = cctx.compress2(s.output, s.input.subarray(0, m.length));
-    parentPort!.postMessage({ id: m.id, size });
-  } catch (e) {
-    parentPort!.postMessage({ id: m.id, error: (e as Error).message });
-  }
+  // A batch of frames in, one answer out: messages cost more than compressing a small frame.
+  const done = m.jobs!.map((j) => {
+    try {
+      const s = slots[j.slot]!;
+      return { id: j.id, size: cctx.compress2(s.output, s.input.subarray(0, j.length)) };
+    } catch (e) {
+      return { id: j.id, error: (e as Error).message };
+    }
+  });
+  parentPort!.postMessage({ done });
 });

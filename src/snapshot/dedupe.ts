@@ -5,7 +5,7 @@
  * (later pages are only deduplicated against the ones admitted).
  */
 export class DedupeTable {
-  private slots = new Uint32Array(3 * 4096);
+  private slots = new Uint32Array(3 * (1 << 16));
   private size = 0;
 
   constructor(readonly capacity = 1 << 20) {}
@@ -14,12 +14,16 @@ export class DedupeTable {
     return this.slots.length / 3 - 1;
   }
 
-  /** Stored pages with this hash, to be compared byte by byte by the caller. */
-  *candidates(lo: number, hi: number): Generator<number> {
+  /**
+   * The first stored page with this hash for which `same` says the bytes are equal too, or -1. (A callback, not an
+   * iterator: this runs once per page stored, and must not allocate.)
+   */
+  find(lo: number, hi: number, same: (n: number) => boolean): number {
     const mask = this.mask;
     for (let s = lo & mask; this.slots[3 * s + 2] !== 0; s = (s + 1) & mask) {
-      if (this.slots[3 * s] === lo && this.slots[3 * s + 1] === hi) yield this.slots[3 * s + 2]! - 1;
+      if (this.slots[3 * s] === lo && this.slots[3 * s + 1] === hi && same(this.slots[3 * s + 2]! - 1)) return this.slots[3 * s + 2]! - 1;
     }
+    return -1;
   }
 
   add(lo: number, hi: number, n: number): void {
@@ -39,7 +43,8 @@ export class DedupeTable {
 
   private grow(): void {
     const old = this.slots;
-    this.slots = new Uint32Array(old.length * 2);
+    // Grow four-fold: rehashing is the table's main cost while the dump is young.
+    this.slots = new Uint32Array(old.length * 4);
     const mask = this.mask;
     for (let s = 0; s < old.length; s += 3) if (old[s + 2] !== 0) this.put(this.slots, mask, old[s]!, old[s + 1]!, old[s + 2]!);
   }

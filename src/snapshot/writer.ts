@@ -200,12 +200,17 @@ export class SnapshotWriter {
 
   /** A stored page equal to the page at buf[off] (same hash and same bytes), or -1. */
   private find(lo: number, hi: number, buf: Buffer, off: number): number {
-    for (const n of this.table.candidates(lo, hi)) {
-      const [bytes, at] = this.storedPage(n);
-      if (buf.compare(bytes, at, at + this.pageSize, off, off + this.pageSize) === 0) return n;
-    }
-    return -1;
+    this.probe.buf = buf;
+    this.probe.off = off;
+    return this.table.find(lo, hi, this.samePage);
   }
+
+  /** The page being looked up, for samePage (one closure for the writer's life, not one per page). */
+  private readonly probe: { buf: Buffer; off: number } = { buf: Buffer.alloc(0), off: 0 };
+  private readonly samePage = (n: number): boolean => {
+    const [bytes, at] = this.storedPage(n);
+    return this.probe.buf.compare(bytes, at, at + this.pageSize, this.probe.off, this.probe.off + this.pageSize) === 0;
+  };
 
   private flushHashes(): void {
     if (this.hashFill === 0) return;
