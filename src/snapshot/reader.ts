@@ -58,15 +58,9 @@ export class SnapshotReader {
     if (this.size < HEADER_SIZE + FOOTER_SIZE) throw new FormatError(path, `truncated: ${this.size} bytes is smaller than an empty snapshot`);
     this.header = decodeHeader(this.readAt(0, HEADER_SIZE), path);
     const footer = decodeFooter(this.readAt(this.size - FOOTER_SIZE, FOOTER_SIZE), this.size, path);
-    const z = this.readAt(footer.manifestOffset, footer.manifestSize);
-    if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
-    if (zstdFrameContentSize(z) !== footer.manifestRawSize) throw new FormatError(path, 'manifest frame does not declare the size the footer gives', footer.manifestOffset);
-    let raw: Buffer;
-    try {
-      raw = decompress(z);
-    } catch (e) {
-      throw new FormatError(path, `manifest does not decompress (${(e as Error).message})`, footer.manifestOffset);
-    }
+    const raw = this.unpack(footer.manifestOffset, footer.manifestSize, footer.manifestRawSize, 'manifest', (z) => {
+      if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
+    });
     this.manifest = decodeManifest(raw, path, footer.manifestOffset);
     if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
   }
@@ -104,6 +98,24 @@ export class SnapshotReader {
     return b;
   }
 
+  /**
+   * Read one zstd frame and decompress it, refusing a frame that does not declare exactly `want` bytes before
+   * any memory is given to it (a damaged size field must not become a huge allocation).
+   */
+  private unpack(offset: number, size: number, want: number, what: string, check?: (z: Buffer) => void): Buffer {
+    const z = this.readAt(offset, size);
+    check?.(z);
+    if (zstdFrameContentSize(z) !== want) throw new FormatError(this.path, `${what} does not declare its ${want} bytes`, offset);
+    let raw: Buffer;
+    try {
+      raw = decompress(z);
+    } catch (e) {
+      throw new FormatError(this.path, `${what} is damaged (${(e as Error).message})`, offset);
+    }
+    if (raw.length !== want) throw new FormatError(this.path, `${what} holds ${raw.length} bytes, expected ${want}`, offset);
+    return raw;
+  }
+
   get pageSize(): number {
     return this.header.pageSize;
   }
@@ -134,17 +146,7 @@ export class SnapshotReader {
       return hit;
     }
     const f = this.manifest.frames;
-    const off = f.offset[i]!;
-    const want = f.pages[i]! * this.pageSize;
-    const z = this.readAt(off, f.size[i]!);
-    if (zstdFrameContentSize(z) !== want) throw new FormatError(this.path, `frame ${i} does not declare its ${want} bytes`, off);
-    let raw: Buffer;
-    try {
-      raw = decompress(z);
-    } catch (e) {
-      throw new FormatError(this.path, `frame ${i} is damaged (${(e as Error).message})`, off);
-    }
-    if (raw.length !== want) throw new FormatError(this.path, `frame ${i} holds ${raw.length} bytes, expected ${want}`, off);
+    const raw = this.unpack(f.offset[i]!, f.size[i]!, f.pages[i]! * this.pageSize, `frame ${i}`);
     this.cache.set(i, raw);
     if (this.cache.size > FRAME_CACHE) this.cache.delete(this.cache.keys().next().value!);
     return raw;
@@ -176,14 +178,7 @@ export class SnapshotReader {
   private block(b: Block, entryBytes: number, what: string): ArrayBuffer {
     const hit = this.blocks.get(b);
     if (hit) return hit;
-    const z = this.readAt(b.offset, b.size);
-    if (zstdFrameContentSize(z) !== b.count * entryBytes) throw new FormatError(this.path, `${what} block does not declare its ${b.count} entries`, b.offset);
-    let raw: Buffer;
-    try {
-      raw = decompress(z);
-    } catch (e) {
-      throw new FormatError(this.path, `${what} block is damaged (${(e as Error).message})`, b.offset);
-    }
+    const raw = this.unpack(b.offset, b.size, b.count * entryBytes, `${what} block`);
     const ab = new ArrayBuffer(raw.length);
     new Uint8Array(ab).set(raw);
     if (what === 'refs') checkRefs(new Uint32Array(ab), this.storedPages, what, this.path);

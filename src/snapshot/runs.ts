@@ -27,8 +27,6 @@ export interface RunBlocks {
 
 export type RunTable = Run[] | RunBlocks;
 
-export const isInline = (t: RunTable): t is Run[] => Array.isArray(t);
-
 export function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number): void {
   b.setUint32(at, r.offset, true);
   b.setUint32(at + 4, r.pages, true);
