@@ -63,7 +63,7 @@ export interface DumpSummary {
   peakRssBytes: number;
 }
 
-const SMAPS_KEPT = ['Rss', 'Pss', 'Shared_Clean', 'Shared_Dirty', 'Private_Clean', 'Private_Dirty', 'Anonymous', 'LazyFree', 'AnonHugePages', 'ShmemPmdMapped', 'Swap', 'SwapPss', 'Locked', 'KSM'];
+const SMAPS_KEPT = ['KernelPageSize', 'Rss', 'Pss', 'Shared_Clean', 'Shared_Dirty', 'Private_Clean', 'Private_Dirty', 'Anonymous', 'LazyFree', 'AnonHugePages', 'ShmemPmdMapped', 'Swap', 'SwapPss', 'Locked', 'KSM'];
 
 /** 1 GiB of address space per window: the plan of a window is all that is held, however large the region. */
 const WINDOW_PAGES = 1 << 18;

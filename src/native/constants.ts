@@ -9,6 +9,7 @@ export const MAP = {
   PRIVATE: 0x02,
   FIXED: 0x10,
   ANONYMOUS: 0x20,
+  GROWSDOWN: 0x100,
   NORESERVE: 0x4000,
   POPULATE: 0x8000,
   HUGETLB: 0x40000,
@@ -42,6 +43,8 @@ export const MFD = { CLOEXEC: 1, ALLOW_SEALING: 2, HUGETLB: 4 } as const;
 export const SEEK = { SET: 0, CUR: 1, END: 2, DATA: 3, HOLE: 4 } as const;
 
 export const O_CLOEXEC = 0o2000000;
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 
 export const PTRACE = {
@@ -53,11 +56,24 @@ export const PTRACE = {
   O_EXITKILL: 0x100000,
 } as const;
 
+export const AF_UNIX = 1;
+export const SOCK = { STREAM: 1, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
+export const SOL_SOCKET = 1;
+export const SO_PEERCRED = 17;
+export const SCM_RIGHTS = 1;
+export const MSG = { NOSIGNAL: 0x4000, DONTWAIT: 0x40, CMSG_CLOEXEC: 0x40000000 } as const;
+
+export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, NVAL: 0x20 } as const;
+export const EFD = { CLOEXEC: 0o2000000, NONBLOCK: 0o4000 } as const;
+export const FALLOC_FL_KEEP_SIZE = 1;
+
+export const PR_SET_PDEATHSIG = 1;
+
 /** waitpid options */
 export const WAIT = { NOHANG: 1, UNTRACED: 2, WALL: 0x40000000 } as const;
 
 type Sysno = Record<
-  | 'ioctl' | 'ptrace' | 'process_vm_readv' | 'memfd_create' | 'userfaultfd' | 'pidfd_send_signal' | 'pidfd_open'
+  | 'ioctl' | 'ptrace' | 'process_vm_readv' | 'process_vm_writev' | 'memfd_create' | 'userfaultfd' | 'pidfd_send_signal' | 'pidfd_open'
   | 'pidfd_getfd' | 'process_madvise' | 'cachestat' | 'swapon' | 'swapoff',
   number
 >;
@@ -65,11 +81,11 @@ type Sysno = Record<
 // Syscalls added since 5.x share one number on every architecture (424+); the older ones differ.
 const SYSNO: Record<string, Sysno> = {
   x64: {
-    ioctl: 16, ptrace: 101, process_vm_readv: 310, memfd_create: 319, userfaultfd: 323, swapon: 167, swapoff: 168,
+    ioctl: 16, ptrace: 101, process_vm_readv: 310, process_vm_writev: 311, memfd_create: 319, userfaultfd: 323, swapon: 167, swapoff: 168,
     pidfd_send_signal: 424, pidfd_open: 434, pidfd_getfd: 438, process_madvise: 440, cachestat: 451,
   },
   arm64: {
-    ioctl: 29, ptrace: 117, process_vm_readv: 270, memfd_create: 279, userfaultfd: 282, swapon: 224, swapoff: 225,
+    ioctl: 29, ptrace: 117, process_vm_readv: 270, process_vm_writev: 271, memfd_create: 279, userfaultfd: 282, swapon: 224, swapoff: 225,
     pidfd_send_signal: 424, pidfd_open: 434, pidfd_getfd: 438, process_madvise: 440, cachestat: 451,
   },
 };

@@ -19,6 +19,24 @@ export const fn = {
   memfd_create: libc.func('int memfd_create(const char *name, unsigned int flags)'),
   lseek: libc.func('int64_t lseek(int fd, int64_t off, int whence)'),
   waitpid: libc.func('int waitpid(int pid, _Out_ int *status, int options)'),
+  read: libc.func('long read(int fd, void *buf, size_t len)'),
+  write: libc.func('long write(int fd, const void *buf, size_t len)'),
+  pread: libc.func('long pread(int fd, void *buf, size_t len, int64_t off)'),
+  pwrite: libc.func('long pwrite(int fd, const void *buf, size_t len, int64_t off)'),
+  close: libc.func('int close(int fd)'),
+  poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
+  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
+  fallocate: libc.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
+  socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
+  listen: libc.func('int listen(int fd, int backlog)'),
+  accept4: libc.func('int accept4(int fd, void *addr, void *len, int flags)'),
+  send: libc.func('long send(int fd, const void *buf, size_t len, int flags)'),
+  recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),
+  sendmsg: libc.func('long sendmsg(int fd, const void *msg, int flags)'),
+  recvmsg: libc.func('long recvmsg(int fd, void *msg, int flags)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, void *val, _Inout_ unsigned int *len)'),
   // syscall(2) prototypes, one per argument shape.
   sys_ioctl: libc.func('long syscall(long nr, int fd, unsigned long req, void *arg)'),
   sys_ioctl_val: libc.func('long syscall(long nr, int fd, unsigned long req, unsigned long arg)'),
@@ -28,7 +46,7 @@ export const fn = {
   sys_pidfd_send_signal: libc.func('long syscall(long nr, int pidfd, int sig, void *info, unsigned int flags)'),
   sys_ptrace: libc.func('long syscall(long nr, long req, int pid, void *addr, void *data)'),
   sys_process_madvise: libc.func('long syscall(long nr, int pidfd, void *iov, size_t vlen, int advice, unsigned int flags)'),
-  sys_process_vm_readv: libc.func(
+  sys_process_vm_rw: libc.func(
     'long syscall(long nr, int pid, void *liov, unsigned long liovcnt, void *riov, unsigned long riovcnt, unsigned long flags)',
   ),
 };

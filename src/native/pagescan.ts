@@ -1,28 +1,14 @@
 /** The native page scanner (native/pagescan.c): zero check and XXH3-64 of a batch of pages in one call. */
 import koffi from 'koffi';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PagesnapError } from './errors.js';
+import { nativeBuild } from './package-root.js';
 
 type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: Uint8Array | BigUint64Array, zero: Uint8Array) => number | bigint;
 let scan: ScanFn | undefined;
 
-/** The package root: the nearest directory above this module with our package.json (src/ and dist/ alike). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'pagesnap') return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error('pagesnap package root not found');
-    dir = up;
-  }
-}
-
 function load(): ScanFn {
   if (scan) return scan;
-  const path = join(packageRoot(), 'native', 'build', 'libpagesnap.so');
+  const path = nativeBuild('libpagesnap.so');
   let lib: ReturnType<typeof koffi.load>;
   try {
     lib = koffi.load(path);

@@ -4,7 +4,7 @@
  */
 import { fn, errno, addressOf } from './libc.js';
 import { NativeError } from './errors.js';
-import { SYS, SEEK, PTRACE } from './constants.js';
+import { SYS, SEEK, PTRACE, AF_UNIX, SOCK, EFD } from './constants.js';
 import { layout, pack } from './struct.js';
 
 export type Addr = bigint;
@@ -170,15 +170,83 @@ export function processVmReadv(pid: number, local: readonly Buffer[], remote: re
   if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`process_vm_readv: more than ${IOV_MAX} iovecs`);
   const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
   const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
-  const rc = fn.sys_process_vm_readv(SYS.process_vm_readv, pid, liov, local.length, riov, remote.length, 0);
+  const rc = fn.sys_process_vm_rw(SYS.process_vm_readv, pid, liov, local.length, riov, remote.length, 0);
   const first = remote[0];
   return check('process_vm_readv', rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
+}
+
+/** process_vm_writev(2): write `local` buffers into `remote` ranges of another process. Returns the bytes written. */
+export function processVmWritev(pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
+  if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`process_vm_writev: more than ${IOV_MAX} iovecs`);
+  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
+  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  const rc = fn.sys_process_vm_rw(SYS.process_vm_writev, pid, liov, local.length, riov, remote.length, 0);
+  const first = remote[0];
+  return check('process_vm_writev', rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
 }
 
 /** process_madvise(2) on another process's ranges (remote use allows only COLD, PAGEOUT, WILLNEED, COLLAPSE). */
 export function processMadvise(pidfd: number, ranges: readonly RemoteRange[], advice: number): number {
   const iov = packIovecs(ranges.map((r) => ({ base: r.addr, len: r.len })));
   return check('process_madvise', fn.sys_process_madvise(SYS.process_madvise, pidfd, iov, ranges.length, advice, 0), `advice=${advice}`);
+}
+
+// ---- file descriptors -----------------------------------------------------------------------------------------
+
+export function closeFd(fd: number): void {
+  check('close', fn.close(fd), `fd ${fd}`);
+}
+
+/** read(2) into `buf`; returns bytes read, or -errno (hot loops branch on EAGAIN without an exception). */
+export function readRaw(fd: number, buf: Buffer, len = buf.length): number {
+  const rc = Number(fn.read(fd, buf, len));
+  return rc < 0 ? -errno() : rc;
+}
+
+export function writeRaw(fd: number, buf: Buffer, len = buf.length): number {
+  const rc = Number(fn.write(fd, buf, len));
+  return rc < 0 ? -errno() : rc;
+}
+
+export function fallocate(fd: number, mode: number, off: number, len: number): void {
+  check('fallocate', fn.fallocate(fd, mode, off, len), `fd ${fd} ${off}+${len}`);
+}
+
+export function eventfd(initval = 0, flags = EFD.CLOEXEC): number {
+  return check('eventfd', fn.eventfd(initval, flags));
+}
+
+const ONE = Buffer.from(new BigUint64Array([1n]).buffer);
+/** Add 1 to an eventfd's counter: wakes whoever polls it. */
+export function eventfdSignal(fd: number): void {
+  if (writeRaw(fd, ONE, 8) < 0) throw new NativeError('write', errno(), `eventfd ${fd}`);
+}
+
+/**
+ * poll(2) on `fds` (events per fd); returns each fd's revents. A timeout of -1 waits for ever: call it from a
+ * worker thread, never from the main thread.
+ */
+export function poll(fds: readonly { fd: number; events: number }[], timeoutMs: number, scratch?: Buffer): number[] {
+  const b = scratch && scratch.length >= fds.length * 8 ? scratch : Buffer.alloc(fds.length * 8);
+  fds.forEach((f, i) => {
+    b.writeInt32LE(f.fd, i * 8);
+    b.writeInt16LE(f.events, i * 8 + 4);
+    b.writeInt16LE(0, i * 8 + 6);
+  });
+  for (;;) {
+    const rc = fn.poll(b, fds.length, timeoutMs) as number;
+    if (rc >= 0) break;
+    const e = errno();
+    if (e !== 4 /* EINTR */) throw new NativeError('poll', e);
+  }
+  return fds.map((_, i) => b.readInt16LE(i * 8 + 6));
+}
+
+/** A connected pair of unix sockets (SOCK_SEQPACKET keeps message boundaries). */
+export function socketpair(type: number = SOCK.SEQPACKET): [number, number] {
+  const sv = [0, 0];
+  check('socketpair', fn.socketpair(AF_UNIX, type | SOCK.CLOEXEC, 0, sv));
+  return [sv[0]!, sv[1]!];
 }
 
 // ---- ioctl --------------------------------------------------------------------------------------------------

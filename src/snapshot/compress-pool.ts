@@ -2,21 +2,12 @@
  * zstd compression of page frames on worker threads, so reading and hashing (main thread) overlap compression.
  * Frames live in SharedArrayBuffer slots: a worker compresses a slot's input into its output in place.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { cpus } from 'node:os';
 import { createRequire } from 'node:module';
+import { startWorker, sibling } from '../native/index.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
-const fromSource = import.meta.url.endsWith('.ts');
-
-function startWorker(level: number): Worker {
-  const entry = new URL(fromSource ? './compress-worker.ts' : './compress-worker.js', import.meta.url);
-  if (!fromSource) return new Worker(entry, { workerData: { level } });
-  // Running from TypeScript sources (tests, tsx): register tsx in the worker before loading its module.
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => m.register()).then(() => import(${JSON.stringify(entry.href)}))`;
-  return new Worker(boot, { eval: true, workerData: { level } });
-}
 
 /** A frame's memory, shared with every worker: the pages going in, the compressed bytes coming out. */
 export interface Slot {
@@ -46,7 +37,7 @@ export class CompressPool {
     const shared = this.slots.map((s) => ({ input: s.input.buffer, output: s.output.buffer }));
     this.queued = Array.from({ length: threads }, () => []);
     this.workers = Array.from({ length: threads }, () => {
-      const w = startWorker(level);
+      const w = startWorker(sibling(import.meta.url, 'compress-worker'), { workerData: { level } });
       w.on('message', (m: { done: { id: number; size?: number; error?: string }[] }) => {
         for (const d of m.done) {
           const p = this.waiting.get(d.id)!;

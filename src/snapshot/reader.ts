@@ -7,6 +7,7 @@ import { decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
 import { decodeManifest, checkRefs, type Block, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
+import { FrameDecoder } from './frame-decoder.js';
 import { unpackRuns, RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
 
 const FRAME_CACHE = 64;
@@ -47,7 +48,7 @@ export class SnapshotReader {
   readonly header: Header;
   readonly manifest: Manifest;
   readonly size: number;
-  private readonly cache = new Map<number, Buffer>();
+  private readonly decoder: FrameDecoder;
   private readonly blocks = new Map<Block, ArrayBuffer>();
   private readonly runBlocks = new Map<RunBlock, { runs: Run[]; dataPrefix: Uint32Array }>();
   private readonly starts = new WeakMap<Block[], Float64Array>();
@@ -62,6 +63,7 @@ export class SnapshotReader {
       if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
     });
     this.manifest = decodeManifest(raw, path, footer.manifestOffset);
+    this.decoder = new FrameDecoder(path, this.manifest.frames, this.header.pageSize, FRAME_CACHE, fd);
     if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
   }
 
@@ -126,37 +128,17 @@ export class SnapshotReader {
   }
 
   frameOfPage(n: number): number {
-    const fp = this.manifest.frames.firstPage;
-    let lo = 0;
-    let hi = fp.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (fp[mid]! <= n) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return this.decoder.frameOf(n);
   }
 
-  /** Decompress frame i, checking its declared size first; zstd checks the content checksum. */
+  /** Frame i decoded and checked (declared size, then zstd's content checksum). */
   frame(i: number): Buffer {
-    const hit = this.cache.get(i);
-    if (hit) {
-      this.cache.delete(i);
-      this.cache.set(i, hit);
-      return hit;
-    }
-    const f = this.manifest.frames;
-    const raw = this.unpack(f.offset[i]!, f.size[i]!, f.pages[i]! * this.pageSize, `frame ${i}`);
-    this.cache.set(i, raw);
-    if (this.cache.size > FRAME_CACHE) this.cache.delete(this.cache.keys().next().value!);
-    return raw;
+    return this.decoder.frame(i);
   }
 
   /** The bytes of stored page n (a view into the frame cache). */
   page(n: number): Buffer {
-    const i = this.frameOfPage(n);
-    const slot = n - this.manifest.frames.firstPage[i]!;
-    return this.frame(i).subarray(slot * this.pageSize, (slot + 1) * this.pageSize);
+    return this.decoder.page(n);
   }
 
   process(pid?: number): SnapshotProcess {
@@ -187,9 +169,8 @@ export class SnapshotReader {
     return ab;
   }
 
-  /** Entry i of a table held inline or in blocks (binary search over the blocks' first entries). */
-  private entry(t: Refs | Hashes, i: number, entryBytes: 4 | 8, what: string): number | bigint {
-    if (!Array.isArray(t)) return t[i]!;
+  /** Which block of a table holds entry i, and where in it (binary search over the blocks' first entries). */
+  private locate(t: Block[], i: number, what: string): { block: Block; k: number } {
     let starts = this.starts.get(t);
     if (!starts) {
       starts = new Float64Array(t.length + 1);
@@ -203,10 +184,31 @@ export class SnapshotReader {
       if (starts[mid]! <= i) lo = mid;
       else hi = mid - 1;
     }
-    const b = t[lo]!;
+    const block = t[lo]!;
     const k = i - starts[lo]!;
-    if (k < 0 || k >= b.count) throw new FormatError(this.path, `${what}: entry ${i} out of range`);
-    return entryBytes === 4 ? new Uint32Array(this.block(b, 4, what))[k]! : new BigUint64Array(this.block(b, 8, what))[k]!;
+    if (k < 0 || k >= block.count) throw new FormatError(this.path, `${what}: entry ${i} out of range`);
+    return { block, k };
+  }
+
+  /** Entry i of a table held inline or in blocks. */
+  private entry(t: Refs | Hashes, i: number, entryBytes: 4 | 8, what: string): number | bigint {
+    if (!Array.isArray(t)) return t[i]!;
+    const { block, k } = this.locate(t, i, what);
+    return entryBytes === 4 ? new Uint32Array(this.block(block, 4, what))[k]! : new BigUint64Array(this.block(block, 8, what))[k]!;
+  }
+
+  /** Entries [from, from+count) of a stored-page table (refs): a view when inline, else a copy across blocks. */
+  refRange(t: Refs, from: number, count: number): Uint32Array {
+    if (!Array.isArray(t)) return t.subarray(from, from + count);
+    const out = new Uint32Array(count);
+    for (let done = 0; done < count; ) {
+      const { block, k } = this.locate(t, from + done, 'refs');
+      const part = new Uint32Array(this.block(block, 4, 'refs'));
+      const n = Math.min(count - done, part.length - k);
+      out.set(part.subarray(k, k + n), done);
+      done += n;
+    }
+    return out;
   }
 
   /** XXH3-64 of stored page n. */
@@ -229,6 +231,28 @@ export class SnapshotReader {
   *runsOf(t: RunTable, totalPages: number): Generator<Run> {
     if (Array.isArray(t)) yield* t;
     else for (const b of t.blocks) yield* this.runBlock(t, b, totalPages).runs;
+  }
+
+  /**
+   * The runs of a region or object in order, data runs cut into stretches of consecutively stored pages (a
+   * deduplicated page starts a new stretch): `src` is the stretch's first stored page.
+   */
+  *stretches(x: SnapshotRegion | SnapshotObject): Generator<{ run: Run; offset: number; pages: number; src?: number }> {
+    let dataBefore = 0;
+    for (const run of this.runsOf(x.runs, this.pagesOf(x))) {
+      if (run.verdict !== 'data') {
+        yield { run, offset: run.offset, pages: run.pages };
+        continue;
+      }
+      const refs = this.refRange(x.refs, dataBefore, run.pages);
+      dataBefore += run.pages;
+      for (let i = 0; i < run.pages; ) {
+        let n = 1;
+        while (i + n < run.pages && refs[i + n] === refs[i]! + n) n++;
+        yield { run, offset: run.offset + i, pages: n, src: refs[i]! };
+        i += n;
+      }
+    }
   }
 
   private source(t: RunTable, refs: Refs, page: number, totalPages: number): PageSource | null {
@@ -315,7 +339,7 @@ export class SnapshotReader {
       } catch (e) {
         return { frame: i, offset: f.offset[i]!, problem: (e as Error).message };
       }
-      this.cache.delete(i);
+      this.decoder.drop(i);
       scanPages(raw, f.pages[i]!, this.pageSize, seed, out, zero);
       for (let k = 0; k < f.pages[i]!; k++) {
         const n = f.firstPage[i]! + k;

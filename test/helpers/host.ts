@@ -7,7 +7,7 @@ export interface Prepared {
 }
 
 /** Turn on what the scenarios need; the caller restores in afterAll (and the journal covers a crash). */
-export function prepareHost(): Prepared {
+export function prepareHost(opts: { hugepages?: number } = {}): Prepared {
   const host = new HostSettings();
   const attempt = (f: () => string | null) => {
     try {
@@ -22,7 +22,7 @@ export function prepareHost(): Prepared {
       swap: attempt(() => host.ensureSwap()),
       ksm: attempt(() => host.enableKsm()),
       thp: attempt(() => host.enableThp()),
-      hugetlb: attempt(() => host.reserveHugepages(4)),
+      hugetlb: attempt(() => host.reserveHugepages(opts.hugepages ?? 4)),
     },
   };
 }

@@ -1,0 +1,17 @@
+/**
+ * Starting worker threads whose entry is a module next to the caller, both from dist/ (plain JavaScript) and
+ * from the TypeScript sources (tests, tsx), where the worker must register tsx before loading its module.
+ */
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+export function startWorker(entry: URL, options: WorkerOptions = {}): Worker {
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry, options);
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => m.register()).then(() => import(${JSON.stringify(entry.href)}))`;
+  return new Worker(boot, { ...options, eval: true });
+}
+
+/** The sibling module `name` (given without extension) of `base`, in the same language as `base`. */
+export function sibling(base: string, name: string): URL {
+  return new URL(`./${name}${base.endsWith('.ts') ? '.ts' : '.js'}`, base);
+}

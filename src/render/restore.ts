@@ -1,0 +1,35 @@
+/** Text rendering for restore (and serve sessions). */
+import type { RestoreResult } from '../restore/restore.js';
+import { bytes, hex } from './format.js';
+
+const ms = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0));
+const us = (x: number | null) => (x === null ? '-' : x < 10 ? x.toFixed(1) : x.toFixed(0));
+
+export function renderRestore(r: RestoreResult): string {
+  const b = r.bytes;
+  const out = [
+    `restored process ${r.pid} of ${r.snapshot} into host ${r.hostPid}${r.held ? ' (held: it keeps running)' : ' (exited)'}`,
+    `  ${r.regions.mapped} regions mapped, ${r.regions.skipped.length} skipped · ${r.lazy ? 'lazy' : 'eager'}, ${r.mode} mode · userfaultfd by ${r.uffd}`,
+    `  placed: ${bytes(b.copied)} copied, ${bytes(b.moved)} moved, ${bytes(b.zeroed)} zero pages, ${bytes(b.written)} written into file mappings, ${bytes(b.objects)} into shmem objects${b.poisoned ? `, ${bytes(b.poisoned)} poisoned` : ''}`,
+    `  setup ${ms(r.timings.setupMs)} ms · ready ${ms(r.timings.readyMs)} ms · full ${ms(r.timings.fullMs)} ms · ${(r.throughputMBs / 1000).toFixed(2)} GB/s streamed`,
+  ];
+  if (r.faults.served) {
+    out.push(`  faults: ${r.faults.served} served${r.timings.firstFaultMs !== null ? `, the first ${ms(r.timings.firstFaultMs)} ms in` : ''} · service p50 ${us(r.faults.p50Us)} µs, p99 ${us(r.faults.p99Us)} µs`);
+  }
+  if (r.profile) {
+    out.push(`  profile ${r.profile.path}: ${r.profile.used ? `filled ${r.profile.used} profiled pages first` : 'none used'}${r.profile.recorded ? `, recorded ${r.profile.recorded} first touches` : ''}`);
+  }
+  for (const x of r.relocations) out.push(`  relocated ${hex(x.from)} → ${hex(x.to)} (${bytes(x.len)}${x.path ? ` ${x.path}` : ''}): pointers into it are not adjusted`);
+  for (const s of r.regions.skipped) out.push(`  skipped ${hex(s.start)}-${hex(s.end)} ${s.path ?? ''}: ${s.why}`);
+  const lost = new Map<string, number>();
+  for (const l of r.lost) lost.set(l.why, (lost.get(l.why) ?? 0) + l.len);
+  for (const [why, len] of lost) out.push(`  lost: ${bytes(len)} ${why} (poisoned where possible: access gives SIGBUS)`);
+  for (const d of r.damage) out.push(`  DAMAGED: frame ${d.frame}, ${d.pages} pages at ${hex(d.addr)} poisoned: ${d.message}`);
+  for (const n of r.notes) out.push(`  note: ${n}`);
+  if (r.verify) {
+    const v = r.verify;
+    out.push(v.mismatches === 0 ? `  verify: all ${v.pages} placed pages match the snapshot` : `  VERIFY FAILED: ${v.mismatches} of ${v.pages} pages differ`);
+    for (const m of v.first) out.push(`    ${m.where}: ${m.problem}`);
+  }
+  return out.join('\n');
+}

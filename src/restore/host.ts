@@ -1,0 +1,174 @@
+/**
+ * The restore host process: spawning it, driving it over its control channel, and the userfaultfd it made (a
+ * copy of which pagesnap takes with pidfd_getfd: every uffd ioctl but MOVE works from here on its mm).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import {
+  nativeBuild, socketpair, closeFd, pidfdOpen, pidfdGetfd, pidfdSendSignal, PagesnapError, NativeError, atExit,
+  poll, POLL, type Addr,
+} from '../native/index.js';
+import { parseMaps, type MapsEntry } from '../proc/index.js';
+import { hostCall, hostValue, HostGoneError, type HostOpName } from './host-protocol.js';
+
+export type UffdKind = 'syscall' | '/dev/userfaultfd' | 'user-mode-only';
+const KINDS: UffdKind[] = ['syscall', '/dev/userfaultfd', 'user-mode-only'];
+
+export class RestoreHost {
+  /** our copy of the host's userfaultfd */
+  readonly uffd: number;
+  readonly uffdKind: UffdKind;
+  /** a pidfd of the host: readable once it has exited */
+  readonly pidfd: number;
+  private stderr = '';
+  private detached = false;
+  private readonly unregister: () => void;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly pid: number,
+    private readonly control: number,
+    /** channel fds for fill workers (UFFDIO_MOVE), one each */
+    readonly moveChannels: number[],
+  ) {
+    child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
+    this.pidfd = pidfdOpen(pid);
+    this.unregister = atExit(() => this.kill());
+    const hello = this.call('HELLO');
+    const fd = Number(hello.words[0]!);
+    const how = Number(hello.words[1]!);
+    if (fd < 0) {
+      this.kill();
+      throw new PagesnapError(`the restore host cannot create a userfaultfd: ${new NativeError('userfaultfd', -how).code}`, {
+        code: new NativeError('userfaultfd', -how).code,
+        hint: 'run as root, or allow it: sysctl vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd',
+      });
+    }
+    this.uffdKind = KINDS[how]!;
+    this.uffd = pidfdGetfd(this.pidfd, fd);
+  }
+
+  /** Spawn a host with `moveChannels` extra channels for fill workers. */
+  static spawn(moveChannels = 0): RestoreHost {
+    const bin = nativeBuild('pagesnap-host');
+    if (!existsSync(bin)) {
+      throw new PagesnapError(`${bin} is missing`, { code: 'ENOENT', hint: 'build the native parts: make -C native (needs cc and make)' });
+    }
+    const pairs = Array.from({ length: 1 + moveChannels }, () => socketpair());
+    const child = spawn(bin, [String(process.pid), String(pairs.length)], {
+      stdio: ['ignore', 'ignore', 'pipe', ...pairs.map((p) => p[1])],
+    });
+    for (const p of pairs) closeFd(p[1]);
+    if (child.pid === undefined) {
+      for (const p of pairs) closeFd(p[0]);
+      throw new PagesnapError(`cannot start the restore host ${bin}`, { code: 'ENOEXEC' });
+    }
+    return new RestoreHost(child, child.pid, pairs[0]![0], pairs.slice(1).map((p) => p[0]));
+  }
+
+  private call(op: HostOpName, words: (number | bigint)[] = [], name?: string) {
+    try {
+      return hostCall(this.control, op, words, name);
+    } catch (e) {
+      if (e instanceof HostGoneError) throw this.gone(e.message);
+      throw e;
+    }
+  }
+
+  /** Why the host is gone, with what it printed. */
+  gone(what: string): PagesnapError {
+    const why = this.stderr.trim().split('\n').pop();
+    return new PagesnapError(`${what}${why ? ` (${why})` : ''}`, { code: 'ESRCH' });
+  }
+
+  get alive(): boolean {
+    return (poll([{ fd: this.pidfd, events: POLL.IN }], 0)[0]! & POLL.IN) === 0;
+  }
+
+  /** mmap in the host; returns the address, or -errno (collisions are the caller's to explain). */
+  mapRaw(addr: Addr, len: number, prot: number, flags: number, fd = -1, offset = 0n): bigint {
+    return this.call('MAP', [addr, len, prot, flags, fd, offset]).result;
+  }
+
+  open(path: string, flags: number): number {
+    return hostValue(this.call('OPEN', [flags], path), 'open', path);
+  }
+
+  memfd(name: string, flags: number): number {
+    return hostValue(this.call('MEMFD', [flags], name), 'memfd_create', name);
+  }
+
+  ftruncate(fd: number, size: number): void {
+    hostValue(this.call('FTRUNCATE', [fd, size]), 'ftruncate', `fd ${fd}`);
+  }
+
+  close(fd: number): void {
+    hostValue(this.call('CLOSE', [fd]), 'close', `fd ${fd}`);
+  }
+
+  madvise(addr: Addr, len: number, advice: number): void {
+    hostValue(this.call('MADVISE', [addr, len, advice]), 'madvise', `0x${addr.toString(16)}+${len.toString(16)} advice=${advice}`);
+  }
+
+  mprotect(addr: Addr, len: number, prot: number): void {
+    hostValue(this.call('MPROTECT', [addr, len, prot]), 'mprotect', `0x${addr.toString(16)}`);
+  }
+
+  /** A 2 MiB-aligned, huge-page-advised, MADV_DONTFORK staging area of `len` bytes (MOVE sources). */
+  stage(len: number): Addr {
+    return BigInt(hostValue(this.call('STAGE', [len]), 'mmap (staging)'));
+  }
+
+  /** A copy of one of the host's fds in this process. */
+  fd(hostFd: number): number {
+    return pidfdGetfd(this.pidfd, hostFd);
+  }
+
+  maps(): MapsEntry[] {
+    return parseMaps(readFileSync(`/proc/${this.pid}/maps`, 'utf8'));
+  }
+
+  /**
+   * The restore is complete: the host outlives pagesnap from now on (--hold). It drops its userfaultfd; ours is
+   * the caller's to close.
+   */
+  detach(): void {
+    hostValue(this.call('DETACH'), 'detach');
+    this.detached = true;
+    this.release();
+    this.child.unref();
+  }
+
+  /** End the host (unless detached) and release our fds. */
+  kill(): void {
+    if (!this.detached && this.alive) {
+      try {
+        pidfdSendSignal(this.pidfd, 9);
+      } catch {
+        /* already gone */
+      }
+    }
+    this.release();
+  }
+
+  private released = false;
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.unregister();
+    for (const fd of [this.control, ...this.moveChannels, this.uffd, this.pidfd]) {
+      try {
+        if (fd !== undefined) closeFd(fd);
+      } catch {
+        /* closing is best effort */
+      }
+    }
+    this.child.stderr?.destroy();
+  }
+
+  /** Resolves when the host has exited (immediately if it has). */
+  exited(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+}

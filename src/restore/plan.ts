@@ -1,0 +1,225 @@
+/**
+ * How a snapshot's process comes back: per region, how it is mapped in the restore host and where each of its
+ * pages comes from. Private anonymous and hugetlb memory is registered with userfaultfd and streamed; a private
+ * file mapping is the file again with its copied-on-write pages written over it; a shmem mapping maps its
+ * object, recreated as a memfd. Pages whose content the snapshot does not hold are poisoned (SIGBUS on access),
+ * never left to read as zeros.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { MAP, MADV, PROT, type Addr } from '../native/index.js';
+import type { SnapshotReader } from '../snapshot/reader.js';
+import type { SnapshotObject, SnapshotProcess, SnapshotRegion } from '../snapshot/manifest.js';
+import { SegmentBuilder, Op, type SegmentTable } from './segments.js';
+
+export type Placement =
+  /** private anonymous memory, filled through userfaultfd */
+  | { how: 'anon'; lostWhy?: string }
+  /** private hugetlb memory, filled through userfaultfd in whole huge pages */
+  | { how: 'hugetlb'; hugePage: number }
+  /** the mapped file again; copied-on-write pages are written over it */
+  | { how: 'file'; path: string }
+  /** a shmem object, recreated as a memfd */
+  | { how: 'object'; object: number }
+  | { how: 'skip'; why: string };
+
+export interface RegionPlan {
+  region: SnapshotRegion;
+  /** where it is mapped in the host: its own address unless relocated */
+  start: Addr;
+  prot: number;
+  /**
+   * The protection to map with, when it differs from `prot` (then mprotect follows): a region the process
+   * mapped writable and later made read-only is charged to commit accounting (VmFlags `ac`), and the kernel
+   * will not merge it with an unaccounted neighbour. Mapping it writable first keeps it a region of its own.
+   */
+  mapProt: number;
+  /** mmap flags, without MAP_FIXED_NOREPLACE */
+  flags: number;
+  advice: number[];
+  place: Placement;
+}
+
+export interface ObjectPlan {
+  object: SnapshotObject;
+  /** huge page size for hugetlbfs objects, else 0 */
+  hugePage: number;
+}
+
+export interface RegionsPlan {
+  regions: RegionPlan[];
+  objects: ObjectPlan[];
+  notes: string[];
+}
+
+const MAP_HUGE_SHIFT = 26;
+const DEFAULT_HUGE_PAGE = 2 << 20;
+const MADV_DONTDUMP = 16;
+
+const protOf = (mode: string) => (mode[0] === 'r' ? PROT.READ : 0) | (mode[1] === 'w' ? PROT.WRITE : 0) | (mode[2] === 'x' ? PROT.EXEC : 0);
+
+/** VmFlags that madvise can give back to a fresh mapping. */
+const ADVICE: Record<string, number> = {
+  hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, dc: MADV.DONTFORK, wf: MADV.WIPEONFORK, dd: MADV_DONTDUMP, mg: MADV.MERGEABLE,
+};
+
+function hugePageOf(r: SnapshotRegion): number {
+  return r.smaps.KernelPageSize && r.smaps.KernelPageSize > 4096 ? r.smaps.KernelPageSize : DEFAULT_HUGE_PAGE;
+}
+
+/** The file a private or shared file mapping maps, if it is still there: why not, otherwise. */
+function fileAgain(r: SnapshotRegion): { path: string } | { why: string } {
+  if (!r.path || r.deleted) return { why: `${r.path ?? 'its file'} was deleted before the dump` };
+  if (!existsSync(r.path)) return { why: `${r.path} no longer exists` };
+  return { path: r.path };
+}
+
+export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): RegionsPlan {
+  const notes: string[] = [];
+  const objects = new Map<number, ObjectPlan>();
+  const replaced = new Set<string>();
+  const regions = proc.regions.map((region): RegionPlan => {
+    const shared = region.mode[3] === 's';
+    const prot = protOf(region.mode);
+    const accounted = !shared && region.vmFlags.includes('ac') && !(prot & PROT.WRITE);
+    const base = {
+      region, start: region.start, prot, mapProt: accounted ? prot | PROT.READ | PROT.WRITE : prot,
+      flags: (shared ? MAP.SHARED : MAP.PRIVATE) | (region.vmFlags.includes('nr') ? MAP.NORESERVE : 0) |
+        (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
+      advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
+    };
+    if (region.vmFlags.includes('lo')) notes.push(`${hex(region.start)} was locked in memory (mlock); it is restored unlocked`);
+    const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
+    switch (region.kind) {
+      case 'vdso': case 'vvar': case 'vsyscall':
+        return skip('the kernel maps its own in every process');
+      case 'special':
+        return skip('device or PFN-mapped memory cannot be recreated');
+      case 'anon-private': case 'heap': case 'stack':
+        return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
+      case 'hugetlb': {
+        const hugePage = hugePageOf(region);
+        if (shared) {
+          if (!region.object) return skip('its hugetlbfs content is not in the snapshot');
+          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage });
+          return { ...base, place: { how: 'object', object: region.object.id } };
+        }
+        const flags = base.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
+        return { ...base, flags, place: { how: 'hugetlb', hugePage } };
+      }
+      case 'shmem-shared':
+        if (!region.object) return skip('its shmem content is not in the snapshot');
+        objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
+        return { ...base, place: { how: 'object', object: region.object.id } };
+      case 'file-private': {
+        const f = fileAgain(region);
+        if ('path' in f) {
+          if (region.inode && statSync(f.path).ino !== region.inode && !replaced.has(f.path)) {
+            replaced.add(f.path);
+            notes.push(`${f.path} was replaced since the dump: pages the snapshot does not hold come from the new file`);
+          }
+          return { ...base, place: { how: 'file', path: f.path } };
+        }
+        // The file's own pages are gone with it: map anonymous memory, the copied-on-write pages go back, the
+        // rest is poisoned.
+        return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon', lostWhy: f.why } };
+      }
+      case 'file-shared': {
+        const f = fileAgain(region);
+        if ('why' in f) return skip(f.why);
+        return { ...base, place: { how: 'file', path: f.path } };
+      }
+    }
+  });
+  return { regions, objects: [...objects.values()], notes };
+}
+
+const hex = (a: Addr) => `0x${a.toString(16)}`;
+
+export interface Range {
+  start: Addr;
+  len: number;
+}
+
+/** Pages written straight into the host's memory (/proc/PID/mem): copied-on-write pages of file mappings. */
+export interface DirectWrite {
+  addr: Addr;
+  pages: number;
+  /** first stored page, or null for zero pages */
+  src: number | null;
+}
+
+export interface LostRange extends Range {
+  why: string;
+}
+
+export interface ContentPlan {
+  table: SegmentTable;
+  /** ranges registered with userfaultfd (MISSING) */
+  registered: (Range & { hugePage: number })[];
+  guards: Range[];
+  writes: DirectWrite[];
+  /** pages whose content the snapshot lacks, poisoned where userfaultfd can, else listed */
+  lost: LostRange[];
+  counts: { data: number; zero: number; poison: number; holes: number; written: number };
+}
+
+/** Turn each region's runs into placements, at the address the region got in the host. */
+export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentPlan {
+  const ps = reader.pageSize;
+  const b = new SegmentBuilder();
+  const out: Omit<ContentPlan, 'table' | 'counts'> = { registered: [], guards: [], writes: [], lost: [] };
+  let holes = 0;
+  let written = 0;
+  plan.regions.forEach((rp, index) => {
+    const r = rp.region;
+    const p = rp.place;
+    if (p.how === 'skip') return;
+    const streamed = p.how === 'anon' || p.how === 'hugetlb';
+    const len = Number(r.end - r.start);
+    if (streamed) out.registered.push({ start: rp.start, len, hugePage: p.how === 'hugetlb' ? p.hugePage : 0 });
+    const shift = p.how === 'hugetlb' ? Math.log2(p.hugePage / ps) : 0;
+    const first = Number(rp.start / BigInt(ps));
+    const addrOf = (off: number) => rp.start + BigInt(off) * BigInt(ps);
+    for (const { run, offset, pages, src } of reader.stretches(r)) {
+      const range = { start: addrOf(offset), len: pages * ps };
+      switch (run.verdict) {
+        case 'data':
+          if (streamed) b.push(index, first + offset, pages, Op.DATA, src!, shift);
+          else if (p.how === 'file') {
+            out.writes.push({ addr: range.start, pages, src: src! });
+            written += pages;
+          }
+          break;
+        case 'zero':
+          if (streamed) b.push(index, first + offset, pages, Op.ZERO, 0, shift);
+          else if (p.how === 'file') {
+            out.writes.push({ addr: range.start, pages, src: null });
+            written += pages;
+          }
+          break;
+        case 'hole': case 'special':
+          holes += pages;
+          break;
+        case 'guard':
+          out.guards.push(range);
+          break;
+        case 'poison':
+          if (streamed) b.push(index, first + offset, pages, Op.POISON, 0, shift);
+          else out.lost.push({ ...range, why: 'poisoned at dump time (only userfaultfd memory can be poisoned again)' });
+          break;
+        case 'file': case 'object':
+          // Pages of a file or object that is mapped again come from it; if it is gone, nothing holds them.
+          if (p.how === 'anon') {
+            b.push(index, first + offset, pages, Op.POISON, 0, shift);
+            out.lost.push({ ...range, why: p.lostWhy ?? 'not in the snapshot' });
+          }
+          break;
+        case 'unreadable': case 'retry':
+          if (streamed) b.push(index, first + offset, pages, Op.POISON, 0, shift);
+          out.lost.push({ ...range, why: run.reason ? `unreadable at dump time: ${run.reason}` : 'unreadable at dump time' });
+          break;
+      }
+    }
+  });
+  return { ...out, table: b.build(), counts: { ...b.counts, holes, written } };
+}

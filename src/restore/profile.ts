@@ -1,0 +1,56 @@
+/**
+ * Working-set profiles: the pages a lazy restore saw faulted first, in order, kept beside the snapshot
+ * (`FILE.profile`). The next restore of the same snapshot and process fills those pages before the rest.
+ *
+ *   "PSNPPROF"  u32 version (1)  u32 page size  16-byte snapshot id  u32 pid  u32 count  count × u64 page number
+ */
+import { openSync, writeSync, closeSync, renameSync, readFileSync, existsSync, unlinkSync, fsyncSync } from 'node:fs';
+
+const MAGIC = 'PSNPPROF';
+const HEAD = 8 + 4 + 4 + 16 + 4 + 4;
+
+export interface Profile {
+  pageSize: number;
+  snapshotId: Buffer;
+  pid: number;
+  /** page numbers (address / page size), first-touch order */
+  pages: number[];
+}
+
+export const profilePath = (snapshot: string) => `${snapshot}.profile`;
+
+/** The profile for this snapshot and process, or null (none, another snapshot's, or unreadable). */
+export function readProfile(path: string, snapshotId: Buffer, pid: number): Profile | null {
+  if (!existsSync(path)) return null;
+  const b = readFileSync(path);
+  if (b.length < HEAD || b.toString('latin1', 0, 8) !== MAGIC || b.readUInt32LE(8) !== 1) return null;
+  const p: Profile = { pageSize: b.readUInt32LE(12), snapshotId: b.subarray(16, 32), pid: b.readUInt32LE(32), pages: [] };
+  const count = b.readUInt32LE(36);
+  if (!p.snapshotId.equals(snapshotId) || p.pid !== pid || b.length !== HEAD + count * 8) return null;
+  for (let i = 0; i < count; i++) p.pages.push(Number(b.readBigUInt64LE(HEAD + i * 8)));
+  return p;
+}
+
+/** Write atomically (a temporary name, then rename), readable by the owner only. */
+export function writeProfile(path: string, p: Profile): void {
+  const b = Buffer.alloc(HEAD + p.pages.length * 8);
+  b.write(MAGIC, 0, 'latin1');
+  b.writeUInt32LE(1, 8);
+  b.writeUInt32LE(p.pageSize, 12);
+  p.snapshotId.copy(b, 16);
+  b.writeUInt32LE(p.pid, 32);
+  b.writeUInt32LE(p.pages.length, 36);
+  p.pages.forEach((n, i) => b.writeBigUInt64LE(BigInt(n), HEAD + i * 8));
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, b);
+    fsyncSync(fd);
+  } catch (e) {
+    unlinkSync(tmp);
+    throw e;
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}

@@ -1,0 +1,240 @@
+/**
+ * `pagesnap restore`: a restore host receives one process of a snapshot. Regions are mapped at their own
+ * addresses; shmem objects come back as memfds and copied-on-write file pages are written in; private anonymous
+ * and hugetlb memory is registered with userfaultfd and streamed (eagerly, or lazily: ready at once, faults
+ * served first, the rest prefetched). The host exits when the restore is done, or is held for inspection.
+ */
+import { performance } from 'node:perf_hooks';
+import { cpus } from 'node:os';
+import {
+  uffdApi, uffdRegister, uffdUnregister, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_BIT, MADV, PROT, PagesnapError,
+  closeFd, type Addr,
+} from '../native/index.js';
+import { FrameDecoder } from '../snapshot/frame-decoder.js';
+import { SnapshotReader } from '../snapshot/reader.js';
+import { RestoreHost, type UffdKind } from './host.js';
+import { collisions, collisionError, createObjects, mapRegions, type Relocation } from './map.js';
+import { planContent, planRegions, type ContentPlan, type LostRange, type RegionsPlan } from './plan.js';
+import { fillObjects, writePages } from './direct.js';
+import { Placer, STAT_FIELDS } from './placer.js';
+import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
+import { Streamer } from './streamer.js';
+import { profilePath, readProfile, writeProfile } from './profile.js';
+import { verifyRestore, type VerifyResult } from './verify.js';
+
+export type FillMode = 'copy' | 'move' | 'auto';
+
+export interface RestoreOptions {
+  pid?: number;
+  mode?: FillMode;
+  lazy?: boolean;
+  hold?: boolean;
+  verify?: boolean;
+  relocate?: boolean;
+  /** fill threads (default: 2 eager, 1 lazy) */
+  threads?: number;
+  /** use and (lazy) record the working-set profile beside the snapshot (default true) */
+  profile?: boolean;
+  /** the host is ready: its pid (lazy: before the pages are all there) */
+  onReady?: (hostPid: number) => void;
+  /** bytes placed so far, of all to place */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface RestoreResult {
+  snapshot: string;
+  pid: number;
+  hostPid: number;
+  held: boolean;
+  lazy: boolean;
+  mode: FillMode;
+  uffd: UffdKind;
+  /** milliseconds from the start */
+  timings: { setupMs: number; readyMs: number; fullMs: number; firstFaultMs: number | null };
+  faults: { served: number; p50Us: number | null; p99Us: number | null };
+  bytes: { copied: number; zeroed: number; moved: number; poisoned: number; written: number; objects: number };
+  /** bytes placed per second while streaming (copied + moved) */
+  throughputMBs: number;
+  regions: { mapped: number; skipped: { start: Addr; end: Addr; path: string | null; why: string }[] };
+  relocations: Relocation[];
+  lost: LostRange[];
+  damage: { frame: number; addr: Addr; pages: number; message: string }[];
+  profile: { used: number; recorded: number; path: string } | null;
+  notes: string[];
+  verify?: VerifyResult;
+}
+
+/** Start hosts until one's own mappings leave the snapshot's addresses free (ASLR moves them each time). */
+const HOST_ATTEMPTS = 6;
+
+function startHost(plan: RegionsPlan, channels: number, relocate: boolean): RestoreHost {
+  for (let attempt = 1; ; attempt++) {
+    const host = RestoreHost.spawn(channels);
+    const clash = collisions(host, plan);
+    if (clash.length === 0 || relocate) return host;
+    host.kill();
+    if (attempt === HOST_ATTEMPTS) throw collisionError(clash[0]!);
+  }
+}
+
+const percentile = (xs: Float64Array, q: number) => {
+  if (xs.length === 0) return null;
+  const s = Float64Array.from(xs).sort();
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
+};
+
+/** Units whose 2 MiB are all stored data in writable private anonymous memory: candidates for a whole MOVE. */
+function moveEligible(t: SegmentTable, plan: RegionsPlan, mode: FillMode, ps: number): Uint8Array {
+  const units = t.unitState.length;
+  const out = new Uint8Array(new SharedArrayBuffer(units));
+  if (mode === 'copy') return out;
+  for (let u = 0; u < units; u++) {
+    const s0 = t.unitStart[u]!;
+    const s1 = t.unitStart[u + 1]!;
+    let pages = 0;
+    for (let s = s0; s < s1; s++) if (t.op[s] === Op.DATA && t.shift[s] === 0) pages += t.pages[s]!;
+    if (pages !== UNIT_PAGES) continue;
+    const addr = BigInt(t.page[s0]!) * BigInt(ps);
+    const rp = plan.regions.find((r) => r.start <= addr && addr < r.start + (r.region.end - r.region.start));
+    if (!rp || rp.place.how !== 'anon' || rp.prot !== (PROT.READ | PROT.WRITE)) continue;
+    // auto: only where the process had huge pages (the dump saw THP there); move: wherever it can
+    if (mode === 'auto' && !rp.region.smaps.AnonHugePages) continue;
+    out[u] = 1;
+  }
+  return out;
+}
+
+export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
+  const t0 = performance.now();
+  const reader = SnapshotReader.open(path);
+  const decoder = new FrameDecoder(path, reader.manifest.frames, reader.pageSize, 4);
+  let host: RestoreHost | undefined;
+  const ourObjectFds = new Map<number, number>();
+  try {
+    const proc = reader.process(opts.pid);
+    const mode = opts.mode ?? 'auto';
+    const lazy = !!opts.lazy;
+    const threads = Math.max(1, opts.threads ?? (lazy ? 1 : Math.min(2, cpus().length)));
+    const plan = planRegions(reader, proc);
+    host = startHost(plan, mode === 'copy' ? 0 : threads, !!opts.relocate);
+    const objectFds = createObjects(host, plan);
+    const relocations = mapRegions(host, plan, objectFds, !!opts.relocate);
+    const content = planContent(reader, plan);
+
+    const needHuge = content.registered.some((r) => r.hugePage > 0);
+    const features = UFFD_FEATURE.POISON | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) | (needHuge ? UFFD_FEATURE.MISSING_HUGETLBFS : 0);
+    uffdApi(host.uffd, features);
+    for (const r of content.registered) {
+      const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
+      if (!(ioctls & (1n << BigInt(UFFDIO_BIT.COPY)))) {
+        throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
+      }
+    }
+
+    const objectPages = fillObjects(host, reader, decoder, plan, objectFds);
+    const written = writePages(host, decoder, content.writes);
+    for (const g of content.guards) host.madvise(g.start, g.len, MADV.GUARD_INSTALL);
+    const poisoned = placePoison(host.uffd, decoder, content);
+
+    const setupMs = performance.now() - t0;
+    const profileFile = profilePath(path);
+    const prior = opts.profile === false ? null : readProfile(profileFile, reader.manifest.id, proc.pid);
+    const ps = reader.pageSize;
+    const move = mode === 'copy' ? undefined : {
+      hostPid: host.pid, channels: host.moveChannels, stages: host.moveChannels.map(() => host!.stage(UNIT_PAGES * ps)),
+      eligible: moveEligible(content.table, plan, mode, ps),
+    };
+    const streamer = new Streamer(reader, content.table, {
+      uffd: host.uffd, pidfd: host.pidfd, fillThreads: threads, first: prior?.pages, profile: lazy && opts.profile !== false,
+      ranges: content.registered.map((r) => ({ first: Number(r.start / BigInt(ps)), pages: r.len / ps, unitPages: Math.max(1, r.hugePage / ps) })),
+      move,
+    });
+    let readyMs = 0;
+    if (lazy) {
+      readyMs = performance.now() - t0;
+      opts.onReady?.(host.pid);
+    }
+    const toPlace = (content.counts.data + content.counts.zero) * ps;
+    const report = () => {
+      const t = streamer.totals();
+      opts.onProgress?.(t.copied + t.moved + t.zeroed, toPlace);
+    };
+    const progress = opts.onProgress && setInterval(report, 100);
+    await streamer.full;
+    if (progress) clearInterval(progress);
+    report();
+    const failed = streamer.failed;
+    // Full: no missing page is left but holes, which may now fault normally (to zero pages, as they were).
+    if (!failed) for (const r of content.registered) uffdUnregister(host.uffd, r.start, r.len);
+    const end = await streamer.stop();
+    if (end.stopped === 'gone') throw host.gone('the restore host exited before the restore was complete');
+    if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
+    const fullMs = performance.now() - t0;
+    if (!lazy) {
+      readyMs = fullMs;
+    }
+
+    let verify: VerifyResult | undefined;
+    if (opts.verify) {
+      for (const [id, fd] of objectFds) ourObjectFds.set(id, host.fd(fd));
+      verify = verifyRestore(host.pid, reader, plan, content, ourObjectFds);
+    }
+
+    const totals = streamer.totals();
+    let profile: RestoreResult['profile'] = prior ? { used: prior.pages.length, recorded: 0, path: profileFile } : null;
+    if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
+      writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
+      profile = { used: prior?.pages.length ?? 0, recorded: end.faults.firstTouch.length, path: profileFile };
+    }
+    const streamMs = Math.max(1e-3, streamer.fullAt - streamer.startedAt);
+    const result: RestoreResult = {
+      snapshot: path, pid: proc.pid, hostPid: host.pid, held: !!opts.hold, lazy, mode, uffd: host.uffdKind,
+      timings: {
+        setupMs, readyMs, fullMs,
+        firstFaultMs: end.faults.firstAt ? end.faults.firstAt - (performance.timeOrigin + t0) : null,
+      },
+      faults: { served: totals.faults, p50Us: percentile(end.faults.serviceUs, 0.5), p99Us: percentile(end.faults.serviceUs, 0.99) },
+      bytes: {
+        copied: totals.copied, zeroed: totals.zeroed, moved: totals.moved, poisoned: totals.poisoned + poisoned,
+        written: written * ps, objects: objectPages * ps,
+      },
+      throughputMBs: (totals.copied + totals.moved) / 1e6 / (streamMs / 1000),
+      regions: {
+        mapped: plan.regions.filter((r) => r.place.how !== 'skip').length,
+        skipped: plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
+      },
+      relocations, lost: content.lost, damage: end.damage, profile, notes: plan.notes, verify,
+    };
+    for (const fd of objectFds.values()) host.close(fd);
+    if (opts.hold) {
+      host.detach();
+      if (!lazy) opts.onReady?.(host.pid);
+    }
+    return result;
+  } finally {
+    for (const fd of ourObjectFds.values()) closeFd(fd);
+    decoder.close();
+    reader.close();
+    if (host) {
+      host.kill(); // a held (detached) host is left alone: this only releases our descriptors
+      if (!opts.hold) await host.exited();
+    }
+  }
+}
+
+/** Poison what must be poisoned before anything can fault on it (POISON needs a none pte: do it first). */
+function placePoison(uffd: number, decoder: FrameDecoder, content: ContentPlan): number {
+  const t = content.table;
+  const stats = new Float64Array(STAT_FIELDS);
+  const placer = new Placer(uffd, decoder, t, stats, () => {});
+  let bytes = 0;
+  for (let s = 0; s < t.pages.length; s++) {
+    if (t.op[s] !== Op.POISON) continue;
+    const unit = 2 ** t.shift[s]! * decoder.pageSize;
+    const o = placer.poison(BigInt(t.page[s]!) * BigInt(decoder.pageSize), t.pages[s]! * decoder.pageSize, unit);
+    if (o !== 'ok') throw new PagesnapError(`cannot poison 0x${(BigInt(t.page[s]!) * BigInt(decoder.pageSize)).toString(16)}: ${o}`);
+    bytes += t.pages[s]! * decoder.pageSize;
+  }
+  return bytes;
+}
+

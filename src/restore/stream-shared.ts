@@ -1,0 +1,70 @@
+/**
+ * What the streamer's threads share: the control words, and the data each worker starts with. The main thread
+ * builds these; fill workers and the fault thread attach to the same SharedArrayBuffers.
+ */
+import type { FrameIndex } from '../snapshot/manifest.js';
+import type { SharedTable } from './segments.js';
+
+/** Control words (Int32Array). */
+export const CTL = {
+  /** next index into the fill order */
+  CURSOR: 0,
+  /** a unit a fault just landed in (fill continues from there), or -1 */
+  HINT: 1,
+  /** 1: stop claiming units (shutdown, or the process is gone) */
+  STOP: 2,
+} as const;
+export const CTL_WORDS = 4;
+
+export interface StreamShared {
+  snapshot: string;
+  frames: FrameIndex;
+  pageSize: number;
+  table: SharedTable;
+  /** Int32Array of unit numbers: the order fill workers take units in (profile first, then by address) */
+  order: SharedArrayBuffer;
+  ctl: SharedArrayBuffer;
+  /** Float64Array, one row of STAT_FIELDS per thread */
+  stats: SharedArrayBuffer;
+  uffd: number;
+}
+
+export interface FillWorkerData extends StreamShared {
+  row: number;
+  move?: {
+    /** this worker's channel to the host, and its staging area there */
+    channel: number;
+    stage: bigint;
+    hostPid: number;
+    /** Uint8Array per unit: 1 where the whole unit is stored data that may be moved whole */
+    eligible: SharedArrayBuffer;
+  };
+}
+
+export interface FaultWorkerData extends StreamShared {
+  row: number;
+  /** readable when the process owning the memory has exited */
+  pidfd: number;
+  /** readable when the main thread wants the fault thread to stop */
+  stopfd: number;
+  /** registered ranges (page numbers) with their placement size in pages: faults in holes need it */
+  ranges: { first: number; pages: number; unitPages: number }[];
+  /** record the page numbers of first faults, in order */
+  profile: boolean;
+}
+
+/** Messages from the workers to the main thread. */
+export type WorkerMessage =
+  | { kind: 'damage'; frame: number; addr: bigint; pages: number; message: string }
+  | { kind: 'gone' }
+  | { kind: 'error'; message: string }
+  | { kind: 'done'; faults?: FaultReport };
+
+export interface FaultReport {
+  /** service time of each fault, µs (from reading the message to the page being placed) */
+  serviceUs: Float64Array;
+  /** performance.timeOrigin + performance.now() of the first fault served, or 0 */
+  firstAt: number;
+  /** page numbers in first-fault order (when profiling) */
+  firstTouch: Float64Array;
+}

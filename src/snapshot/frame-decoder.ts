@@ -1,0 +1,124 @@
+/**
+ * Page frames out of a snapshot file, decoded into reused buffers: the snapshot reader's page access and the
+ * restore streamer's hot path. Each frame is checked before it is trusted: its declared content size first
+ * (so a damaged header never sizes an allocation), then zstd's own content checksum while decoding.
+ */
+import { openSync, readSync, closeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { FormatError, zstdFrameContentSize } from './format.js';
+import type { FrameIndex } from './manifest.js';
+
+const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
+
+export class FrameDecoder {
+  private readonly dctx = new zstd.DCtx();
+  /** frame number → decoded bytes, least recently used first */
+  private readonly cache = new Map<number, Buffer>();
+  private readonly spare: Buffer[] = [];
+  private compressed = Buffer.alloc(0);
+  private readonly fd: number;
+  private readonly owned: boolean;
+
+  constructor(
+    readonly path: string,
+    readonly frames: FrameIndex,
+    readonly pageSize: number,
+    private readonly cacheFrames = 16,
+    fd?: number,
+  ) {
+    this.owned = fd === undefined;
+    this.fd = fd ?? openSync(path, 'r');
+  }
+
+  close(): void {
+    if (this.owned) closeSync(this.fd);
+  }
+
+  get count(): number {
+    return this.frames.offset.length;
+  }
+
+  /** The frame holding stored page n. */
+  frameOf(n: number): number {
+    const fp = this.frames.firstPage;
+    let lo = 0;
+    let hi = fp.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (fp[mid]! <= n) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /** Frame i decoded (cached). Throws FormatError naming the frame when it is damaged. */
+  frame(i: number): Buffer {
+    const hit = this.cache.get(i);
+    if (hit) {
+      this.cache.delete(i);
+      this.cache.set(i, hit);
+      return hit;
+    }
+    const want = this.frames.pages[i]! * this.pageSize;
+    let out = this.spare.pop();
+    if (!out || out.length < want) out = Buffer.allocUnsafeSlow(Math.max(want, this.frames.pages[0]! * this.pageSize));
+    this.decodeInto(i, out);
+    const view = out.subarray(0, want);
+    this.cache.set(i, view);
+    if (this.cache.size > this.cacheFrames) {
+      const [old, buf] = this.cache.entries().next().value!;
+      this.cache.delete(old);
+      this.spare.push(Buffer.from(buf.buffer, buf.byteOffset, buf.buffer.byteLength - buf.byteOffset));
+    }
+    return view;
+  }
+
+  /** Forget frame i (a one-pass reader keeps the cache for frames still to come). */
+  drop(i: number): void {
+    const buf = this.cache.get(i);
+    if (!buf) return;
+    this.cache.delete(i);
+    this.spare.push(Buffer.from(buf.buffer, buf.byteOffset, buf.buffer.byteLength - buf.byteOffset));
+  }
+
+  /** Decode frame i into `out` (at least the frame's size), bypassing the cache. */
+  decodeInto(i: number, out: Uint8Array): void {
+    const f = this.frames;
+    const off = f.offset[i]!;
+    const size = f.size[i]!;
+    const want = f.pages[i]! * this.pageSize;
+    if (this.compressed.length < size) this.compressed = Buffer.allocUnsafeSlow(Math.max(size, 2 * this.compressed.length));
+    const z = this.compressed.subarray(0, size);
+    for (let got = 0; got < size; ) {
+      const n = readSync(this.fd, z, got, size - got, off + got);
+      if (n === 0) throw new FormatError(this.path, `frame ${i} is truncated`, off);
+      got += n;
+    }
+    if (zstdFrameContentSize(z) !== want) throw new FormatError(this.path, `frame ${i} does not declare its ${want} bytes`, off);
+    let n: number;
+    try {
+      n = this.dctx.decompress(out.subarray(0, want), z);
+    } catch (e) {
+      throw new FormatError(this.path, `frame ${i} is damaged (${(e as Error).message})`, off);
+    }
+    if (n !== want) throw new FormatError(this.path, `frame ${i} holds ${n} bytes, expected ${want}`, off);
+  }
+
+  /** Stored pages [n, n+count) split where frames end: each span's frame, first slot in it, and page count. */
+  *spans(n: number, count: number): Generator<{ frame: number; slot: number; pages: number; at: number }> {
+    for (let at = 0; at < count; ) {
+      const frame = this.frameOf(n + at);
+      const slot = n + at - this.frames.firstPage[frame]!;
+      const pages = Math.min(count - at, this.frames.pages[frame]! - slot);
+      yield { frame, slot, pages, at };
+      at += pages;
+    }
+  }
+
+  /** The bytes of stored page n (a view into the cache: valid until the next decode). */
+  page(n: number): Buffer {
+    const i = this.frameOf(n);
+    const slot = n - this.frames.firstPage[i]!;
+    return this.frame(i).subarray(slot * this.pageSize, (slot + 1) * this.pageSize);
+  }
+}

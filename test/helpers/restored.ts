@@ -1,0 +1,70 @@
+/**
+ * Comparing a restored process with the original, through two snapshots: the original's, and one taken of the
+ * restore host. Every region the restore mapped must be at the same address with the same pages: the same bytes
+ * where data was stored, and the same kind of nothing elsewhere (zero, hole, file-backed, guard, poison).
+ */
+import type { SnapshotReader } from '../../src/snapshot/reader.js';
+import type { SnapshotRegion } from '../../src/snapshot/manifest.js';
+import type { Verdict } from '../../src/model/verdict.js';
+
+interface Span { offset: number; pages: number; verdict: Verdict }
+
+const SKIPPED = new Set(['vdso', 'vvar', 'vsyscall', 'special']);
+
+/** A region's runs with case ids dropped and neighbours of one verdict merged; `as` renames verdicts. */
+function spans(r: SnapshotReader, reg: SnapshotRegion, as: (v: Verdict) => Verdict = (v) => v): Span[] {
+  const out: Span[] = [];
+  for (const run of r.runsOf(reg.runs, r.pagesOf(reg))) {
+    const verdict = as(run.verdict);
+    const last = out[out.length - 1];
+    if (last && last.verdict === verdict && last.offset + last.pages === run.offset) last.pages += run.pages;
+    else out.push({ offset: run.offset, pages: run.pages, verdict });
+  }
+  return out;
+}
+
+/** Differences between the original process and the restored one (empty when the restore is faithful). */
+export function compareRestored(a: SnapshotReader, aPid: number, b: SnapshotReader, bPid: number): string[] {
+  const pa = a.process(aPid);
+  const pb = b.process(bPid);
+  const diffs: string[] = [];
+  for (const ra of pa.regions) {
+    if (SKIPPED.has(ra.kind)) continue;
+    const where = `0x${ra.start.toString(16)} ${ra.path ?? ra.kind}`;
+    const rb = pb.regions.find((x) => x.start === ra.start);
+    if (!rb || rb.end !== ra.end || rb.mode !== ra.mode) {
+      diffs.push(`${where}: ${rb ? `restored as ${rb.mode} up to 0x${rb.end.toString(16)}` : 'not restored'}`);
+      continue;
+    }
+    // What the restore does with content it cannot have: poison it (a file gone with the dump, unreadable pages).
+    const fileGone = ra.kind === 'file-private' && (ra.deleted || !ra.path) && rb.kind !== 'file-private';
+    const expect = (v: Verdict): Verdict =>
+      v === 'unreadable' || v === 'retry' || (fileGone && (v === 'file' || v === 'object')) ? 'poison' : v;
+    const sa = spans(a, ra, expect);
+    const sb = spans(b, rb);
+    if (JSON.stringify(sa) !== JSON.stringify(sb)) {
+      diffs.push(`${where}: pages ${JSON.stringify(sa)} came back as ${JSON.stringify(sb)}`);
+      continue;
+    }
+    for (const s of sa) {
+      if (s.verdict !== 'data' && s.verdict !== 'object') continue;
+      for (let i = 0; i < s.pages; i++) {
+        const addr = ra.start + BigInt((s.offset + i) * a.pageSize);
+        let x: Buffer;
+        let y: Buffer;
+        try {
+          x = a.read(pa, addr, a.pageSize);
+          y = b.read(pb, addr, b.pageSize);
+        } catch (e) {
+          diffs.push(`${where} page ${s.offset + i}: ${(e as Error).message}`);
+          break;
+        }
+        if (!x.equals(y)) {
+          diffs.push(`${where} page ${s.offset + i} differs`);
+          break;
+        }
+      }
+    }
+  }
+  return diffs;
+}

@@ -1,0 +1,130 @@
+// Acceptance for `restore`: every fixture scenario is dumped, restored (eagerly and lazily, copying and moving)
+// with --verify, and the restore host is dumped in turn: its memory must be the original's, region by region and
+// page by page.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
+import { processVmReadv } from '../src/native/index.js';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { restore } from '../src/restore/restore.js';
+import { Fixture } from '../fixtures/driver.js';
+import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
+import { cli, cliJson } from './helpers/cli.js';
+import { prepareHost, type Prepared } from './helpers/host.js';
+import { useScenario } from './helpers/scenario.js';
+import { compareRestored } from './helpers/restored.js';
+
+const SCENARIOS = [
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
+  'file-private', 'ksm', 'hugetlb', 'sparse', 'seed',
+] as const;
+const MODES = [
+  { lazy: false, mode: 'copy' }, { lazy: false, mode: 'move' }, { lazy: true, mode: 'copy' }, { lazy: true, mode: 'move' },
+] as const;
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-'));
+let prepared: Prepared;
+// the hugetlb scenario holds 3 huge pages and its restore needs as many again
+beforeAll(() => { prepared = prepareHost({ hugepages: 8 }); });
+afterAll(() => {
+  prepared.host.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const kill = (pid: number) => {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+};
+
+describe.each(SCENARIOS)('restore of scenario %s', (name) => {
+  const sc = useScenario(name, () => prepared);
+  const original = () => {
+    const file = join(dir, `${name}.psnap`);
+    if (!existsSync(file)) cliJson(['dump', String(sc.fx.pid), '-o', file]);
+    return file;
+  };
+
+  it.each(MODES)('lazy=$lazy mode=$mode: every placed page verifies, and the host holds what the process held', (m, ctx) => {
+    sc.skipIf(ctx);
+    const file = original();
+    const args = ['restore', file, '--hold', '--verify', '--mode', m.mode, '--no-profile', ...(m.lazy ? ['--lazy'] : [])];
+    const r = cliJson(args);
+    try {
+      expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
+      expect(r.verify.pages).toBeGreaterThan(0);
+      expect(r.damage).toEqual([]);
+      const back = join(dir, `${name}-${m.mode}-${m.lazy}.psnap`);
+      cliJson(['dump', String(r.hostPid), '-o', back, '--force']);
+      const a = SnapshotReader.open(file);
+      const b = SnapshotReader.open(back);
+      try {
+        expect(compareRestored(a, sc.fx.pid, b, r.hostPid)).toEqual([]);
+      } finally {
+        a.close();
+        b.close();
+      }
+    } finally {
+      kill(r.hostPid);
+    }
+  });
+});
+
+describe('restore details', () => {
+  let fx: Fixture;
+  let file: string;
+  beforeAll(async () => {
+    fx = await Fixture.start(['anon', 'thp', 'file-private', 'poison']);
+    file = join(dir, 'details.psnap');
+    cliJson(['dump', String(fx.pid), '-o', file]);
+  }, 60_000);
+  afterAll(async () => {
+    await fx.stop();
+  });
+
+  it('lazily: faults are served from the snapshot while the rest streams in, and the first touches become a profile', async () => {
+    // (process_vm_readv cannot read PROT_NONE memory)
+    const regions = fx.scenarios.flatMap((s) => s.regions).filter((r) => r.content.written && r.name !== 'prot-none');
+    let seen = 0;
+    let hostPid = 0;
+    const r = await restore(file, {
+      lazy: true, hold: true,
+      onReady: (pid) => {
+        hostPid = pid;
+        // Read the pages the fixture wrote, last first (prefetch goes by address): most reads must fault.
+        // process_vm_readv waits for the fault to be served (a /proc/PID/mem read would fail with EIO instead).
+        for (const reg of [...regions].reverse()) {
+          for (const i of [...pagesToCheck(reg)].reverse()) {
+            const want = expectedPage(reg, i);
+            if (want.kind !== 'bytes') continue;
+            const got = Buffer.alloc(4096);
+            expect(processVmReadv(pid, [got], [{ addr: reg.start + BigInt(i) * 4096n, len: 4096 }])).toBe(4096);
+            expect(got.equals(want.bytes), `${reg.name} page ${i}`).toBe(true);
+            seen++;
+          }
+        }
+      },
+    });
+    try {
+      expect(seen).toBeGreaterThan(0);
+      expect(r.faults.served).toBeGreaterThan(0);
+      expect(r.timings.firstFaultMs).not.toBeNull();
+      expect(r.profile?.recorded).toBe(r.faults.served);
+      expect(statSync(`${file}.profile`).mode & 0o777).toBe(0o600);
+    } finally {
+      kill(hostPid);
+    }
+    // The next restore fills the profiled pages first.
+    const again = await restore(file, { lazy: true });
+    expect(again.profile?.used).toBe(r.profile!.recorded);
+  });
+
+  it('a missing snapshot is one clear error line', () => {
+    const res = cli(['restore', join(dir, 'nope.psnap')]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^pagesnap restore: cannot open .*nope\.psnap: ENOENT/);
+  });
+});
