@@ -48,7 +48,7 @@ describe.each(SCENARIOS)('restore of scenario %s', (name) => {
     return file;
   };
 
-  it.each(MODES)('lazy=$lazy mode=$mode: every placed page verifies, and the host holds what the process held', (m, ctx) => {
+  it.for(MODES)('lazy=$lazy mode=$mode: every placed page verifies, and the host holds what the process held', (m, ctx) => {
     sc.skipIf(ctx);
     const file = original();
     const args = ['restore', file, '--hold', '--verify', '--mode', m.mode, '--no-profile', ...(m.lazy ? ['--lazy'] : [])];
