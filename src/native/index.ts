@@ -10,3 +10,4 @@ export * from './exit.js';
 export * from './pagescan.js';
 export * from './threads.js';
 export * from './package-root.js';
+export * from './socket.js';

@@ -31,6 +31,8 @@ export const fn = {
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
   listen: libc.func('int listen(int fd, int backlog)'),
+  connect: libc.func('int connect(int fd, const void *addr, unsigned int len)'),
+  chmod: libc.func('int chmod(const char *path, uint32_t mode)'),
   accept4: libc.func('int accept4(int fd, void *addr, void *len, int flags)'),
   send: libc.func('long send(int fd, const void *buf, size_t len, int flags)'),
   recv: libc.func('long recv(int fd, void *buf, size_t len, int flags)'),

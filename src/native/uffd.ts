@@ -158,6 +158,53 @@ export const uffdContinue = (fd: number, start: Addr, len: number, mode = 0) =>
 export const uffdPoison = (fd: number, start: Addr, len: number, mode = 0) =>
   fill('ioctl(UFFDIO_POISON)', fd, UFFDIO.POISON, L.poison, { start, len, mode }, 'updated');
 
+/**
+ * The filling ioctls with their argument structs allocated once, for hot loops (one instance per thread):
+ * after each call `bytes` is the progress and `errno` 0 (complete) or the error, as FillResult has them.
+ */
+export class UffdFiller {
+  private readonly copyArg = Buffer.alloc(40);
+  private readonly rangeArg = Buffer.alloc(32);
+  bytes = 0;
+  errno = 0;
+
+  constructor(private readonly fd: number) {}
+
+  private finish(rc: number, b: Buffer, at: number): void {
+    const done = Number(b.readBigInt64LE(at));
+    this.bytes = Math.max(done, 0);
+    this.errno = rc >= 0 ? 0 : -rc;
+  }
+
+  copy(dst: Addr, src: Addr, len: number, mode = 0): void {
+    const b = this.copyArg;
+    b.writeBigUInt64LE(dst, 0);
+    b.writeBigUInt64LE(src, 8);
+    b.writeBigUInt64LE(BigInt(len), 16);
+    b.writeBigUInt64LE(BigInt(mode), 24);
+    b.writeBigInt64LE(0n, 32);
+    this.finish(ioctlRaw(this.fd, UFFDIO.COPY, b), b, 32);
+  }
+
+  /** ZEROPAGE or POISON: both take {start, len, mode} and report progress at offset 24. */
+  private range(req: number, start: Addr, len: number, mode: number): void {
+    const b = this.rangeArg;
+    b.writeBigUInt64LE(start, 0);
+    b.writeBigUInt64LE(BigInt(len), 8);
+    b.writeBigUInt64LE(BigInt(mode), 16);
+    b.writeBigInt64LE(0n, 24);
+    this.finish(ioctlRaw(this.fd, req, b), b, 24);
+  }
+
+  zeropage(start: Addr, len: number, mode = 0): void {
+    this.range(UFFDIO.ZEROPAGE, start, len, mode);
+  }
+
+  poison(start: Addr, len: number, mode = 0): void {
+    this.range(UFFDIO.POISON, start, len, mode);
+  }
+}
+
 export type UffdMsg =
   | { event: 'pagefault'; address: Addr; flags: number; write: boolean; wp: boolean; minor: boolean; ptid: number }
   | { event: 'fork'; ufd: number }

@@ -1,5 +1,6 @@
 /** Text rendering for restore (and serve sessions). */
 import type { RestoreResult } from '../restore/restore.js';
+import type { ServeEvent } from '../restore/serve.js';
 import { bytes, hex } from './format.js';
 
 const ms = (x: number) => (x < 10 ? x.toFixed(1) : x.toFixed(0));
@@ -32,4 +33,14 @@ export function renderRestore(r: RestoreResult): string {
     for (const m of v.first) out.push(`    ${m.where}: ${m.problem}`);
   }
   return out.join('\n');
+}
+
+export function renderServeEvent(e: ServeEvent): string {
+  switch (e.kind) {
+    case 'listening': return `serving ${e.snapshot} on ${e.socket}`;
+    case 'start': return `session ${e.session}${e.forkOf ? ` (fork of ${e.forkOf})` : ''}: pid ${e.client.pid} uid ${e.client.uid} · ${e.pages.data} data, ${e.pages.zero} zero pages${e.lost ? `, ${e.lost} ranges poisoned` : ''}${e.events.length ? ` · events ${e.events.join(',')}` : ''}${e.prefetch ? '' : ' · on fault only'}`;
+    case 'full': return `session ${e.session}: full after ${ms(e.ms)} ms`;
+    case 'end': return `session ${e.session} ended (${e.why}) after ${ms(e.ms)} ms · ${bytes(e.stats.copied)} copied, ${bytes(e.stats.zeroed)} zero · ${e.faults.served} faults, p50 ${us(e.faults.p50Us)} µs, p99 ${us(e.faults.p99Us)} µs`;
+    case 'refused': return `refused ${e.client ? `pid ${e.client.pid} uid ${e.client.uid}` : 'a client'}: ${e.why}`;
+  }
 }

@@ -9,6 +9,8 @@ import { FormatError } from '../snapshot/format.js';
 import { hostMove } from './host-protocol.js';
 import { Placer, STAT, STAT_FIELDS, type Outcome } from './placer.js';
 import { attach, Op, UNIT, UNIT_PAGES } from './segments.js';
+import { AddressMap, ROW } from './address-map.js';
+import { Gate } from './gate.js';
 import { CTL, type FillWorkerData, type WorkerMessage } from './stream-shared.js';
 
 const data = workerData as FillWorkerData;
@@ -17,12 +19,15 @@ const table = attach(data.table);
 const order = new Int32Array(data.order);
 const ctl = new Int32Array(data.ctl);
 const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
-const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 4);
+const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 2);
 const placer = new Placer(data.uffd, decoder, table, stats, (d) => post({ kind: 'damage', ...d }));
-placer.stopped = () => Atomics.load(ctl, CTL.STOP) !== 0;
+const map = data.events && AddressMap.attach(data.events.map);
+const gate = new Gate(data.events?.gate ?? Gate.buffer(), !!data.events);
 const ps = data.pageSize;
 const eligible = data.move ? new Uint8Array(data.move.eligible) : null;
 const units = table.unitState.length;
+const retryPause = new Int32Array(new SharedArrayBuffer(4));
+const stopping = () => Atomics.load(ctl, CTL.STOP) !== 0;
 
 /** How far past a fault's unit a worker keeps going before it returns to the global order. */
 const FOLLOW = 64;
@@ -46,6 +51,58 @@ function claim(): number {
     if (i >= order.length) return -1;
     const u = order[i]!;
     if (Atomics.compareExchange(table.unitState, u, UNIT.PENDING, UNIT.CLAIMED) === UNIT.PENDING) return u;
+  }
+}
+
+/**
+ * Place plan pages [from, to) of segment s, wherever they are now, inside the gate; again while a pending event
+ * makes the kernel refuse (the fault thread drains it meanwhile).
+ */
+function placeChunk(s: number, from: number, to: number): Outcome {
+  for (;;) {
+    gate.enter();
+    let o: Outcome = 'ok';
+    try {
+      if (!map) o = placer.placeSegment(s, from, to);
+      else {
+        for (const p of map.pieces(from, to)) {
+          if (p.state !== ROW.LIVE) continue;
+          o = placer.placeSegment(s, p.from, p.to, p.delta);
+          if (o !== 'ok') break;
+        }
+      }
+    } finally {
+      gate.exit();
+    }
+    if (o !== 'retry' || stopping()) return o;
+    Atomics.wait(retryPause, 0, 0, 0.05);
+  }
+}
+
+/** Segment s in chunks of one frame (data) or whole (zero): what one pass through the gate places. */
+function placeSegment(s: number): Outcome {
+  const first = table.page[s]!;
+  if (table.op[s] !== Op.DATA) return placeChunk(s, first, first + table.pages[s]!);
+  for (const sp of decoder.spans(table.src[s]!, table.pages[s]!)) {
+    const o = placeChunk(s, first + sp.at, first + sp.at + sp.pages);
+    if (o !== 'ok') return o;
+  }
+  return 'ok';
+}
+
+/** A huge page is placed whole, where it is now (the kernel splits hugetlb mappings only at huge pages). */
+function placeHuge(h: number, hp: number, s0: number, s1: number): Outcome {
+  for (;;) {
+    gate.enter();
+    let o: Outcome = 'ok';
+    try {
+      const at = map ? map.pieces(h, h + hp).find((p) => p.state === ROW.LIVE) : { delta: 0 };
+      if (at) o = placer.placeHuge(h, hp, s0, s1, at.delta);
+    } finally {
+      gate.exit();
+    }
+    if (o !== 'retry' || stopping()) return o;
+    Atomics.wait(retryPause, 0, 0, 0.05);
   }
 }
 
@@ -87,7 +144,7 @@ function fillUnit(u: number): Outcome {
     const hp = 2 ** shift;
     const last = table.page[s1 - 1]! + table.pages[s1 - 1]!;
     for (let h = Math.floor(table.page[s0]! / hp) * hp; h < last; h += hp) {
-      const o = placer.placeHuge(h, hp, s0, s1);
+      const o = placeHuge(h, hp, s0, s1);
       if (o !== 'ok') return o;
     }
     return 'ok';
@@ -98,15 +155,15 @@ function fillUnit(u: number): Outcome {
   }
   for (let s = s0; s < s1; s++) {
     if (table.op[s] === Op.POISON) continue; // placed before streaming began
-    const o = placer.placeSegment(s, table.page[s]!, table.page[s]! + table.pages[s]!);
-    if (o !== 'ok') return o;
+    const o = placeSegment(s);
+    if (o === 'gone' || o === 'retry') return o;
   }
   return 'ok';
 }
 
 try {
   for (;;) {
-    if (Atomics.load(ctl, CTL.STOP)) break;
+    if (stopping()) break;
     const u = claim();
     if (u < 0) break;
     const o = fillUnit(u);

@@ -2,11 +2,13 @@
  * Putting pages into the registered memory through userfaultfd, with the kernel's error rules applied
  * (kernel-semantics.md §3.5-3.9): partial progress (EAGAIN with bytes done) continues after what was placed;
  * EEXIST means the page is already there (the fault thread or another worker won the race): skip it; EAGAIN
- * with nothing done means a non-cooperative event is pending: the fault thread drains it, retry; ESRCH means
- * the process is gone and ENOENT that the range is no longer registered: stop.
+ * with nothing done means a non-cooperative event is pending: the caller lets the fault thread drain it and
+ * retries ('retry'); ESRCH means the process is gone and ENOENT that the range is no longer registered.
  * Used by the fill workers and the fault thread alike; each has its own Placer.
+ *
+ * Pages are named by plan page number; `delta` moves them to where they are now (see address-map.ts).
  */
-import { uffdCopy, uffdZeropage, uffdPoison, uffdWake, addressOf, type Addr, type FillResult } from '../native/index.js';
+import { UffdFiller, uffdWake, addressOf, errnoName, type Addr } from '../native/index.js';
 import type { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { FormatError } from '../snapshot/format.js';
 import { Op, type SegmentTable } from './segments.js';
@@ -16,13 +18,12 @@ export const STAT = {
 } as const;
 export const STAT_FIELDS = 9;
 
-export type Outcome = 'ok' | 'gone' | 'unmapped' | 'stopped';
+export type Outcome = 'ok' | 'gone' | 'unmapped' | 'retry';
 
 const EAGAIN = 11;
 const EEXIST = 17;
 const ESRCH = 3;
 const ENOENT = 2;
-const pause = new Int32Array(new SharedArrayBuffer(4));
 
 export interface Damage {
   frame: number;
@@ -35,9 +36,8 @@ export class Placer {
   private readonly ps: number;
   private readonly psn: bigint;
   private zeros = Buffer.alloc(0);
+  private readonly io: UffdFiller;
   private huge = Buffer.alloc(0);
-  /** set by the owner to give up retrying (shutdown) */
-  stopped: () => boolean = () => false;
 
   constructor(
     private readonly uffd: number,
@@ -49,16 +49,18 @@ export class Placer {
   ) {
     this.ps = decoder.pageSize;
     this.psn = BigInt(this.ps);
+    this.io = new UffdFiller(uffd);
   }
 
   /**
    * Run a filling ioctl over [dst, dst+len) to the end, skipping pages that are already there (`step` bytes at
    * a time: a page, or a huge page). `op(dst, srcOffset, len)` issues one ioctl.
    */
-  private drive(dst: Addr, len: number, step: number, stat: number, op: (dst: Addr, at: number, len: number) => FillResult): Outcome {
+  private drive(dst: Addr, len: number, step: number, stat: number, op: (dst: Addr, at: number, len: number) => void): Outcome {
+    const r = this.io;
     let at = 0;
     while (at < len) {
-      const r = op(dst + BigInt(at), at, len - at);
+      op(dst + BigInt(at), at, len - at);
       if (r.bytes > 0) {
         at += r.bytes;
         this.stats[stat]! += r.bytes;
@@ -78,15 +80,13 @@ export class Placer {
           break;
         case EAGAIN:
           this.stats[STAT.eagain]! += 1;
-          if (this.stopped()) return 'stopped';
-          Atomics.wait(pause, 0, 0, 0.05);
-          break;
+          return 'retry';
         case ESRCH:
           return 'gone';
         case ENOENT:
           return 'unmapped';
         default:
-          throw new Error(`${r.code} placing 0x${(dst + BigInt(at)).toString(16)}+${(len - at).toString(16)}`);
+          throw new Error(`${errnoName(r.errno)} placing 0x${(dst + BigInt(at)).toString(16)}+${(len - at).toString(16)}`);
       }
     }
     return 'ok';
@@ -94,7 +94,7 @@ export class Placer {
 
   copy(dst: Addr, src: Buffer, step = this.ps): Outcome {
     const base = addressOf(src);
-    return this.drive(dst, src.length, step, STAT.copied, (d, at, n) => uffdCopy(this.uffd, d, base + BigInt(at), n));
+    return this.drive(dst, src.length, step, STAT.copied, (d, at, n) => this.io.copy(d, base + BigInt(at), n));
   }
 
   zero(dst: Addr, len: number, step = this.ps): Outcome {
@@ -107,35 +107,35 @@ export class Placer {
       }
       return 'ok';
     }
-    return this.drive(dst, len, step, STAT.zeroed, (d, _at, n) => uffdZeropage(this.uffd, d, n));
+    return this.drive(dst, len, step, STAT.zeroed, (d, _at, n) => this.io.zeropage(d, n));
   }
 
   poison(dst: Addr, len: number, step = this.ps): Outcome {
-    return this.drive(dst, len, step, STAT.poisoned, (d, _at, n) => uffdPoison(this.uffd, d, n));
+    return this.drive(dst, len, step, STAT.poisoned, (d, _at, n) => this.io.poison(d, n));
   }
 
-  private addr(page: number): Addr {
-    return BigInt(page) * this.psn;
+  private addr(page: number, delta = 0): Addr {
+    return BigInt(page + delta) * this.psn;
   }
 
   /**
    * Place pages [from, to) of segment s (page numbers). DATA goes a frame's piece at a time, straight from the
    * decoded frame; a damaged frame's pages are poisoned and reported, never placed as zeros.
    */
-  placeSegment(s: number, from: number, to: number): Outcome {
+  placeSegment(s: number, from: number, to: number, delta = 0): Outcome {
     const t = this.table;
     const op = t.op[s]!;
-    if (op === Op.ZERO) return this.zero(this.addr(from), (to - from) * this.ps);
-    if (op === Op.POISON) return this.poison(this.addr(from), (to - from) * this.ps);
+    if (op === Op.ZERO) return this.zero(this.addr(from, delta), (to - from) * this.ps);
+    if (op === Op.POISON) return this.poison(this.addr(from, delta), (to - from) * this.ps);
     const first = t.page[s]!;
     for (const sp of this.decoder.spans(t.src[s]! + (from - first), to - from)) {
-      const at = this.addr(from + sp.at);
+      const at = this.addr(from + sp.at, delta);
       let frame: Buffer;
       try {
         frame = this.decoder.frame(sp.frame);
       } catch (e) {
         if (!(e instanceof FormatError)) throw e;
-        this.damaged(sp.frame, from + sp.at, sp.pages, e.message);
+        this.damaged(sp.frame, at, sp.pages, e.message);
         const o = this.poison(at, sp.pages * this.ps);
         if (o !== 'ok') return o;
         continue;
@@ -146,16 +146,16 @@ export class Placer {
     return 'ok';
   }
 
-  private damaged(frame: number, page: number, pages: number, message: string): void {
+  private damaged(frame: number, addr: Addr, pages: number, message: string): void {
     this.stats[STAT.damaged]! += pages;
-    this.onDamage({ frame, addr: this.addr(page), pages, message });
+    this.onDamage({ frame, addr, pages, message });
   }
 
   /**
    * Place one whole huge page starting at page `first` (hugetlb: COPY takes whole huge pages only), assembled
    * from the segments [s0, s1) that fall inside it; pages in no segment are zero.
    */
-  placeHuge(first: number, pages: number, s0: number, s1: number): Outcome {
+  placeHuge(first: number, pages: number, s0: number, s1: number, delta = 0): Outcome {
     const bytes = pages * this.ps;
     if (this.huge.length < bytes) this.huge = Buffer.alloc(bytes);
     const buf = this.huge.subarray(0, bytes);
@@ -174,14 +174,14 @@ export class Placer {
           this.decoder.page(n).copy(buf, (p - first) * this.ps);
         } catch (e) {
           if (!(e instanceof FormatError)) throw e;
-          this.damaged(this.decoder.frameOf(n), first, pages, e.message);
+          this.damaged(this.decoder.frameOf(n), this.addr(first, delta), pages, e.message);
           poisoned = true;
           break;
         }
       }
     }
     // A huge page is one unit: if any of it is lost, all of it is poisoned.
-    if (poisoned) return this.poison(this.addr(first), bytes, bytes);
-    return this.copy(this.addr(first), buf, bytes);
+    if (poisoned) return this.poison(this.addr(first, delta), bytes, bytes);
+    return this.copy(this.addr(first, delta), buf, bytes);
   }
 }

@@ -43,7 +43,11 @@ export function attach(s: SharedTable): SegmentTable {
   };
 }
 
-export const segmentCount = (t: SegmentTable) => t.pages.length;
+/** The same table with every unit pending again (a second process to fill from the same plan). */
+export function freshUnits(t: SegmentTable): SegmentTable {
+  return { ...t, unitState: new Int32Array(new SharedArrayBuffer(t.unitState.length * 4)) };
+}
+
 export const unitCount = (t: SegmentTable) => t.unitState.length;
 
 /** The segment holding page number p, or -1 (a hole). */

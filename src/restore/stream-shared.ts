@@ -27,6 +27,8 @@ export interface StreamShared {
   /** Float64Array, one row of STAT_FIELDS per thread */
   stats: SharedArrayBuffer;
   uffd: number;
+  /** the address map (address-map.ts) and fill gate (gate.ts): only when the process produces events */
+  events: { map: SharedArrayBuffer; gate: SharedArrayBuffer } | null;
 }
 
 export interface FillWorkerData extends StreamShared {
@@ -43,8 +45,11 @@ export interface FillWorkerData extends StreamShared {
 
 export interface FaultWorkerData extends StreamShared {
   row: number;
-  /** readable when the process owning the memory has exited */
+  /** readable when the process owning the memory has exited; -1 when unknown (a forked child): then the
+   * fault thread checks once a second whether the memory is still there */
   pidfd: number;
+  /** a connection whose end (EOF or hangup) ends the session, or -1 */
+  conn: number;
   /** readable when the main thread wants the fault thread to stop */
   stopfd: number;
   /** registered ranges (page numbers) with their placement size in pages: faults in holes need it */
@@ -57,6 +62,7 @@ export interface FaultWorkerData extends StreamShared {
 export type WorkerMessage =
   | { kind: 'damage'; frame: number; addr: bigint; pages: number; message: string }
   | { kind: 'gone' }
+  | { kind: 'fork'; ufd: number; map: SharedArrayBuffer }
   | { kind: 'error'; message: string }
   | { kind: 'done'; faults?: FaultReport };
 

@@ -8,12 +8,20 @@ import { startWorker, sibling, eventfd, eventfdSignal, closeFd } from '../native
 import type { SnapshotReader } from '../snapshot/reader.js';
 import { STAT, STAT_FIELDS, type Damage } from './placer.js';
 import { share, segmentAt, unitOf, unitCount, type SegmentTable } from './segments.js';
+import { AddressMap } from './address-map.js';
+import { Gate } from './gate.js';
 import { CTL, CTL_WORDS, type FaultReport, type FaultWorkerData, type FillWorkerData, type StreamShared, type WorkerMessage } from './stream-shared.js';
 
 export interface StreamOptions {
   uffd: number;
-  /** readable once the process that owns the memory has exited */
+  /** readable once the process that owns the memory has exited; -1 if there is none to watch */
   pidfd: number;
+  /** a connection whose end ends the session (serve), or -1 */
+  conn?: number;
+  /** the process produces non-cooperative events: track them (an address map to start from, or a fresh one) */
+  events?: AddressMap | true;
+  /** called with the new userfaultfd when the process forks (EVENT_FORK) */
+  onFork?: (ufd: number, map: AddressMap) => void;
   ranges: FaultWorkerData['ranges'];
   fillThreads: number;
   /** page numbers to fill first, in order (a recorded profile) */
@@ -42,23 +50,34 @@ export class Streamer {
   private readonly fillers: Worker[];
   private readonly damage: Damage[] = [];
   private failure: { stopped: 'gone' | 'error'; error?: string } | undefined;
+  private readonly onFork?: StreamOptions['onFork'];
+  /** resolves when the fault thread has ended (the process went away, or stop()) */
+  readonly ended: Promise<void>;
   private faultReport: FaultReport | undefined;
   private faultExit: Promise<void>;
-  /** resolves when every unit is placed (or streaming stopped early) */
+  private fillersExit: Promise<void>;
+  /** resolves when every unit is placed; never, without fill workers */
   readonly full: Promise<void>;
   readonly startedAt = performance.now();
   fullAt = 0;
+  /** where the plan's pages are now, when the process produces events */
+  readonly map: AddressMap | null;
 
   constructor(reader: SnapshotReader, table: SegmentTable, opts: StreamOptions) {
     const threads = 1 + opts.fillThreads;
     this.stats = new Float64Array(new SharedArrayBuffer(threads * STAT_FIELDS * 8));
     this.ctl[CTL.HINT] = -1;
+    this.map = opts.events === true ? AddressMap.identity(opts.ranges) : (opts.events ?? null);
     const shared: StreamShared = {
       snapshot: reader.path, frames: reader.manifest.frames, pageSize: reader.pageSize, table: share(table),
       order: fillOrder(table, opts.first ?? []).buffer as SharedArrayBuffer, ctl: this.ctl.buffer as SharedArrayBuffer,
       stats: this.stats.buffer as SharedArrayBuffer, uffd: opts.uffd,
+      events: this.map && { map: this.map.buffer, gate: Gate.buffer() },
     };
-    const faultData: FaultWorkerData = { ...shared, row: 0, pidfd: opts.pidfd, stopfd: this.stopfd, ranges: opts.ranges, profile: !!opts.profile };
+    const faultData: FaultWorkerData = {
+      ...shared, row: 0, pidfd: opts.pidfd, conn: opts.conn ?? -1, stopfd: this.stopfd, ranges: opts.ranges, profile: !!opts.profile,
+    };
+    this.onFork = opts.onFork;
     this.fault = startWorker(sibling(import.meta.url, 'fault-worker'), { workerData: faultData });
     this.faultExit = this.watch(this.fault, true);
     this.fillers = Array.from({ length: opts.fillThreads }, (_, i) => {
@@ -69,15 +88,19 @@ export class Streamer {
       };
       return startWorker(sibling(import.meta.url, 'fill-worker'), { workerData: data });
     });
-    this.full = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {
-      this.fullAt = performance.now();
+    this.fillersExit = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {});
+    this.full = this.fillers.length === 0 ? new Promise(() => {}) : this.fillersExit.then(() => {
+      if (!this.failure && !Atomics.load(this.ctl, CTL.STOP)) this.fullAt = performance.now();
     });
+    /** streaming ends early when the fault thread sees the process go */
+    this.ended = this.faultExit;
   }
 
   private watch(w: Worker, isFault: boolean): Promise<void> {
     return new Promise((resolve) => {
       w.on('message', (m: WorkerMessage) => {
         if (m.kind === 'damage') this.damage.push(m);
+        else if (m.kind === 'fork') this.onFork?.(m.ufd, AddressMap.attach(m.map));
         else if (m.kind === 'gone') this.failure ??= { stopped: 'gone' };
         else if (m.kind === 'error') {
           this.failure ??= { stopped: 'error', error: m.message };
@@ -100,10 +123,17 @@ export class Streamer {
     return out;
   }
 
-  /** Stop filling (if still going), stop the fault thread, and report. */
-  async stop(): Promise<StreamEnd> {
+  private stopped?: Promise<StreamEnd>;
+
+  /** Stop filling (if still going), stop the fault thread, and report. Once; later calls get the same end. */
+  stop(): Promise<StreamEnd> {
+    this.stopped ??= this.finish();
+    return this.stopped;
+  }
+
+  private async finish(): Promise<StreamEnd> {
     Atomics.store(this.ctl, CTL.STOP, 1);
-    await this.full;
+    await this.fillersExit;
     eventfdSignal(this.stopfd);
     await this.faultExit;
     closeFd(this.stopfd);

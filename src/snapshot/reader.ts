@@ -63,8 +63,8 @@ export class SnapshotReader {
       if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
     });
     this.manifest = decodeManifest(raw, path, footer.manifestOffset);
-    this.decoder = new FrameDecoder(path, this.manifest.frames, this.header.pageSize, FRAME_CACHE, fd);
     if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
+    this.decoder = new FrameDecoder(path, this.manifest.frames, this.header.pageSize, FRAME_CACHE, fd);
   }
 
   static open(path: string): SnapshotReader {
@@ -86,6 +86,7 @@ export class SnapshotReader {
   }
 
   close(): void {
+    this.decoder.close();
     closeSync(this.fd);
   }
 

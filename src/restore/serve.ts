@@ -1,0 +1,167 @@
+/**
+ * `pagesnap serve`: a page server for cooperating programs. A client connects to the unix socket, hands over
+ * its userfaultfd and the ranges it registered, and the page streamer fills them from the snapshot (faults
+ * first, the rest in the background) until the client closes the connection or exits. See serve-protocol.ts.
+ */
+import { existsSync, unlinkSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
+import {
+  listenUnix, sendAll, closeFd, pidfdOpen, eventfd, eventfdSignal, startWorker, sibling, atExit, PagesnapError,
+  type PeerCred,
+} from '../native/index.js';
+import { SnapshotReader } from '../snapshot/reader.js';
+import { planClient, type ClientPlan } from './serve-plan.js';
+import { parseHello, frame, type AcceptMessage, type Hello } from './serve-protocol.js';
+import { Streamer, type StreamStats } from './streamer.js';
+import { freshUnits } from './segments.js';
+import type { AddressMap } from './address-map.js';
+import type { FaultReport } from './stream-shared.js';
+
+export interface ServeOptions {
+  socket: string;
+  /** fill threads per session (default: 1) */
+  threads?: number;
+  /** stop serving (sessions in progress end; the socket file is removed) */
+  signal?: AbortSignal;
+  /** end after the first session does */
+  once?: boolean;
+  onEvent?: (e: ServeEvent) => void;
+}
+
+export type ServeEvent =
+  | { kind: 'listening'; socket: string; snapshot: string }
+  | { kind: 'start'; session: number; client: PeerCred; pages: ClientPlan['counts']; lost: number; events: string[]; prefetch: boolean; forkOf?: number }
+  | { kind: 'full'; session: number; ms: number }
+  | { kind: 'end'; session: number; why: string; ms: number; stats: StreamStats; faults: { served: number; p50Us: number | null; p99Us: number | null } }
+  | { kind: 'refused'; client: PeerCred | null; why: string };
+
+const percentile = (xs: Float64Array, q: number) => (xs.length === 0 ? null : Float64Array.from(xs).sort()[Math.min(xs.length - 1, Math.floor(q * xs.length))]!);
+
+export async function serve(path: string, opts: ServeOptions): Promise<void> {
+  const reader = SnapshotReader.open(path);
+  if (existsSync(opts.socket)) {
+    reader.close();
+    throw new PagesnapError(`${opts.socket} exists`, { code: 'EEXIST', hint: 'remove it (a server that died leaves its socket behind) or choose another path' });
+  }
+  const listenFd = listenUnix(opts.socket);
+  const cleanup = atExit(() => existsSync(opts.socket) && unlinkSync(opts.socket));
+  const stopfd = eventfd();
+  const threads = Math.max(0, opts.threads ?? Math.min(1, cpus().length));
+  const emit = (e: ServeEvent) => opts.onEvent?.(e);
+  const sessions = new Set<Promise<void>>();
+  const streamers = new Set<Streamer>();
+  let nextId = 1;
+  let finished: () => void;
+  const done = new Promise<void>((resolve) => (finished = resolve));
+
+  /** Run one session's streamer to its end, and its forked children's alongside. */
+  async function run(id: number, streamer: Streamer, started: number, conn: number | null): Promise<void> {
+    streamers.add(streamer);
+    void streamer.full.then(() => {
+      const ms = performance.now() - started;
+      emit({ kind: 'full', session: id, ms });
+      if (conn !== null) {
+        try {
+          sendAll(conn, frame({ event: 'full', ms }));
+        } catch {
+          /* the client went away meanwhile */
+        }
+      }
+    });
+    await streamer.ended;
+    const end = await streamer.stop();
+    streamers.delete(streamer);
+    const faults = end.faults as FaultReport;
+    emit({
+      kind: 'end', session: id, why: end.stopped === 'error' ? `error: ${end.error}` : end.stopped === 'gone' ? 'the client went away' : 'the server stopped',
+      ms: performance.now() - started, stats: streamer.totals(),
+      faults: { served: faults.serviceUs.length, p50Us: percentile(faults.serviceUs, 0.5), p99Us: percentile(faults.serviceUs, 0.99) },
+    });
+  }
+
+  function startSession(m: Extract<AcceptMessage, { kind: 'hello' }>): void {
+    const id = nextId++;
+    const started = performance.now();
+    let hello: Hello;
+    let plan: ClientPlan;
+    let pidfd = -1;
+    try {
+      hello = parseHello(m.hello);
+      plan = planClient(reader, reader.process(hello.pid), hello.ranges);
+      pidfd = pidfdOpen(m.cred.pid);
+    } catch (e) {
+      const why = (e as Error).message;
+      try {
+        sendAll(m.conn, frame({ ok: false, error: why }));
+      } catch {
+        /* gone */
+      }
+      closeFd(m.conn);
+      closeFd(m.uffd);
+      if (pidfd >= 0) closeFd(pidfd);
+      emit({ kind: 'refused', client: m.cred, why });
+      return;
+    }
+    sendAll(m.conn, frame({ ok: true, pages: plan.counts, lost: plan.lost.map((l) => ({ address: l.start, length: l.len, why: l.why })) }));
+    const fillThreads = hello.prefetch ? threads : 0;
+    const fds = [m.conn, m.uffd, pidfd];
+    const spawnChild = (ufd: number, map: AddressMap, parent: number) => {
+      const child = nextId++;
+      emit({ kind: 'start', session: child, client: m.cred, pages: plan.counts, lost: plan.lost.length, events: hello.events, prefetch: hello.prefetch, forkOf: parent });
+      const s: Streamer = new Streamer(reader, freshUnits(plan.table), {
+        uffd: ufd, pidfd: -1, ranges: plan.ranges, fillThreads, events: map, onFork: (u, mp) => spawnChild(u, mp, child),
+      });
+      track(run(child, s, performance.now(), null).finally(() => closeFd(ufd)));
+    };
+    const streamer = new Streamer(reader, plan.table, {
+      uffd: m.uffd, pidfd, conn: m.conn, ranges: plan.ranges, fillThreads,
+      events: hello.events.length ? true : undefined, onFork: (u, mp) => spawnChild(u, mp, id),
+    });
+    emit({ kind: 'start', session: id, client: m.cred, pages: plan.counts, lost: plan.lost.length, events: hello.events, prefetch: hello.prefetch });
+    track(run(id, streamer, started, m.conn).finally(() => {
+      for (const fd of fds) closeFd(fd);
+      if (opts.once) stop();
+    }));
+  }
+
+  function track(p: Promise<void>): void {
+    sessions.add(p);
+    void p.finally(() => sessions.delete(p));
+  }
+
+  const acceptor: Worker = startWorker(sibling(import.meta.url, 'accept-worker'), { workerData: { listenFd, stopfd, uid: process.getuid!() } });
+  acceptor.on('message', (m: AcceptMessage) => {
+    if (m.kind === 'hello') startSession(m);
+    else if (m.kind === 'refused') {
+      try {
+        sendAll(m.conn, frame({ ok: false, error: m.why }));
+      } catch {
+        /* gone */
+      }
+      closeFd(m.conn);
+      emit({ kind: 'refused', client: m.cred, why: m.why });
+    }
+  });
+  acceptor.on('exit', () => finished());
+  let stopping = false;
+  function stop(): void {
+    if (stopping) return;
+    stopping = true;
+    eventfdSignal(stopfd);
+  }
+  opts.signal?.addEventListener('abort', stop, { once: true });
+  if (opts.signal?.aborted) stop();
+  emit({ kind: 'listening', socket: opts.socket, snapshot: path });
+
+  await done;
+  // Sessions in progress end with the server: their clients see the connection close.
+  for (const s of streamers) void s.stop();
+  await Promise.all([...sessions]);
+  closeFd(listenFd);
+  closeFd(stopfd);
+  if (existsSync(opts.socket)) unlinkSync(opts.socket);
+  cleanup();
+  reader.close();
+}

@@ -1,0 +1,205 @@
+// Acceptance for `serve`: the bundled client (fixtures/uffd-client.c) hands its userfaultfd to a live server and
+// gets a snapshot's memory: prefetched or on fault, across REMOVE, REMAP and FORK events; strangers are refused;
+// a server that dies leaves the client a clean way out.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, rmSync, readFileSync, statSync, existsSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+
+const CLIENT = join(import.meta.dirname, '..', 'fixtures', 'bin', 'uffd-client');
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-serve-'));
+chmodSync(dir, 0o755);
+let fx: Fixture;
+let file: string;
+let thp: FixtureRegion;
+let reader: SnapshotReader;
+
+beforeAll(async () => {
+  fx = await Fixture.start(['anon', 'thp']);
+  thp = fx.region('thp');
+  file = join(dir, 'served.psnap');
+  cliJson(['dump', String(fx.pid), '-o', file]);
+  reader = SnapshotReader.open(file);
+}, 60_000);
+afterAll(async () => {
+  reader.close();
+  await fx.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A running `pagesnap serve --json`: its events as they come. */
+class Server {
+  readonly events: Record<string, unknown>[] = [];
+  private waiters: (() => void)[] = [];
+  readonly exited: Promise<number | null>;
+  constructor(readonly proc: ChildProcess, readonly socket: string) {
+    createInterface({ input: proc.stdout! }).on('line', (l) => {
+      this.events.push(JSON.parse(l) as Record<string, unknown>);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+  static async start(name: string, extra: string[] = []): Promise<Server> {
+    const socket = join(dir, `${name}.sock`);
+    const proc = spawn(process.execPath, [RUN_JS, 'serve', file, '--socket', socket, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const s = new Server(proc, socket);
+    await s.until((e) => e.kind === 'listening');
+    return s;
+  }
+  until(pred: (e: Record<string, unknown>) => boolean, ms = 20_000): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no such event within ${ms} ms: ${JSON.stringify(this.events)}`)), ms);
+      const check = () => {
+        const hit = this.events.find(pred);
+        if (hit) {
+          clearTimeout(timer);
+          resolve(hit);
+        } else this.waiters.push(check);
+      };
+      check();
+    });
+  }
+  async stop(): Promise<void> {
+    this.proc.kill('SIGTERM');
+    await this.exited;
+  }
+}
+
+interface ClientRun { code: number | null; out: Record<string, number> | null; stderr: string }
+
+function client(s: Server, args: string[], opts: { uid?: number } = {}): Promise<ClientRun> {
+  return new Promise((resolve) => {
+    const p = spawn(CLIENT, ['--socket', s.socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.uid });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('exit', (code) => resolve({ code, out: out.trim() ? (JSON.parse(out.trim()) as Record<string, number>) : null, stderr: err }));
+  });
+}
+
+const range = (r: FixtureRegion) => ['--snapshot-address', `0x${r.start.toString(16)}`, '--length', String(r.pages * 4096)];
+const want = (r: FixtureRegion) => reader.read(reader.process(fx.pid), r.start, r.pages * 4096);
+
+describe('serve', () => {
+  it('fills a client in the background; the socket is 0600 and goes away with the server', async () => {
+    const s = await Server.start('bg');
+    try {
+      expect(statSync(s.socket).mode & 0o777).toBe(0o600);
+      const dump = join(dir, 'bg.bin');
+      const r = await client(s, [...range(thp), '--wait-full', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.out!.full).toBe(1);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      const end = await s.until((e) => e.kind === 'end');
+      expect(end.why).toBe('the client went away');
+    } finally {
+      await s.stop();
+    }
+    expect(existsSync(s.socket)).toBe(false);
+  });
+
+  it('serves every page on fault when the client asks for no prefetch', async () => {
+    const s = await Server.start('faults', ['--threads', '0']);
+    try {
+      const dump = join(dir, 'faults.bin');
+      const r = await client(s, [...range(thp), '--no-prefetch', '--touch', 'random', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.out!.touched).toBe(thp.pages);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      const end = await s.until((e) => e.kind === 'end');
+      expect((end.faults as { served: number }).served).toBe(thp.pages);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a range the client discarded (REMOVE) reads as zeros, however the fill races it', async () => {
+    const s = await Server.start('remove');
+    try {
+      for (let i = 0; i < 5; i++) {
+        const dump = join(dir, `remove-${i}.bin`);
+        const off = 4096 * 100;
+        const len = 4096 * 300;
+        const r = await client(s, [...range(thp), '--events', 'remove', '--remove', `${off}:${len}`, '--touch', 'seq', '--dump', dump]);
+        expect(r.code, r.stderr).toBe(0);
+        const expected = Buffer.from(want(thp));
+        expected.fill(0, off, off + len);
+        expect(readFileSync(dump).equals(expected), `run ${i}`).toBe(true);
+      }
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('pages the client moved (REMAP) arrive where they went', async () => {
+    const s = await Server.start('remap', ['--threads', '0']);
+    try {
+      const dump = join(dir, 'remap.bin');
+      const r = await client(s, [...range(thp), '--events', 'remap,unmap', '--no-prefetch', '--remap', `${4096 * 8}:${4096 * 64}`, '--touch', 'seq', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a forked child (FORK) is served too', async () => {
+    const s = await Server.start('fork', ['--threads', '0']);
+    try {
+      const dump = join(dir, 'fork.bin');
+      const r = await client(s, [...range(thp), '--events', 'fork', '--no-prefetch', '--fork', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      await s.until((e) => e.kind === 'start' && e.forkOf !== undefined);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('refuses a range the snapshot does not have, with one clear reason', async () => {
+    const s = await Server.start('refuse');
+    try {
+      const r = await client(s, ['--snapshot-address', '0x1000', '--length', '8192']);
+      expect(r.code).toBe(4);
+      expect(r.stderr).toMatch(/refused: .*0x1000 is not mapped in process \d+ of the snapshot/);
+      await s.until((e) => e.kind === 'refused');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('another user cannot connect', async () => {
+    const s = await Server.start('stranger');
+    try {
+      const r = await client(s, range(thp), { uid: 65534 });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/connect: Permission denied/);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('if the server dies, a waiting client sees the connection close and exits instead of hanging', async () => {
+    const s = await Server.start('dies', ['--threads', '0']);
+    const running = client(s, [...range(thp), '--no-prefetch', '--wait-full']);
+    await s.until((e) => e.kind === 'start');
+    s.proc.kill('SIGKILL');
+    const r = await running;
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/the server went away before the memory was full/);
+  });
+
+  it('will not take over an existing socket path', () => {
+    const path = join(dir, 'taken.sock');
+    spawnSync('touch', [path]);
+    const r = cli(['serve', file, '--socket', path]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^pagesnap serve: .*taken\.sock exists — remove it/);
+  });
+});
