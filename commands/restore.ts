@@ -51,10 +51,10 @@ export default class Restore extends PagesnapCommand {
     bar?.end();
     const out = this.emit(r, () => renderRestore(r));
     if (r.damage.length) {
-      throw new PagesnapError(`${args.file}: ${r.damage.length} damaged frames; their pages were poisoned`, { code: 'EBADMSG', exitCode: EXIT_DAMAGED_PAGES, hint: '`pagesnap verify` names them' });
-    }
-    if (r.verify && r.verify.mismatches) {
-      throw new PagesnapError(`${r.verify.mismatches} restored pages differ from the snapshot`, { code: 'EIO', exitCode: EXIT_MISMATCH });
+      const frames = new Set(r.damage.map((d) => d.frame)).size;
+      this.failAfter(new PagesnapError(`${args.file}: ${frames} damaged frames; their pages were poisoned`, { code: 'EBADMSG', exitCode: EXIT_DAMAGED_PAGES, hint: '`pagesnap verify` names them' }));
+    } else if (r.verify && r.verify.mismatches) {
+      this.failAfter(new PagesnapError(`${r.verify.mismatches} restored pages differ from the snapshot`, { code: 'EIO', exitCode: EXIT_MISMATCH }));
     }
     return out;
   }

@@ -195,6 +195,23 @@ describe('serve', () => {
     expect(r.stderr).toMatch(/the server went away before the memory was full/);
   });
 
+  it('a client that dies ends its session cleanly; the server serves the next one', async () => {
+    const s = await Server.start('client-dies', ['--threads', '0']);
+    try {
+      const p = spawn(CLIENT, ['--socket', s.socket, ...range(thp), '--no-prefetch', '--wait-full'], { stdio: 'ignore' });
+      await s.until((e) => e.kind === 'start');
+      p.kill('SIGKILL');
+      const end = await s.until((e) => e.kind === 'end');
+      expect(end.why).toBe('the client went away');
+      const dump = join(dir, 'next.bin');
+      const r = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('will not take over an existing socket path', () => {
     const path = join(dir, 'taken.sock');
     spawnSync('touch', [path]);

@@ -19,6 +19,15 @@ export abstract class PagesnapCommand extends Command {
     return undefined;
   }
 
+  /**
+   * Report an error after the result has been printed (the result stands: say what is wrong with it): one line on
+   * stderr and the error's exit code, without throwing away the output.
+   */
+  protected failAfter(err: PagesnapError): void {
+    process.stderr.write(`pagesnap ${this.id ?? ''}: ${err.message}${err.hint ? ` — ${err.hint}` : ''}\n`);
+    process.exitCode = err.exitCode;
+  }
+
   protected override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err;
     // The error is reported here; oclif's "did not parse its arguments" warning (NODE_ENV=test/development) would

@@ -97,6 +97,8 @@ function moveEligible(t: SegmentTable, plan: RegionsPlan, mode: FillMode, ps: nu
     const addr = BigInt(t.page[s0]!) * BigInt(ps);
     const rp = plan.regions.find((r) => r.start <= addr && addr < r.start + (r.region.end - r.region.start));
     if (!rp || rp.place.how !== 'anon' || rp.prot !== (PROT.READ | PROT.WRITE)) continue;
+    // a moved block lands as a huge page: not where the process asked for none
+    if (rp.region.vmFlags.includes('nh')) continue;
     // auto: only where the process had huge pages (the dump saw THP there); move: wherever it can
     if (mode === 'auto' && !rp.region.smaps.AnonHugePages) continue;
     out[u] = 1;
@@ -177,7 +179,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     let verify: VerifyResult | undefined;
     if (opts.verify) {
       for (const [id, fd] of objectFds) ourObjectFds.set(id, host.fd(fd));
-      verify = verifyRestore(host.pid, reader, plan, content, ourObjectFds);
+      verify = verifyRestore(host.pid, reader, plan, content, ourObjectFds, end.damage);
     }
 
     const totals = streamer.totals();
@@ -203,7 +205,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         mapped: plan.regions.filter((r) => r.place.how !== 'skip').length,
         skipped: plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
       },
-      relocations, lost: content.lost, damage: end.damage, profile, notes: plan.notes, verify,
+      relocations, lost: content.lost, damage: uniqueDamage(end.damage), profile, notes: plan.notes, verify,
     };
     for (const fd of objectFds.values()) host.close(fd);
     if (opts.hold) {
@@ -220,6 +222,17 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       if (!opts.hold) await host.exited();
     }
   }
+}
+
+/** The fault thread and a fill worker may both meet a damaged frame: report each place once. */
+function uniqueDamage(ds: RestoreResult['damage']): RestoreResult['damage'] {
+  const seen = new Set<string>();
+  return ds.filter((d) => {
+    const k = `${d.frame}:${d.addr}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
 }
 
 /** Poison what must be poisoned before anything can fault on it (POISON needs a none pte: do it first). */

@@ -68,7 +68,8 @@ class Checker {
 
 const hex = (a: Addr) => `0x${a.toString(16)}`;
 
-export function verifyRestore(hostPid: number, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan, objectFds: Map<number, number>): VerifyResult {
+/** `skip`: ranges poisoned during the restore (damaged frames), reported on their own and not read. */
+export function verifyRestore(hostPid: number, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan, objectFds: Map<number, number>, skip: readonly { addr: Addr; pages: number }[] = []): VerifyResult {
   const c = new Checker(reader);
   const ps = reader.pageSize;
   // /proc/PID/mem rather than process_vm_readv: it reads PROT_NONE regions too
@@ -89,19 +90,33 @@ export function verifyRestore(hostPid: number, reader: SnapshotReader, plan: Reg
     if (got !== b.length) throw new Error(`short read of the restore host at ${hex(a)}`);
   };
   try {
-    return check(c, fromHost, reader, plan, content, objectFds);
+    return check(c, fromHost, reader, plan, content, objectFds, skip);
   } finally {
     closeSync(mem);
   }
 }
 
-function check(c: Checker, fromHost: (addr: Addr) => (b: Buffer, at: number) => void, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan, objectFds: Map<number, number>): VerifyResult {
+function check(
+  c: Checker, fromHost: (addr: Addr) => (b: Buffer, at: number) => void, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan,
+  objectFds: Map<number, number>, skip: readonly { addr: Addr; pages: number }[],
+): VerifyResult {
   const ps = reader.pageSize;
   const t = content.table;
+  const skipped = (p: number) => skip.some((d) => p >= Number(d.addr / BigInt(ps)) && p < Number(d.addr / BigInt(ps)) + d.pages);
   for (let s = 0; s < t.pages.length; s++) {
     if (t.op[s] === Op.POISON) continue;
-    const addr = BigInt(t.page[s]!) * BigInt(ps);
-    c.check(t.pages[s]!, t.op[s] === Op.DATA ? t.src[s]! : null, fromHost(addr), (i) => hex(addr + BigInt(i * ps)));
+    // check the segment in stretches that avoid poisoned pages
+    for (let i = 0; i < t.pages[s]!; ) {
+      if (skipped(t.page[s]! + i)) {
+        i++;
+        continue;
+      }
+      let n = 1;
+      while (i + n < t.pages[s]! && !skipped(t.page[s]! + i + n)) n++;
+      const addr = BigInt(t.page[s]! + i) * BigInt(ps);
+      c.check(n, t.op[s] === Op.DATA ? t.src[s]! + i : null, fromHost(addr), (k) => hex(addr + BigInt(k * ps)));
+      i += n;
+    }
   }
   for (const w of content.writes) c.check(w.pages, w.src, fromHost(w.addr), (i) => hex(w.addr + BigInt(i * ps)));
   for (const o of plan.objects) {

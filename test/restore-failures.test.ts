@@ -1,0 +1,159 @@
+// Restore when things go wrong: damaged frames become poisoned pages (never wrong or zero memory), a host or a
+// pagesnap that dies mid-restore leaves nothing behind, regions that collide are named or relocated, and a
+// moved restore keeps huge pages whole.
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Fixture } from '../fixtures/driver.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { restore } from '../src/restore/restore.js';
+import { RestoreHost } from '../src/restore/host.js';
+import { collisions, collisionError, mapRegions } from '../src/restore/map.js';
+import type { RegionsPlan } from '../src/restore/plan.js';
+import type { SnapshotRegion } from '../src/snapshot/manifest.js';
+import { MAP, PROT, processVmReadv } from '../src/native/index.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { prepareHost, type Prepared } from './helpers/host.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-fail-'));
+let fx: Fixture;
+let file: string;
+let prepared: Prepared;
+
+beforeAll(async () => {
+  prepared = prepareHost();
+  fx = await Fixture.start(['thp', 'big'], { sizeMiB: 256 });
+  file = join(dir, 'f.psnap');
+  cliJson(['dump', String(fx.pid), '-o', file]);
+}, 60_000);
+afterAll(async () => {
+  await fx.stop();
+  prepared.host.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Gone, or a zombie nobody reaps: either way it runs no more. */
+function dead(pid: number): boolean {
+  if (!existsSync(`/proc/${pid}/stat`)) return true;
+  const state = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0];
+  return state === 'Z' || state === 'X';
+}
+
+async function eventually(f: () => boolean, ms = 5000): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (f()) return true;
+  return f();
+}
+
+const kill = (pid: number) => {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+};
+
+describe('restore failures', () => {
+  it('a damaged frame: its pages are poisoned and reported (exit 3), the rest is restored and verified', () => {
+    const damaged = join(dir, 'damaged.psnap');
+    copyFileSync(file, damaged);
+    const r0 = SnapshotReader.open(file);
+    const f = r0.manifest.frames;
+    const k = 2;
+    const at = f.offset[k]! + Math.floor(f.size[k]! / 2);
+    r0.close();
+    const fd = openSync(damaged, 'r+');
+    writeSync(fd, Buffer.from([readFileSync(damaged)[at]! ^ 0x5a]), 0, 1, at);
+    closeSync(fd);
+    const res = cli(['restore', damaged, '--hold', '--verify', '--json']);
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).toMatch(/^pagesnap restore: .*damaged\.psnap: 1 damaged frames; their pages were poisoned/);
+    const r = JSON.parse(res.stdout);
+    try {
+      expect(r.damage.length).toBeGreaterThan(0);
+      expect(r.damage.every((d: { frame: number }) => d.frame === k)).toBe(true);
+      expect(r.verify.mismatches).toBe(0);
+      // the poisoned pages cannot be read; their neighbours can
+      const addr = BigInt(r.damage[0].addr);
+      expect(() => processVmReadv(r.hostPid, [Buffer.alloc(4096)], [{ addr, len: 4096 }])).toThrow(/EFAULT|EIO/);
+    } finally {
+      kill(r.hostPid);
+    }
+  });
+
+  it('the host killed mid-restore: the restore fails at once with the reason, nothing is left running', async () => {
+    let host = 0;
+    const run = restore(file, {
+      lazy: true, threads: 1, profile: false,
+      onReady: (pid) => {
+        host = pid;
+        process.kill(pid, 'SIGKILL');
+      },
+    });
+    await expect(run).rejects.toThrow(/the restore host exited before the restore was complete/);
+    expect(await eventually(() => dead(host))).toBe(true);
+  });
+
+  it.for(['SIGKILL', 'SIGINT'] as const)('pagesnap killed (%s) mid-restore takes its host with it', async (sig) => {
+    const p = spawn(process.execPath, [RUN_JS, 'restore', file, '--lazy', '--threads', '1', '--no-profile'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const host = await new Promise<number>((resolve, reject) => {
+      let err = '';
+      p.stderr!.on('data', (d) => {
+        err += d;
+        const m = /host (\d+) ready/.exec(err);
+        if (m) resolve(Number(m[1]));
+      });
+      p.once('exit', () => reject(new Error(`restore exited early: ${err}`)));
+    });
+    p.kill(sig);
+    await new Promise((r) => p.once('exit', r));
+    expect(await eventually(() => dead(host))).toBe(true);
+  });
+});
+
+describe('collisions', () => {
+  it('a region on top of the host\'s own mappings is named, or relocated when asked', () => {
+    const host = RestoreHost.spawn();
+    try {
+      const stack = host.maps().find((m) => m.name === '[stack]')!;
+      const region = {
+        start: stack.start, end: stack.start + 0x10000n, mode: 'rw-p', offset: 0n, dev: '00:00', inode: 0, path: null, deleted: false,
+        kind: 'anon-private', backing: 'anon', vmFlags: [], smaps: {}, runs: [], refs: new Uint32Array(0),
+      } as SnapshotRegion;
+      const plan: RegionsPlan = {
+        regions: [{ region, start: region.start, prot: PROT.READ | PROT.WRITE, mapProt: PROT.READ | PROT.WRITE, flags: MAP.PRIVATE | MAP.ANONYMOUS, advice: [], place: { how: 'anon' } }],
+        objects: [], notes: [],
+      };
+      const clash = collisions(host, plan);
+      expect(clash).toHaveLength(1);
+      expect(collisionError(clash[0]!).message).toMatch(/^region 0x[0-9a-f]+-0x[0-9a-f]+ \[anon-private\] collides with the restore host's 0x[0-9a-f]+-0x[0-9a-f]+ \[stack\]$/);
+      expect(() => mapRegions(host, plan, new Map(), false)).toThrow(/EEXIST|overlaps/);
+      const moved = mapRegions(host, plan, new Map(), true);
+      expect(moved).toEqual([{ from: region.start, to: plan.regions[0]!.start, len: 0x10000, path: null }]);
+      expect(plan.regions[0]!.start).not.toBe(region.start);
+    } finally {
+      host.kill();
+    }
+  });
+});
+
+describe('huge pages', () => {
+  it.for(['move', 'copy'] as const)('--mode %s: huge pages come back whole only when moved', (mode, ctx) => {
+    if (prepared.unavailable.thp) ctx.skip(prepared.unavailable.thp);
+    const thp = fx.region('thp');
+    const r = cliJson(['restore', file, '--hold', '--verify', '--mode', mode, '--no-profile']);
+    try {
+      expect(r.verify.mismatches).toBe(0);
+      const smaps = readFileSync(`/proc/${r.hostPid}/smaps`, 'utf8');
+      const block = smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/).find((b) => b.startsWith(`${thp.start.toString(16)}-`))!;
+      const huge = Number(/AnonHugePages:\s+(\d+) kB/.exec(block)![1]) * 1024;
+      if (mode === 'move') {
+        expect(huge).toBe(thp.pages * 4096);
+        expect(BigInt(r.bytes.moved)).toBe(BigInt(thp.pages * 4096));
+      } else expect(huge).toBe(0);
+    } finally {
+      kill(r.hostPid);
+    }
+  });
+});
