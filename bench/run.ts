@@ -3,6 +3,7 @@ import { release, cpus } from 'node:os';
 import { benchPagemap } from './pagemap.js';
 import { benchDump } from './dump.js';
 import { benchAudit } from './audit.js';
+import { benchRestore } from './restore.js';
 import { printRows, type Row } from './lib.js';
 
 const rows: Row[] = [];
@@ -11,4 +12,5 @@ const only = process.argv[2];
 if (!only || only === 'pagemap') rows.push(...(await benchPagemap()));
 if (!only || only === 'audit') rows.push(...(await benchAudit()));
 if (!only || only === 'dump') rows.push(...(await benchDump()));
+if (!only || only === 'restore') rows.push(...(await benchRestore()));
 printRows(rows);

@@ -2,7 +2,7 @@
  * A fill worker: claims units (2 MiB blocks) and places them through userfaultfd in large runs, until none are
  * left. After a fault it continues from the unit the fault landed in, so prefetch follows the program.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { processVmWritev, type Addr } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { FormatError } from '../snapshot/format.js';
@@ -13,171 +13,179 @@ import { AddressMap, ROW } from './address-map.js';
 import { Gate } from './gate.js';
 import { CTL, type FillWorkerData, type WorkerMessage } from './stream-shared.js';
 
-const data = workerData as FillWorkerData;
-const post = (m: WorkerMessage) => parentPort!.postMessage(m);
-const table = attach(data.table);
-const order = new Int32Array(data.order);
-const ctl = new Int32Array(data.ctl);
-const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
-const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 2);
-const placer = new Placer(data.uffd, decoder, table, stats, (d) => post({ kind: 'damage', ...d }));
-const map = data.events && AddressMap.attach(data.events.map);
-const gate = new Gate(data.events?.gate ?? Gate.buffer(), !!data.events);
-const ps = data.pageSize;
-const eligible = data.move ? new Uint8Array(data.move.eligible) : null;
-const units = table.unitState.length;
-const retryPause = new Int32Array(new SharedArrayBuffer(4));
-const stopping = () => Atomics.load(ctl, CTL.STOP) !== 0;
+// Started early (while the restore sets up), the worker waits for its data.
+parentPort!.once('message', (data: FillWorkerData) => main(data));
 
-/** How far past a fault's unit a worker keeps going before it returns to the global order. */
-const FOLLOW = 64;
-let follow = -1;
-let followed = 0;
+function main(data: FillWorkerData): void {
+  const post = (m: WorkerMessage) => parentPort!.postMessage(m);
+  const table = attach(data.table);
+  const order = new Int32Array(data.order);
+  const ctl = new Int32Array(data.ctl);
+  const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
+  const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 2);
+  const placer = new Placer(data.uffd, decoder, table, stats, (d) => post({ kind: 'damage', ...d }));
+  const map = data.events && AddressMap.attach(data.events.map);
+  const gate = new Gate(data.events?.gate ?? Gate.buffer(), !!data.events);
+  const ps = data.pageSize;
+  const eligible = data.move ? new Uint8Array(data.move.eligible) : null;
+  const units = table.unitState.length;
+  const retryPause = new Int32Array(new SharedArrayBuffer(4));
+  const stopping = () => Atomics.load(ctl, CTL.STOP) !== 0;
 
-function claim(): number {
-  const hint = Atomics.exchange(ctl, CTL.HINT, -1);
-  if (hint >= 0) {
-    follow = hint;
-    followed = 0;
-  }
-  while (follow >= 0 && follow < units && followed < FOLLOW) {
-    const u = follow++;
-    followed++;
-    if (Atomics.compareExchange(table.unitState, u, UNIT.PENDING, UNIT.CLAIMED) === UNIT.PENDING) return u;
-  }
-  follow = -1;
-  for (;;) {
-    const i = Atomics.add(ctl, CTL.CURSOR, 1);
-    if (i >= order.length) return -1;
-    const u = order[i]!;
-    if (Atomics.compareExchange(table.unitState, u, UNIT.PENDING, UNIT.CLAIMED) === UNIT.PENDING) return u;
-  }
-}
+  /** How far past a fault's unit a worker keeps going before it returns to the global order. */
+  const FOLLOW = 64;
+  let follow = -1;
+  let followed = 0;
 
-/**
- * Place plan pages [from, to) of segment s, wherever they are now, inside the gate; again while a pending event
- * makes the kernel refuse (the fault thread drains it meanwhile).
- */
-function placeChunk(s: number, from: number, to: number): Outcome {
-  for (;;) {
-    gate.enter();
-    let o: Outcome = 'ok';
-    try {
-      if (!map) o = placer.placeSegment(s, from, to);
-      else {
-        for (const p of map.pieces(from, to)) {
-          if (p.state !== ROW.LIVE) continue;
-          o = placer.placeSegment(s, p.from, p.to, p.delta);
-          if (o !== 'ok') break;
+  function claim(): number {
+    const hint = Atomics.exchange(ctl, CTL.HINT, -1);
+    if (hint >= 0) {
+      follow = hint;
+      followed = 0;
+    }
+    while (follow >= 0 && follow < units && followed < FOLLOW) {
+      const u = follow++;
+      followed++;
+      if (Atomics.compareExchange(table.unitState, u, UNIT.PENDING, UNIT.CLAIMED) === UNIT.PENDING) return u;
+    }
+    follow = -1;
+    for (;;) {
+      const i = Atomics.add(ctl, CTL.CURSOR, 1);
+      if (i >= order.length) return -1;
+      const u = order[i]!;
+      if (Atomics.compareExchange(table.unitState, u, UNIT.PENDING, UNIT.CLAIMED) === UNIT.PENDING) return u;
+    }
+  }
+
+  /**
+   * Place plan pages [from, to) of segment s, wherever they are now, inside the gate; again while a pending event
+   * makes the kernel refuse (the fault thread drains it meanwhile).
+   */
+  function placeChunk(s: number, from: number, to: number): Outcome {
+    for (;;) {
+      gate.enter();
+      let o: Outcome = 'ok';
+      try {
+        if (!map) o = placer.placeSegment(s, from, to);
+        else {
+          for (const p of map.pieces(from, to)) {
+            if (p.state !== ROW.LIVE) continue;
+            o = placer.placeSegment(s, p.from, p.to, p.delta);
+            if (o !== 'ok') break;
+          }
         }
+      } finally {
+        gate.exit();
       }
-    } finally {
-      gate.exit();
+      if (o !== 'retry' || stopping()) return o;
+      Atomics.wait(retryPause, 0, 0, 0.05);
     }
-    if (o !== 'retry' || stopping()) return o;
-    Atomics.wait(retryPause, 0, 0, 0.05);
   }
-}
 
-/** Segment s in chunks of one frame (data) or whole (zero): what one pass through the gate places. */
-function placeSegment(s: number): Outcome {
-  const first = table.page[s]!;
-  if (table.op[s] !== Op.DATA) return placeChunk(s, first, first + table.pages[s]!);
-  for (const sp of decoder.spans(table.src[s]!, table.pages[s]!)) {
-    const o = placeChunk(s, first + sp.at, first + sp.at + sp.pages);
-    if (o !== 'ok') return o;
-  }
-  return 'ok';
-}
-
-/** A huge page is placed whole, where it is now (the kernel splits hugetlb mappings only at huge pages). */
-function placeHuge(h: number, hp: number, s0: number, s1: number): Outcome {
-  for (;;) {
-    gate.enter();
-    let o: Outcome = 'ok';
-    try {
-      const at = map ? map.pieces(h, h + hp).find((p) => p.state === ROW.LIVE) : { delta: 0 };
-      if (at) o = placer.placeHuge(h, hp, s0, s1, at.delta);
-    } finally {
-      gate.exit();
-    }
-    if (o !== 'retry' || stopping()) return o;
-    Atomics.wait(retryPause, 0, 0, 0.05);
-  }
-}
-
-const block = Buffer.allocUnsafeSlow(UNIT_PAGES * ps);
-
-/**
- * Place a whole 2 MiB block of stored data by UFFDIO_MOVE: assemble it, write it into the host's staging area
- * (a fresh huge page there), and have the host move it into place: the page tables get one huge page. Whatever
- * the move could not place (a page already there: EEXIST; a page the kernel will not move: EBUSY) is copied.
- */
-function moveUnit(s0: number, s1: number): Outcome | 'fallback' {
-  const m = data.move!;
-  const first = table.page[s0]!;
-  try {
-    for (let s = s0; s < s1; s++) {
-      for (const sp of decoder.spans(table.src[s]!, table.pages[s]!)) {
-        const to = (table.page[s]! - first + sp.at) * ps;
-        if (sp.slot === 0 && sp.pages === decoder.frames.pages[sp.frame]) decoder.decodeInto(sp.frame, block.subarray(to));
-        else decoder.frame(sp.frame).copy(block, to, sp.slot * ps, (sp.slot + sp.pages) * ps);
-      }
-    }
-  } catch (e) {
-    if (e instanceof FormatError) return 'fallback';
-    throw e;
-  }
-  const dst: Addr = BigInt(first) * BigInt(ps);
-  processVmWritev(m.hostPid, [block], [{ addr: m.stage, len: block.length }]);
-  const [r] = hostMove(m.channel, [{ dst, src: m.stage, len: block.length }]);
-  stats[STAT.moved]! += r!.bytes;
-  if (r!.bytes === block.length) return 'ok';
-  return placer.copy(dst + BigInt(r!.bytes), block.subarray(r!.bytes));
-}
-
-function fillUnit(u: number): Outcome {
-  const s0 = table.unitStart[u]!;
-  const s1 = table.unitStart[u + 1]!;
-  const shift = table.shift[s0]!;
-  if (shift > 0) {
-    const hp = 2 ** shift;
-    const last = table.page[s1 - 1]! + table.pages[s1 - 1]!;
-    for (let h = Math.floor(table.page[s0]! / hp) * hp; h < last; h += hp) {
-      const o = placeHuge(h, hp, s0, s1);
+  /** Segment s in chunks of one frame (data) or whole (zero): what one pass through the gate places. */
+  function placeSegment(s: number): Outcome {
+    const first = table.page[s]!;
+    if (table.op[s] !== Op.DATA) return placeChunk(s, first, first + table.pages[s]!);
+    for (const sp of decoder.spans(table.src[s]!, table.pages[s]!)) {
+      const o = placeChunk(s, first + sp.at, first + sp.at + sp.pages);
       if (o !== 'ok') return o;
     }
     return 'ok';
   }
-  if (eligible?.[u]) {
-    const o = moveUnit(s0, s1);
-    if (o !== 'fallback') return o;
-  }
-  for (let s = s0; s < s1; s++) {
-    if (table.op[s] === Op.POISON) continue; // placed before streaming began
-    const o = placeSegment(s);
-    if (o === 'gone' || o === 'retry') return o;
-  }
-  return 'ok';
-}
 
-try {
-  for (;;) {
-    if (stopping()) break;
-    const u = claim();
-    if (u < 0) break;
-    const o = fillUnit(u);
-    Atomics.store(table.unitState, u, UNIT.DONE);
-    stats[STAT.units]! += 1;
-    if (o === 'gone') {
-      Atomics.store(ctl, CTL.STOP, 1);
-      post({ kind: 'gone' });
-      break;
+  /** A huge page is placed whole, where it is now (the kernel splits hugetlb mappings only at huge pages). */
+  function placeHuge(h: number, hp: number, s0: number, s1: number): Outcome {
+    for (;;) {
+      gate.enter();
+      let o: Outcome = 'ok';
+      try {
+        const at = map ? map.pieces(h, h + hp).find((p) => p.state === ROW.LIVE) : { delta: 0 };
+        if (at) o = placer.placeHuge(h, hp, s0, s1, at.delta);
+      } finally {
+        gate.exit();
+      }
+      if (o !== 'retry' || stopping()) return o;
+      Atomics.wait(retryPause, 0, 0, 0.05);
     }
   }
-  post({ kind: 'done' });
-} catch (e) {
-  post({ kind: 'error', message: (e as Error).message });
-} finally {
-  decoder.close();
+
+  const block = Buffer.allocUnsafeSlow(UNIT_PAGES * ps);
+
+  /**
+   * Place a whole 2 MiB block of stored data (and zero pages) by UFFDIO_MOVE: assemble it, write it into the host's staging area
+   * (a fresh huge page there), and have the host move it into place: the page tables get one huge page. Whatever
+   * the move could not place (a page already there: EEXIST; a page the kernel will not move: EBUSY) is copied.
+   */
+  function moveUnit(s0: number, s1: number): Outcome | 'fallback' {
+    const m = data.move!;
+    const first = table.page[s0]!;
+    try {
+      for (let s = s0; s < s1; s++) {
+        if (table.op[s] === Op.ZERO) {
+          block.fill(0, (table.page[s]! - first) * ps, (table.page[s]! - first + table.pages[s]!) * ps);
+          continue;
+        }
+        for (const sp of decoder.spans(table.src[s]!, table.pages[s]!)) {
+          const to = (table.page[s]! - first + sp.at) * ps;
+          if (sp.slot === 0 && sp.pages === decoder.frames.pages[sp.frame]) decoder.decodeInto(sp.frame, block.subarray(to));
+          else decoder.frame(sp.frame).copy(block, to, sp.slot * ps, (sp.slot + sp.pages) * ps);
+        }
+      }
+    } catch (e) {
+      if (e instanceof FormatError) return 'fallback';
+      throw e;
+    }
+    const dst: Addr = BigInt(first) * BigInt(ps);
+    processVmWritev(m.hostPid, [block], [{ addr: m.stage, len: block.length }]);
+    const [r] = hostMove(m.channel, [{ dst, src: m.stage, len: block.length }]);
+    stats[STAT.moved]! += r!.bytes;
+    if (r!.bytes === block.length) return 'ok';
+    return placer.copy(dst + BigInt(r!.bytes), block.subarray(r!.bytes));
+  }
+
+  function fillUnit(u: number): Outcome {
+    const s0 = table.unitStart[u]!;
+    const s1 = table.unitStart[u + 1]!;
+    const shift = table.shift[s0]!;
+    if (shift > 0) {
+      const hp = 2 ** shift;
+      const last = table.page[s1 - 1]! + table.pages[s1 - 1]!;
+      for (let h = Math.floor(table.page[s0]! / hp) * hp; h < last; h += hp) {
+        const o = placeHuge(h, hp, s0, s1);
+        if (o !== 'ok') return o;
+      }
+      return 'ok';
+    }
+    if (eligible?.[u]) {
+      const o = moveUnit(s0, s1);
+      if (o !== 'fallback') return o;
+    }
+    for (let s = s0; s < s1; s++) {
+      if (table.op[s] === Op.POISON) continue; // placed before streaming began
+      const o = placeSegment(s);
+      if (o === 'gone' || o === 'retry') return o;
+    }
+    return 'ok';
+  }
+
+  try {
+    for (;;) {
+      if (stopping()) break;
+      const u = claim();
+      if (u < 0) break;
+      const o = fillUnit(u);
+      Atomics.store(table.unitState, u, UNIT.DONE);
+      stats[STAT.units]! += 1;
+      if (o === 'gone') {
+        Atomics.store(ctl, CTL.STOP, 1);
+        post({ kind: 'gone' });
+        break;
+      }
+    }
+    post({ kind: 'done' });
+  } catch (e) {
+    post({ kind: 'error', message: (e as Error).message });
+  } finally {
+    decoder.close();
+  }
 }

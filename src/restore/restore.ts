@@ -18,7 +18,7 @@ import { planContent, planRegions, type ContentPlan, type LostRange, type Region
 import { fillObjects, writePages } from './direct.js';
 import { Placer, STAT_FIELDS } from './placer.js';
 import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
-import { Streamer } from './streamer.js';
+import { Streamer, StreamWorkers } from './streamer.js';
 import { profilePath, readProfile, writeProfile } from './profile.js';
 import { verifyRestore, type VerifyResult } from './verify.js';
 
@@ -83,7 +83,10 @@ const percentile = (xs: Float64Array, q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
 };
 
-/** Units whose 2 MiB are all stored data in writable private anonymous memory: candidates for a whole MOVE. */
+/**
+ * Units whose 2 MiB are all stored data or zero pages in writable private anonymous memory (no holes: a moved
+ * block fills all of it): the candidates for a whole MOVE.
+ */
 function moveEligible(t: SegmentTable, plan: RegionsPlan, mode: FillMode, ps: number): Uint8Array {
   const units = t.unitState.length;
   const out = new Uint8Array(new SharedArrayBuffer(units));
@@ -92,8 +95,13 @@ function moveEligible(t: SegmentTable, plan: RegionsPlan, mode: FillMode, ps: nu
     const s0 = t.unitStart[u]!;
     const s1 = t.unitStart[u + 1]!;
     let pages = 0;
-    for (let s = s0; s < s1; s++) if (t.op[s] === Op.DATA && t.shift[s] === 0) pages += t.pages[s]!;
-    if (pages !== UNIT_PAGES) continue;
+    let data = 0;
+    for (let s = s0; s < s1; s++) {
+      if (t.shift[s] !== 0 || t.op[s] === Op.POISON) continue;
+      pages += t.pages[s]!;
+      if (t.op[s] === Op.DATA) data += t.pages[s]!;
+    }
+    if (pages !== UNIT_PAGES || data === 0) continue;
     const addr = BigInt(t.page[s0]!) * BigInt(ps);
     const rp = plan.regions.find((r) => r.start <= addr && addr < r.start + (r.region.end - r.region.start));
     if (!rp || rp.place.how !== 'anon' || rp.prot !== (PROT.READ | PROT.WRITE)) continue;
@@ -111,12 +119,14 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   const reader = SnapshotReader.open(path);
   const decoder = new FrameDecoder(path, reader.manifest.frames, reader.pageSize, 4);
   let host: RestoreHost | undefined;
+  let workers: StreamWorkers | undefined;
   const ourObjectFds = new Map<number, number>();
   try {
     const proc = reader.process(opts.pid);
     const mode = opts.mode ?? 'auto';
     const lazy = !!opts.lazy;
     const threads = Math.max(1, opts.threads ?? (lazy ? 1 : Math.min(2, cpus().length)));
+    workers = new StreamWorkers(threads);
     const plan = planRegions(reader, proc);
     host = startHost(plan, mode === 'copy' ? 0 : threads, !!opts.relocate);
     const objectFds = createObjects(host, plan);
@@ -150,7 +160,8 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       uffd: host.uffd, pidfd: host.pidfd, fillThreads: threads, first: prior?.pages, profile: lazy && opts.profile !== false,
       ranges: content.registered.map((r) => ({ first: Number(r.start / BigInt(ps)), pages: r.len / ps, unitPages: Math.max(1, r.hugePage / ps) })),
       move,
-    });
+    }, workers);
+    workers = undefined;
     let readyMs = 0;
     if (lazy) {
       readyMs = performance.now() - t0;
@@ -214,6 +225,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
     return result;
   } finally {
+    workers?.terminate();
     for (const fd of ourObjectFds.values()) closeFd(fd);
     decoder.close();
     reader.close();

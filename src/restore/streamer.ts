@@ -34,6 +34,30 @@ export interface StreamOptions {
 
 export type StreamStats = Record<keyof typeof STAT, number>;
 
+/**
+ * The streamer's threads, started before they have anything to do: a worker takes tens of milliseconds to load,
+ * which a restore spends setting up the host meanwhile. Idle ones do not keep the process alive.
+ */
+export class StreamWorkers {
+  readonly fault: Worker;
+  readonly fillers: Worker[];
+
+  constructor(fillThreads: number) {
+    this.fault = startWorker(sibling(import.meta.url, 'fault-worker'));
+    this.fillers = Array.from({ length: fillThreads }, () => startWorker(sibling(import.meta.url, 'fill-worker')));
+    for (const w of this.all) w.unref();
+  }
+
+  get all(): Worker[] {
+    return [this.fault, ...this.fillers];
+  }
+
+  /** For workers never given anything to do. */
+  terminate(): void {
+    for (const w of this.all) void w.terminate();
+  }
+}
+
 export interface StreamEnd {
   /** why streaming ended early, if it did */
   stopped?: 'gone' | 'error';
@@ -63,8 +87,8 @@ export class Streamer {
   /** where the plan's pages are now, when the process produces events */
   readonly map: AddressMap | null;
 
-  constructor(reader: SnapshotReader, table: SegmentTable, opts: StreamOptions) {
-    const threads = 1 + opts.fillThreads;
+  constructor(reader: SnapshotReader, table: SegmentTable, opts: StreamOptions, workers = new StreamWorkers(opts.fillThreads)) {
+    const threads = 1 + workers.fillers.length;
     this.stats = new Float64Array(new SharedArrayBuffer(threads * STAT_FIELDS * 8));
     this.ctl[CTL.HINT] = -1;
     this.map = opts.events === true ? AddressMap.identity(opts.ranges) : (opts.events ?? null);
@@ -78,15 +102,18 @@ export class Streamer {
       ...shared, row: 0, pidfd: opts.pidfd, conn: opts.conn ?? -1, stopfd: this.stopfd, ranges: opts.ranges, profile: !!opts.profile,
     };
     this.onFork = opts.onFork;
-    this.fault = startWorker(sibling(import.meta.url, 'fault-worker'), { workerData: faultData });
+    for (const w of workers.all) w.ref();
+    this.fault = workers.fault;
     this.faultExit = this.watch(this.fault, true);
-    this.fillers = Array.from({ length: opts.fillThreads }, (_, i) => {
+    this.fault.postMessage(faultData);
+    this.fillers = workers.fillers;
+    this.fillers.forEach((w, i) => {
       const m = opts.move;
       const data: FillWorkerData = {
         ...shared, row: 1 + i,
         move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer },
       };
-      return startWorker(sibling(import.meta.url, 'fill-worker'), { workerData: data });
+      w.postMessage(data);
     });
     this.fillersExit = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {});
     this.full = this.fillers.length === 0 ? new Promise(() => {}) : this.fillersExit.then(() => {

@@ -1,0 +1,199 @@
+/**
+ * `restore` and `serve` against C baselines built and run in the same invocation (bench/c/):
+ * - eager restore of 1 GiB of bench content: data throughput against a C UFFDIO_COPY fill of the same bytes in
+ *   64 KiB runs, and against C zstd decompression of the same frames (goal ≥ 0.6 × the slower of the two);
+ * - UFFDIO_MOVE through huge-page staging against the COPY path, on 1 GiB of transparent huge pages (goal ≥ 1.5×);
+ * - fault latency: fixtures/uffd-client touching random pages of 256 MiB, served by `pagesnap serve` without
+ *   prefetch, against the same client serving its own faults from memory (a C handler), both pinned to one CPU
+ *   so both pay the same wakeups; for frames of 64 (the dump default), 8 and 1 pages (goal p50 ≤ 3×);
+ * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { median, type Row } from './lib.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const RUN = join(ROOT, 'bin', 'run.js');
+const CLIENT = join(ROOT, 'fixtures', 'bin', 'uffd-client');
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-bench-restore-'));
+const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+const REPS = 3;
+
+function build(name: string, extra: string[] = []): string | null {
+  const out = join(dir, name);
+  const r = spawnSync('cc', ['-O2', '-o', out, join(ROOT, 'bench', 'c', `${name}.c`), ...extra], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.log(`  (${name}: cannot build: ${r.stderr.trim().split('\n')[0]})`);
+    return null;
+  }
+  return out;
+}
+
+function run(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+function pagesnap<T = any>(args: string[]): T {
+  return JSON.parse(run(process.execPath, [RUN, ...args, '--json'])) as T;
+}
+
+/** Dump `scenario` (fixture of `mib`), with the dump's own flags; returns the file and the region's name. */
+async function snapshotOf(scenario: string, mib: number, extra: string[] = [], name = scenario): Promise<{ file: string; region: FixtureRegion }> {
+  const fx = await Fixture.start([scenario], { sizeMiB: mib });
+  try {
+    const s = fx.scenario(scenario);
+    if (s.skip) throw new Error(`${scenario}: ${s.skip}`);
+    const file = join(dir, `${name}.psnap`);
+    pagesnap(['dump', String(fx.pid), '-o', file, '--force', ...extra]);
+    return { file, region: s.regions[0]! };
+  } finally {
+    await fx.stop();
+  }
+}
+
+/** The snapshot's stored pages, decoded, in order (what the C fill copies), and its frame index for C zstd. */
+function extract(file: string): { raw: string; index: string; bytes: number } {
+  const r = SnapshotReader.open(file);
+  const raw = join(dir, 'data.raw');
+  const index = join(dir, 'frames.idx');
+  const fr = openSync(raw, 'w');
+  const f = r.manifest.frames;
+  const ix = Buffer.alloc(f.offset.length * 16);
+  let bytes = 0;
+  for (let i = 0; i < f.offset.length; i++) {
+    const b = r.frame(i);
+    writeSync(fr, b);
+    bytes += b.length;
+    ix.writeBigUInt64LE(BigInt(f.offset[i]!), i * 16);
+    ix.writeUInt32LE(f.size[i]!, i * 16 + 8);
+    ix.writeUInt32LE(b.length, i * 16 + 12);
+  }
+  closeSync(fr);
+  const fi = openSync(index, 'w');
+  writeSync(fi, ix);
+  closeSync(fi);
+  r.close();
+  return { raw, index, bytes };
+}
+
+interface Restored { throughputMBs: number; timings: { fullMs: number }; bytes: { copied: number; moved: number } }
+
+const restoreRun = (file: string, extra: string[]) => pagesnap<Restored>(['restore', file, '--no-profile', ...extra]);
+
+async function eager(rows: Row[]): Promise<void> {
+  const fill = build('uffd-fill');
+  const decode = build('zstd-decode', ['-l:libzstd.so.1']);
+  const { file } = await snapshotOf('bench-mix', 1024, [], 'mix');
+  const { raw, index, bytes } = extract(file);
+  const c: number[] = [];
+  const z: number[] = [];
+  const ours: number[] = [];
+  const full: number[] = [];
+  const lazy: number[] = [];
+  for (let i = 0; i < REPS; i++) {
+    if (fill) c.push(Number(run(fill, [raw, '64', '1'])));
+    if (decode) z.push(Number(run(decode, [file, index, '1'])));
+    const r = restoreRun(file, ['--mode', 'copy']);
+    ours.push(r.throughputMBs / 1000);
+    full.push(r.timings.fullMs);
+    lazy.push(restoreRun(file, ['--lazy']).timings.fullMs);
+  }
+  const gb = median(ours);
+  const base = Math.min(c.length ? median(c) : Infinity, z.length ? median(z) : Infinity);
+  const which = c.length && z.length ? (median(c) < median(z) ? 'C COPY fill' : 'C zstd decode') : c.length ? 'C COPY fill' : 'C zstd decode';
+  rows.push({
+    bench: 'restore', case: `eager 1 GiB (${(bytes / 1e6).toFixed(0)} MB stored data)`, value: `${gb.toFixed(2)} GB/s`,
+    baseline: `${which} ${base.toFixed(2)} GB/s (COPY ${c.length ? median(c).toFixed(2) : '-'}, zstd ${z.length ? median(z).toFixed(2) : '-'})`,
+    ratio: gb / base, goal: '≥ 0.6',
+  });
+  rows.push({
+    bench: 'restore', case: 'lazy 1 GiB: time until full', value: `${median(lazy).toFixed(0)} ms`,
+    baseline: `eager ${median(full).toFixed(0)} ms; CRIU lazy 200–750 ms (anchors)`, ratio: median(full) / median(lazy),
+  });
+  rmSync(raw, { force: true });
+  rmSync(file, { force: true });
+}
+
+async function move(rows: Row[]): Promise<void> {
+  let snap: { file: string };
+  try {
+    snap = await snapshotOf('bench-thp', 1024, [], 'thp');
+  } catch (e) {
+    console.log(`  (move: ${(e as Error).message})`);
+    return;
+  }
+  const copy: number[] = [];
+  const moved: number[] = [];
+  let movedBytes = 0;
+  for (let i = 0; i < REPS; i++) {
+    copy.push(restoreRun(snap.file, ['--mode', 'copy']).timings.fullMs);
+    const m = restoreRun(snap.file, ['--mode', 'move']);
+    moved.push(m.timings.fullMs);
+    movedBytes = m.bytes.moved;
+  }
+  rows.push({
+    bench: 'restore', case: `MOVE via huge-page staging, 1 GiB THP (${(movedBytes / 2 ** 20).toFixed(0)} MiB moved)`, value: `${median(moved).toFixed(0)} ms`,
+    baseline: `COPY ${median(copy).toFixed(0)} ms`, ratio: median(copy) / median(moved), goal: '≥ 1.5',
+  });
+  rmSync(snap.file, { force: true });
+}
+
+/** The client's p50 touch latency (µs), run pinned to CPU 0 (with the server, when there is one). */
+function touch(args: string[]): number {
+  const pin = have('taskset') ? ['taskset', '-c', '0'] : [];
+  const out = run(pin[0] ?? CLIENT, [...pin.slice(1), ...(pin.length ? [CLIENT] : []), ...args, '--touch', 'random']);
+  return (JSON.parse(out) as { p50us: number }).p50us;
+}
+
+async function served(file: string, region: FixtureRegion): Promise<number> {
+  const socket = join(dir, 'bench.sock');
+  rmSync(socket, { force: true });
+  const pin = have('taskset') ? ['taskset', '-c', '0'] : [];
+  const server = spawn(pin[0] ?? process.execPath, [...pin.slice(1), ...(pin.length ? [process.execPath] : []), RUN, 'serve', file, '--socket', socket, '--threads', '0', '--once'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+  try {
+    return touch(['--socket', socket, '--snapshot-address', `0x${region.start.toString(16)}`, '--length', String(region.pages * 4096), '--no-prefetch']);
+  } finally {
+    await new Promise((resolve) => {
+      server.once('exit', resolve);
+      if (server.exitCode !== null) resolve(null);
+    });
+  }
+}
+
+async function faults(rows: Row[]): Promise<void> {
+  const mib = 256;
+  for (const frames of [64, 8, 1]) {
+    const { file, region } = await snapshotOf('bench-mix', mib, ['--frame-pages', String(frames)], `faults-${frames}`);
+    const c: number[] = [];
+    const ours: number[] = [];
+    for (let i = 0; i < REPS; i++) {
+      c.push(touch(['--local', '--length', String(mib << 20)]));
+      ours.push(await served(file, region));
+    }
+    rows.push({
+      bench: 'serve', case: `fault latency p50, ${mib} MiB random, frames of ${frames} pages`, value: `${median(ours).toFixed(1)} µs`,
+      baseline: `C handler ${median(c).toFixed(1)} µs`, ratio: median(ours) / median(c), goal: '≤ 3',
+    });
+    rmSync(file, { force: true });
+  }
+}
+
+export async function benchRestore(): Promise<Row[]> {
+  const rows: Row[] = [];
+  try {
+    await eager(rows);
+    await move(rows);
+    await faults(rows);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return rows;
+}
