@@ -32,6 +32,10 @@ function main(data: FillWorkerData): void {
   const retryPause = new Int32Array(new SharedArrayBuffer(4));
   const stopping = () => Atomics.load(ctl, CTL.STOP) !== 0;
 
+  /** How much dearer moving may be and still be chosen; how often `auto` re-tries the other way. */
+  const MOVE_TOLERANCE = 1.25;
+  const REPROBE = 16;
+
   /** How far past a fault's unit a worker keeps going before it returns to the global order. */
   const FOLLOW = 64;
   let follow = -1;
@@ -112,6 +116,37 @@ function main(data: FillWorkerData): void {
   const block = Buffer.allocUnsafeSlow(UNIT_PAGES * ps);
 
   /**
+   * Whether to move or copy a block that could be moved. `move` mode always moves. `auto` keeps a running cost
+   * of each (the first blocks try both, and every REPROBE-th block tries the one not in use) and moves unless
+   * that costs clearly more: a moved block keeps its huge page, but staging it takes a fresh huge page, which
+   * some machines (VMs whose free memory goes back to the hypervisor) make far dearer than small pages, and
+   * that changes as the restore goes on.
+   */
+  const choice = {
+    auto: !!data.move?.auto,
+    cost: { move: null as number | null, copy: null as number | null },
+    seen: 0,
+    moved: 0,
+    copied: 0,
+    use(): boolean {
+      if (!this.auto) return true;
+      const { move, copy } = this.cost;
+      if (move === null) return true;
+      if (copy === null) return false;
+      const prefer = move <= copy * MOVE_TOLERANCE;
+      return ++this.seen % REPROBE === 0 ? !prefer : prefer;
+    },
+    sample(moved: boolean, ms: number): void {
+      if (!this.auto) return;
+      const k = moved ? 'move' : 'copy';
+      this.cost[k] = this.cost[k] === null ? ms : 0.7 * this.cost[k]! + 0.3 * ms;
+      if (moved) this.moved++;
+      else this.copied++;
+    },
+  };
+
+
+  /**
    * Place a whole 2 MiB block of stored data (and zero pages) by UFFDIO_MOVE: assemble it, write it into the host's staging area
    * (a fresh huge page there), and have the host move it into place: the page tables get one huge page. Whatever
    * the move could not place (a page already there: EEXIST; a page the kernel will not move: EBUSY) is copied.
@@ -157,9 +192,23 @@ function main(data: FillWorkerData): void {
       return 'ok';
     }
     if (eligible?.[u]) {
-      const o = moveUnit(s0, s1);
-      if (o !== 'fallback') return o;
+      const t0 = performance.now();
+      if (choice.use()) {
+        const o = moveUnit(s0, s1);
+        if (o !== 'fallback') {
+          choice.sample(true, performance.now() - t0);
+          return o;
+        }
+      } else {
+        const o = copyUnit(s0, s1);
+        choice.sample(false, performance.now() - t0);
+        return o;
+      }
     }
+    return copyUnit(s0, s1);
+  }
+
+  function copyUnit(s0: number, s1: number): Outcome {
     for (let s = s0; s < s1; s++) {
       if (table.op[s] === Op.POISON) continue; // placed before streaming began
       const o = placeSegment(s);
@@ -181,6 +230,9 @@ function main(data: FillWorkerData): void {
         post({ kind: 'gone' });
         break;
       }
+    }
+    if (choice.auto && choice.moved + choice.copied > 0) {
+      post({ kind: 'move-choice', moveMs: choice.cost.move ?? 0, copyMs: choice.cost.copy ?? 0, moved: choice.moved, copied: choice.copied });
     }
     post({ kind: 'done' });
   } catch (e) {

@@ -154,7 +154,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const ps = reader.pageSize;
     const move = mode === 'copy' ? undefined : {
       hostPid: host.pid, channels: host.moveChannels, stages: host.moveChannels.map(() => host!.stage(UNIT_PAGES * ps)),
-      eligible: moveEligible(content.table, plan, mode, ps),
+      eligible: moveEligible(content.table, plan, mode, ps), auto: mode === 'auto',
     };
     const streamer = new Streamer(reader, content.table, {
       uffd: host.uffd, pidfd: host.pidfd, fillThreads: threads, first: prior?.pages, profile: lazy && opts.profile !== false,
@@ -194,6 +194,13 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
 
     const totals = streamer.totals();
+    const notes = [...plan.notes];
+    const moved = streamer.moveChoices.reduce((n, c) => n + c.moved, 0);
+    const copied = streamer.moveChoices.reduce((n, c) => n + c.copied, 0);
+    if (copied > moved) {
+      const c = streamer.moveChoices[0]!;
+      notes.push(`auto: moving a 2 MiB block cost ${c.moveMs.toFixed(2)} ms here, copying it ${c.copyMs.toFixed(2)} ms: ${copied} of ${moved + copied} huge-page blocks were copied as small pages (--mode move keeps them whole)`);
+    }
     let profile: RestoreResult['profile'] = prior ? { used: prior.pages.length, recorded: 0, path: profileFile } : null;
     if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
       writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
@@ -216,7 +223,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         mapped: plan.regions.filter((r) => r.place.how !== 'skip').length,
         skipped: plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
       },
-      relocations, lost: content.lost, damage: uniqueDamage(end.damage), profile, notes: plan.notes, verify,
+      relocations, lost: content.lost, damage: uniqueDamage(end.damage), profile, notes, verify,
     };
     for (const fd of objectFds.values()) host.close(fd);
     if (opts.hold) {

@@ -40,6 +40,8 @@ export interface FillWorkerData extends StreamShared {
     hostPid: number;
     /** Uint8Array per unit: 1 where the whole unit is stored data that may be moved whole */
     eligible: SharedArrayBuffer;
+    /** weigh moving against copying as it goes and take the cheaper (else always move) */
+    auto: boolean;
   };
 }
 
@@ -63,6 +65,7 @@ export type WorkerMessage =
   | { kind: 'damage'; frame: number; addr: bigint; pages: number; message: string }
   | { kind: 'gone' }
   | { kind: 'fork'; ufd: number; map: SharedArrayBuffer }
+  | { kind: 'move-choice'; moveMs: number; copyMs: number; moved: number; copied: number }
   | { kind: 'error'; message: string }
   | { kind: 'done'; faults?: FaultReport };
 

@@ -29,7 +29,7 @@ export interface StreamOptions {
   /** record first-fault order */
   profile?: boolean;
   /** per fill worker: its MOVE channel and staging area, and which units may be moved whole */
-  move?: { hostPid: number; channels: number[]; stages: bigint[]; eligible: Uint8Array };
+  move?: { hostPid: number; channels: number[]; stages: bigint[]; eligible: Uint8Array; auto: boolean };
 }
 
 export type StreamStats = Record<keyof typeof STAT, number>;
@@ -73,6 +73,8 @@ export class Streamer {
   private readonly fault: Worker;
   private readonly fillers: Worker[];
   private readonly damage: Damage[] = [];
+  /** what each fill worker's `auto` weighing did: blocks moved and copied, and the last costs (ms) */
+  readonly moveChoices: { moveMs: number; copyMs: number; moved: number; copied: number }[] = [];
   private failure: { stopped: 'gone' | 'error'; error?: string } | undefined;
   private readonly onFork?: StreamOptions['onFork'];
   /** resolves when the fault thread has ended (the process went away, or stop()) */
@@ -111,7 +113,7 @@ export class Streamer {
       const m = opts.move;
       const data: FillWorkerData = {
         ...shared, row: 1 + i,
-        move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer },
+        move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer, auto: m.auto },
       };
       w.postMessage(data);
     });
@@ -128,6 +130,7 @@ export class Streamer {
       w.on('message', (m: WorkerMessage) => {
         if (m.kind === 'damage') this.damage.push(m);
         else if (m.kind === 'fork') this.onFork?.(m.ufd, AddressMap.attach(m.map));
+        else if (m.kind === 'move-choice') this.moveChoices.push(m);
         else if (m.kind === 'gone') this.failure ??= { stopped: 'gone' };
         else if (m.kind === 'error') {
           this.failure ??= { stopped: 'error', error: m.message };
