@@ -1,7 +1,8 @@
 /**
  * `npm start`: the main job on a bundled workload. Starts the scenario fixture (anonymous data, zero pages, THP,
  * shmem of every kind, pages pagemap cannot see, guard and userfaultfd markers, private file pages), inspects and
- * audits it, dumps it, shows and verifies the snapshot, reads bytes back from it, and removes everything it made.
+ * audits it, dumps it, shows and verifies the snapshot, reads bytes back from it, restores it into a restore host
+ * and verifies every page there, and removes everything it made.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +40,8 @@ try {
     pagesnap('show', file);
     pagesnap('verify', file);
     pagesnap('cat', file, '--addr', fx.region('shmem-zapped').start.toString(16), '--len', '64', '--hex');
+    console.log('\npagesnap restore puts it back into a fresh address space through userfaultfd, and checks every page:');
+    pagesnap('restore', file, '--verify', '--no-profile');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

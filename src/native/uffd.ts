@@ -108,6 +108,19 @@ export function uffdApi(fd: number, features: bigint | number = 0): ApiResult {
   return { features: b.readBigUInt64LE(8), ioctls: b.readBigUInt64LE(16) };
 }
 
+/**
+ * The features this kernel offers, learned from a throwaway user-mode-only userfaultfd (which anyone may make;
+ * UFFDIO_API can be asked only once per fd).
+ */
+export function kernelUffdFeatures(): bigint {
+  const fd = createUffd({ userModeOnly: true });
+  try {
+    return uffdApi(fd, 0).features;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function uffdRegister(fd: number, start: Addr, len: number, mode: number): bigint {
   const b = pack(L.register, { start, len, mode });
   ioctl(fd, UFFDIO.REGISTER, b, 'ioctl(UFFDIO_REGISTER)');

@@ -21,7 +21,9 @@ export function renderRestore(r: RestoreResult): string {
     out.push(`  profile ${r.profile.path}: ${r.profile.used ? `filled ${r.profile.used} profiled pages first` : 'none used'}${r.profile.recorded ? `, recorded ${r.profile.recorded} first touches` : ''}`);
   }
   for (const x of r.relocations) out.push(`  relocated ${hex(x.from)} → ${hex(x.to)} (${bytes(x.len)}${x.path ? ` ${x.path}` : ''}): pointers into it are not adjusted`);
-  for (const s of r.regions.skipped) out.push(`  skipped ${hex(s.start)}-${hex(s.end)} ${s.path ?? ''}: ${s.why}`);
+  const skipped = new Map<string, string[]>();
+  for (const s of r.regions.skipped) skipped.set(s.why, [...(skipped.get(s.why) ?? []), s.path ?? `${hex(s.start)}-${hex(s.end)}`]);
+  for (const [why, which] of skipped) out.push(`  skipped ${which.join(', ')}: ${why}`);
   const lost = new Map<string, number>();
   for (const l of r.lost) lost.set(l.why, (lost.get(l.why) ?? 0) + l.len);
   for (const [why, len] of lost) out.push(`  lost: ${bytes(len)} ${why} (poisoned where possible: access gives SIGBUS)`);

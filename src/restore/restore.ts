@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { cpus } from 'node:os';
 import {
   uffdApi, uffdRegister, uffdUnregister, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_BIT, MADV, PROT, PagesnapError,
-  closeFd, type Addr,
+  closeFd, kernelUffdFeatures, type Addr,
 } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
@@ -123,7 +123,10 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   const ourObjectFds = new Map<number, number>();
   try {
     const proc = reader.process(opts.pid);
-    const mode = opts.mode ?? 'auto';
+    const offered = kernelUffdFeatures();
+    const canMove = (offered & BigInt(UFFD_FEATURE.MOVE)) !== 0n;
+    if (opts.mode === 'move' && !canMove) throw new PagesnapError('this kernel has no UFFDIO_MOVE (Linux 6.8+)', { code: 'EOPNOTSUPP', hint: 'use --mode copy' });
+    const mode: FillMode = canMove ? (opts.mode ?? 'auto') : 'copy';
     const lazy = !!opts.lazy;
     const threads = Math.max(1, opts.threads ?? (lazy ? 1 : Math.min(2, cpus().length)));
     workers = new StreamWorkers(threads);
@@ -133,8 +136,15 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const relocations = mapRegions(host, plan, objectFds, !!opts.relocate);
     const content = planContent(reader, plan);
 
+    if (content.counts.poison > 0 && !(offered & BigInt(UFFD_FEATURE.POISON))) {
+      throw new PagesnapError(`this kernel has no UFFDIO_POISON (Linux 6.6+), which the ${content.counts.poison} pages the snapshot lacks need`, {
+        code: 'EOPNOTSUPP', hint: 'restore on a newer kernel (pages without content are never left to read as zeros)',
+      });
+    }
     const needHuge = content.registered.some((r) => r.hugePage > 0);
-    const features = UFFD_FEATURE.POISON | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) | (needHuge ? UFFD_FEATURE.MISSING_HUGETLBFS : 0);
+    // POISON whenever the kernel has it: a frame found damaged while streaming is poisoned too
+    const features = (offered & BigInt(UFFD_FEATURE.POISON) ? UFFD_FEATURE.POISON : 0) | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) |
+      (needHuge ? UFFD_FEATURE.MISSING_HUGETLBFS : 0);
     uffdApi(host.uffd, features);
     for (const r of content.registered) {
       const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
