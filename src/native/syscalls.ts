@@ -162,28 +162,23 @@ function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
 /** The kernel processes at most IOV_MAX (1024) iovecs per call on either side. */
 export const IOV_MAX = 1024;
 
+function processVm(call: 'process_vm_readv' | 'process_vm_writev', pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
+  if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`${call}: more than ${IOV_MAX} iovecs`);
+  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
+  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  const rc = fn.sys_process_vm_rw(SYS[call], pid, liov, local.length, riov, remote.length, 0);
+  const first = remote[0];
+  return check(call, rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
+}
+
 /**
  * process_vm_readv(2): read `remote` ranges of another process into `local` buffers, in order. Returns the bytes
  * read, which stops short at the first unreadable remote page (partial reads are not errors here).
  */
-export function processVmReadv(pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
-  if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`process_vm_readv: more than ${IOV_MAX} iovecs`);
-  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
-  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
-  const rc = fn.sys_process_vm_rw(SYS.process_vm_readv, pid, liov, local.length, riov, remote.length, 0);
-  const first = remote[0];
-  return check('process_vm_readv', rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
-}
+export const processVmReadv = (pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]) => processVm('process_vm_readv', pid, local, remote);
 
 /** process_vm_writev(2): write `local` buffers into `remote` ranges of another process. Returns the bytes written. */
-export function processVmWritev(pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
-  if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`process_vm_writev: more than ${IOV_MAX} iovecs`);
-  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
-  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
-  const rc = fn.sys_process_vm_rw(SYS.process_vm_writev, pid, liov, local.length, riov, remote.length, 0);
-  const first = remote[0];
-  return check('process_vm_writev', rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
-}
+export const processVmWritev = (pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]) => processVm('process_vm_writev', pid, local, remote);
 
 /** process_madvise(2) on another process's ranges (remote use allows only COLD, PAGEOUT, WILLNEED, COLLAPSE). */
 export function processMadvise(pidfd: number, ranges: readonly RemoteRange[], advice: number): number {

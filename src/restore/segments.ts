@@ -7,6 +7,8 @@
  * one region (of one huge page, where pages are larger). A unit's state word is 0 until a worker claims it, 1 while it is being filled, 2 once placed.
  * Page numbers (address / page size) are kept in Float64Array: exact far beyond any user address (2^53).
  */
+import { lastAtOrBelow } from '../snapshot/bisect.js';
+
 export const Op = { DATA: 1, ZERO: 2, POISON: 3 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
@@ -79,14 +81,7 @@ export function segmentsIn(t: SegmentTable, from: number, to: number): [number, 
 
 /** The unit holding segment s. */
 export function unitOf(t: SegmentTable, s: number): number {
-  let lo = 0;
-  let hi = t.unitState.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (t.unitStart[mid]! <= s) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
+  return lastAtOrBelow((u) => t.unitStart[u]!, t.unitState.length, s);
 }
 
 /**

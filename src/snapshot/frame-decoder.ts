@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { mmap, munmap, view, MAP, PROT, type Addr } from '../native/index.js';
 import { FormatError, zstdFrameContentSize } from './format.js';
 import type { FrameIndex } from './manifest.js';
+import { lastAtOrBelow } from './bisect.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 
@@ -81,14 +82,7 @@ export class FrameDecoder {
   /** The frame holding stored page n. */
   frameOf(n: number): number {
     const fp = this.frames.firstPage;
-    let lo = 0;
-    let hi = fp.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (fp[mid]! <= n) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
+    return lastAtOrBelow((i) => fp[i]!, fp.length, n);
   }
 
   /** Frame i decoded (cached). Throws FormatError naming the frame when it is damaged. */

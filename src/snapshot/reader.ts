@@ -8,6 +8,7 @@ import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/inde
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
 import { decodeManifest, checkRefs, type Block, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 import { FrameDecoder } from './frame-decoder.js';
+import { lastAtOrBelow } from './bisect.js';
 import { unpackRuns, RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
 
 const FRAME_CACHE = 64;
@@ -178,13 +179,7 @@ export class SnapshotReader {
       t.forEach((b, k) => (starts![k + 1] = starts![k]! + b.count));
       this.starts.set(t, starts);
     }
-    let lo = 0;
-    let hi = t.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (starts[mid]! <= i) lo = mid;
-      else hi = mid - 1;
-    }
+    const lo = lastAtOrBelow((k) => starts![k]!, t.length, i);
     const block = t[lo]!;
     const k = i - starts[lo]!;
     if (k < 0 || k >= block.count) throw new FormatError(this.path, `${what}: entry ${i} out of range`);
@@ -267,15 +262,8 @@ export class SnapshotReader {
       prefix = p;
     } else {
       // the last block whose first run starts at or before the page
-      let lo = 0;
-      let hi = t.blocks.length - 1;
-      if (hi < 0 || t.blocks[0]!.firstOffset > page) return null;
-      while (lo < hi) {
-        const mid = (lo + hi + 1) >> 1;
-        if (t.blocks[mid]!.firstOffset <= page) lo = mid;
-        else hi = mid - 1;
-      }
-      const b = t.blocks[lo]!;
+      if (t.blocks.length === 0 || t.blocks[0]!.firstOffset > page) return null;
+      const b = t.blocks[lastAtOrBelow((k) => t.blocks[k]!.firstOffset, t.blocks.length, page)]!;
       ({ runs, dataPrefix: prefix } = this.runBlock(t, b, totalPages));
       before = b.dataBefore;
     }
