@@ -37,17 +37,6 @@ export function listenUnix(path: string, backlog = 16): number {
   }
 }
 
-export function connectUnix(path: string): number {
-  const fd = check('socket', fn.socket(AF_UNIX, SOCK.STREAM | SOCK.CLOEXEC, 0));
-  const addr = sockaddrUn(path);
-  if (Number(fn.connect(fd, addr, addr.length)) < 0) {
-    const e = errno();
-    fn.close(fd);
-    throw new NativeError('connect', e, path);
-  }
-  return fd;
-}
-
 export function accept(fd: number): number {
   for (;;) {
     const rc = Number(fn.accept4(fd, null, null, SOCK.CLOEXEC));
@@ -105,23 +94,28 @@ export function recvWithFds(fd: number, len: number): { data: Buffer; fds: numbe
   return { data: data.subarray(0, n), fds };
 }
 
-/** Send `data` with descriptors attached (SCM_RIGHTS). */
-export function sendWithFds(fd: number, data: Buffer, fds: readonly number[]): number {
-  const iov = Buffer.alloc(16);
-  iov.writeBigUInt64LE(addressOf(data), 0);
-  iov.writeBigUInt64LE(BigInt(data.length), 8);
-  const clen = 16 + 4 * fds.length;
-  const control = Buffer.alloc((clen + 7) & ~7);
-  control.writeBigUInt64LE(BigInt(clen), 0);
-  control.writeInt32LE(SOL_SOCKET, 8);
-  control.writeInt32LE(SCM_RIGHTS, 12);
-  fds.forEach((f, i) => control.writeInt32LE(f, 16 + 4 * i));
-  const msg = Buffer.alloc(56);
-  msg.writeBigUInt64LE(addressOf(iov), 16);
-  msg.writeBigUInt64LE(1n, 24);
-  msg.writeBigUInt64LE(addressOf(control), 32);
-  msg.writeBigUInt64LE(BigInt(control.length), 40);
-  return check('sendmsg', fn.sendmsg(fd, msg, MSG.NOSIGNAL));
+/**
+ * Send one message (SOCK_SEQPACKET: the message is the unit). False when the peer is gone (EPIPE, ECONNRESET);
+ * other failures throw.
+ */
+export function sendMessage(fd: number, b: Buffer): boolean {
+  for (;;) {
+    if (Number(fn.send(fd, b, b.length, MSG.NOSIGNAL)) >= 0) return true;
+    const e = errno();
+    if (e === EINTR) continue;
+    if (e === 32 /* EPIPE */ || e === 104 /* ECONNRESET */) return false;
+    throw new NativeError('send', e, `socket ${fd}`);
+  }
+}
+
+/** Receive one message into `b`; returns its length (0 at end of stream). */
+export function recvMessage(fd: number, b: Buffer): number {
+  for (;;) {
+    const n = Number(fn.recv(fd, b, b.length, 0));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== EINTR) throw new NativeError('recv', e, `socket ${fd}`);
+  }
 }
 
 /** Receive exactly `len` bytes (fewer only at end of stream). */

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import {
-  nativeBuild, socketpair, closeFd, pidfdOpen, pidfdGetfd, pidfdSendSignal, PagesnapError, NativeError, atExit,
+  nativeBuild, socketpair, closeFd, pidfdOpen, pidfdGetfd, pidfdSendSignal, PagesnapError, errnoName, atExit,
   poll, POLL, type Addr,
 } from '../native/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
@@ -39,9 +39,9 @@ export class RestoreHost {
     const how = Number(hello.words[1]!);
     if (fd < 0) {
       this.kill();
-      throw new PagesnapError(`the restore host cannot create a userfaultfd: ${new NativeError('userfaultfd', -how).code}`, {
-        code: new NativeError('userfaultfd', -how).code,
-        hint: 'run as root, or allow it: sysctl vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd',
+      const code = errnoName(-how);
+      throw new PagesnapError(`the restore host cannot create a userfaultfd: ${code}`, {
+        code, hint: 'run as root, or allow it: sysctl vm.unprivileged_userfaultfd=1 or access to /dev/userfaultfd',
       });
     }
     this.uffdKind = KINDS[how]!;
@@ -129,8 +129,8 @@ export class RestoreHost {
   }
 
   /**
-   * The restore is complete: the host outlives pagesnap from now on (--hold). It drops its userfaultfd; ours is
-   * the caller's to close.
+   * The restore is complete: the host outlives pagesnap from now on (--hold). It drops its userfaultfd, and we
+   * release ours and the channels.
    */
   detach(): void {
     hostValue(this.call('DETACH'), 'detach');
@@ -141,6 +141,7 @@ export class RestoreHost {
 
   /** End the host (unless detached) and release our fds. */
   kill(): void {
+    if (this.released) return;
     if (!this.detached && this.alive) {
       try {
         pidfdSendSignal(this.pidfd, 9);

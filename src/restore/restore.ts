@@ -15,6 +15,7 @@ import { SnapshotReader } from '../snapshot/reader.js';
 import { RestoreHost, type UffdKind } from './host.js';
 import { collisions, collisionError, createObjects, mapRegions, type Relocation } from './map.js';
 import { planContent, planRegions, type ContentPlan, type LostRange, type RegionsPlan } from './plan.js';
+import type { SnapshotProcess } from '../snapshot/manifest.js';
 import { fillObjects, writePages } from './direct.js';
 import { Placer, STAT_FIELDS } from './placer.js';
 import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
@@ -114,6 +115,59 @@ function moveEligible(t: SegmentTable, plan: RegionsPlan, mode: FillMode, ps: nu
   return out;
 }
 
+/** The mode the kernel allows: without UFFDIO_MOVE, `auto` copies and `move` is refused. */
+function fillMode(asked: FillMode | undefined, offered: bigint): FillMode {
+  const canMove = (offered & BigInt(UFFD_FEATURE.MOVE)) !== 0n;
+  if (asked === 'move' && !canMove) throw new PagesnapError('this kernel has no UFFDIO_MOVE (Linux 6.8+)', { code: 'EOPNOTSUPP', hint: 'use --mode copy' });
+  return canMove ? (asked ?? 'auto') : 'copy';
+}
+
+interface Prepared {
+  host: RestoreHost;
+  plan: RegionsPlan;
+  content: ContentPlan;
+  objectFds: Map<number, number>;
+  relocations: Relocation[];
+  /** pages placed before streaming: into shmem objects, written into file mappings, poisoned (bytes) */
+  objectPages: number;
+  written: number;
+  poisoned: number;
+}
+
+/**
+ * Everything before streaming: a host whose mappings leave the snapshot's addresses free, the regions mapped,
+ * objects created and filled, copied-on-write file pages written, private memory registered with userfaultfd,
+ * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
+ */
+function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean, keep: (h: RestoreHost) => void): Prepared {
+  const plan = planRegions(reader, proc);
+  const host = startHost(plan, channels, relocate);
+  keep(host);
+  const objectFds = createObjects(host, plan);
+  const relocations = mapRegions(host, plan, objectFds, relocate);
+  const content = planContent(reader, plan);
+  const has = (f: number) => (offered & BigInt(f)) !== 0n;
+  if (content.counts.poison > 0 && !has(UFFD_FEATURE.POISON)) {
+    throw new PagesnapError(`this kernel has no UFFDIO_POISON (Linux 6.6+), which the ${content.counts.poison} pages the snapshot lacks need`, {
+      code: 'EOPNOTSUPP', hint: 'restore on a newer kernel (pages without content are never left to read as zeros)',
+    });
+  }
+  // POISON whenever the kernel has it: a frame found damaged while streaming is poisoned too
+  uffdApi(host.uffd, (has(UFFD_FEATURE.POISON) ? UFFD_FEATURE.POISON : 0) | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) |
+    (content.registered.some((r) => r.hugePage > 0) ? UFFD_FEATURE.MISSING_HUGETLBFS : 0));
+  for (const r of content.registered) {
+    const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
+    if (!(ioctls & (1n << BigInt(UFFDIO_BIT.COPY)))) {
+      throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
+    }
+  }
+  const objectPages = fillObjects(host, reader, decoder, plan, objectFds);
+  const written = writePages(host, decoder, content.writes);
+  for (const g of content.guards) host.madvise(g.start, g.len, MADV.GUARD_INSTALL);
+  const poisoned = placePoison(host.uffd, decoder, content);
+  return { host, plan, content, objectFds, relocations, objectPages, written, poisoned };
+}
+
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const t0 = performance.now();
   const reader = SnapshotReader.open(path);
@@ -124,60 +178,29 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   try {
     const proc = reader.process(opts.pid);
     const offered = kernelUffdFeatures();
-    const canMove = (offered & BigInt(UFFD_FEATURE.MOVE)) !== 0n;
-    if (opts.mode === 'move' && !canMove) throw new PagesnapError('this kernel has no UFFDIO_MOVE (Linux 6.8+)', { code: 'EOPNOTSUPP', hint: 'use --mode copy' });
-    const mode: FillMode = canMove ? (opts.mode ?? 'auto') : 'copy';
+    const mode = fillMode(opts.mode, offered);
     const lazy = !!opts.lazy;
     const threads = Math.max(1, opts.threads ?? (lazy ? 1 : Math.min(2, cpus().length)));
+    // the workers load while the host is set up
     workers = new StreamWorkers(threads);
-    const plan = planRegions(reader, proc);
-    host = startHost(plan, mode === 'copy' ? 0 : threads, !!opts.relocate);
-    const objectFds = createObjects(host, plan);
-    const relocations = mapRegions(host, plan, objectFds, !!opts.relocate);
-    const content = planContent(reader, plan);
-
-    if (content.counts.poison > 0 && !(offered & BigInt(UFFD_FEATURE.POISON))) {
-      throw new PagesnapError(`this kernel has no UFFDIO_POISON (Linux 6.6+), which the ${content.counts.poison} pages the snapshot lacks need`, {
-        code: 'EOPNOTSUPP', hint: 'restore on a newer kernel (pages without content are never left to read as zeros)',
-      });
-    }
-    const needHuge = content.registered.some((r) => r.hugePage > 0);
-    // POISON whenever the kernel has it: a frame found damaged while streaming is poisoned too
-    const features = (offered & BigInt(UFFD_FEATURE.POISON) ? UFFD_FEATURE.POISON : 0) | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) |
-      (needHuge ? UFFD_FEATURE.MISSING_HUGETLBFS : 0);
-    uffdApi(host.uffd, features);
-    for (const r of content.registered) {
-      const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
-      if (!(ioctls & (1n << BigInt(UFFDIO_BIT.COPY)))) {
-        throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
-      }
-    }
-
-    const objectPages = fillObjects(host, reader, decoder, plan, objectFds);
-    const written = writePages(host, decoder, content.writes);
-    for (const g of content.guards) host.madvise(g.start, g.len, MADV.GUARD_INSTALL);
-    const poisoned = placePoison(host.uffd, decoder, content);
-
+    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, (h) => (host = h));
+    const h = p.host;
     const setupMs = performance.now() - t0;
+    const ps = reader.pageSize;
     const profileFile = profilePath(path);
     const prior = opts.profile === false ? null : readProfile(profileFile, reader.manifest.id, proc.pid);
-    const ps = reader.pageSize;
-    const move = mode === 'copy' ? undefined : {
-      hostPid: host.pid, channels: host.moveChannels, stages: host.moveChannels.map(() => host!.stage(UNIT_PAGES * ps)),
-      eligible: moveEligible(content.table, plan, mode, ps), auto: mode === 'auto',
-    };
-    const streamer = new Streamer(reader, content.table, {
-      uffd: host.uffd, pidfd: host.pidfd, fillThreads: threads, first: prior?.pages, profile: lazy && opts.profile !== false,
-      ranges: content.registered.map((r) => ({ first: Number(r.start / BigInt(ps)), pages: r.len / ps, unitPages: Math.max(1, r.hugePage / ps) })),
-      move,
+    const streamer = new Streamer(reader, p.content.table, {
+      uffd: h.uffd, pidfd: h.pidfd, fillThreads: threads, first: prior?.pages, profile: lazy && opts.profile !== false,
+      ranges: p.content.registered.map((r) => ({ first: Number(r.start / BigInt(ps)), pages: r.len / ps, unitPages: Math.max(1, r.hugePage / ps) })),
+      move: mode === 'copy' ? undefined : {
+        hostPid: h.pid, channels: h.moveChannels, stages: h.moveChannels.map(() => h.stage(UNIT_PAGES * ps)),
+        eligible: moveEligible(p.content.table, p.plan, mode, ps), auto: mode === 'auto',
+      },
     }, workers);
     workers = undefined;
-    let readyMs = 0;
-    if (lazy) {
-      readyMs = performance.now() - t0;
-      opts.onReady?.(host.pid);
-    }
-    const toPlace = (content.counts.data + content.counts.zero) * ps;
+    const readyMs = lazy ? performance.now() - t0 : undefined;
+    if (lazy) opts.onReady?.(h.pid);
+    const toPlace = (p.content.counts.data + p.content.counts.zero) * ps;
     const report = () => {
       const t = streamer.totals();
       opts.onProgress?.(t.copied + t.moved + t.zeroed, toPlace);
@@ -186,59 +209,48 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     await streamer.full;
     if (progress) clearInterval(progress);
     report();
-    const failed = streamer.failed;
     // Full: no missing page is left but holes, which may now fault normally (to zero pages, as they were).
-    if (!failed) for (const r of content.registered) uffdUnregister(host.uffd, r.start, r.len);
+    if (!streamer.failed) for (const r of p.content.registered) uffdUnregister(h.uffd, r.start, r.len);
     const end = await streamer.stop();
-    if (end.stopped === 'gone') throw host.gone('the restore host exited before the restore was complete');
+    if (end.stopped === 'gone') throw h.gone('the restore host exited before the restore was complete');
     if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
     const fullMs = performance.now() - t0;
-    if (!lazy) {
-      readyMs = fullMs;
-    }
 
     let verify: VerifyResult | undefined;
     if (opts.verify) {
-      for (const [id, fd] of objectFds) ourObjectFds.set(id, host.fd(fd));
-      verify = verifyRestore(host.pid, reader, plan, content, ourObjectFds, end.damage);
-    }
-
-    const totals = streamer.totals();
-    const notes = [...plan.notes];
-    const moved = streamer.moveChoices.reduce((n, c) => n + c.moved, 0);
-    const copied = streamer.moveChoices.reduce((n, c) => n + c.copied, 0);
-    if (copied > moved) {
-      const c = streamer.moveChoices[0]!;
-      notes.push(`auto: moving a 2 MiB block cost ${c.moveMs.toFixed(2)} ms here, copying it ${c.copyMs.toFixed(2)} ms: ${copied} of ${moved + copied} huge-page blocks were copied as small pages (--mode move keeps them whole)`);
+      for (const [id, fd] of p.objectFds) ourObjectFds.set(id, h.fd(fd));
+      verify = verifyRestore(h.pid, reader, p.plan, p.content, ourObjectFds, end.damage);
     }
     let profile: RestoreResult['profile'] = prior ? { used: prior.pages.length, recorded: 0, path: profileFile } : null;
     if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
       writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
       profile = { used: prior?.pages.length ?? 0, recorded: end.faults.firstTouch.length, path: profileFile };
     }
+    const totals = streamer.totals();
     const streamMs = Math.max(1e-3, streamer.fullAt - streamer.startedAt);
     const result: RestoreResult = {
-      snapshot: path, pid: proc.pid, hostPid: host.pid, held: !!opts.hold, lazy, mode, uffd: host.uffdKind,
+      snapshot: path, pid: proc.pid, hostPid: h.pid, held: !!opts.hold, lazy, mode, uffd: h.uffdKind,
       timings: {
-        setupMs, readyMs, fullMs,
+        setupMs, readyMs: readyMs ?? fullMs, fullMs,
         firstFaultMs: end.faults.firstAt ? end.faults.firstAt - (performance.timeOrigin + t0) : null,
       },
       faults: { served: totals.faults, p50Us: percentile(end.faults.serviceUs, 0.5), p99Us: percentile(end.faults.serviceUs, 0.99) },
       bytes: {
-        copied: totals.copied, zeroed: totals.zeroed, moved: totals.moved, poisoned: totals.poisoned + poisoned,
-        written: written * ps, objects: objectPages * ps,
+        copied: totals.copied, zeroed: totals.zeroed, moved: totals.moved, poisoned: totals.poisoned + p.poisoned,
+        written: p.written * ps, objects: p.objectPages * ps,
       },
       throughputMBs: (totals.copied + totals.moved) / 1e6 / (streamMs / 1000),
       regions: {
-        mapped: plan.regions.filter((r) => r.place.how !== 'skip').length,
-        skipped: plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
+        mapped: p.plan.regions.filter((r) => r.place.how !== 'skip').length,
+        skipped: p.plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
       },
-      relocations, lost: content.lost, damage: uniqueDamage(end.damage), profile, notes, verify,
+      relocations: p.relocations, lost: p.content.lost, damage: uniqueDamage(end.damage), profile,
+      notes: [...p.plan.notes, ...moveNotes(streamer)], verify,
     };
-    for (const fd of objectFds.values()) host.close(fd);
+    for (const fd of p.objectFds.values()) h.close(fd);
     if (opts.hold) {
-      host.detach();
-      if (!lazy) opts.onReady?.(host.pid);
+      h.detach();
+      if (!lazy) opts.onReady?.(h.pid);
     }
     return result;
   } finally {
@@ -251,6 +263,15 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       if (!opts.hold) await host.exited();
     }
   }
+}
+
+/** What `auto` did, when it copied more huge-page blocks than it moved. */
+function moveNotes(streamer: Streamer): string[] {
+  const moved = streamer.moveChoices.reduce((n, c) => n + c.moved, 0);
+  const copied = streamer.moveChoices.reduce((n, c) => n + c.copied, 0);
+  if (copied <= moved) return [];
+  const c = streamer.moveChoices[0]!;
+  return [`auto: moving a 2 MiB block cost ${c.moveMs.toFixed(2)} ms here, copying it ${c.copyMs.toFixed(2)} ms: ${copied} of ${moved + copied} huge-page blocks were copied as small pages (--mode move keeps them whole)`];
 }
 
 /** The fault thread and a fill worker may both meet a damaged frame: report each place once. */

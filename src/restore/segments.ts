@@ -12,7 +12,7 @@ import { lastAtOrBelow } from '../snapshot/bisect.js';
 export const Op = { DATA: 1, ZERO: 2, POISON: 3 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
-export const UNIT_SHIFT = 9;
+const UNIT_SHIFT = 9;
 export const UNIT_PAGES = 1 << UNIT_SHIFT;
 
 export const UNIT = { PENDING: 0, CLAIMED: 1, DONE: 2 } as const;
