@@ -8,9 +8,10 @@ import { printRows, type Row } from './lib.js';
 
 const rows: Row[] = [];
 console.log(`pagesnap benchmarks · kernel ${release()} · ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'} · node ${process.version}`);
+// `npm run bench [pagemap|audit|dump|restore[:eager,move,faults]]`
 const only = process.argv[2];
 if (!only || only === 'pagemap') rows.push(...(await benchPagemap()));
 if (!only || only === 'audit') rows.push(...(await benchAudit()));
 if (!only || only === 'dump') rows.push(...(await benchDump()));
-if (!only || only === 'restore') rows.push(...(await benchRestore()));
+if (!only || only.startsWith('restore')) rows.push(...(await benchRestore(only?.split(':')[1]?.split(','))));
 printRows(rows);
