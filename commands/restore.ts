@@ -33,7 +33,7 @@ export default class Restore extends PagesnapCommand {
     hold: Flags.boolean({ description: 'keep the host running after the restore and print its pid' }),
     verify: Flags.boolean({ description: 'read every placed page back and compare it with the snapshot' }),
     relocate: Flags.boolean({ description: 'map regions that collide with the host\'s own mappings elsewhere (pointers are not adjusted)' }),
-    threads: Flags.integer({ description: 'fill threads (default: 2 eager, 1 lazy)', min: 1, max: 64 }),
+    threads: Flags.integer({ description: 'fill threads (default: 2, or one per CPU if fewer)', min: 1, max: 64 }),
     'no-profile': Flags.boolean({ description: 'neither use nor record the working-set profile' }),
   };
 

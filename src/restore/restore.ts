@@ -32,7 +32,7 @@ export interface RestoreOptions {
   hold?: boolean;
   verify?: boolean;
   relocate?: boolean;
-  /** fill threads (default: 2 eager, 1 lazy) */
+  /** fill threads (default: 2, or one per CPU if fewer) */
   threads?: number;
   /** use and (lazy) record the working-set profile beside the snapshot (default true) */
   profile?: boolean;
@@ -180,7 +180,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const offered = kernelUffdFeatures();
     const mode = fillMode(opts.mode, offered);
     const lazy = !!opts.lazy;
-    const threads = Math.max(1, opts.threads ?? (lazy ? 1 : Math.min(2, cpus().length)));
+    const threads = Math.max(1, opts.threads ?? Math.min(2, cpus().length));
     // the workers load while the host is set up
     workers = new StreamWorkers(threads);
     const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, (h) => (host = h));
