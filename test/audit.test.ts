@@ -10,10 +10,15 @@ import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 
 type Expect = { lost?: [string, number]; zero?: number; file?: number; marker?: number };
-/** Per fixture region: the lost pages and their case, and the needless zero / file / marker pages. Unlisted: none. */
+/**
+ * Per fixture region: the lost pages and their case, and the needless zero / file / marker pages. Unlisted: none.
+ * Shmem in the page cache with no pte (S2) may be swapped out by the kernel's proactive reclaim (DAMON runs on
+ * these VMs) while the test runs, and is then S3: the same loss either way, so those regions allow both.
+ */
+const S2_OR_S3 = 'S2|S3';
 const EXPECT: Record<string, Expect> = {
   zero: { zero: 16 }, mixed: { zero: 8 },
-  'shmem-zapped': { lost: ['S2', 16] }, 'shmem-pwrite': { lost: ['S2', 16] }, 'shmem-child': { lost: ['S2', 16] },
+  'shmem-zapped': { lost: [S2_OR_S3, 16] }, 'shmem-pwrite': { lost: [S2_OR_S3, 16] }, 'shmem-child': { lost: [S2_OR_S3, 16] },
   'shmem-swapped': { lost: ['S3', 16] }, 'seed-shmem': { lost: ['S3', 16] },
   'anon-guard': { marker: 4 }, 'shmem-guard': { marker: 4 }, 'wp-hole': { marker: 16 }, poisoned: { marker: 4 },
   'file-private': { file: 8 }, 'memfd-private': { file: 8 }, 'huge-zero': { zero: 512 },
@@ -39,8 +44,13 @@ describe.each(SCENARIOS)('audit of scenario %s', (name) => {
       for (const fr of p.regions) {
         const r = regions.find((x) => x.start === `0x${fr.start.toString(16)}`)!;
         const want = EXPECT[fr.name] ?? {};
+        const allowed = want.lost?.[0].split('|') ?? [];
+        // cases in the allowed set count as the expected one (see S2_OR_S3)
+        const cases = r.lost.cases.every((c) => allowed.includes(c.case)) && allowed.length > 1
+          ? [[want.lost![0], r.lost.cases.reduce((n, c) => n + c.pages, 0)]]
+          : r.lost.cases.map((c) => [c.case, c.pages]);
         expect({
-          region: fr.name, lost: r.lost.pages, cases: r.lost.cases.map((c) => [c.case, c.pages]),
+          region: fr.name, lost: r.lost.pages, cases,
           zero: r.needless.zero, file: r.needless.file, marker: r.needless.marker, smaps: r.smaps.ok,
         }).toEqual({
           region: fr.name, lost: want.lost?.[1] ?? 0, cases: want.lost ? [want.lost] : [],
@@ -58,7 +68,8 @@ describe('audit --fail-on-loss', () => {
     const r = cli(['audit', String(sc.fx.pid), '--fail-on-loss']);
     expect(r.code).toBe(3);
     expect(r.stderr.trim()).toMatch(/^pagesnap audit: a pagemap-only dumper would lose 16 pages of data — /);
-    expect(r.stdout).toMatch(/would LOSE 16 pages \(64 KiB\) of data: S2 shmem in page cache, pte none: 16/);
+    // S2, or S3 for pages proactive reclaim swapped out meanwhile (see S2_OR_S3)
+    expect(r.stdout).toMatch(/would LOSE 16 pages \(64 KiB\) of data: (S2 shmem in page cache, pte none|S3 shmem swapped out): \d+(; (S2 shmem in page cache, pte none|S3 shmem swapped out): \d+)?\./);
     expect(cli(['audit', String(process.pid), '--fail-on-loss']).code).toBe(0);
   });
 });
@@ -75,7 +86,7 @@ describe('audit --svg', () => {
     expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
     // legend swatch + one cell per lost page (a 16-page region is drawn one page per cell)
     expect(svg.match(/<rect [^>]*fill="#d62728"/g)!.length).toBe(1 + 16);
-    expect(svg).toMatch(/memfd:pagesnap-zapped · LOST 16 \(S2\)/);
+    expect(svg).toMatch(/memfd:pagesnap-zapped · LOST 16 \(S[23](, S[23])?\)/);
   });
 });
 
