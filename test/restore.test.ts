@@ -122,6 +122,24 @@ describe('restore details', () => {
     expect(again.profile?.used).toBe(r.profile!.recorded);
   });
 
+  it('a snapshot of several processes restores the one named with --pid, and asks which when none is', async () => {
+    const tree = await Fixture.start(['shmem-fork']);
+    try {
+      const child = tree.scenario('shmem-fork').children[0]!;
+      const file = join(dir, 'tree.psnap');
+      cliJson(['dump', String(tree.pid), '--tree', '-o', file]);
+      const bare = cli(['restore', file]);
+      expect(bare.code).toBe(1);
+      expect(bare.stderr).toMatch(new RegExp(`^pagesnap restore: .*tree\\.psnap holds 2 processes \\(.*${child.pid}.*\\) — choose one with --pid`));
+      const r = cliJson(['restore', file, '--pid', String(child.pid), '--verify']);
+      expect(r.pid).toBe(child.pid);
+      expect(r.verify.mismatches).toBe(0);
+      expect(r.bytes.objects).toBeGreaterThan(0);
+    } finally {
+      await tree.stop();
+    }
+  });
+
   it('a missing snapshot is one clear error line', () => {
     const res = cli(['restore', join(dir, 'nope.psnap')]);
     expect(res.code).toBe(1);
