@@ -53,13 +53,12 @@ export interface RegionsPlan {
 
 const MAP_HUGE_SHIFT = 26;
 const DEFAULT_HUGE_PAGE = 2 << 20;
-const MADV_DONTDUMP = 16;
 
 const protOf = (mode: string) => (mode[0] === 'r' ? PROT.READ : 0) | (mode[1] === 'w' ? PROT.WRITE : 0) | (mode[2] === 'x' ? PROT.EXEC : 0);
 
 /** VmFlags that madvise can give back to a fresh mapping. */
 const ADVICE: Record<string, number> = {
-  hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, dc: MADV.DONTFORK, wf: MADV.WIPEONFORK, dd: MADV_DONTDUMP, mg: MADV.MERGEABLE,
+  hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, dc: MADV.DONTFORK, wf: MADV.WIPEONFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE,
 };
 
 function hugePageOf(r: SnapshotRegion): number {
