@@ -4,6 +4,7 @@ import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vit
 import { kernelConfig } from '../src/proc/index.js';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { cliJson } from './helpers/cli.js';
+import { inspect } from '../src/analyze/inspect.js';
 import { expectedCounts } from './helpers/expect.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario, unavailable } from './helpers/scenario.js';
@@ -45,9 +46,11 @@ describe.each(SCENARIOS)('inspect on scenario %s', (name) => {
 
   it('both paths agree on every region of the process', (ctx) => {
     sc.skipIf(ctx);
-    const scan = cliJson<Report>(['inspect', String(sc.fx.pid), '--method', 'scan']);
-    const pread = cliJson<Report>(['inspect', String(sc.fx.pid), '--method', 'pread']);
-    expect(pread.regions).toEqual(scan.regions);
+    // In one process, back to back: the kernel's proactive reclaim (DAMON runs on these VMs) may swap an idle page
+    // out at any moment, and two CLI runs leave it time to between them. Only what each method decodes from
+    // pagemap is compared; rss and swap are smaps' own counters, read anew by each call.
+    const pages = (method: 'scan' | 'pread') => inspect(sc.fx.pid, { method }).regions.map((r) => ({ start: r.start, end: r.end, counts: r.counts }));
+    expect(pages('pread')).toEqual(pages('scan'));
   });
 });
 
