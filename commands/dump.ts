@@ -18,6 +18,7 @@ export default class Dump extends PagesnapCommand {
     { description: 'A process and all its descendants, shmem they share stored once', command: '<%= config.bin %> dump 1234 --tree -o tree.psnap' },
     { description: 'Without stopping the target (the snapshot is marked fuzzy)', command: '<%= config.bin %> dump 1234 --freeze none -o live.psnap' },
     { description: 'Keep clean file pages too, compress harder, print a JSON summary', command: '<%= config.bin %> dump 1234 --include-file-pages --level 9 --json -o full.psnap' },
+    { description: 'An incremental snapshot: only the pages that changed since app.psnap', command: '<%= config.bin %> dump 1234 --parent app.psnap -o app-2.psnap' },
   ];
 
   static override strict = false;
@@ -36,6 +37,7 @@ export default class Dump extends PagesnapCommand {
     'include-file-pages': Flags.boolean({ description: 'also store clean pages of mapped files' }),
     'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
+    parent: Flags.string({ description: 'dump incrementally: store only pages this snapshot (and its own parents) does not hold; readers need it beside the new file', helpValue: 'FILE' }),
   };
 
   async run(): Promise<unknown> {
@@ -46,7 +48,7 @@ export default class Dump extends PagesnapCommand {
     const summary = await dump(pids, {
       output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
       framePages: flags['frame-pages'], includeFilePages: flags['include-file-pages'], dedupe: !flags['no-dedupe'],
-      method: flags.method as 'auto', onProgress: bar?.update,
+      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent,
     });
     bar?.end();
     return this.emit(summary, () => renderDumpSummary(summary));

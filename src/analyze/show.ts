@@ -27,6 +27,8 @@ export interface ShowReport {
     totals: VerdictCounts;
   }[];
   objects: { id: number; source: string; name: string; size: number; pages: VerdictCounts; mappedBy: number[] }[];
+  /** the parents an incremental snapshot reads pages from, nearest first (empty for a full snapshot) */
+  chain: { file: string; id: string; created: string; fileBytes: number; storedPages: number }[];
 }
 
 export function describeSnapshot(r: SnapshotReader): ShowReport {
@@ -49,5 +51,8 @@ export function describeSnapshot(r: SnapshotReader): ShowReport {
     freeze: m.freeze, compression: { ...m.compression, frames: m.frames.offset.length }, stats: { ...m.stats },
     processes,
     objects: m.objects.map((o) => ({ id: o.id, source: o.source, name: o.name, size: o.size, pages: countVerdicts(r.runsOf(o.runs, r.pagesOf(o))), mappedBy: [...(mappedBy.get(o.id) ?? [])] })),
+    chain: r.chain().slice(0, -1).reverse().map((x) => ({
+      file: x.path, id: x.manifest.id.toString('hex'), created: new Date(x.manifest.created).toISOString(), fileBytes: x.size, storedPages: x.storedPages,
+    })),
   };
 }

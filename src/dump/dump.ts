@@ -9,6 +9,8 @@ import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
 import { Pagemap, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
+import { openParent } from '../snapshot/chain.js';
+import { writtenVersion } from '../snapshot/format.js';
 import type { Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion, DumpStats } from '../snapshot/manifest.js';
 import { noPages, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
@@ -34,6 +36,8 @@ export interface DumpOptions extends DecideOptions {
   windowPages?: number;
   /** called as pages are read: bytes read so far, bytes expected (from smaps: an estimate) */
   onProgress?: (read: number, expected: number) => void;
+  /** dump incrementally against this snapshot: store only pages its chain does not hold */
+  parent?: string;
 }
 
 export interface DumpSummary {
@@ -44,6 +48,10 @@ export interface DumpSummary {
   objects: number;
   pagesStored: number;
   pagesDeduplicated: number;
+  /** pages found in the parent's chain and referenced there (incremental dumps) */
+  pagesFromParent: number;
+  /** the parent snapshot, when incremental */
+  parent: string | null;
   pagesZero: number;
   pagesHole: number;
   pagesShmem: number;
@@ -88,9 +96,17 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const t0 = performance.now();
   const targets = resolveTargets(pids, opts.tree ?? false);
   const method = opts.freeze ?? 'ptrace';
-  const writer = SnapshotWriter.create(opts.output, {
-    force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe, tableEntries: opts.tableEntries,
-  });
+  const parent = opts.parent === undefined ? undefined : openParent(opts.parent, opts.output);
+  let writer: SnapshotWriter;
+  try {
+    writer = SnapshotWriter.create(opts.output, {
+      force: opts.force, level: opts.level, framePages: opts.framePages, threads: opts.threads, dedupe: opts.dedupe, tableEntries: opts.tableEntries,
+      parent: parent?.writer,
+    });
+  } finally {
+    // the writer keeps what it needs of the parent (its hash table); the files are not read again
+    parent?.reader.close();
+  }
   const sink = new PageSink(writer);
   const ctx: Context = { opts, writer, sink, buf: Buffer.alloc(BATCH_BYTES), objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
   const processes: SnapshotProcess[] = [];
@@ -118,7 +134,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
 
   const p = ctx.pages;
   const stats: DumpStats = {
-    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesZero: p.zero, pagesHole: p.hole, pagesFile: p.file,
+    pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesFromParent: writer.parentPages, pagesZero: p.zero, pagesHole: p.hole, pagesFile: p.file,
     pagesShmem: ctx.shmemPages, pagesMarker: p.guard + p.poison, pagesUnreadable: p.unreadable,
     bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: 0,
   };
@@ -127,12 +143,13 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     fileBytes = await writer.finish((frames, hashes, compressed): Manifest => {
       stats.bytesCompressed = compressed;
       return {
-        format: 1, id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
+        format: writtenVersion(!!parent), id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
         host: { kernel: release(), hostname: hostname(), arch: arch(), pageSize: writer.pageSize },
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none' },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
         processes, objects: [...ctx.objects.values()], frames, hashes, stats,
+        ...(parent ? { parent: parent.ref } : {}),
       };
     });
   } catch (e) {
@@ -142,7 +159,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };

@@ -8,6 +8,7 @@ export function renderDumpSummary(s: DumpSummary): string {
   return [
     `wrote ${s.path} (${bytes(s.fileBytes)})`,
     `  processes ${s.processes.join(', ')} · ${s.regions} regions · ${s.objects} shmem objects`,
+    ...(s.parent ? [`  incremental against ${s.parent}: ${s.pagesFromParent} pages found there and referenced, not stored`] : []),
     `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from shmem objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
@@ -25,6 +26,10 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
     `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`} · zstd level ${s.compression.level}, ${s.compression.frames} frames of ${s.compression.framePages} pages`,
     `  ${s.stats.pagesStored} pages stored (${bytes(s.stats.bytesRaw ?? 0)} → ${bytes(s.stats.bytesCompressed ?? 0)}), ${s.stats.pagesDeduplicated} deduplicated`,
   ];
+  if (s.chain.length) {
+    out.push(`  incremental: ${s.stats.pagesFromParent ?? 0} pages are read from its parent${s.chain.length > 1 ? ` chain of ${s.chain.length}` : ''}:`);
+    for (const c of s.chain) out.push(`    ← ${c.file} · ${bytes(c.fileBytes)} · snapshot ${c.id} · taken ${c.created} · ${c.storedPages} pages stored`);
+  }
   for (const p of s.processes) {
     out.push('', `process ${p.pid} (${p.comm}) · ppid ${p.ppid} · uid ${p.uid} · ${p.cmdline.join(' ')}`);
     const cols = VERDICT_COLUMNS.filter(([k]) => p.totals[k] > 0 || k === 'data');

@@ -171,7 +171,8 @@ function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotPr
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const t0 = performance.now();
   const reader = SnapshotReader.open(path);
-  const decoder = new FrameDecoder(path, reader.manifest.frames, reader.pageSize, 4);
+  const source = reader.frameSource();
+  const decoder = new FrameDecoder(source.paths, source.frames, reader.pageSize, 4);
   let host: RestoreHost | undefined;
   let workers: StreamWorkers | undefined;
   const ourObjectFds = new Map<number, number>();

@@ -17,7 +17,8 @@ export const CTL = {
 export const CTL_WORDS = 4;
 
 export interface StreamShared {
-  snapshot: string;
+  /** the snapshot file and its parents (incremental), oldest first, and the frames of all of them */
+  snapshot: string[];
   frames: FrameIndex;
   pageSize: number;
   table: SharedTable;

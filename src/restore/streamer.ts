@@ -95,7 +95,7 @@ export class Streamer {
     this.ctl[CTL.HINT] = -1;
     this.map = opts.events === true ? AddressMap.identity(opts.ranges) : (opts.events ?? null);
     const shared: StreamShared = {
-      snapshot: reader.path, frames: reader.manifest.frames, pageSize: reader.pageSize, table: share(table),
+      ...source(reader), pageSize: reader.pageSize, table: share(table),
       order: fillOrder(table, opts.first ?? []).buffer as SharedArrayBuffer, ctl: this.ctl.buffer as SharedArrayBuffer,
       stats: this.stats.buffer as SharedArrayBuffer, uffd: opts.uffd,
       events: this.map && { map: this.map.buffer, gate: Gate.buffer() },
@@ -177,6 +177,12 @@ export class Streamer {
   get failed(): { stopped: 'gone' | 'error'; error?: string } | undefined {
     return this.failure;
   }
+}
+
+/** The files and frames the threads decode: the snapshot's, and its parents' for an incremental one. */
+function source(reader: SnapshotReader): { snapshot: string[]; frames: StreamShared['frames'] } {
+  const s = reader.frameSource();
+  return { snapshot: s.paths, frames: s.frames };
 }
 
 /** Units in fill order: those holding the given pages first (in their order), then the rest by address. */

@@ -7,7 +7,10 @@ import { PagesnapError } from '../native/index.js';
 
 export const MAGIC = Buffer.from('PAGESNAP', 'latin1');
 export const FOOTER_MAGIC = Buffer.from('PSNAPEND', 'latin1');
-export const FORMAT_VERSION = 1;
+/** The newest format this pagesnap reads. Version 1: a self-contained snapshot; 2: one with a parent (FORMAT.md). */
+export const FORMAT_VERSION = 2;
+/** What a snapshot is written as: 1 unless it has a parent, so readers older than chains still read every full one. */
+export const writtenVersion = (hasParent: boolean) => (hasParent ? 2 : 1);
 export const HEADER_SIZE = 64;
 export const FOOTER_SIZE = 48;
 /** A manifest larger than this is refused (it describes ~100 M pages; real ones are far smaller). */

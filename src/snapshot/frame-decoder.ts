@@ -13,31 +13,22 @@ import { lastAtOrBelow } from './bisect.js';
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 
 /**
- * The file is mapped once and read through Buffer views of 1 GiB windows (a view costs a microsecond to make,
+ * A file is mapped once and read through Buffer views of 1 GiB windows (a view costs a microsecond to make,
  * a subarray of one almost nothing). Windows overlap by more than any frame, so a frame never straddles two.
  */
 const WINDOW = 1 << 30;
 const OVERLAP = 64 << 20;
 
-export class FrameDecoder {
-  private readonly dctx = new zstd.DCtx();
-  /** frame number → decoded bytes, least recently used first */
-  private readonly cache = new Map<number, Buffer>();
-  private readonly spare: Buffer[] = [];
-  private compressed = Buffer.alloc(0);
-  private readonly fd: number;
+/** One snapshot file of a chain, mapped (or read, where it cannot be). */
+class FrameFile {
+  readonly fd: number;
   private readonly owned: boolean;
   private readonly size: number;
   private readonly mapped: Addr | null;
   private readonly windows: Buffer[] = [];
+  private buf = Buffer.alloc(0);
 
-  constructor(
-    readonly path: string,
-    readonly frames: FrameIndex,
-    readonly pageSize: number,
-    private readonly cacheFrames = 16,
-    fd?: number,
-  ) {
+  constructor(readonly path: string, fd?: number) {
     this.owned = fd === undefined;
     this.fd = fd ?? openSync(path, 'r');
     this.size = fstatSync(this.fd).size;
@@ -55,24 +46,53 @@ export class FrameDecoder {
     if (this.owned) closeSync(this.fd);
   }
 
-  /** The compressed bytes of frame i: a view of the mapped file, or read into a reused buffer. */
-  private compressedFrame(i: number): Buffer {
-    const off = this.frames.offset[i]!;
-    const size = this.frames.size[i]!;
-    if (off + size > this.size) throw new FormatError(this.path, `frame ${i} is truncated`, off);
+  /** `size` bytes at `off`: a view of the mapping, or read into a reused buffer. */
+  bytes(off: number, size: number, what: string): Buffer {
+    if (off + size > this.size) throw new FormatError(this.path, `${what} is truncated`, off);
     if (this.mapped !== null && size <= OVERLAP) {
       const w = Math.floor(off / WINDOW);
       this.windows[w] ??= view(this.mapped + BigInt(w * WINDOW), Math.min(WINDOW + OVERLAP, this.size - w * WINDOW));
       return this.windows[w]!.subarray(off - w * WINDOW, off - w * WINDOW + size);
     }
-    if (this.compressed.length < size) this.compressed = Buffer.allocUnsafeSlow(Math.max(size, 2 * this.compressed.length));
-    const z = this.compressed.subarray(0, size);
+    if (this.buf.length < size) this.buf = Buffer.allocUnsafeSlow(Math.max(size, 2 * this.buf.length));
+    const z = this.buf.subarray(0, size);
     for (let got = 0; got < size; ) {
       const n = readSync(this.fd, z, got, size - got, off + got);
-      if (n === 0) throw new FormatError(this.path, `frame ${i} is truncated`, off);
+      if (n === 0) throw new FormatError(this.path, `${what} is truncated`, off);
       got += n;
     }
     return z;
+  }
+}
+
+/**
+ * Frames of one snapshot file, or of a chain of them (an incremental snapshot and its parents): then the index
+ * covers every file's frames in stored-page order and says which file each is in.
+ */
+export class FrameDecoder {
+  private readonly dctx = new zstd.DCtx();
+  /** frame number → decoded bytes, least recently used first */
+  private readonly cache = new Map<number, Buffer>();
+  private readonly spare: Buffer[] = [];
+  private readonly files: FrameFile[];
+
+  /** `fd`: an open descriptor of the (single) file, which stays the caller's. */
+  constructor(
+    paths: string | readonly string[],
+    readonly frames: FrameIndex,
+    readonly pageSize: number,
+    private readonly cacheFrames = 16,
+    fd?: number,
+  ) {
+    this.files = typeof paths === 'string' ? [new FrameFile(paths, fd)] : paths.map((p) => new FrameFile(p));
+  }
+
+  close(): void {
+    for (const f of this.files) f.close();
+  }
+
+  private file(i: number): FrameFile {
+    return this.files[this.frames.file?.[i] ?? 0]!;
   }
 
   get count(): number {
@@ -119,15 +139,16 @@ export class FrameDecoder {
   decodeInto(i: number, out: Uint8Array): void {
     const off = this.frames.offset[i]!;
     const want = this.frames.pages[i]! * this.pageSize;
-    const z = this.compressedFrame(i);
-    if (zstdFrameContentSize(z) !== want) throw new FormatError(this.path, `frame ${i} does not declare its ${want} bytes`, off);
+    const file = this.file(i);
+    const z = file.bytes(off, this.frames.size[i]!, `frame ${i}`);
+    if (zstdFrameContentSize(z) !== want) throw new FormatError(file.path, `frame ${i} does not declare its ${want} bytes`, off);
     let n: number;
     try {
       n = this.dctx.decompress(out.subarray(0, want), z);
     } catch (e) {
-      throw new FormatError(this.path, `frame ${i} is damaged (${(e as Error).message})`, off);
+      throw new FormatError(file.path, `frame ${i} is damaged (${(e as Error).message})`, off);
     }
-    if (n !== want) throw new FormatError(this.path, `frame ${i} holds ${n} bytes, expected ${want}`, off);
+    if (n !== want) throw new FormatError(file.path, `frame ${i} holds ${n} bytes, expected ${want}`, off);
   }
 
   /** Stored pages [n, n+count) split where frames end: each span's frame, first slot in it, and page count. */

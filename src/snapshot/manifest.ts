@@ -87,11 +87,15 @@ export interface FrameIndex {
   size: Uint32Array;
   firstPage: Uint32Array;
   pages: Uint32Array;
+  /** for an index over a chain of files (never in a file): which file of the chain each frame is in */
+  file?: Uint8Array;
 }
 
 export interface DumpStats {
   pagesStored: number;
   pagesDeduplicated: number;
+  /** incremental snapshots: pages referenced in the parent's chain */
+  pagesFromParent?: number;
   pagesZero: number;
   pagesHole: number;
   pagesFile: number;
@@ -100,6 +104,21 @@ export interface DumpStats {
   pagesUnreadable: number;
   bytesRaw: number;
   bytesCompressed: number;
+}
+
+/**
+ * The snapshot an incremental one was dumped against. Its pages are numbered first: this snapshot's own stored
+ * pages start at `pages`, and a ref below that names a page of the parent's chain.
+ */
+export interface ParentRef {
+  /** the parent's snapshot id, and the XXH3-64 of its compressed manifest: that file, unaltered */
+  id: Buffer;
+  manifestHash: bigint;
+  /** where it was: relative to this file's directory, and absolute */
+  path: string;
+  absolute: string;
+  /** stored pages in the parent's whole chain */
+  pages: number;
 }
 
 export interface Manifest {
@@ -114,8 +133,10 @@ export interface Manifest {
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
   frames: FrameIndex;
+  /** hashes of this file's own stored pages (entry i is page parent.pages + i) */
   hashes: Hashes;
   stats: DumpStats;
+  parent?: ParentRef;
 }
 
 /** 64-bit integers (addresses) round-trip as bigint; the decoder checks below turn safe ones back into numbers. */
@@ -260,8 +281,21 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   }
   const m = c.obj(v, 'manifest');
   const pageSize = c.num(c.obj(m.host, 'host').pageSize, 'host.pageSize', 65536);
+  let parent: ParentRef | undefined;
+  if (m.parent !== undefined && m.parent !== null) {
+    const p = c.obj(m.parent, 'parent');
+    parent = {
+      id: c.bytes(p.id, 'parent.id', 16), manifestHash: c.big(p.manifestHash, 'parent.manifestHash'),
+      path: c.str(p.path, 'parent.path'), absolute: c.str(p.absolute, 'parent.absolute'), pages: c.num(p.pages, 'parent.pages', 0xffffffff),
+    };
+    if (parent.id.length !== 16) c.fail('parent.id is not 16 bytes');
+  }
+  const base = parent?.pages ?? 0;
   const hashes: Hashes = Array.isArray(m.hashes) ? blocks(c, m.hashes, 'hashes', fileSize, 8) : new BigUint64Array(aligned(c.bytes(m.hashes, 'hashes', 8)));
   const stored = refsCount(hashes);
+  // refs may name the parent chain's pages, numbered before this file's own
+  const total = base + stored;
+  if (total > 0xffffffff) c.fail('more stored pages than refs can name');
   const fr = c.obj(m.frames, 'frames');
   const frames: FrameIndex = {
     offset: new Float64Array(aligned(c.bytes(fr.offset, 'frames.offset', 8))),
@@ -271,14 +305,14 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   };
   const n = frames.offset.length;
   if (frames.size.length !== n || frames.firstPage.length !== n || frames.pages.length !== n) c.fail('frame index arrays differ in length');
-  let expectPage = 0;
+  let expectPage = base;
   for (let i = 0; i < n; i++) {
     const off = frames.offset[i]!;
     if (!Number.isInteger(off) || off < 64 || off + frames.size[i]! > fileSize) c.fail(`frame ${i} lies outside the file`);
     if (frames.firstPage[i] !== expectPage || frames.pages[i] === 0 || frames.pages[i]! > 1 << 16) c.fail(`frame ${i} does not continue the page numbering`);
     expectPage += frames.pages[i]!;
   }
-  if (expectPage !== stored) c.fail(`frames hold ${expectPage} pages but ${stored} hashes are listed`);
+  if (expectPage - base !== stored) c.fail(`frames hold ${expectPage - base} pages but ${stored} hashes are listed`);
 
   const objects = c.arr(m.objects, 'objects').map((x, i) => {
     const o = c.obj(x, `objects[${i}]`);
@@ -287,7 +321,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     return {
       id: c.num(o.id, `objects[${i}].id`), source: c.str(o.source, `objects[${i}].source`) as SnapshotObject['source'],
       name: c.str(o.name, `objects[${i}].name`), dev: c.num(o.dev, `objects[${i}].dev`), ino: c.num(o.ino, `objects[${i}].ino`),
-      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, stored, fileSize),
+      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, total, fileSize),
     } satisfies SnapshotObject;
   });
   const objectIds = new Set(objects.map((o) => o.id));
@@ -315,7 +349,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
         kind: c.str(r.kind, `${w}.kind`) as RegionKind, backing: c.str(r.backing, `${w}.backing`) as Backing,
         shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, `${w}.shmem`) as ShmemSource),
         vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object,
-        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, stored, fileSize),
+        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, total, fileSize),
       } satisfies SnapshotRegion;
     });
     return {
@@ -337,5 +371,6 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
     stats: counters(c, m.stats, 'stats') as unknown as DumpStats,
+    ...(parent ? { parent } : {}),
   };
 }

@@ -2,11 +2,12 @@
  * Reads a snapshot at random: the manifest once, page frames on demand (a small cache of decompressed frames).
  * Addresses resolve through a region's runs to a stored page, an object page, zeros, or a clear refusal.
  */
-import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { openSync, readSync, closeSync, fstatSync, existsSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
-import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, type Header } from './format.js';
-import { decodeManifest, checkRefs, type Block, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
+import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, EXIT_DAMAGED_STRUCTURE, type Header, type Footer } from './format.js';
+import { decodeManifest, checkRefs, type Block, type FrameIndex, type ParentRef, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { lastAtOrBelow } from './bisect.js';
 import { unpackRuns, RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
@@ -45,30 +46,43 @@ function runAt(runs: Run[], page: number): number {
   return -1;
 }
 
+/** How deep a chain of incremental snapshots may be: deeper is surely a loop or a mistake. */
+const MAX_CHAIN = 64;
+
 export class SnapshotReader {
   readonly header: Header;
   readonly manifest: Manifest;
+  readonly footer: Footer;
   readonly size: number;
+  /** the snapshot this one was dumped against (incremental), opened and checked; null for a full one */
+  readonly parent: SnapshotReader | null = null;
   private readonly decoder: FrameDecoder;
   private readonly blocks = new Map<Block, ArrayBuffer>();
   private readonly runBlocks = new Map<RunBlock, { runs: Run[]; dataPrefix: Uint32Array }>();
   private readonly starts = new WeakMap<Block[], Float64Array>();
   private readonly prefixes = new WeakMap<Run[], Uint32Array>();
 
-  private constructor(readonly path: string, private readonly fd: number) {
+  private constructor(readonly path: string, private readonly fd: number, depth: number) {
     this.size = fstatSync(fd).size;
     if (this.size < HEADER_SIZE + FOOTER_SIZE) throw new FormatError(path, `truncated: ${this.size} bytes is smaller than an empty snapshot`);
     this.header = decodeHeader(this.readAt(0, HEADER_SIZE), path);
     const footer = decodeFooter(this.readAt(this.size - FOOTER_SIZE, FOOTER_SIZE), this.size, path);
+    this.footer = footer;
     const raw = this.unpack(footer.manifestOffset, footer.manifestSize, footer.manifestRawSize, 'manifest', (z) => {
       if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
     });
     this.manifest = decodeManifest(raw, path, footer.manifestOffset);
     if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
+    if (this.manifest.parent) this.parent = SnapshotReader.openParent(this, this.manifest.parent, depth);
     this.decoder = new FrameDecoder(path, this.manifest.frames, this.header.pageSize, FRAME_CACHE, fd);
   }
 
+  /** Open a snapshot, and the parents an incremental one needs (each checked to be the file it was dumped against). */
   static open(path: string): SnapshotReader {
+    return SnapshotReader.openAt(path, 0);
+  }
+
+  private static openAt(path: string, depth: number): SnapshotReader {
     let fd: number;
     try {
       fd = openSync(path, 'r');
@@ -79,16 +93,83 @@ export class SnapshotReader {
       });
     }
     try {
-      return new SnapshotReader(path, fd);
+      return new SnapshotReader(path, fd, depth);
     } catch (e) {
       closeSync(fd);
       throw e;
     }
   }
 
+  /**
+   * The parent an incremental snapshot names: found where it was relative to the child (both moved together), else
+   * at its absolute path; refused, naming it, when missing or when it is not the file the child was dumped against.
+   */
+  private static openParent(child: SnapshotReader, p: ParentRef, depth: number): SnapshotReader {
+    if (depth + 1 >= MAX_CHAIN) throw new PagesnapError(`${child.path}: its chain of parents is deeper than ${MAX_CHAIN}`, { code: 'ELOOP' });
+    const near = resolve(dirname(child.path), p.path);
+    const path = existsSync(near) ? near : p.absolute;
+    if (!existsSync(path)) {
+      throw new PagesnapError(`${child.path} is incremental, and its parent ${p.path} is missing`, {
+        code: 'ENOENT', hint: `put ${basename(p.path)} back beside it (or at ${p.absolute}), or keep a flattened copy (pagesnap flatten)`,
+      });
+    }
+    const parent = SnapshotReader.openAt(path, depth + 1);
+    if (!parent.manifest.id.equals(p.id) || parent.footer.manifestHash !== p.manifestHash || parent.totalPages !== p.pages) {
+      parent.close();
+      throw new PagesnapError(`${child.path} is incremental, and its parent ${path} is not the snapshot it was dumped against (replaced or altered)`, {
+        code: 'EBADMSG', hint: 'restore the original parent file', exitCode: EXIT_DAMAGED_STRUCTURE,
+      });
+    }
+    return parent;
+  }
+
   close(): void {
-    this.decoder.close();
+    this.decoder?.close();
     closeSync(this.fd);
+    this.parent?.close();
+  }
+
+  /** The first stored-page number that is this file's own (pages below it are the parent chain's). */
+  get base(): number {
+    return this.manifest.parent?.pages ?? 0;
+  }
+
+  /** Stored pages this file and its parents hold: refs name pages below this. */
+  get totalPages(): number {
+    return this.base + this.storedPages;
+  }
+
+  /** The files of the chain, the oldest first (just this one for a full snapshot). */
+  chain(): SnapshotReader[] {
+    return [...(this.parent?.chain() ?? []), this];
+  }
+
+  /**
+   * Every frame of the chain in stored-page order, with the file each is in: what a FrameDecoder over the whole
+   * chain takes (the restore streamer's threads open the files themselves).
+   */
+  frameSource(): { paths: string[]; frames: FrameIndex } {
+    const files = this.chain();
+    const all = files.map((r) => r.manifest.frames);
+    const cat = <T extends Float64Array | Uint32Array>(C: { new (n: number): T }, pick: (f: FrameIndex) => T): T => {
+      const out = new C(all.reduce((n, f) => n + f.offset.length, 0));
+      let at = 0;
+      for (const f of all) {
+        out.set(pick(f) as never, at);
+        at += f.offset.length;
+      }
+      return out;
+    };
+    const file = new Uint8Array(all.reduce((n, f) => n + f.offset.length, 0));
+    let at = 0;
+    all.forEach((f, i) => {
+      file.fill(i, at, at + f.offset.length);
+      at += f.offset.length;
+    });
+    return {
+      paths: files.map((r) => r.path),
+      frames: { offset: cat(Float64Array, (f) => f.offset), size: cat(Uint32Array, (f) => f.size), firstPage: cat(Uint32Array, (f) => f.firstPage), pages: cat(Uint32Array, (f) => f.pages), file },
+    };
   }
 
   private readAt(offset: number, len: number): Buffer {
@@ -138,9 +219,9 @@ export class SnapshotReader {
     return this.decoder.frame(i);
   }
 
-  /** The bytes of stored page n (a view into the frame cache). */
+  /** The bytes of stored page n (a view into the frame cache), from whichever file of the chain holds it. */
   page(n: number): Buffer {
-    return this.decoder.page(n);
+    return n < this.base ? this.parent!.page(n) : this.decoder.page(n);
   }
 
   process(pid?: number): SnapshotProcess {
@@ -165,7 +246,7 @@ export class SnapshotReader {
     const raw = this.unpack(b.offset, b.size, b.count * entryBytes, `${what} block`);
     const ab = new ArrayBuffer(raw.length);
     new Uint8Array(ab).set(raw);
-    if (what === 'refs') checkRefs(new Uint32Array(ab), this.storedPages, what, this.path);
+    if (what === 'refs') checkRefs(new Uint32Array(ab), this.totalPages, what, this.path);
     this.blocks.set(b, ab);
     if (this.blocks.size > BLOCK_CACHE) this.blocks.delete(this.blocks.keys().next().value!);
     return ab;
@@ -209,7 +290,50 @@ export class SnapshotReader {
 
   /** XXH3-64 of stored page n. */
   hashOf(n: number): bigint {
-    return this.entry(this.manifest.hashes, n, 8, 'hashes') as bigint;
+    return n < this.base ? this.parent!.hashOf(n) : (this.entry(this.manifest.hashes, n - this.base, 8, 'hashes') as bigint);
+  }
+
+  /** Hashes of stored pages [n, n+count), through the chain (a table's blocks are read a block at a time). */
+  hashRange(n: number, count: number): BigUint64Array {
+    const out = new BigUint64Array(count);
+    let done = 0;
+    if (n < this.base) {
+      const k = Math.min(count, this.base - n);
+      out.set(this.parent!.hashRange(n, k));
+      done = k;
+    }
+    const h = this.manifest.hashes;
+    while (done < count) {
+      const own = n + done - this.base;
+      if (!Array.isArray(h)) {
+        out.set(h.subarray(own, own + count - done), done);
+        break;
+      }
+      const { block, k } = this.locate(h, own, 'hashes');
+      const part = new BigUint64Array(this.block(block, 8, 'hashes'));
+      const take = Math.min(count - done, part.length - k);
+      out.set(part.subarray(k, k + take), done);
+      done += take;
+    }
+    return out;
+  }
+
+  /** Every stored page's hash in the chain, as (page, low 32 bits, high 32 bits), the oldest file first. */
+  forEachHash(f: (n: number, lo: number, hi: number) => void): void {
+    this.parent?.forEachHash(f);
+    const h = this.manifest.hashes;
+    const words = (a: ArrayBuffer | BigUint64Array, count: number, first: number) => {
+      const w = a instanceof BigUint64Array ? new Uint32Array(a.buffer, a.byteOffset, a.length * 2) : new Uint32Array(a);
+      for (let i = 0; i < count; i++) f(first + i, w[2 * i]!, w[2 * i + 1]!);
+    };
+    if (!Array.isArray(h)) words(h, h.length, this.base);
+    else {
+      let n = this.base;
+      for (const b of h) {
+        words(this.block(b, 8, 'hashes'), b.count, n);
+        n += b.count;
+      }
+    }
   }
 
   /** A run block, loaded and checked, with the data pages before each of its runs. */
@@ -313,10 +437,21 @@ export class SnapshotReader {
   }
 
   /**
-   * Check every frame (zstd checksum, declared size) and every stored page's hash. Returns the first problem with
-   * its file offset, or null.
+   * Check every frame (zstd checksum, declared size) and every stored page's hash, of this file and of its
+   * parents. Returns the first problem with its file and offset, or null.
    */
-  verify(onProgress?: (frame: number, frames: number) => void): { frame: number; page?: number; offset: number; problem: string } | null {
+  verify(onProgress?: (frame: number, frames: number) => void): { file: string; frame: number; page?: number; offset: number; problem: string } | null {
+    const files = this.chain();
+    const total = files.reduce((n, r) => n + r.manifest.frames.offset.length, 0);
+    let done = 0;
+    for (const r of files) {
+      const bad = r.verifyOwn(() => onProgress?.(++done, total));
+      if (bad) return { file: r.path, ...bad };
+    }
+    return null;
+  }
+
+  private verifyOwn(onFrame: () => void): { frame: number; page?: number; offset: number; problem: string } | null {
     const f = this.manifest.frames;
     const seed = this.manifest.hash.seed;
     const out = new BigUint64Array(1 << 16);
@@ -336,7 +471,7 @@ export class SnapshotReader {
           return { frame: i, page: n, offset: f.offset[i]!, problem: `stored page ${n} (slot ${k} of frame ${i}) does not match its hash` };
         }
       }
-      onProgress?.(i + 1, f.offset.length);
+      onFrame();
     }
     return null;
   }

@@ -9,7 +9,7 @@ import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
-import { encodeHeader, encodeFooter, FORMAT_VERSION } from './format.js';
+import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
 import { encodeManifest, type Block, type FrameIndex, type Manifest } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
@@ -28,6 +28,19 @@ export interface WriterOptions {
   dedupe?: boolean;
   /** entries per table block in the file (page hashes, refs); small values only for tests */
   tableEntries?: number;
+  /** write an incremental snapshot: pages the parent's chain holds are referenced there, not stored again */
+  parent?: WriterParent;
+  /** the page-hash seed (default: random; a parent's, or the one of the snapshot being rewritten) */
+  seed?: number;
+}
+
+export interface WriterParent {
+  /** stored pages in the parent's chain: this snapshot's own are numbered from here */
+  pages: number;
+  /** the chain's page-hash seed (hashes compare only under one seed) */
+  seed: number;
+  /** a page of the chain with this hash, or -1 (the kernel has no soft-dirty here: hashes decide) */
+  find: (lo: number, hi: number) => number;
 }
 
 /** Entries per table block: 64 Ki refs (256 KiB) or hashes (512 KiB) before compression. */
@@ -92,8 +105,11 @@ interface Filling {
 export class SnapshotWriter {
   readonly id = randomBytes(16);
   readonly created = Date.now();
-  readonly seed = randomBytes(4).readUInt32LE(0);
+  readonly seed: number;
   readonly pageSize: number;
+  /** the first stored-page number of this file's own pages (the parent chain's come before) */
+  readonly base: number;
+  private readonly parent?: WriterParent;
   readonly framePages: number;
   readonly level: number;
   readonly tmpPath: string;
@@ -106,8 +122,9 @@ export class SnapshotWriter {
   /** removes the temporary file if pagesnap ends before the snapshot is complete */
   private readonly forgetTmp: () => void;
 
-  // stored pages: how many, their hashes (sent to the file in blocks), and the deduplication table
+  // stored pages: how many (of this file's own), their hashes (sent to the file in blocks), the deduplication table
   private stored = 0;
+  private fromParent = 0;
   private hashBlock: Uint32Array;
   private hashFill = 0;
   private readonly hashBlocks: Promise<Block>[] = [];
@@ -132,6 +149,9 @@ export class SnapshotWriter {
 
   private constructor(readonly path: string, opts: WriterOptions) {
     this.pageSize = opts.pageSize ?? 4096;
+    this.parent = opts.parent;
+    this.base = opts.parent?.pages ?? 0;
+    this.seed = opts.parent?.seed ?? opts.seed ?? randomBytes(4).readUInt32LE(0);
     this.framePages = opts.framePages ?? DEFAULT_FRAME_PAGES;
     this.level = opts.level ?? 3;
     this.dedupe = opts.dedupe ?? true;
@@ -147,7 +167,7 @@ export class SnapshotWriter {
     this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
     this.free.push(...this.pool.slots);
     // The first append never waits (the buffers are empty): the header is in place when the constructor returns.
-    void this.out.append(encodeHeader({ version: FORMAT_VERSION, pageSize: this.pageSize, id: this.id, created: this.created }));
+    void this.out.append(encodeHeader({ version: writtenVersion(!!opts.parent), pageSize: this.pageSize, id: this.id, created: this.created }));
   }
 
   /** Fails at once when the final name is taken (and not forced), before any work is done. */
@@ -167,6 +187,11 @@ export class SnapshotWriter {
     return this.deduplicated;
   }
 
+  /** Pages referenced in the parent's chain instead of stored (incremental snapshots). */
+  get parentPages(): number {
+    return this.fromParent;
+  }
+
   /**
    * Store the `count` pages at `buf`, none of them all zero, whose XXH3-64 hashes are `words` (low and high 32 bits
    * per page); writes each page's stored-page number into `refs` from `refsAt`. Waits only when every frame slot
@@ -178,6 +203,14 @@ export class SnapshotWriter {
       const lo = words[2 * i]!;
       const hi = words[2 * i + 1]!;
       const off = i * ps;
+      if (this.parent) {
+        const p = this.parent.find(lo, hi);
+        if (p >= 0) {
+          refs[refsAt + i] = p;
+          this.fromParent++;
+          continue;
+        }
+      }
       if (this.dedupe) {
         const same = this.find(lo, hi, buf, off);
         if (same >= 0) {
@@ -187,7 +220,7 @@ export class SnapshotWriter {
         }
       }
       const f = this.filling ?? (this.filling = { slot: await this.takeSlot(), frame: this.framesStarted++, pages: 0 });
-      const n = this.stored++;
+      const n = this.base + this.stored++;
       this.hashBlock[2 * this.hashFill] = lo;
       this.hashBlock[2 * this.hashFill + 1] = hi;
       if (++this.hashFill === this.tableEntries) this.flushHashes();
@@ -232,8 +265,9 @@ export class SnapshotWriter {
   /** Where the bytes of stored page n are: the frame being filled, a frame in flight, or read back from the file. */
   private storedPage(n: number): [Buffer, number] {
     const ps = this.pageSize;
-    const frame = Math.floor(n / this.framePages);
-    const at = (n % this.framePages) * ps;
+    const own = n - this.base;
+    const frame = Math.floor(own / this.framePages);
+    const at = (own % this.framePages) * ps;
     if (this.filling?.frame === frame) return [this.filling.slot.input, at];
     const slot = this.inFlight.get(frame);
     if (slot) return [slot.input, at];
@@ -260,7 +294,7 @@ export class SnapshotWriter {
         const size = await compressed;
         this.offsets.push(await this.out.append(f.slot.output.subarray(0, size)));
         this.sizes.push(size);
-        this.firstPages.push(f.frame * this.framePages);
+        this.firstPages.push(this.base + f.frame * this.framePages);
         this.framePageCounts.push(f.pages);
         this.bytesCompressed += size;
         this.inFlight.delete(f.frame);
@@ -284,7 +318,7 @@ export class SnapshotWriter {
    * the file its final name. Returns the file's size.
    */
   async finish(build: (frames: FrameIndex, hashes: Block[], pageBytesCompressed: number) => Manifest): Promise<number> {
-    // Every frame but the last is full, so stored-page n lives in frame floor(n / framePages) at slot n % framePages.
+    // Every frame but the last is full, so own stored-page k lives in frame floor(k / framePages) at slot k % framePages.
     this.submit();
     this.flushHashes();
     const hashes = await Promise.all(this.hashBlocks);
