@@ -35,3 +35,32 @@ describe('golden-v1.psnap (format 1)', () => {
     expect(s.processes[0]).toMatchObject({ pid: 42, totals: { data: 7, zero: 2, hole: 2, file: 1 } });
   });
 });
+
+const GOLDEN_V2 = fileURLToPath(new URL('../snapshots/golden-v2-child.psnap', import.meta.url));
+
+describe('golden-v2-child.psnap (format 2: incremental, its parent golden-v1.psnap beside it)', () => {
+  it('opens its parent by relative path, verifies the chain, and reads changed and unchanged pages', () => {
+    const r = SnapshotReader.open(GOLDEN_V2);
+    try {
+      expect(r.header.version).toBe(2);
+      expect(r.parent?.path).toBe(GOLDEN_V1);
+      expect(r.storedPages).toBe(2);
+      expect(r.verify()).toBeNull();
+      const p = r.process(42);
+      const page = (n: number) => r.read(p, BASE + BigInt(n) * 4096n, 4096);
+      [1, 7, 1].forEach((seed, i) => expect(page(i).equals(patternPage(seed, 0))).toBe(true));
+      [8, 4, 5, 6].forEach((seed, i) => expect(page(8 + i).equals(patternPage(seed, 0))).toBe(true));
+      for (const z of [3, 4, 5, 6]) expect(page(z).every((b) => b === 0)).toBe(true);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('diff against its parent names the two changed pages', () => {
+    const d = cliJson(['diff', GOLDEN_V1, GOLDEN_V2]);
+    expect(d.totals).toMatchObject({ changed: 2, added: 0, removed: 0, unchanged: 5 });
+    expect(d.regions[0].ranges.map((x: { start: string; pages: number }) => [x.start, x.pages])).toEqual([
+      [`0x${(BASE + 4096n).toString(16)}`, 1], [`0x${(BASE + 8n * 4096n).toString(16)}`, 1],
+    ]);
+  });
+});
