@@ -150,11 +150,17 @@ function compare(ra: SnapshotReader, xa: (SnapshotRegion | SnapshotObject) | nul
     const ha = a.piece?.hashes;
     const hb = b.piece?.hashes;
     if (ha && hb) {
-      for (let i = 0; i < n; i++) {
-        const same = ha[k - a.piece!.offset + i] === hb[k - b.piece!.offset + i];
-        if (same) out.pages.unchanged++;
-        else out.pages.changed++;
-        mark(k + i, 1, same ? 'unchanged' : 'changed');
+      const oa = k - a.piece!.offset;
+      const ob = k - b.piece!.offset;
+      for (let i = 0; i < n; ) {
+        // a stretch of pages that are all the same, or all different, at a time
+        const same = ha[oa + i] === hb[ob + i];
+        let j = i + 1;
+        while (j < n && (ha[oa + j] === hb[ob + j]) === same) j++;
+        if (same) out.pages.unchanged += j - i;
+        else out.pages.changed += j - i;
+        mark(k + i, j - i, same ? 'unchanged' : 'changed');
+        i = j;
       }
     } else if (ha) {
       out.pages.removed += n;
