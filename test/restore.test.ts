@@ -94,7 +94,7 @@ describe('restore details', () => {
       lazy: true, hold: true,
       onReady: (pid) => {
         hostPid = pid;
-        // Read the pages the fixture wrote, last first (prefetch goes by address): most reads must fault.
+        // Read the pages the fixture wrote: the background fill waits until onReady returns, so these reads fault.
         // process_vm_readv waits for the fault to be served (a /proc/PID/mem read would fail with EIO instead).
         for (const reg of [...regions].reverse()) {
           for (const i of [...pagesToCheck(reg)].reverse()) {

@@ -36,7 +36,7 @@ export interface RestoreOptions {
   threads?: number;
   /** use and (lazy) record the working-set profile beside the snapshot (default true) */
   profile?: boolean;
-  /** the host is ready: its pid (lazy: before the pages are all there) */
+  /** the host is ready: its pid (lazy: faults are served, and the background fill starts when this returns) */
   onReady?: (hostPid: number) => void;
   /** bytes placed so far, of all to place */
   onProgress?: (done: number, total: number) => void;
@@ -197,10 +197,18 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         hostPid: h.pid, channels: h.moveChannels, stages: h.moveChannels.map(() => h.stage(UNIT_PAGES * ps)),
         eligible: moveEligible(p.content.table, p.plan, mode, ps), auto: mode === 'auto',
       },
+      deferFill: lazy,
     }, workers);
     workers = undefined;
     const readyMs = lazy ? performance.now() - t0 : undefined;
-    if (lazy) opts.onReady?.(h.pid);
+    if (lazy) {
+      // faults are served from here on; the fill starts after the caller's first look, which it takes priority over
+      try {
+        opts.onReady?.(h.pid);
+      } finally {
+        streamer.startFill();
+      }
+    }
     const toPlace = (p.content.counts.data + p.content.counts.zero) * ps;
     const report = () => {
       const t = streamer.totals();

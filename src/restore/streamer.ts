@@ -30,6 +30,8 @@ export interface StreamOptions {
   profile?: boolean;
   /** per fill worker: its MOVE channel and staging area, and which units may be moved whole */
   move?: { hostPid: number; channels: number[]; stages: bigint[]; eligible: Uint8Array; auto: boolean };
+  /** faults are served at once, but the background fill waits for startFill() */
+  deferFill?: boolean;
 }
 
 export type StreamStats = Record<keyof typeof STAT, number>;
@@ -72,6 +74,7 @@ export class Streamer {
   private readonly stopfd = eventfd();
   private readonly fault: Worker;
   private readonly fillers: Worker[];
+  private fillData: FillWorkerData[] | null;
   private readonly damage: Damage[] = [];
   /** what each fill worker's `auto` weighing did: blocks moved and copied, and the last costs (ms) */
   readonly moveChoices: { moveMs: number; copyMs: number; moved: number; copied: number }[] = [];
@@ -109,20 +112,26 @@ export class Streamer {
     this.faultExit = this.watch(this.fault, true);
     this.fault.postMessage(faultData);
     this.fillers = workers.fillers;
-    this.fillers.forEach((w, i) => {
+    this.fillData = this.fillers.map((_, i) => {
       const m = opts.move;
-      const data: FillWorkerData = {
+      return {
         ...shared, row: 1 + i,
         move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer, auto: m.auto },
       };
-      w.postMessage(data);
     });
+    if (!opts.deferFill) this.startFill();
     this.fillersExit = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {});
     this.full = this.fillers.length === 0 ? new Promise(() => {}) : this.fillersExit.then(() => {
       if (!this.failure && !Atomics.load(this.ctl, CTL.STOP)) this.fullAt = performance.now();
     });
     /** streaming ends early when the fault thread sees the process go */
     this.ended = this.faultExit;
+  }
+
+  /** Start the background fill (once; the constructor does unless told to defer it). */
+  startFill(): void {
+    this.fillData?.forEach((data, i) => this.fillers[i]!.postMessage(data));
+    this.fillData = null;
   }
 
   private watch(w: Worker, isFault: boolean): Promise<void> {
@@ -163,6 +172,7 @@ export class Streamer {
 
   private async finish(): Promise<StreamEnd> {
     Atomics.store(this.ctl, CTL.STOP, 1);
+    this.startFill(); // fillers never started see STOP and end
     await this.fillersExit;
     eventfdSignal(this.stopfd);
     await this.faultExit;
