@@ -1,0 +1,50 @@
+// `npm start` is the first thing a newcomer runs: every step must succeed and show its figures, the diff must find
+// exactly the pages the tour changed, and nothing the tour started or wrote may be left behind.
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const tour = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/start.ts', ...args], { encoding: 'utf8', timeout: 120_000 });
+const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+
+function parse(out: string) {
+  return {
+    dir: /files in (\S+)/.exec(out)?.[1],
+    workload: Number(/The workload: process (\d+)/.exec(out)?.[1]),
+    host: Number(/host (\d+): ready/.exec(out)?.[1]),
+    steps: [...out.matchAll(/^ ?\d+\. ([^:(\n]+)/gm)].map((m) => m[1]!.trim()),
+  };
+}
+
+describe('the tour (npm start)', () => {
+  it('runs every step with its figures, finds exactly the changed pages, and leaves nothing behind', () => {
+    const r = tour();
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const t = parse(r.stdout);
+    expect(t.steps).toEqual(['inspect', 'audit', 'dump', 'show', 'the workload changes some pages', 'dump --parent', 'verify', 'diff', 'restore --lazy --verify']);
+    expect(r.stdout).toMatch(/would lose \d+ pages of data \(S2 \d+/);
+    expect(r.stdout).toMatch(/written: 3 pages changed, 3 expected ✓/);
+    expect(r.stdout).toMatch(/memfd: 2 pages changed, 2 expected ✓/);
+    expect(r.stdout).toMatch(/mixed: 1 page removed \(now zero\), 1 expected ✓/);
+    expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
+    expect(r.stdout).not.toContain('✗');
+    expect(t.dir).toBeDefined();
+    expect(existsSync(t.dir!)).toBe(false);
+    expect(alive(t.workload)).toBe(false);
+    expect(alive(t.host)).toBe(false);
+  }, 120_000);
+
+  it('--keep leaves the snapshots (0600) and the heatmap it names', () => {
+    const r = tour('--keep');
+    const t = parse(r.stdout);
+    try {
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      expect(readFileSync(join(t.dir!, 'audit.svg'), 'utf8')).toMatch(/^<svg/);
+      for (const f of ['tour-1.psnap', 'tour-2.psnap']) expect(statSync(join(t.dir!, f)).mode & 0o777).toBe(0o600);
+      expect(alive(t.workload)).toBe(false);
+    } finally {
+      if (t.dir) rmSync(t.dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
