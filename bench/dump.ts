@@ -16,6 +16,7 @@ import { Fixture } from '../fixtures/driver.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { processVmReadv } from '../src/native/index.js';
 import { median, type Row } from './lib.js';
+import { CRIU, mid, range } from './reference.js';
 
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-bench-'));
@@ -96,6 +97,8 @@ export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
     const p = { wall: median(ps.map((x) => x.wallMs)), dump: median(ps.map((x) => x.dumpMs)), frozen: median(ps.map((x) => x.frozenMs)), size: median(ps.map((x) => x.fileBytes)), rss: Math.max(...ps.map((x) => x.peakRssBytes)), read: ps[0]!.bytesRead };
     const label = `${sizeMiB} MiB mixed`;
     rows.push({ bench: 'dump', case: `${label}: peak RSS`, value: `${(p.rss / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: p.rss / 2 ** 28, goal: '≤ 1' });
+    rows.push({ bench: 'dump', case: `${label}: wall, for reference`, value: `${p.wall.toFixed(0)} ms`, baseline: range(CRIU.dump1GiB), ratio: p.wall / mid(CRIU.dump1GiB), goal: 'published' });
+    rows.push({ bench: 'dump', case: `${label}: size, for reference`, value: `${(p.size / MB).toFixed(0)} MB`, baseline: `CRIU 4.2 image ${(CRIU.dump1GiB.bytes / MB).toFixed(0)} MB (uncompressed)`, ratio: p.size / CRIU.dump1GiB.bytes, goal: 'published' });
     rows.push({ bench: 'dump', case: `${label}: freeze`, value: `${p.frozen.toFixed(0)} ms frozen`, baseline: `${p.dump.toFixed(0)} ms dump`, ratio: p.frozen / p.dump });
     if (gc.length) {
       const g = { wall: median(gc.map((x) => x.wallMs)), durable: median(gc.map((x) => x.durableMs)), size: median(gc.map((x) => x.bytes)) };
