@@ -43,7 +43,7 @@ const CASES: Record<CaseId, [Evidence, Verdict]> = {
   F3: [ev(fpriv, 'data'), 'data'],
   F4: [ev(fpriv, 'swap'), 'data'],
   F5: [ev(fpriv, 'none', { object: { data: true, resident: false } }), 'file'],
-  F6: [ev({ ...fpriv, shmemBacked: true }, 'file', { zeroContent: true }), 'file'],
+  F6: [ev({ ...fpriv, shmemBacked: true }, 'file', { zeroContent: true }), 'object'],
   F7: [ev(fpriv, 'file'), 'file'], // alias of F2
   H1: [ev({ kind: 'hugetlb' }, 'data', { huge: true }), 'data'],
   H2: [ev({ kind: 'hugetlb', shared: true }, 'none'), 'object'],
@@ -87,6 +87,13 @@ describe('degraded evidence', () => {
   });
   it('without kpageflags or the exclusive bit, shared and KSM pages are plain data (A3), never dropped', () => {
     expect(decideFrom(ev({ vmFlags: ['mg'] }, 'data'))).toMatchObject({ case: 'A3', verdict: 'data' });
+  });
+  it('a private mapping of shmem keeps its clean and untouched pages with the object (a memfd dies with its process)', () => {
+    const mshm = { ...fpriv, shmemBacked: true };
+    expect(decideFrom(ev(mshm, 'file'))).toMatchObject({ case: 'F2', verdict: 'object' });
+    expect(decideFrom(ev(mshm, 'none'))).toMatchObject({ case: 'F1', verdict: 'object' });
+    expect(decideFrom(ev(mshm, 'data'))).toMatchObject({ case: 'F3', verdict: 'data' });
+    expect(decideFrom(ev(mshm, 'file', { includeFilePages: true }))).toMatchObject({ case: 'F2', verdict: 'object' });
   });
   it('--include-file-pages turns clean file pages into data', () => {
     expect(decideFrom(ev(fpriv, 'file', { includeFilePages: true }))).toMatchObject({ case: 'F2', verdict: 'data' });

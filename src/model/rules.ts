@@ -54,6 +54,7 @@ const anonKind = (e: Evidence) => K(e) === 'anon-private' || K(e) === 'heap' || 
 const privateKind = (e: Evidence) => anonKind(e) || K(e) === 'file-private' || (K(e) === 'hugetlb' && !e.region.shared);
 /** A shared mapping of an object (shmem or hugetlbfs): the object holds the data, not the page tables. */
 const objectKind = (e: Evidence) => K(e) === 'shmem-shared' || (K(e) === 'hugetlb' && e.region.shared);
+const privateShmem = (e: Evidence) => K(e) === 'file-private' && e.region.shmemBacked === true;
 const flag = (e: Evidence, f: string) => e.region.vmFlags.includes(f);
 const pte = (...s: (PageState | 'none')[]) => (e: Evidence) => s.includes(e.pte);
 const all = (...fs: ((e: Evidence) => boolean)[]) => (e: Evidence) => fs.every((f) => f(e));
@@ -104,7 +105,11 @@ export const RULES: readonly Rule[] = [
   // Private file mappings.
   { case: 'F4', name: 'private file page, copied on write, swapped', when: all((e) => K(e) === 'file-private', pte('swap')), verdict: 'data', why: 'in swap: a real swap entry in a private file mapping is always an anonymous copy' },
   { case: 'F3', name: 'private file page, copied on write', when: all((e) => K(e) === 'file-private', pte('data')), verdict: 'data', why: 'a private anonymous copy: only this process has it' },
-  { case: 'F6', name: 'private memfd read-fault on a file hole', when: all((e) => K(e) === 'file-private' && e.region.shmemBacked === true, pte('file'), (e) => e.zeroContent === true), verdict: fileOrData, why: 'the read gave the file a zero page: it belongs to the file' },
+  // A private mapping of shmem (a memfd, a tmpfs file): its clean pages are the object's, and the object may die
+  // with the process (a memfd always does), so they are stored with the object, not left to a file.
+  { case: 'F6', name: 'private shmem read-fault on a hole', when: all(privateShmem, pte('file'), (e) => e.zeroContent === true), verdict: 'object', why: 'the read gave the object a zero page: it belongs to the object' },
+  { case: 'F2', name: 'private shmem page, clean', when: all(privateShmem, pte('file')), verdict: 'object', why: 'the shmem object\'s page (gone with its last user): stored with the object' },
+  { case: 'F1', name: 'private shmem page untouched', when: all(privateShmem, pte('none')), verdict: 'object', why: 'whatever the shmem object holds there: stored with the object' },
   { case: 'F2', name: 'private file page, clean', when: all((e) => K(e) === 'file-private', pte('file')), verdict: fileOrData, why: 'page cache of the file; follows later writes to the file' },
   { case: 'F5', name: 'private file page reclaimed', when: all((e) => K(e) === 'file-private', pte('none'), (e) => e.object?.resident === false), verdict: 'file', why: 'in the file (reclaimed from the page cache)' },
   { case: 'F1', name: 'private file page untouched', when: all((e) => K(e) === 'file-private', pte('none')), verdict: 'file', why: 'in the file' },

@@ -18,7 +18,7 @@ export type Placement =
   | { how: 'hugetlb'; hugePage: number }
   /** the mapped file again; copied-on-write pages are written over it */
   | { how: 'file'; path: string }
-  /** a shmem object, recreated as a memfd */
+  /** a shmem object, recreated as a memfd (a private mapping's copied-on-write pages are written over it) */
   | { how: 'object'; object: number }
   | { how: 'skip'; why: string };
 
@@ -110,6 +110,11 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
         return { ...base, place: { how: 'object', object: region.object.id } };
       case 'file-private': {
+        // A private mapping of shmem: its object comes back as a memfd, mapped private again.
+        if (region.object) {
+          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
+          return { ...base, place: { how: 'object', object: region.object.id } };
+        }
         const f = fileAgain(region);
         if ('path' in f) {
           if (region.inode && statSync(f.path).ino !== region.inode && !replaced.has(f.path)) {
@@ -139,7 +144,7 @@ export interface Range {
   len: number;
 }
 
-/** Pages written straight into the host's memory (/proc/PID/mem): copied-on-write pages of file mappings. */
+/** Pages written straight into the host's memory (/proc/PID/mem): copied-on-write pages of file and shmem mappings. */
 export interface DirectWrite {
   addr: Addr;
   pages: number;
@@ -184,14 +189,14 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
       switch (run.verdict) {
         case 'data':
           if (streamed) b.push(index, first + offset, pages, Op.DATA, src!, shift);
-          else if (p.how === 'file') {
+          else if (p.how === 'file' || p.how === 'object') {
             out.writes.push({ addr: range.start, pages, src: src! });
             written += pages;
           }
           break;
         case 'zero':
           if (streamed) b.push(index, first + offset, pages, Op.ZERO, 0, shift);
-          else if (p.how === 'file') {
+          else if (p.how === 'file' || p.how === 'object') {
             out.writes.push({ addr: range.start, pages, src: null });
             written += pages;
           }
