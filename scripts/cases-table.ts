@@ -25,17 +25,12 @@ const cell = (s: string) => s.replace(/\|/g, '\\|');
 export function casesTable(): string {
   const rows = ['| case | what pagemap shows or hides | what pagesnap does | why |', '|---|---|---|---|'];
   for (const id of CASE_IDS) {
-    const rules = RULES.filter((r) => r.case === id);
     const alias = ALIASES[id];
-    if (rules.length === 0) {
-      if (alias) rows.push(`| ${id} | — | as ${alias.as} | ${cell(alias.why)} |`);
-      continue;
+    if (alias) rows.push(`| ${id} | — | as ${alias.as} | ${cell(alias.why)} |`);
+    // one row per rule; a verdict that depends on the options (clean file pages) is shown by its default
+    for (const r of RULES.filter((x) => x.case === id)) {
+      rows.push(`| ${id} | ${cell(r.name)} | ${DOES[typeof r.verdict === 'function' ? 'file' : r.verdict]} | ${cell(r.why)} |`);
     }
-    // a rule whose verdict depends on the options (clean file pages) is shown by its default
-    const verdicts = [...new Set(rules.map((r) => (typeof r.verdict === 'function' ? 'file' : r.verdict)))];
-    const names = [...new Set(rules.map((r) => r.name))];
-    const whys = [...new Set(rules.map((r) => r.why))];
-    rows.push(`| ${id} | ${cell(names.join('; '))} | ${verdicts.map((v) => DOES[v]).join('; ')} | ${cell(whys.join('; '))} |`);
   }
   return rows.join('\n');
 }
