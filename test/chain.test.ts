@@ -32,8 +32,16 @@ beforeAll(async () => {
   expect(await fx.send(`zero ${(thp.start + 10n * 4096n).toString(16)} 2`)).toBe('ok');
   expect(await fx.send(`write ${memfd.start.toString(16)} 1 78`)).toBe('ok');
   expect(await fx.send(`write ${fx.region('hole').start.toString(16)} 2 79`)).toBe('ok');
-  cliJson(['dump', String(fx.pid), '-o', file('b.psnap'), '--parent', file('a.psnap')]);
-  cliJson(['dump', String(fx.pid), '-o', file('full-b.psnap')]);
+  // Stopped for both dumps, so the two see the same memory (a running process may touch its own pages, e.g. errno,
+  // in between); pagesnap leaves an already-stopped process stopped.
+  process.kill(fx.pid, 'SIGSTOP');
+  while (!/^State:\s+T/m.test(readFileSync(`/proc/${fx.pid}/status`, 'utf8'))) await new Promise((r) => setTimeout(r, 1));
+  try {
+    cliJson(['dump', String(fx.pid), '-o', file('b.psnap'), '--parent', file('a.psnap')]);
+    cliJson(['dump', String(fx.pid), '-o', file('full-b.psnap')]);
+  } finally {
+    process.kill(fx.pid, 'SIGCONT');
+  }
 }, 60_000);
 afterAll(async () => {
   await fx.stop();
