@@ -1,11 +1,16 @@
 /*
- * pagesnap's one native helper: classify and hash a batch of pages in a single call. Per page, a call from
- * JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time.
+ * pagesnap's native helpers for the dump: classify and hash a batch of pages in a single call (per page, a call
+ * from JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time), and a
+ * process_vm_readv that returns -errno, so it can run on another thread (errno is per thread) while the previous
+ * batch is scanned.
  * Built on install (native/Makefile) and loaded with koffi by src/native/pagescan.ts.
  */
+#define _GNU_SOURCE /* process_vm_readv */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/uio.h>
 
 /* from libxxhash (xxhash.h is not needed to call it) */
 uint64_t XXH3_64bits_withSeed(const void *input, size_t length, uint64_t seed);
@@ -25,4 +30,11 @@ size_t pagesnap_scan_pages(const uint8_t *buf, size_t pages, size_t page_size, u
 		nonzero += !z;
 	}
 	return nonzero;
+}
+
+/* process_vm_readv(2) with flags 0; the bytes read, or -errno. */
+long pagesnap_vm_readv(int pid, const struct iovec *local, unsigned long nlocal, const struct iovec *remote, unsigned long nremote)
+{
+	ssize_t n = process_vm_readv(pid, local, nlocal, remote, nremote, 0);
+	return n < 0 ? -errno : (long)n;
 }

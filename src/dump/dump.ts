@@ -84,7 +84,8 @@ interface Context {
   opts: DumpOptions;
   writer: SnapshotWriter;
   sink: PageSink;
-  buf: Buffer;
+  /** two batch buffers: one is read into while the other is scanned */
+  bufs: [Buffer, Buffer];
   /** shmem objects stored so far, by dev:inode: each is stored once */
   objects: Map<string, SnapshotObject>;
   pages: VerdictPages;
@@ -108,7 +109,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, buf: Buffer.alloc(BATCH_BYTES), objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
   const processes: SnapshotProcess[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenMs = 0;
@@ -220,7 +221,7 @@ async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemor
       let segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
       if (access && 'error' in access) segments = readMappedInstead(segments, populated, win.start, at, access.error);
       rec.plan(segments);
-      await readProcessSegments(mem, r.start, segments, ctx.sink, rec, ctx.buf, !r.perms.read);
+      await readProcessSegments(mem, r.start, segments, ctx.sink, rec, ctx.bufs, !r.perms.read);
       ctx.progress();
     }
     let object: SnapshotRegion['object'];
@@ -248,7 +249,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<Snap
   for (let at = 0; at < pages; at += window) {
     const segs = objectSegments(o, at, Math.min(pages, at + window), ps);
     rec.plan(segs);
-    await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.buf, ps);
+    await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.bufs[0], ps);
     ctx.progress();
   }
   const f = await rec.finish();

@@ -5,7 +5,7 @@
  * on the object (no hole is allocated, and the target's page tables are not touched).
  */
 import { readSync, closeSync } from 'node:fs';
-import { processVmReadv, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
+import { processVmReadv, processVmReadvAsync, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc } from '../proc/index.js';
 import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
 import type { Block } from '../snapshot/manifest.js';
@@ -176,16 +176,53 @@ export class ProcessMemory {
   }
 }
 
-/** Read the data segments of one region, batching across segments. `viaMem` for regions without read permission. */
-export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, viaMem = false, pageSize = 4096): Promise<void> {
+/**
+ * Read `remote` into `buf` as two process_vm_readv calls in flight at once (one thread does not reach the memory
+ * bandwidth). Bytes read up to the first unreadable page, as one call would return.
+ */
+async function readInHalves(pid: number, buf: Buffer, remote: RemoteRange[], pageSize: number): Promise<number> {
+  const total = buf.length;
+  const half = Math.floor(total / 2 / pageSize) * pageSize;
+  if (half === 0 || remote.length > IOV_MAX / 2) return processVmReadvAsync(pid, buf, remote);
+  const a: RemoteRange[] = [];
+  const b: RemoteRange[] = [];
+  let at = 0;
+  for (const r of remote) {
+    if (at + r.len <= half) a.push(r);
+    else if (at >= half) b.push(r);
+    else {
+      a.push({ addr: r.addr, len: half - at });
+      b.push({ addr: r.addr + BigInt(half - at), len: r.len - (half - at) });
+    }
+    at += r.len;
+  }
+  const [x, y] = await Promise.all([processVmReadvAsync(pid, buf.subarray(0, half), a), processVmReadvAsync(pid, buf.subarray(half), b)]);
+  return x < half ? x : half + y;
+}
+
+/** A batch whose read has started: its pieces, its buffer, and what the read gave (bytes, or the process gone). */
+interface InFlight {
+  pieces: Piece[];
+  buf: Buffer;
+  got: Promise<number | { gone: unknown }>;
+}
+
+/**
+ * Read the data segments of one region, batching across segments. Two buffers: while one batch is zero-checked,
+ * hashed and stored, the next is read on another thread. `viaMem` for regions without read permission.
+ */
+export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, rec: Recorder, bufs: readonly [Buffer, Buffer], viaMem = false, pageSize = 4096): Promise<void> {
   const ps = BigInt(pageSize);
-  const maxPages = Math.floor(buf.length / pageSize);
-  let batch: Piece[] = [];
-  let batchPages = 0;
+  const maxPages = Math.floor(bufs[0].length / pageSize);
   const errno = (e: unknown) => (e as { code?: string }).code ?? 'EIO';
+  const remoteOf = (pieces: Piece[], skip: number) => pieces.map((p, k) => {
+    const from = p.first + (k === 0 ? skip : 0);
+    return { addr: regionStart + BigInt(p.seg.offset + from) * ps, len: (p.first + p.pages - from) * pageSize };
+  });
+  const bytes = (remote: RemoteRange[]) => remote.reduce((n, r) => n + r.len, 0);
 
   /** Read one page alone: the way to tell the page a batch stopped at from a batch that stopped early. */
-  const readOne = (p: Piece, page: number): string | null => {
+  const readOne = (buf: Buffer, p: Piece, page: number): string | null => {
     const one = [{ addr: regionStart + BigInt(p.seg.offset + page) * ps, len: pageSize }];
     let why: string;
     try {
@@ -205,47 +242,74 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
     return `process_vm_readv: ${why}`;
   };
 
-  const flush = async () => {
-    // cursor: the first page not yet resolved is page `at` of batch[pi]
+  /** Any failure but the process's end reads as nothing read: the pages are then tried one by one. */
+  const settle = (e: unknown) => (errno(e) === 'ESRCH' ? { gone: e } : 0);
+  const start = (pieces: Piece[], buf: Buffer): InFlight => {
+    const remote = remoteOf(pieces, 0);
+    const into = buf.subarray(0, bytes(remote));
+    let got: InFlight['got'];
+    if (viaMem) {
+      try {
+        got = Promise.resolve(mem.readv(into, remote, true));
+      } catch (e) {
+        got = Promise.resolve(settle(e));
+      }
+    } else got = readInHalves(mem.pid, into, remote, pageSize).then((n) => n, settle);
+    return { pieces, buf, got };
+  };
+
+  /** Take a batch's pages; where its read stopped short, find the page that stopped it and read on from there. */
+  const finish = async ({ pieces, buf, got: first }: InFlight) => {
+    // cursor: the first page not yet resolved is page `at` of pieces[pi]
     let pi = 0;
     let at = 0;
     const advance = (pages: number) => {
       at += pages;
-      if (at === batch[pi]!.pages) {
+      if (at === pieces[pi]!.pages) {
         pi++;
         at = 0;
       }
     };
-    while (pi < batch.length) {
-      const remote = batch.slice(pi).map((p, k) => {
-        const from = p.first + (k === 0 ? at : 0);
-        return { addr: regionStart + BigInt(p.seg.offset + from) * ps, len: (p.first + p.pages - from) * pageSize };
-      });
-      let got = 0;
-      try {
-        got = mem.readv(buf.subarray(0, remote.reduce((s, r) => s + r.len, 0)), remote, viaMem);
-      } catch (e) {
-        if (errno(e) === 'ESRCH') throw e;
-      }
-      let full = Math.floor(got / pageSize);
+    let read: number | { gone: unknown } = await first;
+    while (pi < pieces.length) {
+      if (typeof read !== 'number') throw read.gone;
+      let full = Math.floor(read / pageSize);
       let o = 0;
       while (full > 0) {
-        const p = batch[pi]!;
+        const p = pieces[pi]!;
         const take = Math.min(p.pages - at, full);
         await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg, p.first + at, rec);
         o += take;
         full -= take;
         advance(take);
       }
-      if (pi === batch.length) break;
-      const p = batch[pi]!;
-      const why = readOne(p, p.first + at);
+      if (pi === pieces.length) break;
+      const p = pieces[pi]!;
+      const why = readOne(buf, p, p.first + at);
       if (why === null) await sink.put(buf, 1, p.seg, p.first + at, rec);
       else sink.unreadable(p.seg, p.first + at, why, rec);
       advance(1);
+      if (pi === pieces.length) break;
+      const remote = remoteOf(pieces.slice(pi), at);
+      try {
+        read = mem.readv(buf.subarray(0, bytes(remote)), remote, viaMem);
+      } catch (e) {
+        read = settle(e);
+      }
     }
+  };
+
+  let batch: Piece[] = [];
+  let batchPages = 0;
+  let turn = 0;
+  let inFlight: InFlight | null = null;
+  const flush = async () => {
+    const next = start(batch, bufs[turn]!);
+    turn ^= 1;
     batch = [];
     batchPages = 0;
+    if (inFlight) await finish(inFlight);
+    inFlight = next;
   };
 
   for (const seg of segments) {
@@ -259,6 +323,7 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
     }
   }
   if (batch.length) await flush();
+  if (inFlight) await finish(inFlight);
 }
 
 /** Read data segments of a shmem object through its fd (pread: no hole allocation, target untouched). */

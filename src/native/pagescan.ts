@@ -1,10 +1,17 @@
-/** The native page scanner (native/pagescan.c): zero check and XXH3-64 of a batch of pages in one call. */
+/**
+ * The dump's native helpers (native/pagescan.c): zero check and XXH3-64 of a batch of pages in one call, and
+ * process_vm_readv on a worker thread.
+ */
 import koffi from 'koffi';
-import { PagesnapError } from './errors.js';
+import { PagesnapError, NativeError } from './errors.js';
 import { nativeBuild } from './package-root.js';
+import { packIovecs, IOV_MAX, type RemoteRange } from './syscalls.js';
+import { addressOf } from './libc.js';
 
 type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: Uint8Array | BigUint64Array, zero: Uint8Array) => number | bigint;
+type ReadFn = ReturnType<ReturnType<typeof koffi.load>["func"]>;
 let scan: ScanFn | undefined;
+let readv: ReadFn | undefined;
 
 function load(): ScanFn {
   if (scan) return scan;
@@ -18,6 +25,7 @@ function load(): ScanFn {
     });
   }
   scan = lib.func('size_t pagesnap_scan_pages(void *buf, size_t pages, size_t page_size, uint64_t seed, void *hashes, void *zero)') as ScanFn;
+  readv = lib.func('long pagesnap_vm_readv(int pid, void *local, unsigned long nlocal, void *remote, unsigned long nremote)');
   return scan;
 }
 
@@ -28,4 +36,26 @@ function load(): ScanFn {
 export function scanPages(buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: BigUint64Array, zero: Uint8Array): number {
   if (hashes.length < pages || zero.length < pages || buf.length < pages * pageSize) throw new RangeError('scanPages: buffers too small');
   return Number(load()(buf, pages, pageSize, seed, hashes, zero));
+}
+
+/**
+ * process_vm_readv(2) of `remote` into `buf`, run on koffi's worker pool so the caller can work meanwhile. Resolves
+ * to the bytes read (short at the first unreadable page); rejects with the NativeError of a failed call. `buf`
+ * must stay untouched until it settles.
+ */
+export function processVmReadvAsync(pid: number, buf: Buffer, remote: readonly RemoteRange[]): Promise<number> {
+  if (remote.length > IOV_MAX) throw new RangeError(`process_vm_readv: more than ${IOV_MAX} iovecs`);
+  load();
+  const local = packIovecs([{ base: addressOf(buf), len: buf.length }]);
+  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  return new Promise((resolve, reject) => {
+    readv!.async(pid, local, 1, riov, remote.length, (err: unknown, rc: number | bigint) => {
+      // (the iovec buffers live in this closure until the call is done)
+      void local;
+      void riov;
+      if (err) reject(err);
+      else if (Number(rc) < 0) reject(new NativeError('process_vm_readv', -Number(rc), `pid ${pid} at 0x${remote[0]?.addr.toString(16)}`));
+      else resolve(Number(rc));
+    });
+  });
 }

@@ -150,7 +150,8 @@ export interface RemoteRange {
   len: number;
 }
 
-function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
+/** struct iovec[] for the kernel. */
+export function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
   const iov = Buffer.alloc(ranges.length * 16);
   ranges.forEach((r, i) => {
     iov.writeBigUInt64LE(r.base, i * 16);

@@ -1,0 +1,54 @@
+// Reading process memory in batches, two in flight: a batch that stops short at a page that cannot be read must
+// find that page, record it as unreadable with why, and read on — in whichever half of whichever buffer it falls.
+import { describe, it, expect, afterAll, beforeAll } from 'vitest';
+import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import { expectedPage } from '../fixtures/pattern.js';
+import { ProcessMemory, readProcessSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
+
+let fx: Fixture;
+let guarded: FixtureRegion;
+beforeAll(async () => {
+  fx = await Fixture.start(['guard']);
+  guarded = fx.region('anon-guard');
+});
+afterAll(() => fx.stop());
+
+/** A sink that keeps what it is given, page by page (the real one hashes and stores). */
+function collect() {
+  const pages = new Map<number, Buffer>();
+  const unreadable = new Map<number, string>();
+  const sink = {
+    async put(buf: Buffer, n: number, seg: Segment, first: number) {
+      for (let i = 0; i < n; i++) pages.set(seg.offset + first + i, Buffer.from(buf.subarray(i * 4096, (i + 1) * 4096)));
+    },
+    unreadable(seg: Segment, page: number, reason: string) {
+      unreadable.set(seg.offset + page, reason);
+    },
+  };
+  return { pages, unreadable, sink: sink as unknown as PageSink };
+}
+
+describe('reading a region whose pages are not all readable', () => {
+  // these batch sizes put the guard pages (4..7 of 16) in every place: at the start, inside or at the end of either
+  // half of a batch, in one batch or across two
+  it.each([1, 2, 3, 5, 6, 7, 10, 12, 16])('with batches of %i pages, by process_vm_readv and by /proc/PID/mem', async (batchPages) => {
+    expect(guarded.content.absent).toEqual([[4, 4]]);
+    for (const viaMem of [false, true]) {
+      const mem = new ProcessMemory(fx.pid);
+      const c = collect();
+      const bufs = [Buffer.alloc(batchPages * 4096), Buffer.alloc(batchPages * 4096)] as const;
+      const segments: Segment[] = [{ offset: 0, pages: guarded.pages, verdict: 'data', case: 'A3' }];
+      try {
+        await readProcessSegments(mem, guarded.start, segments, c.sink, null as unknown as Recorder, [bufs[0], bufs[1]], viaMem);
+      } finally {
+        mem.close();
+      }
+      for (let i = 0; i < guarded.pages; i++) {
+        const want = expectedPage(guarded, i);
+        if (want.kind === 'bytes') expect(c.pages.get(i)?.equals(want.bytes), `page ${i} viaMem=${viaMem}`).toBe(true);
+        else expect(c.unreadable.get(i), `page ${i} viaMem=${viaMem}`).toMatch(viaMem ? /^\/proc\/\d+\/mem: E[A-Z]+$/ : /^process_vm_readv: EFAULT, \/proc\/\d+\/mem: E[A-Z]+$/);
+      }
+      expect(c.pages.size + c.unreadable.size).toBe(guarded.pages);
+    }
+  });
+});
