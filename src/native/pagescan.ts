@@ -9,7 +9,7 @@ import { packIovecs, IOV_MAX, type RemoteRange } from './syscalls.js';
 import { addressOf } from './libc.js';
 
 type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: Uint8Array | BigUint64Array, zero: Uint8Array) => number | bigint;
-type ReadFn = ReturnType<ReturnType<typeof koffi.load>["func"]>;
+type ReadFn = ReturnType<ReturnType<typeof koffi.load>['func']>;
 let scan: ScanFn | undefined;
 let readv: ReadFn | undefined;
 
