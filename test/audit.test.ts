@@ -1,7 +1,9 @@
 // Acceptance for `audit`: on every scenario it reports exactly the data a pagemap-only dumper would lose, and what
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, ftruncateSync, closeSync } from 'node:fs';
+import { audit } from '../src/analyze/audit.js';
+import { memfdCreate, fallocate, mmap, munmap, MFD, MAP, PROT } from '../src/native/index.js';
 import { inflateSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -146,5 +148,26 @@ describe('audit --deep', () => {
     };
     expect(kept([])).toEqual([['A3', 16]]);
     expect(kept(['--deep'])).toEqual([['K1', 16]]);
+  });
+});
+
+describe('audit of fallocated shmem', () => {
+  it('tells pages allocated but never written (S5, by cachestat) from holes (S6): both read as zero, neither is lost', () => {
+    const PS = 4096;
+    const fd = memfdCreate('pagesnap-falloc', MFD.CLOEXEC);
+    const len = 8 * PS;
+    let p = 0n;
+    try {
+      ftruncateSync(fd, len);
+      fallocate(fd, 0, 2 * PS, 3 * PS);
+      p = mmap(len, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0);
+      const rep = audit([process.pid]);
+      const r = rep.processes[0]!.regions.find((x) => x.start === p)!;
+      expect(r.runs.map((x) => [x.offset, x.pages, x.case, x.status])).toEqual([[0, 2, 'S6', 'empty'], [2, 3, 'S5', 'empty'], [5, 3, 'S6', 'empty']]);
+      expect(r.lost.pages).toBe(0);
+    } finally {
+      if (p) munmap(p, len);
+      closeSync(fd);
+    }
   });
 });

@@ -1,9 +1,13 @@
 // Reading process memory in batches, two in flight: a batch that stops short at a page that cannot be read must
 // find that page, record it as unreadable with why, and read on — in whichever half of whichever buffer it falls.
+// And what a shmem object holds, as the dump reads it: data, allocated holes, holes.
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { expectedPage } from '../fixtures/pattern.js';
+import { writeSync, closeSync, fstatSync } from 'node:fs';
 import { ProcessMemory, readProcessSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
+import { objectSegments } from '../src/dump/objects.js';
+import { memfdCreate, fallocate, MFD } from '../src/native/index.js';
 
 let fx: Fixture;
 let guarded: FixtureRegion;
@@ -49,6 +53,31 @@ describe('reading a region whose pages are not all readable', () => {
         else expect(c.unreadable.get(i), `page ${i} viaMem=${viaMem}`).toMatch(viaMem ? /^\/proc\/\d+\/mem: E[A-Z]+$/ : /^process_vm_readv: EFAULT, \/proc\/\d+\/mem: E[A-Z]+$/);
       }
       expect(c.pages.size + c.unreadable.size).toBe(guarded.pages);
+    }
+  });
+});
+
+describe('a shmem object', () => {
+  it('is cut into data (SEEK_DATA), fallocated pages never written (S5, by cachestat) and holes (S6)', () => {
+    const PS = 4096;
+    const fd = memfdCreate('pagesnap-falloc', MFD.CLOEXEC);
+    try {
+      // pages: 0-1 hole, 2-3 data, 4-6 fallocated, 7 data, 8-9 hole, 10 fallocated, 11 hole
+      const page = Buffer.alloc(PS, 7);
+      for (const p of [2, 3, 7]) writeSync(fd, page, 0, PS, p * PS);
+      fallocate(fd, 0, 4 * PS, 3 * PS);
+      fallocate(fd, 0, 10 * PS, PS);
+      // the last page: allocated, then punched out again (a hole, not cached)
+      fallocate(fd, 0, 11 * PS, PS);
+      fallocate(fd, 0x02 | 0x01, 11 * PS, PS); // FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+      const st = fstatSync(fd);
+      const segs = objectSegments({ fd, key: 'test', dev: st.dev, ino: st.ino, size: st.size, via: 'test' }, 0, 12, PS);
+      expect(segs.map((x) => [x.offset, x.pages, x.verdict, x.case])).toEqual([
+        [0, 2, 'hole', 'S6'], [2, 2, 'data', 'S2'], [4, 3, 'hole', 'S5'], [7, 1, 'data', 'S2'], [8, 2, 'hole', 'S6'],
+        [10, 1, 'hole', 'S5'], [11, 1, 'hole', 'S6'],
+      ]);
+    } finally {
+      closeSync(fd);
     }
   });
 });

@@ -13,7 +13,7 @@ const KPF_SWAPBACKED = 14;
 const KPF_KSM = 21;
 import { decideFrom, type Evidence } from '../model/rules.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
-import { openObject, closeObject, type OpenObject } from '../dump/objects.js';
+import { openObject, closeObject, cachedRuns, type OpenObject } from '../dump/objects.js';
 
 const PAGE = 4096;
 
@@ -111,13 +111,25 @@ function sweep(pages: number, cuts: number[], make: (from: number, to: number) =
   return out;
 }
 
-/** Object evidence for a shared mapping: data ranges by SEEK_DATA, and residency by mincore on our own mapping. */
-function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8Array; resident: Uint8Array | null } {
+/**
+ * Object evidence for a mapping of shmem: data ranges by SEEK_DATA, which of its holes are allocated all the same
+ * (cachestat), and residency by mincore on our own mapping.
+ */
+function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8Array; cached: Uint8Array; resident: Uint8Array | null } {
   const data = new Uint8Array(pages);
+  const cached = new Uint8Array(pages);
   const base = Number(r.offset);
   const end = Math.min(o.size, base + pages * PAGE);
+  const holes = (a: number, b: number) => {
+    const first = Math.floor((a - base) / PAGE);
+    const last = Math.ceil((b - base) / PAGE);
+    if (last <= first) return;
+    const at = base / PAGE;
+    for (const h of cachedRuns(o.fd, at + first, at + last, PAGE)) if (h.cached) cached.fill(1, h.first - at, h.first - at + h.pages);
+  };
   for (let pos = base; pos < end; ) {
     const d = seekData(o.fd, pos);
+    holes(pos, d === null ? end : Math.min(d, end));
     if (d === null || d >= end) break;
     const h = Math.min(seekHole(o.fd, d) ?? end, end);
     data.fill(1, Math.floor((d - base) / PAGE), Math.ceil((h - base) / PAGE));
@@ -135,7 +147,7 @@ function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8A
       munmap(p, len);
     }
   }
-  return { data, resident };
+  return { data, cached, resident };
 }
 
 function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null): RegionAudit {
@@ -172,7 +184,7 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
     }
   }
 
-  let obj: { data: Uint8Array; resident: Uint8Array | null } | null = null;
+  let obj: ReturnType<typeof objectEvidence> | null = null;
   let unknown: string | undefined;
   const isObject = decideFrom({ region, pte: 'none' }).verdict === 'object';
   if (isObject) {
@@ -184,9 +196,9 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
       } finally {
         closeObject(o);
       }
-      // Cut wherever the object's data or residency changes.
+      // Cut wherever the object's data, allocation or residency changes.
       for (let i = 1; i < pages; i++) {
-        if (obj.data[i] !== obj.data[i - 1] || (obj.resident && obj.resident[i] !== obj.resident[i - 1])) cuts.push(i);
+        if (obj.data[i] !== obj.data[i - 1] || obj.cached[i] !== obj.cached[i - 1] || (obj.resident && obj.resident[i] !== obj.resident[i - 1])) cuts.push(i);
       }
     }
   }
@@ -200,7 +212,7 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
   const runs = sweep(pages, cuts, (from) => {
     const run = pteAt(from);
     const e: Evidence = { region, pte: run?.state ?? 'none', huge: run?.huge, uffdWp: run?.uffdWp };
-    if (obj) e.object = { data: obj.data[from] === 1, resident: obj.resident ? obj.resident[from] === 1 : undefined };
+    if (obj) e.object = { data: obj.data[from] === 1, cached: obj.cached[from] === 1, resident: obj.resident ? obj.resident[from] === 1 : undefined };
     if (deep && deep.excl[from]) {
       e.exclusive = deep.excl[from] === 1;
       if (deep.ksm[from]) e.kpf = { ksm: deep.ksm[from] === 1, swapBacked: deep.swapBacked[from] === 1 };

@@ -4,7 +4,7 @@
  * swapped out, zapped, written through another mapping or inherited by a fork child (cases S2, S3, H2).
  */
 import { openSync, closeSync, fstatSync, readdirSync, statSync } from 'node:fs';
-import { seekData, seekHole, isErrno } from '../native/index.js';
+import { seekData, seekHole, cachestat, isErrno } from '../native/index.js';
 import type { Region } from '../proc/index.js';
 import type { Segment } from './pages.js';
 
@@ -75,7 +75,10 @@ export function objectSegments(o: OpenObject, from: number, to: number, pageSize
   const push = (a: number, b: number, verdict: 'data' | 'hole') => {
     const first = Math.max(from, Math.floor(a / pageSize));
     const last = Math.min(to, Math.ceil(b / pageSize));
-    if (last > first) out.push({ offset: first, pages: last - first, verdict, case: verdict === 'data' ? 'S2' : 'S6' });
+    if (last <= first) return;
+    if (verdict === 'data') out.push({ offset: first, pages: last - first, verdict, case: 'S2' });
+    // A hole to SEEK_DATA may still be allocated: fallocated, never written (S5). Either reads as zero.
+    else for (const h of cachedRuns(o.fd, first, last, pageSize)) out.push({ offset: h.first, pages: h.pages, verdict, case: h.cached ? 'S5' : 'S6' });
   };
   let pos = from * pageSize;
   while (pos < end) {
@@ -86,6 +89,33 @@ export function objectSegments(o: OpenObject, from: number, to: number, pageSize
     const h = Math.min(seekHole(o.fd, d) ?? end, end);
     push(d, h, 'data');
     pos = h;
+  }
+  return out;
+}
+
+/**
+ * Pages [first, last) of a file cut into runs by whether the page cache holds them, from cachestat(2) counts
+ * (halving a range until each piece is all cached or all not). Without cachestat (before 6.5): one run, not cached.
+ */
+export function cachedRuns(fd: number, first: number, last: number, pageSize = 4096): { first: number; pages: number; cached: boolean }[] {
+  const out: { first: number; pages: number; cached: boolean }[] = [];
+  const add = (a: number, n: number, cached: boolean) => {
+    const prev = out[out.length - 1];
+    if (prev && prev.cached === cached && prev.first + prev.pages === a) prev.pages += n;
+    else out.push({ first: a, pages: n, cached });
+  };
+  const split = (a: number, b: number) => {
+    const cached = cachestat(fd, a * pageSize, (b - a) * pageSize).cache;
+    if (cached === 0 || cached === b - a) return add(a, b - a, cached > 0);
+    const m = (a + b) >> 1;
+    split(a, m);
+    split(m, b);
+  };
+  try {
+    split(first, last);
+  } catch (e) {
+    if (!isErrno(e, 'ENOSYS', 'EOPNOTSUPP', 'EINVAL')) throw e;
+    return [{ first, pages: last - first, cached: false }];
   }
   return out;
 }
