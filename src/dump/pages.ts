@@ -181,9 +181,8 @@ export class ProcessMemory {
  * bandwidth). Bytes read up to the first unreadable page, as one call would return.
  */
 async function readInHalves(pid: number, buf: Buffer, remote: RemoteRange[], pageSize: number): Promise<number> {
-  const total = buf.length;
-  const half = Math.floor(total / 2 / pageSize) * pageSize;
-  if (half === 0 || remote.length > IOV_MAX / 2) return processVmReadvAsync(pid, buf, remote);
+  const half = Math.floor(buf.length / 2 / pageSize) * pageSize;
+  if (half === 0) return processVmReadvAsync(pid, buf, remote);
   const a: RemoteRange[] = [];
   const b: RemoteRange[] = [];
   let at = 0;
