@@ -16,7 +16,7 @@ import { bytes } from '../src/render/format.js';
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const keep = process.argv.includes('--keep');
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- the commands' --json output, read for a few figures */
+/** a command's --json output, read for a few figures */
 type Json = any;
 
 let stepNo = 0;
@@ -38,8 +38,8 @@ function step(title: string, args: string[], summary: (j: Json) => string[]): Js
 const n = (x: number) => x.toLocaleString('en-US');
 const byCase = (list: { case: string; pages: number }[]) => list.map((c) => `${c.case} ${n(c.pages)}`).join(', ') || 'none';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
 const fx = await Fixture.start(['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'guard', 'uffd-wp', 'poison', 'file-private']);
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
 let failed = false;
 const cleanUp = async () => {
   await fx.stop();
