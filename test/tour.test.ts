@@ -4,8 +4,11 @@ import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 
-const tour = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/start.ts', ...args], { encoding: 'utf8', timeout: 120_000 });
+const tour = (args: string[] = [], as?: number) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/start.ts', ...args], {
+  encoding: 'utf8', timeout: 120_000, ...(as === undefined ? {} : { uid: as, gid: as, env: { ...process.env, HOME: tmpdir() } }),
+});
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
 
 function parse(out: string) {
@@ -36,7 +39,7 @@ describe('the tour (npm start)', () => {
   }, 120_000);
 
   it('--keep leaves the snapshots (0600) and the heatmap it names', () => {
-    const r = tour('--keep');
+    const r = tour(['--keep']);
     const t = parse(r.stdout);
     try {
       expect(r.status, r.stdout + r.stderr).toBe(0);
@@ -46,5 +49,16 @@ describe('the tour (npm start)', () => {
     } finally {
       if (t.dir) rmSync(t.dir, { recursive: true, force: true });
     }
+  }, 120_000);
+
+  it('needs no root: as another user it works on a process of its own', () => {
+    const r = tour([], 65534);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const t = parse(r.stdout);
+    expect(t.steps).toHaveLength(9);
+    expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
+    expect(r.stdout).not.toContain('✗');
+    expect(existsSync(t.dir!)).toBe(false);
+    expect(alive(t.workload)).toBe(false);
   }, 120_000);
 });
