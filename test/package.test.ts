@@ -65,6 +65,7 @@ describe('npm pack', () => {
     expect(files).toContain('dist/commands/dump.js');
     expect(files).toContain('native/host.c');
     expect(files).toContain('oclif.manifest.json');
+    expect(files).toContain('FORMAT.md'); // the README links it
     expect(files.filter((f) => /^(test|bench|tmp|scripts|snapshots|node_modules)\//.test(f) || f.startsWith('dist/test/'))).toEqual([]);
 
     const project = join(dir, 'project');
