@@ -1,15 +1,26 @@
 /**
  * Reversible changes to machine settings (zram swap, KSM, THP, hugetlb pages), for the tests, the lab and the
- * benchmarks. Every change is journaled before it is made, undone in reverse order by restore() or on any exit
- * path (atExit), and a journal left by a process that was killed outright is replayed by the next one.
+ * benchmarks. Changes are kept in one journal shared by every pagesnap process on the machine, each with the pids
+ * that need it: a change is journaled before it is made, and undone (newest first) when the last process needing it
+ * restores, exits (atExit) or is found dead by the next one. So two runs at once never pull a setting from under
+ * each other, and a run killed outright leaves nothing changed for long.
  */
-import { readFileSync, writeFileSync, existsSync, mkdirSync, unlinkSync, readdirSync, openSync, writeSync, closeSync } from 'node:fs';
-import { PagesnapError, swapon, swapoff, isErrno, atExit } from '../native/index.js';
+import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
+import { PagesnapError, swapon, swapoff, flock, isErrno, atExit } from '../native/index.js';
 
-type Change = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
+type Undo = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
+
+/** One change to the machine: what it was (a sysfs path, or 'swap'), how to undo it, and who needs it. */
+interface Entry {
+  key: string;
+  undo: Undo;
+  needs: number[];
+}
 
 const JOURNAL_DIR = '/run/pagesnap';
-const journalPath = (pid: number) => `${JOURNAL_DIR}/settings-${pid}.json`;
+const JOURNAL = `${JOURNAL_DIR}/settings.json`;
+const LOCK_EX = 2;
+const LOCK_UN = 8;
 
 function readValue(path: string): string {
   const raw = readFileSync(path, 'utf8').trim();
@@ -28,7 +39,7 @@ function writeValue(path: string, value: string): void {
   }
 }
 
-function undo(c: Change): void {
+function undo(c: Undo): void {
   if (c.kind === 'sysfs') writeValue(c.path, c.old);
   else {
     try {
@@ -40,45 +51,76 @@ function undo(c: Change): void {
   }
 }
 
-/** Replay journals of processes that died before restoring. */
-function recoverStale(): void {
-  if (!existsSync(JOURNAL_DIR)) return;
-  for (const f of readdirSync(JOURNAL_DIR)) {
-    const m = /^settings-(\d+)\.json$/.exec(f);
-    if (!m || existsSync(`/proc/${m[1]}`)) continue;
-    const changes = JSON.parse(readFileSync(`${JOURNAL_DIR}/${f}`, 'utf8')) as Change[];
-    for (const c of changes.reverse()) {
-      try {
-        undo(c);
-      } catch {
-        /* best effort for a dead process's leftovers */
-      }
-    }
-    unlinkSync(`${JOURNAL_DIR}/${f}`);
+const alive = (pid: number) => existsSync(`/proc/${pid}`);
+
+/** The shared journal, under an exclusive lock while `f` runs; `save` writes it (before a change is made). */
+function withJournal<T>(f: (entries: Entry[], save: () => void) => T): T {
+  mkdirSync(JOURNAL_DIR, { recursive: true, mode: 0o700 });
+  const lock = openSync(`${JOURNAL_DIR}/settings.lock`, 'a', 0o600);
+  try {
+    flock(lock, LOCK_EX);
+    const entries = existsSync(JOURNAL) ? (JSON.parse(readFileSync(JOURNAL, 'utf8')) as Entry[]) : [];
+    const save = () => {
+      writeFileSync(`${JOURNAL}.tmp`, JSON.stringify(entries), { mode: 0o600 });
+      renameSync(`${JOURNAL}.tmp`, JOURNAL);
+    };
+    const errors = release(entries, () => false);
+    const out = f(entries, save);
+    save();
+    if (errors.length) throw new PagesnapError(`could not restore machine settings: ${errors.join('; ')}`);
+    return out;
+  } finally {
+    flock(lock, LOCK_UN);
+    closeSync(lock);
   }
 }
 
+/** Drop `gone` pids and dead ones from every entry; undo, newest first, the entries nobody needs any more. */
+function release(entries: Entry[], gone: (pid: number) => boolean): string[] {
+  const errors: string[] = [];
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i]!;
+    e.needs = e.needs.filter((p) => !gone(p) && alive(p));
+    if (e.needs.length > 0) continue;
+    try {
+      undo(e.undo);
+    } catch (err) {
+      errors.push((err as Error).message);
+    }
+    entries.splice(i, 1);
+  }
+  return errors;
+}
+
 export class HostSettings {
-  private changes: Change[] = [];
   private forget: (() => void) | null = null;
 
+  /** Undoes what processes that died needed and nobody else does. */
   constructor() {
-    recoverStale();
+    withJournal(() => {});
   }
 
-  private record(c: Change): void {
+  /** Mark this process as needing `entry`, and restore on exit. */
+  private need(e: Entry): void {
+    if (!e.needs.includes(process.pid)) e.needs.push(process.pid);
     this.forget ??= atExit(() => this.restore());
-    this.changes.push(c);
-    mkdirSync(JOURNAL_DIR, { recursive: true, mode: 0o700 });
-    writeFileSync(journalPath(process.pid), JSON.stringify(this.changes));
   }
 
   /** Set a sysfs/procfs value, remembering the old one. No-op when it already holds `value`. */
   set(path: string, value: string): void {
-    const old = readValue(path);
-    if (old === value) return;
-    this.record({ kind: 'sysfs', path, old });
-    writeValue(path, value);
+    withJournal((entries, save) => {
+      let e = entries.find((x) => x.key === path);
+      if (e) this.need(e);
+      const old = readValue(path);
+      if (old === value) return;
+      if (!e) {
+        e = { key: path, undo: { kind: 'sysfs', path, old }, needs: [] };
+        entries.push(e);
+        this.need(e);
+      }
+      save();
+      writeValue(path, value);
+    });
   }
 
   /**
@@ -86,16 +128,26 @@ export class HostSettings {
    * that cannot be done here (no zram), else null.
    */
   ensureSwap(sizeBytes = 1 << 30): string | null {
-    if (swapTotalKiB() > 0) return null;
-    const dev = findFreeZram();
-    if (!dev) return 'no swap is enabled and no free zram device exists (/sys/block/zram*; modprobe zram)';
-    const sysfs = `/sys/block/${dev}`;
-    const device = `/dev/${dev}`;
-    this.record({ kind: 'zram-swap', device, sysfs });
-    writeValue(`${sysfs}/disksize`, String(sizeBytes));
-    writeSwapHeader(device, sizeBytes);
-    swapon(device);
-    return null;
+    return withJournal((entries, save) => {
+      const ours = entries.find((x) => x.key === 'swap');
+      if (ours) {
+        this.need(ours);
+        return null;
+      }
+      if (swapTotalKiB() > 0) return null;
+      const dev = findFreeZram();
+      if (!dev) return 'no swap is enabled and no free zram device exists (/sys/block/zram*; modprobe zram)';
+      const sysfs = `/sys/block/${dev}`;
+      const device = `/dev/${dev}`;
+      const e: Entry = { key: 'swap', undo: { kind: 'zram-swap', device, sysfs }, needs: [] };
+      entries.push(e);
+      this.need(e);
+      save();
+      writeValue(`${sysfs}/disksize`, String(sizeBytes));
+      writeSwapHeader(device, sizeBytes);
+      swapon(device);
+      return null;
+    });
   }
 
   /** Turn KSM on, scanning fast, so fixtures merge within seconds. */
@@ -111,7 +163,9 @@ export class HostSettings {
   enableThp(): string | null {
     const base = '/sys/kernel/mm/transparent_hugepage';
     if (!existsSync(`${base}/enabled`)) return 'this kernel has no transparent huge pages';
-    if (readValue(`${base}/enabled`) === 'never') this.set(`${base}/enabled`, 'madvise');
+    // (set to what it holds: no change, but this process now needs whatever another one changed it to)
+    const enabled = readValue(`${base}/enabled`);
+    this.set(`${base}/enabled`, enabled === 'never' ? 'madvise' : enabled);
     this.set(`${base}/use_zero_page`, '1');
     return null;
   }
@@ -121,8 +175,8 @@ export class HostSettings {
     const path = '/proc/sys/vm/nr_hugepages';
     if (!existsSync(path)) return 'this kernel has no hugetlb pages';
     const now = Number(readValue(path));
+    this.set(path, String(Math.max(now, count)));
     if (now >= count) return null;
-    this.set(path, String(count));
     let got = Number(readValue(path));
     if (got < count && existsSync('/proc/sys/vm/compact_memory')) {
       // Fragmented memory: compact it once (an action, nothing to restore) and ask again.
@@ -133,20 +187,14 @@ export class HostSettings {
     return got >= count ? null : `only ${got} of ${count} hugetlb pages could be reserved (memory too fragmented)`;
   }
 
-  /** Undo every change, newest first. Safe to call more than once. */
+  /**
+   * This process no longer needs its changes: undo, newest first, those no other live process needs. Safe to call
+   * more than once.
+   */
   restore(): void {
-    const errors: string[] = [];
-    for (const c of this.changes.reverse()) {
-      try {
-        undo(c);
-      } catch (e) {
-        errors.push((e as Error).message);
-      }
-    }
-    this.changes = [];
     this.forget?.();
     this.forget = null;
-    if (existsSync(journalPath(process.pid))) unlinkSync(journalPath(process.pid));
+    const errors = withJournal((entries) => release(entries, (pid) => pid === process.pid));
     if (errors.length) throw new PagesnapError(`could not restore machine settings: ${errors.join('; ')}`);
   }
 }

@@ -25,6 +25,7 @@ export const fn = {
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
+  flock: libc.func('int flock(int fd, int op)'),
   socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),

@@ -208,6 +208,11 @@ export function fallocate(fd: number, mode: number, off: number, len: number): v
   check('fallocate', fn.fallocate(fd, mode, off, len), `fd ${fd} ${off}+${len}`);
 }
 
+/** flock(2): LOCK_EX (2) waits for an exclusive lock, LOCK_UN (8) releases it. */
+export function flock(fd: number, op: number): void {
+  check('flock', fn.flock(fd, op), `fd ${fd}`);
+}
+
 export function eventfd(initval = 0, flags = EFD.CLOEXEC): number {
   return check('eventfd', fn.eventfd(initval, flags));
 }

@@ -1,0 +1,66 @@
+// Machine settings changed for tests and the lab are shared by every pagesnap process: a change stays while any
+// live process needs it and is undone when the last one lets go — by restoring, by exiting, or by being found dead.
+import { describe, it, expect } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { HostSettings } from '../src/host/settings.js';
+
+const KNOB = '/sys/kernel/mm/ksm/sleep_millisecs';
+const read = () => readFileSync(KNOB, 'utf8').trim();
+const skip = !existsSync(KNOB) ? `${KNOB} is missing (no KSM in this kernel)` : process.getuid?.() !== 0 ? 'needs root' : null;
+if (skip) console.log(`host-settings tests skipped: ${skip}`);
+
+async function child(value: string): Promise<ChildProcess> {
+  const c = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/settings-child.ts', KNOB, value], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await once(c.stdout!, 'data')) as [Buffer];
+  expect(line.toString()).toBe('ready\n');
+  return c;
+}
+const finish = async (c: ChildProcess) => {
+  const done = once(c, 'exit');
+  c.stdin!.end();
+  await done;
+};
+
+describe.skipIf(skip)('shared machine settings', () => {
+  it('a change another process still needs is not undone under it', async () => {
+    const orig = read();
+    const changed = String(Number(orig) + 7);
+    const c = await child(changed);
+    const mine = new HostSettings();
+    try {
+      expect(read()).toBe(changed);
+      mine.set(KNOB, changed); // already so: now this process needs it too
+      await finish(c);
+      expect(read()).toBe(changed);
+    } finally {
+      mine.restore();
+    }
+    expect(read()).toBe(orig);
+  });
+
+  it('a change only the other process needed is undone when it restores, while this one holds others', async () => {
+    const orig = read();
+    const mine = new HostSettings();
+    try {
+      mine.set('/sys/kernel/mm/ksm/pages_to_scan', String(Number(readFileSync('/sys/kernel/mm/ksm/pages_to_scan', 'utf8')) + 1));
+      const c = await child(String(Number(orig) + 3));
+      await finish(c);
+      expect(read()).toBe(orig);
+    } finally {
+      mine.restore();
+    }
+  });
+
+  it('a process killed outright: the next one undoes what it needed', async () => {
+    const orig = read();
+    const c = await child(String(Number(orig) + 5));
+    const dead = once(c, 'exit');
+    c.kill('SIGKILL');
+    await dead;
+    expect(read()).not.toBe(orig);
+    new HostSettings();
+    expect(read()).toBe(orig);
+  });
+});
