@@ -5,7 +5,7 @@
  * rule a pagemap-only dumper follows: keep a page when this process's pagemap says PRESENT or SWAPPED.
  */
 import { release } from 'node:os';
-import { mmap, munmap, mincore, seekData, seekHole, PROT, MAP, type Addr } from '../native/index.js';
+import { mmap, munmap, mincore, PROT, MAP, type Addr } from '../native/index.js';
 import { Pagemap, KpageReader, readRegions, readIdentity, assertPid, isAlive, exited, type Region, type PageState, type PagemapMethod, type ProcessIdentity } from '../proc/index.js';
 
 /** kpageflags bits (include/uapi/linux/kernel-page-flags.h) */
@@ -13,7 +13,7 @@ const KPF_SWAPBACKED = 14;
 const KPF_KSM = 21;
 import { decideFrom, type Evidence } from '../model/rules.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
-import { openObject, closeObject, cachedRuns, type OpenObject } from '../dump/objects.js';
+import { openObject, closeObject, objectSegments, type OpenObject } from '../dump/objects.js';
 
 const PAGE = 4096;
 
@@ -120,20 +120,11 @@ function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8A
   const cached = new Uint8Array(pages);
   const base = Number(r.offset);
   const end = Math.min(o.size, base + pages * PAGE);
-  const holes = (a: number, b: number) => {
-    const first = Math.floor((a - base) / PAGE);
-    const last = Math.ceil((b - base) / PAGE);
-    if (last <= first) return;
-    const at = base / PAGE;
-    for (const h of cachedRuns(o.fd, at + first, at + last, PAGE)) if (h.cached) cached.fill(1, h.first - at, h.first - at + h.pages);
-  };
-  for (let pos = base; pos < end; ) {
-    const d = seekData(o.fd, pos);
-    holes(pos, d === null ? end : Math.min(d, end));
-    if (d === null || d >= end) break;
-    const h = Math.min(seekHole(o.fd, d) ?? end, end);
-    data.fill(1, Math.floor((d - base) / PAGE), Math.ceil((h - base) / PAGE));
-    pos = h;
+  // the dump's own reading of the object: data (S2) and holes, allocated (S5) or not
+  const at = base / PAGE;
+  for (const s of objectSegments(o, at, at + pages, PAGE)) {
+    if (s.verdict === 'data') data.fill(1, s.offset - at, s.offset - at + s.pages);
+    else if (s.case === 'S5') cached.fill(1, s.offset - at, s.offset - at + s.pages);
   }
   let resident: Uint8Array | null = null;
   if (r.kind !== 'hugetlb' && end > base) {

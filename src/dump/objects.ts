@@ -97,7 +97,7 @@ export function objectSegments(o: OpenObject, from: number, to: number, pageSize
  * Pages [first, last) of a file cut into runs by whether the page cache holds them, from cachestat(2) counts
  * (halving a range until each piece is all cached or all not). Without cachestat (before 6.5): one run, not cached.
  */
-export function cachedRuns(fd: number, first: number, last: number, pageSize = 4096): { first: number; pages: number; cached: boolean }[] {
+function cachedRuns(fd: number, first: number, last: number, pageSize = 4096): { first: number; pages: number; cached: boolean }[] {
   const out: { first: number; pages: number; cached: boolean }[] = [];
   const add = (a: number, n: number, cached: boolean) => {
     const prev = out[out.length - 1];
