@@ -197,7 +197,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         hostPid: h.pid, channels: h.moveChannels, stages: h.moveChannels.map(() => h.stage(UNIT_PAGES * ps)),
         eligible: moveEligible(p.content.table, p.plan, mode, ps), auto: mode === 'auto',
       },
-      deferFill: lazy,
     }, workers);
     workers = undefined;
     const readyMs = lazy ? performance.now() - t0 : undefined;
@@ -208,7 +207,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       } finally {
         streamer.startFill();
       }
-    }
+    } else streamer.startFill();
     const toPlace = (p.content.counts.data + p.content.counts.zero) * ps;
     const report = () => {
       const t = streamer.totals();

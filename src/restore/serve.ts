@@ -113,12 +113,14 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
       const s: Streamer = new Streamer(reader, freshUnits(plan.table), {
         uffd: ufd, pidfd: -1, ranges: plan.ranges, fillThreads, events: map, onFork: (u, mp) => spawnChild(u, mp, child),
       });
+      s.startFill();
       track(run(child, s, performance.now(), null).finally(() => closeFd(ufd)));
     };
     const streamer = new Streamer(reader, plan.table, {
       uffd: m.uffd, pidfd, conn: m.conn, ranges: plan.ranges, fillThreads,
       events: hello.events.length ? true : undefined, onFork: (u, mp) => spawnChild(u, mp, id),
     });
+    streamer.startFill();
     emit({ kind: 'start', session: id, client: m.cred, pages: plan.counts, lost: plan.lost.length, events: hello.events, prefetch: hello.prefetch });
     track(run(id, streamer, started, m.conn).finally(() => {
       for (const fd of fds) closeFd(fd);

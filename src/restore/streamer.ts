@@ -30,8 +30,6 @@ export interface StreamOptions {
   profile?: boolean;
   /** per fill worker: its MOVE channel and staging area, and which units may be moved whole */
   move?: { hostPid: number; channels: number[]; stages: bigint[]; eligible: Uint8Array; auto: boolean };
-  /** faults are served at once, but the background fill waits for startFill() */
-  deferFill?: boolean;
 }
 
 export type StreamStats = Record<keyof typeof STAT, number>;
@@ -119,7 +117,6 @@ export class Streamer {
         move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer, auto: m.auto },
       };
     });
-    if (!opts.deferFill) this.startFill();
     this.fillersExit = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {});
     this.full = this.fillers.length === 0 ? new Promise(() => {}) : this.fillersExit.then(() => {
       if (!this.failure && !Atomics.load(this.ctl, CTL.STOP)) this.fullAt = performance.now();
@@ -128,7 +125,10 @@ export class Streamer {
     this.ended = this.faultExit;
   }
 
-  /** Start the background fill (once; the constructor does unless told to defer it). */
+  /**
+   * Start the background fill. Faults are served from construction on; the fill waits for this, so a caller can
+   * let the process (or itself) touch its working set first. Idempotent.
+   */
   startFill(): void {
     this.fillData?.forEach((data, i) => this.fillers[i]!.postMessage(data));
     this.fillData = null;
