@@ -189,14 +189,15 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
       switch (run.verdict) {
         case 'data':
           if (streamed) b.push(index, first + offset, pages, Op.DATA, src!, shift);
-          else if (p.how === 'file' || p.how === 'object') {
+          else {
+            // a file or shmem mapping again: its copied-on-write pages are written over it
             out.writes.push({ addr: range.start, pages, src: src! });
             written += pages;
           }
           break;
         case 'zero':
           if (streamed) b.push(index, first + offset, pages, Op.ZERO, 0, shift);
-          else if (p.how === 'file' || p.how === 'object') {
+          else {
             out.writes.push({ addr: range.start, pages, src: null });
             written += pages;
           }
