@@ -10,25 +10,17 @@
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { poll, readRaw, POLL, decodeUffdMsg, uffdCopy, type UffdMsg } from '../native/index.js';
-import { FrameDecoder } from '../snapshot/frame-decoder.js';
-import { Placer, STAT, STAT_FIELDS, type Outcome } from './placer.js';
-import { attach, segmentAt, segmentsIn, unitOf } from './segments.js';
-import { AddressMap, ROW } from './address-map.js';
-import { Gate } from './gate.js';
-import { CTL, type FaultWorkerData, type WorkerMessage } from './stream-shared.js';
+import { STAT, type Outcome } from './placer.js';
+import { segmentAt, segmentsIn, unitOf } from './segments.js';
+import { ROW } from './address-map.js';
+import { CTL, type FaultWorkerData } from './stream-shared.js';
+import { workerContext } from './worker-context.js';
 
 // Started early (while the restore sets up), the worker waits for its data.
 parentPort!.once('message', (data: FaultWorkerData) => main(data));
 
 function main(data: FaultWorkerData): void {
-  const post = (m: WorkerMessage) => parentPort!.postMessage(m);
-  const table = attach(data.table);
-  const ctl = new Int32Array(data.ctl);
-  const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
-  const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 16);
-  const placer = new Placer(data.uffd, decoder, table, stats, (d) => post({ kind: 'damage', ...d }));
-  const map = data.events && AddressMap.attach(data.events.map);
-  const gate = new Gate(data.events?.gate ?? Gate.buffer(), !!data.events);
+  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 16);
   const ps = data.pageSize;
   const psn = BigInt(ps);
 

@@ -4,28 +4,20 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { processVmWritev, type Addr } from '../native/index.js';
-import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { FormatError } from '../snapshot/format.js';
 import { hostMove } from './host-protocol.js';
-import { Placer, STAT, STAT_FIELDS, type Outcome } from './placer.js';
-import { attach, Op, UNIT, UNIT_PAGES } from './segments.js';
-import { AddressMap, ROW } from './address-map.js';
-import { Gate } from './gate.js';
-import { CTL, type FillWorkerData, type WorkerMessage } from './stream-shared.js';
+import { STAT, type Outcome } from './placer.js';
+import { Op, UNIT, UNIT_PAGES } from './segments.js';
+import { ROW } from './address-map.js';
+import { CTL, type FillWorkerData } from './stream-shared.js';
+import { workerContext } from './worker-context.js';
 
 // Started early (while the restore sets up), the worker waits for its data.
 parentPort!.once('message', (data: FillWorkerData) => main(data));
 
 function main(data: FillWorkerData): void {
-  const post = (m: WorkerMessage) => parentPort!.postMessage(m);
-  const table = attach(data.table);
+  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 2);
   const order = new Int32Array(data.order);
-  const ctl = new Int32Array(data.ctl);
-  const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
-  const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, 2);
-  const placer = new Placer(data.uffd, decoder, table, stats, (d) => post({ kind: 'damage', ...d }));
-  const map = data.events && AddressMap.attach(data.events.map);
-  const gate = new Gate(data.events?.gate ?? Gate.buffer(), !!data.events);
   const ps = data.pageSize;
   const eligible = data.move ? new Uint8Array(data.move.eligible) : null;
   const units = table.unitState.length;
