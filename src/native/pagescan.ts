@@ -5,8 +5,7 @@
 import koffi from 'koffi';
 import { PagesnapError, NativeError } from './errors.js';
 import { nativeBuild } from './package-root.js';
-import { packIovecs, IOV_MAX, type RemoteRange } from './syscalls.js';
-import { addressOf } from './libc.js';
+import { processVmIovecs, type RemoteRange } from './syscalls.js';
 
 type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, hashes: Uint8Array | BigUint64Array, zero: Uint8Array) => number | bigint;
 type ReadFn = ReturnType<ReturnType<typeof koffi.load>['func']>;
@@ -44,14 +43,12 @@ export function scanPages(buf: Uint8Array, pages: number, pageSize: number, seed
  * must stay untouched until it settles.
  */
 export function processVmReadvAsync(pid: number, buf: Buffer, remote: readonly RemoteRange[]): Promise<number> {
-  if (remote.length > IOV_MAX) throw new RangeError(`process_vm_readv: more than ${IOV_MAX} iovecs`);
   load();
-  const local = packIovecs([{ base: addressOf(buf), len: buf.length }]);
-  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  const { liov, riov } = processVmIovecs('process_vm_readv', [buf], remote);
   return new Promise((resolve, reject) => {
-    readv!.async(pid, local, 1, riov, remote.length, (err: unknown, rc: number | bigint) => {
+    readv!.async(pid, liov, 1, riov, remote.length, (err: unknown, rc: number | bigint) => {
       // (the iovec buffers live in this closure until the call is done)
-      void local;
+      void liov;
       void riov;
       if (err) reject(err);
       else if (Number(rc) < 0) reject(new NativeError('process_vm_readv', -Number(rc), `pid ${pid} at 0x${remote[0]?.addr.toString(16)}`));

@@ -151,7 +151,7 @@ export interface RemoteRange {
 }
 
 /** struct iovec[] for the kernel. */
-export function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
+function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buffer {
   const iov = Buffer.alloc(ranges.length * 16);
   ranges.forEach((r, i) => {
     iov.writeBigUInt64LE(r.base, i * 16);
@@ -163,10 +163,17 @@ export function packIovecs(ranges: readonly { base: Addr; len: number }[]): Buff
 /** The kernel processes at most IOV_MAX (1024) iovecs per call on either side. */
 export const IOV_MAX = 1024;
 
-function processVm(call: 'process_vm_readv' | 'process_vm_writev', pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
+/** The local and remote iovec arrays of a process_vm_readv/writev call. */
+export function processVmIovecs(call: string, local: readonly Buffer[], remote: readonly RemoteRange[]): { liov: Buffer; riov: Buffer } {
   if (local.length > IOV_MAX || remote.length > IOV_MAX) throw new RangeError(`${call}: more than ${IOV_MAX} iovecs`);
-  const liov = packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length })));
-  const riov = packIovecs(remote.map((r) => ({ base: r.addr, len: r.len })));
+  return {
+    liov: packIovecs(local.map((b) => ({ base: addressOf(b), len: b.length }))),
+    riov: packIovecs(remote.map((r) => ({ base: r.addr, len: r.len }))),
+  };
+}
+
+function processVm(call: 'process_vm_readv' | 'process_vm_writev', pid: number, local: readonly Buffer[], remote: readonly RemoteRange[]): number {
+  const { liov, riov } = processVmIovecs(call, local, remote);
   const rc = fn.sys_process_vm_rw(SYS[call], pid, liov, local.length, riov, remote.length, 0);
   const first = remote[0];
   return check(call, rc, `pid ${pid}${first ? ` at ${hex(first.addr)}` : ''}`);
