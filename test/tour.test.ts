@@ -11,13 +11,18 @@ const tour = (args: string[] = [], as?: number) => spawnSync(process.execPath, [
 });
 const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
 
+/** What the tour says it made; every one must be named, so that "gone" below cannot pass for want of a name. */
 function parse(out: string) {
-  return {
-    dir: /files in (\S+)/.exec(out)?.[1],
+  const t = {
+    dir: /files in (\S+)/.exec(out)?.[1] ?? '',
     workload: Number(/The workload: process (\d+)/.exec(out)?.[1]),
     host: Number(/host (\d+): ready/.exec(out)?.[1]),
     steps: [...out.matchAll(/^ ?\d+\. ([^:(\n]+)/gm)].map((m) => m[1]!.trim()),
   };
+  expect(t.dir).toMatch(/pagesnap-tour-/);
+  expect(t.workload).toBeGreaterThan(0);
+  expect(t.host).toBeGreaterThan(0);
+  return t;
 }
 
 describe('the tour (npm start)', () => {
@@ -32,22 +37,22 @@ describe('the tour (npm start)', () => {
     expect(r.stdout).toMatch(/mixed: 1 page removed \(now zero\), 1 expected ✓/);
     expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
     expect(r.stdout).not.toContain('✗');
-    expect(t.dir).toBeDefined();
-    expect(existsSync(t.dir!)).toBe(false);
+    expect(existsSync(t.dir)).toBe(false);
     expect(alive(t.workload)).toBe(false);
     expect(alive(t.host)).toBe(false);
   }, 120_000);
 
   it('--keep leaves the snapshots (0600) and the heatmap it names', () => {
     const r = tour(['--keep']);
-    const t = parse(r.stdout);
+    const kept = /files in (\S+)/.exec(r.stdout)?.[1];
     try {
       expect(r.status, r.stdout + r.stderr).toBe(0);
-      expect(readFileSync(join(t.dir!, 'audit.svg'), 'utf8')).toMatch(/^<svg/);
-      for (const f of ['tour-1.psnap', 'tour-2.psnap']) expect(statSync(join(t.dir!, f)).mode & 0o777).toBe(0o600);
+      const t = parse(r.stdout);
+      expect(readFileSync(join(t.dir, 'audit.svg'), 'utf8')).toMatch(/^<svg/);
+      for (const f of ['tour-1.psnap', 'tour-2.psnap']) expect(statSync(join(t.dir, f)).mode & 0o777).toBe(0o600);
       expect(alive(t.workload)).toBe(false);
     } finally {
-      if (t.dir) rmSync(t.dir, { recursive: true, force: true });
+      if (kept) rmSync(kept, { recursive: true, force: true });
     }
   }, 120_000);
 
@@ -58,7 +63,7 @@ describe('the tour (npm start)', () => {
     expect(t.steps).toHaveLength(9);
     expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
     expect(r.stdout).not.toContain('✗');
-    expect(existsSync(t.dir!)).toBe(false);
+    expect(existsSync(t.dir)).toBe(false);
     expect(alive(t.workload)).toBe(false);
   }, 120_000);
 });
