@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { patternPage } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
+import { readStat } from '../src/proc/process.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { compareRestored } from './helpers/restored.js';
 
@@ -35,7 +36,7 @@ beforeAll(async () => {
   // Stopped for both dumps, so the two see the same memory (a running process may touch its own pages, e.g. errno,
   // in between); pagesnap leaves an already-stopped process stopped.
   process.kill(fx.pid, 'SIGSTOP');
-  while (!/^State:\s+T/m.test(readFileSync(`/proc/${fx.pid}/status`, 'utf8'))) await new Promise((r) => setTimeout(r, 1));
+  while (readStat(fx.pid).state !== 'T') await new Promise((r) => setTimeout(r, 1));
   try {
     cliJson(['dump', String(fx.pid), '-o', file('b.psnap'), '--parent', file('a.psnap')]);
     cliJson(['dump', String(fx.pid), '-o', file('full-b.psnap')]);

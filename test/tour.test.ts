@@ -4,12 +4,12 @@ import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAlive } from '../src/proc/process.js';
 import { tmpdir } from 'node:os';
 
 const tour = (args: string[] = [], as?: number) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/start.ts', ...args], {
   encoding: 'utf8', timeout: 120_000, ...(as === undefined ? {} : { uid: as, gid: as, env: { ...process.env, HOME: tmpdir() } }),
 });
-const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
 
 /** What the tour says it made; every one must be named, so that "gone" below cannot pass for want of a name. */
 function parse(out: string) {
@@ -38,8 +38,8 @@ describe('the tour (npm start)', () => {
     expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
     expect(r.stdout).not.toContain('✗');
     expect(existsSync(t.dir)).toBe(false);
-    expect(alive(t.workload)).toBe(false);
-    expect(alive(t.host)).toBe(false);
+    expect(isAlive(t.workload)).toBe(false);
+    expect(isAlive(t.host)).toBe(false);
   }, 120_000);
 
   it('--keep leaves the snapshots (0600) and the heatmap it names', () => {
@@ -50,7 +50,7 @@ describe('the tour (npm start)', () => {
       const t = parse(r.stdout);
       expect(readFileSync(join(t.dir, 'audit.svg'), 'utf8')).toMatch(/^<svg/);
       for (const f of ['tour-1.psnap', 'tour-2.psnap']) expect(statSync(join(t.dir, f)).mode & 0o777).toBe(0o600);
-      expect(alive(t.workload)).toBe(false);
+      expect(isAlive(t.workload)).toBe(false);
     } finally {
       if (kept) rmSync(kept, { recursive: true, force: true });
     }
@@ -64,6 +64,6 @@ describe('the tour (npm start)', () => {
     expect(r.stdout).toMatch(/verify: all [\d,]+ placed pages match the snapshot ✓/);
     expect(r.stdout).not.toContain('✗');
     expect(existsSync(t.dir)).toBe(false);
-    expect(alive(t.workload)).toBe(false);
+    expect(isAlive(t.workload)).toBe(false);
   }, 120_000);
 });
