@@ -19,6 +19,11 @@ interface Stage {
   fill: number;
   /** the write of this buffer, when one is in progress */
   writing: Promise<void> | null;
+  /**
+   * Where the buffer starts again once its write is done (null while it is the one filling). Until then it keeps
+   * describing the bytes being written, so they can be read back from it.
+   */
+  next: number | null;
 }
 
 function writeAt(fd: number, buf: Buffer, len: number, pos: number, path: string): Promise<void> {
@@ -41,6 +46,8 @@ export class OutputFile {
   private readFd: number | undefined;
   /** bytes appended so far: the logical size of the file */
   size = 0;
+  /** set by close(): the buffers are unmapped, and an append that was waiting must not touch them */
+  private closed = false;
 
   constructor(readonly path: string, mode = 0o600) {
     const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
@@ -61,18 +68,25 @@ export class OutputFile {
     this.direct = direct;
     const stage = (): Stage => {
       const addr = mmap(STAGE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
-      return { addr, buf: view(addr, STAGE), at: 0, fill: 0, writing: null };
+      return { addr, buf: view(addr, STAGE), at: 0, fill: 0, writing: null, next: null };
     };
     this.stages = [stage(), stage()];
   }
 
   /** Append `bytes`; resolves to the file offset where they start. Waits only when both buffers are being written. */
   async append(bytes: Uint8Array): Promise<number> {
+    this.open();
     const start = this.size;
     let done = 0;
     while (done < bytes.length) {
       const s = this.stages[this.current]!;
-      if (s.writing) await s.writing;
+      if (s.next !== null) {
+        await s.writing;
+        this.open();
+        s.at = s.next;
+        s.fill = 0;
+        s.next = null;
+      }
       const n = Math.min(bytes.length - done, STAGE - s.fill);
       s.buf.set(bytes.subarray(done, done + n), s.fill);
       s.fill += n;
@@ -88,33 +102,48 @@ export class OutputFile {
     s.writing = writeAt(this.fd, s.buf, len, s.at, this.path).then(() => {
       s.writing = null;
     });
-    const other = this.stages[1 - this.current]!;
     this.current = 1 - this.current;
-    other.at = s.at + STAGE;
-    other.fill = 0;
+    this.stages[this.current]!.next = s.at + STAGE;
   }
 
   /**
-   * Read back bytes already appended: from a staging buffer (kept intact while it is written, reused only after),
-   * or from the file.
+   * Read back bytes already appended. The two buffers hold the newest bytes, contiguously, until they are on disk;
+   * everything before them is written. A range may span the file and both buffers.
    */
   readAt(pos: number, len: number): Buffer {
+    this.open();
+    if (pos < 0 || pos + len > this.size) throw new RangeError(`${this.path}: read back [${pos}, ${pos + len}) beyond ${this.size} bytes`);
     const out = Buffer.alloc(len);
-    const s = this.stages.find((x) => pos >= x.at && pos + len <= x.at + x.fill);
-    if (s) {
-      s.buf.copy(out, 0, pos - s.at, pos - s.at + len);
-      return out;
+    let onDisk = pos + len;
+    for (const s of this.stages) {
+      if (s.fill === 0) continue;
+      onDisk = Math.min(onDisk, s.at);
+      const from = Math.max(pos, s.at);
+      const to = Math.min(pos + len, s.at + s.fill);
+      if (from < to) s.buf.copy(out, from - pos, from - s.at, to - s.at);
     }
-    this.readFd ??= openSync(this.path, 'r');
-    readSync(this.readFd, out, 0, len, pos);
+    if (pos < onDisk) {
+      this.readFd ??= openSync(this.path, 'r');
+      for (let got = 0; got < onDisk - pos; ) {
+        const n = readSync(this.readFd, out, got, onDisk - pos - got, pos + got);
+        if (n === 0) throw new RangeError(`${this.path}: read back at ${pos + got}: end of file`);
+        got += n;
+      }
+    }
     return out;
+  }
+
+  private open(): void {
+    if (this.closed) throw new Error(`${this.path}: the output is closed`);
   }
 
   /** Write what is left, cut the file to its exact size, fsync. Returns the size. */
   async finish(): Promise<number> {
+    await Promise.all(this.stages.map((x) => x.writing));
+    this.open();
     const s = this.stages[this.current]!;
-    await this.stages[1 - this.current]!.writing;
-    if (s.fill > 0) {
+    // a buffer waiting to start again holds bytes already written
+    if (s.next === null && s.fill > 0) {
       const len = Math.ceil(s.fill / ALIGN) * ALIGN;
       s.buf.fill(0, s.fill, len);
       await writeAt(this.fd, s.buf, len, s.at, this.path);
@@ -126,6 +155,8 @@ export class OutputFile {
 
   /** Release the file descriptor and buffers (after finish, or to abandon the file). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     await Promise.allSettled(this.stages.map((s) => s.writing));
     for (const s of this.stages) munmap(s.addr, STAGE);
     if (this.readFd !== undefined) closeSync(this.readFd);

@@ -1,0 +1,81 @@
+// The snapshot's output stream: bytes read back while later ones are still being written (the dedupe path reads
+// stored frames back to compare pages), across the boundaries of its two staging buffers.
+import { describe, it, expect, afterAll } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { OutputFile } from '../src/snapshot/output.js';
+import { SnapshotWriter } from '../src/snapshot/writer.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { scanPages } from '../src/native/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-output-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A deterministic generator, so a failure can be replayed. */
+function lcg(seed: number): (n: number) => number {
+  let x = seed >>> 0;
+  return (n) => {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    return x % n;
+  };
+}
+
+describe('OutputFile', () => {
+  it('reads back any appended range, including ranges across both buffers and the file, while appends go on', async () => {
+    const path = join(dir, 'stream');
+    const out = new OutputFile(path);
+    const rand = lcg(7);
+    const expected = Buffer.alloc(40 << 20);
+    let size = 0;
+    const check = (pos: number, len: number) => {
+      const got = out.readAt(pos, len);
+      if (!got.equals(expected.subarray(pos, pos + len))) throw new Error(`read back [${pos}, ${pos + len}) of ${size} differs`);
+    };
+    while (size < expected.length - (3 << 20)) {
+      const chunk = randomBytes(1 + rand(3 << 20));
+      chunk.copy(expected, size);
+      // the append may wait for a buffer's write: reads of what came before must hold meanwhile
+      const appended = out.append(chunk);
+      for (let k = 0; k < 4 && size > 0; k++) {
+        const pos = rand(size);
+        check(pos, 1 + rand(Math.min(size - pos, 1 << 20)));
+      }
+      expect(await appended).toBe(size);
+      size += chunk.length;
+      check(Math.max(0, size - chunk.length - 4096), Math.min(size, chunk.length + 4096)); // across the newest bytes
+    }
+    for (let edge = 8 << 20; edge < size; edge += 8 << 20) check(edge - 5000, 10000);
+    expect(() => out.readAt(size - 10, 11)).toThrow(/beyond/);
+    expect(await out.finish()).toBe(size);
+    await out.close();
+    expect(readFileSync(path).equals(expected.subarray(0, size))).toBe(true);
+  });
+});
+
+describe('SnapshotWriter dedupe', () => {
+  it('finds a repeat of a page whose frame straddles a staging-buffer boundary', async () => {
+    // 96 frames of incompressible pages (each ~256 KiB compressed, so frames cross every 8 MiB boundary), then a
+    // repeat of one page of every frame: each must be found (read back from the output) and stored once.
+    const path = join(dir, 'dedupe.psnap');
+    const w = SnapshotWriter.create(path, { framePages: 64 });
+    const frames = 96;
+    const pages = randomBytes(frames * 64 * 4096);
+    const store = async (buf: Buffer) => {
+      const n = buf.length / 4096;
+      const words = new Uint32Array(2 * n);
+      scanPages(buf, n, 4096, w.seed, new BigUint64Array(words.buffer), new Uint8Array(n));
+      const refs = new Uint32Array(n);
+      await w.store(buf, n, words, refs);
+      return refs;
+    };
+    await store(pages);
+    const repeats = Buffer.concat(Array.from({ length: frames }, (_, f) => pages.subarray((f * 64 + 13) * 4096, (f * 64 + 14) * 4096)));
+    const refs = await store(repeats);
+    expect(Array.from(refs)).toEqual(Array.from({ length: frames }, (_, f) => f * 64 + 13));
+    expect(w.dedupedPages).toBe(frames);
+    expect(w.storedPages).toBe(frames * 64);
+    await w.abort();
+  });
+});
