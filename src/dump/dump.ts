@@ -86,8 +86,8 @@ interface Context {
   sink: PageSink;
   /** two batch buffers: one is read into while the other is scanned */
   bufs: [Buffer, Buffer];
-  /** shmem objects stored so far, by dev:inode: each is stored once */
-  objects: Map<string, SnapshotObject>;
+  /** shmem objects stored so far, by dev:inode: each is stored once (its tables settle later, see Recorder.finish) */
+  objects: Map<string, { id: number; done: Promise<SnapshotObject> }>;
   pages: VerdictPages;
   shmemPages: number;
   progress: () => void;
@@ -111,6 +111,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const sink = new PageSink(writer);
   const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
   const processes: SnapshotProcess[] = [];
+  let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenMs = 0;
   try {
@@ -125,6 +126,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
+    objects = await Promise.all([...ctx.objects.values()].map((o) => o.done));
   } catch (e) {
     frozen?.thaw();
     await writer.abort();
@@ -149,7 +151,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none' },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
-        processes, objects: [...ctx.objects.values()], frames, hashes, stats,
+        processes, objects, frames, hashes, stats,
         ...(parent ? { parent: parent.ref } : {}),
       };
     });
@@ -189,16 +191,17 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Regi
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
-    const out: SnapshotRegion[] = [];
-    for (const r of regions) out.push(await dumpRegion(pid, r, pm, mem, ctx));
-    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: out };
+    const done: Promise<SnapshotRegion>[] = [];
+    for (const r of regions) done.push((await dumpRegion(pid, r, pm, mem, ctx)).done);
+    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: await Promise.all(done) };
   } finally {
     pm.close();
     mem.close();
   }
 }
 
-async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<SnapshotRegion> {
+/** Read a region; `done` settles when its tables are in the file (see Recorder.finish). */
+async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ done: Promise<SnapshotRegion> }> {
   const shape: RegionShape = { kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem' };
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
@@ -225,23 +228,24 @@ async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemor
       ctx.progress();
     }
     let object: SnapshotRegion['object'];
-    if (access && !('error' in access)) object = { id: (await storeObject(access, r, ctx)).id, offset: r.offset };
-    const f = await rec.finish();
+    if (access && !('error' in access)) object = { id: await storeObject(access, r, ctx), offset: r.offset };
+    const tables = rec.finish();
     add(ctx.pages, rec.pages);
-    return {
+    const region = {
       start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
       kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
-      smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object, runs: f.runs, refs: f.refs,
+      smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object,
     };
+    return { done: tables.then((t) => ({ ...region, ...t })) };
   } finally {
     if (access && !('error' in access)) closeObject(access);
   }
 }
 
-/** A shmem object's content, stored once however many regions and processes map it. */
-async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<SnapshotObject> {
+/** A shmem object's content, stored once however many regions and processes map it. Returns its id. */
+async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<number> {
   const seen = ctx.objects.get(o.key);
-  if (seen) return seen;
+  if (seen) return seen.id;
   const ps = ctx.writer.pageSize;
   const pages = Math.ceil(o.size / ps);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
@@ -252,14 +256,13 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<Snap
     await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.bufs[0], ps);
     ctx.progress();
   }
-  const f = await rec.finish();
+  const tables = rec.finish();
   add(ctx.pages, rec.pages);
   ctx.shmemPages += rec.pages.data;
-  const obj: SnapshotObject = {
-    id: ctx.objects.size, source: r.shmem ?? 'hugetlbfs', name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size, runs: f.runs, refs: f.refs,
-  };
-  ctx.objects.set(o.key, obj);
-  return obj;
+  const id = ctx.objects.size;
+  const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? 'hugetlbfs', name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
+  ctx.objects.set(o.key, { id, done: tables.then((t) => ({ ...obj, ...t })) });
+  return id;
 }
 
 function add(into: VerdictPages, p: VerdictPages): void {

@@ -72,8 +72,9 @@ export function noPages(): VerdictPages {
  */
 export class RunSink {
   readonly pages = noPages();
-  private readonly buf: ArrayBuffer;
-  private readonly view: DataView;
+  // grown on demand up to a block: a dump makes a sink per region, and most regions have a handful of runs
+  private buf = new ArrayBuffer(0);
+  private view = new DataView(this.buf);
   private fill = 0;
   private last: Run | null = null;
   private readonly blocks: Promise<RunBlock>[] = [];
@@ -83,10 +84,7 @@ export class RunSink {
   private blockData = 0;
   private blockFirst = 0;
 
-  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {
-    this.buf = new ArrayBuffer(entries * RUN_RECORD);
-    this.view = new DataView(this.buf);
-  }
+  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {}
 
   push(offset: number, pages: number, verdict: Verdict, c: CaseId, reason?: string): void {
     if (pages <= 0) return;
@@ -106,6 +104,12 @@ export class RunSink {
 
   private emit(r: Run): void {
     if (this.fill === 0) this.blockFirst = r.offset;
+    if (this.fill * RUN_RECORD === this.buf.byteLength) {
+      const grown = new Uint8Array(Math.min(this.entries, Math.max(16, 2 * this.fill)) * RUN_RECORD);
+      grown.set(new Uint8Array(this.buf));
+      this.buf = grown.buffer;
+      this.view = new DataView(this.buf);
+    }
     packRun(this.view, this.fill * RUN_RECORD, r, this.index(this.cases, r.case), r.reason === undefined ? 0 : this.index(this.reasons, r.reason) + 1);
     this.pages[r.verdict] += r.pages;
     if (r.verdict === 'data') this.blockData += r.pages;

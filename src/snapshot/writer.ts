@@ -51,17 +51,21 @@ export const TABLE_ENTRIES = 1 << 16;
  * most one block of it in memory.
  */
 export class RefSink {
-  private buf: Uint32Array;
+  // grown on demand up to a block: a dump makes a sink per region, and most regions are small
+  private buf = new Uint32Array(0);
   private fill = 0;
   private readonly blocks: Promise<Block>[] = [];
 
-  constructor(private readonly w: SnapshotWriter) {
-    this.buf = new Uint32Array(w.tableEntries);
-  }
+  constructor(private readonly w: SnapshotWriter) {}
 
   push(ref: number): void {
+    if (this.fill === this.buf.length) {
+      const grown = new Uint32Array(Math.min(this.w.tableEntries, Math.max(256, 2 * this.fill)));
+      grown.set(this.buf);
+      this.buf = grown;
+    }
     this.buf[this.fill++] = ref;
-    if (this.fill === this.buf.length) this.flush();
+    if (this.fill === this.w.tableEntries) this.flush();
   }
 
   private flush(): void {
