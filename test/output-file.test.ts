@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputFile } from '../src/snapshot/output.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
-import { SnapshotReader } from '../src/snapshot/reader.js';
 import { scanPages } from '../src/native/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-output-'));
