@@ -225,6 +225,11 @@ export function eventfd(initval = 0, flags = EFD.CLOEXEC): number {
 }
 
 const ONE = Buffer.from(new BigUint64Array([1n]).buffer);
+/** sched_yield(2): let another runnable thread on this CPU run (a spinning thread must not starve the one it waits for). */
+export function schedYield(): void {
+  fn.sched_yield();
+}
+
 /** Add 1 to an eventfd's counter: wakes whoever polls it. */
 export function eventfdSignal(fd: number): void {
   if (writeRaw(fd, ONE, 8) < 0) throw new NativeError('write', errno(), `eventfd ${fd}`);
