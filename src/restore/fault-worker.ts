@@ -150,12 +150,15 @@ function main(data: FaultWorkerData): void {
   function spin(): boolean {
     let until = performance.now() + SPIN_MS;
     while (performance.now() < until && !Atomics.load(ctl, CTL.STOP)) {
-      if (!poll(uffdOnly, 0, scratch1)[0]) {
+      const rev = poll(uffdOnly, 0, scratch1)[0]!;
+      if (rev & ~POLL.IN) return true; // an error or hang-up: the sleeping poll tells what it means
+      if (!rev) {
         schedYield();
         continue;
       }
+      const served = service.length;
       if (!serveAll()) return false;
-      until = performance.now() + SPIN_MS;
+      if (service.length > served) until = performance.now() + SPIN_MS;
     }
     return true;
   }
