@@ -119,6 +119,19 @@ describe('serve', () => {
     }
   });
 
+  it('takes a blocking userfaultfd too (made non-blocking: a drain must never wait in read)', async () => {
+    const s = await Server.start('blocking');
+    try {
+      const dump = join(dir, 'blocking.bin');
+      const r = await client(s, [...range(thp), '--blocking', '--touch', 'random', '--wait-full', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.out!.full).toBe(1);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('a range the client discarded (REMOVE) reads as zeros, however the fill races it', async () => {
     const s = await Server.start('remove');
     try {

@@ -24,6 +24,7 @@ export const fn = {
   close: libc.func('int close(int fd)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
   sched_yield: libc.func('int sched_yield(void)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
   flock: libc.func('int flock(int fd, int op)'),

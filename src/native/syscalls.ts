@@ -4,7 +4,7 @@
  */
 import { fn, errno, addressOf } from './libc.js';
 import { NativeError } from './errors.js';
-import { SYS, SEEK, PTRACE, AF_UNIX, SOCK, EFD } from './constants.js';
+import { SYS, SEEK, PTRACE, AF_UNIX, SOCK, EFD, O_NONBLOCK } from './constants.js';
 import { layout, pack } from './struct.js';
 
 export type Addr = bigint;
@@ -225,6 +225,20 @@ export function eventfd(initval = 0, flags = EFD.CLOEXEC): number {
 }
 
 const ONE = Buffer.from(new BigUint64Array([1n]).buffer);
+/**
+ * Make `fd` non-blocking (fcntl F_SETFL). The flag lives in the open file description, which a descriptor received
+ * over a socket shares with the sender. Returns whether it was blocking.
+ */
+export function setNonblocking(fd: number): boolean {
+  const F_GETFL = 3;
+  const F_SETFL = 4;
+  const flags = fn.fcntl(fd, F_GETFL) as number;
+  if (flags < 0) throw new NativeError('fcntl', errno(), `F_GETFL fd ${fd}`);
+  if (flags & O_NONBLOCK) return false;
+  if ((fn.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK) as number) < 0) throw new NativeError('fcntl', errno(), `F_SETFL fd ${fd}`);
+  return true;
+}
+
 /** sched_yield(2): let another runnable thread on this CPU run (a spinning thread must not starve the one it waits for). */
 export function schedYield(): void {
   fn.sched_yield();
