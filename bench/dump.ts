@@ -141,6 +141,14 @@ function compare(label: string, { ps, gc, raw }: Samples, published: boolean): R
 }
 
 export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
+  try {
+    return await measure(reps, sizeMiB);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   const rows: Row[] = [];
   const fx = await Fixture.start(['bench-mix'], { sizeMiB });
   try {
@@ -171,7 +179,6 @@ export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
   } finally {
     await dense.stop();
     await sparse.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
   return rows;
 }

@@ -1,7 +1,7 @@
 // Acceptance for `audit`: on every scenario it reports exactly the data a pagemap-only dumper would lose, and what
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, ftruncateSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, ftruncateSync, closeSync, rmSync } from 'node:fs';
 import { audit } from '../src/analyze/audit.js';
 import { memfdCreate, fallocate, mmap, munmap, MFD, MAP, PROT } from '../src/native/index.js';
 import { inflateSync } from 'node:zlib';
@@ -31,7 +31,12 @@ const SCENARIOS = ['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shme
 
 let prepared: Prepared;
 beforeAll(() => { prepared = prepareHost(); });
-afterAll(() => prepared.host.restore());
+// the heatmaps' files, removed with the directory
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-audit-'));
+afterAll(() => {
+  prepared.host.restore();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 type RegionJson = { start: string; lost: { pages: number; cases: { case: string; pages: number }[] }; needless: { zero: number; file: number; marker: number }; smaps: { ok: boolean } };
 
@@ -81,7 +86,7 @@ describe('audit --svg', () => {
   const sc = useScenario('shmem-zapped', () => prepared);
   it('draws one red cell per lost page and labels the region with its case', (ctx) => {
     sc.skipIf(ctx);
-    const file = `${mkdtempSync(join(tmpdir(), 'pagesnap-svg-'))}/audit.svg`;
+    const file = join(dir, 'audit.svg');
     const r = cli(['audit', String(sc.fx.pid), '--svg', file]);
     expect(r.code).toBe(0);
     const svg = readFileSync(file, 'utf8');
@@ -97,7 +102,7 @@ describe('audit --png', () => {
   const sc = useScenario('shmem-zapped', () => prepared);
   it('writes a valid PNG in which the lost pages are red', (ctx) => {
     sc.skipIf(ctx);
-    const file = `${mkdtempSync(join(tmpdir(), 'pagesnap-png-'))}/audit.png`;
+    const file = join(dir, 'audit.png');
     expect(cli(['audit', String(sc.fx.pid), '--png', file]).code).toBe(0);
     const png = readFileSync(file);
     expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);

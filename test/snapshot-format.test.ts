@@ -1,6 +1,6 @@
 // The file format: round trip, random access, integrity, atomic publication, and refusal of damaged files.
-import { describe, it, expect, beforeAll } from 'vitest';
-import { mkdtempSync, statSync, readdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, statSync, readdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -9,6 +9,7 @@ import { PagesnapError } from '../src/native/index.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-format-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('round trip', () => {
   let path: string;
