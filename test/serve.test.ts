@@ -162,11 +162,13 @@ describe('serve', () => {
     }
   });
 
-  it('a forked child (FORK) is served too', async () => {
+  // A forked child's userfaultfd is made by the kernel with the flags the client created its own with (a blocking
+  // client's child gets a blocking one, whatever was set on the parent's since).
+  it.each([['', []], [', from a client whose userfaultfd blocks', ['--blocking']]] as const)('a forked child (FORK) is served too%s', async (_, extra) => {
     const s = await Server.start('fork', ['--threads', '0']);
     try {
       const dump = join(dir, 'fork.bin');
-      const r = await client(s, [...range(thp), '--events', 'fork', '--no-prefetch', '--fork', dump]);
+      const r = await client(s, [...range(thp), '--events', 'fork', '--no-prefetch', '--fork', dump, ...extra]);
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(dump).equals(want(thp))).toBe(true);
       await s.until((e) => e.kind === 'start' && e.forkOf !== undefined);

@@ -225,28 +225,25 @@ export function eventfd(initval = 0, flags = EFD.CLOEXEC): number {
 }
 
 const ONE = Buffer.from(new BigUint64Array([1n]).buffer);
+/** Add 1 to an eventfd's counter: wakes whoever polls it. */
+export function eventfdSignal(fd: number): void {
+  if (writeRaw(fd, ONE, 8) < 0) throw new NativeError('write', errno(), `eventfd ${fd}`);
+}
+
 /**
  * Make `fd` non-blocking (fcntl F_SETFL). The flag lives in the open file description, which a descriptor received
- * over a socket shares with the sender. Returns whether it was blocking.
+ * over a socket shares with the sender.
  */
-export function setNonblocking(fd: number): boolean {
+export function setNonblocking(fd: number): void {
   const F_GETFL = 3;
   const F_SETFL = 4;
-  const flags = fn.fcntl(fd, F_GETFL) as number;
-  if (flags < 0) throw new NativeError('fcntl', errno(), `F_GETFL fd ${fd}`);
-  if (flags & O_NONBLOCK) return false;
-  if ((fn.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK) as number) < 0) throw new NativeError('fcntl', errno(), `F_SETFL fd ${fd}`);
-  return true;
+  const flags = check('fcntl', fn.fcntl(fd, F_GETFL), `F_GETFL fd ${fd}`);
+  if (!(flags & O_NONBLOCK)) check('fcntl', fn.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK), `F_SETFL fd ${fd}`);
 }
 
 /** sched_yield(2): let another runnable thread on this CPU run (a spinning thread must not starve the one it waits for). */
 export function schedYield(): void {
   fn.sched_yield();
-}
-
-/** Add 1 to an eventfd's counter: wakes whoever polls it. */
-export function eventfdSignal(fd: number): void {
-  if (writeRaw(fd, ONE, 8) < 0) throw new NativeError('write', errno(), `eventfd ${fd}`);
 }
 
 /**

@@ -140,8 +140,7 @@ function main(data: FaultWorkerData): void {
     }
   }
 
-  const uffdOnly = [{ fd: data.uffd, events: POLL.IN }];
-  const scratch1 = Buffer.alloc(8);
+  const uffdOnly = fds.slice(0, 1);
   /**
    * Faults come in bursts (a process touching memory it has not got yet). Waking a thread that sleeps in poll costs
    * tens of microseconds when it crosses CPUs in a VM, more than serving a fault: so after serving, look for the
@@ -150,7 +149,7 @@ function main(data: FaultWorkerData): void {
   function spin(): boolean {
     let until = performance.now() + SPIN_MS;
     while (performance.now() < until && !Atomics.load(ctl, CTL.STOP)) {
-      const rev = poll(uffdOnly, 0, scratch1)[0]!;
+      const rev = poll(uffdOnly, 0, scratch)[0]!;
       if (rev & ~POLL.IN) return true; // an error or hang-up: the sleeping poll tells what it means
       if (!rev) {
         schedYield();

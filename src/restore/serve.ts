@@ -8,7 +8,7 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
 import {
-  listenUnix, sendAll, closeFd, pidfdOpen, setNonblocking, eventfd, eventfdSignal, startWorker, sibling, atExit, PagesnapError,
+  listenUnix, sendAll, closeFd, pidfdOpen, eventfd, eventfdSignal, startWorker, sibling, atExit, PagesnapError,
   type PeerCred,
 } from '../native/index.js';
 import { SnapshotReader } from '../snapshot/reader.js';
@@ -91,8 +91,6 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
       hello = parseHello(m.hello);
       plan = planClient(reader, reader.process(hello.pid), hello.ranges);
       pidfd = pidfdOpen(m.cred.pid);
-      // The fault thread drains the userfaultfd until a read finds it empty: a blocking one would stall it there.
-      setNonblocking(m.uffd);
     } catch (e) {
       const why = (e as Error).message;
       try {

@@ -4,7 +4,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { startWorker, sibling, eventfd, eventfdSignal, closeFd } from '../native/index.js';
+import { startWorker, sibling, eventfd, eventfdSignal, closeFd, setNonblocking } from '../native/index.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import { STAT, STAT_FIELDS, type Damage } from './placer.js';
 import { share, segmentAt, unitOf, unitCount, type SegmentTable } from './segments.js';
@@ -91,6 +91,9 @@ export class Streamer {
   readonly map: AddressMap | null;
 
   constructor(reader: SnapshotReader, table: SegmentTable, opts: StreamOptions, workers = new StreamWorkers(opts.fillThreads)) {
+    // The fault thread drains the userfaultfd until a read finds it empty: a blocking one (a client's, or the one
+    // the kernel makes for its fork child with the client's creation flags) would stall it in read.
+    setNonblocking(opts.uffd);
     const threads = 1 + workers.fillers.length;
     this.stats = new Float64Array(new SharedArrayBuffer(threads * STAT_FIELDS * 8));
     this.ctl[CTL.HINT] = -1;
