@@ -7,6 +7,7 @@
  */
 import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
 import { PagesnapError, swapon, swapoff, flock, isErrno, atExit } from '../native/index.js';
+import { isAlive } from '../proc/process.js';
 
 type Undo = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
 
@@ -51,8 +52,6 @@ function undo(c: Undo): void {
   }
 }
 
-const alive = (pid: number) => existsSync(`/proc/${pid}`);
-
 /** The shared journal, under an exclusive lock while `f` runs; `save` writes it (before a change is made). */
 function withJournal<T>(f: (entries: Entry[], save: () => void) => T): T {
   mkdirSync(JOURNAL_DIR, { recursive: true, mode: 0o700 });
@@ -80,7 +79,7 @@ function release(entries: Entry[], gone: (pid: number) => boolean): string[] {
   const errors: string[] = [];
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i]!;
-    e.needs = e.needs.filter((p) => !gone(p) && alive(p));
+    e.needs = e.needs.filter((p) => !gone(p) && isAlive(p)); // a zombie needs nothing
     if (e.needs.length > 0) continue;
     try {
       undo(e.undo);
