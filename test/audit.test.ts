@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
+import { requireCachestat } from './helpers/kernel.js';
 
 type Expect = { lost?: [string, number]; zero?: number; file?: number; marker?: number };
 /**
@@ -157,7 +158,8 @@ describe('audit --deep', () => {
 });
 
 describe('audit of fallocated shmem', () => {
-  it('tells pages allocated but never written (S5, by cachestat) from holes (S6): both read as zero, neither is lost', () => {
+  it('tells pages allocated but never written (S5, by cachestat) from holes (S6): both read as zero, neither is lost', (ctx) => {
+    requireCachestat(ctx);
     const PS = 4096;
     const fd = memfdCreate('pagesnap-falloc', MFD.CLOEXEC);
     const len = 8 * PS;

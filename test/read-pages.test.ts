@@ -8,6 +8,7 @@ import { writeSync, closeSync, fstatSync } from 'node:fs';
 import { ProcessMemory, readProcessSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
 import { objectSegments } from '../src/dump/objects.js';
 import { memfdCreate, fallocate, MFD } from '../src/native/index.js';
+import { requireCachestat } from './helpers/kernel.js';
 
 let fx: Fixture;
 let guarded: FixtureRegion;
@@ -58,7 +59,8 @@ describe('reading a region whose pages are not all readable', () => {
 });
 
 describe('a shmem object', () => {
-  it('is cut into data (SEEK_DATA), fallocated pages never written (S5, by cachestat) and holes (S6)', () => {
+  it('is cut into data (SEEK_DATA), fallocated pages never written (S5, by cachestat) and holes (S6)', (ctx) => {
+    requireCachestat(ctx);
     const PS = 4096;
     const fd = memfdCreate('pagesnap-falloc', MFD.CLOEXEC);
     try {
