@@ -102,6 +102,9 @@ export class OutputFile {
     s.writing = writeAt(this.fd, s.buf, len, s.at, this.path).then(() => {
       s.writing = null;
     });
+    // Awaited when the buffer is reused or the file finished; until then a failure (ENOSPC) must not count as
+    // unhandled, which would end the process with a stack trace instead of the dump's one error line.
+    s.writing.catch(() => {});
     this.current = 1 - this.current;
     this.stages[this.current]!.next = s.at + STAGE;
   }
