@@ -1,20 +1,18 @@
 // The dump's promises on bad days: targets left exactly as found, no file under the final name, one error line.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { cgroup2Mount } from '../src/dump/freeze.js';
+import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fail-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const state = (pid: number) => {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return s.slice(s.lastIndexOf(')') + 2).split(' ')[0];
-};
+const state = (pid: number) => readStat(pid).state;
 const tracer = (pid: number) => Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 const leftovers = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
 
@@ -136,6 +134,30 @@ describe('failures leave no file and a running target', () => {
       }
     });
   }
+
+  it('the disk fills up mid-dump: one line naming ENOSPC, nothing left on it, the target runs on', async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.log('SKIP disk-full dump: mounting a small tmpfs needs root');
+      ctx.skip('mounting a small tmpfs needs root');
+    }
+    const small = join(dir, 'small');
+    mkdirSync(small);
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small], { encoding: 'utf8' });
+    expect(mount.status, mount.stderr).toBe(0);
+    const fx = await Fixture.start(['bench-mix'], { sizeMiB: 32 }); // about 16 MB compressed
+    try {
+      const r = cli(['dump', String(fx.pid), '-o', join(small, 'full.psnap')]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/^pagesnap dump: write .* ENOSPC \(no space left on device\)$/m);
+      expect(readdirSync(small)).toEqual([]);
+      expect(tracer(fx.pid)).toBe(0);
+      expect(['S', 'R']).toContain(state(fx.pid));
+    } finally {
+      await fx.stop();
+      spawnSync('umount', [small]);
+    }
+  });
 
   it('SIGKILL of pagesnap mid-dump with --freeze sigstop: the watchdog sends SIGCONT', async () => {
     const { fx, file } = await midDump((dumper) => process.kill(dumper, 'SIGKILL'), 'sigstop');
