@@ -229,14 +229,14 @@ async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemor
     }
     let object: SnapshotRegion['object'];
     if (access && !('error' in access)) object = { id: await storeObject(access, r, ctx), offset: r.offset };
-    const tables = rec.finish();
-    add(ctx.pages, rec.pages);
     const region = {
       start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
       kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
       smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object,
     };
-    return { done: tables.then((t) => ({ ...region, ...t })) };
+    const done = rec.finish((t) => ({ ...region, ...t }));
+    add(ctx.pages, rec.pages);
+    return { done };
   } finally {
     if (access && !('error' in access)) closeObject(access);
   }
@@ -256,12 +256,11 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
     await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.bufs[0], ps);
     ctx.progress();
   }
-  const tables = rec.finish();
-  add(ctx.pages, rec.pages);
-  ctx.shmemPages += rec.pages.data;
   const id = ctx.objects.size;
   const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? 'hugetlbfs', name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
-  ctx.objects.set(o.key, { id, done: tables.then((t) => ({ ...obj, ...t })) });
+  ctx.objects.set(o.key, { id, done: rec.finish((t) => ({ ...obj, ...t })) });
+  add(ctx.pages, rec.pages);
+  ctx.shmemPages += rec.pages.data;
   return id;
 }
 

@@ -80,15 +80,16 @@ export class Recorder {
   }
 
   /**
-   * Record what is left. The counts are final at once; the tables settle when their last blocks are in the file,
-   * behind the frames still being compressed, so a caller that need not wait should not (waiting at every region
-   * drains the compression pipeline). The promise is marked handled: a failure surfaces where it is awaited.
+   * Record what is left; `build` makes the caller's record from the tables. The counts are final at once; the
+   * tables settle when their last blocks are in the file, behind the frames still being compressed, so a caller that
+   * need not wait should not (waiting at every region drains the compression pipeline). The promise is marked
+   * handled: held unawaited meanwhile, a failure surfaces where it is finally awaited.
    */
-  finish(): Promise<{ runs: RunBlocks; refs: Block[] }> {
+  finish<T>(build: (tables: { runs: RunBlocks; refs: Block[] }) => T): Promise<T> {
     this.catchUp(Infinity);
-    const tables = Promise.all([this.runs.done(), this.refs.done()]).then(([runs, refs]) => ({ runs, refs }));
-    tables.catch(() => {});
-    return tables;
+    const done = Promise.all([this.runs.done(), this.refs.done()]).then(([runs, refs]) => build({ runs, refs }));
+    done.catch(() => {});
+    return done;
   }
 }
 
