@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Fixture } from '../fixtures/driver.js';
+import { startNodeHeap } from '../fixtures/node-heap.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { processVmReadv } from '../src/native/index.js';
 import { median, type Row } from './lib.js';
@@ -84,22 +85,6 @@ async function rawPipeline(pid: number): Promise<{ wallMs: number; bytes: number
   return { wallMs, bytes, read };
 }
 
-/** A Node process holding `mib` MiB of live objects (fixtures/node-heap.cjs): a real program's memory. */
-async function nodeHeap(mib: number): Promise<{ pid: number; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/node-heap.cjs', import.meta.url)), String(mib)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`node-heap exited (${code}) before it was ready`)));
-  });
-  return {
-    pid: child.pid!,
-    stop: () => new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.stdin!.end();
-    }),
-  };
-}
-
 interface Samples { ps: DumpRun[]; gc: ReturnType<typeof gcore>[]; raw: { wallMs: number; bytes: number; read: number }[] }
 
 /** pagesnap, gcore and the raw pipeline on one process, interleaved `reps` times. */
@@ -157,7 +142,7 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await fx.stop();
   }
   // The mixed content is half random; a program's heap compresses far better and comes in thousands of regions.
-  const heap = await nodeHeap(sizeMiB / 2);
+  const heap = await startNodeHeap(sizeMiB / 2);
   try {
     rows.push(...compare(`node heap of ${sizeMiB / 2} MiB`, await samples(heap.pid, reps), false));
   } finally {

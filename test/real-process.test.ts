@@ -2,44 +2,40 @@
 // regions, repeated pages across them). Stopped, dumped through the CLI, then every page the snapshot says holds
 // data or zero is compared with the process's memory as it still is.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startNodeHeap, type NodeHeap } from '../fixtures/node-heap.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { processVmReadv } from '../src/native/index.js';
 import { readStat } from '../src/proc/process.js';
 import { cliJson, cli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-real-'));
-let child: ChildProcess;
+let heap: NodeHeap;
 
 beforeAll(async () => {
-  child = spawn(process.execPath, [fileURLToPath(new URL('../fixtures/node-heap.cjs', import.meta.url)), '256'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`node-heap exited (${code}) before it was ready`)));
-  });
+  heap = await startNodeHeap(256);
   // stopped, so its memory is the snapshot's when compared afterwards (the dump leaves a stopped target stopped)
-  process.kill(child.pid!, 'SIGSTOP');
+  process.kill(heap.pid, 'SIGSTOP');
 }, 60_000);
 
-afterAll(() => {
-  child.kill('SIGKILL');
+afterAll(async () => {
+  process.kill(heap.pid, 'SIGKILL');
+  await heap.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('dump of a Node process', () => {
   it('stores every page as the process holds it, and verifies', () => {
     const file = join(dir, 'node.psnap');
-    const s = cliJson<{ pagesStored: number; pagesDeduplicated: number; regions: number }>(['dump', String(child.pid), '-o', file]);
+    const s = cliJson<{ pagesStored: number; pagesDeduplicated: number; regions: number }>(['dump', String(heap.pid), '-o', file]);
     expect(s.regions).toBeGreaterThan(100);
     expect(s.pagesStored).toBeGreaterThan(10_000);
     expect(cli(['verify', file]).stdout).toMatch(/^OK /);
 
     const r = SnapshotReader.open(file);
-    const proc = r.process(child.pid);
+    const proc = r.process(heap.pid);
     const live = Buffer.alloc(1 << 20);
     let compared = 0;
     for (const reg of proc.regions) {
@@ -49,7 +45,7 @@ describe('dump of a Node process', () => {
           const n = Math.min(256, run.offset + run.pages - p);
           const at = reg.start + BigInt(p) * 4096n;
           const mine = live.subarray(0, n * 4096);
-          expect(processVmReadv(child.pid!, [mine], [{ addr: at, len: mine.length }])).toBe(mine.length);
+          expect(processVmReadv(heap.pid, [mine], [{ addr: at, len: mine.length }])).toBe(mine.length);
           const stored = r.read(proc, at, mine.length);
           if (!stored.equals(mine)) throw new Error(`${reg.path ?? reg.kind} 0x${at.toString(16)}+${n} pages differ from the process`);
           compared += n;
@@ -58,6 +54,6 @@ describe('dump of a Node process', () => {
     }
     r.close();
     expect(compared).toBeGreaterThanOrEqual(s.pagesStored);
-    expect(readStat(child.pid!).state).toBe('T'); // left as it was found: stopped
+    expect(readStat(heap.pid).state).toBe('T'); // left as it was found: stopped
   }, 60_000);
 });
