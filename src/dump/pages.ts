@@ -13,7 +13,7 @@ import { RunSink, type RunBlocks, type VerdictPages } from '../snapshot/runs.js'
 import type { CaseId, Verdict } from '../model/verdict.js';
 
 export const BATCH_BYTES = 8 << 20;
-/** Batches smaller than this are read on the main thread (see readInHalves). */
+/** Batches smaller than this are read on the main thread (see readBatch). */
 const ASYNC_READ_BYTES = 1 << 20;
 
 /** A planned run of a region or object: 'data' segments are read, the others recorded as they are. */
@@ -187,10 +187,11 @@ export class ProcessMemory {
 }
 
 /**
- * Read `remote` into `buf` as two process_vm_readv calls in flight at once (one thread does not reach the memory
- * bandwidth). Bytes read up to the first unreadable page, as one call would return.
+ * Read a batch: `remote` into `buf`, as two process_vm_readv calls in flight at once on other threads (one thread
+ * does not reach the memory bandwidth), or here when it is short. Bytes read up to the first unreadable page, as one
+ * call would return.
  */
-async function readInHalves(pid: number, buf: Buffer, remote: RemoteRange[], pageSize: number): Promise<number> {
+async function readBatch(pid: number, buf: Buffer, remote: RemoteRange[], pageSize: number): Promise<number> {
   // A call on another thread costs ~90 µs more than one here: worth it only when the read is long.
   if (buf.length < ASYNC_READ_BYTES) return processVmReadv(pid, [buf], remote);
   const half = Math.floor(buf.length / 2 / pageSize) * pageSize;
@@ -264,7 +265,7 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
       } catch (e) {
         got = Promise.resolve(settle(e));
       }
-    } else got = readInHalves(mem.pid, into, remote, pageSize).then((n) => n, settle);
+    } else got = readBatch(mem.pid, into, remote, pageSize).then((n) => n, settle);
     return { pieces, buf, got };
   };
 
