@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
+import { slotViews, type SlotMemory } from './slots.js';
 
 const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof import('zstd-napi/binding.js');
 const cctx = new zstd.CCtx();
@@ -16,9 +17,13 @@ const slots: { input: Uint8Array; output: Uint8Array }[] = [];
 
 interface Job { id: number; slot: number; length: number }
 
-parentPort!.on('message', (m: { slots?: { input: SharedArrayBuffer; output: SharedArrayBuffer }[]; jobs?: Job[] }) => {
-  if (m.slots) {
-    for (const s of m.slots) slots.push({ input: new Uint8Array(s.input), output: new Uint8Array(s.output) });
+parentPort!.on('message', (m: { memory?: SlotMemory; jobs?: Job[]; stop?: true }) => {
+  if (m.memory) {
+    slots.push(...slotViews(m.memory));
+    return;
+  }
+  if (m.stop) {
+    parentPort!.close(); // the thread ends once this handler returns
     return;
   }
   // A batch of frames in, one answer out: messages cost more than compressing a small frame.

@@ -370,6 +370,9 @@ export class SnapshotWriter {
   async abort(): Promise<void> {
     if (!this.finished) {
       this.finished = true;
+      // A store() waiting for a slot must fail, not fill a slot that close() is about to unmap.
+      this.failure ??= new Error(`${this.path}: the dump was aborted`);
+      for (const w of this.slotWaiters.splice(0)) w();
       await this.out.close().catch(() => {});
       await this.pool.close();
     }
