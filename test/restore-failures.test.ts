@@ -2,8 +2,8 @@
 // pagesnap that dies mid-restore leaves nothing behind, regions that collide are named or relocated, and a
 // moved restore keeps huge pages whole.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
@@ -110,6 +110,25 @@ describe('restore failures', () => {
     await new Promise((r) => p.once('exit', r));
     expect(await eventually(() => dead(host))).toBe(true);
   });
+});
+
+describe('stream workers', () => {
+  // A restore that fails during setup ends the stream workers it started while they may still be loading. Node
+  // turns koffi's declarations throwing into a dying worker into a fatal error of the whole process; this happened
+  // for about one delay in ten before terminate() waited for each worker to say it had loaded. The workers load in
+  // ~80 ms here: the delays sweep that window.
+  it('terminated at any point while they load: no fatal error, the process carries on', () => {
+    const streamer = new URL('../dist/src/restore/streamer.js', import.meta.url).href;
+    const script = join(dir, 'terminate-workers.mjs');
+    writeFileSync(script, `import { StreamWorkers } from ${JSON.stringify(streamer)};
+      const w = new StreamWorkers(2);
+      setTimeout(async () => { await w.terminate(); console.log('carried on'); }, Number(process.argv[2]));`);
+    for (let delay = 0; delay <= 150; delay += 5) {
+      const r = spawnSync(process.execPath, [script, String(delay)], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.stderr, `terminated after ${delay} ms`).not.toMatch(/FATAL/);
+      expect(r.stdout.trim(), `terminated after ${delay} ms`).toBe('carried on');
+    }
+  }, 60_000);
 });
 
 describe('collisions', () => {

@@ -13,14 +13,16 @@ import { poll, readRaw, schedYield, POLL, decodeUffdMsg, uffdCopy, type UffdMsg 
 import { STAT, type Outcome } from './placer.js';
 import { segmentAt, segmentsIn, unitOf } from './segments.js';
 import { ROW } from './address-map.js';
-import { CTL, type FaultWorkerData } from './stream-shared.js';
+import { CTL, type FaultWorkerData, type WorkerMessage } from './stream-shared.js';
 import { workerContext } from './worker-context.js';
 
 /** How long (ms) the fault thread looks for the next fault without sleeping after serving one. */
 const SPIN_MS = 0.2;
 
-// Started early (while the restore sets up), the worker waits for its data.
+// Started early (while the restore sets up), the worker waits for its data; until it says it has loaded, it must not
+// be terminated (see StreamWorkers.terminate).
 parentPort!.once('message', (data: FaultWorkerData) => main(data));
+parentPort!.postMessage({ kind: 'loaded' } satisfies WorkerMessage);
 
 function main(data: FaultWorkerData): void {
   const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 16);

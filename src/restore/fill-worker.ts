@@ -9,11 +9,13 @@ import { hostMove } from './host-protocol.js';
 import { STAT, type Outcome } from './placer.js';
 import { Op, UNIT, UNIT_PAGES } from './segments.js';
 import { ROW } from './address-map.js';
-import { CTL, type FillWorkerData } from './stream-shared.js';
+import { CTL, type FillWorkerData, type WorkerMessage } from './stream-shared.js';
 import { workerContext } from './worker-context.js';
 
-// Started early (while the restore sets up), the worker waits for its data.
+// Started early (while the restore sets up), the worker waits for its data; until it says it has loaded, it must not
+// be terminated (see StreamWorkers.terminate).
 parentPort!.once('message', (data: FillWorkerData) => main(data));
+parentPort!.postMessage({ kind: 'loaded' } satisfies WorkerMessage);
 
 function main(data: FillWorkerData): void {
   const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 2);

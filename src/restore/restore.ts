@@ -262,7 +262,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     }
     return result;
   } finally {
-    workers?.terminate();
+    await workers?.terminate();
     for (const fd of ourObjectFds.values()) closeFd(fd);
     decoder.close();
     reader.close();

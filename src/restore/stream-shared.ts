@@ -63,6 +63,7 @@ export interface FaultWorkerData extends StreamShared {
 
 /** Messages from the workers to the main thread. */
 export type WorkerMessage =
+  | { kind: 'loaded' }
   | { kind: 'damage'; frame: number; addr: bigint; pages: number; message: string }
   | { kind: 'gone' }
   | { kind: 'fork'; ufd: number; map: SharedArrayBuffer }

@@ -42,9 +42,16 @@ export class StreamWorkers {
   readonly fault: Worker;
   readonly fillers: Worker[];
 
+  /** per worker: resolves once it has loaded its modules (or exited) */
+  private readonly loaded: Promise<unknown>[];
+
   constructor(fillThreads: number) {
     this.fault = startWorker(sibling(import.meta.url, 'fault-worker'));
     this.fillers = Array.from({ length: fillThreads }, () => startWorker(sibling(import.meta.url, 'fill-worker')));
+    this.loaded = this.all.map((w) => new Promise((done) => {
+      w.on('message', (m: WorkerMessage) => m.kind === 'loaded' && done(m));
+      w.once('exit', done);
+    }));
     for (const w of this.all) w.unref();
   }
 
@@ -52,9 +59,18 @@ export class StreamWorkers {
     return [this.fault, ...this.fillers];
   }
 
-  /** For workers never given anything to do. */
-  terminate(): void {
-    for (const w of this.all) void w.terminate();
+  /**
+   * Terminate the workers (those still running: never given anything to do, or left behind by a failure). Only
+   * once each has loaded: terminating a worker while koffi is declaring its functions makes that throw into a
+   * dying environment, which Node treats as a fatal error of the whole process (a restore failing during setup).
+   */
+  async terminate(): Promise<void> {
+    // not awaiting the exit: a worker inside a blocking call ends when that returns
+    await Promise.all(this.all.map(async (w, i) => {
+      w.ref(); // an idle worker does not keep the process alive, but waiting for it must
+      await this.loaded[i];
+      void w.terminate();
+    }));
   }
 }
 
