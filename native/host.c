@@ -6,6 +6,11 @@
  *   request  u32 op, u32 zero, then op-specific u64 words (and for OPEN/MEMFD a NUL-terminated name)
  *   reply    i64 result (>= 0, or -errno), then op-specific i64 words
  *
+ * BATCH carries many simple calls (MAP, FTRUNCATE, CLOSE, MADVISE, MPROTECT) in one message, so mapping a
+ * process of thousands of regions costs a few round trips instead of thousands: each call is a u64 header
+ * (op | words << 32 | OPTIONAL << 63) and its words. They run in order until one that is not OPTIONAL fails; the
+ * reply's result is how many ran, followed by each one's result.
+ *
  * The host creates the userfaultfd (it binds to the creator's mm); pagesnap takes a copy with pidfd_getfd
  * and does everything else through it except UFFDIO_MOVE, which only a thread of this process may issue.
  * Until DETACH the host dies with pagesnap (PR_SET_PDEATHSIG) or when its control channel closes, so a
@@ -39,7 +44,7 @@ struct uffdio_move { uint64_t dst, src, len, mode; int64_t move; };
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-enum op { HELLO = 1, MAP, OPEN, MEMFD, FTRUNCATE, CLOSE, MADVISE, MPROTECT, MOVE, STAGE, DETACH };
+enum op { HELLO = 1, MAP, OPEN, MEMFD, FTRUNCATE, CLOSE, MADVISE, MPROTECT, MOVE, STAGE, DETACH, BATCH };
 
 #define MAX_MSG (64 << 10)
 #define MAX_CHANNELS 16
@@ -90,6 +95,43 @@ static size_t do_move(const uint64_t *w, size_t words, int64_t *out)
 	return 2 * n;
 }
 
+/* A call that takes only words and returns one value; -ENOSYS for any other op. */
+static int64_t simple(uint32_t op, const uint64_t *w, size_t words)
+{
+	switch (op) {
+	case MAP: {
+		if (words < 6) return -EINVAL;
+		void *p = mmap((void *)(uintptr_t)w[0], w[1], (int)w[2], (int)w[3], (int)(int64_t)w[4], (off_t)w[5]);
+		return p == MAP_FAILED ? -errno : (int64_t)(uintptr_t)p;
+	}
+	case FTRUNCATE: return words < 2 ? -EINVAL : result(ftruncate((int)w[0], (off_t)w[1]));
+	case CLOSE: return words < 1 ? -EINVAL : result(close((int)w[0]));
+	case MADVISE: return words < 3 ? -EINVAL : result(madvise((void *)(uintptr_t)w[0], w[1], (int)w[2]));
+	case MPROTECT: return words < 3 ? -EINVAL : result(mprotect((void *)(uintptr_t)w[0], w[1], (int)w[2]));
+	default: return -ENOSYS;
+	}
+}
+
+#define OPTIONAL (1ULL << 63)
+
+/* Run the calls of a BATCH (see the top of this file); returns how many ran, their results in out. */
+static int64_t do_batch(const uint64_t *w, size_t words, int64_t *out, size_t *outs)
+{
+	size_t at = 0, n = 0;
+	while (at < words) {
+		uint64_t head = w[at++];
+		uint32_t op = (uint32_t)head;
+		size_t len = (size_t)((head & ~OPTIONAL) >> 32);
+		if (len > words - at) return -EINVAL;
+		int64_t r = simple(op, w + at, len);
+		at += len;
+		out[n++] = r;
+		if (r < 0 && !(head & OPTIONAL)) break;
+	}
+	*outs = n;
+	return (int64_t)n;
+}
+
 /* A 2 MiB-aligned, huge-page-backed, fork-excluded staging area for MOVE sources. */
 static int64_t stage(uint64_t len)
 {
@@ -129,18 +171,10 @@ static void serve(int ch, int control)
 			rep[2] = uffd_how;
 			out = 2;
 			break;
-		case MAP: {
-			if (words < 6) { r = -EINVAL; break; }
-			void *p = mmap((void *)(uintptr_t)w[0], w[1], (int)w[2], (int)w[3], (int)(int64_t)w[4], (off_t)w[5]);
-			r = p == MAP_FAILED ? -errno : (int64_t)(uintptr_t)p;
-			break;
-		}
+		case MAP: case FTRUNCATE: case CLOSE: case MADVISE: case MPROTECT: r = simple(op, w, words); break;
+		case BATCH: r = do_batch(w, words, rep + 1, &out); break;
 		case OPEN: r = result(open((const char *)(w + 1), (int)w[0] | O_CLOEXEC)); break;
 		case MEMFD: r = result(memfd_create((const char *)(w + 1), (unsigned)w[0] | MFD_CLOEXEC)); break;
-		case FTRUNCATE: r = result(ftruncate((int)w[0], (off_t)w[1])); break;
-		case CLOSE: r = result(close((int)w[0])); break;
-		case MADVISE: r = result(madvise((void *)(uintptr_t)w[0], w[1], (int)w[2])); break;
-		case MPROTECT: r = result(mprotect((void *)(uintptr_t)w[0], w[1], (int)w[2])); break;
 		case MOVE: out = do_move(w, words, rep + 1); r = (int64_t)(out / 2); break;
 		case STAGE: r = stage(w[0]); break;
 		case DETACH:

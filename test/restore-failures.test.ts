@@ -157,6 +157,31 @@ describe('collisions', () => {
   });
 });
 
+describe('host batches', () => {
+  it('run in order across messages; an optional failure carries on, any other stops the batch', () => {
+    const host = RestoreHost.spawn();
+    try {
+      const len = 0x10000;
+      const at = host.mapRaw(0n, 64 * len, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
+      expect(at).toBeGreaterThan(0n);
+      // more calls than one message holds (64 KiB of words): the batch is split, and every call runs
+      const advise = Array.from({ length: 3000 }, (_, i) => ({ op: 'MADVISE' as const, words: [at + BigInt((i % 64) * len), len, 14 /* MADV_HUGEPAGE */] }));
+      expect(host.batch(advise)).toEqual(advise.map(() => 0n));
+      const r = host.batch([
+        { op: 'MPROTECT', words: [at, len, PROT.READ] },
+        { op: 'MADVISE', words: [at + 1n, len, 14], optional: true }, // unaligned: EINVAL, optional
+        { op: 'MPROTECT', words: [at + 1n, len, PROT.READ] }, // unaligned: EINVAL, stops the batch
+        { op: 'MPROTECT', words: [at + BigInt(len), len, PROT.NONE] }, // never runs
+      ]);
+      expect(r).toEqual([0n, -22n, -22n]);
+      const second = host.maps().find((m) => m.start <= at + BigInt(len) && at + BigInt(len) < m.end)!;
+      expect(second.mode.startsWith('rw')).toBe(true);
+    } finally {
+      host.kill();
+    }
+  });
+});
+
 describe('huge pages', () => {
   it.for(['move', 'copy'] as const)('--mode %s: huge pages come back whole only when moved', (mode, ctx) => {
     if (prepared.unavailable.thp) ctx.skip(prepared.unavailable.thp);

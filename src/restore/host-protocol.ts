@@ -6,11 +6,30 @@
 import { errnoName, NativeError, sendMessage, recvMessage, type Addr } from '../native/index.js';
 
 export const HostOp = {
-  HELLO: 1, MAP: 2, OPEN: 3, MEMFD: 4, FTRUNCATE: 5, CLOSE: 6, MADVISE: 7, MPROTECT: 8, MOVE: 9, STAGE: 10, DETACH: 11,
+  HELLO: 1, MAP: 2, OPEN: 3, MEMFD: 4, FTRUNCATE: 5, CLOSE: 6, MADVISE: 7, MPROTECT: 8, MOVE: 9, STAGE: 10, DETACH: 11, BATCH: 12,
 } as const;
 export type HostOpName = keyof typeof HostOp;
 
-const MAX_MSG = 64 << 10;
+/** A call BATCH can carry: words in, one value out. `optional`: its failure does not stop the calls after it. */
+export interface BatchCall {
+  op: 'MAP' | 'FTRUNCATE' | 'CLOSE' | 'MADVISE' | 'MPROTECT';
+  words: readonly (number | bigint)[];
+  optional?: boolean;
+}
+
+const OPTIONAL = 1n << 63n;
+
+/** The BATCH words of `calls`: per call a header (op | words << 32 | OPTIONAL), then its words. */
+export function batchWords(calls: readonly BatchCall[]): bigint[] {
+  const out: bigint[] = [];
+  for (const c of calls) {
+    out.push(BigInt(HostOp[c.op]) | (BigInt(c.words.length) << 32n) | (c.optional ? OPTIONAL : 0n));
+    for (const w of c.words) out.push(BigInt.asUintN(64, BigInt(w)));
+  }
+  return out;
+}
+
+export const MAX_MSG = 64 << 10;
 /** Replies land here (one per thread: module state is per worker); a reply's words are valid until the next call. */
 const REPLY = Buffer.alloc(MAX_MSG);
 

@@ -9,7 +9,7 @@ import {
   poll, POLL, type Addr,
 } from '../native/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
-import { hostCall, hostValue, HostGoneError, type HostOpName } from './host-protocol.js';
+import { hostCall, hostValue, batchWords, HostGoneError, MAX_MSG, type BatchCall, type HostOpName } from './host-protocol.js';
 
 export type UffdKind = 'syscall' | '/dev/userfaultfd' | 'user-mode-only';
 const KINDS: UffdKind[] = ['syscall', '/dev/userfaultfd', 'user-mode-only'];
@@ -83,6 +83,27 @@ export class RestoreHost {
 
   get alive(): boolean {
     return (poll([{ fd: this.pidfd, events: POLL.IN }], 0)[0]! & POLL.IN) === 0;
+  }
+
+  /**
+   * Run `calls` in order, as many per message as fit (a round trip to the host costs tens of microseconds, and a
+   * process has thousands of regions). Stops at the first failing call not marked optional. Returns the result
+   * (>= 0, or -errno) of each call that ran: fewer than `calls` when one failed, and that one is the last.
+   */
+  batch(calls: readonly BatchCall[]): bigint[] {
+    const out: bigint[] = [];
+    const room = MAX_MSG / 8 - 1;
+    for (let i = 0; i < calls.length; ) {
+      let words = 0;
+      const from = i;
+      while (i < calls.length && (i === from || words + 1 + calls[i]!.words.length <= room)) words += 1 + calls[i++]!.words.length;
+      const r = this.call('BATCH', batchWords(calls.slice(from, i)));
+      const ran = hostValue(r, 'a batch of calls');
+      for (let k = 0; k < ran; k++) out.push(r.words[k]!);
+      const last = ran > 0 ? from + ran - 1 : -1;
+      if (ran < i - from || (last >= 0 && out[last]! < 0n && !calls[last]!.optional)) break;
+    }
+    return out;
   }
 
   /** mmap in the host; returns the address, or -errno (collisions are the caller's to explain). */

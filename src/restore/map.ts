@@ -7,6 +7,7 @@
 import { MAP, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type Addr } from '../native/index.js';
 import type { MapsEntry } from '../proc/index.js';
 import type { RestoreHost } from './host.js';
+import type { BatchCall } from './host-protocol.js';
 import type { RegionPlan, RegionsPlan } from './plan.js';
 
 export interface Relocation {
@@ -64,12 +65,29 @@ export function createObjects(host: RestoreHost, plan: RegionsPlan): Map<number,
 
 /**
  * Map every region that is not skipped. Returns the relocations made; sets each plan's `start` to where its
- * region went.
+ * region went. Regions at their own addresses are mapped in batches (map, protect, advise); a relocated one
+ * alone, since where it goes is known only once it is mapped.
  */
 export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<number, number>, relocate: boolean): Relocation[] {
   const files = new Map<string, number>();
   const relocations: Relocation[] = [];
   const own = relocate ? host.maps() : [];
+  /** calls not yet sent, and the region each one is for */
+  const calls: BatchCall[] = [];
+  const callFor: RegionPlan[] = [];
+  const flush = () => {
+    const results = host.batch(calls);
+    if (results.length < calls.length || results.some((r, i) => r < 0n && !calls[i]!.optional)) {
+      const i = results.length - 1;
+      throw callError(calls[i]!, callFor[i]!, Number(-results[i]!));
+    }
+    results.forEach((r, i) => {
+      // without MAP_FIXED_NOREPLACE (before Linux 4.17) the address is only a hint
+      if (calls[i]!.op === 'MAP' && r !== callFor[i]!.start) throw new PagesnapError(`region ${hex(callFor[i]!.start)} was mapped at ${hex(r)} instead`, { code: 'EEXIST' });
+    });
+    calls.length = 0;
+    callFor.length = 0;
+  };
   try {
     for (const rp of plan.regions) {
       const r = rp.region;
@@ -89,28 +107,45 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
         offset = r.object!.offset;
       }
       const clash = own.some((m) => m.start < r.end && r.start < m.end);
-      const want = clash ? 0n : r.start;
-      const got = host.mapRaw(want, len, rp.mapProt, rp.flags | (clash ? 0 : MAP.FIXED_NOREPLACE), fd, offset);
-      if (got < 0n) {
-        const e = Number(-got);
-        if (e === EEXIST) throw new PagesnapError(`region ${hex(r.start)}-${hex(r.end)} overlaps a mapping the restore host made meanwhile`, { code: 'EEXIST' });
-        throw mapError(rp, e);
+      if (clash) {
+        const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, fd, offset);
+        if (got < 0n) throw mapError(rp, Number(-got));
+        rp.start = got;
+        relocations.push({ from: r.start, to: rp.start, len, path: r.path });
+      } else {
+        rp.start = r.start;
+        calls.push({ op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offset] });
+        callFor.push(rp);
       }
-      rp.start = BigInt(got);
-      if (rp.mapProt !== rp.prot) host.mprotect(rp.start, len, rp.prot);
-      if (clash) relocations.push({ from: r.start, to: rp.start, len, path: r.path });
-      for (const a of rp.advice) {
-        try {
-          host.madvise(rp.start, len, a);
-        } catch {
-          /* advice the kernel no longer takes (or this mapping refuses) only costs fidelity */
-        }
-      }
+      const at = (call: BatchCall) => {
+        calls.push(call);
+        callFor.push(rp);
+      };
+      if (rp.mapProt !== rp.prot) at({ op: 'MPROTECT', words: [rp.start, len, rp.prot] });
+      // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
+      for (const a of rp.advice) at({ op: 'MADVISE', words: [rp.start, len, a], optional: true });
+      if (clash) flush();
     }
+    flush();
   } finally {
-    for (const fd of files.values()) host.close(fd);
+    try {
+      host.batch([...files.values()].map((fd) => ({ op: 'CLOSE', words: [fd], optional: true })));
+    } catch {
+      /* the host is gone: what failed first is the error to report */
+    }
   }
   return relocations;
+}
+
+/** Why a batched call for region `rp` failed. */
+function callError(call: BatchCall, rp: RegionPlan, errno: number): PagesnapError {
+  const r = rp.region;
+  if (call.op === 'MAP') {
+    if (errno === EEXIST) return new PagesnapError(`region ${hex(r.start)}-${hex(r.end)} overlaps a mapping the restore host made meanwhile`, { code: 'EEXIST' });
+    return mapError(rp, errno);
+  }
+  const code = errnoName(errno);
+  return new PagesnapError(`cannot ${call.op.toLowerCase()} region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`} in the restore host: ${code}`, { code });
 }
 
 function mapError(rp: RegionPlan, errno: number): PagesnapError {
