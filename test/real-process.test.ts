@@ -2,16 +2,18 @@
 // regions, repeated pages across them). Stopped, dumped through the CLI, then every page the snapshot says holds
 // data or zero is compared with the process's memory as it still is.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNodeHeap, type NodeHeap } from '../fixtures/node-heap.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
-import { processVmReadv } from '../src/native/index.js';
+import { processVmReadv, cachestat } from '../src/native/index.js';
+import { requireCachestat } from './helpers/kernel.js';
 import { readStat } from '../src/proc/process.js';
 import { cliJson, cli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-real-'));
+const file = join(dir, 'node.psnap');
 let heap: NodeHeap;
 
 beforeAll(async () => {
@@ -28,7 +30,6 @@ afterAll(async () => {
 
 describe('dump of a Node process', () => {
   it('stores every page as the process holds it, and verifies', () => {
-    const file = join(dir, 'node.psnap');
     const anonKiB = Number(/^Anonymous:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${heap.pid}/smaps_rollup`, 'utf8'))![1]);
     expect(anonKiB).toBeGreaterThan(200 * 1024); // it holds its objects (not freed by a GC before we look)
     const s = cliJson<{ pagesStored: number; pagesDeduplicated: number; pagesZero: number; regions: number }>(['dump', String(heap.pid), '-o', file]);
@@ -59,4 +60,35 @@ describe('dump of a Node process', () => {
     expect(compared).toBeGreaterThanOrEqual(s.pagesStored);
     expect(readStat(heap.pid).state).toBe('T'); // left as it was found: stopped
   }, 60_000);
+
+  it('its thousands of table blocks are read ahead at once, not waited for one by one', async (ctx) => {
+    requireCachestat(ctx);
+    // a dump writes with O_DIRECT, so its blocks are not in the page cache (the first test read its file through)
+    const fresh = join(dir, 'fresh.psnap');
+    cliJson(['dump', String(heap.pid), '-o', fresh]);
+    const r = SnapshotReader.open(fresh);
+    const fd = openSync(fresh, 'r');
+    try {
+      const proc = r.process(heap.pid);
+      const blocks = proc.regions.flatMap((reg) => [...(Array.isArray(reg.runs) ? [] : reg.runs.blocks), ...(Array.isArray(reg.refs) ? reg.refs : [])]);
+      expect(blocks.length).toBeGreaterThan(100);
+      const cached = () => blocks.filter((b) => cachestat(fd, b.offset, b.size).cache > 0).length;
+      const before = cached();
+      if (before > blocks.length / 2) {
+        const why = `${before} of ${blocks.length} blocks were in the page cache already (the filesystem refused O_DIRECT?)`;
+        console.log(`SKIP ${ctx.task.name}: ${why}`);
+        ctx.skip(why);
+      }
+      r.prefetchTables(proc.regions);
+      let after = cached();
+      for (let waited = 0; after < blocks.length && waited < 5000; waited += 50) {
+        await new Promise((res) => setTimeout(res, 50));
+        after = cached();
+      }
+      expect(after).toBe(blocks.length);
+    } finally {
+      closeSync(fd);
+      r.close();
+    }
+  }, 30_000);
 });

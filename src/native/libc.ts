@@ -27,6 +27,7 @@ export const fn = {
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),
+  posix_fadvise: libc.func('int posix_fadvise(int fd, int64_t off, int64_t len, int advice)'),
   flock: libc.func('int flock(int fd, int op)'),
   socketpair: libc.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),

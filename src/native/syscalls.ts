@@ -39,6 +39,12 @@ export function madvise(addr: Addr, len: number, advice: number): void {
   check('madvise', fn.madvise(addr, len, advice), `${range(addr, len)} advice=${advice}`);
 }
 
+/** POSIX_FADV_WILLNEED: the kernel starts reading [off, off+len) of the file into the page cache and returns. */
+export function willNeed(fd: number, off: number, len: number): void {
+  const e = fn.posix_fadvise(fd, off, len, 3) as number; // returns the error number itself, not -1 + errno
+  if (e !== 0) throw new NativeError('posix_fadvise', e, `fd ${fd} [${off}, ${off + len})`);
+}
+
 /** Residency of our own pages (mincore works only on the caller's address space). One byte per page, bit 0. */
 export function mincore(addr: Addr, len: number, pageSize = 4096): Uint8Array {
   const vec = Buffer.alloc(Math.ceil(len / pageSize));

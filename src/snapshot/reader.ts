@@ -5,7 +5,7 @@
 import { openSync, readSync, closeSync, fstatSync, existsSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { decompress } from 'zstd-napi';
-import { PagesnapError, fromNodeError, xxh3_64, scanPages } from '../native/index.js';
+import { PagesnapError, fromNodeError, xxh3_64, scanPages, willNeed } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, EXIT_DAMAGED_STRUCTURE, type Header, type Footer } from './format.js';
 import { decodeManifest, checkRefs, type Block, type FrameIndex, type ParentRef, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 import { FrameDecoder } from './frame-decoder.js';
@@ -170,6 +170,19 @@ export class SnapshotReader {
       paths: files.map((r) => r.path),
       frames: { offset: cat(Float64Array, (f) => f.offset), size: cat(Uint32Array, (f) => f.size), firstPage: cat(Uint32Array, (f) => f.firstPage), pages: cat(Uint32Array, (f) => f.pages), file },
     };
+  }
+
+  /**
+   * Ask the kernel to start reading the run and ref blocks of these regions (or objects) all at once. A program's
+   * regions number in thousands, each with small blocks scattered between the frames: read one after another from
+   * a file not in the page cache (just written with O_DIRECT, or the cache reclaimed since), each would wait for
+   * the disk in turn.
+   */
+  prefetchTables(tables: readonly { runs: RunTable; refs: Refs }[]): void {
+    for (const t of tables) {
+      if (!Array.isArray(t.runs)) for (const b of t.runs.blocks) willNeed(this.fd, b.offset, b.size);
+      if (Array.isArray(t.refs)) for (const b of t.refs) willNeed(this.fd, b.offset, b.size);
+    }
   }
 
   private readAt(offset: number, len: number): Buffer {
