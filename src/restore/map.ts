@@ -39,10 +39,9 @@ export function collisions(host: RestoreHost, plan: RegionsPlan): Collision[] {
 }
 
 export function collisionError(c: Collision): PagesnapError {
-  const r = c.region.region;
   const w = c.with;
   return new PagesnapError(
-    `region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`} collides with the restore host's ` +
+    `${regionName(c.region)} collides with the restore host's ` +
       `${hex(w.start)}-${hex(w.end)} ${w.name ?? '[anon]'}`,
     { code: 'EEXIST', hint: 'run again (the host lands elsewhere each time), or pass --relocate to map such regions elsewhere' },
   );
@@ -65,28 +64,27 @@ export function createObjects(host: RestoreHost, plan: RegionsPlan): Map<number,
 
 /**
  * Map every region that is not skipped. Returns the relocations made; sets each plan's `start` to where its
- * region went. Regions at their own addresses are mapped in batches (map, protect, advise); a relocated one
- * alone, since where it goes is known only once it is mapped.
+ * region went. Regions at their own addresses are mapped in batches (map, protect, advise), in plan order; a
+ * relocated one goes alone, after everything before it: where the kernel puts it must not be a place a region
+ * mapped earlier in the plan wanted.
  */
 export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<number, number>, relocate: boolean): Relocation[] {
   const files = new Map<string, number>();
   const relocations: Relocation[] = [];
   const own = relocate ? host.maps() : [];
-  /** calls not yet sent, and the region each one is for */
-  const calls: BatchCall[] = [];
-  const callFor: RegionPlan[] = [];
+  /** calls not yet sent, each with the region it is for */
+  const queued: { call: BatchCall; rp: RegionPlan }[] = [];
   const flush = () => {
-    const results = host.batch(calls);
-    if (results.length < calls.length || results.some((r, i) => r < 0n && !calls[i]!.optional)) {
-      const i = results.length - 1;
-      throw callError(calls[i]!, callFor[i]!, Number(-results[i]!));
-    }
+    const results = host.batch(queued.map((q) => q.call));
+    // the batch stops at a failure that is not optional: that one is the last result
+    const failed = results.findIndex((r, i) => r < 0n && !queued[i]!.call.optional);
+    if (failed >= 0) throw callError(queued[failed]!.call, queued[failed]!.rp, Number(-results[failed]!));
     results.forEach((r, i) => {
+      const { call, rp } = queued[i]!;
       // without MAP_FIXED_NOREPLACE (before Linux 4.17) the address is only a hint
-      if (calls[i]!.op === 'MAP' && r !== callFor[i]!.start) throw new PagesnapError(`region ${hex(callFor[i]!.start)} was mapped at ${hex(r)} instead`, { code: 'EEXIST' });
+      if (call.op === 'MAP' && r !== rp.start) throw new PagesnapError(`${regionName(rp)} was mapped at ${hex(r)} instead`, { code: 'EEXIST' });
     });
-    calls.length = 0;
-    callFor.length = 0;
+    queued.length = 0;
   };
   try {
     for (const rp of plan.regions) {
@@ -106,25 +104,19 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
         fd = objectFds.get(p.object)!;
         offset = r.object!.offset;
       }
-      const clash = own.some((m) => m.start < r.end && r.start < m.end);
-      if (clash) {
+      if (own.some((m) => m.start < r.end && r.start < m.end)) {
+        flush();
         const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, fd, offset);
         if (got < 0n) throw mapError(rp, Number(-got));
         rp.start = got;
         relocations.push({ from: r.start, to: rp.start, len, path: r.path });
       } else {
         rp.start = r.start;
-        calls.push({ op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offset] });
-        callFor.push(rp);
+        queued.push({ call: { op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offset] }, rp });
       }
-      const at = (call: BatchCall) => {
-        calls.push(call);
-        callFor.push(rp);
-      };
-      if (rp.mapProt !== rp.prot) at({ op: 'MPROTECT', words: [rp.start, len, rp.prot] });
+      if (rp.mapProt !== rp.prot) queued.push({ call: { op: 'MPROTECT', words: [rp.start, len, rp.prot] }, rp });
       // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
-      for (const a of rp.advice) at({ op: 'MADVISE', words: [rp.start, len, a], optional: true });
-      if (clash) flush();
+      for (const a of rp.advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
     }
     flush();
   } finally {
@@ -137,20 +129,25 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
   return relocations;
 }
 
+/** `region 0x…-0x… PATH` (or `[kind]`), as errors name a region. */
+function regionName(rp: RegionPlan): string {
+  const r = rp.region;
+  return `region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`}`;
+}
+
 /** Why a batched call for region `rp` failed. */
 function callError(call: BatchCall, rp: RegionPlan, errno: number): PagesnapError {
-  const r = rp.region;
   if (call.op === 'MAP') {
-    if (errno === EEXIST) return new PagesnapError(`region ${hex(r.start)}-${hex(r.end)} overlaps a mapping the restore host made meanwhile`, { code: 'EEXIST' });
+    if (errno === EEXIST) return new PagesnapError(`${regionName(rp)} overlaps a mapping the restore host made meanwhile`, { code: 'EEXIST' });
     return mapError(rp, errno);
   }
   const code = errnoName(errno);
-  return new PagesnapError(`cannot ${call.op.toLowerCase()} region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`} in the restore host: ${code}`, { code });
+  return new PagesnapError(`cannot ${call.op.toLowerCase()} ${regionName(rp)} in the restore host: ${code}`, { code });
 }
 
 function mapError(rp: RegionPlan, errno: number): PagesnapError {
   const r = rp.region;
-  const what = `cannot map region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`} in the restore host`;
+  const what = `cannot map ${regionName(rp)} in the restore host`;
   const code = errnoName(errno);
   const hint = r.kind === 'hugetlb' && code === 'ENOMEM' ? 'reserve huge pages first: echo N > /proc/sys/vm/nr_hugepages'
     : code === 'EPERM' ? 'addresses below vm.mmap_min_addr need CAP_SYS_RAWIO, or pass --relocate' : undefined;
