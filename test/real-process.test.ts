@@ -79,7 +79,7 @@ describe('dump of a Node process', () => {
         console.log(`SKIP ${ctx.task.name}: ${why}`);
         ctx.skip(why);
       }
-      r.prefetchTables(proc.regions);
+      r.prefetchTables(proc);
       let after = cached();
       for (let waited = 0; after < blocks.length && waited < 5000; waited += 50) {
         await new Promise((res) => setTimeout(res, 50));

@@ -220,8 +220,8 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
   if (a.pageSize !== b.pageSize) throw new PagesnapError(`${a.path} has ${a.pageSize}-byte pages and ${b.path} ${b.pageSize}-byte ones`, { code: 'EINVAL' });
   const notes: string[] = [];
   const [pa, pb] = pairProcesses(a, b, opts.pid, notes);
-  a.prefetchTables([...pa.regions, ...a.manifest.objects]);
-  b.prefetchTables([...pb.regions, ...b.manifest.objects]);
+  a.prefetchTables(pa);
+  b.prefetchTables(pb);
   if (a.manifest.host.kernel !== b.manifest.host.kernel) notes.push(`different kernels: ${a.manifest.host.kernel} and ${b.manifest.host.kernel}`);
   if (a.manifest.host.hostname !== b.manifest.host.hostname) notes.push(`different machines: ${a.manifest.host.hostname} and ${b.manifest.host.hostname}`);
   if (a.manifest.hash.seed !== b.manifest.hash.seed) {

@@ -178,7 +178,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   const ourObjectFds = new Map<number, number>();
   try {
     const proc = reader.process(opts.pid);
-    reader.prefetchTables([...proc.regions, ...reader.manifest.objects]);
+    reader.prefetchTables(proc);
     const offered = kernelUffdFeatures();
     const mode = fillMode(opts.mode, offered);
     const lazy = !!opts.lazy;

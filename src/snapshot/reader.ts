@@ -173,13 +173,13 @@ export class SnapshotReader {
   }
 
   /**
-   * Ask the kernel to start reading the run and ref blocks of these regions (or objects) all at once. A program's
-   * regions number in thousands, each with small blocks scattered between the frames: read one after another from
-   * a file not in the page cache (just written with O_DIRECT, or the cache reclaimed since), each would wait for
-   * the disk in turn.
+   * Ask the kernel to start reading the run and ref blocks of a process's regions, and of the objects, all at once.
+   * A program's regions number in thousands, each with small blocks scattered between the frames: read one after
+   * another from a file not in the page cache (just written with O_DIRECT, or the cache reclaimed since), each would
+   * wait for the disk in turn.
    */
-  prefetchTables(tables: readonly { runs: RunTable; refs: Refs }[]): void {
-    for (const t of tables) {
+  prefetchTables(proc: SnapshotProcess): void {
+    for (const t of [...proc.regions, ...this.manifest.objects]) {
       if (!Array.isArray(t.runs)) for (const b of t.runs.blocks) willNeed(this.fd, b.offset, b.size);
       if (Array.isArray(t.refs)) for (const b of t.refs) willNeed(this.fd, b.offset, b.size);
     }
