@@ -1,7 +1,7 @@
 // The snapshot's output stream: bytes read back while later ones are still being written (the dedupe path reads
 // stored frames back to compare pages), across the boundaries of its two staging buffers.
 import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,5 +76,18 @@ describe('SnapshotWriter dedupe', () => {
     expect(w.dedupedPages).toBe(frames);
     expect(w.storedPages).toBe(frames * 64);
     await w.abort();
+  });
+});
+
+describe('SnapshotWriter abort', () => {
+  it('refuses to store afterwards, even a page it would only compare with one in a (now unmapped) frame slot', async () => {
+    const w = SnapshotWriter.create(join(dir, 'aborted.psnap'), { framePages: 64 });
+    const page = randomBytes(4096);
+    const words = new Uint32Array(2);
+    scanPages(page, 1, 4096, w.seed, new BigUint64Array(words.buffer), new Uint8Array(1));
+    await w.store(page, 1, words, new Uint32Array(1)); // stays in the frame being filled
+    await w.abort();
+    await expect(w.store(page, 1, words, new Uint32Array(1))).rejects.toThrow(/aborted/);
+    expect(readdirSync(dir).filter((f) => f.includes('aborted'))).toEqual([]);
   });
 });

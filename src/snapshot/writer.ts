@@ -46,43 +46,7 @@ export interface WriterParent {
 /** Entries per table block: 64 Ki refs (256 KiB) or hashes (512 KiB) before compression. */
 export const TABLE_ENTRIES = 1 << 16;
 
-/**
- * A table that grows with the target (a region's refs) sent to the file in blocks as it fills, so the dump holds at
- * most one block of it in memory.
- */
-export class RefSink {
-  // grown on demand up to a block: a dump makes a sink per region, and most regions are small
-  private buf = new Uint32Array(0);
-  private fill = 0;
-  private readonly blocks: Promise<Block>[] = [];
-
-  constructor(private readonly w: SnapshotWriter) {}
-
-  push(ref: number): void {
-    if (this.fill === this.buf.length) {
-      const grown = new Uint32Array(Math.min(this.w.tableEntries, Math.max(256, 2 * this.fill)));
-      grown.set(this.buf);
-      this.buf = grown;
-    }
-    this.buf[this.fill++] = ref;
-    if (this.fill === this.w.tableEntries) this.flush();
-  }
-
-  private flush(): void {
-    if (this.fill === 0) return;
-    this.blocks.push(this.w.writeTable(new Uint8Array(this.buf.buffer, 0, this.fill * 4), this.fill));
-    this.fill = 0;
-  }
-
-  async done(): Promise<Block[]> {
-    this.flush();
-    return Promise.all(this.blocks);
-  }
-}
-
-/** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
-export const DEFAULT_FRAME_PAGES = 64;
-
+/** A Uint32Array that doubles as it fills (from 256 entries: a dump makes one per region, most of them small). */
 class Growable32 {
   a = new Uint32Array(256);
   n = 0;
@@ -98,6 +62,37 @@ class Growable32 {
     return this.a.slice(0, this.n);
   }
 }
+
+/**
+ * A table that grows with the target (a region's refs) sent to the file in blocks as it fills, so the dump holds at
+ * most one block of it in memory.
+ */
+export class RefSink {
+  private readonly refs = new Growable32();
+  private readonly blocks: Promise<Block>[] = [];
+
+  constructor(private readonly w: SnapshotWriter) {}
+
+  push(ref: number): void {
+    this.refs.push(ref);
+    if (this.refs.n === this.w.tableEntries) this.flush();
+  }
+
+  private flush(): void {
+    const { a, n } = this.refs;
+    if (n === 0) return;
+    this.blocks.push(this.w.writeTable(new Uint8Array(a.buffer, 0, n * 4), n));
+    this.refs.n = 0;
+  }
+
+  async done(): Promise<Block[]> {
+    this.flush();
+    return Promise.all(this.blocks);
+  }
+}
+
+/** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
+export const DEFAULT_FRAME_PAGES = 64;
 
 /** The frame being filled. */
 interface Filling {
@@ -202,6 +197,8 @@ export class SnapshotWriter {
    * is busy, which bounds memory whatever the target's size.
    */
   async store(buf: Buffer, count: number, words: Uint32Array, refs: Int32Array | Uint32Array, refsAt = 0): Promise<void> {
+    // after a failure or an abort the frame slots may be gone (unmapped): not even a dedupe compare may look at them
+    if (this.failure) throw this.failure;
     const ps = this.pageSize;
     for (let i = 0; i < count; i++) {
       const lo = words[2 * i]!;
