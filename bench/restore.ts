@@ -163,24 +163,22 @@ async function move(rows: Row[]): Promise<void> {
   rmSync(snap.file, { force: true });
 }
 
-/** `taskset` arguments that pin to CPU 0, or none. */
-const pinned = (pin: boolean) => (pin && have('taskset') ? ['taskset', '-c', '0'] : []);
+/** `cmd args`, run on CPU 0 when `pin` (and taskset is there). */
+const onCpu0 = (pin: boolean, cmd: string, args: string[]): [string, string[]] => (pin && have('taskset') ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
 
 /** The client's p50 touch latency (µs); `pin`: on CPU 0 (with the server, when there is one). */
-function touch(args: string[], pinTo: boolean): number {
-  const pin = pinned(pinTo);
-  const out = run(pin[0] ?? CLIENT, [...pin.slice(1), ...(pin.length ? [CLIENT] : []), ...args, '--touch', 'random']);
+function touch(args: string[], pin: boolean): number {
+  const out = run(...onCpu0(pin, CLIENT, [...args, '--touch', 'random']));
   return (JSON.parse(out) as { p50us: number }).p50us;
 }
 
-async function served(file: string, region: FixtureRegion, pinTo: boolean): Promise<number> {
+async function served(file: string, region: FixtureRegion, pin: boolean): Promise<number> {
   const socket = join(dir, 'bench.sock');
   rmSync(socket, { force: true });
-  const pin = pinned(pinTo);
-  const server = spawn(pin[0] ?? process.execPath, [...pin.slice(1), ...(pin.length ? [process.execPath] : []), RUN, 'serve', file, '--socket', socket, '--threads', '0', '--once'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(...onCpu0(pin, process.execPath, [RUN, 'serve', file, '--socket', socket, '--threads', '0', '--once']), { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
   try {
-    return touch(['--socket', socket, '--snapshot-address', `0x${region.start.toString(16)}`, '--length', String(region.pages * 4096), '--no-prefetch'], pinTo);
+    return touch(['--socket', socket, '--snapshot-address', `0x${region.start.toString(16)}`, '--length', String(region.pages * 4096), '--no-prefetch'], pin);
   } finally {
     await new Promise((resolve) => {
       server.once('exit', resolve);

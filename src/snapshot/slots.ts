@@ -2,7 +2,7 @@
  * The compression slots' memory as each thread sees it: one anonymous mapping, viewed at the same address by the
  * main thread and by every compression worker (threads share the address space).
  */
-import { view } from '../native/libc.js';
+import { view } from '../native/libc.js'; // not native/index: a compression worker needs only this
 import type { Addr } from '../native/index.js';
 
 /** Where the slots are, for a worker to view the same memory. */
