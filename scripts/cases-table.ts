@@ -12,12 +12,12 @@ const DOES: Record<Verdict, string> = {
   zero: 'recorded as zero, not stored',
   hole: 'recorded as a hole, not stored',
   file: 'recorded as file-backed (stored with `--include-file-pages`)',
-  object: 'read from the shmem object, stored once per object',
+  object: 'read from its object, stored once per object',
   guard: 'recorded; restored as a guard',
   poison: 'recorded; restored as poison (SIGBUS)',
   retry: 'looked at again, then read',
   special: 'listed, never read',
-  unreadable: 'recorded with the errno',
+  unreadable: 'recorded as unreadable, with why',
 };
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');

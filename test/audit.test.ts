@@ -26,9 +26,11 @@ const EXPECT: Record<string, Expect> = {
   'anon-guard': { marker: 4 }, 'shmem-guard': { marker: 4 }, 'wp-hole': { marker: 16 }, poisoned: { marker: 4 },
   // a private memfd mapping's clean pages are its object's data (F2, stored with the object): not needless
   'file-private': { file: 8 }, 'huge-zero': { zero: 512 },
+  // a deleted file's pages that are not mapped are in nothing a pagemap-only dumper reads (only its holes are empty)
+  'deleted-private': { lost: ['F1', 12] }, 'deleted-shared': { lost: ['F1', 8] },
 };
 
-const SCENARIOS = ['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison', 'file-private', 'ksm', 'hugetlb', 'seed'] as const;
+const SCENARIOS = ['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison', 'file-private', 'file-deleted', 'secret', 'ksm', 'hugetlb', 'seed'] as const;
 
 let prepared: Prepared;
 beforeAll(() => { prepared = prepareHost(); });

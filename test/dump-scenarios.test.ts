@@ -15,7 +15,7 @@ import { useScenario } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
-  'file-private', 'ksm', 'hugetlb', 'sparse', 'seed',
+  'file-private', 'file-deleted', 'secret', 'ksm', 'hugetlb', 'sparse', 'seed',
 ] as const;
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));
@@ -42,8 +42,10 @@ function checkContent(r: SnapshotReader, pid: number, reg: FixtureRegion, withFi
     const at = reg.start + BigInt(i) * 4096n;
     const read = () => r.read(proc, at, 4096);
     const where = `${reg.name} page ${i}`;
+    const unreadable = reg.content.unreadable?.some(([f, n]) => i >= f && i < f + n);
     if (want.kind === 'bytes' || (want.kind === 'file' && withFiles)) expect(read().equals(want.bytes), where).toBe(true);
     else if (want.kind === 'zero') expect(read().every((b) => b === 0), where).toBe(true);
+    else if (unreadable) expect(read, where).toThrow(/is not in the snapshot: unreadable at dump time \(memfd_secret memory: .*\) \[case X2\]/);
     else expect(read, where).toThrow(/is not in the snapshot/);
   }
 }

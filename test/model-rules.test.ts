@@ -57,6 +57,7 @@ const CASES: Record<CaseId, [Evidence, Verdict]> = {
   P5: [ev({ vmFlags: ['wf'] }, 'none'), 'hole'],
   R1: [ev({}, 'migration'), 'retry'], // alias of A10
   X1: [ev({ kind: 'vvar' }, 'none'), 'special'],
+  X2: [ev({ kind: 'secret', shared: true }, 'file'), 'unreadable'],
 };
 
 describe('every case id', () => {
@@ -95,13 +96,32 @@ describe('degraded evidence', () => {
     expect(decideFrom(ev(mshm, 'data'))).toMatchObject({ case: 'F3', verdict: 'data' });
     expect(decideFrom(ev(mshm, 'file', { includeFilePages: true }))).toMatchObject({ case: 'F2', verdict: 'object' });
   });
+  it('a deleted file keeps every page with the object, mapped or not, shared or private (no name to find it by)', () => {
+    const gone = { ...fpriv, fileGone: true };
+    const goneShared = { kind: 'file-shared' as RegionKind, shared: true, fileGone: true };
+    expect(decideFrom(ev(gone, 'file'))).toMatchObject({ case: 'F2', verdict: 'object' });
+    expect(decideFrom(ev(gone, 'none'))).toMatchObject({ case: 'F1', verdict: 'object' });
+    expect(decideFrom(ev(gone, 'data'))).toMatchObject({ case: 'F3', verdict: 'data' });
+    expect(decideFrom(ev(goneShared, 'file'))).toMatchObject({ case: 'F2', verdict: 'object' });
+    expect(decideFrom(ev(goneShared, 'none'))).toMatchObject({ case: 'F1', verdict: 'object' });
+    expect(decideFrom(ev(goneShared, 'guard'))).toMatchObject({ case: 'A16', verdict: 'guard' });
+    // a file still there holds its own pages
+    expect(decideFrom(ev({ kind: 'file-shared', shared: true }, 'none'))).toMatchObject({ case: 'F1', verdict: 'file' });
+  });
+  it('memfd_secret memory is unreadable whatever pagemap shows, and the verdict says why', () => {
+    for (const pte of ['none', 'file', 'data'] as const) {
+      const d = decideFrom(ev({ kind: 'secret', shared: true }, pte));
+      expect(d).toMatchObject({ case: 'X2', verdict: 'unreadable' });
+      expect(d.rule.why).toMatch(/no other process/);
+    }
+  });
   it('--include-file-pages turns clean file pages into data', () => {
     expect(decideFrom(ev(fpriv, 'file', { includeFilePages: true }))).toMatchObject({ case: 'F2', verdict: 'data' });
   });
 });
 
 describe('exhaustive', () => {
-  const kinds: RegionKind[] = ['anon-private', 'heap', 'stack', 'shmem-shared', 'file-private', 'file-shared', 'hugetlb', 'vdso', 'vvar', 'vsyscall', 'special'];
+  const kinds: RegionKind[] = ['anon-private', 'heap', 'stack', 'shmem-shared', 'file-private', 'file-shared', 'hugetlb', 'vdso', 'vvar', 'vsyscall', 'secret', 'special'];
   const states: (PageState | 'none')[] = ['none', 'data', 'zero', 'file', 'swap', 'migration', 'device', 'hwpoison', 'guard', 'uffd-wp-marker', 'poison-marker', 'swap-unknown'];
   it('every kind × sharing × state has a rule', () => {
     for (const kind of kinds) for (const shared of [false, true]) for (const pte of states) {

@@ -43,6 +43,9 @@ function holds(verdict: Verdict, e: Evidence): Holds {
       return 'marker';
     case 'special':
       return 'special';
+    case 'unreadable':
+      // memory no one else may read (memfd_secret): a mapped page holds data all the same
+      return e.pte === 'none' ? 'nothing' : 'data';
     default:
       return 'nothing';
   }
@@ -50,9 +53,12 @@ function holds(verdict: Verdict, e: Evidence): Holds {
 
 export interface CaseCount {
   case: CaseId;
+  /** the rule's name: a case can have more than one rule */
   name: string;
   pages: number;
 }
+
+const ruleKey = (c: { case: CaseId; name: string }) => `${c.case} ${c.name}`;
 
 /** What the naive rule does with a run of pages that the model decided. */
 export type Status = 'kept' | 'lost' | 'needless' | 'empty';
@@ -143,7 +149,9 @@ function objectEvidence(o: OpenObject, r: Region, pages: number): { data: Uint8A
 
 function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null): RegionAudit {
   const pages = Number((r.end - r.start) / BigInt(PAGE));
-  const region: Evidence['region'] = { kind: r.kind, shared: r.perms.shared, shmemBacked: r.backing === 'shmem', readable: r.perms.read, vmFlags: r.vmFlags };
+  const region: Evidence['region'] = {
+    kind: r.kind, shared: r.perms.shared, shmemBacked: r.backing === 'shmem', fileGone: r.backing === 'file' && r.deleted, readable: r.perms.read, vmFlags: r.vmFlags,
+  };
   const populated = r.kind === 'vsyscall' ? [] : pm.runs(r);
   const pte = new Array<{ from: number; to: number; run: (typeof populated)[number] }>();
   for (const run of populated) {
@@ -211,12 +219,13 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
     return e;
   });
 
-  const lost = new Map<CaseId, CaseCount>();
-  const needless = new Map<CaseId, CaseCount>();
-  const bump = (m: Map<CaseId, CaseCount>, c: CaseId, name: string, n: number) => {
-    const x = m.get(c) ?? { case: c, name, pages: 0 };
+  // counted by rule: one case can have several (F1 for a shared and for a private deleted file)
+  const lost = new Map<string, CaseCount>();
+  const needless = new Map<string, CaseCount>();
+  const bump = (m: Map<string, CaseCount>, c: CaseId, name: string, n: number) => {
+    const x = m.get(ruleKey({ case: c, name })) ?? { case: c, name, pages: 0 };
     x.pages += n;
-    m.set(c, x);
+    m.set(ruleKey(x), x);
   };
   const out: AuditRun[] = [];
   let naiveKeeps = 0;
@@ -245,7 +254,7 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
     if (e.pte === 'migration') migration += n;
     if (r.perms.shared ? e.object?.data === true && e.object.resident === false : e.pte === 'swap') swapCounted += n;
   }
-  const sorted = (m: Map<CaseId, CaseCount>) => [...m.values()].sort((a, b) => b.pages - a.pages);
+  const sorted = (m: Map<string, CaseCount>) => [...m.values()].sort((a, b) => b.pages - a.pages);
   const lostPages = [...lost.values()].reduce((s, x) => s + x.pages, 0);
   // hugetlb pages are not in Rss: smaps counts them in Private_Hugetlb and Shared_Hugetlb.
   const rss = r.kind === 'hugetlb' ? (r.fields.Private_Hugetlb ?? 0) + (r.fields.Shared_Hugetlb ?? 0) : (r.fields.Rss ?? 0);
@@ -295,11 +304,11 @@ export function audit(pids: number[], opts: AuditOptions = {}): AuditReport {
   }
   const all = processes.flatMap((p) => p.regions);
   const merge = (pick: (r: RegionAudit) => CaseCount[]) => {
-    const m = new Map<CaseId, CaseCount>();
+    const m = new Map<string, CaseCount>();
     for (const c of all.flatMap(pick)) {
-      const x = m.get(c.case) ?? { ...c, pages: 0 };
+      const x = m.get(ruleKey(c)) ?? { ...c, pages: 0 };
       x.pages += c.pages;
-      m.set(c.case, x);
+      m.set(ruleKey(x), x);
     }
     return [...m.values()].sort((a, b) => b.pages - a.pages);
   };

@@ -202,10 +202,12 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Regi
 
 /** Read a region; `done` settles when its tables are in the file (see Recorder.finish). */
 async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ done: Promise<SnapshotRegion> }> {
-  const shape: RegionShape = { kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem' };
+  const shape: RegionShape = {
+    kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem', fileGone: r.backing === 'file' && r.deleted,
+  };
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-  // A shared shmem mapping's content is its object's: open that (or learn why it cannot be opened).
+  // A shmem mapping's content (or a deleted file's) is its object's: open that (or learn why it cannot be opened).
   const access = decide(shape, 'none').verdict === 'object' ? openObject(pid, r) : undefined;
   const rec = new Recorder(ctx.writer);
   try {
@@ -242,7 +244,7 @@ async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemor
   }
 }
 
-/** A shmem object's content, stored once however many regions and processes map it. Returns its id. */
+/** An object's content (shmem, a deleted file), stored once however many regions and processes map it. Returns its id. */
 async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<number> {
   const seen = ctx.objects.get(o.key);
   if (seen) return seen.id;
@@ -257,7 +259,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
     ctx.progress();
   }
   const id = ctx.objects.size;
-  const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? 'hugetlbfs', name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
+  const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? (r.backing === 'file' ? 'deleted-file' : 'hugetlbfs'), name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
   ctx.objects.set(o.key, { id, done: rec.finish((t) => ({ ...obj, ...t })) });
   add(ctx.pages, rec.pages);
   ctx.shmemPages += rec.pages.data;
@@ -269,7 +271,7 @@ function add(into: VerdictPages, p: VerdictPages): void {
 }
 
 /**
- * For a shmem mapping whose object cannot be opened: read the pages this process has mapped, and record the rest
+ * For a mapping whose object cannot be opened: read the pages this process has mapped, and record the rest
  * as unreadable, with why. `at` is the window's first page within the region.
  */
 function readMappedInstead(segments: Segment[], populated: PageRun[], winStart: bigint, at: number, why: string): Segment[] {

@@ -1,7 +1,8 @@
 /**
- * Shmem objects (memfd, shared anonymous, SysV, tmpfs files, hugetlbfs): their content is enumerated on the
- * object itself with SEEK_DATA/SEEK_HOLE and read with pread, because pagemap does not show shmem pages that are
- * swapped out, zapped, written through another mapping or inherited by a fork child (cases S2, S3, H2).
+ * Objects: shmem (memfd, shared anonymous, SysV, tmpfs files), hugetlbfs, and deleted files. Their content is
+ * enumerated on the object itself with SEEK_DATA/SEEK_HOLE and read with pread, because pagemap does not show
+ * shmem pages that are swapped out, zapped, written through another mapping or inherited by a fork child (cases
+ * S2, S3, H2), nor the pages of a file that are not mapped (F1) — and a deleted file has no name to find it by later.
  */
 import { openSync, closeSync, fstatSync, readdirSync, statSync } from 'node:fs';
 import { seekData, seekHole, cachestat, isErrno } from '../native/index.js';
@@ -24,7 +25,7 @@ function encodeDev(majorMinor: string): number {
   return (mi & 0xff) | (ma << 8) | ((mi & ~0xff) << 12);
 }
 
-/** Open the object behind a shared mapping, or say why it cannot be opened. */
+/** Open the object behind a mapping, or say why it cannot be opened. */
 export function openObject(pid: number, r: Region): OpenObject | { error: string } {
   const hex = (a: bigint) => a.toString(16);
   const tryOpen = (path: string): OpenObject | null => {
@@ -58,7 +59,8 @@ export function openObject(pid: number, r: Region): OpenObject | { error: string
   } catch (e) {
     if (!isErrno(e, 'EACCES', 'EPERM')) throw e;
   }
-  return { error: `its shmem object cannot be opened (${mapFile} needs CAP_SYS_ADMIN and the process holds no fd on it)` };
+  const what = r.backing === 'shmem' ? 'its shmem object' : r.backing === 'hugetlbfs' ? 'its hugetlbfs file' : 'its deleted file';
+  return { error: `${what} cannot be opened (${mapFile} needs CAP_SYS_ADMIN and the process holds no fd on it)` };
 }
 
 export function closeObject(o: OpenObject): void {

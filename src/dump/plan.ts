@@ -26,11 +26,11 @@ export function planRegion(shape: RegionShape, start: bigint, pages: number, pop
   const none = decide(shape, 'none', opts);
   for (const r of populated) {
     const at = Number((r.start - start) / ps);
-    out.push(pos, at - pos, none.verdict, none.case);
+    out.push(pos, at - pos, none.verdict, none.case, none.reason);
     const d = decide(shape, r.state, opts, { huge: r.huge, uffdWp: r.uffdWp });
-    out.push(at, r.pages, d.verdict, d.case);
+    out.push(at, r.pages, d.verdict, d.case, d.reason);
     pos = at + r.pages;
   }
-  out.push(pos, pages - pos, none.verdict, none.case);
+  out.push(pos, pages - pos, none.verdict, none.case, none.reason);
   return out.runs;
 }

@@ -15,6 +15,8 @@ export interface Evidence {
     shared: boolean;
     /** the backing object is shmem (memfd, tmpfs, SysV, shared anonymous) */
     shmemBacked?: boolean;
+    /** a file mapping whose file was deleted: only its mappings reach the content now, so it is kept as an object */
+    fileGone?: boolean;
     /** the process may read it (PROT_NONE regions need /proc/PID/mem) */
     readable?: boolean;
     vmFlags: readonly string[];
@@ -54,7 +56,12 @@ const anonKind = (e: Evidence) => K(e) === 'anon-private' || K(e) === 'heap' || 
 const privateKind = (e: Evidence) => anonKind(e) || K(e) === 'file-private' || (K(e) === 'hugetlb' && !e.region.shared);
 /** A shared mapping of an object (shmem or hugetlbfs): the object holds the data, not the page tables. */
 const objectKind = (e: Evidence) => K(e) === 'shmem-shared' || (K(e) === 'hugetlb' && e.region.shared);
-const privateShmem = (e: Evidence) => K(e) === 'file-private' && e.region.shmemBacked === true;
+/**
+ * A private mapping whose clean pages nothing outside the target's mappings keeps: of shmem (a memfd dies with its
+ * last user) or of a deleted file. They are stored with the object, not left to a file.
+ */
+const privateObject = (e: Evidence) => K(e) === 'file-private' && (e.region.shmemBacked === true || e.region.fileGone === true);
+const goneShared = (e: Evidence) => K(e) === 'file-shared' && e.region.fileGone === true;
 const flag = (e: Evidence, f: string) => e.region.vmFlags.includes(f);
 const pte = (...s: (PageState | 'none')[]) => (e: Evidence) => s.includes(e.pte);
 const all = (...fs: ((e: Evidence) => boolean)[]) => (e: Evidence) => fs.every((f) => f(e));
@@ -63,6 +70,7 @@ const fileOrData = (e: Evidence): Verdict => (e.includeFilePages ? 'data' : 'fil
 export const RULES: readonly Rule[] = [
   // Regions that are never read.
   { case: 'X1', name: 'kernel or device region (vvar, vdso, vsyscall, PFNMAP/IO)', when: (e) => ['special', 'vvar', 'vsyscall', 'vdso'].includes(K(e)), verdict: 'special', why: 'not process memory: never read' },
+  { case: 'X2', name: 'memfd_secret memory', when: (e) => K(e) === 'secret', verdict: 'unreadable', why: 'memfd_secret memory: the kernel lets no other process read it (by design)' },
 
   // Shared objects: whatever this page table shows, the object holds the data (S1-S7, H2); markers are the mapping's.
   { case: 'A16', name: 'guard marker over shmem/file', when: all(objectKind, pte('guard')), verdict: 'guard', why: 'the guard replaced only the pte: the object still holds the data, stored with the object' },
@@ -79,8 +87,10 @@ export const RULES: readonly Rule[] = [
   // Without object evidence a shared page without a pte could be S2, S3 or a hole: the object decides.
   { case: 'S2', name: 'shmem, pte none, object not inspected', when: objectKind, verdict: 'object', why: 'pagemap cannot tell: the object holds whatever data there is' },
 
-  // Shared file mappings: the file holds the data.
+  // Shared file mappings: the file holds the data; once it is deleted, only the mappings reach it.
   { case: 'A16', name: 'guard marker over a shared file', when: all((e) => K(e) === 'file-shared', pte('guard')), verdict: 'guard', why: 'the file still holds the data' },
+  { case: 'F2', name: 'shared page of a deleted file, mapped', when: all(goneShared, pte('file', 'data')), verdict: 'object', why: 'page cache of a file with no name: stored with the file, as an object' },
+  { case: 'F1', name: 'shared page of a deleted file, not mapped', when: goneShared, verdict: 'object', why: 'in a file with no name, which only its mappings reach: stored with the file, as an object' },
   { case: 'F2', name: 'shared file page mapped', when: all((e) => K(e) === 'file-shared', pte('file', 'data')), verdict: fileOrData, why: 'page cache of the file' },
   { case: 'F1', name: 'shared file page not mapped', when: (e) => K(e) === 'file-shared', verdict: 'file', why: 'in the file' },
 
@@ -105,11 +115,11 @@ export const RULES: readonly Rule[] = [
   // Private file mappings.
   { case: 'F4', name: 'private file page, copied on write, swapped', when: all((e) => K(e) === 'file-private', pte('swap')), verdict: 'data', why: 'in swap: a real swap entry in a private file mapping is always an anonymous copy' },
   { case: 'F3', name: 'private file page, copied on write', when: all((e) => K(e) === 'file-private', pte('data')), verdict: 'data', why: 'a private anonymous copy: only this process has it' },
-  // A private mapping of shmem (a memfd, a tmpfs file): its clean pages are the object's, and the object may die
-  // with the process (a memfd always does), so they are stored with the object, not left to a file.
-  { case: 'F6', name: 'private shmem read-fault on a hole', when: all(privateShmem, pte('file'), (e) => e.zeroContent === true), verdict: 'object', why: 'the read gave the object a zero page: it belongs to the object' },
-  { case: 'F2', name: 'private shmem page, clean', when: all(privateShmem, pte('file')), verdict: 'object', why: 'the shmem object\'s page (gone with its last user): stored with the object' },
-  { case: 'F1', name: 'private shmem page untouched', when: all(privateShmem, pte('none')), verdict: 'object', why: 'whatever the shmem object holds there: stored with the object' },
+  // A private mapping of shmem (a memfd, a tmpfs file) or of a deleted file: its clean pages are the object's, and
+  // the object dies with its last user (a memfd always does), so they are stored with it, not left to a file.
+  { case: 'F6', name: 'private shmem read-fault on a hole', when: all(privateObject, pte('file'), (e) => e.zeroContent === true), verdict: 'object', why: 'the read gave the object a zero page: it belongs to the object' },
+  { case: 'F2', name: 'private shmem or deleted-file page, clean', when: all(privateObject, pte('file')), verdict: 'object', why: 'the object\'s page (gone with its last user): stored with the object' },
+  { case: 'F1', name: 'private shmem or deleted-file page untouched', when: all(privateObject, pte('none')), verdict: 'object', why: 'whatever the object holds there: stored with the object' },
   { case: 'F2', name: 'private file page, clean', when: all((e) => K(e) === 'file-private', pte('file')), verdict: fileOrData, why: 'page cache of the file; follows later writes to the file' },
   { case: 'F5', name: 'private file page reclaimed', when: all((e) => K(e) === 'file-private', pte('none'), (e) => e.object?.resident === false), verdict: 'file', why: 'in the file (reclaimed from the page cache)' },
   { case: 'F1', name: 'private file page untouched', when: all((e) => K(e) === 'file-private', pte('none')), verdict: 'file', why: 'in the file' },

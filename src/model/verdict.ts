@@ -11,7 +11,7 @@ import { decideFrom, type Evidence } from './rules.js';
  * - zero: reads as zero (shared zero page, or the content read back was all zero): recorded, not stored;
  * - hole: nothing there, reads as zero: recorded, not stored;
  * - file: a clean page of the mapped file: the file holds it, recorded, not stored (unless asked);
- * - object: a shmem mapping: the content is the shmem object's, stored once per object;
+ * - object: the content is the mapped object's (shmem, hugetlbfs, a deleted file), stored once per object;
  * - guard / poison: a marker: recorded, restored as a marker, no content;
  * - retry: a transient entry (migration): look again, then read;
  * - special: a region that is never read (vvar, vdso, PFNMAP/IO);
@@ -19,11 +19,11 @@ import { decideFrom, type Evidence } from './rules.js';
  */
 export type Verdict = 'data' | 'zero' | 'hole' | 'file' | 'object' | 'guard' | 'poison' | 'retry' | 'special' | 'unreadable';
 
-/** Case ids of kernel-semantics.md §2.1, plus X1 for regions pagesnap never reads. */
+/** Case ids of kernel-semantics.md §2.1, plus X1 for regions pagesnap never reads and X2 for memory no one else can. */
 export const CASE_IDS = [
   'A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A8', 'A9', 'A10', 'A11', 'A12', 'A13', 'A14', 'A15', 'A16', 'A17', 'A18', 'A19',
   'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'F1', 'F2', 'F3', 'F4', 'F5', 'F6', 'F7', 'H1', 'H2', 'H3', 'K1', 'K2',
-  'P1', 'P2', 'P3', 'P4', 'P5', 'R1', 'X1',
+  'P1', 'P2', 'P3', 'P4', 'P5', 'R1', 'X1', 'X2',
 ] as const;
 export type CaseId = (typeof CASE_IDS)[number];
 
@@ -39,6 +39,7 @@ export interface RegionShape {
   vmFlags?: readonly string[];
   readable?: boolean;
   shmemBacked?: boolean;
+  fileGone?: boolean;
 }
 
 export interface PageFacts {
@@ -46,11 +47,12 @@ export interface PageFacts {
   uffdWp?: boolean;
 }
 
-export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): { verdict: Verdict; case: CaseId } {
+/** The verdict and its case; `reason` (the rule's why) for an unreadable verdict, which the snapshot records. */
+export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): { verdict: Verdict; case: CaseId; reason?: string } {
   const e: Evidence = {
-    region: { kind: r.kind, shared: r.shared, vmFlags: r.vmFlags ?? [], readable: r.readable, shmemBacked: r.shmemBacked },
+    region: { kind: r.kind, shared: r.shared, vmFlags: r.vmFlags ?? [], readable: r.readable, shmemBacked: r.shmemBacked, fileGone: r.fileGone },
     pte: state, huge: page.huge, uffdWp: page.uffdWp, includeFilePages: opts.includeFilePages,
   };
   const d = decideFrom(e);
-  return { verdict: d.verdict, case: d.case };
+  return d.verdict === 'unreadable' ? { verdict: d.verdict, case: d.case, reason: d.rule.why } : { verdict: d.verdict, case: d.case };
 }

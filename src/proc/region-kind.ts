@@ -15,10 +15,11 @@ export type RegionKind =
   | 'vdso'
   | 'vvar'
   | 'vsyscall'
+  | 'secret'
   | 'special';
 
 /** Where the pages behind a region live. */
-export type Backing = 'anon' | 'shmem' | 'file' | 'hugetlbfs' | 'kernel' | 'device';
+export type Backing = 'anon' | 'shmem' | 'file' | 'hugetlbfs' | 'kernel' | 'device' | 'secretmem';
 
 /** For shmem-backed regions: which kind of object, so a user can find it again. */
 export type ShmemSource = 'memfd' | 'shared-anon' | 'sysv' | 'tmpfs';
@@ -31,6 +32,7 @@ export interface RegionClass {
 
 export const TMPFS_MAGIC = 0x01021994;
 export const HUGETLBFS_MAGIC = 0x958458f6;
+export const SECRETMEM_MAGIC = 0x5345434d;
 
 function shmemSource(e: MapsEntry, fsType?: number): ShmemSource | undefined {
   const n = e.name ?? '';
@@ -54,6 +56,8 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (n === '[vvar]' || n === '[vvar_vclock]') return { kind: 'vvar', backing: 'kernel' };
   // VM_PFNMAP / VM_IO: device or remapped kernel memory. Reading it can have side effects; pagemap shows nothing.
   if (vmFlags.includes('pf') || vmFlags.includes('io')) return { kind: 'special', backing: 'device' };
+  // memfd_secret(2): removed from the kernel's direct map, so no other process can read it (by design).
+  if (fsType === SECRETMEM_MAGIC || (n === '/secretmem' && e.deleted && e.dev.startsWith('00:'))) return { kind: 'secret', backing: 'secretmem' };
   if (vmFlags.includes('ht') || fsType === HUGETLBFS_MAGIC) return { kind: 'hugetlb', backing: 'hugetlbfs' };
   if (n === '[heap]') return { kind: 'heap', backing: 'anon' };
   if (n === '[stack]' || n?.startsWith('[stack:')) return { kind: 'stack', backing: 'anon' };

@@ -39,7 +39,7 @@ export function renderDiff(d: DiffReport, opts: { pages?: boolean; limit?: numbe
     ]));
   }
   const objs = d.objects.filter((o) => changedPages(o) > 0);
-  for (const o of objs) out.push(`  shmem object ${o.name}: ${o.pages.changed} changed, ${o.pages.added} added, ${o.pages.removed} removed, ${o.pages.unchanged} unchanged`);
+  for (const o of objs) out.push(`  object ${o.name}: ${o.pages.changed} changed, ${o.pages.added} added, ${o.pages.removed} removed, ${o.pages.unchanged} unchanged`);
   const ranges = d.regions.flatMap((r) => r.ranges.map((x) => ({ ...x, path: r.path }))).sort((x, y) => y.pages - x.pages);
   if (ranges.length) {
     const limit = opts.limit ?? 10;

@@ -11,7 +11,7 @@ export function renderRestore(r: RestoreResult): string {
   const out = [
     `restored process ${r.pid} of ${r.snapshot} into host ${r.hostPid}${r.held ? ' (held: it keeps running)' : ' (exited)'}`,
     `  ${r.regions.mapped} regions mapped, ${r.regions.skipped.length} skipped · ${r.lazy ? 'lazy' : 'eager'}, ${r.mode} mode · userfaultfd by ${r.uffd}`,
-    `  placed: ${bytes(b.copied)} copied, ${bytes(b.moved)} moved, ${bytes(b.zeroed)} zero pages, ${bytes(b.written)} written into file mappings, ${bytes(b.objects)} into shmem objects${b.poisoned ? `, ${bytes(b.poisoned)} poisoned` : ''}`,
+    `  placed: ${bytes(b.copied)} copied, ${bytes(b.moved)} moved, ${bytes(b.zeroed)} zero pages, ${bytes(b.written)} written into file mappings, ${bytes(b.objects)} into objects${b.poisoned ? `, ${bytes(b.poisoned)} poisoned` : ''}`,
     `  setup ${ms(r.timings.setupMs)} ms · ready ${ms(r.timings.readyMs)} ms · full ${ms(r.timings.fullMs)} ms · ${r.throughputMBs >= 1000 ? `${(r.throughputMBs / 1000).toFixed(2)} GB/s` : `${r.throughputMBs.toFixed(0)} MB/s`} streamed`,
   ];
   if (r.faults.served) {
@@ -26,7 +26,7 @@ export function renderRestore(r: RestoreResult): string {
   for (const [why, which] of skipped) out.push(`  skipped ${which.join(', ')}: ${why}`);
   const lost = new Map<string, number>();
   for (const l of r.lost) lost.set(l.why, (lost.get(l.why) ?? 0) + l.len);
-  for (const [why, len] of lost) out.push(`  lost: ${bytes(len)} ${why} (poisoned where possible: access gives SIGBUS)`);
+  for (const [why, len] of lost) out.push(`  lost: ${bytes(len)} ${why} (access gives SIGBUS where it is poisoned, SIGSEGV where it is not mapped)`);
   for (const d of r.damage) out.push(`  DAMAGED: frame ${d.frame}, ${d.pages} pages at ${hex(d.addr)} poisoned: ${d.message}`);
   for (const n of r.notes) out.push(`  note: ${n}`);
   if (r.verify) {

@@ -7,9 +7,9 @@ export function renderDumpSummary(s: DumpSummary): string {
   const ratio = s.bytesCompressed > 0 ? (s.bytesRaw / s.bytesCompressed).toFixed(1) : '-';
   return [
     `wrote ${s.path} (${bytes(s.fileBytes)})`,
-    `  processes ${s.processes.join(', ')} · ${s.regions} regions · ${s.objects} shmem objects`,
+    `  processes ${s.processes.join(', ')} · ${s.regions} regions · ${s.objects} objects`,
     ...(s.parent ? [`  incremental against ${s.parent}: ${s.pagesFromParent} pages found there and referenced, not stored`] : []),
-    `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from shmem objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
+    `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
   ].join('\n');
@@ -46,7 +46,7 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
     out.push(`  pages: ${cols.map(([k, head]) => `${head.toLowerCase()} ${p.totals[k]}`).join(', ')}`);
   }
   if (s.objects.length) {
-    out.push('', 'shmem objects (stored once, whoever maps them):');
+    out.push('', 'objects: shmem, hugetlbfs and deleted files (stored once, whoever maps them):');
     type O = ShowReport['objects'][number];
     out.push(table(s.objects, [
       { head: 'ID', get: (o: O) => String(o.id) },

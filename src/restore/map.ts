@@ -48,7 +48,7 @@ export function collisionError(c: Collision): PagesnapError {
 }
 
 /**
- * Create each shmem object as a memfd in the host (sized, not yet filled). Returns host fd per object id.
+ * Create each object (shmem, hugetlbfs, deleted file) as a memfd in the host (sized, not yet filled). Returns host fd per object id.
  */
 export function createObjects(host: RestoreHost, plan: RegionsPlan): Map<number, number> {
   const fds = new Map<number, number>();

@@ -18,7 +18,7 @@ export type Placement =
   | { how: 'hugetlb'; hugePage: number }
   /** the mapped file again; copied-on-write pages are written over it */
   | { how: 'file'; path: string }
-  /** a shmem object, recreated as a memfd (a private mapping's copied-on-write pages are written over it) */
+  /** an object (shmem, hugetlbfs, a deleted file), recreated as a memfd (a private mapping's copied-on-write pages are written over it) */
   | { how: 'object'; object: number }
   | { how: 'skip'; why: string };
 
@@ -86,13 +86,16 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
       advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
     };
-    if (region.vmFlags.includes('lo')) notes.push(`${hex(region.start)} was locked in memory (mlock); it is restored unlocked`);
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
+    // (memfd_secret memory is always locked, and not restored)
+    if (region.vmFlags.includes('lo') && region.kind !== 'secret') notes.push(`${hex(region.start)} was locked in memory (mlock); it is restored unlocked`);
     switch (region.kind) {
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
       case 'special':
         return skip('device or PFN-mapped memory cannot be recreated');
+      case 'secret':
+        return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
       case 'anon-private': case 'heap': case 'stack':
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'hugetlb': {
@@ -110,7 +113,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
         return { ...base, place: { how: 'object', object: region.object.id } };
       case 'file-private': {
-        // A private mapping of shmem: its object comes back as a memfd, mapped private again.
+        // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
         if (region.object) {
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
           return { ...base, place: { how: 'object', object: region.object.id } };
@@ -128,6 +131,12 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon', lostWhy: f.why } };
       }
       case 'file-shared': {
+        // a deleted file: its content comes back as a memfd (what the process saw was already only reachable
+        // through its mappings)
+        if (region.object) {
+          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
+          return { ...base, place: { how: 'object', object: region.object.id } };
+        }
         const f = fileAgain(region);
         if ('why' in f) return skip(f.why);
         return { ...base, place: { how: 'file', path: f.path } };
@@ -138,6 +147,19 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
 }
 
 const hex = (a: Addr) => `0x${a.toString(16)}`;
+
+/** The pages of a region not mapped in the host that held something (holes and guards hold nothing). */
+function lostRuns(reader: SnapshotReader, r: SnapshotRegion, start: Addr, why: string, into: LostRange[]): void {
+  const ps = reader.pageSize;
+  for (const run of reader.runsOf(r.runs, reader.pagesOf(r))) {
+    if (run.verdict === 'hole' || run.verdict === 'guard' || run.verdict === 'special') continue;
+    const at = start + BigInt(run.offset * ps);
+    const pages = run.pages;
+    const last = into[into.length - 1];
+    if (last && last.why === why && last.start + BigInt(last.len) === at) last.len += pages * ps;
+    else into.push({ start: at, len: pages * ps, why });
+  }
+}
 
 export interface Range {
   start: Addr;
@@ -177,7 +199,11 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
   plan.regions.forEach((rp, index) => {
     const r = rp.region;
     const p = rp.place;
-    if (p.how === 'skip') return;
+    if (p.how === 'skip') {
+      // process memory the host will not have: say so (kernel and device regions are not the process's)
+      if (r.kind !== 'vdso' && r.kind !== 'vvar' && r.kind !== 'vsyscall' && r.kind !== 'special') lostRuns(reader, r, rp.start, p.why, out.lost);
+      return;
+    }
     const streamed = p.how === 'anon' || p.how === 'hugetlb';
     const len = Number(r.end - r.start);
     if (streamed) out.registered.push({ start: rp.start, len, hugePage: p.how === 'hugetlb' ? p.hugePage : 0 });

@@ -61,7 +61,7 @@ export interface SnapshotRegion {
 
 export interface SnapshotObject {
   id: number;
-  source: ShmemSource | 'hugetlbfs';
+  source: ShmemSource | 'hugetlbfs' | 'deleted-file';
   /** what maps showed, e.g. `/memfd:cache (deleted)` */
   name: string;
   dev: number;

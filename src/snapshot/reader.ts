@@ -496,7 +496,7 @@ const WHY: Record<string, string> = {
   poison: 'a poisoned page: it has no content (access gives SIGBUS)',
   special: 'in a region pagesnap never reads',
   unreadable: 'unreadable at dump time',
-  object: 'in a shmem object the snapshot does not hold',
+  object: 'in an object (shmem, deleted file) the snapshot does not hold',
   retry: 'still migrating when the dump ended',
 };
 
