@@ -6,7 +6,7 @@
  *   request  u32 op, u32 zero, then op-specific u64 words (and for OPEN/MEMFD a NUL-terminated name)
  *   reply    i64 result (>= 0, or -errno), then op-specific i64 words
  *
- * BATCH carries many simple calls (MAP, FTRUNCATE, CLOSE, MADVISE, MPROTECT) in one message, so mapping a
+ * BATCH carries many simple calls (MAP, FTRUNCATE, CLOSE, MADVISE, MPROTECT, MSEAL) in one message, so mapping a
  * process of thousands of regions costs a few round trips instead of thousands: each call is a u64 header
  * (op | words << 32 | OPTIONAL << 63) and its words. They run in order until one that is not OPTIONAL fails; the
  * reply's result is how many ran, followed by each one's result.
@@ -44,7 +44,7 @@ struct uffdio_move { uint64_t dst, src, len, mode; int64_t move; };
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-enum op { HELLO = 1, MAP, OPEN, MEMFD, FTRUNCATE, CLOSE, MADVISE, MPROTECT, MOVE, STAGE, DETACH, BATCH };
+enum op { HELLO = 1, MAP, OPEN, MEMFD, FTRUNCATE, CLOSE, MADVISE, MPROTECT, MOVE, STAGE, DETACH, BATCH, MSEAL };
 
 #define MAX_MSG (64 << 10)
 #define MAX_CHANNELS 16
@@ -108,6 +108,7 @@ static int64_t simple(uint32_t op, const uint64_t *w, size_t words)
 	case CLOSE: return words < 1 ? -EINVAL : result(close((int)w[0]));
 	case MADVISE: return words < 3 ? -EINVAL : result(madvise((void *)(uintptr_t)w[0], w[1], (int)w[2]));
 	case MPROTECT: return words < 3 ? -EINVAL : result(mprotect((void *)(uintptr_t)w[0], w[1], (int)w[2]));
+	case MSEAL: return words < 2 ? -EINVAL : result((int)syscall(462 /* mseal, Linux 6.10 */, (uintptr_t)w[0], (size_t)w[1], 0UL));
 	default: return -ENOSYS;
 	}
 }
@@ -171,7 +172,7 @@ static void serve(int ch, int control)
 			rep[2] = uffd_how;
 			out = 2;
 			break;
-		case MAP: case FTRUNCATE: case CLOSE: case MADVISE: case MPROTECT: r = simple(op, w, words); break;
+		case MAP: case FTRUNCATE: case CLOSE: case MADVISE: case MPROTECT: case MSEAL: r = simple(op, w, words); break;
 		case BATCH: r = do_batch(w, words, rep + 1, &out); break;
 		case OPEN: r = result(open((const char *)(w + 1), (int)w[0] | O_CLOEXEC)); break;
 		case MEMFD: r = result(memfd_create((const char *)(w + 1), (unsigned)w[0] | MFD_CLOEXEC)); break;

@@ -6,13 +6,13 @@
 import { errnoName, NativeError, sendMessage, recvMessage, type Addr } from '../native/index.js';
 
 export const HostOp = {
-  HELLO: 1, MAP: 2, OPEN: 3, MEMFD: 4, FTRUNCATE: 5, CLOSE: 6, MADVISE: 7, MPROTECT: 8, MOVE: 9, STAGE: 10, DETACH: 11, BATCH: 12,
+  HELLO: 1, MAP: 2, OPEN: 3, MEMFD: 4, FTRUNCATE: 5, CLOSE: 6, MADVISE: 7, MPROTECT: 8, MOVE: 9, STAGE: 10, DETACH: 11, BATCH: 12, MSEAL: 13,
 } as const;
 export type HostOpName = keyof typeof HostOp;
 
 /** A call BATCH can carry: words in, one value out. `optional`: its failure does not stop the calls after it. */
 export interface BatchCall {
-  op: 'MAP' | 'FTRUNCATE' | 'CLOSE' | 'MADVISE' | 'MPROTECT';
+  op: 'MAP' | 'FTRUNCATE' | 'CLOSE' | 'MADVISE' | 'MPROTECT' | 'MSEAL';
   words: readonly (number | bigint)[];
   optional?: boolean;
 }

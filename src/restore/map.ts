@@ -129,6 +129,17 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
   return relocations;
 }
 
+/**
+ * mseal(2) the regions the process had sealed, once their content is in place (a sealed region can no longer be
+ * unmapped, remapped or re-protected, and guards could not be installed). Returns a note per region left unsealed.
+ */
+export function sealRegions(host: RestoreHost, plan: RegionsPlan): string[] {
+  const sealed = plan.regions.filter((rp) => rp.seal && rp.place.how !== 'skip');
+  if (sealed.length === 0) return [];
+  const results = host.batch(sealed.map((rp) => ({ op: 'MSEAL', words: [rp.start, Number(rp.region.end - rp.region.start)], optional: true })));
+  return sealed.flatMap((rp, i) => (results[i]! < 0n ? [`${regionName(rp)} was sealed (mseal); it is restored unsealed: ${errnoName(Number(-results[i]!))}`] : []));
+}
+
 /** `region 0x…-0x… PATH` (or `[kind]`), as errors name a region. */
 function regionName(rp: RegionPlan): string {
   const r = rp.region;

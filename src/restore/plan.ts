@@ -14,6 +14,8 @@ import { SegmentBuilder, Op, type SegmentTable } from './segments.js';
 export type Placement =
   /** private anonymous memory, filled through userfaultfd */
   | { how: 'anon'; lostWhy?: string }
+  /** droppable anonymous memory (MAP_DROPPABLE): userfaultfd refuses it, so its pages are written in directly */
+  | { how: 'droppable' }
   /** private hugetlb memory, filled through userfaultfd in whole huge pages */
   | { how: 'hugetlb'; hugePage: number }
   /** the mapped file again; copied-on-write pages are written over it */
@@ -36,6 +38,8 @@ export interface RegionPlan {
   /** mmap flags, without MAP_FIXED_NOREPLACE */
   flags: number;
   advice: number[];
+  /** mseal(2) it once its content is in place (VmFlags `sl`) */
+  seal: boolean;
   place: Placement;
 }
 
@@ -85,6 +89,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       flags: (shared ? MAP.SHARED : MAP.PRIVATE) | (region.vmFlags.includes('nr') ? MAP.NORESERVE : 0) |
         (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
       advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
+      seal: region.vmFlags.includes('sl'),
     };
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
     // (memfd_secret memory is always locked, and not restored)
@@ -97,6 +102,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'secret':
         return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
       case 'anon-private': case 'heap': case 'stack':
+        if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'hugetlb': {
         const hugePage = hugePageOf(region);
@@ -216,7 +222,8 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
         case 'data':
           if (streamed) b.push(index, first + offset, pages, Op.DATA, src!, shift);
           else {
-            // a file or shmem mapping again: its copied-on-write pages are written over it
+            // a file or object mapping again: its copied-on-write pages are written over it (droppable memory:
+            // all its pages)
             out.writes.push({ addr: range.start, pages, src: src! });
             written += pages;
           }

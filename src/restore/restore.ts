@@ -13,7 +13,7 @@ import {
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { RestoreHost, type UffdKind } from './host.js';
-import { collisions, collisionError, createObjects, mapRegions, type Relocation } from './map.js';
+import { collisions, collisionError, createObjects, mapRegions, sealRegions, type Relocation } from './map.js';
 import { planContent, planRegions, type ContentPlan, type LostRange, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
 import { fillObjects, writePages } from './direct.js';
@@ -223,6 +223,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const end = await streamer.stop();
     if (end.stopped === 'gone') throw h.gone('the restore host exited before the restore was complete');
     if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
+    const sealNotes = sealRegions(h, p.plan);
     const fullMs = performance.now() - t0;
 
     let verify: VerifyResult | undefined;
@@ -254,7 +255,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         skipped: p.plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
       },
       relocations: p.relocations, lost: p.content.lost, damage: uniqueDamage(end.damage), profile,
-      notes: [...p.plan.notes, ...moveNotes(streamer)], verify,
+      notes: [...p.plan.notes, ...sealNotes, ...moveNotes(streamer)], verify,
     };
     for (const fd of p.objectFds.values()) h.close(fd);
     if (opts.hold) {

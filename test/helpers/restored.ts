@@ -10,6 +10,8 @@ import type { Verdict } from '../../src/model/verdict.js';
 interface Span { offset: number; pages: number; verdict: Verdict }
 
 const SKIPPED = new Set(['vdso', 'vvar', 'vsyscall', 'special']);
+/** VmFlags a restore gives back: madvise flags, MAP_DROPPABLE, mseal */
+const RESTORED_FLAGS = ['hg', 'nh', 'dc', 'wf', 'dd', 'mg', 'dp', 'sl'];
 
 /** A region's runs with case ids dropped and neighbours of one verdict merged; `as` renames verdicts. */
 function spans(r: SnapshotReader, reg: SnapshotRegion, as: (v: Verdict) => Verdict = (v) => v): Span[] {
@@ -41,6 +43,8 @@ export function compareRestored(a: SnapshotReader, aPid: number, b: SnapshotRead
       diffs.push(`${where}: ${rb ? `restored as ${rb.mode} up to 0x${rb.end.toString(16)}` : 'not restored'}`);
       continue;
     }
+    const flags = (r: SnapshotRegion) => RESTORED_FLAGS.filter((f) => r.vmFlags.includes(f)).join(' ');
+    if (flags(ra) !== flags(rb)) diffs.push(`${where}: VmFlags ${flags(ra)} came back as ${flags(rb)}`);
     // What the restore does with content it cannot have: poison it (a file gone with the dump, unreadable pages).
     const fileGone = ra.kind === 'file-private' && (ra.deleted || !ra.path) && rb.kind !== 'file-private';
     const expect = (v: Verdict): Verdict =>
