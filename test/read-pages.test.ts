@@ -4,8 +4,8 @@
 import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { expectedPage } from '../fixtures/pattern.js';
-import { writeSync, closeSync, fstatSync } from 'node:fs';
-import { ProcessMemory, readProcessSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
+import { writeSync, closeSync, fstatSync, ftruncateSync } from 'node:fs';
+import { ProcessMemory, readProcessSegments, readObjectSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
 import { objectSegments } from '../src/dump/objects.js';
 import { memfdCreate, fallocate, MFD } from '../src/native/index.js';
 import { requireCachestat, withSwapState, runsOf } from './helpers/kernel.js';
@@ -77,6 +77,32 @@ describe('a shmem object', () => {
       // a page the machine swapped out meanwhile is data to SEEK_DATA, written or not
       const kind = (i: number): [string, string] => ([2, 3, 7].includes(i) || swapped[i] ? ['data', 'S2'] : [4, 5, 6, 10].includes(i) ? ['hole', 'S5'] : ['hole', 'S6']);
       expect(segs.map((x) => [x.offset, x.pages, x.verdict, x.case])).toEqual(runsOf(Array.from({ length: 12 }, (_, i) => kind(i))));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('whose size is not a whole number of pages has its last page read, zeros past the end (as a mapping shows it)', async () => {
+    const PS = 4096;
+    const fd = memfdCreate('pagesnap-odd-size', MFD.CLOEXEC);
+    try {
+      // a SysV segment of 56 bytes, any file: 2 pages and 100 bytes
+      const bytes = Buffer.alloc(2 * PS + 100, 9);
+      writeSync(fd, bytes, 0, bytes.length, 0);
+      const size = fstatSync(fd).size;
+      const o = { fd, key: 'test', dev: 0, ino: 0, size, via: 'test' };
+      const segs = objectSegments(o, 0, 3, PS);
+      expect(segs.map((x) => [x.offset, x.pages, x.verdict])).toEqual([[0, 3, 'data']]);
+      const c = collect();
+      await readObjectSegments(fd, size, segs, c.sink, null as unknown as Recorder, Buffer.alloc(8 * PS), PS);
+      expect(c.unreadable.size).toBe(0);
+      expect(c.pages.get(2)!.equals(Buffer.concat([Buffer.alloc(100, 9), Buffer.alloc(PS - 100)]))).toBe(true);
+      // an object that shrank since its segments were taken: the pages past its new end are unreadable, with why
+      ftruncateSync(fd, PS + 10);
+      const shrunk = collect();
+      await readObjectSegments(fd, size, segs, shrunk.sink, null as unknown as Recorder, Buffer.alloc(8 * PS), PS);
+      expect([...shrunk.pages.keys()]).toEqual([0]);
+      expect([...shrunk.unreadable.entries()]).toEqual([[1, 'pread: end of file (the object shrank)'], [2, 'pread: end of file (the object shrank)']]);
     } finally {
       closeSync(fd);
     }

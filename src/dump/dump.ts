@@ -255,7 +255,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   for (let at = 0; at < pages; at += window) {
     const segs = objectSegments(o, at, Math.min(pages, at + window), ps);
     rec.plan(segs);
-    await readObjectSegments(o.fd, segs, ctx.sink, rec, ctx.bufs[0], ps);
+    await readObjectSegments(o.fd, o.size, segs, ctx.sink, rec, ctx.bufs[0], ps);
     ctx.progress();
   }
   const id = ctx.objects.size;

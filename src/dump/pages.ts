@@ -337,8 +337,12 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
   if (inFlight) await finish(inFlight);
 }
 
-/** Read data segments of a shmem object through its fd (pread: no hole allocation, target untouched). */
-export async function readObjectSegments(fd: number, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, pageSize = 4096): Promise<void> {
+/**
+ * Read data segments of an object of `size` bytes through its fd (pread: no hole allocation, target untouched).
+ * The last page may run past the end of the object (a SysV segment of 56 bytes, any file): a mapping reads zeros
+ * there, and so does the snapshot.
+ */
+export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, pageSize = 4096): Promise<void> {
   const maxPages = Math.floor(buf.length / pageSize);
   for (const seg of segments) {
     if (seg.verdict !== 'data') continue;
@@ -356,7 +360,12 @@ export async function readObjectSegments(fd: number, segments: Segment[], sink: 
           break;
         }
         if (n === 0) {
-          reason = 'pread: end of file (the object shrank)';
+          if ((seg.offset + first) * pageSize + got >= size) {
+            const pageEnd = Math.min(want, Math.ceil(got / pageSize) * pageSize);
+            buf.fill(0, got, pageEnd);
+            got = pageEnd;
+          }
+          if (got < want) reason = 'pread: end of file (the object shrank)';
           break;
         }
         got += n;

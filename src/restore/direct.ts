@@ -39,7 +39,8 @@ export function fillObjects(host: RestoreHost, reader: SnapshotReader, decoder: 
           eachPiece(decoder, src!, n, (bytes, k) => {
             const at = (offset + k) * ps;
             if (base !== null) bytes.copy(view(base + BigInt(at), bytes.length));
-            else writeAll(fd, bytes, at, `object ${o.object.name}`);
+            // the last page may run past the object's end: writing it whole would grow the object
+            else writeAll(fd, bytes.subarray(0, Math.max(0, Math.min(bytes.length, o.object.size - at))), at, `object ${o.object.name}`);
           });
           pages += n;
         } else if (run.verdict === 'zero' && base === null) {
