@@ -149,6 +149,14 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await heap.stop();
   }
 
+  // Many regions: the per-region costs (pagemap, tables, reads), where gcore's are small.
+  const many = await Fixture.start(['bench-regions']);
+  try {
+    rows.push(...compare('60000 regions of one page', await samples(many.pid, reps), false));
+  } finally {
+    await many.stop();
+  }
+
   // Sparse: 64 GiB reserved with N MiB written, against a dense N MiB process.
   const n = 100;
   const dense = await Fixture.start(['bench-mix'], { sizeMiB: n });

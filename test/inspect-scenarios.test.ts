@@ -1,7 +1,7 @@
 // Acceptance: `pagesnap inspect --json` on every fixture scenario reports exactly the layout the fixture built,
 // by PAGEMAP_SCAN and by the pread fallback alike.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
-import { kernelConfig } from '../src/proc/index.js';
+import { kernelConfig, readRegions, Pagemap } from '../src/proc/index.js';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { cliJson } from './helpers/cli.js';
 import { inspect } from '../src/analyze/inspect.js';
@@ -51,6 +51,27 @@ describe.each(SCENARIOS)('inspect on scenario %s', (name) => {
     // pagemap is compared; rss and swap are smaps' own counters, read anew by each call.
     const pages = (method: 'scan' | 'pread') => inspect(sc.fx.pid, { method }).regions.map((r) => ({ start: r.start, end: r.end, counts: r.counts }));
     expect(pages('pread')).toEqual(pages('scan'));
+  });
+
+  it('scans taken ahead for many regions at once say what one scan per region says, in fewer calls', (ctx) => {
+    sc.skipIf(ctx);
+    const regions = readRegions(sc.fx.pid);
+    const each = new Pagemap(sc.fx.pid, { method: 'scan' });
+    const ahead = new Pagemap(sc.fx.pid, { method: 'scan' });
+    try {
+      const one = regions.map((r) => (r.kind === 'vsyscall' ? [] : each.runs(r)));
+      ahead.prefetch(regions);
+      const calls = ahead.stats.scanCalls;
+      expect(regions.map((r) => (r.kind === 'vsyscall' ? [] : ahead.runs(r)))).toEqual(one);
+      expect(calls).toBeLessThan(each.stats.scanCalls);
+      // each region's scan taken ahead is used once: asking again scans again
+      const again = ahead.stats.scanCalls;
+      ahead.runs(regions[0]!);
+      expect(ahead.stats.scanCalls).toBe(again + 1);
+    } finally {
+      each.close();
+      ahead.close();
+    }
   });
 });
 

@@ -61,7 +61,7 @@ describe('dump of a Node process', () => {
     expect(readStat(heap.pid).state).toBe('T'); // left as it was found: stopped
   }, 60_000);
 
-  it('its thousands of table blocks are read ahead at once, not waited for one by one', async (ctx) => {
+  it('its table blocks are read ahead at once, not waited for one by one', async (ctx) => {
     requireCachestat(ctx);
     // a dump writes with O_DIRECT, so its blocks are not in the page cache (the first test read its file through)
     const fresh = join(dir, 'fresh.psnap');
@@ -71,7 +71,8 @@ describe('dump of a Node process', () => {
     try {
       const proc = r.process(heap.pid);
       const blocks = proc.regions.flatMap((reg) => [...(Array.isArray(reg.runs) ? [] : reg.runs.blocks), ...(Array.isArray(reg.refs) ? reg.refs : [])]);
-      expect(blocks.length).toBeGreaterThan(100);
+      // (most of its 1800 regions keep their few runs and refs inline in the manifest: the long ones have blocks)
+      expect(blocks.length).toBeGreaterThan(0);
       const cached = () => blocks.filter((b) => cachestat(fd, b.offset, b.size).cache > 0).length;
       const before = cached();
       if (before > blocks.length / 2) {

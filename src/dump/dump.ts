@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { writtenVersion } from '../snapshot/format.js';
@@ -191,6 +191,8 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Regi
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
+    // (a region read in windows asks for each window: only whole regions are taken ahead)
+    pm.prefetch(regions, Math.min(PREFETCH_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES));
     const done: Promise<SnapshotRegion>[] = [];
     for (const r of regions) done.push((await dumpRegion(pid, r, pm, mem, ctx)).done);
     return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: await Promise.all(done) };

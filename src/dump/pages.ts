@@ -8,8 +8,8 @@ import { readSync, closeSync } from 'node:fs';
 import { processVmReadv, processVmReadvAsync, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc } from '../proc/index.js';
 import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
-import type { Block } from '../snapshot/manifest.js';
-import { RunSink, type RunBlocks, type VerdictPages } from '../snapshot/runs.js';
+import type { Refs } from '../snapshot/manifest.js';
+import { RunSink, type RunTable, type VerdictPages } from '../snapshot/runs.js';
 import type { CaseId, Verdict } from '../model/verdict.js';
 
 export const BATCH_BYTES = 8 << 20;
@@ -85,7 +85,7 @@ export class Recorder {
    * need not wait should not (waiting at every region drains the compression pipeline). The promise is marked
    * handled: held unawaited meanwhile, a failure surfaces where it is finally awaited.
    */
-  finish<T>(build: (tables: { runs: RunBlocks; refs: Block[] }) => T): Promise<T> {
+  finish<T>(build: (tables: { runs: RunTable; refs: Refs }) => T): Promise<T> {
     this.catchUp(Infinity);
     const done = Promise.all([this.runs.done(), this.refs.done()]).then(([runs, refs]) => build({ runs, refs }));
     done.catch(() => {});

@@ -7,8 +7,8 @@ import { SnapshotReader } from './reader.js';
 import { SnapshotWriter, RefSink } from './writer.js';
 import { RunSink } from './runs.js';
 import { writtenVersion } from './format.js';
-import type { Block, Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion } from './manifest.js';
-import type { RunBlocks } from './runs.js';
+import type { Manifest, Refs, SnapshotObject, SnapshotProcess, SnapshotRegion } from './manifest.js';
+import type { RunTable } from './runs.js';
 
 export interface FlattenOptions {
   force?: boolean;
@@ -43,7 +43,7 @@ class Regather {
   }
 
   /** The runs and refs of a region or object, rewritten for the new file. */
-  async table(x: SnapshotRegion | SnapshotObject): Promise<{ runs: RunBlocks; refs: Block[] }> {
+  async table(x: SnapshotRegion | SnapshotObject): Promise<{ runs: RunTable; refs: Refs }> {
     const runs = new RunSink((bytes, count) => this.writer.writeTable(bytes, count), this.writer.tableEntries);
     const refs = new RefSink(this.writer);
     for (const run of this.reader.runsOf(x.runs, this.reader.pagesOf(x))) runs.push(run.offset, run.pages, run.verdict, run.case, run.reason);

@@ -67,12 +67,22 @@ export function noPages(): VerdictPages {
 }
 
 /**
- * Builds a run table as runs are pushed in address order: equal neighbours merge, finished runs are packed into a
- * block that goes to the file (through `write`) when full. Counts pages by verdict on the way.
+ * Runs a table may keep inline in the manifest. Most regions have a handful: a block each (a zstd frame, a write, a
+ * promise) made a process of 60000 regions pay more for its tables than for its pages.
+ */
+export const INLINE_RUNS = 16;
+
+/**
+ * Builds a run table as runs are pushed in address order: equal neighbours merge. A table of a few runs stays
+ * inline (a list for the manifest); a longer one is packed into blocks that go to the file (through `write`) as they
+ * fill. Counts pages by verdict on the way.
  */
 export class RunSink {
   readonly pages = noPages();
-  // grown on demand up to a block: a dump makes a sink per region, and most regions have a handful of runs
+  /** the runs while they are few enough to stay inline; null once they are packed */
+  private inline: Run[] | null = [];
+  private readonly inlineMax: number;
+  // grown on demand up to a block
   private buf = new ArrayBuffer(0);
   private view = new DataView(this.buf);
   private fill = 0;
@@ -84,7 +94,10 @@ export class RunSink {
   private blockData = 0;
   private blockFirst = 0;
 
-  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {}
+  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {
+    // (tests make blocks of a few entries: a table that would fill one is never inline)
+    this.inlineMax = Math.min(INLINE_RUNS, entries - 1);
+  }
 
   push(offset: number, pages: number, verdict: Verdict, c: CaseId, reason?: string): void {
     if (pages <= 0) return;
@@ -103,6 +116,20 @@ export class RunSink {
   }
 
   private emit(r: Run): void {
+    this.pages[r.verdict] += r.pages;
+    if (this.inline) {
+      if (this.inline.length < this.inlineMax) {
+        this.inline.push(r);
+        return;
+      }
+      const held = this.inline;
+      this.inline = null;
+      for (const x of held) this.pack(x);
+    }
+    this.pack(r);
+  }
+
+  private pack(r: Run): void {
     if (this.fill === 0) this.blockFirst = r.offset;
     if (this.fill * RUN_RECORD === this.buf.byteLength) {
       const grown = new Uint8Array(Math.min(this.entries, Math.max(16, 2 * this.fill)) * RUN_RECORD);
@@ -111,7 +138,6 @@ export class RunSink {
       this.view = new DataView(this.buf);
     }
     packRun(this.view, this.fill * RUN_RECORD, r, this.index(this.cases, r.case), r.reason === undefined ? 0 : this.index(this.reasons, r.reason) + 1);
-    this.pages[r.verdict] += r.pages;
     if (r.verdict === 'data') this.blockData += r.pages;
     if (++this.fill === this.entries) this.flush();
   }
@@ -125,9 +151,10 @@ export class RunSink {
     this.fill = 0;
   }
 
-  async done(): Promise<RunBlocks> {
+  async done(): Promise<RunTable> {
     if (this.last) this.emit(this.last);
     this.last = null;
+    if (this.inline) return this.inline;
     this.flush();
     return { blocks: await Promise.all(this.blocks), cases: this.cases, reasons: this.reasons };
   }

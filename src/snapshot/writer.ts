@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
-import { encodeManifest, type Block, type FrameIndex, type Manifest } from './manifest.js';
+import { encodeManifest, type Block, type FrameIndex, type Manifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { OutputFile } from './output.js';
@@ -46,13 +46,13 @@ export interface WriterParent {
 /** Entries per table block: 64 Ki refs (256 KiB) or hashes (512 KiB) before compression. */
 export const TABLE_ENTRIES = 1 << 16;
 
-/** A Uint32Array that doubles as it fills (from 256 entries: a dump makes one per region, most of them small). */
+/** A Uint32Array that doubles as it fills (from nothing: a dump makes one per region, most of them small). */
 class Growable32 {
-  a = new Uint32Array(256);
+  a = EMPTY32;
   n = 0;
   push(v: number): void {
     if (this.n === this.a.length) {
-      const b = new Uint32Array(this.a.length * 2);
+      const b = new Uint32Array(Math.max(16, this.a.length * 2));
       b.set(this.a);
       this.a = b;
     }
@@ -63,9 +63,14 @@ class Growable32 {
   }
 }
 
+const EMPTY32 = new Uint32Array(0);
+
+/** Refs a table may keep inline in the manifest (1 KiB), like a short run table (see INLINE_RUNS). */
+export const INLINE_REFS = 256;
+
 /**
  * A table that grows with the target (a region's refs) sent to the file in blocks as it fills, so the dump holds at
- * most one block of it in memory.
+ * most one block of it in memory; a short one stays inline.
  */
 export class RefSink {
   private readonly refs = new Growable32();
@@ -85,7 +90,8 @@ export class RefSink {
     this.refs.n = 0;
   }
 
-  async done(): Promise<Block[]> {
+  async done(): Promise<Refs> {
+    if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.refs.done();
     this.flush();
     return Promise.all(this.blocks);
   }
