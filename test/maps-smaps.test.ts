@@ -98,5 +98,18 @@ describe('smaps', () => {
     const head = '7f0000000000-7f0000001000 rw-p 00000000 00:00 0 \n';
     expect(() => parseSmaps(`${head}Rss: lots\n`)).toThrow(/malformed smaps field/);
     expect(parseSmaps(`${head}NewCounter:   12 kB\nVmFlags: rd wr mr mw me ac \n`)[0]).toMatchObject({ fields: { NewCounter: 12288 }, vmFlags: ['rd', 'wr', 'mr', 'mw', 'me', 'ac'] });
+    expect(() => parseSmaps(`${head}Rss: 4 MB\n`)).toThrow(/malformed smaps field/);
+    expect(() => parseSmaps(`${head}: 4 kB\n`)).toThrow(/malformed smaps field/);
+    expect(parseSmaps(`${head}Rss:   4 kB  \nProtectionKey:  0\n`)[0]!.fields).toEqual({ Rss: 4096, ProtectionKey: 0 });
+  });
+  it('reads a live process\'s smaps as a line-by-line regex reading does', () => {
+    const text = readFileSync('/proc/self/smaps', 'utf8');
+    const want: Record<string, number>[] = [];
+    for (const line of text.split('\n')) {
+      if (/^[0-9a-f]+-/.test(line)) want.push({});
+      const m = /^(\w+):\s+(\d+)( kB)?$/.exec(line);
+      if (m) want[want.length - 1]![m[1]!] = Number(m[2]) * (m[3] ? 1024 : 1);
+    }
+    expect(parseSmaps(text).map((e) => e.fields)).toEqual(want);
   });
 });

@@ -44,7 +44,7 @@ describe('reading a region whose pages are not all readable', () => {
       const bufs = [Buffer.alloc(batchPages * 4096), Buffer.alloc(batchPages * 4096)] as const;
       const segments: Segment[] = [{ offset: 0, pages: guarded.pages, verdict: 'data', case: 'A3' }];
       try {
-        await readProcessSegments(mem, guarded.start, segments, c.sink, null as unknown as Recorder, [bufs[0], bufs[1]], viaMem);
+        await readProcessSegments(mem, [{ start: guarded.start, segments, rec: null as unknown as Recorder }], c.sink, [bufs[0], bufs[1]], viaMem);
       } finally {
         mem.close();
       }

@@ -7,17 +7,18 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { writtenVersion } from '../snapshot/format.js';
-import type { Manifest, SnapshotObject, SnapshotProcess, SnapshotRegion, DumpStats } from '../snapshot/manifest.js';
-import { noPages, type VerdictPages } from '../snapshot/runs.js';
+import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
+import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
+import { collectIfGrown } from './heap.js';
 import { resolveTargets } from './targets.js';
 import { planRegion } from './plan.js';
-import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment } from './pages.js';
+import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 
 export interface DumpOptions extends DecideOptions {
@@ -110,7 +111,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   }
   const sink = new PageSink(writer);
   const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
-  const processes: SnapshotProcess[] = [];
+  const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenMs = 0;
@@ -143,7 +144,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   };
   let fileBytes: number;
   try {
-    fileBytes = await writer.finish((frames, hashes, compressed): Manifest => {
+    fileBytes = await writer.finish((frames, hashes, compressed): WrittenManifest => {
       stats.bytesCompressed = compressed;
       return {
         format: writtenVersion(!!parent), id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
@@ -187,63 +188,129 @@ async function whileAliveAsync<T>(pid: number, read: () => Promise<T>): Promise<
   }
 }
 
-async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Region[], ctx: Context): Promise<SnapshotProcess> {
+/** What dumpProcess leaves in place of a region it has taken. */
+const RECORDED = {} as Region;
+
+/** Regions up to this many pages are read together with their neighbours, up to GROUP_PAGES at a time. */
+const SMALL_PAGES = PREFETCH_PAGES;
+const GROUP_PAGES = 256;
+
+type WrittenProcess = WrittenManifest['processes'][number];
+
+/** Dump one process's regions; it takes them: each entry of `regions` is replaced once recorded. */
+async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Region[], ctx: Context): Promise<WrittenProcess> {
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
-    // (a region read in windows asks for each window: only whole regions are taken ahead)
-    pm.prefetch(regions, Math.min(PREFETCH_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES));
-    const done: Promise<SnapshotRegion>[] = [];
-    for (const r of regions) done.push((await dumpRegion(pid, r, pm, mem, ctx)).done);
-    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: await Promise.all(done) };
+    // (a region read in windows asks for each window: only whole regions are taken ahead or grouped)
+    const small = Math.min(SMALL_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES);
+    pm.prefetch(regions, small);
+    const done: Promise<void>[] = [];
+    // each region's record goes to the manifest encoded, in address order, once its tables are in the file
+    const records = new EncodedRegions();
+    const record = (r: Region, rec: Recorder, object?: SnapshotRegion['object']) => {
+      const index = done.length;
+      done.push(recorded(r, rec, object, ctx, (x) => records.put(index, x)));
+    };
+    // Small readable regions holding only their own pages are planned, then read together: a process can have
+    // 60000 of them, and a read (a system call) each costs more than their pages.
+    let group: (RegionRead & { r: Region })[] = [];
+    let groupPages = 0;
+    const readGroup = async () => {
+      if (group.length === 0) return;
+      await readProcessSegments(mem, group, ctx.sink, ctx.bufs);
+      for (const g of group) record(g.r, g.rec);
+      group = [];
+      groupPages = 0;
+      ctx.progress();
+    };
+    for (let i = 0; i < regions.length; i++) {
+      if (i % 1024 === 1023) collectIfGrown();
+      const r = regions[i]!;
+      // what is kept of a region is its record: let the rest go as the dump goes (60000 regions are 50 MB)
+      regions[i] = RECORDED;
+      const shape = shapeOf(r);
+      const pages = Number((r.end - r.start) / PAGE);
+      if (pages <= small && r.perms.read && !ownsObject(shape)) {
+        const rec = new Recorder(ctx.writer);
+        const segments = planWindow(r, shape, 0, pages, pm, ctx.opts);
+        rec.plan(segments);
+        group.push({ r, start: r.start, segments, rec });
+        groupPages += pages;
+        if (groupPages >= GROUP_PAGES) await readGroup();
+        continue;
+      }
+      await readGroup();
+      const read = await dumpRegion(pid, r, shape, pm, mem, ctx);
+      record(r, read.rec, read.object);
+    }
+    await readGroup();
+    await Promise.all(done);
+    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records };
   } finally {
     pm.close();
     mem.close();
   }
 }
 
-/** Read a region; `done` settles when its tables are in the file (see Recorder.finish). */
-async function dumpRegion(pid: number, r: Region, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ done: Promise<SnapshotRegion> }> {
-  const shape: RegionShape = {
-    kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem', fileGone: r.backing === 'file' && r.deleted,
-  };
+const shapeOf = (r: Region): RegionShape => ({
+  kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem', fileGone: r.backing === 'file' && r.deleted,
+});
+
+/** A shmem mapping's content (or a deleted file's) is its object's. */
+const ownsObject = (shape: RegionShape) => decide(shape, 'none').verdict === 'object';
+
+/**
+ * Decide the pages [at, at + n) of a region: migration entries are looked at again a few times, then read anyway
+ * (the read waits for the migration to finish). `objectError`: the region's object could not be opened, so its
+ * mapped pages are read from the process instead.
+ */
+function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pagemap, opts: DumpOptions, objectError?: string): Segment[] {
+  const win: PagemapRegion = { kind: r.kind, backing: r.backing, vmFlags: r.vmFlags, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE };
+  const scan = () => (r.kind === 'vsyscall' ? [] : pm.runs(win));
+  let populated = scan();
+  let runs = planRegion(shape, win.start, n, populated, opts);
+  for (let i = 0; i < RETRIES && runs.some((x) => x.verdict === 'retry'); i++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    populated = scan();
+    runs = planRegion(shape, win.start, n, populated, opts);
+  }
+  const segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
+  return objectError === undefined ? segments : readMappedInstead(segments, populated, win.start, at, objectError);
+}
+
+/** Read a region in windows (its object too): what it recorded, for `recorded`. */
+async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-  // A shmem mapping's content (or a deleted file's) is its object's: open that (or learn why it cannot be opened).
-  const access = decide(shape, 'none').verdict === 'object' ? openObject(pid, r) : undefined;
+  const access = ownsObject(shape) ? openObject(pid, r) : undefined;
   const rec = new Recorder(ctx.writer);
   try {
     for (let at = 0; at < pages; at += window) {
-      const n = Math.min(window, pages - at);
-      const win = { ...r, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE };
-      const scan = () => (r.kind === 'vsyscall' ? [] : pm.runs(win));
-      let populated = scan();
-      let runs = planRegion(shape, win.start, n, populated, ctx.opts);
-      for (let i = 0; i < RETRIES && runs.some((x) => x.verdict === 'retry'); i++) {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
-        populated = scan();
-        runs = planRegion(shape, win.start, n, populated, ctx.opts);
-      }
-      // Still migrating: read it anyway (the read waits for the migration to finish).
-      let segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
-      if (access && 'error' in access) segments = readMappedInstead(segments, populated, win.start, at, access.error);
+      const segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined);
       rec.plan(segments);
-      await readProcessSegments(mem, r.start, segments, ctx.sink, rec, ctx.bufs, !r.perms.read);
+      await readProcessSegments(mem, [{ start: r.start, segments, rec }], ctx.sink, ctx.bufs, !r.perms.read);
       ctx.progress();
     }
     let object: SnapshotRegion['object'];
     if (access && !('error' in access)) object = { id: await storeObject(access, r, ctx), offset: r.offset };
-    const region = {
-      start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
-      kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
-      smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => k in r.fields).map((k) => [k, r.fields[k]!])), object,
-    };
-    const done = rec.finish((t) => ({ ...region, ...t }));
-    add(ctx.pages, rec.pages);
-    return { done };
+    return { rec, object };
   } finally {
     if (access && !('error' in access)) closeObject(access);
   }
+}
+
+/** A read region's record, given to `into` once its tables are in the file; its pages are counted at once. */
+function recorded(r: Region, rec: Recorder, object: SnapshotRegion['object'], ctx: Context, into: (record: SnapshotRegion) => void): Promise<void> {
+  const region = {
+    start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
+    kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
+    // (counters that are zero are left out: most are, and a process can have 60000 regions)
+    smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => r.fields[k]).map((k) => [k, r.fields[k]!])), object,
+  };
+  const done = rec.finish((t) => into({ ...region, ...t }));
+  add(ctx.pages, rec.pages);
+  return done;
 }
 
 /** An object's content (shmem, a deleted file), stored once however many regions and processes map it. Returns its id. */
@@ -269,7 +336,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
 }
 
 function add(into: VerdictPages, p: VerdictPages): void {
-  for (const k of Object.keys(into) as (keyof VerdictPages)[]) into[k] += p[k];
+  for (const k of VERDICT_CODES) into[k] += p[k];
 }
 
 /**

@@ -136,7 +136,15 @@ export class PageSink {
   }
 }
 
+/** A region's (or window's) data segments to read, from `start`, and the recorder its pages go to. */
+export interface RegionRead {
+  start: bigint;
+  segments: Segment[];
+  rec: Recorder;
+}
+
 interface Piece {
+  item: RegionRead;
   seg: Segment;
   /** first page of the piece within the segment */
   first: number;
@@ -219,22 +227,23 @@ interface InFlight {
 }
 
 /**
- * Read the data segments of one region, batching across segments. Two buffers: while one batch is zero-checked,
- * hashed and stored, the next is read on another thread. `viaMem` for regions without read permission.
+ * Read the data segments of regions, batching across segments and regions (a process of 60000 one-page regions
+ * would otherwise pay a system call for each). Two buffers: while one batch is zero-checked, hashed and stored, the
+ * next is read on another thread. `viaMem` for regions without read permission.
  */
-export async function readProcessSegments(mem: ProcessMemory, regionStart: bigint, segments: Segment[], sink: PageSink, rec: Recorder, bufs: readonly [Buffer, Buffer], viaMem = false, pageSize = 4096): Promise<void> {
+export async function readProcessSegments(mem: ProcessMemory, items: readonly RegionRead[], sink: PageSink, bufs: readonly [Buffer, Buffer], viaMem = false, pageSize = 4096): Promise<void> {
   const ps = BigInt(pageSize);
   const maxPages = Math.floor(bufs[0].length / pageSize);
   const errno = (e: unknown) => (e as { code?: string }).code ?? 'EIO';
   const remoteOf = (pieces: Piece[], skip: number) => pieces.map((p, k) => {
     const from = p.first + (k === 0 ? skip : 0);
-    return { addr: regionStart + BigInt(p.seg.offset + from) * ps, len: (p.first + p.pages - from) * pageSize };
+    return { addr: p.item.start + BigInt(p.seg.offset + from) * ps, len: (p.first + p.pages - from) * pageSize };
   });
   const bytes = (remote: RemoteRange[]) => remote.reduce((n, r) => n + r.len, 0);
 
   /** Read one page alone: the way to tell the page a batch stopped at from a batch that stopped early. */
   const readOne = (buf: Buffer, p: Piece, page: number): string | null => {
-    const one = [{ addr: regionStart + BigInt(p.seg.offset + page) * ps, len: pageSize }];
+    const one = [{ addr: p.item.start + BigInt(p.seg.offset + page) * ps, len: pageSize }];
     let why: string;
     try {
       if (mem.readv(buf, one, viaMem) === pageSize) return null;
@@ -289,7 +298,7 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
       while (full > 0) {
         const p = pieces[pi]!;
         const take = Math.min(p.pages - at, full);
-        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg, p.first + at, rec);
+        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg, p.first + at, p.item.rec);
         o += take;
         full -= take;
         advance(take);
@@ -297,8 +306,8 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
       if (pi === pieces.length) break;
       const p = pieces[pi]!;
       const why = readOne(buf, p, p.first + at);
-      if (why === null) await sink.put(buf, 1, p.seg, p.first + at, rec);
-      else sink.unreadable(p.seg, p.first + at, why, rec);
+      if (why === null) await sink.put(buf, 1, p.seg, p.first + at, p.item.rec);
+      else sink.unreadable(p.seg, p.first + at, why, p.item.rec);
       advance(1);
       if (pi === pieces.length) break;
       const remote = remoteOf(pieces.slice(pi), at);
@@ -323,11 +332,11 @@ export async function readProcessSegments(mem: ProcessMemory, regionStart: bigin
     inFlight = next;
   };
 
-  for (const seg of segments) {
+  for (const item of items) for (const seg of item.segments) {
     if (seg.verdict !== 'data') continue;
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages - batchPages);
-      batch.push({ seg, first, pages: take });
+      batch.push({ item, seg, first, pages: take });
       batchPages += take;
       first += take;
       if (batchPages === maxPages || batch.length === IOV_MAX) await flush();

@@ -1,8 +1,8 @@
 /** The regions (VMAs) of a live process: maps line, smaps counters, VmFlags and what kind of memory each is. */
 import { statfsSync } from 'node:fs';
-import { parseSmaps, type SmapsEntry } from './smaps.js';
+import { SmapsParser, type SmapsEntry } from './smaps.js';
 import { classifyRegion, type RegionClass } from './region-kind.js';
-import { readProcText } from './process.js';
+import { readProcChunks } from './process.js';
 
 export interface Region extends SmapsEntry, RegionClass {}
 
@@ -26,9 +26,11 @@ function fsTypeOf(pid: number, e: SmapsEntry): number | undefined {
 }
 
 export function readRegions(pid: number): Region[] {
-  return parseSmaps(readProcText(pid, 'smaps')).map((e) => {
+  const parser = new SmapsParser();
+  readProcChunks(pid, 'smaps', (text) => parser.push(text));
+  return parser.finish().map((e) => {
     // Only shared mappings need the filesystem: it decides shmem (dump the object) vs an ordinary shared file.
     const fsType = e.perms.shared && e.name?.startsWith('/') && !e.name.startsWith('/memfd:') && !e.name.startsWith('/SYSV') ? fsTypeOf(pid, e) : undefined;
-    return { ...e, ...classifyRegion(e, e.vmFlags, fsType) };
+    return Object.assign(e, classifyRegion(e, e.vmFlags, fsType));
   });
 }

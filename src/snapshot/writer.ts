@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
-import { encodeManifest, type Block, type FrameIndex, type Manifest, type Refs } from './manifest.js';
+import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { OutputFile } from './output.js';
@@ -64,6 +64,8 @@ class Growable32 {
 }
 
 const EMPTY32 = new Uint32Array(0);
+/** Entries per chunk of short tables kept for the manifest (see inlineTable). */
+const ARENA_ENTRIES = 1 << 14;
 
 /** Refs a table may keep inline in the manifest (1 KiB), like a short run table (see INLINE_RUNS). */
 export const INLINE_REFS = 256;
@@ -91,7 +93,7 @@ export class RefSink {
   }
 
   async done(): Promise<Refs> {
-    if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.refs.done();
+    if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.w.inlineTable(this.refs);
     this.flush();
     return Promise.all(this.blocks);
   }
@@ -133,6 +135,8 @@ export class SnapshotWriter {
   private hashBlock: Uint32Array;
   private hashFill = 0;
   private readonly hashBlocks: Promise<Block>[] = [];
+  private arena = EMPTY32;
+  private arenaFill = 0;
   private readonly table = new DedupeTable();
   private deduplicated = 0;
   readonly tableEntries: number;
@@ -259,6 +263,21 @@ export class SnapshotWriter {
   }
 
   /**
+   * A copy of a short table for the manifest, in a chunk shared with other tables: an ArrayBuffer each costs a
+   * backing store of its own, and there is one per region.
+   */
+  inlineTable(t: Growable32): Uint32Array {
+    if (this.arenaFill + t.n > this.arena.length) {
+      this.arena = new Uint32Array(Math.max(ARENA_ENTRIES, t.n));
+      this.arenaFill = 0;
+    }
+    const out = this.arena.subarray(this.arenaFill, this.arenaFill + t.n);
+    out.set(t.a.subarray(0, t.n));
+    this.arenaFill += t.n;
+    return out;
+  }
+
+  /**
    * Append a table block (zstd frame of `bytes`, `count` entries) in file order with the frames; `bytes` may be
    * reused as soon as this returns.
    */
@@ -325,7 +344,7 @@ export class SnapshotWriter {
    * Write the manifest that `build` makes from the frame index and page hashes, then the footer; fsync; give
    * the file its final name. Returns the file's size.
    */
-  async finish(build: (frames: FrameIndex, hashes: Block[], pageBytesCompressed: number) => Manifest): Promise<number> {
+  async finish(build: (frames: FrameIndex, hashes: Block[], pageBytesCompressed: number) => WrittenManifest): Promise<number> {
     // Every frame but the last is full, so own stored-page k lives in frame floor(k / framePages) at slot k % framePages.
     this.submit();
     this.flushHashes();
