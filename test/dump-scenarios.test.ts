@@ -10,6 +10,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { dump } from '../src/dump/dump.js';
 import { inspect, type PageCounts } from '../src/analyze/inspect.js';
 import { cli, cliJson } from './helpers/cli.js';
+import { processVmReadv } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 
@@ -111,6 +112,43 @@ describe('the snapshot of a process tree', () => {
     }
     void ctx;
   });
+});
+
+describe('a process of 60000 regions', () => {
+  it('is dumped whole, in order, with every page as the process holds it, in less than 256 MiB', async () => {
+    const fx = await Fixture.start(['bench-regions']);
+    try {
+      const sc = fx.scenario('bench-regions');
+      if (sc.skip) {
+        console.log(`SKIP 60000 regions: ${sc.skip}`);
+        return;
+      }
+      const file = join(dir, 'regions.psnap');
+      // (as users run it: under NODE_ENV=test, which vitest sets, oclif runs the TypeScript sources through tsx)
+      const s = cliJson<{ regions: number; peakRssBytes: number }>(['dump', String(fx.pid), '-o', file], { env: { NODE_ENV: 'production' } });
+      expect(s.regions).toBeGreaterThan(60000);
+      expect(s.peakRssBytes).toBeLessThan(256 * 2 ** 20);
+      const reg = sc.regions[0]!;
+      const r = SnapshotReader.open(file);
+      try {
+        expect(r.verify()).toBeNull();
+        const regions = r.process(fx.pid).regions;
+        for (let i = 1; i < regions.length; i++) expect(regions[i]!.start >= regions[i - 1]!.end).toBe(true);
+        // the written pages, one VMA each: compared with the process's memory, 256 at a time
+        const proc = r.process(fx.pid);
+        for (let p = 0; p < reg.pages; p += 256) {
+          const at = reg.start + BigInt(p) * 4096n;
+          const live = Buffer.alloc(Math.min(256, reg.pages - p) * 4096);
+          expect(processVmReadv(fx.pid, [live], [{ addr: at, len: live.length }])).toBe(live.length);
+          if (!r.read(proc, at, live.length).equals(live)) throw new Error(`pages ${p}.. differ from the process`);
+        }
+      } finally {
+        r.close();
+      }
+    } finally {
+      await fx.stop();
+    }
+  }, 120_000);
 });
 
 describe('per-page tables in many blocks', () => {

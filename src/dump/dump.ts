@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, readRegions, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { writtenVersion } from '../snapshot/format.js';
@@ -15,7 +15,6 @@ import { EncodedRegions, type WrittenManifest, type SnapshotObject, type Snapsho
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
-import { collectIfGrown } from './heap.js';
 import { resolveTargets } from './targets.js';
 import { planRegion } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
@@ -118,10 +117,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   try {
     frozen = freeze(targets, method);
     const frozenAt = performance.now();
-    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid), regions: readRegions(pid) })));
-    const expected = layouts.reduce((s, l) => s + l.regions.reduce((t, r) => t + (r.fields.Rss ?? 0) + (r.fields.Swap ?? 0), 0), 0);
+    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid), rollup: parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {} })));
+    const expected = layouts.reduce((s, l) => s + (l.rollup.Rss ?? 0) + (l.rollup.Swap ?? 0), 0);
     ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
-    for (const l of layouts) processes.push(await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, l.regions, ctx)));
+    for (const l of layouts) processes.push(await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx)));
     // A target that died while it was read may have left pages unread: no snapshot of it.
     const dead = targets.find((p) => !isAlive(p));
     if (dead !== undefined) throw exited(dead, 'ESRCH');
@@ -188,23 +187,19 @@ async function whileAliveAsync<T>(pid: number, read: () => Promise<T>): Promise<
   }
 }
 
-/** What dumpProcess leaves in place of a region it has taken. */
-const RECORDED = {} as Region;
-
 /** Regions up to this many pages are read together with their neighbours, up to GROUP_PAGES at a time. */
 const SMALL_PAGES = PREFETCH_PAGES;
 const GROUP_PAGES = 256;
 
 type WrittenProcess = WrittenManifest['processes'][number];
 
-/** Dump one process's regions; it takes them: each entry of `regions` is replaced once recorded. */
-async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Region[], ctx: Context): Promise<WrittenProcess> {
+/** Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). */
+async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context): Promise<WrittenProcess> {
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
     // (a region read in windows asks for each window: only whole regions are taken ahead or grouped)
     const small = Math.min(SMALL_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES);
-    pm.prefetch(regions, small);
     const done: Promise<void>[] = [];
     // each region's record goes to the manifest encoded, in address order, once its tables are in the file
     const records = new EncodedRegions();
@@ -224,25 +219,24 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, regions: Regi
       groupPages = 0;
       ctx.progress();
     };
-    for (let i = 0; i < regions.length; i++) {
-      if (i % 1024 === 1023) collectIfGrown();
-      const r = regions[i]!;
-      // what is kept of a region is its record: let the rest go as the dump goes (60000 regions are 50 MB)
-      regions[i] = RECORDED;
-      const shape = shapeOf(r);
-      const pages = Number((r.end - r.start) / PAGE);
-      if (pages <= small && r.perms.read && !ownsObject(shape)) {
-        const rec = new Recorder(ctx.writer);
-        const segments = planWindow(r, shape, 0, pages, pm, ctx.opts);
-        rec.plan(segments);
-        group.push({ r, start: r.start, segments, rec });
-        groupPages += pages;
-        if (groupPages >= GROUP_PAGES) await readGroup();
-        continue;
+    for (const regions of regionBatches(pid)) {
+      pm.prefetch(regions, small);
+      for (const r of regions) {
+        const shape = shapeOf(r);
+        const pages = Number((r.end - r.start) / PAGE);
+        if (pages <= small && r.perms.read && !ownsObject(shape)) {
+          const rec = new Recorder(ctx.writer);
+          const segments = planWindow(r, shape, 0, pages, pm, ctx.opts);
+          rec.plan(segments);
+          group.push({ r, start: r.start, segments, rec });
+          groupPages += pages;
+          if (groupPages >= GROUP_PAGES) await readGroup();
+          continue;
+        }
+        await readGroup();
+        const read = await dumpRegion(pid, r, shape, pm, mem, ctx);
+        record(r, read.rec, read.object);
       }
-      await readGroup();
-      const read = await dumpRegion(pid, r, shape, pm, mem, ctx);
-      record(r, read.rec, read.object);
     }
     await readGroup();
     await Promise.all(done);

@@ -59,7 +59,7 @@ export function readProcText(pid: number, file: string): string {
 }
 
 /** A /proc file's text a piece at a time (smaps of 60000 regions is 43 MB: never held whole). */
-export function readProcChunks(pid: number, file: string, take: (text: string) => void, chunk = 1 << 20): void {
+export function* readProcChunks(pid: number, file: string, chunk = 1 << 20): Generator<string> {
   const fd = openProc(pid, file);
   try {
     const buf = Buffer.alloc(chunk);
@@ -72,9 +72,9 @@ export function readProcChunks(pid: number, file: string, take: (text: string) =
         throw targetError(pid, file, e);
       }
       if (n === 0) break;
-      take(utf8.write(buf.subarray(0, n)));
+      yield utf8.write(buf.subarray(0, n));
     }
-    take(utf8.end());
+    yield utf8.end();
   } finally {
     closeSync(fd);
   }

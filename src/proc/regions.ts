@@ -26,11 +26,24 @@ function fsTypeOf(pid: number, e: SmapsEntry): number | undefined {
 }
 
 export function readRegions(pid: number): Region[] {
+  return [...regionBatches(pid)].flat();
+}
+
+/**
+ * The regions a batch at a time (those smaps listed in each MiB of its text), for a reader that need not hold them
+ * all: the dump of a process of 60000 regions held 50 MB of them.
+ */
+export function* regionBatches(pid: number): Generator<Region[]> {
   const parser = new SmapsParser();
-  readProcChunks(pid, 'smaps', (text) => parser.push(text));
-  return parser.finish().map((e) => {
+  const classify = (e: SmapsEntry): Region => {
     // Only shared mappings need the filesystem: it decides shmem (dump the object) vs an ordinary shared file.
     const fsType = e.perms.shared && e.name?.startsWith('/') && !e.name.startsWith('/memfd:') && !e.name.startsWith('/SYSV') ? fsTypeOf(pid, e) : undefined;
     return Object.assign(e, classifyRegion(e, e.vmFlags, fsType));
-  });
+  };
+  for (const text of readProcChunks(pid, 'smaps')) {
+    const done = parser.push(text).take();
+    if (done.length) yield done.map(classify);
+  }
+  const rest = parser.finish();
+  if (rest.length) yield rest.map(classify);
 }

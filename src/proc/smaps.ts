@@ -45,6 +45,12 @@ export class SmapsParser {
     return this;
   }
 
+  /** The entries complete so far (all but the one being read), taken out of `entries`. */
+  take(): SmapsEntry[] {
+    return this.entries.splice(0, Math.max(0, this.entries.length - 1));
+  }
+
+  /** The rest of the entries, once all the text is in. */
   finish(): SmapsEntry[] {
     if (this.partial) this.lines(this.partial, this.partial.length);
     this.partial = '';

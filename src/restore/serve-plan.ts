@@ -73,7 +73,7 @@ export function planClient(reader: SnapshotReader, proc: SnapshotProcess, ranges
     const clientFirst = Number(cr.address / BigInt(ps));
     const snapEnd = cr.snapshotAddress + BigInt(cr.length);
     for (let at = cr.snapshotAddress; at < snapEnd; ) {
-      const reg = proc.regions.find((r) => r.start <= at && at < r.end);
+      const reg = reader.regionAt(proc, at);
       if (!reg) throw new PagesnapError(`${hex(at)} is not mapped in process ${proc.pid} of the snapshot`, { code: 'EFAULT' });
       const upTo = reg.end < snapEnd ? reg.end : snapEnd;
       const from = Number((at - reg.start) / BigInt(ps));

@@ -61,6 +61,7 @@ export class SnapshotReader {
   private readonly runBlocks = new Map<RunBlock, { runs: Run[]; dataPrefix: Uint32Array }>();
   private readonly starts = new WeakMap<Block[], Float64Array>();
   private readonly prefixes = new WeakMap<Run[], Uint32Array>();
+  private readonly byStart = new WeakMap<SnapshotProcess, SnapshotRegion[]>();
 
   private constructor(readonly path: string, private readonly fd: number, depth: number) {
     this.size = fstatSync(fd).size;
@@ -429,6 +430,21 @@ export class SnapshotReader {
     return 'end' in x ? Number((x.end - x.start) / BigInt(this.pageSize)) : Math.ceil(x.size / this.pageSize);
   }
 
+  /** The region of `proc` holding address `a` (a binary search: a process can have 60000 regions). */
+  regionAt(proc: SnapshotProcess, a: bigint): SnapshotRegion | undefined {
+    let regions = this.byStart.get(proc);
+    if (!regions) this.byStart.set(proc, (regions = [...proc.regions].sort((x, y) => (x.start < y.start ? -1 : x.start > y.start ? 1 : 0))));
+    let lo = 0;
+    let hi = regions.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (regions[mid]!.start <= a) lo = mid;
+      else hi = mid - 1;
+    }
+    const r = regions[lo];
+    return r && r.start <= a && a < r.end ? r : undefined;
+  }
+
   /** The bytes a process saw at [addr, addr+len); refuses (naming the page) bytes the snapshot does not hold. */
   read(proc: SnapshotProcess, addr: bigint, len: number): Buffer {
     const out = Buffer.alloc(len);
@@ -436,7 +452,7 @@ export class SnapshotReader {
     let done = 0;
     while (done < len) {
       const a = addr + BigInt(done);
-      const reg = proc.regions.find((r) => r.start <= a && a < r.end);
+      const reg = this.regionAt(proc, a);
       if (!reg) throw new PagesnapError(`0x${a.toString(16)} is not mapped in process ${proc.pid}`, { code: 'EFAULT' });
       const pageIdx = Number((a - reg.start) / ps);
       const inPage = Number((a - reg.start) % ps);
