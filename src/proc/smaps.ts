@@ -22,7 +22,7 @@ const isHex = (c: number) => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
  * text of 60000 regions (43 MB) is never one string.
  */
 export class SmapsParser {
-  readonly entries: SmapsEntry[] = [];
+  private readonly entries: SmapsEntry[] = [];
   private cur: SmapsEntry | null = null;
   private lineNo = 0;
   /** the end of the last chunk, when it ended inside a line */
