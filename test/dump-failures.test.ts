@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
-import { cgroup2Mount } from '../src/dump/freeze.js';
+import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 
@@ -32,6 +32,28 @@ describe('each freeze method leaves the target as it found it', () => {
       expect(show.freeze).toMatchObject({ method, fuzzy: method === 'none' });
     });
   }
+
+  it('ptrace stops every thread of a process of 200, running or asleep, and lets them all go', async () => {
+    const busy = await Fixture.start(['threads']);
+    try {
+      const tids = () => readdirSync(`/proc/${busy.pid}/task`).map(Number);
+      const taskState = (tid: number) => {
+        const st = readFileSync(`/proc/${busy.pid}/task/${tid}/stat`, 'utf8');
+        return st.slice(st.lastIndexOf(')') + 2).split(' ')[0];
+      };
+      expect(tids().length).toBeGreaterThan(200);
+      const frozen = freeze([busy.pid], 'ptrace');
+      try {
+        expect(tids().filter((t) => taskState(t) !== 't')).toEqual([]);
+      } finally {
+        frozen.thaw();
+      }
+      expect(tids().filter((t) => taskState(t) === 't')).toEqual([]);
+      expect(tracer(busy.pid)).toBe(0);
+    } finally {
+      await busy.stop();
+    }
+  });
 
   it('a target that was already stopped stays stopped (ptrace and sigstop)', () => {
     process.kill(fx.pid, 'SIGSTOP');
