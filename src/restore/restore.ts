@@ -14,7 +14,7 @@ import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { RestoreHost, type UffdKind } from './host.js';
 import { collisions, collisionError, createObjects, mapRegions, sealRegions, type Relocation } from './map.js';
-import { planContent, planRegions, type ContentPlan, type LostRange, type RegionsPlan } from './plan.js';
+import { planContent, planRegions, type ContentPlan, type LostRange, type Range, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
 import { fillObjects, writePages } from './direct.js';
 import { Placer, STAT_FIELDS } from './placer.js';
@@ -135,6 +135,20 @@ interface Prepared {
 }
 
 /**
+ * Registered ranges that touch, of one page size, as one range each: the kernel registers a range across regions,
+ * and a process of 60000 regions cost 60000 calls each way.
+ */
+function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
+  const out: (Range & { hugePage: number })[] = [];
+  for (const r of [...ranges].sort((a, b) => (a.start < b.start ? -1 : 1))) {
+    const last = out[out.length - 1];
+    if (last && last.hugePage === r.hugePage && last.start + BigInt(last.len) === r.start) last.len += r.len;
+    else out.push({ ...r });
+  }
+  return out;
+}
+
+/**
  * Everything before streaming: a host whose mappings leave the snapshot's addresses free, the regions mapped,
  * objects created and filled, copied-on-write file pages written, private memory registered with userfaultfd,
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
@@ -155,7 +169,7 @@ function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotPr
   // POISON whenever the kernel has it: a frame found damaged while streaming is poisoned too
   uffdApi(host.uffd, (has(UFFD_FEATURE.POISON) ? UFFD_FEATURE.POISON : 0) | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) |
     (content.registered.some((r) => r.hugePage > 0) ? UFFD_FEATURE.MISSING_HUGETLBFS : 0));
-  for (const r of content.registered) {
+  for (const r of spans(content.registered)) {
     const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
     if (!(ioctls & (1n << BigInt(UFFDIO_BIT.COPY)))) {
       throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
@@ -219,7 +233,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     if (progress) clearInterval(progress);
     report();
     // Full: no missing page is left but holes, which may now fault normally (to zero pages, as they were).
-    if (!streamer.failed) for (const r of p.content.registered) uffdUnregister(h.uffd, r.start, r.len);
+    if (!streamer.failed) for (const r of spans(p.content.registered)) uffdUnregister(h.uffd, r.start, r.len);
     const end = await streamer.stop();
     if (end.stopped === 'gone') throw h.gone('the restore host exited before the restore was complete');
     if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
