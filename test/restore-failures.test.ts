@@ -141,7 +141,7 @@ describe('collisions', () => {
         kind: 'anon-private', backing: 'anon', vmFlags: [], smaps: {}, runs: [], refs: new Uint32Array(0),
       } as SnapshotRegion;
       const plan: RegionsPlan = {
-        regions: [{ region, start: region.start, prot: PROT.READ | PROT.WRITE, mapProt: PROT.READ | PROT.WRITE, flags: MAP.PRIVATE | MAP.ANONYMOUS, advice: [], seal: false, place: { how: 'anon' } }],
+        regions: [{ region, start: region.start, prot: PROT.READ | PROT.WRITE, mapProt: PROT.READ | PROT.WRITE, flags: MAP.PRIVATE | MAP.ANONYMOUS, advice: [], seal: false, apart: false, place: { how: 'anon' } }],
         objects: [], notes: [],
       };
       const clash = collisions(host, plan);

@@ -4,7 +4,7 @@
  * where ASLR put them this time) makes the caller start another host; `relocate` maps such regions wherever
  * the kernel chooses instead, and reports where.
  */
-import { MAP, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type Addr } from '../native/index.js';
+import { MAP, MADV, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type Addr } from '../native/index.js';
 import type { MapsEntry } from '../proc/index.js';
 import type { RestoreHost } from './host.js';
 import type { BatchCall } from './host-protocol.js';
@@ -116,7 +116,8 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
       }
       if (rp.mapProt !== rp.prot) queued.push({ call: { op: 'MPROTECT', words: [rp.start, len, rp.prot] }, rp });
       // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
-      for (const a of rp.advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
+      const advice = rp.apart ? (rp.advice.includes(MADV.DONTDUMP) ? rp.advice.filter((a) => a !== MADV.DONTDUMP) : [...rp.advice, MADV.DONTDUMP]) : rp.advice;
+      for (const a of advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
     }
     flush();
   } finally {
@@ -127,6 +128,14 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
     }
   }
   return relocations;
+}
+
+/** Put back the dump flag of regions kept apart from a like neighbour while they were filled (see keepApart). */
+export function joinApart(host: RestoreHost, plan: RegionsPlan): void {
+  const apart = plan.regions.filter((rp) => rp.apart);
+  host.batch(apart.map((rp) => ({
+    op: 'MADVISE', words: [rp.start, Number(rp.region.end - rp.region.start), rp.advice.includes(MADV.DONTDUMP) ? MADV.DONTDUMP : MADV.DODUMP], optional: true,
+  })));
 }
 
 /**

@@ -40,6 +40,8 @@ export interface RegionPlan {
   advice: number[];
   /** mseal(2) it once its content is in place (VmFlags `sl`) */
   seal: boolean;
+  /** its dump flag is flipped until it is filled, to keep it apart from a neighbour like it (see keepApart) */
+  apart: boolean;
   place: Placement;
 }
 
@@ -90,6 +92,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
       advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
       seal: region.vmFlags.includes('sl'),
+      apart: false,
     };
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
     // (memfd_secret memory is always locked, and not restored)
@@ -149,10 +152,26 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       }
     }
   });
+  keepApart(regions);
   return { regions, objects: [...objects.values()], notes };
 }
 
 const hex = (a: Addr) => `0x${a.toString(16)}`;
+
+/**
+ * Neighbours mapped alike would be merged into one region by the kernel, where the process had them apart (their
+ * pages belonged to different anon_vmas: a JVM's malloc arenas look like this). Every second one of a run of such
+ * neighbours is mapped with its dump flag flipped, which keeps it a region of its own while it is filled; once both
+ * hold pages, each under an anon_vma of its own, the kernel no longer merges them when the flag is put back.
+ */
+function keepApart(regions: RegionPlan[]): void {
+  for (let i = 1; i < regions.length; i++) {
+    const a = regions[i - 1]!;
+    const b = regions[i]!;
+    if (a.apart || a.place.how !== 'anon' || b.place.how !== 'anon' || a.region.end !== b.region.start) continue;
+    if (a.flags === b.flags && a.prot === b.prot && a.mapProt === b.mapProt && a.advice.join() === b.advice.join()) b.apart = true;
+  }
+}
 
 /** The pages of a region not mapped in the host that held something (holes and guards hold nothing). */
 function lostRuns(reader: SnapshotReader, r: SnapshotRegion, start: Addr, why: string, into: LostRange[]): void {

@@ -13,7 +13,7 @@ import {
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { RestoreHost, type UffdKind } from './host.js';
-import { collisions, collisionError, createObjects, mapRegions, sealRegions, type Relocation } from './map.js';
+import { collisions, collisionError, createObjects, mapRegions, joinApart, sealRegions, type Relocation } from './map.js';
 import { planContent, planRegions, type ContentPlan, type LostRange, type Range, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
 import { fillObjects, writePages } from './direct.js';
@@ -237,6 +237,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const end = await streamer.stop();
     if (end.stopped === 'gone') throw h.gone('the restore host exited before the restore was complete');
     if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
+    joinApart(h, p.plan);
     const sealNotes = sealRegions(h, p.plan);
     const fullMs = performance.now() - t0;
 
