@@ -20,6 +20,15 @@ export abstract class PagesnapCommand extends Command {
   }
 
   /**
+   * JSON to a terminal is colourised (oclif's way); anywhere else it is written as it is: oclif tokenises and
+   * colourises it whatever the output, which took 6 of the 8 s of `inspect --json` on 60000 regions (48 MB).
+   */
+  override logJson(json: unknown): void {
+    if (process.stdout.isTTY) super.logJson(json);
+    else process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  }
+
+  /**
    * Report an error after the result has been printed (the result stands: say what is wrong with it): one line on
    * stderr and the error's exit code, without throwing away the output.
    */
