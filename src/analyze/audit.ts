@@ -291,7 +291,9 @@ export function audit(pids: number[], opts: AuditOptions = {}): AuditReport {
       const pm = new Pagemap(pid, { method: opts.method });
       const kp = opts.deep ? new KpageReader() : null;
       try {
-        const regions = readRegions(pid).map((r) => auditRegion(pid, r, pm, kp));
+        const all = readRegions(pid);
+        pm.prefetch(all);
+        const regions = all.map((r) => auditRegion(pid, r, pm, kp));
         processes.push({ process, method: pm.method, framesVisible: pm.framesVisible, regions });
       } finally {
         pm.close();

@@ -132,6 +132,7 @@ function inspectRegions(process: ProcessIdentity, opts: InspectOptions): Inspect
   const regions = readRegions(pid);
   const pm = new Pagemap(pid, { method: opts.method });
   try {
+    pm.prefetch(regions);
     const totals = emptyCounts();
     const reports = regions.map((r): RegionReport => {
       const counts = countRegion(pm, r);
