@@ -176,20 +176,35 @@ function compare(ra: SnapshotReader, xa: (SnapshotRegion | SnapshotObject) | nul
 
 const described = (r: SnapshotRegion) => ({ start: r.start, end: r.end, mode: r.mode });
 
-/** Pair A's regions with B's: same range, same start (resized), else same file and offset (moved). */
+/**
+ * Pair A's regions with B's: same range, same start (resized), else same file and offset (moved). Looked up by key
+ * (a process can have 60000 regions: a search of B's for each of A's took minutes).
+ */
 function pairRegions(a: SnapshotRegion[], b: SnapshotRegion[]): [SnapshotRegion | null, SnapshotRegion | null][] {
   const left = new Set(b);
+  const by = (key: (r: SnapshotRegion) => string | null) => {
+    const m = new Map<string, SnapshotRegion[]>();
+    for (const r of b) {
+      const k = key(r);
+      if (k === null) continue;
+      const list = m.get(k);
+      if (list) list.push(r);
+      else m.set(k, [r]);
+    }
+    return (r: SnapshotRegion) => {
+      const k = key(r);
+      return k === null ? undefined : m.get(k)?.find((x) => left.has(x));
+    };
+  };
+  const sameRange = by((r) => `${r.start}-${r.end}`);
+  const sameStart = by((r) => `${r.start}`);
+  const sameFile = by((r) => (r.path ? `${r.path}\0${r.offset}\0${r.kind}` : null));
   const take = (r: SnapshotRegion | undefined) => {
     if (r) left.delete(r);
     return r ?? null;
   };
   const pairs: [SnapshotRegion | null, SnapshotRegion | null][] = [];
-  for (const ra of a) {
-    const rb = take([...left].find((x) => x.start === ra.start && x.end === ra.end))
-      ?? take([...left].find((x) => x.start === ra.start))
-      ?? take(ra.path ? [...left].find((x) => x.path === ra.path && x.offset === ra.offset && x.kind === ra.kind) : undefined);
-    pairs.push([ra, rb]);
-  }
+  for (const ra of a) pairs.push([ra, take(sameRange(ra)) ?? take(sameStart(ra)) ?? take(sameFile(ra))]);
   for (const rb of left) pairs.push([null, rb]);
   return pairs.sort((x, y) => Number((x[1]?.start ?? x[0]!.start) - (y[1]?.start ?? y[0]!.start)));
 }
