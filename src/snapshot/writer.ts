@@ -64,8 +64,6 @@ class Growable32 {
 }
 
 const EMPTY32 = new Uint32Array(0);
-/** Entries per chunk of short tables kept for the manifest (see inlineTable). */
-const ARENA_ENTRIES = 1 << 14;
 
 /** Refs a table may keep inline in the manifest (1 KiB), like a short run table (see INLINE_RUNS). */
 export const INLINE_REFS = 256;
@@ -93,7 +91,7 @@ export class RefSink {
   }
 
   async done(): Promise<Refs> {
-    if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.w.inlineTable(this.refs);
+    if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.refs.done();
     this.flush();
     return Promise.all(this.blocks);
   }
@@ -135,8 +133,6 @@ export class SnapshotWriter {
   private hashBlock: Uint32Array;
   private hashFill = 0;
   private readonly hashBlocks: Promise<Block>[] = [];
-  private arena = EMPTY32;
-  private arenaFill = 0;
   private readonly table = new DedupeTable();
   private deduplicated = 0;
   readonly tableEntries: number;
@@ -260,21 +256,6 @@ export class SnapshotWriter {
     if (this.hashFill === 0) return;
     this.hashBlocks.push(this.writeTable(new Uint8Array(this.hashBlock.buffer, 0, this.hashFill * 8), this.hashFill));
     this.hashFill = 0;
-  }
-
-  /**
-   * A copy of a short table for the manifest, in a chunk shared with other tables: an ArrayBuffer each costs a
-   * backing store of its own, and there is one per region.
-   */
-  inlineTable(t: Growable32): Uint32Array {
-    if (this.arenaFill + t.n > this.arena.length) {
-      this.arena = new Uint32Array(Math.max(ARENA_ENTRIES, t.n));
-      this.arenaFill = 0;
-    }
-    const out = this.arena.subarray(this.arenaFill, this.arenaFill + t.n);
-    out.set(t.a.subarray(0, t.n));
-    this.arenaFill += t.n;
-    return out;
   }
 
   /**
