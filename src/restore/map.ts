@@ -8,7 +8,7 @@ import { MAP, MADV, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type 
 import type { MapsEntry } from '../proc/index.js';
 import type { RestoreHost } from './host.js';
 import type { BatchCall } from './host-protocol.js';
-import type { RegionPlan, RegionsPlan } from './plan.js';
+import { dumpAdvice, type RegionPlan, type RegionsPlan } from './plan.js';
 
 export interface Relocation {
   from: Addr;
@@ -116,7 +116,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
       }
       if (rp.mapProt !== rp.prot) queued.push({ call: { op: 'MPROTECT', words: [rp.start, len, rp.prot] }, rp });
       // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
-      const advice = rp.apart ? (rp.advice.includes(MADV.DONTDUMP) ? rp.advice.filter((a) => a !== MADV.DONTDUMP) : [...rp.advice, MADV.DONTDUMP]) : rp.advice;
+      const advice = rp.apart ? [...rp.advice.filter((a) => a !== MADV.DONTDUMP), dumpAdvice(rp, true)] : rp.advice;
       for (const a of advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
     }
     flush();
@@ -133,9 +133,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
 /** Put back the dump flag of regions kept apart from a like neighbour while they were filled (see keepApart). */
 export function joinApart(host: RestoreHost, plan: RegionsPlan): void {
   const apart = plan.regions.filter((rp) => rp.apart);
-  host.batch(apart.map((rp) => ({
-    op: 'MADVISE', words: [rp.start, Number(rp.region.end - rp.region.start), rp.advice.includes(MADV.DONTDUMP) ? MADV.DONTDUMP : MADV.DODUMP], optional: true,
-  })));
+  host.batch(apart.map((rp) => ({ op: 'MADVISE', words: [rp.start, Number(rp.region.end - rp.region.start), dumpAdvice(rp, false)], optional: true })));
 }
 
 /**

@@ -95,8 +95,6 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       apart: false,
     };
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
-    // (memfd_secret memory is always locked, and not restored)
-    if (region.vmFlags.includes('lo') && region.kind !== 'secret') notes.push(`${hex(region.start)} was locked in memory (mlock); it is restored unlocked`);
     switch (region.kind) {
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
@@ -152,6 +150,9 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       }
     }
   });
+  for (const rp of regions) {
+    if (rp.place.how !== 'skip' && rp.region.vmFlags.includes('lo')) notes.push(`${hex(rp.region.start)} was locked in memory (mlock); it is restored unlocked`);
+  }
   keepApart(regions);
   return { regions, objects: [...objects.values()], notes };
 }
@@ -171,6 +172,11 @@ function keepApart(regions: RegionPlan[]): void {
     if (a.apart || a.place.how !== 'anon' || b.place.how !== 'anon' || a.region.end !== b.region.start) continue;
     if (a.flags === b.flags && a.prot === b.prot && a.mapProt === b.mapProt && a.advice.join() === b.advice.join()) b.apart = true;
   }
+}
+
+/** The madvise that sets a region's dump flag as the process had it, or (`flipped`) the other way. */
+export function dumpAdvice(rp: RegionPlan, flipped: boolean): number {
+  return rp.advice.includes(MADV.DONTDUMP) !== flipped ? MADV.DONTDUMP : MADV.DODUMP;
 }
 
 /** The pages of a region not mapped in the host that held something (holes and guards hold nothing). */
@@ -225,8 +231,8 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
     const r = rp.region;
     const p = rp.place;
     if (p.how === 'skip') {
-      // process memory the host will not have: say so (kernel and device regions are not the process's)
-      if (r.kind !== 'vdso' && r.kind !== 'vvar' && r.kind !== 'vsyscall' && r.kind !== 'special') lostRuns(reader, r, rp.start, p.why, out.lost);
+      // process memory the host will not have: say so (kernel and device regions' runs are `special`: not lost)
+      lostRuns(reader, r, rp.start, p.why, out.lost);
       return;
     }
     const streamed = p.how === 'anon' || p.how === 'hugetlb';
