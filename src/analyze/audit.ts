@@ -223,9 +223,10 @@ function auditRegion(pid: number, r: Region, pm: Pagemap, kp: KpageReader | null
   const lost = new Map<string, CaseCount>();
   const needless = new Map<string, CaseCount>();
   const bump = (m: Map<string, CaseCount>, c: CaseId, name: string, n: number) => {
-    const x = m.get(ruleKey({ case: c, name })) ?? { case: c, name, pages: 0 };
+    const k = ruleKey({ case: c, name });
+    const x = m.get(k) ?? { case: c, name, pages: 0 };
     x.pages += n;
-    m.set(ruleKey(x), x);
+    m.set(k, x);
   };
   const out: AuditRun[] = [];
   let naiveKeeps = 0;
@@ -308,9 +309,10 @@ export function audit(pids: number[], opts: AuditOptions = {}): AuditReport {
   const merge = (pick: (r: RegionAudit) => CaseCount[]) => {
     const m = new Map<string, CaseCount>();
     for (const c of all.flatMap(pick)) {
-      const x = m.get(ruleKey(c)) ?? { ...c, pages: 0 };
+      const k = ruleKey(c);
+      const x = m.get(k) ?? { ...c, pages: 0 };
       x.pages += c.pages;
-      m.set(ruleKey(x), x);
+      m.set(k, x);
     }
     return [...m.values()].sort((a, b) => b.pages - a.pages);
   };

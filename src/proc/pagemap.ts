@@ -102,8 +102,8 @@ export class Pagemap {
   private readonly fd: number;
   private readonly vec = Buffer.alloc(VEC_REGIONS * 24);
   private readonly buf = Buffer.alloc(CHUNK * 8);
-  /** scan results of small regions taken ahead, by `start-end`, each used once (see prefetch) */
-  private readonly ahead = new Map<string, ScanRegion[]>();
+  /** scan results of small regions taken ahead, by start, each used once (see prefetch) */
+  private readonly ahead = new Map<Addr, { end: Addr; found: ScanRegion[] }>();
 
   constructor(
     readonly pid: number,
@@ -214,10 +214,10 @@ export class Pagemap {
   /** The populated pages of a region as runs (pages without a page table entry are not listed). */
   runs(r: PagemapRegion): PageRun[] {
     if (this.method === 'pread') return this.runsByPread(r);
-    const key = `${r.start}-${r.end}`;
-    const ahead = this.ahead.get(key);
-    if (ahead) this.ahead.delete(key);
-    return this.decodeScan(r, ahead ?? this.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, scanReturn(r)));
+    const ahead = this.ahead.get(r.start);
+    if (ahead) this.ahead.delete(r.start);
+    const found = ahead?.end === r.end ? ahead.found : this.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, scanReturn(r));
+    return this.decodeScan(r, found);
   }
 
   /**
@@ -253,7 +253,7 @@ export class Pagemap {
         const s = found[m]!;
         mine.push({ start: s.start > r.start ? s.start : r.start, end: s.end < r.end ? s.end : r.end, categories: s.categories });
       }
-      this.ahead.set(`${r.start}-${r.end}`, mine);
+      this.ahead.set(r.start, { end: r.end, found: mine });
     }
   }
 
