@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { writtenVersion } from '../snapshot/format.js';
@@ -205,7 +205,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
     const records = new EncodedRegions();
     const record = (r: Region, rec: Recorder, object?: SnapshotRegion['object']) => {
       const index = done.length;
-      done.push(recorded(r, rec, object, ctx, (x) => records.put(index, x)));
+      done.push(recorded(pid, r, rec, object, ctx, (x) => records.put(index, x)));
     };
     // Small readable regions holding only their own pages are planned, then read together: a process can have
     // 60000 of them, and a read (a system call) each costs more than their pages.
@@ -295,10 +295,12 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
 }
 
 /** A read region's record, given to `into` once its tables are in the file; its pages are counted at once. */
-function recorded(r: Region, rec: Recorder, object: SnapshotRegion['object'], ctx: Context, into: (record: SnapshotRegion) => void): Promise<void> {
+function recorded(pid: number, r: Region, rec: Recorder, object: SnapshotRegion['object'], ctx: Context, into: (record: SnapshotRegion) => void): Promise<void> {
   const region = {
     start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
     kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
+    // clean file pages are not stored: a restore maps the file again, and must be able to tell it changed since
+    file: r.backing === 'file' && !r.deleted && !object ? stampMappedFile(pid, r) : undefined,
     // (counters that are zero are left out: most are, and a process can have 60000 regions)
     smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => r.fields[k]).map((k) => [k, r.fields[k]!])), object,
   };

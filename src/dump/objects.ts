@@ -6,7 +6,7 @@
  */
 import { openSync, closeSync, fstatSync, readdirSync, statSync } from 'node:fs';
 import { seekData, seekHole, cachestat, isErrno } from '../native/index.js';
-import type { Region } from '../proc/index.js';
+import { encodeDev, type Region } from '../proc/index.js';
 import type { Segment } from './pages.js';
 
 export interface OpenObject {
@@ -17,12 +17,6 @@ export interface OpenObject {
   size: number;
   /** how it was reached: /proc/PID/map_files (root) or one of the target's open fds */
   via: string;
-}
-
-/** The kernel's encoding of a dev_t as stat(2) returns it (new_encode_dev). */
-function encodeDev(majorMinor: string): number {
-  const [ma, mi] = majorMinor.split(':').map((x) => parseInt(x, 16)) as [number, number];
-  return (mi & 0xff) | (ma << 8) | ((mi & ~0xff) << 12);
 }
 
 /** Open the object behind a mapping, or say why it cannot be opened. */

@@ -7,3 +7,4 @@ export * from './page-state.js';
 export * from './pagemap.js';
 export * from './kpageflags.js';
 export * from './process.js';
+export * from './mapped-file.js';

@@ -5,7 +5,7 @@
  */
 import { encode, decode, Encoder } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
-import type { RegionKind, Backing, ShmemSource } from '../proc/index.js';
+import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
 import { RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
@@ -55,6 +55,8 @@ export interface SnapshotRegion {
   smaps: Record<string, number>;
   /** shmem-backed shared mappings: the object holding the content and the object offset of `start` */
   object?: { id: number; offset: bigint };
+  /** mappings of a file that has a name: its size and mtime at dump time, so a restore can tell it changed since */
+  file?: FileStamp;
   runs: RunTable;
   refs: Refs;
 }
@@ -141,6 +143,8 @@ export interface Manifest {
 
 /** 64-bit integers (addresses) round-trip as bigint; the decoder checks below turn safe ones back into numbers. */
 const MSGPACK = { useBigInt64: true } as const;
+/** (absent fields are left out rather than written as nil: most regions have no object, shmem source or file) */
+const ENCODE = { ...MSGPACK, ignoreUndefined: true } as const;
 
 /**
  * A process's region records, encoded as the dump makes them: held as objects, 60000 regions' records were 80 MB
@@ -148,7 +152,7 @@ const MSGPACK = { useBigInt64: true } as const;
  * order their tables settle in; encodeManifest splices the bytes in.
  */
 export class EncodedRegions {
-  private readonly encoder = new Encoder(MSGPACK);
+  private readonly encoder = new Encoder(ENCODE);
   private readonly chunks: Buffer[] = [];
   private chunk = Buffer.alloc(0);
   private fill = 0;
@@ -202,14 +206,14 @@ export type WrittenManifest = Omit<Manifest, 'processes'> & {
 export function encodeManifest(m: WrittenManifest): Buffer {
   const { processes, ...rest } = m;
   const out: Uint8Array[] = [];
-  withKey(out, encode(rest, MSGPACK), 'processes');
+  withKey(out, encode(rest, ENCODE), 'processes');
   out.push(header(0x90, 0xdc, processes.length));
   for (const p of processes) {
     const { regions, ...head } = p;
-    withKey(out, encode(head, MSGPACK), 'regions');
+    withKey(out, encode(head, ENCODE), 'regions');
     out.push(header(0x90, 0xdc, regions.length));
     if (regions instanceof EncodedRegions) out.push(...regions.bytes());
-    else for (const r of regions) out.push(encode(r, MSGPACK));
+    else for (const r of regions) out.push(encode(r, ENCODE));
   }
   return Buffer.concat(out);
 }
@@ -419,13 +423,21 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
         object = { id: c.num(ob.id, `${w}.object.id`), offset: c.big(ob.offset, `${w}.object.offset`) };
         if (!objectIds.has(object.id)) c.fail(`${w} names object ${object.id}, which is not in the snapshot`);
       }
+      let file: FileStamp | undefined;
+      if (r.file !== undefined && r.file !== null) {
+        const f = c.obj(r.file, `${w}.file`);
+        // (a signed count: a file can be dated before 1970)
+        const t = f.mtimeNs;
+        const mtimeNs = typeof t === 'bigint' ? t : typeof t === 'number' && Number.isInteger(t) ? BigInt(t) : c.fail(`${w}.file.mtimeNs is not an integer`);
+        file = { size: c.num(f.size, `${w}.file.size`), mtimeNs };
+      }
       const smaps = counters(c, r.smaps, `${w}.smaps`);
       return {
         start, end, mode: c.str(r.mode, `${w}.mode`), offset: c.big(r.offset, `${w}.offset`), dev: c.str(r.dev, `${w}.dev`),
         inode: c.num(r.inode, `${w}.inode`), path: r.path === null ? null : c.str(r.path, `${w}.path`), deleted: r.deleted === true,
         kind: c.str(r.kind, `${w}.kind`) as RegionKind, backing: c.str(r.backing, `${w}.backing`) as Backing,
         shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, `${w}.shmem`) as ShmemSource),
-        vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object,
+        vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object, file,
         runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, total, fileSize),
       } satisfies SnapshotRegion;
     });
