@@ -16,7 +16,7 @@ import { useScenario } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
-  'file-private', 'file-deleted', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'seed',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'seed',
 ] as const;
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));

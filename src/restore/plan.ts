@@ -5,8 +5,9 @@
  * object, recreated as a memfd. Pages whose content the snapshot does not hold are poisoned (SIGBUS on access),
  * never left to read as zeros.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { MAP, MADV, PROT, type Addr } from '../native/index.js';
+import { fileChange } from '../proc/index.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { SnapshotObject, SnapshotProcess, SnapshotRegion } from '../snapshot/manifest.js';
 import { SegmentBuilder, Op, type SegmentTable } from './segments.js';
@@ -18,8 +19,11 @@ export type Placement =
   | { how: 'droppable' }
   /** private hugetlb memory, filled through userfaultfd in whole huge pages */
   | { how: 'hugetlb'; hugePage: number }
-  /** the mapped file again; copied-on-write pages are written over it */
-  | { how: 'file'; path: string }
+  /**
+   * the mapped file again. A private mapping's copied-on-write pages are written over it; a shared mapping's pages
+   * are the file's, and a restore never writes into a file.
+   */
+  | { how: 'file'; path: string; shared: boolean }
   /** an object (shmem, hugetlbfs, a deleted file), recreated as a memfd (a private mapping's copied-on-write pages are written over it) */
   | { how: 'object'; object: number }
   | { how: 'skip'; why: string };
@@ -81,7 +85,6 @@ function fileAgain(r: SnapshotRegion): { path: string } | { why: string } {
 export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): RegionsPlan {
   const notes: string[] = [];
   const objects = new Map<number, ObjectPlan>();
-  const replaced = new Set<string>();
   const regions = proc.regions.map((region): RegionPlan => {
     const shared = region.mode[3] === 's';
     const prot = protOf(region.mode);
@@ -126,13 +129,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
           return { ...base, place: { how: 'object', object: region.object.id } };
         }
         const f = fileAgain(region);
-        if ('path' in f) {
-          if (region.inode && statSync(f.path).ino !== region.inode && !replaced.has(f.path)) {
-            replaced.add(f.path);
-            notes.push(`${f.path} was replaced since the dump: pages the snapshot does not hold come from the new file`);
-          }
-          return { ...base, place: { how: 'file', path: f.path } };
-        }
+        if ('path' in f) return { ...base, place: { how: 'file', path: f.path, shared: false } };
         // The file's own pages are gone with it: map anonymous memory, the copied-on-write pages go back, the
         // rest is poisoned.
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon', lostWhy: f.why } };
@@ -146,18 +143,37 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         }
         const f = fileAgain(region);
         if ('why' in f) return skip(f.why);
-        return { ...base, place: { how: 'file', path: f.path } };
+        return { ...base, place: { how: 'file', path: f.path, shared: true } };
       }
     }
   });
   for (const rp of regions) {
     if (rp.place.how !== 'skip' && rp.region.vmFlags.includes('lo')) notes.push(`${hex(rp.region.start)} was locked in memory (mlock); it is restored unlocked`);
   }
+  notes.push(...changedFiles(reader, regions));
   keepApart(regions);
   return { regions, objects: [...objects.values()], notes };
 }
 
 const hex = (a: Addr) => `0x${a.toString(16)}`;
+
+/**
+ * Files mapped again that are not as they were at the dump: the pages the process had from them (clean pages of
+ * private mappings, every page of shared ones) come from the file as it is now. One note per file that matters.
+ */
+function changedFiles(reader: SnapshotReader, regions: readonly RegionPlan[]): string[] {
+  const files = new Map<string, { change: string | undefined; pages: number }>();
+  for (const { region, place } of regions) {
+    if (place.how !== 'file') continue;
+    let f = files.get(place.path);
+    if (!f) files.set(place.path, (f = { change: fileChange(place.path, region), pages: 0 }));
+    if (f.change === undefined) continue;
+    for (const run of reader.runsOf(region.runs, reader.pagesOf(region))) {
+      if (run.verdict === 'file' || (place.shared && (run.verdict === 'data' || run.verdict === 'zero'))) f.pages += run.pages;
+    }
+  }
+  return [...files].filter(([, f]) => f.change !== undefined && f.pages > 0).map(([path, f]) => `${path} ${f.change}: ${f.pages} pages mapped from it come from the file as it is now`);
+}
 
 /**
  * Neighbours mapped alike would be merged into one region by the kernel, where the process had them apart (their
@@ -217,7 +233,7 @@ export interface ContentPlan {
   writes: DirectWrite[];
   /** pages whose content the snapshot lacks, poisoned where userfaultfd can, else listed */
   lost: LostRange[];
-  counts: { data: number; zero: number; poison: number; holes: number; written: number };
+  counts: { data: number; zero: number; poison: number; written: number };
 }
 
 /** Turn each region's runs into placements, at the address the region got in the host. */
@@ -225,7 +241,6 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
   const ps = reader.pageSize;
   const b = new SegmentBuilder();
   const out: Omit<ContentPlan, 'table' | 'counts'> = { registered: [], guards: [], writes: [], lost: [] };
-  let holes = 0;
   let written = 0;
   plan.regions.forEach((rp, index) => {
     const r = rp.region;
@@ -244,24 +259,18 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
     for (const { run, offset, pages, src } of reader.stretches(r)) {
       const range = { start: addrOf(offset), len: pages * ps };
       switch (run.verdict) {
-        case 'data':
-          if (streamed) b.push(index, first + offset, pages, Op.DATA, src!, shift);
-          else {
-            // a file or object mapping again: its copied-on-write pages are written over it (droppable memory:
-            // all its pages)
-            out.writes.push({ addr: range.start, pages, src: src! });
+        case 'data': case 'zero': {
+          const stored = run.verdict === 'data' ? src! : null;
+          if (streamed) b.push(index, first + offset, pages, stored === null ? Op.ZERO : Op.DATA, stored ?? 0, shift);
+          else if (!(p.how === 'file' && p.shared)) {
+            // a file or object mapping again: its copied-on-write pages are written over it (droppable memory: all
+            // its pages). A shared file mapping's pages are the file's (see Placement).
+            out.writes.push({ addr: range.start, pages, src: stored });
             written += pages;
           }
           break;
-        case 'zero':
-          if (streamed) b.push(index, first + offset, pages, Op.ZERO, 0, shift);
-          else {
-            out.writes.push({ addr: range.start, pages, src: null });
-            written += pages;
-          }
-          break;
+        }
         case 'hole': case 'special':
-          holes += pages;
           break;
         case 'guard':
           out.guards.push(range);
@@ -284,5 +293,5 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
       }
     }
   });
-  return { ...out, table: b.build(), counts: { ...b.counts, holes, written } };
+  return { ...out, table: b.build(), counts: { ...b.counts, written } };
 }

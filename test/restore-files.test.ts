@@ -1,0 +1,98 @@
+// Restore and the files a process maps: clean file pages are not in a snapshot, so a restore maps the file again.
+// The dump records each file's size and mtime; a restore says which files are no longer as they were, and how many
+// pages come from them as they are now. A restore never writes into a file, even when the snapshot holds a shared
+// mapping's pages (--include-file-pages).
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, statSync, renameSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Fixture } from '../fixtures/driver.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { cli, cliJson } from './helpers/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-files-'));
+let fx: Fixture | undefined;
+let skipWhy: string | undefined;
+let path: string;
+let plain: string;
+let full: string;
+
+beforeAll(async () => {
+  fx = await Fixture.start(['file-shared']);
+  skipWhy = fx.scenario('file-shared').skip;
+  if (skipWhy) return console.log(`SKIP file-shared: ${skipWhy}`);
+  plain = join(dir, 'plain.psnap');
+  full = join(dir, 'full.psnap');
+  cliJson(['dump', String(fx.pid), '-o', plain]);
+  cliJson(['dump', String(fx.pid), '-o', full, '--include-file-pages']);
+  const r = SnapshotReader.open(plain);
+  path = r.process().regions.find((x) => x.kind === 'file-shared')!.path!;
+  r.close();
+}, 60_000);
+afterAll(async () => {
+  await fx?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Restore with --verify; the notes about `path`. */
+function restoreNotes(file: string): string[] {
+  const r = cliJson(['restore', file, '--verify', '--no-profile']);
+  expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
+  return (r.notes as string[]).filter((n) => n.startsWith(`${path} `));
+}
+
+describe('restore and mapped files', () => {
+  it('a dump records the size and mtime of every mapped file that has a name', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    const r = SnapshotReader.open(plain);
+    try {
+      const files = r.process().regions.filter((x) => x.backing === 'file' && !x.deleted);
+      expect(files.map((x) => x.path)).toContain(path);
+      for (const x of files) {
+        const st = statSync(x.path!, { bigint: true });
+        expect({ path: x.path, file: x.file }).toEqual({ path: x.path, file: { size: Number(st.size), mtimeNs: st.mtimeNs } });
+      }
+      expect(r.process().regions.filter((x) => x.backing !== 'file' || x.deleted).every((x) => x.file === undefined)).toBe(true);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('an unchanged file: no note', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    expect(restoreNotes(plain)).toEqual([]);
+    expect(restoreNotes(full)).toEqual([]);
+  });
+
+  it('a file written since the dump: the note says so and counts the pages that come from it; the file is left as it is', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.from('NEW!'), 0, 4, 0);
+    closeSync(fd);
+    const now = readFileSync(path);
+    // shared: its 16 pages; private: the 14 clean ones (2 were copied on write and are stored)
+    expect(restoreNotes(plain)).toEqual([expect.stringMatching(/ was modified since the dump \(at .*; dumped as of .*\): 30 pages mapped from it come from the file as it is now$/)]);
+    // the snapshot holds the shared mapping's 16 pages as they were: they are the file's, and stay as the file has them
+    expect(restoreNotes(full)).toEqual([expect.stringMatching(/: 16 pages mapped from it come from the file as it is now$/)]);
+    expect(readFileSync(path).equals(now)).toBe(true);
+  });
+
+  it('a file that grew, and a file replaced by another at its path', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    truncateSync(path, 17 * 4096);
+    expect(restoreNotes(plain)).toEqual([`${path} changed since the dump (65536 bytes then, 69632 now): 30 pages mapped from it come from the file as it is now`]);
+    const other = `${path}.new`;
+    writeFileSync(other, Buffer.alloc(16 * 4096, 1));
+    renameSync(other, path);
+    expect(restoreNotes(plain)).toEqual([`${path} is another file than the one the process mapped (replaced since the dump): 30 pages mapped from it come from the file as it is now`]);
+  });
+
+  it('a file gone since the dump: its pages are listed as lost (the shared mapping skipped, the private one poisoned)', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    rmSync(path);
+    const r = cli(['restore', plain, '--json', '--no-profile']);
+    expect(r.code, r.stderr).toBe(0);
+    const lost = (JSON.parse(r.stdout).lost as { len: number; why: string }[]).filter((l) => l.why.includes(path));
+    expect(lost.reduce((n, l) => n + l.len, 0)).toBe(30 * 4096);
+  });
+});
