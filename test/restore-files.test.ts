@@ -75,6 +75,12 @@ describe('restore and mapped files', () => {
     // the snapshot holds the shared mapping's 16 pages as they were: they are the file's, and stay as the file has them
     expect(restoreNotes(full)).toEqual([expect.stringMatching(/: 16 pages mapped from it come from the file as it is now$/)]);
     expect(readFileSync(path).equals(now)).toBe(true);
+    // diff sees no page change (the file's pages are in neither snapshot), but names the file as changed
+    const later = join(dir, 'later.psnap');
+    cliJson(['dump', String(fx!.pid), '-o', later]);
+    const d = cliJson(['diff', plain, later]);
+    const changed = (d.regions as { path: string | null; status: string[] }[]).filter((x) => x.status.includes('file-changed'));
+    expect(changed.map((x) => x.path)).toEqual([path, path]);
   });
 
   it('a file that grew, and a file replaced by another at its path', (ctx) => {

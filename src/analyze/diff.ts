@@ -36,7 +36,7 @@ export interface PageCountsDiff {
 
 export interface RegionDiff {
   /** what happened to the region itself; empty when it is where it was, as it was */
-  status: ('added' | 'removed' | 'moved' | 'resized' | 'reprotected')[];
+  status: ('added' | 'removed' | 'moved' | 'resized' | 'reprotected' | 'file-changed')[];
   a: { start: Addr; end: Addr; mode: string } | null;
   b: { start: Addr; end: Addr; mode: string } | null;
   kind: string;
@@ -222,6 +222,16 @@ function pairProcesses(a: SnapshotReader, b: SnapshotReader, pid: number | undef
   return [pa, pb];
 }
 
+/**
+ * Whether the paired regions map a file that is not the same, or not as it was: their clean pages, which neither
+ * snapshot holds, may differ where the page comparison sees none.
+ */
+function fileChanged(a: SnapshotRegion, b: SnapshotRegion): boolean {
+  if (a.backing !== 'file' || b.backing !== 'file' || a.deleted || b.deleted) return false;
+  if (a.dev !== b.dev || a.inode !== b.inode) return true;
+  return a.file !== undefined && b.file !== undefined && (a.file.size !== b.file.size || a.file.mtimeNs !== b.file.mtimeNs);
+}
+
 function side(r: SnapshotReader, p: SnapshotProcess): SideInfo {
   const m = r.manifest;
   return { file: r.path, id: m.id.toString('hex'), created: new Date(m.created).toISOString(), kernel: m.host.kernel, hostname: m.host.hostname, pid: p.pid, comm: p.comm };
@@ -253,6 +263,7 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
       if (ra.start !== rb.start) status.push('moved');
       if (ra.end - ra.start !== rb.end - rb.start) status.push('resized');
       if (ra.mode !== rb.mode) status.push('reprotected');
+      if (fileChanged(ra, rb)) status.push('file-changed');
     }
     const c = compare(a, ra, b, rb, (k, s) => (s === 'removed' || !rb ? ra!.start : rb.start) + BigInt(k) * ps);
     const r = ra ?? rb!;
