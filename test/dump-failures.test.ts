@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
+import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fail-'));
@@ -65,6 +66,25 @@ describe('each freeze method leaves the target as it found it', () => {
     } finally {
       process.kill(fx.pid, 'SIGCONT');
     }
+  });
+
+  it('a target stopped in a debugger: ptrace names the debugger; sigstop dumps it and leaves it stopped, traced', () => {
+    // this test process is the debugger: it attaches and stops the target as a breakpoint would
+    ptraceSeize(fx.pid);
+    try {
+      ptraceInterrupt(fx.pid);
+      expect(waitpid(fx.pid, WAIT.WALL)?.stopped).toBe(true);
+      const r = cli(['dump', String(fx.pid), '-o', join(dir, 'traced.psnap')]);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: process ${fx.pid} is already traced by process ${process.pid} — detach the debugger, or use --freeze sigstop or --freeze none`);
+      const s = cliJson(['dump', String(fx.pid), '--freeze', 'sigstop', '-o', join(dir, 'traced.psnap')]);
+      expect(s.freeze).toBe('sigstop');
+      expect(state(fx.pid)).toBe('t');
+      expect(tracer(fx.pid)).toBe(process.pid);
+    } finally {
+      ptraceDetach(fx.pid);
+    }
+    expect(['S', 'R']).toContain(state(fx.pid));
   });
 
   it('cgroup: freezes the target\'s own cgroup and thaws it; refuses one pagesnap runs in', async (ctx) => {

@@ -136,8 +136,11 @@ function dismiss(w: ChildProcess): void {
   w.stdin?.end('done\n');
 }
 
+/** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
+const isStopped = (state: string | null) => state === 'T' || state === 't';
+
 function freezeSigstop(pids: number[]): Frozen {
-  const stopped = pids.filter((p) => readStat(p).state !== 'T' && readStat(p).state !== 't');
+  const stopped = pids.filter((p) => !isStopped(readStat(p).state));
   const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
   const frozen: Frozen = {
     method: 'sigstop', pids, freezeMs: 0,
@@ -157,7 +160,7 @@ function freezeSigstop(pids: number[]): Frozen {
     for (const p of pids) {
       for (const tid of threads(p)) {
         let i = 0;
-        while (taskState(p, tid) !== 'T' && taskState(p, tid) !== null) {
+        for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
           if (++i > 5000) throw new PagesnapError(`process ${p} did not stop within 5 s`, { code: 'ETIMEDOUT' });
           sleep(1);
         }
