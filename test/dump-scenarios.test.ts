@@ -16,7 +16,7 @@ import { useScenario } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
-  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'seed',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed',
 ] as const;
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));
@@ -162,6 +162,37 @@ describe('per-page tables in many blocks', () => {
         expect(Array.isArray(r.manifest.hashes) && r.manifest.hashes.length).toBeGreaterThan(10);
         expect(r.verify()).toBeNull();
         for (const s of fx.scenarios) for (const reg of s.regions) checkContent(r, fx.pid, reg, false);
+      } finally {
+        r.close();
+      }
+    } finally {
+      await fx.stop();
+    }
+  });
+});
+
+describe('a region past 2^32 pages', () => {
+  it('has wide run blocks from where its offsets pass 32 bits, makes the file version 3, and reads back', async (ctx) => {
+    const fx = await Fixture.start(['vast']);
+    try {
+      const skip = fx.scenario('vast').skip;
+      if (skip) {
+        console.log(`SKIP vast: ${skip}`);
+        ctx.skip(skip);
+      }
+      const file = join(dir, 'vast.psnap');
+      await dump([fx.pid], { output: file, tableEntries: 3 });
+      const r = SnapshotReader.open(file);
+      try {
+        expect([r.header.version, r.manifest.format]).toEqual([3, 3]);
+        const reg = fx.region('vast');
+        const runs = r.process().regions.find((x) => x.start === reg.start)!.runs;
+        const wide = Array.isArray(runs) ? [] : runs.blocks.map((b) => b.wide === true);
+        // narrow blocks first, then wide ones from the first run ending past page 2^32
+        expect(wide).toEqual([...wide.filter((w) => !w), ...wide.filter((w) => w)]);
+        expect(new Set(wide)).toEqual(new Set([false, true]));
+        expect(r.verify()).toBeNull();
+        checkContent(r, fx.pid, reg, false);
       } finally {
         r.close();
       }

@@ -64,3 +64,32 @@ describe('golden-v2-child.psnap (format 2: incremental, its parent golden-v1.psn
     ]);
   });
 });
+
+const GOLDEN_V3 = fileURLToPath(new URL('../snapshots/golden-v3.psnap', import.meta.url));
+
+describe('golden-v3.psnap (format 3: a region past 2^32 pages, its runs in narrow and wide blocks)', () => {
+  it('verifies and reads back its layout', () => {
+    const r = SnapshotReader.open(GOLDEN_V3);
+    try {
+      expect([r.header.version, r.manifest.format]).toEqual([3, 3]);
+      expect(r.verify()).toBeNull();
+      const p = r.process(43);
+      const reg = p.regions[0]!;
+      expect(Array.isArray(reg.runs) ? null : reg.runs.blocks.map((b) => [b.firstOffset, b.wide === true])).toEqual([[0, false], [2 ** 32, true], [2 ** 32 + 3, true]]);
+      const page = (n: number) => r.read(p, BASE + BigInt(n) * 4096n, 4096);
+      expect(page(0).equals(patternPage(1, 0))).toBe(true);
+      expect(page(2 ** 32).equals(patternPage(2, 0))).toBe(true);
+      expect(page(2 ** 33 + 3).equals(patternPage(1, 0))).toBe(true);
+      for (const z of [1, 2 ** 32 - 1, 2 ** 32 + 1, 2 ** 32 + 2, 2 ** 33 + 2]) expect(page(z).every((b) => b === 0)).toBe(true);
+      expect(r.storedPages).toBe(2);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('the CLI shows and verifies it', () => {
+    expect(cli(['verify', GOLDEN_V3]).code).toBe(0);
+    const s = cliJson(['show', GOLDEN_V3]);
+    expect(s.processes[0]).toMatchObject({ pid: 43, totals: { data: 3, zero: 2, hole: 2 ** 33 - 1 } });
+  });
+});

@@ -99,7 +99,7 @@ describe('damaged copies of the golden file give one clear error', () => {
     const m = Buffer.from(good); m[0] ^= 0xff;
     expect(outcome(m)).toMatch(/wrong magic: not a pagesnap snapshot \(at byte 0\)/);
     const v = Buffer.from(good); v.writeUInt16LE(9, 8);
-    expect(outcome(v)).toMatch(/format version 9 is newer than this pagesnap reads \(2\)/);
+    expect(outcome(v)).toMatch(/format version 9 is newer than this pagesnap reads \(3\)/);
     const ps = Buffer.from(good); ps.writeUInt32LE(12345, 12);
     expect(outcome(ps)).toMatch(/implausible page size 12345/);
   });

@@ -10,7 +10,6 @@ import { isErrno } from '../native/index.js';
 import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
-import { writtenVersion } from '../snapshot/format.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
@@ -146,7 +145,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     fileBytes = await writer.finish((frames, hashes, compressed): WrittenManifest => {
       stats.bytesCompressed = compressed;
       return {
-        format: writtenVersion(!!parent), id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
+        format: writer.version, id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
         host: { kernel: release(), hostname: hostname(), arch: arch(), pageSize: writer.pageSize },
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none' },

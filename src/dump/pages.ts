@@ -39,7 +39,7 @@ export class Recorder {
 
   constructor(writer: SnapshotWriter) {
     this.refs = new RefSink(writer);
-    this.runs = new RunSink((bytes, count) => writer.writeTable(bytes, count), writer.tableEntries);
+    this.runs = new RunSink(writer);
   }
 
   /** The next planned segments, in address order after the previous ones; the non-data ones are recorded as given. */

@@ -6,7 +6,6 @@
 import { SnapshotReader } from './reader.js';
 import { SnapshotWriter, RefSink } from './writer.js';
 import { RunSink } from './runs.js';
-import { writtenVersion } from './format.js';
 import type { Manifest, Refs, SnapshotObject, SnapshotProcess, SnapshotRegion } from './manifest.js';
 import type { RunTable } from './runs.js';
 
@@ -44,7 +43,7 @@ class Regather {
 
   /** The runs and refs of a region or object, rewritten for the new file. */
   async table(x: SnapshotRegion | SnapshotObject): Promise<{ runs: RunTable; refs: Refs }> {
-    const runs = new RunSink((bytes, count) => this.writer.writeTable(bytes, count), this.writer.tableEntries);
+    const runs = new RunSink(this.writer);
     const refs = new RefSink(this.writer);
     for (const run of this.reader.runsOf(x.runs, this.reader.pagesOf(x))) runs.push(run.offset, run.pages, run.verdict, run.case, run.reason);
     for (const st of this.reader.stretches(x)) {
@@ -106,7 +105,7 @@ export async function flatten(input: string, output: string, opts: FlattenOption
       const fileBytes = await writer.finish((frames, hashes, compressed): Manifest => {
         const { parent: _parent, ...rest } = m;
         return {
-          ...rest, format: writtenVersion(false), id: writer.id, created: m.created, processes, objects, frames, hashes,
+          ...rest, format: writer.version, id: writer.id, created: m.created, processes, objects, frames, hashes,
           compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
           stats: { ...m.stats, pagesStored: writer.storedPages, pagesFromParent: 0, bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: compressed },
         };

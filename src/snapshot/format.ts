@@ -7,9 +7,15 @@ import { PagesnapError } from '../native/index.js';
 
 export const MAGIC = Buffer.from('PAGESNAP', 'latin1');
 export const FOOTER_MAGIC = Buffer.from('PSNAPEND', 'latin1');
-/** The newest format this pagesnap reads. Version 1: a self-contained snapshot; 2: one with a parent (FORMAT.md). */
-export const FORMAT_VERSION = 2;
-/** What a snapshot is written as: 1 unless it has a parent, so readers older than chains still read every full one. */
+/**
+ * The newest format this pagesnap reads. Version 1: a self-contained snapshot; 2: one with a parent; 3: one with wide
+ * run records (a region past 2^32 pages). FORMAT.md has each.
+ */
+export const FORMAT_VERSION = 3;
+/**
+ * What a snapshot is written as to begin with: 1 unless it has a parent, so readers older than chains still read
+ * every full one (the writer raises it when a table needs more).
+ */
 export const writtenVersion = (hasParent: boolean) => (hasParent ? 2 : 1);
 export const HEADER_SIZE = 64;
 export const FOOTER_SIZE = 48;

@@ -7,7 +7,7 @@ import { encode, decode, Encoder } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
-import { RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
+import { RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
 /** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */
 export interface Run {
@@ -300,7 +300,11 @@ function runTable(c: Check, v: unknown, what: string, totalPages: number, fileSi
   let prevFirst = -1;
   const blocksOut = blocks(c, o.blocks, `${what}.blocks`, fileSize, RUN_RECORD).map((b, i): RunBlock => {
     const m = c.obj(c.arr(o.blocks, what)[i], `${what}.blocks[${i}]`);
-    const rb = { ...b, firstOffset: c.num(m.firstOffset, 'firstOffset'), dataBefore: c.num(m.dataBefore, 'dataBefore'), dataPages: c.num(m.dataPages, 'dataPages') };
+    const rb: RunBlock = { ...b, firstOffset: c.num(m.firstOffset, 'firstOffset'), dataBefore: c.num(m.dataBefore, 'dataBefore'), dataPages: c.num(m.dataPages, 'dataPages') };
+    if (m.wide === true) {
+      if (b.count * WIDE_RUN_RECORD > 1 << 27) c.fail(`${what}.blocks[${i}] declares ${b.count} entries`);
+      rb.wide = true;
+    }
     if (rb.firstOffset <= prevFirst || rb.firstOffset >= totalPages) c.fail(`${what}.blocks[${i}] is out of order or leaves the range`);
     if (rb.dataBefore !== dataPages || rb.dataPages > totalPages) c.fail(`${what}.blocks[${i}] does not continue the data page count`);
     prevFirst = rb.firstOffset;

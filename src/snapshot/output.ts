@@ -5,7 +5,7 @@
  * on older kernels) the same buffers are written through the page cache. The last block is padded for O_DIRECT and
  * the file truncated to its exact size at the end.
  */
-import { openSync, write, readSync, ftruncateSync, fsyncSync, closeSync, constants } from 'node:fs';
+import { openSync, write, writeSync, readSync, ftruncateSync, fsyncSync, closeSync, constants } from 'node:fs';
 import { mmap, munmap, view, PROT, MAP, fromNodeError } from '../native/index.js';
 
 const STAGE = 8 << 20;
@@ -140,8 +140,11 @@ export class OutputFile {
     if (this.closed) throw new Error(`${this.path}: the output is closed`);
   }
 
-  /** Write what is left, cut the file to its exact size, fsync. Returns the size. */
-  async finish(): Promise<number> {
+  /**
+   * Write what is left, then `patch` over bytes written earlier (a header that learned more by the end), cut the
+   * file to its exact size, fsync. Returns the size.
+   */
+  async finish(patch?: { at: number; bytes: Uint8Array }): Promise<number> {
     await Promise.all(this.stages.map((x) => x.writing));
     this.open();
     const s = this.stages[this.current]!;
@@ -150,6 +153,17 @@ export class OutputFile {
       const len = Math.ceil(s.fill / ALIGN) * ALIGN;
       s.buf.fill(0, s.fill, len);
       await writeAt(this.fd, s.buf, len, s.at, this.path);
+    }
+    if (patch) {
+      // through the page cache: O_DIRECT would need an aligned block; fsync below flushes the inode either way
+      const fd = this.direct ? openSync(this.path, 'r+') : this.fd;
+      try {
+        writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.at);
+      } catch (e) {
+        throw fromNodeError(e, 'write', this.path);
+      } finally {
+        if (fd !== this.fd) closeSync(fd);
+      }
     }
     ftruncateSync(this.fd, this.size);
     fsyncSync(this.fd);

@@ -10,7 +10,7 @@ import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_S
 import { decodeManifest, checkRefs, type Block, type FrameIndex, type ParentRef, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 import { FrameDecoder } from './frame-decoder.js';
 import { lastAtOrBelow } from './bisect.js';
-import { unpackRuns, RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
+import { unpackRuns, RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
 
 const FRAME_CACHE = 64;
 /** Decoded table blocks kept (64 Ki entries each at most): a few MiB. */
@@ -354,7 +354,7 @@ export class SnapshotReader {
   private runBlock(t: RunBlocks, b: RunBlock, totalPages: number): { runs: Run[]; dataPrefix: Uint32Array } {
     const hit = this.runBlocks.get(b);
     if (hit) return hit;
-    const got = unpackRuns(this.block(b, RUN_RECORD, 'runs'), t, b, totalPages);
+    const got = unpackRuns(this.block(b, b.wide ? WIDE_RUN_RECORD : RUN_RECORD, 'runs'), t, b, totalPages);
     if (typeof got === 'string') throw new FormatError(this.path, `run block ${got}`, b.offset);
     this.runBlocks.set(b, got);
     if (this.runBlocks.size > BLOCK_CACHE) this.runBlocks.delete(this.runBlocks.keys().next().value!);

@@ -6,8 +6,24 @@
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { Block, Run } from './manifest.js';
 
-/** Record layout: offset u32, pages u32, verdict u8, case u8 (index into `cases`), reason u16 (index + 1 into `reasons`, 0 = none). */
+/**
+ * Record layout: offset u32, pages u32, verdict u8, case u8 (index into `cases`), reason u16 (index + 1 into
+ * `reasons`, 0 = none). A block of runs reaching past page 2^32 of its region (16 TiB of 4 KiB pages: sanitizers'
+ * shadow memory is that large) is wide: offset and pages are u64 (format version 3).
+ */
 export const RUN_RECORD = 12;
+export const WIDE_RUN_RECORD = 20;
+const NARROW_END = 2 ** 32;
+/** The format version a file with wide run blocks is written as. */
+export const WIDE_RUNS_VERSION = 3;
+
+/** Where a run table's blocks go: the snapshot writer. */
+export interface TableOut {
+  readonly tableEntries: number;
+  writeTable(bytes: Uint8Array, count: number): Promise<Block>;
+  /** the file needs at least this format version */
+  needVersion(version: number): void;
+}
 export const VERDICT_CODES: readonly Verdict[] = ['data', 'zero', 'hole', 'file', 'object', 'guard', 'poison', 'retry', 'special', 'unreadable'];
 
 /** A block of run records, with what a reader needs to find a page without loading the others. */
@@ -17,6 +33,8 @@ export interface RunBlock extends Block {
   /** data pages in the runs before this block, and in it */
   dataBefore: number;
   dataPages: number;
+  /** records are WIDE_RUN_RECORD bytes */
+  wide?: true;
 }
 
 export interface RunBlocks {
@@ -27,9 +45,15 @@ export interface RunBlocks {
 
 export type RunTable = Run[] | RunBlocks;
 
-export function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number): void {
-  b.setUint32(at, r.offset, true);
-  b.setUint32(at + 4, r.pages, true);
+export function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number, wide = false): void {
+  if (wide) {
+    b.setBigUint64(at, BigInt(r.offset), true);
+    b.setBigUint64(at + 8, BigInt(r.pages), true);
+    at += 8;
+  } else {
+    b.setUint32(at, r.offset, true);
+    b.setUint32(at + 4, r.pages, true);
+  }
   b.setUint8(at + 8, VERDICT_CODES.indexOf(r.verdict));
   b.setUint8(at + 9, caseIndex);
   b.setUint16(at + 10, reasonIndex, true);
@@ -42,10 +66,13 @@ export function unpackRuns(bytes: ArrayBuffer, t: RunBlocks, block: RunBlock, to
   const dataPrefix = new Uint32Array(block.count);
   let data = 0;
   let next = block.firstOffset;
+  const size = block.wide ? WIDE_RUN_RECORD : RUN_RECORD;
   for (let i = 0; i < block.count; i++) {
-    const at = i * RUN_RECORD;
-    const offset = v.getUint32(at, true);
-    const pages = v.getUint32(at + 4, true);
+    let at = i * size;
+    // (wide values past 2^53 turn inexact, and then fail the range check below: no region is that large)
+    const offset = block.wide ? Number(v.getBigUint64(at, true)) : v.getUint32(at, true);
+    const pages = block.wide ? Number(v.getBigUint64(at + 8, true)) : v.getUint32(at + 4, true);
+    if (block.wide) at += 8;
     const verdict = VERDICT_CODES[v.getUint8(at + 8)];
     const c = t.cases[v.getUint8(at + 9)];
     const reason = v.getUint16(at + 10, true);
@@ -93,10 +120,14 @@ export class RunSink {
   private dataBefore = 0;
   private blockData = 0;
   private blockFirst = 0;
+  /** the records are wide from the first run that ends past NARROW_END */
+  private wide = false;
+  private readonly entries: number;
 
-  constructor(private readonly write: (bytes: Uint8Array, count: number) => Promise<Block>, private readonly entries: number) {
+  constructor(private readonly out: TableOut) {
+    this.entries = out.tableEntries;
     // (tests make blocks of a few entries: a table that would fill one is never inline)
-    this.inlineMax = Math.min(INLINE_RUNS, entries - 1);
+    this.inlineMax = Math.min(INLINE_RUNS, this.entries - 1);
   }
 
   push(offset: number, pages: number, verdict: Verdict, c: CaseId, reason?: string): void {
@@ -129,23 +160,32 @@ export class RunSink {
     this.pack(r);
   }
 
+  private get record(): number {
+    return this.wide ? WIDE_RUN_RECORD : RUN_RECORD;
+  }
+
   private pack(r: Run): void {
+    if (!this.wide && r.offset + r.pages > NARROW_END) {
+      this.flush();
+      this.wide = true;
+      this.out.needVersion(WIDE_RUNS_VERSION);
+    }
     if (this.fill === 0) this.blockFirst = r.offset;
-    if (this.fill * RUN_RECORD === this.buf.byteLength) {
-      const grown = new Uint8Array(Math.min(this.entries, Math.max(16, 2 * this.fill)) * RUN_RECORD);
-      grown.set(new Uint8Array(this.buf));
+    if ((this.fill + 1) * this.record > this.buf.byteLength) {
+      const grown = new Uint8Array(Math.min(this.entries, Math.max(16, 2 * this.fill)) * this.record);
+      grown.set(new Uint8Array(this.buf, 0, this.fill * this.record));
       this.buf = grown.buffer;
       this.view = new DataView(this.buf);
     }
-    packRun(this.view, this.fill * RUN_RECORD, r, this.index(this.cases, r.case), r.reason === undefined ? 0 : this.index(this.reasons, r.reason) + 1);
+    packRun(this.view, this.fill * this.record, r, this.index(this.cases, r.case), r.reason === undefined ? 0 : this.index(this.reasons, r.reason) + 1, this.wide);
     if (r.verdict === 'data') this.blockData += r.pages;
     if (++this.fill === this.entries) this.flush();
   }
 
   private flush(): void {
     if (this.fill === 0) return;
-    const meta = { firstOffset: this.blockFirst, dataBefore: this.dataBefore, dataPages: this.blockData };
-    this.blocks.push(this.write(new Uint8Array(this.buf, 0, this.fill * RUN_RECORD), this.fill).then((b) => ({ ...b, ...meta })));
+    const meta = { firstOffset: this.blockFirst, dataBefore: this.dataBefore, dataPages: this.blockData, ...(this.wide && { wide: true as const }) };
+    this.blocks.push(this.out.writeTable(new Uint8Array(this.buf, 0, this.fill * this.record), this.fill).then((b) => ({ ...b, ...meta })));
     this.dataBefore += this.blockData;
     this.blockData = 0;
     this.fill = 0;

@@ -136,6 +136,9 @@ export class SnapshotWriter {
   private readonly table = new DedupeTable();
   private deduplicated = 0;
   readonly tableEntries: number;
+  /** the format version the header was written with, and the one the file needs (its tables may need a later one) */
+  private readonly headerVersion: number;
+  private needed: number;
 
   // frames: shared-memory slots cycle between filling, compressing and writing
   private readonly free: Slot[] = [];
@@ -172,7 +175,21 @@ export class SnapshotWriter {
     this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
     this.free.push(...this.pool.slots);
     // The first append never waits (the buffers are empty): the header is in place when the constructor returns.
-    void this.out.append(encodeHeader({ version: writtenVersion(!!opts.parent), pageSize: this.pageSize, id: this.id, created: this.created }));
+    this.headerVersion = this.needed = writtenVersion(!!opts.parent);
+    void this.out.append(this.header());
+  }
+
+  private header(): Buffer {
+    return encodeHeader({ version: this.needed, pageSize: this.pageSize, id: this.id, created: this.created });
+  }
+
+  /** The format version the file is written as: the lowest that reads everything in it (FORMAT.md). */
+  get version(): number {
+    return this.needed;
+  }
+
+  needVersion(version: number): void {
+    this.needed = Math.max(this.needed, version);
   }
 
   /** Fails at once when the final name is taken (and not forced), before any work is done. */
@@ -341,7 +358,7 @@ export class SnapshotWriter {
     const z = compress(raw, { compressionLevel: 9, checksumFlag: true, contentSizeFlag: true });
     const manifestOffset = await this.out.append(z);
     await this.out.append(encodeFooter({ manifestOffset, manifestSize: z.length, manifestRawSize: raw.length, manifestHash: xxh3_64(z, 0) }));
-    const size = await this.out.finish();
+    const size = await this.out.finish(this.needed === this.headerVersion ? undefined : { at: 0, bytes: this.header() });
     await this.out.close();
     this.finished = true;
     this.publish();
