@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, type Region, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
@@ -89,6 +89,8 @@ interface Context {
   objects: Map<string, { id: number; done: Promise<SnapshotObject> }>;
   pages: VerdictPages;
   shmemPages: number;
+  /** mapped files' stamps by dev:inode */
+  stamps: Map<string, FileStamp | undefined>;
   progress: () => void;
 }
 
@@ -108,7 +110,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -299,13 +301,20 @@ function recorded(pid: number, r: Region, rec: Recorder, object: SnapshotRegion[
     start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
     kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
     // clean file pages are not stored: a restore maps the file again, and must be able to tell it changed since
-    file: r.backing === 'file' && !r.deleted && !object ? stampMappedFile(pid, r) : undefined,
+    file: r.backing === 'file' && !r.deleted && !object ? stampOf(pid, r, ctx) : undefined,
     // (counters that are zero are left out: most are, and a process can have 60000 regions)
     smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => r.fields[k]).map((k) => [k, r.fields[k]!])), object,
   };
   const done = rec.finish((t) => into({ ...region, ...t }));
   add(ctx.pages, rec.pages);
   return done;
+}
+
+/** A mapped file's stamp, looked up once per file (a process can map one file in thousands of regions). */
+function stampOf(pid: number, r: Region, ctx: Context): FileStamp | undefined {
+  const key = `${r.dev}:${r.inode}`;
+  if (!ctx.stamps.has(key)) ctx.stamps.set(key, stampMappedFile(pid, r));
+  return ctx.stamps.get(key);
 }
 
 /** An object's content (shmem, a deleted file), stored once however many regions and processes map it. Returns its id. */
