@@ -38,10 +38,12 @@ describe('errors are one line with a non-zero exit', () => {
       expect(r.stderr).toMatch(re);
     }
   });
-  it('a kernel thread has no user memory', () => {
-    const r = cli(['inspect', '2']); // kthreadd
-    expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toMatch(/^pagesnap inspect: process 2 is a kernel thread: it has no user memory .*— give the pid of a user process$/);
+  it('a kernel thread has no user memory: inspect, audit and dump say so (dump before trying to freeze it)', () => {
+    for (const cmd of ['inspect', 'audit', 'dump']) {
+      const r = cli([cmd, '2']); // kthreadd
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: process 2 is a kernel thread: it has no user memory .*— give the pid of a user process$`));
+    }
   });
   it('no pid at all is a usage error', () => {
     const r = cli(['inspect']);

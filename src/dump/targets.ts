@@ -1,6 +1,6 @@
 /** Which processes a dump covers: the pids given, and with --tree all their descendants. */
 import { readdirSync } from 'node:fs';
-import { readStat, assertPid, readIdentity } from '../proc/index.js';
+import { readStat, assertPid, readIdentity, assertUserProcess } from '../proc/index.js';
 
 export function descendants(roots: number[]): number[] {
   const children = new Map<number, number[]>();
@@ -28,6 +28,7 @@ export function resolveTargets(pids: number[], tree: boolean): number[] {
   for (const p of pids) {
     assertPid(p);
     readIdentity(p);
+    assertUserProcess(p);
   }
   const all = tree ? descendants(pids) : [...new Set(pids)];
   return all.filter((p) => p !== process.pid);

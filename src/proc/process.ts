@@ -21,11 +21,7 @@ export function isAlive(pid: number): boolean {
 export function targetError(pid: number, file: string, err: unknown): Error {
   const path = procPath(pid, file);
   if (isErrno(err, 'ENOENT', 'ESRCH')) {
-    if (existsSync(`/proc/${pid}`) && isKernelThread(pid)) {
-      return new PagesnapError(`process ${pid} is a kernel thread: it has no user memory (${path}: ${(err as { code: string }).code})`, {
-        code: (err as { code: string }).code, hint: 'give the pid of a user process', cause: err,
-      });
-    }
+    if (existsSync(`/proc/${pid}`) && isKernelThread(pid)) return kernelThread(pid, `${path}: ${(err as { code: string }).code}`, err);
     if (existsSync(`/proc/${pid}`)) return exited(pid, (err as { code: string }).code, err);
     return new PagesnapError(`process ${pid} does not exist (${path}: ${(err as { code: string }).code})`, {
       code: (err as { code: string }).code,
@@ -41,6 +37,15 @@ export function targetError(pid: number, file: string, err: unknown): Error {
     });
   }
   return err instanceof Error ? err : new Error(String(err));
+}
+
+function kernelThread(pid: number, detail: string, cause?: unknown): PagesnapError {
+  return new PagesnapError(`process ${pid} is a kernel thread: it has no user memory (${detail})`, { code: 'EINVAL', hint: 'give the pid of a user process', cause });
+}
+
+/** Refuse a kernel thread before anything is done to it (freezing one fails with a misleading EPERM). */
+export function assertUserProcess(pid: number): void {
+  if (isKernelThread(pid)) throw kernelThread(pid, 'PF_KTHREAD');
 }
 
 /** The target went away after we started reading it. */
