@@ -52,7 +52,12 @@ export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefin
  * same as far as its inode, size and modification time tell.
  */
 export function fileChange(path: string, was: { dev: string; inode: number; file?: FileStamp }): string | undefined {
-  const st = statSync(path, { bigint: true });
+  let st: BigIntStats;
+  try {
+    st = statSync(path, { bigint: true });
+  } catch (e) {
+    return `cannot be looked at (${(e as NodeJS.ErrnoException).code ?? e}): whether it changed since the dump is not known`;
+  }
   if (!sameFile(st, was)) return 'is another file than the one the process mapped (replaced since the dump)';
   if (!was.file) return undefined;
   if (Number(st.size) !== was.file.size) return `changed since the dump (${was.file.size} bytes then, ${st.size} now)`;

@@ -15,7 +15,7 @@ export const RUN_RECORD = 12;
 export const WIDE_RUN_RECORD = 20;
 const NARROW_END = 2 ** 32;
 /** The format version a file with wide run blocks is written as. */
-export const WIDE_RUNS_VERSION = 3;
+const WIDE_RUNS_VERSION = 3;
 
 /** Where a run table's blocks go: the snapshot writer. */
 export interface TableOut {
