@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
+import { parseHello } from '../src/restore/serve-protocol.js';
+import { planClient } from '../src/restore/serve-plan.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 
 const CLIENT = join(import.meta.dirname, '..', 'fixtures', 'bin', 'uffd-client');
@@ -186,6 +188,28 @@ describe('serve', () => {
       await s.until((e) => e.kind === 'refused');
     } finally {
       await s.stop();
+    }
+  });
+
+  it('a hello that is not what the protocol says is refused with one clear reason', () => {
+    const refusal = (text: string) => {
+      try {
+        parseHello(text);
+        return null;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    const ok = (r: Record<string, unknown>) => JSON.stringify({ version: 1, ranges: [{ address: '0x1000', length: 4096, snapshotAddress: '0x2000', ...r }] });
+    expect(refusal('{')).toBe('hello: not JSON');
+    for (const t of ['null', '[]', '5', '"x"']) expect(refusal(t)).toBe('hello: not a JSON object');
+    expect(refusal('{"version":1,"ranges":[null]}')).toBe('hello: ranges[0] is not an object');
+    expect(refusal(ok({ length: '0x10000000000000000' }))).toBe('hello: ranges[0].length is too large');
+    expect(refusal(ok({ pageSize: -1 }))).toMatch(/^hello: ranges\[0\]\.pageSize must be a non-negative integer/);
+    expect(refusal(ok({}))).toBeNull();
+    const proc = reader.process(fx.pid);
+    for (const pageSize of [0, 3000, 2 ** 31]) {
+      expect(() => planClient(reader, proc, [{ address: 0x1000n, length: 4096, snapshotAddress: thp.start, pageSize }])).toThrow(/page size \d+ is not a power of two from 4096 to 1 GiB/);
     }
   });
 

@@ -64,6 +64,9 @@ export function planClient(reader: SnapshotReader, proc: SnapshotProcess, ranges
   const sorted = [...ranges].sort((x, y) => (x.address < y.address ? -1 : 1));
   sorted.forEach((cr, i) => {
     const unit = cr.pageSize ?? ps;
+    if (unit < ps || unit > 1 << 30 || (unit & (unit - 1)) !== 0) {
+      throw new PagesnapError(`range ${hex(cr.address)}: page size ${unit} is not a power of two from ${ps} to 1 GiB`, { code: 'EINVAL' });
+    }
     if (cr.address % BigInt(unit) !== 0n || cr.snapshotAddress % BigInt(ps) !== 0n || cr.length <= 0 || cr.length % unit !== 0) {
       throw new PagesnapError(`range ${hex(cr.address)}+${cr.length} is not aligned to its ${unit}-byte pages`, { code: 'EINVAL' });
     }

@@ -40,27 +40,40 @@ function addr(v: unknown, what: string): bigint {
   throw new PagesnapError(`hello: ${what} must be a non-negative integer or "0x…" string`, { code: 'EINVAL' });
 }
 
+/** A count: a non-negative integer that a JS number holds exactly. */
+function count(v: unknown, what: string): number {
+  const n = addr(v, what);
+  if (n > BigInt(Number.MAX_SAFE_INTEGER)) throw new PagesnapError(`hello: ${what} is too large`, { code: 'EINVAL' });
+  return Number(n);
+}
+
+const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** Parse and check a hello; every problem is one clear error. */
 export function parseHello(text: string): Hello {
-  let j: Record<string, unknown>;
+  let j: unknown;
   try {
-    j = JSON.parse(text) as Record<string, unknown>;
+    j = JSON.parse(text);
   } catch {
     throw new PagesnapError('hello: not JSON', { code: 'EINVAL' });
   }
+  if (!isMap(j)) throw new PagesnapError('hello: not a JSON object', { code: 'EINVAL' });
   if (j.version !== 1) throw new PagesnapError(`hello: version ${String(j.version)} is not supported (this server speaks 1)`, { code: 'EPROTO' });
   if (!Array.isArray(j.ranges) || j.ranges.length === 0) throw new PagesnapError('hello: "ranges" must list at least one range', { code: 'EINVAL' });
   const events = (j.events ?? []) as unknown[];
   if (!Array.isArray(events) || events.some((e) => !EVENTS.includes(e as EventName))) {
     throw new PagesnapError(`hello: "events" may hold ${EVENTS.join(', ')}`, { code: 'EINVAL' });
   }
-  const ranges = (j.ranges as Record<string, unknown>[]).map((r, i): ClientRange => ({
-    address: addr(r.address, `ranges[${i}].address`),
-    length: Number(addr(r.length, `ranges[${i}].length`)),
-    snapshotAddress: addr(r.snapshotAddress, `ranges[${i}].snapshotAddress`),
-    pageSize: r.pageSize === undefined ? undefined : Number(addr(r.pageSize, `ranges[${i}].pageSize`)),
-  }));
-  return { version: 1, pid: j.pid === undefined ? undefined : Number(addr(j.pid, 'pid')), prefetch: j.prefetch !== false, events: events as EventName[], ranges };
+  const ranges = (j.ranges as unknown[]).map((r, i): ClientRange => {
+    if (!isMap(r)) throw new PagesnapError(`hello: ranges[${i}] is not an object`, { code: 'EINVAL' });
+    return {
+      address: addr(r.address, `ranges[${i}].address`),
+      length: count(r.length, `ranges[${i}].length`),
+      snapshotAddress: addr(r.snapshotAddress, `ranges[${i}].snapshotAddress`),
+      pageSize: r.pageSize === undefined ? undefined : count(r.pageSize, `ranges[${i}].pageSize`),
+    };
+  });
+  return { version: 1, pid: j.pid === undefined ? undefined : count(j.pid, 'pid'), prefetch: j.prefetch !== false, events: events as EventName[], ranges };
 }
 
 export function frame(obj: unknown): Buffer {
