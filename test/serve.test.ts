@@ -3,6 +3,7 @@
 // a server that dies leaves the client a clean way out.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createConnection } from 'node:net';
 import { createInterface } from 'node:readline';
 import { mkdtempSync, rmSync, readFileSync, statSync, existsSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -247,6 +248,29 @@ describe('serve', () => {
       expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(dump).equals(want(thp))).toBe(true);
     } finally {
+      await s.stop();
+    }
+  });
+
+  it('a client that stalls in the middle of its hello holds up no other client, and is refused after 5 s', async () => {
+    const s = await Server.start('stall');
+    const stalled = createConnection(s.socket);
+    try {
+      await new Promise<void>((resolve) => stalled.once('connect', () => resolve()));
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(100, 0);
+      stalled.write(head); // a 100-byte hello announced, and never sent (nor its descriptor)
+      await new Promise((r) => setTimeout(r, 200));
+      const dump = join(dir, 'after-stall.bin');
+      const r = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      // served while the stalled hello was still waiting out its time
+      expect(s.events.filter((e) => e.kind === 'refused')).toEqual([]);
+      const refused = await s.until((e) => e.kind === 'refused');
+      expect(refused.why).toBe('the hello did not arrive whole within 5 s (4 bytes)');
+    } finally {
+      stalled.destroy();
       await s.stop();
     }
   });

@@ -119,21 +119,6 @@ export function recvMessage(fd: number, b: Buffer): number {
 }
 
 /** Receive exactly `len` bytes (fewer only at end of stream). */
-export function recvAll(fd: number, len: number): Buffer {
-  const b = Buffer.alloc(len);
-  let got = 0;
-  while (got < len) {
-    const n = Number(fn.recv(fd, b.subarray(got), len - got, 0));
-    if (n === 0) break;
-    if (n < 0) {
-      if (errno() === EINTR) continue;
-      throw new NativeError('recv', errno());
-    }
-    got += n;
-  }
-  return b.subarray(0, got);
-}
-
 export function sendAll(fd: number, b: Buffer): void {
   for (let sent = 0; sent < b.length; ) {
     const n = Number(fn.send(fd, b.subarray(sent), b.length - sent, MSG.NOSIGNAL));
