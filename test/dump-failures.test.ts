@@ -1,7 +1,7 @@
 // The dump's promises on bad days: targets left exactly as found, no file under the final name, one error line.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync, symlinkSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
@@ -151,6 +151,34 @@ describe('failures leave no file and a running target', () => {
     const code = await exited;
     return { fx, file, code, stderr };
   }
+
+  it('--force never puts a snapshot in place of what is not a regular file; a missing directory is named', async () => {
+    const fx = await Fixture.start(['anon']);
+    try {
+      const sub = join(dir, 'not-files');
+      mkdirSync(sub);
+      // a device node of its own (1:3, as /dev/null), a FIFO, a symbolic link and a directory
+      const dev = join(sub, 'null');
+      const fifo = join(sub, 'fifo');
+      expect(spawnSync('mknod', [dev, 'c', '1', '3']).status).toBe(0);
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      symlinkSync(dev, join(sub, 'link'));
+      mkdirSync(join(sub, 'dir'));
+      for (const [name, what] of [['null', 'a character device'], ['fifo', 'a FIFO'], ['link', 'a symbolic link'], ['dir', 'a directory']]) {
+        const out = join(sub, name!);
+        const r = cli(['dump', String(fx.pid), '-o', out, '--force']);
+        expect(r.code).toBe(1);
+        expect(r.stderr.trim()).toBe(`pagesnap dump: ${out} is ${what}, not a regular file — give the name of a file to write the snapshot to`);
+      }
+      expect(lstatSync(dev).isCharacterDevice()).toBe(true);
+      expect(lstatSync(fifo).isFIFO()).toBe(true);
+      expect(readdirSync(sub).sort()).toEqual(['dir', 'fifo', 'link', 'null']);
+      const r = cli(['dump', String(fx.pid), '-o', join(dir, 'nowhere', 'x.psnap')]);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the snapshot elsewhere`);
+    } finally {
+      await fx.stop();
+    }
+  });
 
   it('the target dies mid-dump: a clear error, no file', async () => {
     const { fx, file, code, stderr } = await midDump((_, target) => process.kill(target, 'SIGKILL'));

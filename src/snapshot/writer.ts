@@ -4,7 +4,7 @@
  * built under a temporary name with mode 0600 in the target directory, fsynced, and only then given its final
  * name (never replacing an existing file unless forced): a failed or killed dump leaves nothing under that name.
  */
-import { openSync, fsyncSync, closeSync, existsSync, linkSync, renameSync, unlinkSync } from 'node:fs';
+import { openSync, fsyncSync, closeSync, existsSync, lstatSync, linkSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
@@ -96,6 +96,9 @@ export class RefSink {
     return Promise.all(this.blocks);
   }
 }
+
+const describeFile = (st: Stats) =>
+  st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a special file';
 
 /** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
 export const DEFAULT_FRAME_PAGES = 64;
@@ -192,12 +195,24 @@ export class SnapshotWriter {
     this.needed = Math.max(this.needed, version);
   }
 
-  /** Fails at once when the final name is taken (and not forced), before any work is done. */
+  /**
+   * Fails at once, before any work is done, when the final name cannot be had: taken (and not forced), not a regular
+   * file (--force must never put a snapshot in place of /dev/null or a directory), or in no directory.
+   */
   static create(path: string, opts: WriterOptions = {}): SnapshotWriter {
     const full = resolve(path);
-    if (!opts.force && existsSync(full)) {
-      throw new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
+    let st: Stats | undefined;
+    try {
+      st = lstatSync(full);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromNodeError(e, 'stat', path);
     }
+    if (st && !st.isFile()) {
+      throw new PagesnapError(`${path} is ${describeFile(st)}, not a regular file`, { code: st.isDirectory() ? 'EISDIR' : 'EEXIST', hint: 'give the name of a file to write the snapshot to' });
+    }
+    if (st && !opts.force) throw new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
+    const dir = dirname(full);
+    if (!existsSync(dir)) throw new PagesnapError(`${dirname(path)} does not exist`, { code: 'ENOENT', hint: 'create the directory first, or write the snapshot elsewhere' });
     return new SnapshotWriter(full, opts);
   }
 
