@@ -5,6 +5,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, statSync, renameSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -100,5 +101,19 @@ describe('restore and mapped files', () => {
     expect(r.code, r.stderr).toBe(0);
     const lost = (JSON.parse(r.stdout).lost as { len: number; why: string }[]).filter((l) => l.why.includes(path));
     expect(lost.reduce((n, l) => n + l.len, 0)).toBe(30 * 4096);
+  });
+
+  it('a FIFO where the file was is not opened (nor would a device be): its pages are listed as lost, the rest restored', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    rmSync(path, { force: true });
+    expect(spawnSync('mkfifo', [path]).status).toBe(0);
+    try {
+      const r = cli(['restore', plain, '--json', '--no-profile']);
+      expect(r.code, r.stderr).toBe(0);
+      const lost = (JSON.parse(r.stdout).lost as { len: number; why: string }[]).filter((l) => l.why === `${path} is not a regular file now`);
+      expect(lost.reduce((n, l) => n + l.len, 0)).toBe(30 * 4096);
+    } finally {
+      rmSync(path);
+    }
   });
 });
