@@ -2,6 +2,8 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
@@ -146,6 +148,20 @@ describe('without root', () => {
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toBe(true);
     expect(r.stderr).toMatch(/cannot read \/proc\/\d+\/\w+: (EACCES|EPERM) — run pagesnap as root or as the owner/);
+  });
+
+  it('its own process that is not dumpable: inspect and dump say why only root may read it', async () => {
+    const locked = await Fixture.start(['anon'], { runAs: NOBODY, notDumpable: true });
+    try {
+      for (const cmd of [['inspect'], ['dump', '-o', join(tmpdir(), `pagesnap-nd-${process.pid}.psnap`)]]) {
+        const r = cli([cmd[0]!, String(locked.pid), ...cmd.slice(1)], asNobody);
+        expect(r.code).toBe(1);
+        expect(oneLine(r.stderr), r.stderr).toBe(true);
+        expect(r.stderr.trim()).toMatch(new RegExp(`— process ${locked.pid} is not dumpable \\(PR_SET_DUMPABLE 0, or it changed credentials\\): only root can read its memory$`));
+      }
+    } finally {
+      await locked.stop();
+    }
   });
 
   it('inspects its own process, with PFN-dependent fields marked unavailable', () => {

@@ -1,5 +1,5 @@
 /** Reading /proc/PID files, with errors that say what happened to the target and what to do. */
-import { readFileSync, openSync, readSync, closeSync, existsSync } from 'node:fs';
+import { readFileSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { PagesnapError, isErrno } from '../native/index.js';
 
@@ -31,9 +31,7 @@ export function targetError(pid: number, file: string, err: unknown): Error {
   }
   if (isErrno(err, 'EACCES', 'EPERM')) {
     return new PagesnapError(`cannot read ${path}: ${(err as { code: string }).code}`, {
-      code: (err as { code: string }).code,
-      hint: 'run pagesnap as root or as the owner of the process (ptrace access is required)',
-      cause: err,
+      code: (err as { code: string }).code, hint: accessHint(pid), cause: err,
     });
   }
   return err instanceof Error ? err : new Error(String(err));
@@ -46,6 +44,24 @@ function kernelThread(pid: number, detail: string, cause?: unknown): PagesnapErr
 /** Refuse a kernel thread before anything is done to it (freezing one fails with a misleading EPERM). */
 export function assertUserProcess(pid: number): void {
   if (isKernelThread(pid)) throw kernelThread(pid, 'PF_KTHREAD');
+}
+
+/**
+ * A process that is not dumpable (PR_SET_DUMPABLE 0, or one that changed credentials, as setuid programs do): its
+ * /proc files belong to root, and only root may read its memory, even for its owner.
+ */
+export function notDumpable(pid: number): boolean {
+  try {
+    return statSync(procPath(pid, 'mem')).uid === 0 && statSync(`/proc/${pid}`).uid !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/** What to do when the target's memory may not be read. */
+export function accessHint(pid: number): string {
+  if (notDumpable(pid)) return `process ${pid} is not dumpable (PR_SET_DUMPABLE 0, or it changed credentials): only root can read its memory`;
+  return 'run pagesnap as root or as the owner of the process (ptrace access is required; see /proc/sys/kernel/yama/ptrace_scope)';
 }
 
 /** The target went away after we started reading it. */
