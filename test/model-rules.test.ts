@@ -58,6 +58,7 @@ const CASES: Record<CaseId, [Evidence, Verdict]> = {
   R1: [ev({}, 'migration'), 'retry'], // alias of A10
   X1: [ev({ kind: 'vvar' }, 'none'), 'special'],
   X2: [ev({ kind: 'secret', shared: true }, 'file'), 'unreadable'],
+  X3: [ev({ vmFlags: ['um'] }, 'none'), 'unreadable'],
 };
 
 describe('every case id', () => {

@@ -99,6 +99,9 @@ export const RULES: readonly Rule[] = [
   { case: 'F2', name: 'shared file page mapped', when: all((e) => K(e) === 'file-shared', pte('file', 'data')), verdict: fileOrData, why: 'page cache of the file' },
   { case: 'F1', name: 'shared file page not mapped', when: (e) => K(e) === 'file-shared', verdict: 'file', why: 'in the file' },
 
+  // A hole that userfaultfd (missing mode) fills: a touch asks the process's handler, so it need not read as zero.
+  { case: 'X3', name: 'hole in userfaultfd-missing memory', when: all((e) => anonKind(e) || (K(e) === 'hugetlb' && !e.region.shared), pte('none'), (e) => flag(e, 'um')), verdict: 'unreadable', why: 'registered with userfaultfd (missing mode): a touch would ask the process\'s fault handler for its content, which a dump cannot do' },
+
   // Markers and special entries mean the same in all private memory.
   { case: 'A15', name: 'guard marker, private', when: all(privateKind, pte('guard')), verdict: 'guard', why: 'installing the guard dropped the data; access faults' },
   { case: 'A14', name: 'uffd poison marker', when: all(privateKind, pte('poison-marker')), verdict: 'poison', why: 'no data; access gives SIGBUS' },
