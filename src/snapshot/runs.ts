@@ -45,7 +45,7 @@ export interface RunBlocks {
 
 export type RunTable = Run[] | RunBlocks;
 
-export function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number, wide = false): void {
+function packRun(b: DataView, at: number, r: Run, caseIndex: number, reasonIndex: number, wide = false): void {
   if (wide) {
     b.setBigUint64(at, BigInt(r.offset), true);
     b.setBigUint64(at + 8, BigInt(r.pages), true);
