@@ -15,7 +15,7 @@ import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 
 const SCENARIOS = [
-  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
   'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed',
 ] as const;
 

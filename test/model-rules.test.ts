@@ -77,6 +77,19 @@ describe('every case id', () => {
   });
 });
 
+describe('userfaultfd (missing mode) over shmem', () => {
+  it('a pte-less page is X3 only where the object holds nothing: data, an allocated page or no evidence stay the object\'s', () => {
+    const reg = { ...shm, vmFlags: ['um'] };
+    const d = (object?: Evidence['object']) => decideFrom(ev(reg, 'none', { object })).case;
+    expect(d({ data: false })).toBe('X3');
+    expect(d({ data: true, resident: true })).toBe('S2');
+    expect(d({ data: false, cached: true })).toBe('S5');
+    expect(d(undefined)).toBe('S2');
+    expect(decideFrom(ev(reg, 'file')).case).toBe('S1');
+    expect(decideFrom(ev({ ...fpriv, shmemBacked: true, vmFlags: ['um'] }, 'none', { object: { data: false } })).case).toBe('X3');
+  });
+});
+
 describe('degraded evidence', () => {
   it('without CAP_SYS_ADMIN a swap-like entry is read, and the case says why (P1)', () => {
     expect(decideFrom(ev({}, 'swap-unknown'))).toMatchObject({ case: 'P1', verdict: 'data' });

@@ -16,7 +16,7 @@ import { useScenario } from './helpers/scenario.js';
 import { compareRestored } from './helpers/restored.js';
 
 const SCENARIOS = [
-  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'poison',
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
   'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed',
 ] as const;
 const MODES = [

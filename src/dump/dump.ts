@@ -274,6 +274,32 @@ function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pa
   return objectError === undefined ? segments : readMappedInstead(segments, populated, win.start, at, objectError);
 }
 
+/**
+ * A mapping of an object registered with userfaultfd (missing mode): where it has no pte, what the object holds
+ * decides (a hole there is filled by the process's fault handler on a touch: X3), so its pte-less runs are decided
+ * again with the object's evidence. `objectFirst`: the object page at the region's start.
+ */
+function withObjectEvidence(segments: Segment[], shape: RegionShape, o: OpenObject, objectFirst: number, opts: DecideOptions): Segment[] {
+  const none = decide(shape, 'none', opts);
+  const out: Segment[] = [];
+  for (const s of segments) {
+    if (s.verdict !== none.verdict || s.case !== none.case) {
+      out.push(s);
+      continue;
+    }
+    let pos = s.offset;
+    const end = s.offset + s.pages;
+    for (const x of objectSegments(o, objectFirst + s.offset, objectFirst + end)) {
+      const d = decide(shape, 'none', opts, { object: { data: x.verdict === 'data', cached: x.case === 'S5' } });
+      out.push({ offset: x.offset - objectFirst, pages: x.pages, verdict: d.verdict, case: d.case, ...(d.reason !== undefined && { reason: d.reason }) });
+      pos = x.offset - objectFirst + x.pages;
+    }
+    // (past the object's end: as it was)
+    if (pos < end) out.push({ ...s, offset: pos, pages: end - pos });
+  }
+  return out;
+}
+
 /** Read a region in windows (its object too): what it recorded, for `recorded`. */
 async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
   const pages = Number((r.end - r.start) / PAGE);
@@ -281,8 +307,10 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
   const access = ownsObject(shape) ? openObject(pid, r) : undefined;
   const rec = new Recorder(ctx.writer);
   try {
+    const registered = access && !('error' in access) && r.vmFlags.includes('um') ? access : undefined;
     for (let at = 0; at < pages; at += window) {
-      const segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined);
+      let segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined);
+      if (registered) segments = withObjectEvidence(segments, shape, registered, Number(r.offset / PAGE), ctx.opts);
       rec.plan(segments);
       await readProcessSegments(mem, [{ start: r.start, segments, rec }], ctx.sink, ctx.bufs, !r.perms.read);
       ctx.progress();

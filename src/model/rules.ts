@@ -71,11 +71,15 @@ const all = (...fs: ((e: Evidence) => boolean)[]) => (e: Evidence) => {
 };
 const NEVER_READ: ReadonlySet<RegionKind> = new Set(['special', 'vvar', 'vsyscall', 'vdso']);
 const fileOrData = (e: Evidence): Verdict => (e.includeFilePages ? 'data' : 'file');
+const UFFD_HOLE = 'registered with userfaultfd (missing mode): a touch would ask the process\'s fault handler for its content, which a dump cannot do';
 
 export const RULES: readonly Rule[] = [
   // Regions that are never read.
   { case: 'X1', name: 'kernel or device region (vvar, vdso, vsyscall, PFNMAP/IO)', when: (e) => NEVER_READ.has(K(e)), verdict: 'special', why: 'not process memory: never read' },
   { case: 'X2', name: 'memfd_secret memory', when: (e) => K(e) === 'secret', verdict: 'unreadable', why: 'memfd_secret memory: the kernel lets no other process read it (by design)' },
+
+  // A mapping of an object registered with userfaultfd (missing mode) where the object holds no page: as X3 below.
+  { case: 'X3', name: 'hole in userfaultfd-missing shmem', when: all((e) => objectKind(e) || privateObject(e), pte('none'), (e) => flag(e, 'um'), (e) => e.object?.data === false && e.object.cached !== true), verdict: 'unreadable', why: UFFD_HOLE },
 
   // Shared objects: whatever this page table shows, the object holds the data (S1-S7, H2); markers are the mapping's.
   { case: 'A16', name: 'guard marker over shmem/file', when: all(objectKind, pte('guard')), verdict: 'guard', why: 'the guard replaced only the pte: the object still holds the data, stored with the object' },
@@ -100,7 +104,7 @@ export const RULES: readonly Rule[] = [
   { case: 'F1', name: 'shared file page not mapped', when: (e) => K(e) === 'file-shared', verdict: 'file', why: 'in the file' },
 
   // A hole that userfaultfd (missing mode) fills: a touch asks the process's handler, so it need not read as zero.
-  { case: 'X3', name: 'hole in userfaultfd-missing memory', when: all((e) => anonKind(e) || (K(e) === 'hugetlb' && !e.region.shared), pte('none'), (e) => flag(e, 'um')), verdict: 'unreadable', why: 'registered with userfaultfd (missing mode): a touch would ask the process\'s fault handler for its content, which a dump cannot do' },
+  { case: 'X3', name: 'hole in userfaultfd-missing memory', when: all((e) => anonKind(e) || (K(e) === 'hugetlb' && !e.region.shared), pte('none'), (e) => flag(e, 'um')), verdict: 'unreadable', why: UFFD_HOLE },
 
   // Markers and special entries mean the same in all private memory.
   { case: 'A15', name: 'guard marker, private', when: all(privateKind, pte('guard')), verdict: 'guard', why: 'installing the guard dropped the data; access faults' },

@@ -48,13 +48,15 @@ export interface RegionShape {
 export interface PageFacts {
   huge?: boolean;
   uffdWp?: boolean;
+  /** what the region's object holds at the page (SEEK_DATA, and cachestat for allocated holes) */
+  object?: { data: boolean; cached?: boolean };
 }
 
 /** The verdict and its case; `reason` (the rule's why) for an unreadable verdict, which the snapshot records. */
 export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): { verdict: Verdict; case: CaseId; reason?: string } {
   const e: Evidence = {
     region: { kind: r.kind, shared: r.shared, vmFlags: r.vmFlags ?? [], readable: r.readable, shmemBacked: r.shmemBacked, fileGone: r.fileGone },
-    pte: state, huge: page.huge, uffdWp: page.uffdWp, includeFilePages: opts.includeFilePages,
+    pte: state, huge: page.huge, uffdWp: page.uffdWp, object: page.object, includeFilePages: opts.includeFilePages,
   };
   const d = decideFrom(e);
   return d.verdict === 'unreadable' ? { verdict: d.verdict, case: d.case, reason: d.rule.why } : { verdict: d.verdict, case: d.case };
