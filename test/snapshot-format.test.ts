@@ -56,6 +56,14 @@ describe('round trip', () => {
     expect(SnapshotReader.open(path).verify()).toBeNull();
   });
 
+  it('a file that appears under the final name while the snapshot is written is kept, not replaced', async () => {
+    const p2 = join(dir, 'appears.psnap');
+    await expect(writeSynthetic(p2, {}, () => writeFileSync(p2, 'precious'))).rejects.toThrow(/appears\.psnap already exists/);
+    expect(readFileSync(p2, 'utf8')).toBe('precious');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    rmSync(p2);
+  });
+
   it('an aborted write leaves nothing behind', async () => {
     const p2 = join(dir, 'aborted.psnap');
     const w = SnapshotWriter.create(p2);

@@ -39,6 +39,14 @@ export function madvise(addr: Addr, len: number, advice: number): void {
   check('madvise', fn.madvise(addr, len, advice), `${range(addr, len)} advice=${advice}`);
 }
 
+const AT_FDCWD = -100;
+const RENAME_NOREPLACE = 1;
+
+/** rename(2) that fails with EEXIST instead of replacing `to` (renameat2 RENAME_NOREPLACE): atomic, one call. */
+export function renameNoReplace(from: string, to: string): void {
+  check('renameat2', fn.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE), to);
+}
+
 /** POSIX_FADV_WILLNEED: the kernel starts reading [off, off+len) of the file into the page cache and returns. */
 export function willNeed(fd: number, off: number, len: number): void {
   const e = fn.posix_fadvise(fd, off, len, 3) as number; // returns the error number itself, not -1 + errno

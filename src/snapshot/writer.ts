@@ -8,7 +8,7 @@ import { openSync, fsyncSync, closeSync, existsSync, lstatSync, linkSync, rename
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
-import { PagesnapError, fromNodeError, xxh3_64, atExit } from '../native/index.js';
+import { PagesnapError, NativeError, fromNodeError, isErrno, renameNoReplace, xxh3_64, atExit } from '../native/index.js';
 import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
 import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
@@ -95,6 +95,27 @@ export class RefSink {
     this.flush();
     return Promise.all(this.blocks);
   }
+}
+
+/**
+ * Rename without replacing: renameat2(RENAME_NOREPLACE) where the filesystem has it; else link() (which fails on
+ * an existing name) and unlink; else, on filesystems with neither (FAT, some FUSE and network mounts), a check then
+ * a rename: a name that appears in between is replaced, the only case that can.
+ */
+function publishNoReplace(from: string, to: string): void {
+  try {
+    return renameNoReplace(from, to);
+  } catch (e) {
+    if (!isErrno(e, 'EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP')) throw e;
+  }
+  try {
+    linkSync(from, to);
+    return unlinkSync(from);
+  } catch (e) {
+    if (!isErrno(e, 'EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS')) throw e;
+  }
+  if (existsSync(to)) throw new PagesnapError(`${to} already exists`, { code: 'EEXIST' });
+  renameSync(from, to);
 }
 
 const describeFile = (st: Stats) =>
@@ -381,17 +402,15 @@ export class SnapshotWriter {
     return size;
   }
 
+  /** Give the file its name: never over one that appeared meanwhile, unless forced. */
   private publish(): void {
     try {
       if (this.force) renameSync(this.tmpPath, this.path);
-      else {
-        linkSync(this.tmpPath, this.path); // fails with EEXIST instead of replacing what appeared meanwhile
-        unlinkSync(this.tmpPath);
-      }
+      else publishNoReplace(this.tmpPath, this.path);
     } catch (e) {
       this.removeTmp();
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new PagesnapError(`${this.path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
-      throw fromNodeError(e, 'rename', this.path);
+      if (isErrno(e, 'EEXIST')) throw new PagesnapError(`${this.path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
+      throw e instanceof NativeError ? e : fromNodeError(e, 'rename', this.path);
     }
     const dir = openSync(dirname(this.path), 'r');
     try {

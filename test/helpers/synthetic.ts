@@ -6,11 +6,12 @@ import { patternPage } from '../../fixtures/pattern.js';
 export const BASE = 0x7f0000000000n;
 
 /**
- * A small snapshot made by the writer itself: one process, one 12-page region laid out as
+ * A small snapshot made by the writer itself (`beforeFinish` runs once the writer has begun): one process, one 12-page region laid out as
  * data(3: seeds 1,2,1 — the third repeats the first) zero(2) hole(2) file(1) data(4: seeds 3,4,5,6).
  */
-export async function writeSynthetic(path: string, opts: WriterOptions = {}): Promise<{ pages: Buffer[] }> {
+export async function writeSynthetic(path: string, opts: WriterOptions = {}, beforeFinish?: () => void): Promise<{ pages: Buffer[] }> {
   const w = SnapshotWriter.create(path, { framePages: 2, ...opts });
+  beforeFinish?.();
   const pages = [1, 2, 1, 3, 4, 5, 6].map((s) => patternPage(s, 0));
   const buf = Buffer.concat(pages);
   const hashes = new BigUint64Array(pages.length);
