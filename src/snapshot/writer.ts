@@ -412,9 +412,12 @@ export class SnapshotWriter {
       if (isErrno(e, 'EEXIST')) throw new PagesnapError(`${this.path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
       throw e instanceof NativeError ? e : fromNodeError(e, 'rename', this.path);
     }
+    // the name made durable too; some filesystems (FUSE, network mounts) cannot fsync a directory: theirs to keep
     const dir = openSync(dirname(this.path), 'r');
     try {
       fsyncSync(dir);
+    } catch (e) {
+      if (!isErrno(e, 'EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP')) throw fromNodeError(e, 'fsync', dirname(this.path));
     } finally {
       closeSync(dir);
     }
