@@ -2,7 +2,7 @@
 // with --verify, and the restore host is dumped in turn: its memory must be the original's, region by region and
 // page by page.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, statSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, existsSync, copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { processVmReadv } from '../src/native/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,29 @@ describe('restore details', () => {
     // The next restore fills the profiled pages first.
     const again = await restore(file, { lazy: true });
     expect(again.profile?.used).toBe(r.profile!.recorded);
+  });
+
+  it('a profile that can be neither read nor written (a directory in its place) is a note, not a failure', async () => {
+    const copy = join(dir, 'no-profile.psnap');
+    copyFileSync(file, copy);
+    mkdirSync(`${copy}.profile`);
+    const reg = fx.region('written');
+    let hostPid = 0;
+    const r = await restore(copy, {
+      lazy: true, hold: true,
+      onReady: (pid) => {
+        hostPid = pid;
+        expect(processVmReadv(pid, [Buffer.alloc(4096)], [{ addr: reg.start, len: 4096 }])).toBe(4096);
+      },
+    });
+    try {
+      expect(r.faults.served).toBeGreaterThan(0);
+      expect(r.profile).toBeNull();
+      expect(r.notes).toContainEqual(expect.stringMatching(/^the working-set profile was not written \(.*no-profile\.psnap\.profile: EISDIR\): the next restore starts without it$/));
+      expect(readdirSync(dir).filter((f) => f.startsWith('no-profile') && f.endsWith('.tmp'))).toEqual([]);
+    } finally {
+      kill(hostPid);
+    }
   });
 
   it('a snapshot of several processes restores the one named with --pid, and asks which when none is', async () => {

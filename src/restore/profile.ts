@@ -4,7 +4,7 @@
  *
  *   "PSNPPROF"  u32 version (1)  u32 page size  16-byte snapshot id  u32 pid  u32 count  count × u64 page number
  */
-import { openSync, writeSync, closeSync, renameSync, readFileSync, existsSync, unlinkSync, fsyncSync } from 'node:fs';
+import { openSync, writeSync, closeSync, renameSync, readFileSync, statSync, rmSync, fsyncSync } from 'node:fs';
 
 const MAGIC = 'PSNPPROF';
 const HEAD = 8 + 4 + 4 + 16 + 4 + 4;
@@ -19,10 +19,19 @@ export interface Profile {
 
 export const profilePath = (snapshot: string) => `${snapshot}.profile`;
 
+/** A profile of more pages than this is not one (a page each of 4 TiB). */
+const MAX_PAGES = 1 << 30;
+
 /** The profile for this snapshot and process, or null (none, another snapshot's, or unreadable). */
 export function readProfile(path: string, snapshotId: Buffer, pid: number): Profile | null {
-  if (!existsSync(path)) return null;
-  const b = readFileSync(path);
+  let b: Buffer;
+  try {
+    const st = statSync(path);
+    if (!st.isFile() || st.size > HEAD + 8 * MAX_PAGES) return null;
+    b = readFileSync(path);
+  } catch {
+    return null; // none, or not readable: a restore goes on without it
+  }
   if (b.length < HEAD || b.toString('latin1', 0, 8) !== MAGIC || b.readUInt32LE(8) !== 1) return null;
   const p: Profile = { pageSize: b.readUInt32LE(12), snapshotId: b.subarray(16, 32), pid: b.readUInt32LE(32), pages: [] };
   const count = b.readUInt32LE(36);
@@ -44,13 +53,15 @@ export function writeProfile(path: string, p: Profile): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, b);
-    fsyncSync(fd);
+    try {
+      writeSync(fd, b);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
   } catch (e) {
-    unlinkSync(tmp);
+    rmSync(tmp, { force: true });
     throw e;
-  } finally {
-    closeSync(fd);
   }
-  renameSync(tmp, path);
 }

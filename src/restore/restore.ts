@@ -247,9 +247,15 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       verify = verifyRestore(h.pid, reader, p.plan, p.content, ourObjectFds, end.damage);
     }
     let profile: RestoreResult['profile'] = prior ? { used: prior.pages.length, recorded: 0, path: profileFile } : null;
+    const profileNotes: string[] = [];
     if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
-      writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
-      profile = { used: prior?.pages.length ?? 0, recorded: end.faults.firstTouch.length, path: profileFile };
+      // the memory is restored either way: a profile that cannot be kept (a read-only directory) is only a note
+      try {
+        writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
+        profile = { used: prior?.pages.length ?? 0, recorded: end.faults.firstTouch.length, path: profileFile };
+      } catch (e) {
+        profileNotes.push(`the working-set profile was not written (${profileFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the next restore starts without it`);
+      }
     }
     const totals = streamer.totals();
     const streamMs = Math.max(1e-3, streamer.fullAt - streamer.startedAt);
@@ -270,7 +276,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         skipped: p.plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
       },
       relocations: p.relocations, lost: p.content.lost, damage: uniqueDamage(end.damage), profile,
-      notes: [...p.plan.notes, ...sealNotes, ...moveNotes(streamer)], verify,
+      notes: [...p.plan.notes, ...sealNotes, ...moveNotes(streamer), ...profileNotes], verify,
     };
     for (const fd of p.objectFds.values()) h.close(fd);
     if (opts.hold) {
