@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit } from '../native/index.js';
-import { readStat, accessHint, notDumpable } from '../proc/index.js';
+import { readStat, accessHint } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -108,7 +108,8 @@ function freezePtrace(pids: number[]): Frozen {
           } catch (e) {
             if ((e as n.NativeError).code === 'ESRCH') continue; // exited
             throw new PagesnapError(`cannot freeze process ${pid}: ptrace(SEIZE) of thread ${tid}: ${(e as n.NativeError).code}`, {
-              code: (e as n.NativeError).code, hint: notDumpable(pid) ? accessHint(pid) : `${accessHint(pid)}; or use --freeze sigstop`, cause: e,
+              // (--freeze sigstop would not help: reading the memory needs the same access)
+              code: (e as n.NativeError).code, hint: accessHint(pid), cause: e,
             });
           }
           seized.push(tid);

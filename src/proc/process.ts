@@ -50,7 +50,7 @@ export function assertUserProcess(pid: number): void {
  * A process that is not dumpable (PR_SET_DUMPABLE 0, or one that changed credentials, as setuid programs do): its
  * /proc files belong to root, and only root may read its memory, even for its owner.
  */
-export function notDumpable(pid: number): boolean {
+function notDumpable(pid: number): boolean {
   try {
     return statSync(procPath(pid, 'mem')).uid === 0 && statSync(`/proc/${pid}`).uid !== 0;
   } catch {
@@ -60,6 +60,7 @@ export function notDumpable(pid: number): boolean {
 
 /** What to do when the target's memory may not be read. */
 export function accessHint(pid: number): string {
+  if (process.geteuid?.() === 0) return `pagesnap runs as root but may not trace process ${pid}: it belongs to a user namespace above pagesnap's, or a security module (Yama, SELinux, AppArmor) forbids it`;
   if (notDumpable(pid)) return `process ${pid} is not dumpable (PR_SET_DUMPABLE 0, or it changed credentials): only root can read its memory`;
   return 'run pagesnap as root or as the owner of the process (ptrace access is required; see /proc/sys/kernel/yama/ptrace_scope)';
 }
