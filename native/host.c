@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -207,8 +208,15 @@ static void *serve_thread(void *arg)
 
 int main(int argc, char **argv)
 {
-	/* argv: pagesnap-host PARENT_PID CHANNELS */
+	/* argv: pagesnap-host PARENT_PID CHANNELS [fixed] */
 	if (argc < 3) { fprintf(stderr, "pagesnap-host is started by `pagesnap restore`\n"); return 2; }
+	/* "fixed": the host's own mappings (libraries, stack) at the top of the address space, without ASLR, where no
+	 * process's mmap puts its regions (it starts a random distance below): large reservations, which lie right
+	 * under their process's mmap base, then never collide with the host. Set before anything is mapped: re-exec. */
+	int persona = personality(0xffffffff);
+	if (argc > 3 && !strcmp(argv[3], "fixed") && persona != -1 && !(persona & ADDR_NO_RANDOMIZE) &&
+	    personality(persona | ADDR_NO_RANDOMIZE) != -1)
+		execv("/proc/self/exe", argv); /* if it fails, the host runs with ASLR: no worse than before */
 	pid_t parent = (pid_t)atoi(argv[1]);
 	int channels = atoi(argv[2]);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -132,6 +132,21 @@ describe('stream workers', () => {
 });
 
 describe('collisions', () => {
+  it('the first host keeps its own mappings at the top of the address space, out of where processes map theirs', () => {
+    // A process's largest reservations lie right under its mmap base, a random distance below the top; a host with
+    // ASLR put its libraries there too, and a 20 TiB region collided in one restore of five.
+    const host = RestoreHost.spawn(0, true);
+    try {
+      expect(readFileSync(`/proc/${host.pid}/personality`, 'utf8').trim()).toBe('00040000'); // ADDR_NO_RANDOMIZE
+      const own = host.maps().filter((m) => m.name !== '[vsyscall]' && !m.name?.includes('pagesnap-host') && m.name !== '[heap]');
+      expect(own.length).toBeGreaterThan(0);
+      for (const m of own) expect(m.start >= 0x7fff00000000n, `${m.name} at 0x${m.start.toString(16)}`).toBe(true);
+    } finally {
+      host.kill();
+    }
+  });
+
+
   it('a region on top of the host\'s own mappings is named, or relocated when asked', () => {
     const host = RestoreHost.spawn();
     try {

@@ -48,14 +48,17 @@ export class RestoreHost {
     this.uffd = pidfdGetfd(this.pidfd, fd);
   }
 
-  /** Spawn a host with `moveChannels` extra channels for fill workers. */
-  static spawn(moveChannels = 0): RestoreHost {
+  /**
+   * Spawn a host with `moveChannels` extra channels for fill workers; `fixed`: its own mappings at the top of the
+   * address space, without ASLR (see native/host.c).
+   */
+  static spawn(moveChannels = 0, fixed = false): RestoreHost {
     const bin = nativeBuild('pagesnap-host');
     if (!existsSync(bin)) {
       throw new PagesnapError(`${bin} is missing`, { code: 'ENOENT', hint: 'build the native parts: make -C native (needs cc and make)' });
     }
     const pairs = Array.from({ length: 1 + moveChannels }, () => socketpair());
-    const child = spawn(bin, [String(process.pid), String(pairs.length)], {
+    const child = spawn(bin, [String(process.pid), String(pairs.length), ...(fixed ? ['fixed'] : [])], {
       stdio: ['ignore', 'ignore', 'pipe', ...pairs.map((p) => p[1])],
     });
     for (const p of pairs) closeFd(p[1]);

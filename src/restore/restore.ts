@@ -65,12 +65,16 @@ export interface RestoreResult {
   verify?: VerifyResult;
 }
 
-/** Start hosts until one's own mappings leave the snapshot's addresses free (ASLR moves them each time). */
+/**
+ * Start hosts until one's own mappings leave the snapshot's addresses free: the first at the top of the address
+ * space without ASLR (free in nearly every process), the others where ASLR puts them (a process that ran without ASLR
+ * itself, as under gdb, has its mappings exactly there).
+ */
 const HOST_ATTEMPTS = 6;
 
 function startHost(plan: RegionsPlan, channels: number, relocate: boolean): RestoreHost {
   for (let attempt = 1; ; attempt++) {
-    const host = RestoreHost.spawn(channels);
+    const host = RestoreHost.spawn(channels, attempt === 1);
     const clash = collisions(host, plan);
     if (clash.length === 0 || relocate) return host;
     host.kill();
