@@ -210,9 +210,9 @@ int main(int argc, char **argv)
 {
 	/* argv: pagesnap-host PARENT_PID CHANNELS [fixed] */
 	if (argc < 3) { fprintf(stderr, "pagesnap-host is started by `pagesnap restore`\n"); return 2; }
-	/* "fixed": the host's own mappings (libraries, stack) at the top of the address space, without ASLR, where no
-	 * process's mmap puts its regions (it starts a random distance below): large reservations, which lie right
-	 * under their process's mmap base, then never collide with the host. Set before anything is mapped: re-exec. */
+	/* "fixed": the host's own mappings (libraries, stack) at the top of the address space, without ASLR, which a
+	 * process's mmap seldom reaches (its base lies a random distance below): its largest reservations, right under
+	 * that base, then miss the host. The personality applies from the next exec: re-exec before mapping anything. */
 	int persona = personality(0xffffffff);
 	if (argc > 3 && !strcmp(argv[3], "fixed") && persona != -1 && !(persona & ADDR_NO_RANDOMIZE) &&
 	    personality(persona | ADDR_NO_RANDOMIZE) != -1)
