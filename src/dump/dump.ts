@@ -15,7 +15,7 @@ import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
-import { planRegion } from './plan.js';
+import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 
@@ -260,44 +260,30 @@ const ownsObject = (shape: RegionShape) => decide(shape, 'none').verdict === 'ob
  * (the read waits for the migration to finish). `objectError`: the region's object could not be opened, so its
  * mapped pages are read from the process instead.
  */
-function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pagemap, opts: DumpOptions, objectError?: string): Segment[] {
+function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pagemap, opts: DumpOptions, objectError?: string, object?: OpenObject): Segment[] {
   const win: PagemapRegion = { kind: r.kind, backing: r.backing, vmFlags: r.vmFlags, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE };
   const scan = () => (r.kind === 'vsyscall' ? [] : pm.runs(win));
+  const objectAt = object && objectEvidence(object, Number(r.offset / PAGE) + at);
   let populated = scan();
-  let runs = planRegion(shape, win.start, n, populated, opts);
+  let runs = planRegion(shape, win.start, n, populated, opts, objectAt);
   for (let i = 0; i < RETRIES && runs.some((x) => x.verdict === 'retry'); i++) {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     populated = scan();
-    runs = planRegion(shape, win.start, n, populated, opts);
+    runs = planRegion(shape, win.start, n, populated, opts, objectAt);
   }
   const segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
   return objectError === undefined ? segments : readMappedInstead(segments, populated, win.start, at, objectError);
 }
 
 /**
- * A mapping of an object registered with userfaultfd (missing mode): where it has no pte, what the object holds
- * decides (a hole there is filled by the process's fault handler on a touch: X3), so its pte-less runs are decided
- * again with the object's evidence. `objectFirst`: the object page at the region's start.
+ * What the object behind a mapping holds, as planRegion takes it: for a mapping registered with userfaultfd (missing
+ * mode) a hole in the object is filled by the process's fault handler on a touch (X3). `objectFirst`: the object
+ * page at the window's start.
  */
-function withObjectEvidence(segments: Segment[], shape: RegionShape, o: OpenObject, objectFirst: number, opts: DecideOptions): Segment[] {
-  const none = decide(shape, 'none', opts);
-  const out: Segment[] = [];
-  for (const s of segments) {
-    if (s.verdict !== none.verdict || s.case !== none.case) {
-      out.push(s);
-      continue;
-    }
-    let pos = s.offset;
-    const end = s.offset + s.pages;
-    for (const x of objectSegments(o, objectFirst + s.offset, objectFirst + end)) {
-      const d = decide(shape, 'none', opts, { object: { data: x.verdict === 'data', cached: x.case === 'S5' } });
-      out.push({ offset: x.offset - objectFirst, pages: x.pages, verdict: d.verdict, case: d.case, ...(d.reason !== undefined && { reason: d.reason }) });
-      pos = x.offset - objectFirst + x.pages;
-    }
-    // (past the object's end: as it was)
-    if (pos < end) out.push({ ...s, offset: pos, pages: end - pos });
-  }
-  return out;
+function objectEvidence(o: OpenObject, objectFirst: number): ObjectEvidence {
+  return (first, count) => objectSegments(o, objectFirst + first, objectFirst + first + count).map((x) => ({
+    offset: x.offset - objectFirst, pages: x.pages, object: { data: x.verdict === 'data', cached: x.case === 'S5' },
+  }));
 }
 
 /** Read a region in windows (its object too): what it recorded, for `recorded`. */
@@ -307,10 +293,10 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
   const access = ownsObject(shape) ? openObject(pid, r) : undefined;
   const rec = new Recorder(ctx.writer);
   try {
+    // (only a mapping registered with userfaultfd needs the object's say on its pte-less pages: see objectEvidence)
     const registered = access && !('error' in access) && r.vmFlags.includes('um') ? access : undefined;
     for (let at = 0; at < pages; at += window) {
-      let segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined);
-      if (registered) segments = withObjectEvidence(segments, shape, registered, Number(r.offset / PAGE), ctx.opts);
+      const segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined, registered);
       rec.plan(segments);
       await readProcessSegments(mem, [{ start: r.start, segments, rec }], ctx.sink, ctx.bufs, !r.perms.read);
       ctx.progress();
