@@ -132,6 +132,8 @@ interface Prepared {
   content: ContentPlan;
   objectFds: Map<number, number>;
   relocations: Relocation[];
+  /** the ranges registered with userfaultfd (touching ones as one) */
+  registered: Range[];
   /** pages placed before streaming: into shmem objects, written into file mappings, poisoned (bytes) */
   objectPages: number;
   written: number;
@@ -173,7 +175,8 @@ function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotPr
   // POISON whenever the kernel has it: a frame found damaged while streaming is poisoned too
   uffdApi(host.uffd, (has(UFFD_FEATURE.POISON) ? UFFD_FEATURE.POISON : 0) | (mode === 'copy' ? 0 : UFFD_FEATURE.MOVE) |
     (content.registered.some((r) => r.hugePage > 0) ? UFFD_FEATURE.MISSING_HUGETLBFS : 0));
-  for (const r of spans(content.registered)) {
+  const registered = spans(content.registered);
+  for (const r of registered) {
     const ioctls = uffdRegister(host.uffd, r.start, r.len, UFFDIO_REGISTER_MODE.MISSING);
     if (!(ioctls & (1n << BigInt(UFFDIO_BIT.COPY)))) {
       throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
@@ -183,7 +186,7 @@ function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotPr
   const written = writePages(host, decoder, content.writes);
   for (const g of content.guards) host.madvise(g.start, g.len, MADV.GUARD_INSTALL);
   const poisoned = placePoison(host.uffd, decoder, content);
-  return { host, plan, content, objectFds, relocations, objectPages, written, poisoned };
+  return { host, plan, content, objectFds, relocations, registered, objectPages, written, poisoned };
 }
 
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
@@ -237,7 +240,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     if (progress) clearInterval(progress);
     report();
     // Full: no missing page is left but holes, which may now fault normally (to zero pages, as they were).
-    if (!streamer.failed) for (const r of spans(p.content.registered)) uffdUnregister(h.uffd, r.start, r.len);
+    if (!streamer.failed) for (const r of p.registered) uffdUnregister(h.uffd, r.start, r.len);
     const end = await streamer.stop();
     if (end.stopped === 'gone') throw h.gone('the restore host exited before the restore was complete');
     if (end.stopped === 'error') throw new PagesnapError(`restore failed: ${end.error}`);
