@@ -5,7 +5,7 @@
  * object, recreated as a memfd. Pages whose content the snapshot does not hold are poisoned (SIGBUS on access),
  * never left to read as zeros.
  */
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { MAP, MADV, PROT, type Addr } from '../native/index.js';
 import { fileChange } from '../proc/index.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
@@ -78,10 +78,11 @@ function hugePageOf(r: SnapshotRegion): number {
 /** The file a private or shared file mapping maps, if it is still there: why not, otherwise. */
 function fileAgain(r: SnapshotRegion): { path: string } | { why: string } {
   if (!r.path || r.deleted) return { why: `${r.path ?? 'its file'} was deleted before the dump` };
-  if (!existsSync(r.path)) return { why: `${r.path} no longer exists` };
+  const st = statSync(r.path, { throwIfNoEntry: false });
+  if (!st) return { why: `${r.path} no longer exists` };
   // only a regular file is opened again: opening a device can act (a watchdog arms, a tape rewinds), and a
   // snapshot's paths are only as trustworthy as the snapshot
-  if (!statSync(r.path).isFile()) return { why: `${r.path} is not a regular file now` };
+  if (!st.isFile()) return { why: `${r.path} is not a regular file now` };
   return { path: r.path };
 }
 
