@@ -118,7 +118,6 @@ export function recvMessage(fd: number, b: Buffer): number {
   }
 }
 
-/** Receive exactly `len` bytes (fewer only at end of stream). */
 export function sendAll(fd: number, b: Buffer): void {
   for (let sent = 0; sent < b.length; ) {
     const n = Number(fn.send(fd, b.subarray(sent), b.length - sent, MSG.NOSIGNAL));

@@ -114,9 +114,11 @@ function publishNoReplace(from: string, to: string): void {
   } catch (e) {
     if (!isErrno(e, 'EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS')) throw e;
   }
-  if (existsSync(to)) throw new PagesnapError(`${to} already exists`, { code: 'EEXIST' });
+  if (existsSync(to)) throw alreadyExists(to);
   renameSync(from, to);
 }
+
+const alreadyExists = (path: string) => new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
 
 const describeFile = (st: Stats) =>
   st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a special file';
@@ -231,7 +233,7 @@ export class SnapshotWriter {
     if (st && !st.isFile()) {
       throw new PagesnapError(`${path} is ${describeFile(st)}, not a regular file`, { code: st.isDirectory() ? 'EISDIR' : 'EEXIST', hint: 'give the name of a file to write the snapshot to' });
     }
-    if (st && !opts.force) throw new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
+    if (st && !opts.force) throw alreadyExists(path);
     const dir = dirname(full);
     if (!existsSync(dir)) throw new PagesnapError(`${dirname(path)} does not exist`, { code: 'ENOENT', hint: 'create the directory first, or write the snapshot elsewhere' });
     return new SnapshotWriter(full, opts);
@@ -409,7 +411,7 @@ export class SnapshotWriter {
       else publishNoReplace(this.tmpPath, this.path);
     } catch (e) {
       this.removeTmp();
-      if (isErrno(e, 'EEXIST')) throw new PagesnapError(`${this.path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
+      if (isErrno(e, 'EEXIST')) throw alreadyExists(this.path);
       throw e instanceof NativeError ? e : fromNodeError(e, 'rename', this.path);
     }
     // the name made durable too; some filesystems (FUSE, network mounts) cannot fsync a directory: theirs to keep
