@@ -8,6 +8,7 @@
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { SnapshotObject, SnapshotProcess, SnapshotRegion } from '../snapshot/manifest.js';
 import { PagesnapError, xxh3_64, type Addr } from '../native/index.js';
+import { fileDifference, encodeDev } from '../proc/index.js';
 
 /** A stretch of pages with one state: their hashes when they hold data, else whether they read as zero. */
 interface Piece {
@@ -228,8 +229,7 @@ function pairProcesses(a: SnapshotReader, b: SnapshotReader, pid: number | undef
  */
 function fileChanged(a: SnapshotRegion, b: SnapshotRegion): boolean {
   if (a.backing !== 'file' || b.backing !== 'file' || a.deleted || b.deleted) return false;
-  if (a.dev !== b.dev || a.inode !== b.inode) return true;
-  return a.file !== undefined && b.file !== undefined && (a.file.size !== b.file.size || a.file.mtimeNs !== b.file.mtimeNs);
+  return fileDifference(a, { ...b, dev: encodeDev(b.dev) }) !== undefined;
 }
 
 function side(r: SnapshotReader, p: SnapshotProcess): SideInfo {

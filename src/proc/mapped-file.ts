@@ -47,22 +47,42 @@ export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefin
   return undefined;
 }
 
+/** A mapped file as a snapshot region records it: maps' dev and inode, and the stamp when the dump could take one. */
+export interface StampedFile {
+  dev: string;
+  inode: number;
+  file?: FileStamp;
+}
+
+/**
+ * What tells the file a region mapped from another time's (`now`: dev as stat(2) gives it): another inode
+ * (replaced), another size, another modification time; undefined when nothing does (a missing stamp tells nothing).
+ */
+export function fileDifference(was: StampedFile, now: { dev: number; inode: number; file?: FileStamp }): 'replaced' | 'resized' | 'modified' | undefined {
+  if (encodeDev(was.dev) !== now.dev || was.inode !== now.inode) return 'replaced';
+  if (!was.file || !now.file) return undefined;
+  if (was.file.size !== now.file.size) return 'resized';
+  return was.file.mtimeNs !== now.file.mtimeNs ? 'modified' : undefined;
+}
+
 /**
  * How the file now at `path` differs from the one a region mapped when it was dumped, or undefined when it is the
  * same as far as its inode, size and modification time tell.
  */
-export function fileChange(path: string, was: { dev: string; inode: number; file?: FileStamp }): string | undefined {
+export function fileChange(path: string, was: StampedFile): string | undefined {
   let st: BigIntStats;
   try {
     st = statSync(path, { bigint: true });
   } catch (e) {
     return `cannot be looked at (${(e as NodeJS.ErrnoException).code ?? e}): whether it changed since the dump is not known`;
   }
-  if (!sameFile(st, was)) return 'is another file than the one the process mapped (replaced since the dump)';
-  if (!was.file) return undefined;
-  if (Number(st.size) !== was.file.size) return `changed since the dump (${was.file.size} bytes then, ${st.size} now)`;
-  if (st.mtimeNs !== was.file.mtimeNs) return `was modified since the dump (at ${isoOf(st.mtimeNs)}; dumped as of ${isoOf(was.file.mtimeNs)})`;
-  return undefined;
+  const now = { size: Number(st.size), mtimeNs: st.mtimeNs };
+  switch (fileDifference(was, { dev: Number(st.dev), inode: Number(st.ino), file: now })) {
+    case 'replaced': return 'is another file than the one the process mapped (replaced since the dump)';
+    case 'resized': return `changed since the dump (${was.file!.size} bytes then, ${now.size} now)`;
+    case 'modified': return `was modified since the dump (at ${isoOf(now.mtimeNs)}; dumped as of ${isoOf(was.file!.mtimeNs)})`;
+    default: return undefined;
+  }
 }
 
 const isoOf = (ns: bigint) => new Date(Number(ns / 1_000_000n)).toISOString();
