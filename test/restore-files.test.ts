@@ -1,7 +1,8 @@
 // Restore and the files a process maps: clean file pages are not in a snapshot, so a restore maps the file again.
 // The dump records each file's size and mtime; a restore says which files are no longer as they were, and how many
 // pages come from them as they are now. A restore never writes into a file, even when the snapshot holds a shared
-// mapping's pages (--include-file-pages).
+// mapping's pages (--include-file-pages). All of it on a disk directory and on a btrfs subvolume, where stat(2) names
+// every file's device otherwise than /proc/PID/maps does (a restore took each file there for another one).
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync, writeFileSync, statSync, renameSync, openSync, writeSync, closeSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,39 +11,54 @@ import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { cli, cliJson } from './helpers/cli.js';
+import { btrfsSubvolume } from './helpers/btrfs.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-files-'));
-let fx: Fixture | undefined;
-let skipWhy: string | undefined;
-let path: string;
-let plain: string;
-let full: string;
+/** Where the mapped file lies: a fixture scenario's own choice (\$TMPDIR, /var/tmp, /tmp), or a btrfs subvolume. */
+const places: { name: string; open(): { dir?: string; remove?(): void } | { skip: string } }[] = [
+  { name: 'a disk directory', open: () => ({}) },
+  { name: 'a btrfs subvolume', open: btrfsSubvolume },
+];
 
-beforeAll(async () => {
-  fx = await Fixture.start(['file-shared']);
-  skipWhy = fx.scenario('file-shared').skip;
-  if (skipWhy) return console.log(`SKIP file-shared: ${skipWhy}`);
-  plain = join(dir, 'plain.psnap');
-  full = join(dir, 'full.psnap');
-  cliJson(['dump', String(fx.pid), '-o', plain]);
-  cliJson(['dump', String(fx.pid), '-o', full, '--include-file-pages']);
-  const r = SnapshotReader.open(plain);
-  path = r.process().regions.find((x) => x.kind === 'file-shared')!.path!;
-  r.close();
-}, 60_000);
-afterAll(async () => {
-  await fx?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+describe.each(places)('restore and mapped files on $name', (place) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-files-'));
+  let fx: Fixture | undefined;
+  let skipWhy: string | undefined;
+  let removePlace: (() => void) | undefined;
+  let path: string;
+  let plain: string;
+  let full: string;
 
-/** Restore with --verify; the notes about `path`. */
-function restoreNotes(file: string): string[] {
-  const r = cliJson(['restore', file, '--verify', '--no-profile']);
-  expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
-  return (r.notes as string[]).filter((n) => n.startsWith(`${path} `));
-}
+  beforeAll(async () => {
+    const where = place.open();
+    if ('skip' in where) {
+      skipWhy = where.skip;
+      return console.log(`SKIP restore and mapped files on ${place.name}: ${skipWhy}`);
+    }
+    removePlace = where.remove;
+    fx = await Fixture.start(['file-shared'], { tmpdir: where.dir });
+    skipWhy = fx.scenario('file-shared').skip;
+    if (skipWhy) return console.log(`SKIP file-shared: ${skipWhy}`);
+    plain = join(dir, 'plain.psnap');
+    full = join(dir, 'full.psnap');
+    cliJson(['dump', String(fx.pid), '-o', plain]);
+    cliJson(['dump', String(fx.pid), '-o', full, '--include-file-pages']);
+    const r = SnapshotReader.open(plain);
+    path = r.process().regions.find((x) => x.kind === 'file-shared')!.path!;
+    r.close();
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    removePlace?.();
+  });
 
-describe('restore and mapped files', () => {
+  /** Restore with --verify; the notes about `path`. */
+  function restoreNotes(file: string): string[] {
+    const r = cliJson(['restore', file, '--verify', '--no-profile']);
+    expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
+    return (r.notes as string[]).filter((n) => n.startsWith(`${path} `));
+  }
+
   it('a dump records the size and mtime of every mapped file that has a name', (ctx) => {
     if (skipWhy) ctx.skip(skipWhy);
     const r = SnapshotReader.open(plain);

@@ -4,9 +4,9 @@
  * shmem pages that are swapped out, zapped, written through another mapping or inherited by a fork child (cases
  * S2, S3, H2), nor the pages of a file that are not mapped (F1) — and a deleted file has no name to find it by later.
  */
-import { openSync, closeSync, fstatSync, readdirSync, statSync } from 'node:fs';
+import { openSync, closeSync, fstatSync, readdirSync } from 'node:fs';
 import { seekData, seekHole, cachestat, isErrno } from '../native/index.js';
-import { encodeDev, type Region } from '../proc/index.js';
+import { isMappedFile, type Region } from '../proc/index.js';
 import type { Segment } from './pages.js';
 
 export interface OpenObject {
@@ -36,19 +36,11 @@ export function openObject(pid: number, r: Region): OpenObject | { error: string
   const viaMap = tryOpen(mapFile);
   if (viaMap) return viaMap;
   // Without CAP_SYS_ADMIN map_files is closed; an fd the target holds on the same inode is as good.
-  const dev = encodeDev(r.dev);
   try {
     for (const fd of readdirSync(`/proc/${pid}/fd`)) {
       const path = `/proc/${pid}/fd/${fd}`;
-      try {
-        const st = statSync(path);
-        if (st.ino === r.inode && st.dev === dev) {
-          const o = tryOpen(path);
-          if (o) return o;
-        }
-      } catch {
-        /* closed meanwhile */
-      }
+      const o = isMappedFile(path, r, pid) ? tryOpen(path) : null;
+      if (o) return o;
     }
   } catch (e) {
     if (!isErrno(e, 'EACCES', 'EPERM')) throw e;

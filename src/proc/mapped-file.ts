@@ -3,7 +3,7 @@
  * comes back from the file, so a restore must know whether the file at the path is still the one the process mapped,
  * and unchanged.
  */
-import { statSync, type BigIntStats } from 'node:fs';
+import { openSync, fstatSync, closeSync, readFileSync } from 'node:fs';
 
 /** A mapped file's size and modification time when it was dumped (its dev and inode are the region's). */
 export interface FileStamp {
@@ -25,7 +25,67 @@ interface MappedFile {
   inode: number;
 }
 
-const sameFile = (st: BigIntStats, r: { dev: string; inode: number }) => Number(st.ino) === r.inode && Number(st.dev) === encodeDev(r.dev);
+/** A handle on the file itself, opened for no I/O: a FIFO does not block, a device is not opened. */
+const O_PATH = 0o10000000;
+
+/** A file as stat(2) shows it, but with the device maps would name it by (see mapsDev). */
+interface Looked {
+  dev: number;
+  inode: number;
+  file: FileStamp;
+}
+
+/**
+ * The superblock device of the mount `fd` was reached through, from mountinfo (ours, else `pid`'s: mount ids are
+ * global, and a path through /proc/PID/root or map_files lies in the target's mount namespace).
+ */
+function mountDevOf(fd: number, pid?: number): number | undefined {
+  const id = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+  for (const who of ['self', ...(pid === undefined ? [] : [pid])]) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${who}/mountinfo`, 'utf8');
+    } catch {
+      continue;
+    }
+    const line = text.split('\n').find((l) => l.slice(0, l.indexOf(' ')) === id);
+    if (!line) continue;
+    const [major, minor] = line.split(' ')[2]!.split(':').map(Number) as [number, number];
+    return (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12);
+  }
+  return undefined;
+}
+
+/**
+ * stat of `path`, with the device maps names the file by when that is not stat's: maps gives the superblock's
+ * device, where stat gives a btrfs subvolume's own (maps 00:27, stat 0:41, for one file: every file on Fedora's
+ * and openSUSE's root). The mount the file lies in tells the superblock's; it is asked only when that decides
+ * whether this is the inode maps named (`mapped`).
+ */
+function lookAt(path: string, mapped: { dev: string; inode: number }, pid?: number): Looked {
+  const fd = openSync(path, O_PATH);
+  try {
+    const st = fstatSync(fd, { bigint: true });
+    const mapsDev = encodeDev(mapped.dev);
+    const dev = Number(st.dev) === mapsDev || Number(st.ino) !== mapped.inode ? Number(st.dev) : mountDevOf(fd, pid) ?? Number(st.dev);
+    return { dev, inode: Number(st.ino), file: { size: Number(st.size), mtimeNs: st.mtimeNs } };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `path` (in process `pid`'s view) looked at, when it is the file a region maps. */
+function lookAtMapped(path: string, r: { dev: string; inode: number }, pid?: number): Looked | undefined {
+  try {
+    const now = lookAt(path, r, pid);
+    return now.inode === r.inode && now.dev === encodeDev(r.dev) ? now : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `path` (in process `pid`'s view) is the file a region maps. */
+export const isMappedFile = (path: string, r: { dev: string; inode: number }, pid?: number): boolean => lookAtMapped(path, r, pid) !== undefined;
 
 /**
  * The stamp of the file a live region maps: looked at through map_files (root: the very file, in any mount
@@ -37,12 +97,8 @@ export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefin
   const ways = [`/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`];
   if (r.name?.startsWith('/')) ways.push(`/proc/${pid}/root${r.name}`, r.name);
   for (const p of ways) {
-    try {
-      const st = statSync(p, { bigint: true });
-      if (sameFile(st, r)) return { size: Number(st.size), mtimeNs: st.mtimeNs };
-    } catch {
-      /* try the next way */
-    }
+    const now = lookAtMapped(p, r, pid);
+    if (now) return now.file;
   }
   return undefined;
 }
@@ -55,7 +111,7 @@ export interface StampedFile {
 }
 
 /**
- * What tells the file a region mapped from another time's (`now`: dev as stat(2) gives it): another inode
+ * What tells the file a region mapped from another time's (`now`: its device as maps names it, see lookAt): another inode
  * (replaced), another size, another modification time; undefined when nothing does (a missing stamp tells nothing).
  */
 export function fileDifference(was: StampedFile, now: { dev: number; inode: number; file?: FileStamp }): 'replaced' | 'resized' | 'modified' | undefined {
@@ -70,17 +126,16 @@ export function fileDifference(was: StampedFile, now: { dev: number; inode: numb
  * same as far as its inode, size and modification time tell.
  */
 export function fileChange(path: string, was: StampedFile): string | undefined {
-  let st: BigIntStats;
+  let now: Looked;
   try {
-    st = statSync(path, { bigint: true });
+    now = lookAt(path, was);
   } catch (e) {
     return `cannot be looked at (${(e as NodeJS.ErrnoException).code ?? e}): whether it changed since the dump is not known`;
   }
-  const now = { size: Number(st.size), mtimeNs: st.mtimeNs };
-  switch (fileDifference(was, { dev: Number(st.dev), inode: Number(st.ino), file: now })) {
+  switch (fileDifference(was, now)) {
     case 'replaced': return 'is another file than the one the process mapped (replaced since the dump)';
-    case 'resized': return `changed since the dump (${was.file!.size} bytes then, ${now.size} now)`;
-    case 'modified': return `was modified since the dump (at ${isoOf(now.mtimeNs)}; dumped as of ${isoOf(was.file!.mtimeNs)})`;
+    case 'resized': return `changed since the dump (${was.file!.size} bytes then, ${now.file.size} now)`;
+    case 'modified': return `was modified since the dump (at ${isoOf(now.file.mtimeNs)}; dumped as of ${isoOf(was.file!.mtimeNs)})`;
     default: return undefined;
   }
 }
