@@ -3,7 +3,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   PAGEMAP_SCAN, PM_SCAN_ARG, PAGE_REGION, UFFDIO, USERFAULTFD_IOC_NEW, L, UFFD_FEATURE, PAGE_IS, SYS, sysno,
-  CACHESTAT, CACHESTAT_RANGE, decodeUffdMsg, pack,
+  CACHESTAT, CACHESTAT_RANGE, STATX, decodeUffdMsg, pack,
 } from '../src/native/index.js';
 
 /** _IOC(dir, type, nr, size) as the kernel computes it */
@@ -41,6 +41,11 @@ describe('struct layouts', () => {
       .toEqual([32, 24, 32, 40, 32, 40, 32, 32, 24]);
     expect(CACHESTAT.size).toBe(40);
     expect(CACHESTAT_RANGE.size).toBe(16);
+    expect(STATX.size).toBe(256);
+  });
+  it('statx has the fields pagesnap reads at their header offsets', () => {
+    const at = Object.fromEntries(Object.entries(STATX.fields).map(([k, [off]]) => [k, off]));
+    expect(at).toEqual({ mask: 0, ino: 32, size: 40, mtime_sec: 112, mtime_nsec: 120, dev_major: 136, dev_minor: 140, mnt_id: 144 });
   });
   it('pm_scan_arg has every field at its documented offset', () => {
     const names = ['size', 'flags', 'start', 'end', 'walk_end', 'vec', 'vec_len', 'max_pages', 'category_inverted', 'category_mask', 'category_anyof_mask', 'return_mask'] as const;

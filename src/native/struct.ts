@@ -39,3 +39,12 @@ export function write(buf: Buffer, [off, type]: readonly [number, FieldType], v:
     case 'u8': buf.writeUInt8(Number(v) & 0xff, off); break;
   }
 }
+
+export function readField(buf: Buffer, [off, type]: readonly [number, FieldType]): bigint {
+  switch (type) {
+    case 'u64': return buf.readBigUInt64LE(off);
+    case 's64': return buf.readBigInt64LE(off);
+    case 'u32': return BigInt(buf.readUInt32LE(off));
+    case 'u8': return BigInt(buf.readUInt8(off));
+  }
+}

@@ -5,7 +5,7 @@
 import { fn, errno, addressOf } from './libc.js';
 import { NativeError } from './errors.js';
 import { SYS, SEEK, PTRACE, AF_UNIX, SOCK, EFD, O_NONBLOCK } from './constants.js';
-import { layout, pack } from './struct.js';
+import { layout, pack, readField } from './struct.js';
 
 export type Addr = bigint;
 
@@ -45,6 +45,37 @@ const RENAME_NOREPLACE = 1;
 /** rename(2) that fails with EEXIST instead of replacing `to` (renameat2 RENAME_NOREPLACE): atomic, one call. */
 export function renameNoReplace(from: string, to: string): void {
   check('renameat2', fn.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE), to);
+}
+
+/** AT_STATX_DONT_SYNC: what the kernel has cached; a network or FUSE file system is not asked. */
+export const AT_STATX_DONT_SYNC = 0x4000;
+const STATX_BASIC_STATS = 0x7ff;
+const STATX_MNT_ID = 0x1000;
+export const STATX = layout('statx', 256, {
+  mask: [0, 'u32'], ino: [32, 'u64'], size: [40, 'u64'], mtime_sec: [112, 's64'], mtime_nsec: [120, 'u32'],
+  dev_major: [136, 'u32'], dev_minor: [140, 'u32'], mnt_id: [144, 'u64'],
+});
+
+export interface Statx {
+  devMajor: number;
+  devMinor: number;
+  ino: number;
+  size: number;
+  mtimeNs: bigint;
+  /** the mount the path was reached through (Linux 5.8+) */
+  mntId?: number;
+}
+
+/** statx(2) of `path` (following links), with the mount id stat(2) does not give. */
+export function statx(path: string, flags = 0): Statx {
+  const b = Buffer.alloc(STATX.size);
+  check('statx', fn.statx(AT_FDCWD, path, flags, STATX_BASIC_STATS | STATX_MNT_ID, b), path);
+  const f = (name: keyof typeof STATX.fields) => readField(b, STATX.fields[name]);
+  return {
+    devMajor: Number(f('dev_major')), devMinor: Number(f('dev_minor')), ino: Number(f('ino')), size: Number(f('size')),
+    mtimeNs: f('mtime_sec') * 1_000_000_000n + f('mtime_nsec'),
+    mntId: Number(f('mask')) & STATX_MNT_ID ? Number(f('mnt_id')) : undefined,
+  };
 }
 
 /** POSIX_FADV_WILLNEED: the kernel starts reading [off, off+len) of the file into the page cache and returns. */
