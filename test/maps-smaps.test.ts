@@ -1,7 +1,7 @@
 // Parsers against samples recorded from real processes on this kernel (test/samples), plus malformed input.
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseMaps, parseMapsLine, parseSmaps, classifyRegion, MapsParseError, TMPFS_MAGIC, type MapsEntry } from '../src/proc/index.js';
+import { parseMaps, parseMapsLine, parseSmaps, classifyRegion, MapsParseError, type MapsEntry } from '../src/proc/index.js';
 
 const sample = (f: string) => readFileSync(new URL(`./samples/${f}`, import.meta.url), 'utf8');
 const maps = parseMaps(sample('maps.txt'));
@@ -60,7 +60,7 @@ describe('region kinds', () => {
     expect(kindOf(byName('/tmp/gone.dat'))).toEqual({ kind: 'file-private', backing: 'file' });
     expect(kindOf(byName('/tmp/pagesnap sample dir/my file (1).dat'))).toEqual({ kind: 'file-shared', backing: 'file' });
     expect(kindOf(byName('/tmp/pagesnap sample dir/my file (1).dat'), []).kind).toBe('file-shared');
-    expect(classifyRegion(byName('/tmp/pagesnap sample dir/my file (1).dat'), [], TMPFS_MAGIC)).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'tmpfs' });
+    expect(classifyRegion(byName('/tmp/pagesnap sample dir/my file (1).dat'), [], 'tmpfs')).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'tmpfs' });
     expect(kindOf(byName('/anon_hugepage'), ['rd', 'wr', 'ht'])).toEqual({ kind: 'hugetlb', backing: 'hugetlbfs' });
     expect(kindOf(byName('/dev/hugepages/pool'), ['rd', 'wr', 'sh', 'ht']).kind).toBe('hugetlb');
     expect(kindOf(byName('anon_inode:[io_uring]')).kind).toBe('special');

@@ -8,7 +8,7 @@
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { SnapshotObject, SnapshotProcess, SnapshotRegion } from '../snapshot/manifest.js';
 import { PagesnapError, xxh3_64, type Addr } from '../native/index.js';
-import { fileDifference, encodeDev } from '../proc/index.js';
+import { fileDifference } from '../proc/index.js';
 
 /** A stretch of pages with one state: their hashes when they hold data, else whether they read as zero. */
 interface Piece {
@@ -229,7 +229,7 @@ function pairProcesses(a: SnapshotReader, b: SnapshotReader, pid: number | undef
  */
 function fileChanged(a: SnapshotRegion, b: SnapshotRegion): boolean {
   if (a.backing !== 'file' || b.backing !== 'file' || a.deleted || b.deleted) return false;
-  return fileDifference(a, { ...b, dev: encodeDev(b.dev) }) !== undefined;
+  return fileDifference(a, b) !== undefined;
 }
 
 function side(r: SnapshotReader, p: SnapshotProcess): SideInfo {

@@ -8,3 +8,4 @@ export * from './pagemap.js';
 export * from './kpageflags.js';
 export * from './process.js';
 export * from './mapped-file.js';
+export * from './mounts.js';

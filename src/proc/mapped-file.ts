@@ -3,18 +3,13 @@
  * comes back from the file, so a restore must know whether the file at the path is still the one the process mapped,
  * and unchanged.
  */
-import { openSync, fstatSync, closeSync, readFileSync } from 'node:fs';
+import { statx, AT_STATX_DONT_SYNC } from '../native/index.js';
+import { readMounts, devName, isFuse } from './mounts.js';
 
 /** A mapped file's size and modification time when it was dumped (its dev and inode are the region's). */
 export interface FileStamp {
   size: number;
   mtimeNs: bigint;
-}
-
-/** st_dev as stat(2) gives it (the kernel's new_encode_dev), from maps' `major:minor` in hex. */
-export function encodeDev(majorMinor: string): number {
-  const [ma, mi] = majorMinor.split(':').map((x) => parseInt(x, 16)) as [number, number];
-  return (mi & 0xff) | (ma << 8) | ((mi & ~0xff) << 12);
 }
 
 interface MappedFile {
@@ -23,81 +18,64 @@ interface MappedFile {
   name: string | null;
   dev: string;
   inode: number;
+  fsType?: string;
 }
 
-/** A handle on the file itself, opened for no I/O: a FIFO does not block, a device is not opened. */
-const O_PATH = 0o10000000;
-
-/** A file as stat(2) shows it, but with the device maps would name it by (see mapsDev). */
+/** A file as stat(2) shows it, but with its device named as maps names it (see lookAt). */
 interface Looked {
-  dev: number;
+  dev: string;
   inode: number;
   file: FileStamp;
 }
 
-/**
- * The superblock device of the mount `fd` was reached through, from mountinfo (ours, else `pid`'s: mount ids are
- * global, and a path through /proc/PID/root or map_files lies in the target's mount namespace).
- */
-function mountDevOf(fd: number, pid?: number): number | undefined {
-  const id = /^mnt_id:\s*(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-  for (const who of ['self', ...(pid === undefined ? [] : [pid])]) {
-    let text: string;
-    try {
-      text = readFileSync(`/proc/${who}/mountinfo`, 'utf8');
-    } catch {
-      continue;
-    }
-    const line = text.split('\n').find((l) => l.slice(0, l.indexOf(' ')) === id);
-    if (!line) continue;
-    const [major, minor] = line.split(' ')[2]!.split(':').map(Number) as [number, number];
-    return (minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12);
+/** The device of mount `id` (ours, else `pid`'s: mount ids are global, and a path through /proc/PID/root or map_files
+ * lies in the target's mount namespace). */
+function mountDev(id: number, pid?: number): string | undefined {
+  for (const who of ['self' as const, ...(pid === undefined ? [] : [pid])]) {
+    const m = readMounts(who).find((x) => x.id === id);
+    if (m) return m.dev;
   }
   return undefined;
 }
 
 /**
- * stat of `path`, with the device maps names the file by when that is not stat's: maps gives the superblock's
- * device, where stat gives a btrfs subvolume's own (maps 00:27, stat 0:41, for one file: every file on Fedora's
- * and openSUSE's root). The mount the file lies in tells the superblock's; it is asked only when that decides
- * whether this is the inode maps named (`mapped`).
+ * statx of `path`, its device named as maps names the file's: maps gives the superblock's device, where stat gives
+ * a btrfs subvolume's own (maps 00:27, stat 0:41, for one file: every file on Fedora's and openSUSE's root). The
+ * mount the file was reached through tells the superblock's; it is asked only when that decides whether this is the
+ * inode maps named (`mapped`).
  */
-function lookAt(path: string, mapped: { dev: string; inode: number }, pid?: number): Looked {
-  const fd = openSync(path, O_PATH);
-  try {
-    const st = fstatSync(fd, { bigint: true });
-    const mapsDev = encodeDev(mapped.dev);
-    const dev = Number(st.dev) === mapsDev || Number(st.ino) !== mapped.inode ? Number(st.dev) : mountDevOf(fd, pid) ?? Number(st.dev);
-    return { dev, inode: Number(st.ino), file: { size: Number(st.size), mtimeNs: st.mtimeNs } };
-  } finally {
-    closeSync(fd);
-  }
+function lookAt(path: string, mapped: { dev: string; inode: number }, pid?: number, flags = 0): Looked {
+  const st = statx(path, flags);
+  let dev = devName(st.devMajor, st.devMinor);
+  if (dev !== mapped.dev && st.ino === mapped.inode && st.mntId !== undefined) dev = mountDev(st.mntId, pid) ?? dev;
+  return { dev, inode: st.ino, file: { size: st.size, mtimeNs: st.mtimeNs } };
 }
 
 /** `path` (in process `pid`'s view) looked at, when it is the file a region maps. */
-function lookAtMapped(path: string, r: { dev: string; inode: number }, pid?: number): Looked | undefined {
+function lookAtMapped(path: string, r: { dev: string; inode: number }, pid?: number, flags = 0): Looked | undefined {
   try {
-    const now = lookAt(path, r, pid);
-    return now.inode === r.inode && now.dev === encodeDev(r.dev) ? now : undefined;
+    const now = lookAt(path, r, pid, flags);
+    return now.inode === r.inode && now.dev === r.dev ? now : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** Whether `path` (in process `pid`'s view) is the file a region maps. */
-export const isMappedFile = (path: string, r: { dev: string; inode: number }, pid?: number): boolean => lookAtMapped(path, r, pid) !== undefined;
+/** Whether `path` (in process `pid`'s view) is the file a region maps, as the kernel has it cached (see below). */
+export const isMappedFile = (path: string, r: { dev: string; inode: number }, pid?: number): boolean => lookAtMapped(path, r, pid, AT_STATX_DONT_SYNC) !== undefined;
 
 /**
- * The stamp of the file a live region maps: looked at through map_files (root: the very file, in any mount
- * namespace), else through the process's root directory, else by name; a file that is not the mapped inode does
- * not count.
+ * The stamp of the file a live (frozen) region maps, as the kernel has it cached: the file system is not asked,
+ * as a FUSE daemon being dumped could not answer. Looked at through map_files (root: the very file, in any mount
+ * namespace, with no lookup), else through the process's root directory, else by name — except on FUSE, where a
+ * lookup asks the daemon. A file that is not the mapped inode does not count.
  */
 export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefined {
   const hex = (a: bigint) => a.toString(16);
   const ways = [`/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`];
-  if (r.name?.startsWith('/')) ways.push(`/proc/${pid}/root${r.name}`, r.name);
+  if (r.name?.startsWith('/') && !isFuse(r.fsType)) ways.push(`/proc/${pid}/root${r.name}`, r.name);
   for (const p of ways) {
-    const now = lookAtMapped(p, r, pid);
+    const now = lookAtMapped(p, r, pid, AT_STATX_DONT_SYNC);
     if (now) return now.file;
   }
   return undefined;
@@ -111,11 +89,11 @@ export interface StampedFile {
 }
 
 /**
- * What tells the file a region mapped from another time's (`now`: its device as maps names it, see lookAt): another inode
- * (replaced), another size, another modification time; undefined when nothing does (a missing stamp tells nothing).
+ * What tells the file a region mapped from another time's (`now`): another device or inode (replaced), another size,
+ * another modification time; undefined when nothing does (a missing stamp tells nothing).
  */
-export function fileDifference(was: StampedFile, now: { dev: number; inode: number; file?: FileStamp }): 'replaced' | 'resized' | 'modified' | undefined {
-  if (encodeDev(was.dev) !== now.dev || was.inode !== now.inode) return 'replaced';
+export function fileDifference(was: StampedFile, now: StampedFile): 'replaced' | 'resized' | 'modified' | undefined {
+  if (was.dev !== now.dev || was.inode !== now.inode) return 'replaced';
   if (!was.file || !now.file) return undefined;
   if (was.file.size !== now.file.size) return 'resized';
   return was.file.mtimeNs !== now.file.mtimeNs ? 'modified' : undefined;

@@ -30,26 +30,22 @@ export interface RegionClass {
   shmem?: ShmemSource;
 }
 
-export const TMPFS_MAGIC = 0x01021994;
-export const HUGETLBFS_MAGIC = 0x958458f6;
-export const SECRETMEM_MAGIC = 0x5345434d;
-
-function shmemSource(e: MapsEntry, fsType?: number): ShmemSource | undefined {
+function shmemSource(e: MapsEntry, fsType?: string): ShmemSource | undefined {
   const n = e.name ?? '';
   if (n.startsWith('/memfd:')) return 'memfd';
   if (n === '/dev/zero' && e.deleted) return 'shared-anon';
   if (n.startsWith('[anon_shmem:')) return 'shared-anon';
   if (/^\/SYSV[0-9a-f]{8}$/.test(n)) return 'sysv';
   if (n.startsWith('/dev/shm/')) return 'tmpfs';
-  if (fsType === TMPFS_MAGIC) return 'tmpfs';
+  if (fsType === 'tmpfs') return 'tmpfs';
   return undefined;
 }
 
 /**
- * @param fsType statfs f_type of the mapped file when it could be learned (/proc/PID/map_files needs root);
- *               without it tmpfs files outside /dev/shm look like ordinary files.
+ * @param fsType the type of the file system the mapped file lies on (mountinfo, by device): without it tmpfs files
+ *               outside /dev/shm look like ordinary files.
  */
-export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?: number): RegionClass {
+export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?: string): RegionClass {
   const n = e.name;
   if (n === '[vsyscall]') return { kind: 'vsyscall', backing: 'kernel' };
   if (n === '[vdso]') return { kind: 'vdso', backing: 'kernel' };
@@ -57,8 +53,8 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   // VM_PFNMAP / VM_IO: device or remapped kernel memory. Reading it can have side effects; pagemap shows nothing.
   if (vmFlags.includes('pf') || vmFlags.includes('io')) return { kind: 'special', backing: 'device' };
   // memfd_secret(2): removed from the kernel's direct map, so no other process can read it (by design).
-  if (fsType === SECRETMEM_MAGIC || (n === '/secretmem' && e.deleted && e.dev.startsWith('00:'))) return { kind: 'secret', backing: 'secretmem' };
-  if (vmFlags.includes('ht') || fsType === HUGETLBFS_MAGIC) return { kind: 'hugetlb', backing: 'hugetlbfs' };
+  if (n === '/secretmem' && e.deleted && e.dev.startsWith('00:')) return { kind: 'secret', backing: 'secretmem' };
+  if (vmFlags.includes('ht') || fsType === 'hugetlbfs') return { kind: 'hugetlb', backing: 'hugetlbfs' };
   if (n === '[heap]') return { kind: 'heap', backing: 'anon' };
   if (n === '[stack]' || n?.startsWith('[stack:')) return { kind: 'stack', backing: 'anon' };
   if (n === null || n.startsWith('[anon:')) {

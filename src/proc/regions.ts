@@ -1,28 +1,12 @@
 /** The regions (VMAs) of a live process: maps line, smaps counters, VmFlags and what kind of memory each is. */
-import { statfsSync } from 'node:fs';
 import { SmapsParser, type SmapsEntry } from './smaps.js';
 import { classifyRegion, type RegionClass } from './region-kind.js';
 import { readProcChunks } from './process.js';
+import { fsTypesOf } from './mounts.js';
 
-export interface Region extends SmapsEntry, RegionClass {}
-
-const hex = (a: bigint) => a.toString(16);
-
-/**
- * statfs of the mapped file, through /proc/PID/map_files (root) or the path itself: it tells tmpfs files (shmem)
- * and hugetlbfs from ordinary files when the name does not.
- */
-function fsTypeOf(pid: number, e: SmapsEntry): number | undefined {
-  if (!e.name?.startsWith('/')) return undefined;
-  for (const p of [`/proc/${pid}/map_files/${hex(e.start)}-${hex(e.end)}`, e.deleted ? null : e.name]) {
-    if (!p) continue;
-    try {
-      return statfsSync(p).type;
-    } catch {
-      /* try the next way */
-    }
-  }
-  return undefined;
+export interface Region extends SmapsEntry, RegionClass {
+  /** the type of the file system a mapped file lies on, from the process's mount table */
+  fsType?: string;
 }
 
 export function readRegions(pid: number): Region[] {
@@ -35,10 +19,11 @@ export function readRegions(pid: number): Region[] {
  */
 export function* regionBatches(pid: number): Generator<Region[]> {
   const parser = new SmapsParser();
+  const fsTypes = fsTypesOf(pid);
   const classify = (e: SmapsEntry): Region => {
-    // Only shared mappings need the filesystem: it decides shmem (dump the object) vs an ordinary shared file.
-    const fsType = e.perms.shared && e.name?.startsWith('/') && !e.name.startsWith('/memfd:') && !e.name.startsWith('/SYSV') ? fsTypeOf(pid, e) : undefined;
-    return Object.assign(e, classifyRegion(e, e.vmFlags, fsType));
+    const fsType = e.name?.startsWith('/') ? fsTypes.get(e.dev) : undefined;
+    // Only a shared mapping's file system decides its kind: tmpfs is shmem (dump the object), else an ordinary file.
+    return Object.assign(e, classifyRegion(e, e.vmFlags, e.perms.shared ? fsType : undefined), fsType ? { fsType } : {});
   };
   for (const text of readProcChunks(pid, 'smaps')) {
     const done = parser.push(text).take();
