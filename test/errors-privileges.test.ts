@@ -1,7 +1,7 @@
 // Bad input, vanished targets, missing privileges and a kernel without PAGEMAP_SCAN: one clear line or the fallback.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdirSync, readlinkSync, readFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
@@ -45,6 +45,34 @@ describe('errors are one line with a non-zero exit', () => {
       const r = cli([cmd, '2']); // kthreadd
       expect(r.code).toBe(1);
       expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: process 2 is a kernel thread: it has no user memory .*— give the pid of a user process$`));
+    }
+  });
+  it('a zombie has no memory: inspect, audit and dump say so; dump --tree leaves out a zombie child', async () => {
+    // the shell's child is never waited for once sleep replaces the shell: a zombie until its parent exits
+    const parent = spawn('sh', ['-c', 'sleep 0 & exec sleep 60'], { stdio: 'ignore' });
+    const file = join(tmpdir(), `pagesnap-zombie-${process.pid}.psnap`);
+    try {
+      const zombieChild = () => readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number).find((p) => {
+        try {
+          const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+          const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+          return f[0] === 'Z' && Number(f[1]) === parent.pid;
+        } catch {
+          return false;
+        }
+      });
+      let zombie: number | undefined;
+      for (let i = 0; i < 500 && (zombie = zombieChild()) === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(zombie).toBeDefined();
+      for (const cmd of ['inspect', 'audit', 'dump']) {
+        const r = cli([cmd, String(zombie), ...(cmd === 'dump' ? ['-o', file] : [])]);
+        expect(r.code).toBe(1);
+        expect(r.stderr.trim()).toBe(`pagesnap ${cmd}: process ${zombie} has exited: a zombie, kept only until its parent (${parent.pid}) reaps it, with no memory left — give the pid of a live process`);
+      }
+      expect(cliJson(['dump', String(parent.pid), '--tree', '-o', file]).processes).toEqual([parent.pid]);
+    } finally {
+      parent.kill('SIGKILL');
+      rmSync(file, { force: true });
     }
   });
   it('as root, a process root may not trace (another user namespace\'s, or an LSM\'s): the error says so, not "run as root"', (ctx) => {

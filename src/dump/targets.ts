@@ -7,8 +7,9 @@ export function descendants(roots: number[]): number[] {
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
-      const { ppid } = readStat(Number(e));
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+      const { ppid, zombie } = readStat(Number(e));
+      // a child that has exited but is not yet reaped has no memory (and no children: they went to a reaper)
+      if (!zombie) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
     } catch {
       /* exited while listing */
     }

@@ -149,6 +149,11 @@ export interface ProcessIdentity {
 
 export function readIdentity(pid: number): ProcessIdentity {
   const st = readStat(pid);
+  if (st.zombie) {
+    throw new PagesnapError(`process ${pid} has exited: a zombie, kept only until its parent (${st.ppid}) reaps it, with no memory left`, {
+      code: 'ESRCH', hint: 'give the pid of a live process',
+    });
+  }
   const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
   const status = readProcText(pid, 'status');
   const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
