@@ -1,5 +1,5 @@
 /** Reading /proc/PID files, with errors that say what happened to the target and what to do. */
-import { readFileSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import { PagesnapError, isErrno } from '../native/index.js';
 
@@ -110,6 +110,25 @@ export function openProc(pid: number, file: string, flags = 'r'): number {
   }
 }
 
+/** How many threads of `pid` other than its main one have not exited. */
+function liveThreads(pid: number): number {
+  let n = 0;
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      if (Number(tid) === pid) continue;
+      try {
+        const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        if (!'ZX'.includes(st[st.lastIndexOf(')') + 2]!)) n++;
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+  } catch {
+    /* the process is gone */
+  }
+  return n;
+}
+
 const PF_KTHREAD = 0x00200000;
 
 function isKernelThread(pid: number): boolean {
@@ -150,6 +169,14 @@ export interface ProcessIdentity {
 export function readIdentity(pid: number): ProcessIdentity {
   const st = readStat(pid);
   if (st.zombie) {
+    // The main thread gone (pthread_exit from main) while others run on looks the same from /proc/PID: its memory
+    // files are empty, and only the threads' own /proc entries still show it.
+    const others = liveThreads(pid);
+    if (others > 0) {
+      throw new PagesnapError(`process ${pid}'s main thread has exited while ${others} other thread${others > 1 ? 's run' : ' runs'} on: /proc/${pid} no longer shows its memory, and pagesnap does not read it through the threads`, {
+        code: 'ENOTSUP', hint: 'nothing was changed; gdb\'s gcore cannot read such a process either',
+      });
+    }
     throw new PagesnapError(`process ${pid} has exited: a zombie, kept only until its parent (${st.ppid}) reaps it, with no memory left`, {
       code: 'ESRCH', hint: 'give the pid of a live process',
     });
