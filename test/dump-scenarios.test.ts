@@ -1,7 +1,8 @@
 // Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -111,6 +112,35 @@ describe('the snapshot of a process tree', () => {
       await fx.stop();
     }
     void ctx;
+  });
+});
+
+describe('a process whose main thread has exited while another runs on', () => {
+  // /proc/PID shows a zombie with empty memory files; the memory shows through the live thread's /proc/PID/task/TID
+  it.for(['ptrace', 'sigstop'])('is inspected and dumped whole (--freeze %s), and left running', async (freeze) => {
+    const p = spawn(join(import.meta.dirname, '..', 'fixtures', 'bin', 'leader-exit'), [], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [pid, addr] = (await new Promise<string>((resolve) => p.stdout!.once('data', (d) => resolve(String(d))))).trim().split(' ');
+      const threads = () => readdirSync(`/proc/${pid}/task`).map((t) => readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ')[1]![0]);
+      for (let i = 0; i < 500 && threads()[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(threads()).toEqual(['Z', 'S']);
+      const start = BigInt(`0x${addr}`);
+      const pages = cliJson(['inspect', pid!, '--pages', `${addr}+64K`]).pages as { state: string }[];
+      expect(pages.map((x) => x.state)).toEqual(Array(16).fill('data'));
+      const file = join(dir, `leader-exit-${freeze}.psnap`);
+      expect(cliJson(['dump', pid!, '--freeze', freeze, '-o', file]).processes).toEqual([Number(pid)]);
+      const r = SnapshotReader.open(file);
+      try {
+        expect(r.verify()).toBeNull();
+        const bytes = r.read(r.process(Number(pid)), start, 16 * 4096);
+        for (let i = 0; i < 16; i++) expect(bytes.subarray(i * 4096, (i + 1) * 4096).every((b) => b === i + 1), `page ${i}`).toBe(true);
+      } finally {
+        r.close();
+      }
+      expect(threads()).toEqual(['Z', 'S']);
+    } finally {
+      p.kill('SIGKILL');
+    }
   });
 });
 

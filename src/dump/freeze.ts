@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit } from '../native/index.js';
-import { readStat, accessHint } from '../proc/index.js';
+import { readStat, accessHint, memoryTask } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -25,9 +25,11 @@ export interface Frozen {
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/** The threads to freeze: those that have not exited (a main thread that has while others run on is a zombie,
+ * which no signal or ptrace request reaches). */
 function threads(pid: number): number[] {
   try {
-    return readdirSync(`/proc/${pid}/task`).map(Number);
+    return readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => !exitedState(taskState(pid, tid)));
   } catch {
     throw new PagesnapError(`process ${pid} does not exist`, { code: 'ESRCH', hint: 'check the pid with `ps`' });
   }
@@ -137,11 +139,13 @@ function dismiss(w: ChildProcess): void {
   w.stdin?.end('done\n');
 }
 
+const exitedState = (state: string | null) => state === null || state === 'Z' || state === 'X';
+
 /** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
 const isStopped = (state: string | null) => state === 'T' || state === 't';
 
 function freezeSigstop(pids: number[]): Frozen {
-  const stopped = pids.filter((p) => !isStopped(readStat(p).state));
+  const stopped = pids.filter((p) => !isStopped(readStat(memoryTask(p)).state)); // (a main thread that has exited is no guide)
   const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
   const frozen: Frozen = {
     method: 'sigstop', pids, freezeMs: 0,

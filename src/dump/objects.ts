@@ -6,7 +6,7 @@
  */
 import { openSync, closeSync, fstatSync, readdirSync } from 'node:fs';
 import { seekData, seekHole, cachestat, isErrno } from '../native/index.js';
-import { isMappedFile, type Region } from '../proc/index.js';
+import { isMappedFile, procPath, type Region } from '../proc/index.js';
 import type { Segment } from './pages.js';
 
 export interface OpenObject {
@@ -37,8 +37,9 @@ export function openObject(pid: number, r: Region): OpenObject | { error: string
   if (viaMap) return viaMap;
   // Without CAP_SYS_ADMIN map_files is closed; an fd the target holds on the same inode is as good.
   try {
-    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-      const path = `/proc/${pid}/fd/${fd}`;
+    const fds = procPath(pid, 'fd');
+    for (const fd of readdirSync(fds)) {
+      const path = `${fds}/${fd}`;
       const o = isMappedFile(path, r, pid) ? tryOpen(path) : null;
       if (o) return o;
     }

@@ -6,7 +6,7 @@
  */
 import { readSync, closeSync } from 'node:fs';
 import { processVmReadv, processVmReadvAsync, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
-import { openProc } from '../proc/index.js';
+import { openProc, memoryTask } from '../proc/index.js';
 import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
 import type { Refs } from '../snapshot/manifest.js';
 import { RunSink, type RunTable, type VerdictPages } from '../snapshot/runs.js';
@@ -158,12 +158,16 @@ interface Piece {
  */
 export class ProcessMemory {
   private memFd: number | null = null;
+  /** the task process_vm_readv names: one of its threads once the main one has exited */
+  readonly task: number;
 
-  constructor(readonly pid: number) {}
+  constructor(readonly pid: number) {
+    this.task = memoryTask(pid);
+  }
 
   /** Bytes read into `buf` from the ranges in order; stops short at the first page that cannot be read. */
   readv(buf: Buffer, remote: RemoteRange[], viaMem: boolean): number {
-    if (!viaMem) return processVmReadv(this.pid, [buf], remote);
+    if (!viaMem) return processVmReadv(this.task, [buf], remote);
     let got = 0;
     for (const r of remote) {
       let done = 0;
@@ -274,7 +278,7 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
       } catch (e) {
         got = Promise.resolve(settle(e));
       }
-    } else got = readBatch(mem.pid, into, remote, pageSize).then((n) => n, settle);
+    } else got = readBatch(mem.task, into, remote, pageSize).then((n) => n, settle);
     return { pieces, buf, got };
   };
 

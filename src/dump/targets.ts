@@ -1,6 +1,6 @@
 /** Which processes a dump covers: the pids given, and with --tree all their descendants. */
 import { readdirSync } from 'node:fs';
-import { readStat, assertPid, readIdentity, assertUserProcess } from '../proc/index.js';
+import { readStat, assertPid, readIdentity, assertUserProcess, isAlive } from '../proc/index.js';
 
 export function descendants(roots: number[]): number[] {
   const children = new Map<number, number[]>();
@@ -8,8 +8,9 @@ export function descendants(roots: number[]): number[] {
     if (!/^\d+$/.test(e)) continue;
     try {
       const { ppid, zombie } = readStat(Number(e));
-      // a child that has exited but is not yet reaped has no memory (and no children: they went to a reaper)
-      if (!zombie) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+      // a child that has exited but is not yet reaped has no memory (and no children: they went to a reaper); a
+      // zombie main thread whose other threads run on is a live process
+      if (!zombie || isAlive(Number(e))) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
     } catch {
       /* exited while listing */
     }

@@ -5,6 +5,7 @@
  */
 import { statx, AT_STATX_DONT_SYNC } from '../native/index.js';
 import { readMounts, devName, isFuse } from './mounts.js';
+import { procPath } from './process.js';
 
 /** A mapped file's size and modification time when it was dumped (its dev and inode are the region's). */
 export interface FileStamp {
@@ -73,7 +74,7 @@ export const isMappedFile = (path: string, r: { dev: string; inode: number }, pi
 export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefined {
   const hex = (a: bigint) => a.toString(16);
   const ways = [`/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`];
-  if (r.name?.startsWith('/') && !isFuse(r.fsType)) ways.push(`/proc/${pid}/root${r.name}`, r.name);
+  if (r.name?.startsWith('/') && !isFuse(r.fsType)) ways.push(`${procPath(pid, 'root')}${r.name}`, r.name);
   for (const p of ways) {
     const now = lookAtMapped(p, r, pid, AT_STATX_DONT_SYNC);
     if (now) return now.file;

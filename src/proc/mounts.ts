@@ -4,6 +4,7 @@
  * its own dump would never answer a statfs or a lookup on its mount.
  */
 import { readFileSync } from 'node:fs';
+import { procPath } from './process.js';
 
 export interface Mount {
   id: number;
@@ -20,7 +21,7 @@ export const devName = (major: number, minor: number): string => `${major.toStri
 export function readMounts(pid: number | 'self'): Mount[] {
   let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    text = readFileSync(pid === 'self' ? '/proc/self/mountinfo' : procPath(pid, 'mountinfo'), 'utf8');
   } catch {
     return [];
   }

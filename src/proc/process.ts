@@ -3,8 +3,28 @@ import { readFileSync, readdirSync, openSync, readSync, closeSync, existsSync, s
 import { StringDecoder } from 'node:string_decoder';
 import { PagesnapError, isErrno } from '../native/index.js';
 
+/**
+ * The /proc files that show a process's memory, address space and what it sees: empty or gone under /proc/PID once
+ * its main thread has exited while others run on (pthread_exit from main), but still there under each live thread's
+ * /proc/PID/task/TID. (map_files has no such twin.)
+ */
+const SEEN_THROUGH_A_THREAD = new Set(['maps', 'smaps', 'smaps_rollup', 'pagemap', 'mem', 'cmdline', 'environ', 'mountinfo', 'root', 'fd']);
+
 export function procPath(pid: number, file: string): string {
-  return `/proc/${pid}/${file}`;
+  if (!SEEN_THROUGH_A_THREAD.has(file.split('/')[0]!)) return `/proc/${pid}/${file}`;
+  const tid = memoryTask(pid);
+  return tid === pid ? `/proc/${pid}/${file}` : `/proc/${pid}/task/${tid}/${file}`;
+}
+
+/** The task through which `pid`'s memory is reached (/proc files, process_vm_readv): the process, or one of its live
+ * threads once its main thread has exited. */
+export function memoryTask(pid: number): number {
+  try {
+    if (!readStat(pid).zombie) return pid;
+  } catch {
+    return pid;
+  }
+  return liveThreads(pid)[0] ?? pid;
 }
 
 export function assertPid(pid: number): void {
@@ -14,7 +34,7 @@ export function assertPid(pid: number): void {
 }
 
 export function isAlive(pid: number): boolean {
-  return existsSync(procPath(pid, 'stat')) && !readStat(pid).zombie;
+  return existsSync(procPath(pid, 'stat')) && (!readStat(pid).zombie || liveThreads(pid).length > 0);
 }
 
 /** Turn a failed /proc access into a clear error about the target process. */
@@ -110,15 +130,15 @@ export function openProc(pid: number, file: string, flags = 'r'): number {
   }
 }
 
-/** How many threads of `pid` other than its main one have not exited. */
-function liveThreads(pid: number): number {
-  let n = 0;
+/** The threads of `pid` other than its main one that have not exited. */
+function liveThreads(pid: number): number[] {
+  const out: number[] = [];
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      if (Number(tid) === pid) continue;
+    for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
+      if (tid === pid) continue;
       try {
         const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        if (!'ZX'.includes(st[st.lastIndexOf(')') + 2]!)) n++;
+        if (!'ZX'.includes(st[st.lastIndexOf(')') + 2]!)) out.push(tid);
       } catch {
         /* exited meanwhile */
       }
@@ -126,7 +146,7 @@ function liveThreads(pid: number): number {
   } catch {
     /* the process is gone */
   }
-  return n;
+  return out;
 }
 
 const PF_KTHREAD = 0x00200000;
@@ -168,15 +188,8 @@ export interface ProcessIdentity {
 
 export function readIdentity(pid: number): ProcessIdentity {
   const st = readStat(pid);
-  if (st.zombie) {
-    // The main thread gone (pthread_exit from main) while others run on looks the same from /proc/PID: its memory
-    // files are empty, and only the threads' own /proc entries still show it.
-    const others = liveThreads(pid);
-    if (others > 0) {
-      throw new PagesnapError(`process ${pid}'s main thread has exited while ${others} other thread${others > 1 ? 's run' : ' runs'} on: /proc/${pid} no longer shows its memory, and pagesnap does not read it through the threads`, {
-        code: 'ENOTSUP', hint: 'nothing was changed; gdb\'s gcore cannot read such a process either',
-      });
-    }
+  // A zombie main thread with live threads is a live process (see memoryTask); without any, nothing is left.
+  if (st.zombie && liveThreads(pid).length === 0) {
     throw new PagesnapError(`process ${pid} has exited: a zombie, kept only until its parent (${st.ppid}) reaps it, with no memory left`, {
       code: 'ESRCH', hint: 'give the pid of a live process',
     });
