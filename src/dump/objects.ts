@@ -22,11 +22,13 @@ export interface OpenObject {
 /** Open the object behind a mapping, or say why it cannot be opened. */
 export function openObject(pid: number, r: Region): OpenObject | { error: string } {
   const hex = (a: bigint) => a.toString(16);
+  let mapError = '';
   const tryOpen = (path: string): OpenObject | null => {
     let fd: number;
     try {
       fd = openSync(path, 'r');
-    } catch {
+    } catch (e) {
+      mapError ||= (e as { code?: string }).code ?? String(e);
       return null;
     }
     const st = fstatSync(fd);
@@ -47,7 +49,9 @@ export function openObject(pid: number, r: Region): OpenObject | { error: string
     if (!isErrno(e, 'EACCES', 'EPERM')) throw e;
   }
   const what = r.backing === 'shmem' ? 'its shmem object' : r.backing === 'hugetlbfs' ? 'its hugetlbfs file' : 'its deleted file';
-  return { error: `${what} cannot be opened (${mapFile} needs CAP_SYS_ADMIN and the process holds no fd on it)` };
+  // (map_files: closed without CAP_SYS_ADMIN; gone with a process's main thread, which the memory outlives)
+  const why = mapError === 'EACCES' || mapError === 'EPERM' ? ' needs CAP_SYS_ADMIN' : `: ${mapError}`;
+  return { error: `${what} cannot be opened (${mapFile}${why}, and the process holds no fd on it)` };
 }
 
 export function closeObject(o: OpenObject): void {

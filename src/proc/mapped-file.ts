@@ -73,13 +73,10 @@ export const isMappedFile = (path: string, r: { dev: string; inode: number }, pi
  */
 export function stampMappedFile(pid: number, r: MappedFile): FileStamp | undefined {
   const hex = (a: bigint) => a.toString(16);
-  const ways = [`/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`];
-  if (r.name?.startsWith('/') && !isFuse(r.fsType)) ways.push(`${procPath(pid, 'root')}${r.name}`, r.name);
-  for (const p of ways) {
-    const now = lookAtMapped(p, r, pid, AT_STATX_DONT_SYNC);
-    if (now) return now.file;
-  }
-  return undefined;
+  const look = (p: string) => lookAtMapped(p, r, pid, AT_STATX_DONT_SYNC)?.file;
+  const direct = look(`/proc/${pid}/map_files/${hex(r.start)}-${hex(r.end)}`);
+  if (direct || !r.name?.startsWith('/') || isFuse(r.fsType)) return direct;
+  return look(`${procPath(pid, 'root')}${r.name}`) ?? look(r.name);
 }
 
 /** A mapped file as a snapshot region records it: maps' dev and inode, and the stamp when the dump could take one. */
