@@ -16,6 +16,7 @@ import type { SnapshotRegion } from '../src/snapshot/manifest.js';
 import { MAP, PROT, processVmReadv } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
+import { HostSettings } from '../src/host/settings.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-fail-'));
 let fx: Fixture;
@@ -109,6 +110,29 @@ describe('restore failures', () => {
     p.kill(sig);
     await new Promise((r) => p.once('exit', r));
     expect(await eventually(() => dead(host))).toBe(true);
+  });
+});
+
+describe('more regions than this machine lets a process have', () => {
+  it('says so, with the vm.max_map_count that would do', async (ctx) => {
+    const many = await Fixture.start(['bench-regions']);
+    const settings = new HostSettings();
+    try {
+      const sc = many.scenario('bench-regions');
+      if (sc.skip) {
+        console.log(`SKIP max_map_count: ${sc.skip}`);
+        ctx.skip(sc.skip);
+      }
+      const snap = join(dir, 'regions.psnap');
+      cliJson(['dump', String(many.pid), '-o', snap]);
+      settings.set('/proc/sys/vm/max_map_count', '30000'); // the snapshot has 60025 regions
+      const r = cli(['restore', snap, '--no-profile']);
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toMatch(/^pagesnap restore: cannot (map|mprotect) region .* in the restore host: ENOMEM — the process had 600\d\d regions and vm\.max_map_count lets a process have 30000: raise it \(sysctl -w vm\.max_map_count=120\d\d\d\) and retry$/);
+    } finally {
+      settings.restore();
+      await many.stop();
+    }
   });
 });
 

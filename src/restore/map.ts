@@ -4,6 +4,7 @@
  * where ASLR put them this time) makes the caller start another host; `relocate` maps such regions wherever
  * the kernel chooses instead, and reports where.
  */
+import { readFileSync } from 'node:fs';
 import { MAP, MADV, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type Addr } from '../native/index.js';
 import type { MapsEntry } from '../proc/index.js';
 import type { RestoreHost } from './host.js';
@@ -78,7 +79,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
     const results = host.batch(queued.map((q) => q.call));
     // the batch stops at a failure that is not optional: that one is the last result
     const failed = results.findIndex((r, i) => r < 0n && !queued[i]!.call.optional);
-    if (failed >= 0) throw callError(queued[failed]!.call, queued[failed]!.rp, Number(-results[failed]!));
+    if (failed >= 0) throw callError(queued[failed]!.call, queued[failed]!.rp, Number(-results[failed]!), () => mapCountHint(host, plan));
     results.forEach((r, i) => {
       const { call, rp } = queued[i]!;
       // without MAP_FIXED_NOREPLACE (before Linux 4.17) the address is only a hint
@@ -107,7 +108,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
       if (own.some((m) => m.start < r.end && r.start < m.end)) {
         flush();
         const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, fd, offset);
-        if (got < 0n) throw mapError(rp, Number(-got));
+        if (got < 0n) throw mapError(rp, Number(-got), () => mapCountHint(host, plan));
         rp.start = got;
         relocations.push({ from: r.start, to: rp.start, len, path: r.path });
       } else {
@@ -154,20 +155,39 @@ function regionName(rp: RegionPlan): string {
 }
 
 /** Why a batched call for region `rp` failed. */
-function callError(call: BatchCall, rp: RegionPlan, errno: number): PagesnapError {
+/** Why a batched call for region `rp` failed (`countHint`: what to say if the host ran out of mappings). */
+function callError(call: BatchCall, rp: RegionPlan, errno: number, countHint: () => string | undefined): PagesnapError {
   if (call.op === 'MAP') {
     if (errno === EEXIST) return new PagesnapError(`${regionName(rp)} overlaps a mapping the restore host made meanwhile`, { code: 'EEXIST' });
-    return mapError(rp, errno);
+    return mapError(rp, errno, countHint);
   }
   const code = errnoName(errno);
-  return new PagesnapError(`cannot ${call.op.toLowerCase()} ${regionName(rp)} in the restore host: ${code}`, { code });
+  return new PagesnapError(`cannot ${call.op.toLowerCase()} ${regionName(rp)} in the restore host: ${code}`, { code, hint: code === 'ENOMEM' ? countHint() : undefined });
 }
 
-function mapError(rp: RegionPlan, errno: number): PagesnapError {
+function mapError(rp: RegionPlan, errno: number, countHint: () => string | undefined): PagesnapError {
   const r = rp.region;
   const what = `cannot map ${regionName(rp)} in the restore host`;
   const code = errnoName(errno);
-  const hint = r.kind === 'hugetlb' && code === 'ENOMEM' ? 'reserve huge pages first: echo N > /proc/sys/vm/nr_hugepages'
+  const hint = code === 'ENOMEM' ? countHint() ?? (r.kind === 'hugetlb' ? 'reserve huge pages first: echo N > /proc/sys/vm/nr_hugepages' : undefined)
     : code === 'EPERM' ? 'addresses below vm.mmap_min_addr need CAP_SYS_RAWIO, or pass --relocate' : undefined;
   return new PagesnapError(`${what}: ${code}`, { code, hint });
+}
+
+/**
+ * ENOMEM from mmap or mprotect with the host at vm.max_map_count: the process had more regions than this machine
+ * lets one have (Elasticsearch and some JVMs run with the limit raised).
+ */
+function mapCountHint(host: RestoreHost, plan: RegionsPlan): string | undefined {
+  let max: number;
+  let have: number;
+  try {
+    max = Number(readFileSync('/proc/sys/vm/max_map_count', 'utf8'));
+    have = host.maps().length;
+  } catch {
+    return undefined;
+  }
+  if (have < max - 8) return undefined;
+  const need = plan.regions.filter((rp) => rp.place.how !== 'skip').length;
+  return `the process had ${need} regions and vm.max_map_count lets a process have ${max}: raise it (sysctl -w vm.max_map_count=${Math.max(2 * need, 65530)}) and retry`;
 }
