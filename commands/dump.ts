@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Args, Flags } from '@oclif/core';
 import { PagesnapCommand } from '../src/cli/base.js';
 import { parsePid } from '../src/cli/parse.js';
@@ -43,7 +44,7 @@ export default class Dump extends PagesnapCommand {
   async run(): Promise<unknown> {
     const { argv, flags } = await this.parse(Dump);
     const pids = (argv as string[]).map(parsePid);
-    const output = flags.output ?? `pagesnap-${pids[0]}-${new Date().toISOString().replace(/[:.]/g, '').slice(0, 15)}.psnap`;
+    const output = flags.output ?? defaultOutput(pids[0]!);
     const bar = this.jsonEnabled() ? null : progressBar('dumping');
     const summary = await dump(pids, {
       output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
@@ -52,5 +53,15 @@ export default class Dump extends PagesnapCommand {
     });
     bar?.end();
     return this.emit(summary, () => renderDumpSummary(summary));
+  }
+}
+
+/** pagesnap-PID-TIME.psnap in the working directory, to the second; a name taken already (two dumps in one second)
+ * gets -2, -3, … rather than failing a dump the user named nothing for. */
+function defaultOutput(pid: number): string {
+  const base = `pagesnap-${pid}-${new Date().toISOString().replace(/[:.]/g, '').slice(0, 17)}`;
+  for (let i = 1; ; i++) {
+    const name = i === 1 ? `${base}.psnap` : `${base}-${i}.psnap`;
+    if (!existsSync(name)) return name;
   }
 }

@@ -254,6 +254,24 @@ describe('failures leave no file and a running target', () => {
   });
 });
 
+describe('the default output name', () => {
+  it('is pagesnap-PID-TIME.psnap in the working directory; dumps in the same second get -2, -3 rather than failing', async () => {
+    const fx = await Fixture.start(['anon']);
+    const cwd = mkdtempSync(join(dir, 'default-'));
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = cli(['dump', String(fx.pid)], { cwd });
+        expect(r.code, r.stderr).toBe(0);
+      }
+      const names = readdirSync(cwd).sort();
+      expect(names).toHaveLength(3);
+      for (const n of names) expect(n).toMatch(new RegExp(`^pagesnap-${fx.pid}-\\d{4}-\\d\\d-\\d\\dT\\d{6}(-[23])?\\.psnap$`));
+    } finally {
+      await fx.stop();
+    }
+  });
+});
+
 describe('without root', () => {
   it('dumps its own process: shmem through the fd it holds, otherwise the mapped pages and the reason for the rest', async () => {
     const NOBODY = 65534;

@@ -10,9 +10,9 @@ export interface CliResult {
 }
 
 /** Run the built CLI (what a user runs), as root or as another uid. */
-export function cli(args: string[], opts: { env?: Record<string, string>; uid?: number; gid?: number } = {}): CliResult {
+export function cli(args: string[], opts: { env?: Record<string, string>; uid?: number; gid?: number; cwd?: string } = {}): CliResult {
   const r = spawnSync(process.execPath, [RUN_JS, ...args], {
-    encoding: 'utf8', env: { ...process.env, ...opts.env }, uid: opts.uid, gid: opts.gid, timeout: 60_000, killSignal: 'SIGKILL',
+    encoding: 'utf8', env: { ...process.env, ...opts.env }, uid: opts.uid, gid: opts.gid, cwd: opts.cwd, timeout: 60_000, killSignal: 'SIGKILL',
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
