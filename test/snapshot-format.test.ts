@@ -2,6 +2,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, statSync, readdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
@@ -110,6 +111,14 @@ describe('damaged copies of the golden file give one clear error', () => {
     expect(outcome(v)).toMatch(/format version 9 is newer than this pagesnap reads \(3\)/);
     const ps = Buffer.from(good); ps.writeUInt32LE(12345, 12);
     expect(outcome(ps)).toMatch(/implausible page size 12345/);
+  });
+  it('a directory, a FIFO or a device where a snapshot was expected: one error naming what it is (a FIFO does not block)', () => {
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    for (const [path, what, code] of [[dir, 'a directory', 'EISDIR'], [fifo, 'a FIFO', 'EINVAL'], ['/dev/null', 'a character device', 'EINVAL']] as const) {
+      expect(() => SnapshotReader.open(path)).toThrow(`${path} is ${what}, not a snapshot file (${code})`);
+    }
+    rmSync(fifo);
   });
   it('a flipped byte in a frame is found by verify, with the frame\'s file offset', () => {
     const f = Buffer.from(good); f[64 + 30] ^= 0x40;

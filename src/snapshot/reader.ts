@@ -2,13 +2,14 @@
  * Reads a snapshot at random: the manifest once, page frames on demand (a small cache of decompressed frames).
  * Addresses resolve through a region's runs to a stored page, an object page, zeros, or a clear refusal.
  */
-import { openSync, readSync, closeSync, fstatSync, existsSync } from 'node:fs';
+import { openSync, readSync, closeSync, fstatSync, existsSync, constants } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64, scanPages, willNeed } from '../native/index.js';
 import { decodeHeader, decodeFooter, zstdFrameContentSize, FormatError, HEADER_SIZE, FOOTER_SIZE, EXIT_DAMAGED_STRUCTURE, type Header, type Footer } from './format.js';
 import { decodeManifest, checkRefs, type Block, type FrameIndex, type ParentRef, type Manifest, type Run, type SnapshotObject, type SnapshotProcess, type SnapshotRegion, type Refs, type Hashes } from './manifest.js';
 import { FrameDecoder } from './frame-decoder.js';
+import { describeFile } from './file-kind.js';
 import { lastAtOrBelow } from './bisect.js';
 import { unpackRuns, RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlocks, type RunBlock } from './runs.js';
 
@@ -86,7 +87,8 @@ export class SnapshotReader {
   private static openAt(path: string, depth: number): SnapshotReader {
     let fd: number;
     try {
-      fd = openSync(path, 'r');
+      // (non-blocking: opening a FIFO for reading would wait for a writer)
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (e) {
       const err = fromNodeError(e, 'open', path);
       throw new PagesnapError(`cannot open ${path}: ${(err as { code?: string }).code ?? err.message}`, {
@@ -94,6 +96,9 @@ export class SnapshotReader {
       });
     }
     try {
+      const st = fstatSync(fd);
+      const code = st.isDirectory() ? 'EISDIR' : 'EINVAL';
+      if (!st.isFile()) throw new PagesnapError(`${path} is ${describeFile(st)}, not a snapshot file (${code})`, { code, hint: 'give the path of a snapshot (.psnap) file' });
       return new SnapshotReader(path, fd, depth);
     } catch (e) {
       closeSync(fd);

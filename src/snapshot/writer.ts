@@ -5,6 +5,7 @@
  * name (never replacing an existing file unless forced): a failed or killed dump leaves nothing under that name.
  */
 import { openSync, fsyncSync, closeSync, existsSync, lstatSync, linkSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { describeFile } from './file-kind.js';
 import { dirname, basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
@@ -119,9 +120,6 @@ function publishNoReplace(from: string, to: string): void {
 }
 
 const alreadyExists = (path: string) => new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
-
-const describeFile = (st: Stats) =>
-  st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : 'a special file';
 
 /** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
 export const DEFAULT_FRAME_PAGES = 64;
