@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { cli } from './helpers/cli.js';
+import { patternPage } from '../fixtures/pattern.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fuse-'));
 let fx: Fixture;
@@ -37,6 +38,29 @@ describe('dump of a process that serves its own FUSE mount', () => {
       // the fixture's attributes: 16 pages, mtime 1700000000 s
       const stamp = { size: 65536, mtimeNs: 1_700_000_000n * 1_000_000_000n };
       expect(mapped.map((x) => ({ kind: x.kind, file: x.file }))).toEqual([{ kind: 'file-shared', file: stamp }, { kind: 'file-private', file: stamp }]);
+      // a deleted file there is not opened (that would wait for the frozen server): its mapped half is read through
+      // the mapping, the rest said to be unreadable, and why
+      const gone = snap.process().regions.find((x) => x.path?.endsWith('/gone'))!;
+      expect(gone.object).toBeUndefined();
+      const runs = [...snap.runsOf(gone.runs, snap.pagesOf(gone))].map((x) => [x.pages, x.verdict]);
+      expect(runs).toEqual([[8, 'data'], [8, 'unreadable']]);
+    } finally {
+      snap.close();
+    }
+  });
+
+  it('--freeze none: nothing waits on it, so the deleted file is read whole', (ctx) => {
+    if (skipWhy) ctx.skip(skipWhy);
+    const file = join(dir, 'none.psnap');
+    const r = cli(['dump', String(fx.pid), '--freeze', 'none', '-o', file]);
+    expect(r.code, r.stderr).toBe(0);
+    const snap = SnapshotReader.open(file);
+    try {
+      const gone = snap.process().regions.find((x) => x.path?.endsWith('/gone'))!;
+      expect(gone.object).toBeDefined();
+      // page 12 was never mapped (nor read by anyone since): it comes from the file, as the server gives it
+      const reg = fx.region('fuse-deleted');
+      expect(snap.read(snap.process(), gone.start + 12n * 4096n, 4096).equals(patternPage(reg.seed, 12))).toBe(true);
     } finally {
       snap.close();
     }

@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
@@ -91,6 +91,8 @@ interface Context {
   shmemPages: number;
   /** mapped files' stamps by dev:inode */
   stamps: Map<string, FileStamp | undefined>;
+  /** a frozen target serves FUSE: a file on a FUSE mount may be one only it could read */
+  fuseFrozen: boolean;
   progress: () => void;
 }
 
@@ -110,7 +112,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -118,6 +120,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   try {
     frozen = freeze(targets, method);
     const frozenAt = performance.now();
+    ctx.fuseFrozen = method !== 'none' && targets.some(servesFuse);
     const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid), rollup: parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {} })));
     const expected = layouts.reduce((s, l) => s + (l.rollup.Rss ?? 0) + (l.rollup.Swap ?? 0), 0);
     ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
@@ -286,11 +289,13 @@ function objectEvidence(o: OpenObject, objectFirst: number): ObjectEvidence {
   }));
 }
 
+const FUSE_FROZEN = 'its deleted file lies on a FUSE mount and a process being dumped serves FUSE: opening it could wait for that frozen process for ever (--freeze none reads it whole)';
+
 /** Read a region in windows (its object too): what it recorded, for `recorded`. */
 async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-  const access = ownsObject(shape) ? openObject(pid, r) : undefined;
+  const access = !ownsObject(shape) ? undefined : ctx.fuseFrozen && isFuse(r.fsType) ? { error: FUSE_FROZEN } : openObject(pid, r);
   const rec = new Recorder(ctx.writer);
   try {
     // (only a mapping registered with userfaultfd needs the object's say on its pte-less pages: see objectEvidence)

@@ -3,7 +3,7 @@
  * files are named by in /proc/PID/maps, learned without asking the file system anything. A FUSE daemon frozen for
  * its own dump would never answer a statfs or a lookup on its mount.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { procPath } from './process.js';
 
 export interface Mount {
@@ -43,3 +43,19 @@ export function fsTypesOf(pid: number): Map<string, string> {
 
 /** FUSE: a file system served by a process, which may be one being dumped (frozen, it answers nothing). */
 export const isFuse = (fsType: string | undefined): boolean => fsType === 'fuse' || fsType === 'fuseblk' || !!fsType?.startsWith('fuse.');
+
+/** Whether `pid` holds /dev/fuse open: it serves a FUSE file system (which one is not shown). */
+export function servesFuse(pid: number): boolean {
+  const fds = procPath(pid, 'fd');
+  try {
+    return readdirSync(fds).some((fd) => {
+      try {
+        return readlinkSync(`${fds}/${fd}`) === '/dev/fuse';
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
+}
