@@ -10,7 +10,8 @@ export interface BtrfsSubvolume {
   remove(): void;
 }
 
-const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' });
+// (mkfs.btrfs lives in /usr/sbin, which a non-login PATH may lack)
+const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: `${process.env.PATH ?? ''}:/usr/sbin:/sbin` } });
 
 /** Mount one (root only), or say why it cannot be had here. */
 export function btrfsSubvolume(): BtrfsSubvolume | { skip: string } {
