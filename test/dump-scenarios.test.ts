@@ -119,7 +119,7 @@ describe('the snapshot of a process tree', () => {
 
 describe('a process whose main thread has exited while another runs on', () => {
   // /proc/PID shows a zombie with empty memory files; the memory shows through the live thread's /proc/PID/task/TID
-  it.for(['ptrace', 'sigstop'])('is inspected and dumped whole (--freeze %s), and left running', async (freeze) => {
+  it.for(['ptrace', 'sigstop'])('is inspected, audited and dumped whole (--freeze %s), and left running', async (freeze) => {
     const p = spawn(join(import.meta.dirname, '..', 'fixtures', 'bin', 'leader-exit'), [], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const [pid, addr] = (await new Promise<string>((resolve) => p.stdout!.once('data', (d) => resolve(String(d))))).trim().split(' ');
@@ -129,6 +129,7 @@ describe('a process whose main thread has exited while another runs on', () => {
       const start = BigInt(`0x${addr}`);
       const pages = cliJson(['inspect', pid!, '--pages', `${addr}+64K`]).pages as { state: string }[];
       expect(pages.map((x) => x.state)).toEqual(Array(16).fill('data'));
+      expect(cliJson(['audit', pid!]).processes.map((x: { process: { pid: number } }) => x.process.pid)).toEqual([Number(pid)]);
       const file = join(dir, `leader-exit-${freeze}.psnap`);
       expect(cliJson(['dump', pid!, '--freeze', freeze, '-o', file]).processes).toEqual([Number(pid)]);
       const r = SnapshotReader.open(file);
