@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit } from '../native/index.js';
-import { readStat, accessHint, memoryTask } from '../proc/index.js';
+import { readStat, accessHint, memoryTask, taskState, hasExited } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -29,18 +29,9 @@ const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(
  * which no signal or ptrace request reaches). */
 function threads(pid: number): number[] {
   try {
-    return readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => !exitedState(taskState(pid, tid)));
+    return readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => !hasExited(taskState(pid, tid)));
   } catch {
     throw new PagesnapError(`process ${pid} does not exist`, { code: 'ESRCH', hint: 'check the pid with `ps`' });
-  }
-}
-
-function taskState(pid: number, tid: number): string | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2).split(' ')[0]!;
-  } catch {
-    return null;
   }
 }
 
@@ -138,8 +129,6 @@ function watchdog(command: string): ChildProcess {
 function dismiss(w: ChildProcess): void {
   w.stdin?.end('done\n');
 }
-
-const exitedState = (state: string | null) => state === null || state === 'Z' || state === 'X';
 
 /** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
 const isStopped = (state: string | null) => state === 'T' || state === 't';

@@ -130,23 +130,26 @@ export function openProc(pid: number, file: string, flags = 'r'): number {
   }
 }
 
+/** The state letter of thread `tid` of `pid` (R, S, D, T, t, Z, …), or null when it is gone. */
+export function taskState(pid: number, tid: number): string | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2).split(' ')[0]!;
+  } catch {
+    return null;
+  }
+}
+
+/** A thread in this state runs no more: gone, a zombie, or dead. */
+export const hasExited = (state: string | null): boolean => state === null || state === 'Z' || state === 'X';
+
 /** The threads of `pid` other than its main one that have not exited. */
 function liveThreads(pid: number): number[] {
-  const out: number[] = [];
   try {
-    for (const tid of readdirSync(`/proc/${pid}/task`).map(Number)) {
-      if (tid === pid) continue;
-      try {
-        const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-        if (!'ZX'.includes(st[st.lastIndexOf(')') + 2]!)) out.push(tid);
-      } catch {
-        /* exited meanwhile */
-      }
-    }
+    return readdirSync(`/proc/${pid}/task`).map(Number).filter((tid) => tid !== pid && !hasExited(taskState(pid, tid)));
   } catch {
-    /* the process is gone */
+    return []; // the process is gone
   }
-  return out;
 }
 
 const PF_KTHREAD = 0x00200000;
