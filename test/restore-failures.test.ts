@@ -3,7 +3,7 @@
 // moved restore keeps huge pages whole.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
@@ -132,6 +132,38 @@ describe('more regions than this machine lets a process have', () => {
     } finally {
       settings.restore();
       await many.stop();
+    }
+  });
+});
+
+describe('more shared memory objects than files the host may open', () => {
+  it('a low soft limit is no matter; a low hard one is said, with what is needed (never a bare EMFILE halfway)', async (ctx) => {
+    const NOBODY = 65534;
+    const many = await Fixture.start(['many-objects']);
+    const own = mkdtempSync(join(tmpdir(), 'pagesnap-objects-'));
+    try {
+      const sc = many.scenario('many-objects');
+      if (sc.skip) {
+        console.log(`SKIP many objects: ${sc.skip}`);
+        ctx.skip(sc.skip);
+      }
+      const snap = join(own, 'many.psnap');
+      expect(cliJson(['dump', String(many.pid), '-o', snap]).objects).toBe(1000);
+      // the soft limit alone low: Node raises it to the hard one as it starts, and the host inherits that
+      const soft = spawnSync('prlimit', ['--nofile=256:20000', process.execPath, RUN_JS, 'restore', snap, '--verify', '--no-profile', '--json'], { encoding: 'utf8' });
+      expect(soft.status, soft.stderr).toBe(0);
+      expect(JSON.parse(soft.stdout).verify.mismatches).toBe(0);
+      // the hard limit too, for a user who may not raise it
+      chownSync(own, NOBODY, NOBODY);
+      chownSync(snap, NOBODY, NOBODY);
+      const hard = spawnSync('prlimit', ['--nofile=1024:1024', 'setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, RUN_JS, 'restore', snap, '--no-profile'], {
+        encoding: 'utf8', env: { ...process.env, HOME: '/tmp' },
+      });
+      expect(hard.status).toBe(1);
+      expect(hard.stderr.trim()).toBe('pagesnap restore: the process had 1000 shared memory objects, more than the 1024 files a restore host may open — raise the limit to 1064 or more (ulimit -n; past the hard limit only with CAP_SYS_RESOURCE; LimitNOFILE= for a service)');
+    } finally {
+      await many.stop();
+      rmSync(own, { recursive: true, force: true });
     }
   });
 });

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { cpus } from 'node:os';
 import {
   uffdApi, uffdRegister, uffdUnregister, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_BIT, MADV, PROT, PagesnapError,
-  closeFd, kernelUffdFeatures, type Addr,
+  closeFd, kernelUffdFeatures, prlimit, RLIMIT_NOFILE, type Addr,
 } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
@@ -72,7 +72,29 @@ export interface RestoreResult {
  */
 const HOST_ATTEMPTS = 6;
 
+/** Files a host opens besides the objects' memfds (its channels, userfaultfd, a mapped file at a time), with room. */
+const HOST_OWN_FILES = 64;
+
+/**
+ * The host holds a memfd per object until the restore is done (mapped, filled and verified through it), and so do we:
+ * a process with thousands of shared memory objects (a browser's, a Wayland client's) needs more than the usual
+ * 1024 files. The host inherits our limit: raise it, as far as privilege allows, before it starts.
+ */
+function ensureFiles(plan: RegionsPlan): void {
+  const need = plan.objects.length + HOST_OWN_FILES;
+  const now = prlimit(RLIMIT_NOFILE);
+  if (now.cur >= need) return;
+  try {
+    prlimit(RLIMIT_NOFILE, { cur: need, max: Math.max(now.max, need) });
+  } catch (e) {
+    throw new PagesnapError(`the process had ${plan.objects.length} shared memory objects, more than the ${now.max} files a restore host may open`, {
+      code: 'EMFILE', hint: `raise the limit to ${need} or more (ulimit -n; past the hard limit only with CAP_SYS_RESOURCE; LimitNOFILE= for a service)`, cause: e,
+    });
+  }
+}
+
 function startHost(plan: RegionsPlan, channels: number, relocate: boolean): RestoreHost {
+  ensureFiles(plan);
   for (let attempt = 1; ; attempt++) {
     const host = RestoreHost.spawn(channels, attempt === 1);
     const clash = collisions(host, plan);
