@@ -59,6 +59,7 @@ const CASES: Record<CaseId, [Evidence, Verdict]> = {
   X1: [ev({ kind: 'vvar' }, 'none'), 'special'],
   X2: [ev({ kind: 'secret', shared: true }, 'file'), 'unreadable'],
   X3: [ev({ vmFlags: ['um'] }, 'none'), 'unreadable'],
+  X4: [ev({ kind: 'aio-ring', shared: true }, 'none'), 'data'], // pagemap shows only what the process touched
 };
 
 describe('every case id', () => {
@@ -135,7 +136,7 @@ describe('degraded evidence', () => {
 });
 
 describe('exhaustive', () => {
-  const kinds: RegionKind[] = ['anon-private', 'heap', 'stack', 'shmem-shared', 'file-private', 'file-shared', 'hugetlb', 'vdso', 'vvar', 'vsyscall', 'secret', 'special'];
+  const kinds: RegionKind[] = ['anon-private', 'heap', 'stack', 'shmem-shared', 'file-private', 'file-shared', 'hugetlb', 'vdso', 'vvar', 'vsyscall', 'secret', 'aio-ring', 'special'];
   const states: (PageState | 'none')[] = ['none', 'data', 'zero', 'file', 'swap', 'migration', 'device', 'hwpoison', 'guard', 'uffd-wp-marker', 'poison-marker', 'swap-unknown'];
   it('every kind × sharing × state has a rule', () => {
     for (const kind of kinds) for (const shared of [false, true]) for (const pte of states) {

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { Fixture, type FixtureRegion } from '../../fixtures/driver.js';
 import { expectedPage } from '../../fixtures/pattern.js';
 import { Pagemap, KpageReader, kpfNames, readRegions, type Region } from '../proc/index.js';
-import { PAGE_IS, PagesnapError } from '../native/index.js';
+import { PAGE_IS, PagesnapError, processVmReadv } from '../native/index.js';
 import { HostSettings } from '../host/settings.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { dump } from '../dump/dump.js';
@@ -18,7 +18,7 @@ import { audit } from './audit.js';
 
 export interface LabResult {
   name: string;
-  /** the cases of kernel-semantics §2.1 this re-creates */
+  /** the cases this re-creates (kernel-semantics §2.1, or pagesnap's X cases) */
   cases: string[];
   /** why it could not be re-created here */
   skip?: string;
@@ -67,6 +67,7 @@ export const LAB: readonly Entry[] = [
   { name: 'KSM-merged pages', cases: ['K1'], scenario: 'ksm', regions: ['ksm'], needs: 'ksm' },
   { name: 'MAP_PRIVATE memfd: clean vs copied', cases: ['F2', 'F3'], scenario: 'file-private', regions: ['memfd-private'] },
   { name: 'hugetlb, private and shared', cases: ['H1', 'H2'], scenario: 'hugetlb', regions: ['hugetlb-private', 'hugetlb-shared'], needs: 'hugetlb' },
+  { name: 'aio ring: completions written by the kernel', cases: ['X4'], scenario: 'aio', regions: ['aio-ring'] },
 ];
 
 const SCAN_NAMES: [number, string][] = [
@@ -125,17 +126,23 @@ function pagemapViews(pid: number, region: Region): { pagemap: string; scan: str
   return { pagemap: summarize(bits, pages) + kpfText, scan: summarize(scan, pages).replace(/ nothing$/, ' not reported') };
 }
 
-/** Pages of `reg` that hold data the fixture wrote, and how many of them the snapshot returns byte for byte. */
+/**
+ * Pages of `reg` that hold data the fixture (or the kernel) wrote, and how many of them the snapshot returns byte for
+ * byte. What the kernel wrote is what the process holds now.
+ */
 function keptPages(r: SnapshotReader, pid: number, reg: FixtureRegion): { kept: number; of: number } {
   const proc = r.process(pid);
   let kept = 0;
   let of = 0;
   for (let i = 0; i < reg.pages; i++) {
     const want = expectedPage(reg, i);
-    if (want.kind !== 'bytes') continue;
+    if (want.kind !== 'bytes' && want.kind !== 'kernel') continue;
+    const at = reg.start + BigInt(i) * 4096n;
+    const bytes = want.kind === 'bytes' ? want.bytes : Buffer.alloc(4096);
+    if (want.kind === 'kernel' && processVmReadv(pid, [bytes], [{ addr: at, len: 4096 }]) !== 4096) continue;
     of++;
     try {
-      if (r.read(proc, reg.start + BigInt(i) * 4096n, 4096).equals(want.bytes)) kept++;
+      if (r.read(proc, at, 4096).equals(bytes)) kept++;
     } catch {
       /* not held: not kept */
     }

@@ -77,6 +77,9 @@ export const RULES: readonly Rule[] = [
   // Regions that are never read.
   { case: 'X1', name: 'kernel or device region (vvar, vdso, vsyscall, PFNMAP/IO)', when: (e) => NEVER_READ.has(K(e)), verdict: 'special', why: 'not process memory: never read' },
   { case: 'X2', name: 'memfd_secret memory', when: (e) => K(e) === 'secret', verdict: 'unreadable', why: 'memfd_secret memory: the kernel lets no other process read it (by design)' },
+  // The kernel allocates every page of the ring at io_setup and writes completions through a mapping of its own, so
+  // this page table shows only the pages the process has looked at. None can be opened (map_files gives ENXIO).
+  { case: 'X4', name: 'aio ring page', when: (e) => K(e) === 'aio-ring', verdict: 'data', why: 'an aio completion ring (io_setup): every page exists, written by the kernel; read through the mapping (which maps them, allocating nothing)' },
 
   // A mapping of an object registered with userfaultfd (missing mode) where the object holds no page: as X3 below.
   { case: 'X3', name: 'hole in userfaultfd-missing shmem', when: all((e) => objectKind(e) || privateObject(e), pte('none'), (e) => flag(e, 'um'), (e) => e.object?.data === false && e.object.cached !== true), verdict: 'unreadable', why: UFFD_HOLE },

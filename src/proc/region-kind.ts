@@ -16,6 +16,7 @@ export type RegionKind =
   | 'vvar'
   | 'vsyscall'
   | 'secret'
+  | 'aio-ring'
   | 'special';
 
 /** Where the pages behind a region live. */
@@ -54,6 +55,8 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (vmFlags.includes('pf') || vmFlags.includes('io')) return { kind: 'special', backing: 'device' };
   // memfd_secret(2): removed from the kernel's direct map, so no other process can read it (by design).
   if (n === '/secretmem' && e.deleted && e.dev.startsWith('00:')) return { kind: 'secret', backing: 'secretmem' };
+  // io_setup(2)'s completion ring: a file on the kernel's internal aio mount (no mount table lists it), mapped shared
+  if (n === '/[aio]' && e.deleted && e.perms.shared && e.dev.startsWith('00:') && fsType === undefined) return { kind: 'aio-ring', backing: 'kernel' };
   if (vmFlags.includes('ht') || fsType === 'hugetlbfs') return { kind: 'hugetlb', backing: 'hugetlbfs' };
   if (n === '[heap]') return { kind: 'heap', backing: 'anon' };
   if (n === '[stack]' || n?.startsWith('[stack:')) return { kind: 'stack', backing: 'anon' };

@@ -109,6 +109,11 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return skip('device or PFN-mapped memory cannot be recreated');
       case 'secret':
         return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
+      case 'aio-ring':
+        // The ring's bytes come back as plain memory: the host has no aio context (io_setup places its own ring),
+        // but whoever reads the host's memory sees what the process saw there.
+        notes.push(`${hex(region.start)} was an aio completion ring (io_setup); its bytes are restored as private anonymous memory`);
+        return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'anon-private': case 'heap': case 'stack':
         if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
