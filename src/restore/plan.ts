@@ -106,7 +106,8 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
       case 'special':
-        return skip('device or PFN-mapped memory cannot be recreated');
+        // (an io_uring's or perf event's rings, a KVM vCPU: the memory of an object only the kernel can make again)
+        return skip(region.path?.startsWith('anon_inode:') ? 'a kernel object\'s memory cannot be recreated' : 'device or PFN-mapped memory cannot be recreated');
       case 'secret':
         return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
       case 'aio-ring':
