@@ -67,6 +67,11 @@ describe('region kinds', () => {
     expect(kindOf(byName('/dev/dri/card0'), ['rd', 'wr', 'sh', 'io', 'pf'])).toEqual({ kind: 'special', backing: 'device' });
     expect(kindOf(byName('[anon:jit code]')).kind).toBe('anon-private');
     expect(kindOf(byName('[anon_shmem:ring]')).kind).toBe('shmem-shared');
+    // mappings the kernel makes: an aio context's ring (a deleted file of an internal mount: no fs type), [uprobes]
+    expect(kindOf(byName('/[aio]'))).toEqual({ kind: 'aio-ring', backing: 'kernel' });
+    expect(classifyRegion(byName('/[aio]'), [], 'tmpfs').kind).toBe('shmem-shared');
+    expect(kindOf(byName('[uprobes]'), ['ex', 'me', 'io', 'dc', 'de'])).toEqual({ kind: 'special', backing: 'kernel' });
+    expect(kindOf({ ...byName('[uprobes]'), name: '[sigpage]' })).toEqual({ kind: 'special', backing: 'kernel' });
     expect(kindOf(maps.find((m) => m.start === 0x561a25282000n)!)).toEqual({ kind: 'anon-private', backing: 'anon' });
   });
   it('PFNMAP/IO flags win over a name', () => {

@@ -43,6 +43,13 @@ function shmemSource(e: MapsEntry, fsType?: string): ShmemSource | undefined {
 }
 
 /**
+ * Another mapping the kernel installs for itself under a bracketed name: [uprobes] (out-of-line execution slots, made
+ * when a uprobe first fires; VM_IO), arm's [vectors] and [sigpage]. Bracketed names of process memory are known.
+ */
+const kernelMade = (n: string | null) =>
+  n !== null && n.startsWith('[') && n.endsWith(']') && n !== '[heap]' && !n.startsWith('[stack') && !n.startsWith('[anon:') && !n.startsWith('[anon_shmem:');
+
+/**
  * @param fsType the type of the file system the mapped file lies on (mountinfo, by device): without it tmpfs files
  *               outside /dev/shm look like ordinary files.
  */
@@ -51,6 +58,7 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (n === '[vsyscall]') return { kind: 'vsyscall', backing: 'kernel' };
   if (n === '[vdso]') return { kind: 'vdso', backing: 'kernel' };
   if (n === '[vvar]' || n === '[vvar_vclock]') return { kind: 'vvar', backing: 'kernel' };
+  if (kernelMade(n)) return { kind: 'special', backing: 'kernel' };
   // VM_PFNMAP / VM_IO: device or remapped kernel memory. Reading it can have side effects; pagemap shows nothing.
   if (vmFlags.includes('pf') || vmFlags.includes('io')) return { kind: 'special', backing: 'device' };
   // memfd_secret(2): removed from the kernel's direct map, so no other process can read it (by design).

@@ -107,7 +107,9 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return skip('the kernel maps its own in every process');
       case 'special':
         // (an io_uring's or perf event's rings, a KVM vCPU: the memory of an object only the kernel can make again)
-        return skip(region.path?.startsWith('anon_inode:') ? 'a kernel object\'s memory cannot be recreated' : 'device or PFN-mapped memory cannot be recreated');
+        if (region.path?.startsWith('anon_inode:')) return skip('a kernel object\'s memory cannot be recreated');
+        if (region.backing === 'kernel') return skip('the kernel makes this mapping itself where it needs one');
+        return skip('device or PFN-mapped memory cannot be recreated');
       case 'secret':
         return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
       case 'aio-ring':
