@@ -56,6 +56,28 @@ describe('each freeze method leaves the target as it found it', () => {
     }
   });
 
+  it('a thread in vfork() whose child is stopped cannot be frozen: the error says so and why, and nothing is changed', async (ctx) => {
+    const vf = await Fixture.start(['vfork-stopped']);
+    try {
+      const why = vf.scenario('vfork-stopped').skip;
+      if (why) return ctx.skip(why);
+      const tasks = () => readdirSync(`/proc/${vf.pid}/task`).map((t) => `${t} ${readStat(Number(t)).state}`).sort();
+      const before = tasks();
+      expect(before.map((x) => x.split(' ')[1]).sort()).toEqual(['D', 'S']);
+      for (const method of ['ptrace', 'sigstop'] as const) {
+        const r = cli(['dump', String(vf.pid), '--freeze', method, '-o', join(dir, `vfork-${method}.psnap`)]);
+        expect(r.code).toBe(1);
+        expect(r.stderr.trim()).toMatch(/^pagesnap dump: (thread \d+ of )?process \d+ did not stop within 5 s: it waits in vfork\(\) for its child \d+, which is stopped, to exec or exit — let the child run on, or use --freeze none/);
+        expect(existsSync(join(dir, `vfork-${method}.psnap`))).toBe(false);
+        expect({ method, tasks: tasks(), tracer: tracer(vf.pid), pending: /^ShdPnd:\s+0+$/m.test(readFileSync(`/proc/${vf.pid}/status`, 'utf8')) })
+          .toEqual({ method, tasks: before, tracer: 0, pending: true });
+      }
+      expect(cliJson(['dump', String(vf.pid), '--freeze', 'none', '-o', join(dir, 'vfork-none.psnap')]).freeze).toBe('none');
+    } finally {
+      await vf.stop();
+    }
+  }, 30_000);
+
   it('a target that was already stopped stays stopped (ptrace and sigstop)', () => {
     process.kill(fx.pid, 'SIGSTOP');
     try {

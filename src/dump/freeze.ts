@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit } from '../native/index.js';
-import { readStat, accessHint, memoryTask, taskState, hasExited } from '../proc/index.js';
+import { readStat, accessHint, memoryTask, taskState, hasExited, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -61,11 +61,19 @@ function traceStopped(pid: number, tid: number): boolean | null {
 function waitTraceStops(pid: number, tids: number[]): void {
   let pending = tids;
   for (let i = 0; pending.length > 0; i++) {
-    if (i === 5000) throw new PagesnapError(`thread ${pending[0]} of process ${pid} did not stop within 5 s`, { code: 'ETIMEDOUT' });
+    if (i === 5000) throw notStopping(pid, pending[0]!);
     const before = pending.length;
     pending = pending.filter((tid) => traceStopped(pid, tid) === null);
     if (pending.length === before) sleep(1);
   }
+}
+
+function notStopping(pid: number, tid: number): PagesnapError {
+  const why = whyNotStopped(pid, tid);
+  const thread = tid === pid ? `process ${pid}` : `thread ${tid} of process ${pid}`;
+  return new PagesnapError(`${thread} did not stop within 5 s${why ? `: ${why}` : ''}`, {
+    code: 'ETIMEDOUT', hint: why.includes('vfork') ? 'let the child run on, or use --freeze none (a vfork parent shares its memory with the child until it execs)' : 'try again, or use --freeze none',
+  });
 }
 
 function freezePtrace(pids: number[]): Frozen {
@@ -155,7 +163,7 @@ function freezeSigstop(pids: number[]): Frozen {
       for (const tid of threads(p)) {
         let i = 0;
         for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
-          if (++i > 5000) throw new PagesnapError(`process ${p} did not stop within 5 s`, { code: 'ETIMEDOUT' });
+          if (++i > 5000) throw notStopping(p, tid);
           sleep(1);
         }
       }

@@ -140,6 +140,32 @@ export function taskState(pid: number, tid: number): string | null {
   }
 }
 
+/**
+ * Why a thread asked to stop (SIGSTOP, PTRACE_INTERRUPT) has not, as far as /proc tells: its state and where it
+ * sleeps, and the commonest cause, a vfork() parent, which stops only once its child execs or exits. Empty when
+ * nothing is known.
+ */
+export function whyNotStopped(pid: number, tid: number): string {
+  const state = taskState(pid, tid);
+  if (state === null) return '';
+  const read = (file: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const wchan = read('wchan');
+  const children = read('children').split(' ').filter(Boolean).map(Number);
+  // (wchan names kernel_clone for a vfork parent; its stack, root only, would name __do_sys_vfork)
+  if (state === 'D' && wchan === 'kernel_clone' && children.length > 0) {
+    const stopped = children.filter((c) => { const s = taskState(c, c); return s === 'T' || s === 't'; });
+    const child = stopped[0] ?? children[children.length - 1]!;
+    return `it waits in vfork() for its child ${child}${stopped.length ? ', which is stopped,' : ''} to exec or exit`;
+  }
+  return `state ${state}${wchan && wchan !== '0' ? `, sleeping in ${wchan}` : ''}`;
+}
+
 /** A thread in this state runs no more: gone, a zombie, or dead. */
 export const hasExited = (state: string | null): boolean => state === null || state === 'Z' || state === 'X';
 
