@@ -109,7 +109,7 @@ describe('each freeze method leaves the target as it found it', () => {
     expect(['S', 'R']).toContain(state(fx.pid));
   });
 
-  it('cgroup: freezes the target\'s own cgroup and thaws it; refuses one pagesnap runs in', async (ctx) => {
+  it('cgroup: freezes the target\'s own cgroup and thaws it; refuses one pagesnap runs in; one already frozen stays so', async (ctx) => {
     const mount = cgroup2Mount();
     if (!mount) {
       console.log('SKIP cgroup freeze: no cgroup2 mount');
@@ -125,6 +125,20 @@ describe('each freeze method leaves the target as it found it', () => {
       const root = cli(['dump', String(process.pid), '--freeze', 'cgroup', '-o', join(dir, 'self.psnap')]);
       expect(root.code).toBe(1);
       expect(root.stderr).toMatch(/cannot be frozen|pagesnap itself runs in it/);
+      // a cgroup someone else froze: the target is still already (and deaf to SIGSTOP): every method dumps it and
+      // leaves it frozen
+      writeFileSync(join(g, 'cgroup.freeze'), '1');
+      try {
+        for (const method of ['ptrace', 'sigstop', 'cgroup'] as const) {
+          const r = cli(['dump', String(fx.pid), '--freeze', method, '-o', join(dir, `frozen-${method}.psnap`)]);
+          expect({ method, code: r.code, stderr: r.stderr }).toEqual({ method, code: 0, stderr: '' });
+          expect({ method, freeze: readFileSync(join(g, 'cgroup.freeze'), 'utf8').trim(), frozen: /^frozen 1$/m.test(readFileSync(join(g, 'cgroup.events'), 'utf8')) })
+            .toEqual({ method, freeze: '1', frozen: true });
+        }
+      } finally {
+        writeFileSync(join(g, 'cgroup.freeze'), '0');
+      }
+      expect(/^ShdPnd:\s+0+$/m.test(readFileSync(`/proc/${fx.pid}/status`, 'utf8'))).toBe(true);
     } finally {
       writeFileSync(join(mount, 'cgroup.procs'), String(fx.pid));
       rmdirSync(g);

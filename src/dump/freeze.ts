@@ -5,7 +5,7 @@
  * - sigstop: SIGSTOP the process; cgroup: freeze its cgroup v2. Both would leave the target stopped if pagesnap
  *   were killed outright, so a watchdog process (a shell waiting on a pipe from us) thaws it when that pipe closes.
  * - none: nothing is frozen; the manifest marks the snapshot fuzzy.
- * A target that was already stopped is left stopped. A failure while freezing thaws what was frozen.
+ * A target that was already stopped (or in a frozen cgroup) is left so. A failure while freezing thaws what was frozen.
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -141,8 +141,18 @@ function dismiss(w: ChildProcess): void {
 /** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
 const isStopped = (state: string | null) => state === 'T' || state === 't';
 
+/** In a cgroup v2 that is frozen (by pagesnap or anyone): still already, and deaf to SIGSTOP until thawed. */
+function cgroupFrozen(pid: number): boolean {
+  try {
+    return /^frozen 1$/m.test(readFileSync(`${cgroupOf(pid)}/cgroup.events`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 function freezeSigstop(pids: number[]): Frozen {
-  const stopped = pids.filter((p) => !isStopped(readStat(memoryTask(p)).state)); // (a main thread that has exited is no guide)
+  // (a main thread that has exited is no guide)
+  const stopped = pids.filter((p) => !isStopped(readStat(memoryTask(p)).state) && !cgroupFrozen(p));
   const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
   const frozen: Frozen = {
     method: 'sigstop', pids, freezeMs: 0,
@@ -159,7 +169,7 @@ function freezeSigstop(pids: number[]): Frozen {
   };
   try {
     for (const p of stopped) process.kill(p, 'SIGSTOP');
-    for (const p of pids) {
+    for (const p of stopped) {
       for (const tid of threads(p)) {
         let i = 0;
         for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
