@@ -20,6 +20,7 @@ export default class Serve extends PagesnapCommand {
   static override flags = {
     socket: Flags.string({ required: true, description: 'unix socket path to listen on', helpValue: 'PATH' }),
     threads: Flags.integer({ description: 'background fill threads per session (0: fill on fault only)', min: 0, max: 64, default: 1 }),
+    'cache-mib': Flags.integer({ description: 'MiB of decoded frames each session keeps for its faults, at least 16 frames (a frame is then decoded once for all its pages)', min: 0, default: 256, helpValue: 'N' }),
     once: Flags.boolean({ description: 'exit when the first session ends' }),
   };
 
@@ -32,7 +33,7 @@ export default class Serve extends PagesnapCommand {
     const json = this.jsonEnabled();
     try {
       await serve(args.file, {
-        socket: flags.socket, threads: flags.threads, once: flags.once, signal: ac.signal,
+        socket: flags.socket, threads: flags.threads, faultCacheBytes: flags['cache-mib'] * 2 ** 20, once: flags.once, signal: ac.signal,
         // one line per event as it happens (oclif's --json would print a single result at the end)
         onEvent: (e: ServeEvent) => process.stdout.write(`${json ? JSON.stringify(toJson(e)) : renderServeEvent(e)}\n`),
       });

@@ -47,9 +47,9 @@ class Server {
     });
     this.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
   }
-  static async start(name: string, extra: string[] = []): Promise<Server> {
+  static async start(name: string, extra: string[] = [], snapshot = file): Promise<Server> {
     const socket = join(dir, `${name}.sock`);
-    const proc = spawn(process.execPath, [RUN_JS, 'serve', file, '--socket', socket, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [RUN_JS, 'serve', snapshot, '--socket', socket, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     const s = new Server(proc, socket);
     await s.until((e) => e.kind === 'listening');
     return s;
@@ -114,6 +114,23 @@ describe('serve', () => {
       const r = await client(s, [...range(thp), '--no-prefetch', '--touch', 'random', '--dump', dump]);
       expect(r.code, r.stderr).toBe(0);
       expect(r.out!.touched).toBe(thp.pages);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      const end = await s.until((e) => e.kind === 'end');
+      expect((end.faults as { served: number }).served).toBe(thp.pages);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('serves every page on fault from a decoded-frame cache smaller than what the client touches', async () => {
+    // 8-page frames: the region spans 128 of them, the cache holds 16, so frames are dropped and decoded again
+    const small = join(dir, 'small-frames.psnap');
+    cliJson(['dump', String(fx.pid), '-o', small, '--frame-pages', '8']);
+    const s = await Server.start('small-cache', ['--threads', '0', '--cache-mib', '0'], small);
+    try {
+      const dump = join(dir, 'small-cache.bin');
+      const r = await client(s, [...range(thp), '--no-prefetch', '--touch', 'random', '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
       expect(readFileSync(dump).equals(want(thp))).toBe(true);
       const end = await s.until((e) => e.kind === 'end');
       expect((end.faults as { served: number }).served).toBe(thp.pages);

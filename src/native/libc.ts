@@ -23,7 +23,6 @@ export const fn = {
   write: libc.func('long write(int fd, const void *buf, size_t len)'),
   close: libc.func('int close(int fd)'),
   poll: libc.func('int poll(void *fds, unsigned long nfds, int timeout)'),
-  sched_yield: libc.func('int sched_yield(void)'),
   fcntl: libc.func('int fcntl(int fd, int cmd, ...)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   fallocate: libc.func('int fallocate(int fd, int mode, int64_t off, int64_t len)'),

@@ -312,11 +312,6 @@ export function setNonblocking(fd: number): void {
   if (!(flags & O_NONBLOCK)) check('fcntl', fn.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK), `F_SETFL fd ${fd}`);
 }
 
-/** sched_yield(2): let another runnable thread on this CPU run (a spinning thread must not starve the one it waits for). */
-export function schedYield(): void {
-  fn.sched_yield();
-}
-
 /**
  * poll(2) on `fds` (events per fd); returns each fd's revents. A timeout of -1 waits for ever: call it from a
  * worker thread, never from the main thread.

@@ -9,15 +9,12 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { poll, readRaw, schedYield, POLL, decodeUffdMsg, uffdCopy, type UffdMsg } from '../native/index.js';
+import { poll, readRaw, POLL, decodeUffdMsg, uffdCopy, type UffdMsg } from '../native/index.js';
 import { STAT, type Outcome } from './placer.js';
 import { segmentAt, segmentsIn, unitOf } from './segments.js';
 import { ROW } from './address-map.js';
 import { CTL, type FaultWorkerData, type WorkerMessage } from './stream-shared.js';
 import { workerContext } from './worker-context.js';
-
-/** How long (ms) the fault thread looks for the next fault without sleeping after serving one. */
-const SPIN_MS = 0.2;
 
 // Started early (while the restore sets up), the worker waits for its data; until it says it has loaded, it must not
 // be terminated (see StreamWorkers.terminate).
@@ -25,7 +22,8 @@ parentPort!.once('message', (data: FaultWorkerData) => main(data));
 parentPort!.postMessage({ kind: 'loaded' } satisfies WorkerMessage);
 
 function main(data: FaultWorkerData): void {
-  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 16);
+  const framePages = Math.max(1, data.frames.pages[0] ?? 1);
+  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, Math.max(16, Math.floor(data.cacheBytes / (framePages * data.pageSize))));
   const ps = data.pageSize;
   const psn = BigInt(ps);
 
@@ -142,28 +140,6 @@ function main(data: FaultWorkerData): void {
     }
   }
 
-  const uffdOnly = fds.slice(0, 1);
-  /**
-   * Faults come in bursts (a process touching memory it has not got yet). Waking a thread that sleeps in poll costs
-   * tens of microseconds when it crosses CPUs in a VM, more than serving a fault: so after serving, look for the
-   * next fault without sleeping for a little while (yielding, so a process on this CPU still runs), then sleep.
-   */
-  function spin(): boolean {
-    let until = performance.now() + SPIN_MS;
-    while (performance.now() < until && !Atomics.load(ctl, CTL.STOP)) {
-      const rev = poll(uffdOnly, 0, scratch)[0]!;
-      if (rev & ~POLL.IN) return true; // an error or hang-up: the sleeping poll tells what it means
-      if (!rev) {
-        schedYield();
-        continue;
-      }
-      const served = service.length;
-      if (!serveAll()) return false;
-      if (service.length > served) until = performance.now() + SPIN_MS;
-    }
-    return true;
-  }
-
   try {
     for (;;) {
       const why = end();
@@ -172,7 +148,7 @@ function main(data: FaultWorkerData): void {
         post({ kind: 'gone' });
       }
       if (why) break;
-      if (!serveAll() || !spin()) {
+      if (!serveAll()) {
         Atomics.store(ctl, CTL.STOP, 1);
         post({ kind: 'gone' });
         break;

@@ -23,6 +23,8 @@ export interface ServeOptions {
   socket: string;
   /** fill threads per session (default: 1) */
   threads?: number;
+  /** decoded frames each session's fault thread may keep, bytes (default FAULT_CACHE_BYTES) */
+  faultCacheBytes?: number;
   /** stop serving (sessions in progress end; the socket file is removed) */
   signal?: AbortSignal;
   /** end after the first session does */
@@ -111,14 +113,14 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
       const child = nextId++;
       emit({ kind: 'start', session: child, client: m.cred, pages: plan.counts, lost: plan.lost.length, events: hello.events, prefetch: hello.prefetch, forkOf: parent });
       const s: Streamer = new Streamer(reader, freshUnits(plan.table), {
-        uffd: ufd, pidfd: -1, ranges: plan.ranges, fillThreads, events: map, onFork: (u, mp) => spawnChild(u, mp, child),
+        uffd: ufd, pidfd: -1, ranges: plan.ranges, fillThreads, events: map, onFork: (u, mp) => spawnChild(u, mp, child), faultCacheBytes: opts.faultCacheBytes,
       });
       s.startFill();
       track(run(child, s, performance.now(), null).finally(() => closeFd(ufd)));
     };
     const streamer = new Streamer(reader, plan.table, {
       uffd: m.uffd, pidfd, conn: m.conn, ranges: plan.ranges, fillThreads,
-      events: hello.events.length ? true : undefined, onFork: (u, mp) => spawnChild(u, mp, id),
+      events: hello.events.length ? true : undefined, onFork: (u, mp) => spawnChild(u, mp, id), faultCacheBytes: opts.faultCacheBytes,
     });
     streamer.startFill();
     emit({ kind: 'start', session: id, client: m.cred, pages: plan.counts, lost: plan.lost.length, events: hello.events, prefetch: hello.prefetch });

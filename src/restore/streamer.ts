@@ -10,7 +10,7 @@ import { STAT, STAT_FIELDS, type Damage } from './placer.js';
 import { share, segmentAt, unitOf, unitCount, type SegmentTable } from './segments.js';
 import { AddressMap } from './address-map.js';
 import { Gate } from './gate.js';
-import { CTL, CTL_WORDS, type FaultReport, type FaultWorkerData, type FillWorkerData, type StreamShared, type WorkerMessage } from './stream-shared.js';
+import { CTL, CTL_WORDS, FAULT_CACHE_BYTES, type FaultReport, type FaultWorkerData, type FillWorkerData, type StreamShared, type WorkerMessage } from './stream-shared.js';
 
 export interface StreamOptions {
   uffd: number;
@@ -28,6 +28,8 @@ export interface StreamOptions {
   first?: readonly number[];
   /** record first-fault order */
   profile?: boolean;
+  /** decoded frames the fault thread may keep, bytes (default FAULT_CACHE_BYTES) */
+  faultCacheBytes?: number;
   /** per fill worker: its MOVE channel and staging area, and which units may be moved whole */
   move?: { hostPid: number; channels: number[]; stages: bigint[]; eligible: Uint8Array; auto: boolean };
 }
@@ -122,6 +124,7 @@ export class Streamer {
     };
     const faultData: FaultWorkerData = {
       ...shared, row: 0, pidfd: opts.pidfd, conn: opts.conn ?? -1, stopfd: this.stopfd, ranges: opts.ranges, profile: !!opts.profile,
+      cacheBytes: opts.faultCacheBytes ?? FAULT_CACHE_BYTES,
     };
     this.onFork = opts.onFork;
     for (const w of workers.all) w.ref();
