@@ -33,7 +33,6 @@ export const fn = {
   bind: libc.func('int bind(int fd, const void *addr, unsigned int len)'),
   listen: libc.func('int listen(int fd, int backlog)'),
   chmod: libc.func('int chmod(const char *path, uint32_t mode)'),
-  prlimit: libc.func('int prlimit(int pid, int resource, const uint8_t *newLimit, _Out_ uint8_t *oldLimit)'),
   statx: libc.func('int statx(int dirfd, const char *path, int flags, unsigned int mask, _Out_ uint8_t *buf)'),
   renameat2: libc.func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)'),
   accept4: libc.func('int accept4(int fd, void *addr, void *len, int flags)'),

@@ -78,32 +78,6 @@ export function statx(path: string, flags = 0): Statx {
   };
 }
 
-export const RLIMIT_NOFILE = 7;
-const RLIM_INFINITY = (1n << 64n) - 1n;
-
-export interface Rlimit {
-  /** the soft limit (what applies), Infinity when unlimited */
-  cur: number;
-  /** the hard limit (how far the soft one may be raised without privilege) */
-  max: number;
-}
-
-const fromRlim = (v: bigint) => (v === RLIM_INFINITY ? Infinity : Number(v));
-const toRlim = (v: number) => (v === Infinity ? RLIM_INFINITY : BigInt(v));
-
-/** prlimit(2) of our own process: the limit `resource` has, and (with `set`) what it is to become. */
-export function prlimit(resource: number, set?: Rlimit): Rlimit {
-  const old = Buffer.alloc(16);
-  let neu: Buffer | null = null;
-  if (set) {
-    neu = Buffer.alloc(16);
-    neu.writeBigUInt64LE(toRlim(set.cur), 0);
-    neu.writeBigUInt64LE(toRlim(set.max), 8);
-  }
-  check('prlimit', fn.prlimit(0, resource, neu, old), `resource ${resource}`);
-  return { cur: fromRlim(old.readBigUInt64LE(0)), max: fromRlim(old.readBigUInt64LE(8)) };
-}
-
 /** POSIX_FADV_WILLNEED: the kernel starts reading [off, off+len) of the file into the page cache and returns. */
 export function willNeed(fd: number, off: number, len: number): void {
   const e = fn.posix_fadvise(fd, off, len, 3) as number; // returns the error number itself, not -1 + errno

@@ -8,7 +8,7 @@ import { fallocate, mmap, munmap, view, closeFd, MAP, PROT, fromNodeError, type 
 import type { FrameDecoder } from '../snapshot/frame-decoder.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import type { RestoreHost } from './host.js';
-import type { DirectWrite, RegionsPlan } from './plan.js';
+import type { DirectWrite, ObjectPlan } from './plan.js';
 
 /** Call `write(bytes, pageIndex)` for stored pages [src, src+count), a frame's piece at a time. */
 function eachPiece(d: FrameDecoder, src: number, count: number, write: (bytes: Buffer, at: number) => void): void {
@@ -25,32 +25,34 @@ function writeAll(fd: number, b: Buffer, position: number, what: string): void {
   }
 }
 
-/** Fill each object's memfd from the snapshot: data written, zero pages allocated (as they were), holes left. */
-export function fillObjects(host: RestoreHost, reader: SnapshotReader, decoder: FrameDecoder, plan: RegionsPlan, hostFds: Map<number, number>): number {
+/**
+ * Fill an object's memfd (host fd `hostFd`) from the snapshot: data written, zero pages allocated (as they were),
+ * holes left. `then(fd)` is given our descriptor of it before it is closed. Returns the pages written.
+ */
+export function fillObject(host: RestoreHost, reader: SnapshotReader, decoder: FrameDecoder, o: ObjectPlan, hostFd: number, then?: (fd: number) => void): number {
   const ps = reader.pageSize;
   let pages = 0;
-  for (const o of plan.objects) {
-    const fd = host.fd(hostFds.get(o.object.id)!);
-    // hugetlbfs takes no write(2): map it here and copy in
-    const base: Addr | null = o.hugePage ? mmap(o.object.size, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0) : null;
-    try {
-      for (const { run, offset, pages: n, src } of reader.stretches(o.object)) {
-        if (run.verdict === 'data') {
-          eachPiece(decoder, src!, n, (bytes, k) => {
-            const at = (offset + k) * ps;
-            if (base !== null) bytes.copy(view(base + BigInt(at), bytes.length));
-            // the last page may run past the object's end: writing it whole would grow the object
-            else writeAll(fd, bytes.subarray(0, Math.max(0, Math.min(bytes.length, o.object.size - at))), at, `object ${o.object.name}`);
-          });
-          pages += n;
-        } else if (run.verdict === 'zero' && base === null) {
-          fallocate(fd, 0, offset * ps, n * ps);
-        }
+  const fd = host.fd(hostFd);
+  // hugetlbfs takes no write(2): map it here and copy in
+  const base: Addr | null = o.hugePage ? mmap(o.object.size, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0) : null;
+  try {
+    for (const { run, offset, pages: n, src } of reader.stretches(o.object)) {
+      if (run.verdict === 'data') {
+        eachPiece(decoder, src!, n, (bytes, k) => {
+          const at = (offset + k) * ps;
+          if (base !== null) bytes.copy(view(base + BigInt(at), bytes.length));
+          // the last page may run past the object's end: writing it whole would grow the object
+          else writeAll(fd, bytes.subarray(0, Math.max(0, Math.min(bytes.length, o.object.size - at))), at, `object ${o.object.name}`);
+        });
+        pages += n;
+      } else if (run.verdict === 'zero' && base === null) {
+        fallocate(fd, 0, offset * ps, n * ps);
       }
-    } finally {
-      if (base !== null) munmap(base, o.object.size);
-      closeFd(fd);
     }
+    then?.(fd);
+  } finally {
+    if (base !== null) munmap(base, o.object.size);
+    closeFd(fd);
   }
   return pages;
 }

@@ -9,7 +9,7 @@ import { MAP, MADV, PROT, O_RDONLY, O_RDWR, MFD, PagesnapError, errnoName, type 
 import type { MapsEntry } from '../proc/index.js';
 import type { RestoreHost } from './host.js';
 import type { BatchCall } from './host-protocol.js';
-import { dumpAdvice, type RegionPlan, type RegionsPlan } from './plan.js';
+import { dumpAdvice, type ObjectPlan, type RegionPlan, type RegionsPlan } from './plan.js';
 
 export interface Relocation {
   from: Addr;
@@ -48,31 +48,56 @@ export function collisionError(c: Collision): PagesnapError {
   );
 }
 
-/**
- * Create each object (shmem, hugetlbfs, deleted file) as a memfd in the host (sized, not yet filled). Returns host fd per object id.
- */
-export function createObjects(host: RestoreHost, plan: RegionsPlan): Map<number, number> {
-  const fds = new Map<number, number>();
-  for (const o of plan.objects) {
-    const base = o.object.name.replace(/^.*\//, '').replace(/ \(deleted\)$/, '') || `object-${o.object.id}`;
-    const flags = o.hugePage ? MFD.HUGETLB | (Math.log2(o.hugePage) << MFD_HUGE_SHIFT) : 0;
-    const fd = host.memfd(`pagesnap:${base}`, flags);
-    host.ftruncate(fd, o.object.size);
-    fds.set(o.object.id, fd);
-  }
-  return fds;
+/** Create an object (shmem, hugetlbfs, a deleted file) as a memfd in the host, sized, not yet filled; its host fd. */
+export function createObject(host: RestoreHost, o: ObjectPlan): number {
+  // `/memfd:NAME (deleted)` comes back as `/memfd:pagesnap:NAME (deleted)`, `/dev/shm/NAME` as `…pagesnap:NAME`
+  const base = o.object.name.replace(/^.*\//, '').replace(/^memfd:/, '').replace(/ \(deleted\)$/, '') || `object-${o.object.id}`;
+  const flags = o.hugePage ? MFD.HUGETLB | (Math.log2(o.hugePage) << MFD_HUGE_SHIFT) : 0;
+  const fd = host.memfd(`pagesnap:${base}`, flags);
+  host.ftruncate(fd, o.object.size);
+  return fd;
+}
+
+/** Files and objects the host holds open at once while regions are mapped (past it, queued closes are sent). */
+const HELD_FILES = 32;
+
+/** What a region is mapped from: '' for anonymous memory, else a file (by path and access) or an object. */
+function sourceOf(rp: RegionPlan): string {
+  const p = rp.place;
+  if (p.how === 'file') return `${(rp.flags & MAP.SHARED) !== 0 && (rp.prot & PROT.WRITE) !== 0 ? 'w' : 'r'}${p.path}`;
+  if (p.how === 'object') return `o${p.object}`;
+  return '';
 }
 
 /**
  * Map every region that is not skipped. Returns the relocations made; sets each plan's `start` to where its
- * region went. Regions at their own addresses are mapped in batches (map, protect, advise), in plan order; a
- * relocated one goes alone, after everything before it: where the kernel puts it must not be a place a region
- * mapped earlier in the plan wanted.
+ * region went. `openObject(id)` gives an object's fd in the host, created and filled; it is called once per object.
+ *
+ * Regions at their own addresses may be mapped in any order, so those of one file or object are mapped together, in
+ * batches of calls (map, protect, advise): each file is opened and each object made once, and closed as soon as its
+ * regions are mapped, so the host holds a few files at a time however many the process had (a browser has
+ * thousands of shared memory objects; one fd each would need more than the usual limit of 1024). Relocated
+ * regions go last, one at a time: where the kernel puts one must not be a place another region wants.
  */
-export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<number, number>, relocate: boolean): Relocation[] {
-  const files = new Map<string, number>();
+export function mapRegions(host: RestoreHost, plan: RegionsPlan, relocate: boolean, openObject: (id: number) => number): Relocation[] {
   const relocations: Relocation[] = [];
   const own = relocate ? host.maps() : [];
+  const groups = new Map<string, RegionPlan[]>();
+  const later: RegionPlan[] = [];
+  for (const rp of plan.regions) {
+    if (rp.place.how === 'skip') continue;
+    if (own.some((m) => m.start < rp.region.end && rp.region.start < m.end)) later.push(rp);
+    else {
+      const src = sourceOf(rp);
+      const g = groups.get(src);
+      if (g) g.push(rp);
+      else groups.set(src, [rp]);
+    }
+  }
+  const laterSources = new Set(later.map(sourceOf));
+  /** host fds open, by source; those whose CLOSE is queued are in `closing` */
+  const held = new Map<string, number>();
+  const closing: string[] = [];
   /** calls not yet sent, each with the region it is for */
   const queued: { call: BatchCall; rp: RegionPlan }[] = [];
   const flush = () => {
@@ -86,44 +111,57 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, objectFds: Map<
       if (call.op === 'MAP' && r !== rp.start) throw new PagesnapError(`${regionName(rp)} was mapped at ${hex(r)} instead`, { code: 'EEXIST' });
     });
     queued.length = 0;
+    for (const src of closing.splice(0)) held.delete(src);
   };
+  const open = (rp: RegionPlan): number => {
+    const src = sourceOf(rp);
+    const p = rp.place;
+    if (p.how !== 'file' && p.how !== 'object') return -1;
+    let fd = held.get(src);
+    if (fd === undefined) {
+      if (held.size >= HELD_FILES) flush();
+      fd = p.how === 'file' ? host.open(p.path, src.startsWith('w') ? O_RDWR : O_RDONLY) : openObject(p.object);
+      held.set(src, fd);
+    }
+    return fd;
+  };
+  const queueRest = (rp: RegionPlan, len: number) => {
+    if (rp.mapProt !== rp.prot) queued.push({ call: { op: 'MPROTECT', words: [rp.start, len, rp.prot] }, rp });
+    // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
+    const advice = rp.apart ? [...rp.advice.filter((a) => a !== MADV.DONTDUMP), dumpAdvice(rp, true)] : rp.advice;
+    for (const a of advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
+  };
+  const offsetOf = (rp: RegionPlan) => (rp.place.how === 'file' ? rp.region.offset : rp.place.how === 'object' ? rp.region.object!.offset : 0n);
   try {
-    for (const rp of plan.regions) {
-      const r = rp.region;
-      const p = rp.place;
-      if (p.how === 'skip') continue;
-      const len = Number(r.end - r.start);
-      let fd = -1;
-      let offset = 0n;
-      if (p.how === 'file') {
-        const writable = (rp.flags & MAP.SHARED) !== 0 && (rp.prot & PROT.WRITE) !== 0;
-        const key = `${writable ? 'w' : 'r'}${p.path}`;
-        if (!files.has(key)) files.set(key, host.open(p.path, writable ? O_RDWR : O_RDONLY));
-        fd = files.get(key)!;
-        offset = r.offset;
-      } else if (p.how === 'object') {
-        fd = objectFds.get(p.object)!;
-        offset = r.object!.offset;
-      }
-      if (own.some((m) => m.start < r.end && r.start < m.end)) {
-        flush();
-        const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, fd, offset);
-        if (got < 0n) throw mapError(rp, Number(-got), () => mapCountHint(host, plan));
-        rp.start = got;
-        relocations.push({ from: r.start, to: rp.start, len, path: r.path });
-      } else {
+    for (const [src, rps] of groups) {
+      for (const rp of rps) {
+        const r = rp.region;
+        const len = Number(r.end - r.start);
+        const fd = open(rp);
         rp.start = r.start;
-        queued.push({ call: { op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offset] }, rp });
+        queued.push({ call: { op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offsetOf(rp)] }, rp });
+        queueRest(rp, len);
       }
-      if (rp.mapProt !== rp.prot) queued.push({ call: { op: 'MPROTECT', words: [rp.start, len, rp.prot] }, rp });
-      // advice the kernel no longer takes (or this mapping refuses) only costs fidelity
-      const advice = rp.apart ? [...rp.advice.filter((a) => a !== MADV.DONTDUMP), dumpAdvice(rp, true)] : rp.advice;
-      for (const a of advice) queued.push({ call: { op: 'MADVISE', words: [rp.start, len, a], optional: true }, rp });
+      // a mapping keeps its file: the fd is not needed once the map call has run
+      if (held.has(src) && !laterSources.has(src)) {
+        queued.push({ call: { op: 'CLOSE', words: [held.get(src)!], optional: true }, rp: rps[0]! });
+        closing.push(src);
+      }
     }
     flush();
+    for (const rp of later) {
+      const r = rp.region;
+      const len = Number(r.end - r.start);
+      const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, open(rp), offsetOf(rp));
+      if (got < 0n) throw mapError(rp, Number(-got), () => mapCountHint(host, plan));
+      rp.start = got;
+      relocations.push({ from: r.start, to: rp.start, len, path: r.path });
+      queueRest(rp, len);
+      flush();
+    }
   } finally {
     try {
-      host.batch([...files.values()].map((fd) => ({ op: 'CLOSE', words: [fd], optional: true })));
+      host.batch([...held.values()].map((fd) => ({ op: 'CLOSE', words: [fd], optional: true })));
     } catch {
       /* the host is gone: what failed first is the error to report */
     }
@@ -154,7 +192,6 @@ function regionName(rp: RegionPlan): string {
   return `region ${hex(r.start)}-${hex(r.end)} ${r.path ?? `[${r.kind}]`}`;
 }
 
-/** Why a batched call for region `rp` failed. */
 /** Why a batched call for region `rp` failed (`countHint`: what to say if the host ran out of mappings). */
 function callError(call: BatchCall, rp: RegionPlan, errno: number, countHint: () => string | undefined): PagesnapError {
   if (call.op === 'MAP') {

@@ -8,20 +8,20 @@ import { performance } from 'node:perf_hooks';
 import { cpus } from 'node:os';
 import {
   uffdApi, uffdRegister, uffdUnregister, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_BIT, MADV, PROT, PagesnapError,
-  closeFd, kernelUffdFeatures, prlimit, RLIMIT_NOFILE, type Addr,
+  kernelUffdFeatures, type Addr,
 } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { RestoreHost, type UffdKind } from './host.js';
-import { collisions, collisionError, createObjects, mapRegions, joinApart, sealRegions, type Relocation } from './map.js';
+import { collisions, collisionError, createObject, mapRegions, joinApart, sealRegions, type Relocation } from './map.js';
 import { planContent, planRegions, type ContentPlan, type LostRange, type Range, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
-import { fillObjects, writePages } from './direct.js';
+import { fillObject, writePages } from './direct.js';
 import { Placer, STAT_FIELDS } from './placer.js';
 import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
 import { Streamer, StreamWorkers } from './streamer.js';
 import { profilePath, readProfile, writeProfile } from './profile.js';
-import { verifyRestore, type VerifyResult } from './verify.js';
+import { Verifier, type VerifyResult } from './verify.js';
 
 export type FillMode = 'copy' | 'move' | 'auto';
 
@@ -72,29 +72,7 @@ export interface RestoreResult {
  */
 const HOST_ATTEMPTS = 6;
 
-/** Files a host opens besides the objects' memfds (its channels, userfaultfd, a mapped file at a time), with room. */
-const HOST_OWN_FILES = 64;
-
-/**
- * The host holds a memfd per object until the restore is done (mapped, filled and verified through it), and so do we:
- * a process with thousands of shared memory objects (a browser's, a Wayland client's) needs more than the usual
- * 1024 files. The host inherits our limit: raise it, as far as privilege allows, before it starts.
- */
-function ensureFiles(plan: RegionsPlan): void {
-  const need = plan.objects.length + HOST_OWN_FILES;
-  const now = prlimit(RLIMIT_NOFILE);
-  if (now.cur >= need) return;
-  try {
-    prlimit(RLIMIT_NOFILE, { cur: need, max: Math.max(now.max, need) });
-  } catch (e) {
-    throw new PagesnapError(`the process had ${plan.objects.length} shared memory objects, more than the ${now.max} files a restore host may open`, {
-      code: 'EMFILE', hint: `raise the limit to ${need} or more (ulimit -n; past the hard limit only with CAP_SYS_RESOURCE; LimitNOFILE= for a service)`, cause: e,
-    });
-  }
-}
-
 function startHost(plan: RegionsPlan, channels: number, relocate: boolean): RestoreHost {
-  ensureFiles(plan);
   for (let attempt = 1; ; attempt++) {
     const host = RestoreHost.spawn(channels, attempt === 1);
     const clash = collisions(host, plan);
@@ -152,7 +130,6 @@ interface Prepared {
   host: RestoreHost;
   plan: RegionsPlan;
   content: ContentPlan;
-  objectFds: Map<number, number>;
   relocations: Relocation[];
   /** the ranges registered with userfaultfd (touching ones as one) */
   registered: Range[];
@@ -181,12 +158,22 @@ function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
  * objects created and filled, copied-on-write file pages written, private memory registered with userfaultfd,
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
  */
-function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean, keep: (h: RestoreHost) => void): Prepared {
+function prepare(
+  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean,
+  verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
+): Prepared {
   const plan = planRegions(reader, proc);
   const host = startHost(plan, channels, relocate);
   keep(host);
-  const objectFds = createObjects(host, plan);
-  const relocations = mapRegions(host, plan, objectFds, relocate);
+  const objects = new Map(plan.objects.map((o) => [o.object.id, o]));
+  let objectPages = 0;
+  // each object is made and filled as its regions are reached, and checked while we hold it
+  const relocations = mapRegions(host, plan, relocate, (id) => {
+    const o = objects.get(id)!;
+    const fd = createObject(host, o);
+    objectPages += fillObject(host, reader, decoder, o, fd, verifier && ((ours) => verifier.object(o, ours)));
+    return fd;
+  });
   const content = planContent(reader, plan);
   const has = (f: number) => (offered & BigInt(f)) !== 0n;
   if (content.counts.poison > 0 && !has(UFFD_FEATURE.POISON)) {
@@ -204,11 +191,10 @@ function prepare(reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotPr
       throw new PagesnapError(`userfaultfd cannot fill 0x${r.start.toString(16)} (register gave ioctls 0x${ioctls.toString(16)})`, { code: 'EINVAL' });
     }
   }
-  const objectPages = fillObjects(host, reader, decoder, plan, objectFds);
   const written = writePages(host, decoder, content.writes);
   for (const g of content.guards) host.madvise(g.start, g.len, MADV.GUARD_INSTALL);
   const poisoned = placePoison(host.uffd, decoder, content);
-  return { host, plan, content, objectFds, relocations, registered, objectPages, written, poisoned };
+  return { host, plan, content, relocations, registered, objectPages, written, poisoned };
 }
 
 export async function restore(path: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
@@ -218,7 +204,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
   const decoder = new FrameDecoder(source.paths, source.frames, reader.pageSize, 4);
   let host: RestoreHost | undefined;
   let workers: StreamWorkers | undefined;
-  const ourObjectFds = new Map<number, number>();
   try {
     const proc = reader.process(opts.pid);
     reader.prefetchTables(proc);
@@ -228,7 +213,8 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const threads = Math.max(1, opts.threads ?? Math.min(2, cpus().length));
     // the workers load while the host is set up
     workers = new StreamWorkers(threads);
-    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, (h) => (host = h));
+    const verifier = opts.verify ? new Verifier(reader) : undefined;
+    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
     const h = p.host;
     const setupMs = performance.now() - t0;
     const ps = reader.pageSize;
@@ -270,11 +256,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const sealNotes = sealRegions(h, p.plan);
     const fullMs = performance.now() - t0;
 
-    let verify: VerifyResult | undefined;
-    if (opts.verify) {
-      for (const [id, fd] of p.objectFds) ourObjectFds.set(id, h.fd(fd));
-      verify = verifyRestore(h.pid, reader, p.plan, p.content, ourObjectFds, end.damage);
-    }
+    const verify: VerifyResult | undefined = verifier?.memory(h.pid, p.content, end.damage);
     let profile: RestoreResult['profile'] = prior ? { used: prior.pages.length, recorded: 0, path: profileFile } : null;
     const profileNotes: string[] = [];
     if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
@@ -307,7 +289,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
       relocations: p.relocations, lost: p.content.lost, damage: uniqueDamage(end.damage), profile,
       notes: [...p.plan.notes, ...sealNotes, ...moveNotes(streamer), ...profileNotes], verify,
     };
-    for (const fd of p.objectFds.values()) h.close(fd);
     if (opts.hold) {
       h.detach();
       if (!lazy) opts.onReady?.(h.pid);
@@ -315,7 +296,6 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     return result;
   } finally {
     await workers?.terminate();
-    for (const fd of ourObjectFds.values()) closeFd(fd);
     decoder.close();
     reader.close();
     if (host) {

@@ -1,12 +1,12 @@
 /**
- * `restore --verify`: read back every page the restore placed (from the host's memory, and from each recreated
- * object's memfd) and compare it with the snapshot: stored pages by their XXH3-64 hash, zero pages as zero.
- * Poisoned pages are not read (that is their point). Runs after the restore is full, so no read can fault.
+ * `restore --verify`: read back every page the restore placed (from each recreated object's memfd once it is filled,
+ * and from the host's memory once the restore is full, so no read can fault) and compare it with the snapshot:
+ * stored pages by their XXH3-64 hash, zero pages as zero. Poisoned pages are not read (that is their point).
  */
 import { openSync, readSync, closeSync } from 'node:fs';
 import { scanPages, fromNodeError, type Addr } from '../native/index.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
-import type { ContentPlan, RegionsPlan } from './plan.js';
+import type { ContentPlan, ObjectPlan } from './plan.js';
 import { Op } from './segments.js';
 
 export interface Mismatch {
@@ -68,39 +68,63 @@ class Checker {
 
 const hex = (a: Addr) => `0x${a.toString(16)}`;
 
-/** `skip`: ranges poisoned during the restore (damaged frames), reported on their own and not read. */
-export function verifyRestore(hostPid: number, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan, objectFds: Map<number, number>, skip: readonly { addr: Addr; pages: number }[] = []): VerifyResult {
-  const c = new Checker(reader);
-  const ps = reader.pageSize;
-  // /proc/PID/mem rather than process_vm_readv: it reads PROT_NONE regions too
-  let mem: number;
-  try {
-    mem = openSync(`/proc/${hostPid}/mem`, 'r');
-  } catch (e) {
-    throw fromNodeError(e, 'open', `/proc/${hostPid}/mem`);
+/**
+ * Checks a restore as it goes: each object through its memfd once it is filled (nothing writes to it afterwards,
+ * and its descriptor is not kept), then the host's memory once the restore is full.
+ */
+export class Verifier {
+  private readonly c: Checker;
+
+  constructor(private readonly reader: SnapshotReader) {
+    this.c = new Checker(reader);
   }
-  const fromHost = (addr: Addr) => (b: Buffer, at: number) => {
-    const a = addr + BigInt(at * ps);
-    let got: number;
-    try {
-      got = readSync(mem, b, 0, b.length, Number(a));
-    } catch (e) {
-      throw fromNodeError(e, 'read', `the restore host at ${hex(a)}`);
+
+  /** Check object `o`'s content, read through `fd`. */
+  object(o: ObjectPlan, fd: number): void {
+    const ps = this.reader.pageSize;
+    for (const { run, offset, pages, src } of this.reader.stretches(o.object)) {
+      if (run.verdict !== 'data' && run.verdict !== 'zero') continue;
+      this.c.check(pages, src ?? null, (b, at) => {
+        try {
+          // past the object's end (its last page) it reads as zeros, as the snapshot holds it
+          b.fill(0, readSync(fd, b, 0, b.length, (offset + at) * ps));
+        } catch (e) {
+          throw fromNodeError(e, 'pread', `object ${o.object.id}`);
+        }
+      }, (i) => `object ${o.object.id} + 0x${((offset + i) * ps).toString(16)}`);
     }
-    if (got !== b.length) throw new Error(`short read of the restore host at ${hex(a)}`);
-  };
-  try {
-    return check(c, fromHost, reader, plan, content, objectFds, skip);
-  } finally {
-    closeSync(mem);
+  }
+
+  /** Check every page placed in the host's memory, and give the whole result. `skip`: ranges poisoned during the restore (damaged frames), reported on their own and not read. */
+  memory(hostPid: number, content: ContentPlan, skip: readonly { addr: Addr; pages: number }[] = []): VerifyResult {
+    // /proc/PID/mem rather than process_vm_readv: it reads PROT_NONE regions too
+    let mem: number;
+    try {
+      mem = openSync(`/proc/${hostPid}/mem`, 'r');
+    } catch (e) {
+      throw fromNodeError(e, 'open', `/proc/${hostPid}/mem`);
+    }
+    const ps = this.reader.pageSize;
+    const fromHost = (addr: Addr) => (b: Buffer, at: number) => {
+      const a = addr + BigInt(at * ps);
+      let got: number;
+      try {
+        got = readSync(mem, b, 0, b.length, Number(a));
+      } catch (e) {
+        throw fromNodeError(e, 'read', `the restore host at ${hex(a)}`);
+      }
+      if (got !== b.length) throw new Error(`short read of the restore host at ${hex(a)}`);
+    };
+    try {
+      checkMemory(this.c, fromHost, ps, content, skip);
+    } finally {
+      closeSync(mem);
+    }
+    return this.c.result;
   }
 }
 
-function check(
-  c: Checker, fromHost: (addr: Addr) => (b: Buffer, at: number) => void, reader: SnapshotReader, plan: RegionsPlan, content: ContentPlan,
-  objectFds: Map<number, number>, skip: readonly { addr: Addr; pages: number }[],
-): VerifyResult {
-  const ps = reader.pageSize;
+function checkMemory(c: Checker, fromHost: (addr: Addr) => (b: Buffer, at: number) => void, ps: number, content: ContentPlan, skip: readonly { addr: Addr; pages: number }[]): void {
   const t = content.table;
   const skipped = (p: number) => skip.some((d) => p >= Number(d.addr / BigInt(ps)) && p < Number(d.addr / BigInt(ps)) + d.pages);
   for (let s = 0; s < t.pages.length; s++) {
@@ -119,19 +143,4 @@ function check(
     }
   }
   for (const w of content.writes) c.check(w.pages, w.src, fromHost(w.addr), (i) => hex(w.addr + BigInt(i * ps)));
-  for (const o of plan.objects) {
-    const fd = objectFds.get(o.object.id)!;
-    for (const { run, offset, pages, src } of reader.stretches(o.object)) {
-      if (run.verdict !== 'data' && run.verdict !== 'zero') continue;
-      c.check(pages, src ?? null, (b, at) => {
-        try {
-          // past the object's end (its last page) it reads as zeros, as the snapshot holds it
-          b.fill(0, readSync(fd, b, 0, b.length, (offset + at) * ps));
-        } catch (e) {
-          throw fromNodeError(e, 'pread', `object ${o.object.id}`);
-        }
-      }, (i) => `object ${o.object.id} + 0x${((offset + i) * ps).toString(16)}`);
-    }
-  }
-  return c.result;
 }
