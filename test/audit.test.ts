@@ -25,7 +25,7 @@ const EXPECT: Record<string, Expect> = {
   'shmem-swapped': { lost: ['S3', 16] }, 'seed-shmem': { lost: ['S3', 16] },
   'anon-guard': { marker: 4 }, 'shmem-guard': { marker: 4 }, 'wp-hole': { marker: 16 }, poisoned: { marker: 4 },
   // a private memfd mapping's clean pages are its object's data (F2, stored with the object): not needless
-  'file-private': { file: 8 }, 'huge-zero': { zero: 512 },
+  'file-private': { file: 8 }, 'huge-zero': { zero: 512 }, 'zero-private': { zero: 4 },
   // a deleted file's pages that are not mapped are in nothing a pagemap-only dumper reads (only its holes are empty)
   'deleted-private': { lost: ['F1', 12] }, 'deleted-shared': { lost: ['F1', 8] },
 };

@@ -73,6 +73,11 @@ describe('region kinds', () => {
     expect(kindOf(byName('[uprobes]'), ['ex', 'me', 'io', 'dc', 'de'])).toEqual({ kind: 'special', backing: 'kernel' });
     expect(kindOf({ ...byName('[uprobes]'), name: '[sigpage]' })).toEqual({ kind: 'special', backing: 'kernel' });
     expect(kindOf(maps.find((m) => m.start === 0x561a25282000n)!)).toEqual({ kind: 'anon-private', backing: 'anon' });
+    // a private mapping of /dev/zero is anonymous memory; a container's /dev is a tmpfs, and its nodes are devices
+    const zeroPrivate = maps.find((m) => m.name === '/dev/zero' && !m.perms.shared)!;
+    expect(kindOf(zeroPrivate)).toEqual({ kind: 'anon-private', backing: 'anon' });
+    expect(classifyRegion(zeroPrivate, [], 'tmpfs')).toEqual({ kind: 'anon-private', backing: 'anon' });
+    expect(classifyRegion(byName('/dev/dri/card0'), ['rd', 'wr', 'sh'], 'tmpfs')).toEqual({ kind: 'special', backing: 'device' });
   });
   it('PFNMAP/IO flags win over a name', () => {
     expect(kindOf(byName('/tmp/gone.dat'), ['rd', 'pf']).kind).toBe('special');

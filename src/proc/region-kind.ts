@@ -38,7 +38,8 @@ function shmemSource(e: MapsEntry, fsType?: string): ShmemSource | undefined {
   if (n.startsWith('[anon_shmem:')) return 'shared-anon';
   if (/^\/SYSV[0-9a-f]{8}$/.test(n)) return 'sysv';
   if (n.startsWith('/dev/shm/')) return 'tmpfs';
-  if (fsType === 'tmpfs') return 'tmpfs';
+  // (a container's /dev is often a tmpfs: its device nodes are not shmem)
+  if (fsType === 'tmpfs' && !n.startsWith('/dev/')) return 'tmpfs';
   return undefined;
 }
 
@@ -72,6 +73,9 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
     return e.perms.shared ? { kind: 'shmem-shared', backing: 'shmem', shmem: 'shared-anon' } : { kind: 'anon-private', backing: 'anon' };
   }
   if (n.startsWith('anon_inode:')) return { kind: 'special', backing: 'device' };
+  // the kernel makes a private mapping of /dev/zero anonymous memory that keeps the device's name: its untouched
+  // pages read as zeros, they are no file's
+  if (n === '/dev/zero' && !e.perms.shared && !e.deleted) return { kind: 'anon-private', backing: 'anon' };
   const shmem = shmemSource(e, fsType);
   if (e.perms.shared) {
     if (shmem) return { kind: 'shmem-shared', backing: 'shmem', shmem };
@@ -79,6 +83,6 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
     return { kind: 'file-shared', backing: 'file' };
   }
   if (shmem) return { kind: 'file-private', backing: 'shmem', shmem };
-  if (n.startsWith('/dev/') && n !== '/dev/zero') return { kind: 'special', backing: 'device' };
+  if (n.startsWith('/dev/')) return { kind: 'special', backing: 'device' };
   return { kind: 'file-private', backing: 'file' };
 }

@@ -14,7 +14,7 @@ import { SegmentBuilder, Op, type SegmentTable } from './segments.js';
 
 export type Placement =
   /** private anonymous memory, filled through userfaultfd */
-  | { how: 'anon'; lostWhy?: string }
+  | { how: 'anon'; lostWhy?: string; fileIsZero?: true }
   /** droppable anonymous memory (MAP_DROPPABLE): userfaultfd refuses it, so its pages are written in directly */
   | { how: 'droppable' }
   /** private hugetlb memory, filled through userfaultfd in whole huge pages */
@@ -102,6 +102,13 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       apart: false,
     };
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
+    // A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
+    // UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
+    // memory is the same memory, without the name.
+    const zeroDevice = (b: typeof base): RegionPlan => {
+      notes.push(`${hex(region.start)} was a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)`);
+      return { ...b, flags: b.flags | MAP.ANONYMOUS, place: { how: 'anon', fileIsZero: true } };
+    };
     switch (region.kind) {
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
@@ -119,6 +126,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'anon-private': case 'heap': case 'stack':
         if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
+        if (region.path === '/dev/zero') return zeroDevice(base);
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'hugetlb': {
         const hugePage = hugePageOf(region);
@@ -135,6 +143,8 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
         return { ...base, place: { how: 'object', object: region.object.id } };
       case 'file-private': {
+        // (older snapshots recorded a private mapping of /dev/zero as a file's, its untouched pages as the file's)
+        if (region.path === '/dev/zero' && !region.object) return zeroDevice(base);
         // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
         if (region.object) {
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
@@ -292,8 +302,9 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentP
           else out.lost.push({ ...range, why: 'poisoned at dump time (only userfaultfd memory can be poisoned again)' });
           break;
         case 'file': case 'object':
-          // Pages of a file or object that is mapped again come from it; if it is gone, nothing holds them.
-          if (p.how === 'anon') {
+          // Pages of a file or object that is mapped again come from it; if it is gone, nothing holds them. (A page of
+          // /dev/zero is a hole of the anonymous memory its mapping is.)
+          if (p.how === 'anon' && !p.fileIsZero) {
             b.push(index, first + offset, pages, Op.POISON, 0, shift);
             out.lost.push({ ...range, why: p.lostWhy ?? 'not in the snapshot' });
           }
