@@ -20,6 +20,8 @@ export const MAP = {
 
 export const MADV = {
   NORMAL: 0,
+  RANDOM: 1,
+  SEQUENTIAL: 2,
   WILLNEED: 3,
   DONTNEED: 4,
   FREE: 8,

@@ -69,6 +69,7 @@ const protOf = (mode: string) => (mode[0] === 'r' ? PROT.READ : 0) | (mode[1] ==
 /** VmFlags that madvise can give back to a fresh mapping. */
 const ADVICE: Record<string, number> = {
   hg: MADV.HUGEPAGE, nh: MADV.NOHUGEPAGE, dc: MADV.DONTFORK, wf: MADV.WIPEONFORK, dd: MADV.DONTDUMP, mg: MADV.MERGEABLE,
+  rr: MADV.RANDOM, sr: MADV.SEQUENTIAL,
 };
 
 function hugePageOf(r: SnapshotRegion): number {

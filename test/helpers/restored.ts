@@ -11,7 +11,7 @@ interface Span { offset: number; pages: number; verdict: Verdict }
 
 const SKIPPED = new Set(['vdso', 'vvar', 'vsyscall', 'special']);
 /** VmFlags a restore gives back: madvise flags, MAP_DROPPABLE, mseal */
-const RESTORED_FLAGS = ['hg', 'nh', 'dc', 'wf', 'dd', 'mg', 'dp', 'sl'];
+const RESTORED_FLAGS = ['hg', 'nh', 'dc', 'wf', 'dd', 'mg', 'rr', 'sr', 'dp', 'sl'];
 
 /** A region's runs with case ids dropped and neighbours of one verdict merged; `as` renames verdicts. */
 function spans(r: SnapshotReader, reg: SnapshotRegion, as: (v: Verdict) => Verdict = (v) => v): Span[] {
