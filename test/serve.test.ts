@@ -13,6 +13,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { parseHello } from '../src/restore/serve-protocol.js';
 import { planClient } from '../src/restore/serve-plan.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { HostSettings } from '../src/host/settings.js';
 
 const CLIENT = join(import.meta.dirname, '..', 'fixtures', 'bin', 'uffd-client');
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-serve-'));
@@ -136,6 +137,34 @@ describe('serve', () => {
       expect((end.faults as { served: number }).served).toBe(thp.pages);
     } finally {
       await s.stop();
+    }
+  });
+
+  it('serves hugetlb memory in whole huge pages, on fault and in the background', async (ctx) => {
+    const settings = new HostSettings();
+    try {
+      const why = settings.reserveHugepages(4);
+      if (why) {
+        console.log(`SKIP hugetlb serve: ${why}`);
+        ctx.skip(why);
+      }
+      // the snapshot's thp region (two huge pages of data) into a client's private hugetlb memory
+      for (const [name, extra, args] of [['huge-faults', ['--threads', '0'], ['--no-prefetch', '--touch', 'random']], ['huge-fill', [], ['--wait-full']]] as const) {
+        const s = await Server.start(name, [...extra]);
+        try {
+          const dump = join(dir, `${name}.bin`);
+          const r = await client(s, [...range(thp), '--hugetlb', ...args, '--dump', dump]);
+          expect(r.code, r.stderr).toBe(0);
+          expect(readFileSync(dump).equals(want(thp)), name).toBe(true);
+          const end = await s.until((e) => e.kind === 'end');
+          // one fault per huge page when nothing is prefetched
+          if (name === 'huge-faults') expect((end.faults as { served: number }).served).toBe(thp.pages / 512);
+        } finally {
+          await s.stop();
+        }
+      }
+    } finally {
+      settings.restore();
     }
   });
 
