@@ -79,6 +79,24 @@ describe('SnapshotWriter dedupe', () => {
   });
 });
 
+describe('SnapshotWriter dedupe within one call', () => {
+  it('finds a repeat of a page stored earlier in the same call, before and after it reaches the frame', async () => {
+    const w = SnapshotWriter.create(join(dir, 'same-call.psnap'), { framePages: 4 });
+    const [a, b, c, d, e] = Array.from({ length: 5 }, () => randomBytes(4096));
+    // frames of 4: a b c d | e ...; repeats of b (still uncopied, then in the frame), of a (in flight) and of e
+    const buf = Buffer.concat([a!, b!, b!, c!, d!, a!, e!, e!, c!]);
+    const n = buf.length / 4096;
+    const words = new Uint32Array(2 * n);
+    scanPages(buf, n, 4096, w.seed, new BigUint64Array(words.buffer), new Uint8Array(n));
+    const refs = new Uint32Array(n);
+    await w.store(buf, n, words, refs);
+    expect(Array.from(refs)).toEqual([0, 1, 1, 2, 3, 0, 4, 4, 2]);
+    expect(w.storedPages).toBe(5);
+    expect(w.dedupedPages).toBe(4);
+    await w.abort();
+  });
+});
+
 describe('SnapshotWriter abort', () => {
   it('refuses to store afterwards, even a page it would only compare with one in a (now unmapped) frame slot', async () => {
     const w = SnapshotWriter.create(join(dir, 'aborted.psnap'), { framePages: 64 });
