@@ -260,6 +260,27 @@ describe('serve', () => {
     }
   });
 
+  it('plans a hello of several ranges, in address order, each from its own snapshot region', () => {
+    const proc = reader.process(fx.pid);
+    const mixed = fx.region('mixed');
+    const len = (r: FixtureRegion) => r.pages * 4096;
+    // given out of order; the client's addresses need not be the snapshot's
+    const plan = planClient(reader, proc, [
+      { address: 0x7e0000000000n, length: len(thp), snapshotAddress: thp.start },
+      { address: 0x7d0000000000n, length: len(mixed), snapshotAddress: mixed.start },
+    ]);
+    expect(plan.ranges).toEqual([
+      { first: 0x7d0000000000 / 4096, pages: mixed.pages, unitPages: 1 },
+      { first: 0x7e0000000000 / 4096, pages: thp.pages, unitPages: 1 },
+    ]);
+    expect(plan.counts).toEqual({ data: mixed.expect.data! + thp.expect.data!, zero: mixed.expect.zero!, poison: 0 });
+    expect(plan.lost).toEqual([]);
+    expect(() => planClient(reader, proc, [
+      { address: 0x7d0000000000n, length: len(mixed), snapshotAddress: mixed.start },
+      { address: 0x7d0000000000n + BigInt(len(mixed) - 4096), length: 4096, snapshotAddress: mixed.start },
+    ])).toThrow(/^ranges at 0x7d0000000000 and 0x7d000001f000 overlap$/);
+  });
+
   it('another user cannot connect', async () => {
     const s = await Server.start('stranger');
     try {
