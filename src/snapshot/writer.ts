@@ -259,7 +259,7 @@ export class SnapshotWriter {
     // after a failure or an abort the frame slots may be gone (unmapped): not even a dedupe compare may look at them
     if (this.failure) throw this.failure;
     const ps = this.pageSize;
-    // Pages stored one after another are copied into the frame in one go (a copy per page was a sixth of a dump's
+    // Pages stored one after another are copied into the frame in one go (a copy per page was an eighth of a dump's
     // main thread); until then storedPage finds them in `buf`.
     const run = this.uncopied;
     run.buf = buf;
