@@ -168,6 +168,23 @@ describe('serve', () => {
     }
   });
 
+  it('serves shared memory (a memfd mapped shared, as a VMM shares guest memory), on fault and in the background', async () => {
+    const mixed = fx.region('mixed'); // data and zero pages: COPY and ZEROPAGE into shmem
+    for (const [name, extra, args] of [['shmem-faults', ['--threads', '0'], ['--no-prefetch', '--touch', 'random']], ['shmem-fill', [], ['--wait-full']]] as const) {
+      const s = await Server.start(name, [...extra]);
+      try {
+        const dump = join(dir, `${name}.bin`);
+        const r = await client(s, [...range(mixed), '--shmem', ...args, '--dump', dump]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(readFileSync(dump).equals(want(mixed)), name).toBe(true);
+        const end = await s.until((e) => e.kind === 'end');
+        if (name === 'shmem-faults') expect((end.faults as { served: number }).served).toBe(mixed.pages);
+      } finally {
+        await s.stop();
+      }
+    }
+  });
+
   it('takes a blocking userfaultfd too (made non-blocking: a drain must never wait in read)', async () => {
     const s = await Server.start('blocking');
     try {
