@@ -60,7 +60,10 @@ describe('each freeze method leaves the target as it found it', () => {
     const vf = await Fixture.start(['vfork-stopped']);
     try {
       const why = vf.scenario('vfork-stopped').skip;
-      if (why) return ctx.skip(why);
+      if (why) {
+        console.log(`SKIP vfork-stopped: ${why}`);
+        return ctx.skip(why);
+      }
       const tasks = () => readdirSync(`/proc/${vf.pid}/task`).map((t) => `${t} ${readStat(Number(t)).state}`).sort();
       const before = tasks();
       expect(before.map((x) => x.split(' ')[1]).sort()).toEqual(['D', 'S']);

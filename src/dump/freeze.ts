@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit } from '../native/index.js';
-import { readStat, accessHint, memoryTask, taskState, hasExited, whyNotStopped } from '../proc/index.js';
+import { readStat, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -137,9 +137,6 @@ function watchdog(command: string): ChildProcess {
 function dismiss(w: ChildProcess): void {
   w.stdin?.end('done\n');
 }
-
-/** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
-const isStopped = (state: string | null) => state === 'T' || state === 't';
 
 /** In a cgroup v2 that is frozen (by pagesnap or anyone): still already, and deaf to SIGSTOP until thawed. */
 function cgroupFrozen(pid: number): boolean {

@@ -140,6 +140,9 @@ export function taskState(pid: number, tid: number): string | null {
   }
 }
 
+/** Stopped: by a signal (T), or in a tracer's stop (t: a debugger's breakpoint, or a SIGSTOP its tracer holds). */
+export const isStopped = (state: string | null): boolean => state === 'T' || state === 't';
+
 /**
  * Why a thread asked to stop (SIGSTOP, PTRACE_INTERRUPT) has not, as far as /proc tells: its state and where it
  * sleeps, and the commonest cause, a vfork() parent, which stops only once its child execs or exits. Empty when
@@ -159,7 +162,7 @@ export function whyNotStopped(pid: number, tid: number): string {
   const children = read('children').split(' ').filter(Boolean).map(Number);
   // (wchan names kernel_clone for a vfork parent; its stack, root only, would name __do_sys_vfork)
   if (state === 'D' && wchan === 'kernel_clone' && children.length > 0) {
-    const stopped = children.filter((c) => { const s = taskState(c, c); return s === 'T' || s === 't'; });
+    const stopped = children.filter((c) => isStopped(taskState(c, c)));
     const child = stopped[0] ?? children[children.length - 1]!;
     return `it waits in vfork() for its child ${child}${stopped.length ? ', which is stopped,' : ''} to exec or exit`;
   }
