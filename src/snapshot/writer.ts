@@ -299,11 +299,7 @@ export class SnapshotWriter {
         this.hashBlock[2 * this.hashFill + 1] = hi;
         if (++this.hashFill === this.tableEntries) this.flushHashes();
         if (this.dedupe) this.table.add(lo, hi, n);
-        if (run.pages === 0) {
-          run.off = off;
-          run.first = n;
-        }
-        run.pages++;
+        if (run.pages++ === 0) run.off = off;
         refs[refsAt + i] = n;
         if (++f.pages === this.framePages) {
           copyRun();
@@ -316,8 +312,8 @@ export class SnapshotWriter {
     }
   }
 
-  /** Stored pages not yet copied into the frame being filled: `pages` pages from stored page `first`, at buf[off]. */
-  private readonly uncopied: { buf: Buffer; off: number; first: number; pages: number } = { buf: Buffer.alloc(0), off: 0, first: 0, pages: 0 };
+  /** The newest stored pages, not yet copied into the frame being filled: `pages` pages at buf[off]. */
+  private readonly uncopied: { buf: Buffer; off: number; pages: number } = { buf: Buffer.alloc(0), off: 0, pages: 0 };
 
   /** A stored page equal to the page at buf[off] (same hash and same bytes), or -1. */
   private find(lo: number, hi: number, buf: Buffer, off: number): number {
@@ -358,7 +354,8 @@ export class SnapshotWriter {
     const frame = Math.floor(own / this.framePages);
     const at = (own % this.framePages) * ps;
     const run = this.uncopied;
-    if (n >= run.first && n < run.first + run.pages) return [run.buf, run.off + (n - run.first) * ps];
+    const uncopied = this.base + this.stored - run.pages;
+    if (n >= uncopied) return [run.buf, run.off + (n - uncopied) * ps];
     if (this.filling?.frame === frame) return [this.filling.slot.input, at];
     const slot = this.inFlight.get(frame);
     if (slot) return [slot.input, at];
