@@ -12,6 +12,8 @@ import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { btrfsSubvolume } from './helpers/btrfs.js';
+import { writeSynthetic } from './helpers/synthetic.js';
+import { planContent, planRegions } from '../src/restore/plan.js';
 
 /** Where the mapped file lies: a fixture scenario's own choice (\$TMPDIR, /var/tmp, /tmp), or a btrfs subvolume. */
 const places: { name: string; open(): { dir?: string; remove?(): void } | { skip: string } }[] = [
@@ -130,6 +132,29 @@ describe.each(places)('restore and mapped files on $name', (place) => {
       expect(lost.reduce((n, l) => n + l.len, 0)).toBe(30 * 4096);
     } finally {
       rmSync(path);
+    }
+  });
+});
+
+describe('a private mapping of /dev/zero in an older snapshot', () => {
+  it('is anonymous memory whose pages recorded as the file\'s are holes, not lost pages', async () => {
+    // (pagesnap recorded such a region as a private file mapping, its untouched pages as clean file pages)
+    const own = mkdtempSync(join(tmpdir(), 'pagesnap-devzero-'));
+    const file = join(own, 'old.psnap');
+    try {
+      await writeSynthetic(file, {}, undefined, { kind: 'file-private', backing: 'file', path: '/dev/zero', dev: '00:06', inode: 4 });
+      const r = SnapshotReader.open(file);
+      try {
+        const plan = planRegions(r, r.process());
+        expect(plan.regions[0]!.place).toEqual({ how: 'anon', fileIsZero: true });
+        expect(plan.notes).toEqual([`0x${plan.regions[0]!.region.start.toString(16)} was a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)`]);
+        const content = planContent(r, plan);
+        expect({ lost: content.lost, poison: content.counts.poison }).toEqual({ lost: [], poison: 0 });
+      } finally {
+        r.close();
+      }
+    } finally {
+      rmSync(own, { recursive: true, force: true });
     }
   });
 });

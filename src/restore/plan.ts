@@ -103,13 +103,15 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       apart: false,
     };
     const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
+    /** What the region held, given back as private anonymous memory, saying so. */
+    const plainMemory = (was: string, place: Placement & { how: 'anon' } = { how: 'anon' }): RegionPlan => {
+      notes.push(`${hex(region.start)} was ${was}`);
+      return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place };
+    };
     // A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
     // UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
     // memory is the same memory, without the name.
-    const zeroDevice = (b: typeof base): RegionPlan => {
-      notes.push(`${hex(region.start)} was a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)`);
-      return { ...b, flags: b.flags | MAP.ANONYMOUS, place: { how: 'anon', fileIsZero: true } };
-    };
+    const zeroDevice = () => plainMemory('a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)', { how: 'anon', fileIsZero: true });
     switch (region.kind) {
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
@@ -121,13 +123,12 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'secret':
         return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
       case 'aio-ring':
-        // The ring's bytes come back as plain memory: the host has no aio context (io_setup places its own ring),
-        // but whoever reads the host's memory sees what the process saw there.
-        notes.push(`${hex(region.start)} was an aio completion ring (io_setup); its bytes are restored as private anonymous memory`);
-        return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place: { how: 'anon' } };
+        // The host has no aio context (io_setup places its own ring), but whoever reads its memory sees what the
+        // process saw there.
+        return plainMemory('an aio completion ring (io_setup); its bytes are restored as private anonymous memory');
       case 'anon-private': case 'heap': case 'stack':
         if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
-        if (region.path === '/dev/zero') return zeroDevice(base);
+        if (region.path === '/dev/zero') return zeroDevice();
         return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
       case 'hugetlb': {
         const hugePage = hugePageOf(region);
@@ -145,7 +146,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return { ...base, place: { how: 'object', object: region.object.id } };
       case 'file-private': {
         // (older snapshots recorded a private mapping of /dev/zero as a file's, its untouched pages as the file's)
-        if (region.path === '/dev/zero' && !region.object) return zeroDevice(base);
+        if (region.path === '/dev/zero' && !region.object) return zeroDevice();
         // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
         if (region.object) {
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
