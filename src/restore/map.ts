@@ -113,8 +113,8 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, relocate: boole
     queued.length = 0;
     for (const src of closing.splice(0)) held.delete(src);
   };
-  const open = (rp: RegionPlan): number => {
-    const src = sourceOf(rp);
+  /** The host fd of `rp`'s source `src` (-1 for anonymous memory), opened or made on first use. */
+  const open = (src: string, rp: RegionPlan): number => {
     const p = rp.place;
     if (p.how !== 'file' && p.how !== 'object') return -1;
     let fd = held.get(src);
@@ -137,7 +137,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, relocate: boole
       for (const rp of rps) {
         const r = rp.region;
         const len = Number(r.end - r.start);
-        const fd = open(rp);
+        const fd = open(src, rp);
         rp.start = r.start;
         queued.push({ call: { op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offsetOf(rp)] }, rp });
         queueRest(rp, len);
@@ -152,7 +152,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, relocate: boole
     for (const rp of later) {
       const r = rp.region;
       const len = Number(r.end - r.start);
-      const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, open(rp), offsetOf(rp));
+      const got = host.mapRaw(0n, len, rp.mapProt, rp.flags, open(sourceOf(rp), rp), offsetOf(rp));
       if (got < 0n) throw mapError(rp, Number(-got), () => mapCountHint(host, plan));
       rp.start = got;
       relocations.push({ from: r.start, to: rp.start, len, path: r.path });
