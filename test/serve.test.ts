@@ -90,6 +90,27 @@ function client(s: Server, args: string[], opts: { uid?: number } = {}): Promise
 const range = (r: FixtureRegion) => ['--snapshot-address', `0x${r.start.toString(16)}`, '--length', String(r.pages * 4096)];
 const want = (r: FixtureRegion) => reader.read(reader.process(fx.pid), r.start, r.pages * 4096);
 
+/**
+ * Serve `region` into a client's memory of the kind `memory` asks for (uffd-client flags), twice: on fault only, where
+ * `faults` faults must be served, and filled in the background. Each time the client must see the snapshot's bytes.
+ */
+async function servedBothWays(tag: string, region: FixtureRegion, memory: string[], faults: number): Promise<void> {
+  const ways = [['faults', ['--threads', '0'], ['--no-prefetch', '--touch', 'random']], ['fill', [], ['--wait-full']]] as const;
+  for (const [way, serverArgs, clientArgs] of ways) {
+    const s = await Server.start(`${tag}-${way}`, [...serverArgs]);
+    try {
+      const dump = join(dir, `${tag}-${way}.bin`);
+      const r = await client(s, [...range(region), ...memory, ...clientArgs, '--dump', dump]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(region)), way).toBe(true);
+      const end = await s.until((e) => e.kind === 'end');
+      if (way === 'faults') expect((end.faults as { served: number }).served).toBe(faults);
+    } finally {
+      await s.stop();
+    }
+  }
+}
+
 describe('serve', () => {
   it('fills a client in the background; the socket is 0600 and goes away with the server', async () => {
     const s = await Server.start('bg');
@@ -148,21 +169,8 @@ describe('serve', () => {
         console.log(`SKIP hugetlb serve: ${why}`);
         ctx.skip(why);
       }
-      // the snapshot's thp region (two huge pages of data) into a client's private hugetlb memory
-      for (const [name, extra, args] of [['huge-faults', ['--threads', '0'], ['--no-prefetch', '--touch', 'random']], ['huge-fill', [], ['--wait-full']]] as const) {
-        const s = await Server.start(name, [...extra]);
-        try {
-          const dump = join(dir, `${name}.bin`);
-          const r = await client(s, [...range(thp), '--hugetlb', ...args, '--dump', dump]);
-          expect(r.code, r.stderr).toBe(0);
-          expect(readFileSync(dump).equals(want(thp)), name).toBe(true);
-          const end = await s.until((e) => e.kind === 'end');
-          // one fault per huge page when nothing is prefetched
-          if (name === 'huge-faults') expect((end.faults as { served: number }).served).toBe(thp.pages / 512);
-        } finally {
-          await s.stop();
-        }
-      }
+      // the snapshot's thp region (two huge pages of data) into a client's private hugetlb memory: a fault per huge page
+      await servedBothWays('huge', thp, ['--hugetlb'], thp.pages / 512);
     } finally {
       settings.restore();
     }
@@ -170,19 +178,7 @@ describe('serve', () => {
 
   it('serves shared memory (a memfd mapped shared, as a VMM shares guest memory), on fault and in the background', async () => {
     const mixed = fx.region('mixed'); // data and zero pages: COPY and ZEROPAGE into shmem
-    for (const [name, extra, args] of [['shmem-faults', ['--threads', '0'], ['--no-prefetch', '--touch', 'random']], ['shmem-fill', [], ['--wait-full']]] as const) {
-      const s = await Server.start(name, [...extra]);
-      try {
-        const dump = join(dir, `${name}.bin`);
-        const r = await client(s, [...range(mixed), '--shmem', ...args, '--dump', dump]);
-        expect(r.code, r.stderr).toBe(0);
-        expect(readFileSync(dump).equals(want(mixed)), name).toBe(true);
-        const end = await s.until((e) => e.kind === 'end');
-        if (name === 'shmem-faults') expect((end.faults as { served: number }).served).toBe(mixed.pages);
-      } finally {
-        await s.stop();
-      }
-    }
+    await servedBothWays('shmem', mixed, ['--shmem'], mixed.pages);
   });
 
   it('takes a blocking userfaultfd too (made non-blocking: a drain must never wait in read)', async () => {
