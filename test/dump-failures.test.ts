@@ -9,6 +9,7 @@ import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
 import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { settledTaskStates } from './helpers/tasks.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fail-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,24 +65,14 @@ describe('each freeze method leaves the target as it found it', () => {
         console.log(`SKIP vfork-stopped: ${why}`);
         return ctx.skip(why);
       }
-      const states = () => readdirSync(`/proc/${vf.pid}/task`).map((t) => `${t} ${readStat(Number(t)).state}`).sort();
-      // the main thread is briefly running (R) on its way back to read(stdin), after it said ready and after a thaw
-      const tasks = async () => {
-        for (let i = 0; i < 200; i++) {
-          const now = states();
-          if (!now.some((x) => x.endsWith(' R'))) return now;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        return states();
-      };
-      const before = await tasks();
-      expect(before.map((x) => x.split(' ')[1]).sort()).toEqual(['D', 'S']);
+      const before = await settledTaskStates(vf.pid);
+      expect([...before].sort()).toEqual(['D', 'S']);
       for (const method of ['ptrace', 'sigstop'] as const) {
         const r = cli(['dump', String(vf.pid), '--freeze', method, '-o', join(dir, `vfork-${method}.psnap`)]);
         expect(r.code).toBe(1);
         expect(r.stderr.trim()).toMatch(/^pagesnap dump: (thread \d+ of )?process \d+ did not stop within 5 s: it waits in vfork\(\) for its child \d+, which is stopped, to exec or exit — let the child run on, or use --freeze none/);
         expect(existsSync(join(dir, `vfork-${method}.psnap`))).toBe(false);
-        expect({ method, tasks: await tasks(), tracer: tracer(vf.pid), pending: /^ShdPnd:\s+0+$/m.test(readFileSync(`/proc/${vf.pid}/status`, 'utf8')) })
+        expect({ method, tasks: await settledTaskStates(vf.pid), tracer: tracer(vf.pid), pending: /^ShdPnd:\s+0+$/m.test(readFileSync(`/proc/${vf.pid}/status`, 'utf8')) })
           .toEqual({ method, tasks: before, tracer: 0, pending: true });
       }
       expect(cliJson(['dump', String(vf.pid), '--freeze', 'none', '-o', join(dir, 'vfork-none.psnap')]).freeze).toBe('none');

@@ -1,7 +1,7 @@
 // Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, statSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { cli, cliJson } from './helpers/cli.js';
 import { processVmReadv } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
+import { settledTaskStates, taskStates } from './helpers/tasks.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -123,9 +124,8 @@ describe('a process whose main thread has exited while another runs on', () => {
     const p = spawn(join(import.meta.dirname, '..', 'fixtures', 'bin', 'leader-exit'), [], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const [pid, addr] = (await new Promise<string>((resolve) => p.stdout!.once('data', (d) => resolve(String(d))))).trim().split(' ');
-      const threads = () => readdirSync(`/proc/${pid}/task`).map((t) => readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8').split(') ')[1]![0]);
-      for (let i = 0; i < 500 && threads()[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(threads()).toEqual(['Z', 'S']);
+      for (let i = 0; i < 500 && taskStates(Number(pid))[0] !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(await settledTaskStates(Number(pid))).toEqual(['Z', 'S']);
       const start = BigInt(`0x${addr}`);
       const pages = cliJson(['inspect', pid!, '--pages', `${addr}+64K`]).pages as { state: string }[];
       expect(pages.map((x) => x.state)).toEqual(Array(16).fill('data'));
@@ -140,7 +140,7 @@ describe('a process whose main thread has exited while another runs on', () => {
       } finally {
         r.close();
       }
-      expect(threads()).toEqual(['Z', 'S']);
+      expect(await settledTaskStates(Number(pid))).toEqual(['Z', 'S']);
     } finally {
       p.kill('SIGKILL');
     }
