@@ -8,9 +8,8 @@
  * A target that was already stopped (or in a frozen cgroup) is left so. A failure while freezing thaws what was frozen.
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as n from '../native/index.js';
-import { PagesnapError, atExit } from '../native/index.js';
+import { PagesnapError, atExit, watchdog } from '../native/index.js';
 import { readStat, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -127,17 +126,6 @@ function freezePtrace(pids: number[]): Frozen {
   return frozen;
 }
 
-/** A shell that runs `command` if the pipe from us closes before we say "done": covers pagesnap being killed. */
-function watchdog(command: string): ChildProcess {
-  const w = spawn('/bin/sh', ['-c', `read line; [ "$line" = done ] || { ${command}; }`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-  w.unref();
-  return w;
-}
-
-function dismiss(w: ChildProcess): void {
-  w.stdin?.end('done\n');
-}
-
 /** In a cgroup v2 that is frozen (by pagesnap or anyone): still already, and deaf to SIGSTOP until thawed. */
 function cgroupFrozen(pid: number): boolean {
   try {
@@ -161,7 +149,7 @@ function freezeSigstop(pids: number[]): Frozen {
           /* gone */
         }
       }
-      dismiss(dog);
+      dog.dismiss();
     },
   };
   try {
@@ -214,7 +202,7 @@ function freezeCgroup(pids: number[]): Frozen {
           /* removed */
         }
       }
-      dismiss(dog);
+      dog.dismiss();
     },
   };
   try {

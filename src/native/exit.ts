@@ -2,8 +2,11 @@
  * Undo actions that must run however the process ends: normal exit, an uncaught error (Node still emits
  * 'exit'), or SIGINT/SIGTERM/SIGHUP (run, then die of the same signal). Signal handlers are installed only while
  * something is registered, so a program embedding pagesnap keeps its own signal behaviour otherwise.
- * Actions must be synchronous. (SIGKILL cannot be caught: see the freeze methods for what covers it.)
+ * Actions must be synchronous. SIGKILL cannot be caught: for that, `watchdog` runs a shell command once this
+ * process is gone.
  */
+import { spawn } from 'node:child_process';
+
 const actions = new Set<() => void>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
@@ -42,4 +45,14 @@ export function atExit(action: () => void): () => void {
     actions.delete(action);
     if (actions.size === 0) uninstall();
   };
+}
+
+/**
+ * A shell waiting on a pipe from us that runs `command` if the pipe closes before it is dismissed: covers this
+ * process being killed outright. Detached, so a Ctrl-C to our process group does not take it first.
+ */
+export function watchdog(command: string): { dismiss(): void } {
+  const w = spawn('/bin/sh', ['-c', `read line; [ "$line" = done ] || { ${command}; }`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+  w.unref();
+  return { dismiss: () => w.stdin?.end('done\n') };
 }
