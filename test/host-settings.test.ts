@@ -1,8 +1,9 @@
 // Machine settings changed for tests and the lab are shared by every pagesnap process: a change stays while any
-// live process needs it and is undone when the last one lets go — by restoring, by exiting, or by being found dead.
+// live process needs it and is undone when the last one lets go — by restoring, by exiting, or by dying (its watchdog
+// undoes it, or failing that the next process that finds it dead).
 import { describe, it, expect } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { once } from 'node:events';
 import { HostSettings } from '../src/host/settings.js';
 
@@ -53,14 +54,37 @@ describe.skipIf(skip)('shared machine settings', () => {
     }
   });
 
-  it('a process killed outright: the next one undoes what it needed', async () => {
+  it('a process killed outright: its watchdog undoes what it needed once it is gone', async () => {
     const orig = read();
     const c = await child(String(Number(orig) + 5));
-    const dead = once(c, 'exit');
     c.kill('SIGKILL');
-    await dead;
+    await once(c, 'exit');
+    for (let i = 0; i < 100 && read() !== orig; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(read()).toBe(orig);
+  });
+
+  it('a process killed outright with its watchdog: the next one undoes what it needed', async () => {
+    const orig = read();
+    const c = await child(String(Number(orig) + 5));
+    const dog = watchdogOf(c.pid!);
+    expect(dog).toBeGreaterThan(0);
+    process.kill(dog!, 'SIGKILL');
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+    await new Promise((r) => setTimeout(r, 300));
     expect(read()).not.toBe(orig);
     new HostSettings();
     expect(read()).toBe(orig);
   });
 });
+
+/** The watchdog shell of `pid`: the one process whose command line would release what `pid` needed. */
+function watchdogOf(pid: number): number | undefined {
+  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).find((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`releaseDead(${pid})`);
+    } catch {
+      return false;
+    }
+  });
+}

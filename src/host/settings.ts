@@ -2,11 +2,12 @@
  * Reversible changes to machine settings (zram swap, KSM, THP, hugetlb pages), for the tests, the lab and the
  * benchmarks. Changes are kept in one journal shared by every pagesnap process on the machine, each with the pids
  * that need it: a change is journaled before it is made, and undone (newest first) when the last process needing it
- * restores, exits (atExit) or is found dead by the next one. So two runs at once never pull a setting from under
- * each other, and a run killed outright leaves nothing changed for long.
+ * restores, exits (atExit) or dies (a watchdog undoes what it alone needed once it is gone; failing that, the next
+ * run finds it dead). So two runs at once never pull a setting from under each other, and a run killed outright
+ * leaves nothing changed.
  */
 import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
-import { PagesnapError, swapon, swapoff, flock, isErrno, atExit } from '../native/index.js';
+import { PagesnapError, swapon, swapoff, flock, isErrno, atExit, watchdog } from '../native/index.js';
 import { isAlive } from '../proc/process.js';
 
 type Undo = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
@@ -91,8 +92,24 @@ function release(entries: Entry[], gone: (pid: number) => boolean): string[] {
   return errors;
 }
 
+/** Once `pid` has died (waiting up to 5 s for it to be gone), undo what it alone needed. Run by the watchdog. */
+export function releaseDead(pid: number): void {
+  for (let i = 0; i < 100 && isAlive(pid); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  withJournal(() => {});
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** A watchdog that runs releaseDead(this process) in a new node if this process is killed outright. */
+function deathWatch(): { dismiss(): void } {
+  // (execArgv carries the loader this module runs under, e.g. tsx in the tests)
+  const code = `(await import(${JSON.stringify(import.meta.url)})).releaseDead(${process.pid})`;
+  return watchdog(['exec', process.execPath, ...process.execArgv, '--input-type=module', '-e', code].map(quote).join(' '));
+}
+
 export class HostSettings {
   private forget: (() => void) | null = null;
+  private dog: { dismiss(): void } | null = null;
 
   /** Undoes what processes that died needed and nobody else does. */
   constructor() {
@@ -103,6 +120,7 @@ export class HostSettings {
   private need(e: Entry): void {
     if (!e.needs.includes(process.pid)) e.needs.push(process.pid);
     this.forget ??= atExit(() => this.restore());
+    this.dog ??= deathWatch();
   }
 
   /** Set a sysfs/procfs value, remembering the old one. No-op when it already holds `value`. */
@@ -194,6 +212,8 @@ export class HostSettings {
     this.forget?.();
     this.forget = null;
     const errors = withJournal((entries) => release(entries, (pid) => pid === process.pid));
+    this.dog?.dismiss();
+    this.dog = null;
     if (errors.length) throw new PagesnapError(`could not restore machine settings: ${errors.join('; ')}`);
   }
 }
