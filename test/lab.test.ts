@@ -1,8 +1,11 @@
 // Acceptance for `lab`: every inaccuracy is re-created on this kernel, shows the evidence kernel-semantics.md
 // records, and pagesnap's dump keeps every byte of data (read back and compared) where a pagemap-only dumper loses it.
 import { describe, it, expect, beforeAll } from 'vitest';
-import { readFileSync } from 'node:fs';
-import { cliJson } from './helpers/cli.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cliJson, RUN_JS } from './helpers/cli.js';
+import { isAlive } from '../src/proc/process.js';
 
 type Result = { name: string; skip?: string; pagemap?: string; scan?: string; naiveLoses?: number; kept?: number; of?: number };
 
@@ -65,5 +68,43 @@ describe('pagesnap lab', () => {
 
   it('puts the machine back as it found it (swap, KSM, THP, hugetlb pages)', () => {
     expect(machine()).toEqual(before);
+  });
+});
+
+/** Live processes whose parent is `ppid`, with their command lines. */
+function children(ppid: number): { pid: number; cmd: string }[] {
+  const out: { pid: number; cmd: string }[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push({ pid: Number(d), cmd: readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ') });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+describe('pagesnap lab stopped midway', () => {
+  it.for(['SIGINT', 'SIGKILL'] as const)('by %s: its fixtures and compaction loop end, and the machine is put back', { timeout: 30_000 }, async (sig) => {
+    const before = machine();
+    const lab = spawn(process.execPath, [RUN_JS, 'lab', '--only', 'migration', '--migration-seconds', '60'], { stdio: 'ignore' });
+    let made: { pid: number; cmd: string }[] = [];
+    try {
+      for (let i = 0; i < 300 && !made.some((c) => c.cmd.includes('compact_memory')); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        made = children(lab.pid!);
+      }
+      expect(made.map((c) => c.cmd)).toEqual(expect.arrayContaining([expect.stringContaining('compact_memory'), expect.stringContaining('scenario')]));
+      const exited = once(lab, 'exit');
+      lab.kill(sig);
+      expect((await exited)[1]).toBe(sig);
+      const alive = () => made.filter((c) => isAlive(c.pid)).map((c) => c.cmd);
+      for (let i = 0; i < 100 && (alive().length || JSON.stringify(machine()) !== JSON.stringify(before)); i++) await new Promise((r) => setTimeout(r, 50));
+      expect({ alive: alive(), machine: machine() }).toEqual({ alive: [], machine: before });
+    } finally {
+      lab.kill('SIGKILL');
+    }
   });
 });

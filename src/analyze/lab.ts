@@ -198,7 +198,8 @@ async function runEntry(e: Entry, unavailable: Record<string, string | null>, di
 async function migration(seconds: number, dir: string): Promise<LabResult> {
   const base: LabResult = { name: 'migration entries under compaction', cases: ['A10'] };
   const fx = await Fixture.start(['big'], { sizeMiB: 512 });
-  const loop = spawn('sh', ['-c', 'while :; do echo 1 > /proc/sys/vm/compact_memory || exit 1; done'], { stdio: 'ignore' });
+  // compacts while lab lives: the loop checks its parent each round, so it ends even when lab is killed
+  const loop = spawn('sh', ['-c', 'while kill -0 $PPID 2>/dev/null; do echo 1 > /proc/sys/vm/compact_memory || exit 1; done'], { stdio: 'ignore' });
   try {
     const region = readRegions(fx.pid).find((r) => r.start === fx.region('big').start)!;
     const pm = new Pagemap(fx.pid, { method: 'pread' });
