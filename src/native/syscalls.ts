@@ -47,6 +47,18 @@ export function renameNoReplace(from: string, to: string): void {
   check('renameat2', fn.renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE), to);
 }
 
+/**
+ * open(2) flag for a file with no name in a directory (O_TMPFILE; O_DIRECTORY is part of it): it vanishes with its
+ * last descriptor unless linkFd gives it a name first. Same value on every architecture pagesnap runs on.
+ */
+export const O_TMPFILE = 0o20200000;
+const AT_SYMLINK_FOLLOW = 0x400;
+
+/** Give the open file `fd` the name `to` (linkat of /proc/self/fd/FD); EEXIST if `to` exists: never replaces. */
+export function linkFd(fd: number, to: string): void {
+  check('linkat', fn.linkat(AT_FDCWD, `/proc/self/fd/${fd}`, AT_FDCWD, to, AT_SYMLINK_FOLLOW), to);
+}
+
 /** AT_STATX_DONT_SYNC: what the kernel has cached; a network or FUSE file system is not asked. */
 export const AT_STATX_DONT_SYNC = 0x4000;
 const STATX_BASIC_STATS = 0x7ff;
