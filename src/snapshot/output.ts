@@ -6,7 +6,7 @@
  * the file truncated to its exact size at the end.
  */
 import { openSync, write, writeSync, readSync, ftruncateSync, fsyncSync, closeSync, constants } from 'node:fs';
-import { mmap, munmap, view, PROT, MAP, fromNodeError } from '../native/index.js';
+import { mmap, munmap, view, PROT, MAP, O_TMPFILE, fromNodeError } from '../native/index.js';
 
 const STAGE = 8 << 20;
 const ALIGN = 4096;
@@ -38,9 +38,21 @@ function writeAt(fd: number, buf: Buffer, len: number, pos: number, path: string
   });
 }
 
+/** Opened with O_DIRECT where the filesystem takes it, else through the page cache. */
+function openPreferDirect(open: (flags: number) => number, label: string): { fd: number; direct: boolean } {
+  try {
+    return { fd: open(constants.O_WRONLY | constants.O_DIRECT), direct: true };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw fromNodeError(e, 'open', label);
+  }
+  try {
+    return { fd: open(constants.O_WRONLY), direct: false };
+  } catch (e) {
+    throw fromNodeError(e, 'open', label);
+  }
+}
+
 export class OutputFile {
-  readonly fd: number;
-  readonly direct: boolean;
   private readonly stages: [Stage, Stage];
   private current = 0;
   private readFd: number | undefined;
@@ -49,23 +61,23 @@ export class OutputFile {
   /** set by close(): the buffers are unmapped, and an append that was waiting must not touch them */
   private closed = false;
 
-  constructor(readonly path: string, mode = 0o600) {
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
-    let fd: number;
-    let direct = true;
-    try {
-      fd = openSync(path, flags | constants.O_DIRECT, mode);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw fromNodeError(e, 'open', path);
-      direct = false;
-      try {
-        fd = openSync(path, flags, mode);
-      } catch (e2) {
-        throw fromNodeError(e2, 'open', path);
-      }
-    }
-    this.fd = fd;
-    this.direct = direct;
+  /** A new file at `path`, which must not exist. */
+  static create(path: string, mode = 0o600): OutputFile {
+    const { fd, direct } = openPreferDirect((flags) => openSync(path, flags | constants.O_CREAT | constants.O_EXCL, mode), path);
+    return new OutputFile(fd, direct, path, path);
+  }
+
+  /**
+   * A file with no name in `dir` (O_TMPFILE) until linkFd gives it one: however pagesnap ends, an unnamed file
+   * leaves nothing behind. `label` names it in errors. Throws where the filesystem cannot make one.
+   */
+  static unnamed(dir: string, label: string, mode = 0o600): OutputFile {
+    const { fd, direct } = openPreferDirect((flags) => openSync(dir, flags | O_TMPFILE, mode), label);
+    return new OutputFile(fd, direct, `/proc/self/fd/${fd}`, label);
+  }
+
+  /** `reopen`: a path that opens this same file again; `path`: its name in messages. */
+  private constructor(readonly fd: number, readonly direct: boolean, private readonly reopen: string, readonly path: string) {
     const stage = (): Stage => {
       const addr = mmap(STAGE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
       return { addr, buf: view(addr, STAGE), at: 0, fill: 0, writing: null, next: null };
@@ -126,7 +138,7 @@ export class OutputFile {
       if (from < to) s.buf.copy(out, from - pos, from - s.at, to - s.at);
     }
     if (pos < onDisk) {
-      this.readFd ??= openSync(this.path, 'r');
+      this.readFd ??= openSync(this.reopen, 'r');
       for (let got = 0; got < onDisk - pos; ) {
         const n = readSync(this.readFd, out, got, onDisk - pos - got, pos + got);
         if (n === 0) throw new RangeError(`${this.path}: read back at ${pos + got}: end of file`);
@@ -156,7 +168,7 @@ export class OutputFile {
     }
     if (patch) {
       // through the page cache: O_DIRECT would need an aligned block; fsync below flushes the inode either way
-      const fd = this.direct ? openSync(this.path, 'r+') : this.fd;
+      const fd = this.direct ? openSync(this.reopen, 'r+') : this.fd;
       try {
         writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.at);
       } catch (e) {

@@ -1,20 +1,22 @@
 /**
  * Writes a snapshot as it is produced: stored pages are deduplicated (equal XXH3-64 and equal bytes), packed into
  * frames, compressed on worker threads and appended in order; the manifest and footer close the file. The file is
- * built under a temporary name with mode 0600 in the target directory, fsynced, and only then given its final
- * name (never replacing an existing file unless forced): a failed or killed dump leaves nothing under that name.
+ * built with mode 0600 in the target directory, unnamed where the filesystem allows (PendingFile), fsynced, and
+ * only then given its final name (never replacing an existing file unless forced): a failed or killed dump leaves
+ * nothing under that name.
  */
-import { openSync, fsyncSync, closeSync, existsSync, lstatSync, linkSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { existsSync, lstatSync, type Stats } from 'node:fs';
 import { describeFile } from './file-kind.js';
-import { dirname, basename, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
-import { PagesnapError, NativeError, fromNodeError, isErrno, renameNoReplace, xxh3_64, atExit } from '../native/index.js';
+import { PagesnapError, fromNodeError, xxh3_64 } from '../native/index.js';
 import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
 import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
-import { OutputFile } from './output.js';
+import { type OutputFile } from './output.js';
+import { PendingFile, alreadyExists } from './pending-file.js';
 
 export interface WriterOptions {
   /** replace an existing file */
@@ -98,29 +100,6 @@ export class RefSink {
   }
 }
 
-/**
- * Rename without replacing: renameat2(RENAME_NOREPLACE) where the filesystem has it; else link() (which fails on
- * an existing name) and unlink; else, on filesystems with neither (FAT, some FUSE and network mounts), a check then
- * a rename: a name that appears in between is replaced, the only case that can.
- */
-function publishNoReplace(from: string, to: string): void {
-  try {
-    return renameNoReplace(from, to);
-  } catch (e) {
-    if (!isErrno(e, 'EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP')) throw e;
-  }
-  try {
-    linkSync(from, to);
-    return unlinkSync(from);
-  } catch (e) {
-    if (!isErrno(e, 'EPERM', 'EOPNOTSUPP', 'ENOTSUP', 'ENOSYS')) throw e;
-  }
-  if (existsSync(to)) throw alreadyExists(to);
-  renameSync(from, to);
-}
-
-const alreadyExists = (path: string) => new PagesnapError(`${path} already exists`, { code: 'EEXIST', hint: 'choose another name or pass --force to replace it' });
-
 /** Pages per frame: 64 pages (256 KiB) keeps per-frame costs low and one page's read at one small decompression. */
 export const DEFAULT_FRAME_PAGES = 64;
 
@@ -141,15 +120,13 @@ export class SnapshotWriter {
   private readonly parent?: WriterParent;
   readonly framePages: number;
   readonly level: number;
-  readonly tmpPath: string;
+  private readonly file: PendingFile;
   private readonly out: OutputFile;
   private readonly pool: CompressPool;
   private readonly dedupe: boolean;
   private readonly force: boolean;
   private finished = false;
   private failure: Error | null = null;
-  /** removes the temporary file if pagesnap ends before the snapshot is complete */
-  private readonly forgetTmp: () => void;
 
   // stored pages: how many (of this file's own), their hashes (sent to the file in blocks), the deduplication table
   private stored = 0;
@@ -190,10 +167,8 @@ export class SnapshotWriter {
     this.force = opts.force ?? false;
     this.tableEntries = opts.tableEntries ?? TABLE_ENTRIES;
     this.hashBlock = new Uint32Array(2 * this.tableEntries);
-    const dir = dirname(path);
-    this.tmpPath = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-    this.out = new OutputFile(this.tmpPath);
-    this.forgetTmp = atExit(() => this.removeTmp());
+    this.file = new PendingFile(path);
+    this.out = this.file.out;
     // Enough frames in flight for a whole read batch to be stored without waiting on compression: ~16 MiB of slots.
     const frameBytes = this.framePages * this.pageSize;
     this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
@@ -422,32 +397,13 @@ export class SnapshotWriter {
     const manifestOffset = await this.out.append(z);
     await this.out.append(encodeFooter({ manifestOffset, manifestSize: z.length, manifestRawSize: raw.length, manifestHash: xxh3_64(z, 0) }));
     const size = await this.out.finish(this.needed === this.headerVersion ? undefined : { at: 0, bytes: this.header() });
-    await this.out.close();
     this.finished = true;
-    this.publish();
-    this.forgetTmp();
-    return size;
-  }
-
-  /** Give the file its name: never over one that appeared meanwhile, unless forced. */
-  private publish(): void {
     try {
-      if (this.force) renameSync(this.tmpPath, this.path);
-      else publishNoReplace(this.tmpPath, this.path);
-    } catch (e) {
-      this.removeTmp();
-      if (isErrno(e, 'EEXIST')) throw alreadyExists(this.path);
-      throw e instanceof NativeError ? e : fromNodeError(e, 'rename', this.path);
-    }
-    // the name made durable too; some filesystems (FUSE, network mounts) cannot fsync a directory: theirs to keep
-    const dir = openSync(dirname(this.path), 'r');
-    try {
-      fsyncSync(dir);
-    } catch (e) {
-      if (!isErrno(e, 'EINVAL', 'ENOSYS', 'EOPNOTSUPP', 'ENOTSUP')) throw fromNodeError(e, 'fsync', dirname(this.path));
+      this.file.publish(this.force); // (an unnamed file is linked through its open descriptor)
     } finally {
-      closeSync(dir);
+      await this.out.close();
     }
+    return size;
   }
 
   /** Drop everything written; nothing appears under the final name. Safe to call after finish() or twice. */
@@ -460,15 +416,6 @@ export class SnapshotWriter {
       await this.out.close().catch(() => {});
       await this.pool.close();
     }
-    this.removeTmp();
-    this.forgetTmp();
-  }
-
-  private removeTmp(): void {
-    try {
-      unlinkSync(this.tmpPath);
-    } catch {
-      /* not there */
-    }
+    this.file.discard();
   }
 }
