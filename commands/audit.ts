@@ -5,7 +5,7 @@ import { audit } from '../src/analyze/audit.js';
 import { renderAudit } from '../src/render/audit.js';
 import { PagesnapError } from '../src/native/index.js';
 import { heatmapSvg, heatmapPng, auditHeatmap } from '../src/render/heatmap.js';
-import { writeOutput } from '../src/cli/output.js';
+import { writeWhole } from '../src/snapshot/pending-file.js';
 
 /** Exit code of --fail-on-loss when a pagemap-only dumper would lose data. */
 const EXIT_LOSS = 3;
@@ -36,8 +36,8 @@ export default class Audit extends PagesnapCommand {
   async run(): Promise<unknown> {
     const { argv, flags } = await this.parse(Audit);
     const rep = audit((argv as string[]).map(parsePid), { method: flags.method as 'auto', deep: flags.deep });
-    if (flags.svg) writeOutput(flags.svg, heatmapSvg(auditHeatmap(rep, flags.all)));
-    if (flags.png) writeOutput(flags.png, heatmapPng(auditHeatmap(rep, flags.all)));
+    if (flags.svg) await writeWhole(flags.svg, heatmapSvg(auditHeatmap(rep, flags.all)));
+    if (flags.png) await writeWhole(flags.png, heatmapPng(auditHeatmap(rep, flags.all)));
     const result = this.emit(rep, () => renderAudit(rep, flags.all));
     if (flags['fail-on-loss'] && rep.totals.lostPages > 0) {
       if (this.jsonEnabled()) process.stdout.write(`${JSON.stringify(result)}\n`);

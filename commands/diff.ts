@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { PagesnapCommand } from '../src/cli/base.js';
 import { parsePid } from '../src/cli/parse.js';
-import { writeOutput } from '../src/cli/output.js';
+import { writeWhole } from '../src/snapshot/pending-file.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { diffSnapshots, pageBytes } from '../src/analyze/diff.js';
 import { renderDiff, renderPageDiff, diffHeatmap } from '../src/render/diff.js';
@@ -38,8 +38,8 @@ export default class Diff extends PagesnapCommand {
       const b = SnapshotReader.open(args.b);
       try {
         const d = diffSnapshots(a, b, { pid: flags.pid === undefined ? undefined : parsePid(flags.pid) });
-        if (flags.svg) writeOutput(flags.svg, heatmapSvg(diffHeatmap(d)));
-        if (flags.png) writeOutput(flags.png, heatmapPng(diffHeatmap(d)));
+        if (flags.svg) await writeWhole(flags.svg, heatmapSvg(diffHeatmap(d)));
+        if (flags.png) await writeWhole(flags.png, heatmapPng(diffHeatmap(d)));
         let page: { addr: bigint; a: Buffer | string; b: Buffer | string } | undefined;
         if (flags.hex !== undefined) {
           if (!/^(0x)?[0-9a-f]+$/i.test(flags.hex)) throw new PagesnapError(`--hex ${flags.hex} is not a hex address`, { code: 'EINVAL' });

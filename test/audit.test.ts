@@ -1,7 +1,7 @@
 // Acceptance for `audit`: on every scenario it reports exactly the data a pagemap-only dumper would lose, and what
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, ftruncateSync, closeSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, ftruncateSync, closeSync, rmSync, writeFileSync } from 'node:fs';
 import { audit } from '../src/analyze/audit.js';
 import { memfdCreate, fallocate, mmap, munmap, MFD, MAP, PROT } from '../src/native/index.js';
 import { inflateSync } from 'node:zlib';
@@ -106,6 +106,7 @@ describe('audit --png', () => {
   it('writes a valid PNG in which the lost pages are red', (ctx) => {
     sc.skipIf(ctx);
     const file = join(dir, 'audit.png');
+    writeFileSync(file, 'an older picture, longer than nothing');
     expect(cli(['audit', String(sc.fx.pid), '--png', file]).code).toBe(0);
     const png = readFileSync(file);
     expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
@@ -131,6 +132,13 @@ describe('audit --png', () => {
       }
     }
     expect(red).toBeGreaterThanOrEqual(16 * 36 + 100); // 16 cells of 6×6, the legend swatch, the label
+  });
+
+  it('into a directory that does not exist: one line naming it and what to do', (ctx) => {
+    sc.skipIf(ctx);
+    const r = cli(['audit', String(sc.fx.pid), '--png', join(dir, 'nowhere', 'audit.png')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`pagesnap audit: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the file elsewhere\n`);
   });
 });
 

@@ -4,7 +4,8 @@
  *
  *   "PSNPPROF"  u32 version (1)  u32 page size  16-byte snapshot id  u32 pid  u32 count  count × u64 page number
  */
-import { openSync, writeSync, closeSync, renameSync, readFileSync, statSync, rmSync, fsyncSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { writeWhole } from '../snapshot/pending-file.js';
 
 const MAGIC = 'PSNPPROF';
 const HEAD = 8 + 4 + 4 + 16 + 4 + 4;
@@ -40,8 +41,8 @@ export function readProfile(path: string, snapshotId: Buffer, pid: number): Prof
   return p;
 }
 
-/** Write atomically (a temporary name, then rename), readable by the owner only. */
-export function writeProfile(path: string, p: Profile): void {
+/** Written whole or not at all, readable by the owner only. */
+export async function writeProfile(path: string, p: Profile): Promise<void> {
   const b = Buffer.alloc(HEAD + p.pages.length * 8);
   b.write(MAGIC, 0, 'latin1');
   b.writeUInt32LE(1, 8);
@@ -50,18 +51,5 @@ export function writeProfile(path: string, p: Profile): void {
   b.writeUInt32LE(p.pid, 32);
   b.writeUInt32LE(p.pages.length, 36);
   p.pages.forEach((n, i) => b.writeBigUInt64LE(BigInt(n), HEAD + i * 8));
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    try {
-      writeSync(fd, b);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  await writeWhole(path, b);
 }

@@ -262,7 +262,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     if (lazy && opts.profile !== false && end.faults.firstTouch.length > 0) {
       // the memory is restored either way: a profile that cannot be kept (a read-only directory) is only a note
       try {
-        writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
+        await writeProfile(profileFile, { pageSize: ps, snapshotId: reader.manifest.id, pid: proc.pid, pages: [...end.faults.firstTouch] });
         profile = { used: prior?.pages.length ?? 0, recorded: end.faults.firstTouch.length, path: profileFile };
       } catch (e) {
         profileNotes.push(`the working-set profile was not written (${profileFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): the next restore starts without it`);

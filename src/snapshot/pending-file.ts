@@ -6,7 +6,7 @@
  * Either way nothing ever appears under the final name before the file is complete and durable.
  */
 import { fsyncSync, openSync, closeSync, existsSync, linkSync, renameSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { PagesnapError, NativeError, fromNodeError, isErrno, renameNoReplace, linkFd, atExit } from '../native/index.js';
 import { OutputFile } from './output.js';
@@ -35,6 +35,13 @@ function renameNoReplacing(from: string, to: string): void {
   }
   if (existsSync(to)) throw alreadyExists(to);
   renameSync(from, to);
+}
+
+/** Fails, naming the directory, when `path` is in one that does not exist; `what` is written there (for the hint). */
+export function requireDirectory(path: string, what: string): void {
+  if (!existsSync(dirname(resolve(path)))) {
+    throw new PagesnapError(`${dirname(path)} does not exist`, { code: 'ENOENT', hint: `create the directory first, or write the ${what} elsewhere` });
+  }
 }
 
 function unlinkQuietly(path: string): void {
@@ -116,5 +123,22 @@ export class PendingFile {
     this.tmpPath = null;
     this.forget?.();
     this.forget = null;
+  }
+}
+
+/**
+ * Write `data` to `path` whole or not at all, 0600, replacing what is there (a picture or profile the command was
+ * asked to write, or writes again each time).
+ */
+export async function writeWhole(path: string, data: string | Uint8Array): Promise<void> {
+  requireDirectory(path, 'file');
+  const file = new PendingFile(path);
+  try {
+    await file.out.append(typeof data === 'string' ? Buffer.from(data) : data);
+    await file.out.finish();
+    file.publish(true);
+  } finally {
+    await file.out.close();
+    file.discard();
   }
 }

@@ -5,9 +5,9 @@
  * only then given its final name (never replacing an existing file unless forced): a failed or killed dump leaves
  * nothing under that name.
  */
-import { existsSync, lstatSync, type Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { describeFile } from './file-kind.js';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, fromNodeError, xxh3_64 } from '../native/index.js';
@@ -16,7 +16,7 @@ import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { type OutputFile } from './output.js';
-import { PendingFile, alreadyExists } from './pending-file.js';
+import { PendingFile, alreadyExists, requireDirectory } from './pending-file.js';
 
 export interface WriterOptions {
   /** replace an existing file */
@@ -207,8 +207,7 @@ export class SnapshotWriter {
       throw new PagesnapError(`${path} is ${describeFile(st)}, not a regular file`, { code: st.isDirectory() ? 'EISDIR' : 'EEXIST', hint: 'give the name of a file to write the snapshot to' });
     }
     if (st && !opts.force) throw alreadyExists(path);
-    const dir = dirname(full);
-    if (!existsSync(dir)) throw new PagesnapError(`${dirname(path)} does not exist`, { code: 'ENOENT', hint: 'create the directory first, or write the snapshot elsewhere' });
+    requireDirectory(path, 'snapshot');
     return new SnapshotWriter(full, opts);
   }
 
