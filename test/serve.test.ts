@@ -305,14 +305,27 @@ describe('serve', () => {
     }
   });
 
-  it('if the server dies, a waiting client sees the connection close and exits instead of hanging', async () => {
+  it('if the server dies, a waiting client sees the connection close and exits instead of hanging; the next server takes its socket', async () => {
     const s = await Server.start('dies', ['--threads', '0']);
+    expect(s.events[0]!.replaced).toBe(false);
     const running = client(s, [...range(thp), '--no-prefetch', '--wait-full']);
     await s.until((e) => e.kind === 'start');
     s.proc.kill('SIGKILL');
     const r = await running;
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/the server went away before the memory was full/);
+    // the dead server's socket is left behind; nobody listens on it, so a new server removes it and serves
+    expect(statSync(s.socket).isSocket()).toBe(true);
+    const next = await Server.start('dies');
+    try {
+      expect(next.events[0]!.replaced).toBe(true);
+      const dump = join(dir, 'after-death.bin');
+      const again = await client(next, [...range(thp), '--touch', 'seq', '--dump', dump]);
+      expect(again.code, again.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+    } finally {
+      await next.stop();
+    }
   });
 
   it('a client that dies ends its session cleanly; the server serves the next one', async () => {
@@ -355,11 +368,24 @@ describe('serve', () => {
     }
   });
 
-  it('will not take over an existing socket path', () => {
+  it('will not take a path that is not a socket, nor a running server\'s socket', async () => {
     const path = join(dir, 'taken.sock');
     spawnSync('touch', [path]);
     const r = cli(['serve', file, '--socket', path]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^pagesnap serve: .*taken\.sock exists — remove it/);
+    expect(r.stderr).toBe(`pagesnap serve: ${path} exists and is a regular file, not a socket — choose another path\n`);
+    const s = await Server.start('running');
+    try {
+      const r2 = cli(['serve', file, '--socket', s.socket]);
+      expect(r2.code).toBe(1);
+      expect(r2.stderr).toBe(`pagesnap serve: ${s.socket} is the socket of a server that is running — stop that server, or choose another path\n`);
+      // and that server serves on, none the worse for the look
+      const dump = join(dir, 'still-running.bin');
+      const c = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
+      expect(c.code, c.stderr).toBe(0);
+      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+    } finally {
+      await s.stop();
+    }
   });
 });

@@ -39,7 +39,7 @@ export function renderRestore(r: RestoreResult): string {
 
 export function renderServeEvent(e: ServeEvent): string {
   switch (e.kind) {
-    case 'listening': return `serving ${e.snapshot} on ${e.socket}`;
+    case 'listening': return `serving ${e.snapshot} on ${e.socket}${e.replaced ? ' (in place of a socket nobody listened on, left by a server that died)' : ''}`;
     case 'start': return `session ${e.session}${e.forkOf ? ` (fork of ${e.forkOf})` : ''}: pid ${e.client.pid} uid ${e.client.uid} · ${e.pages.data} data, ${e.pages.zero} zero pages${e.lost ? `, ${e.lost} ranges poisoned` : ''}${e.events.length ? ` · events ${e.events.join(',')}` : ''}${e.prefetch ? '' : ' · on fault only'}`;
     case 'full': return `session ${e.session}: full after ${ms(e.ms)} ms`;
     case 'end': return `session ${e.session} ended (${e.why}) after ${ms(e.ms)} ms · ${bytes(e.stats.copied)} copied, ${bytes(e.stats.zeroed)} zero · ${e.faults.served} faults, p50 ${us(e.faults.p50Us)} µs, p99 ${us(e.faults.p99Us)} µs`;

@@ -3,15 +3,17 @@
  * its userfaultfd and the ranges it registered, and the page streamer fills them from the snapshot (faults
  * first, the rest in the background) until the client closes the connection or exits. See serve-protocol.ts.
  */
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, unlinkSync, type Stats } from 'node:fs';
+import { createConnection } from 'node:net';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { Worker } from 'node:worker_threads';
 import {
-  listenUnix, sendAll, closeFd, pidfdOpen, eventfd, eventfdSignal, startWorker, sibling, atExit, PagesnapError,
+  listenUnix, sendAll, closeFd, pidfdOpen, eventfd, eventfdSignal, startWorker, sibling, atExit, PagesnapError, isErrno, fromNodeError,
   type PeerCred,
 } from '../native/index.js';
 import { SnapshotReader } from '../snapshot/reader.js';
+import { describeFile } from '../snapshot/file-kind.js';
 import { planClient, type ClientPlan } from './serve-plan.js';
 import { parseHello, frame, type AcceptMessage, type Hello } from './serve-protocol.js';
 import { Streamer, type StreamStats } from './streamer.js';
@@ -33,7 +35,8 @@ export interface ServeOptions {
 }
 
 export type ServeEvent =
-  | { kind: 'listening'; socket: string; snapshot: string }
+  /** replaced: a socket nobody listened on (left by a server that died) was removed first */
+  | { kind: 'listening'; socket: string; snapshot: string; replaced: boolean }
   | { kind: 'start'; session: number; client: PeerCred; pages: ClientPlan['counts']; lost: number; events: string[]; prefetch: boolean; forkOf?: number }
   | { kind: 'full'; session: number; ms: number }
   | { kind: 'end'; session: number; why: string; ms: number; stats: StreamStats; faults: { served: number; p50Us: number | null; p99Us: number | null } }
@@ -41,11 +44,43 @@ export type ServeEvent =
 
 const percentile = (xs: Float64Array, q: number) => (xs.length === 0 ? null : Float64Array.from(xs).sort()[Math.min(xs.length - 1, Math.floor(q * xs.length))]!);
 
+/**
+ * Make `path` free to listen on. A socket nobody listens on (ECONNREFUSED: its server died, SIGKILL leaves it) is
+ * removed, and true returned; anything else there is refused: a live server's socket, or what is not a socket.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  let st: Stats;
+  try {
+    st = lstatSync(path);
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return false;
+    throw fromNodeError(e, 'stat', path);
+  }
+  if (!st.isSocket()) {
+    throw new PagesnapError(`${path} exists and is ${st.isFile() ? 'a regular file' : describeFile(st)}, not a socket`, { code: 'EEXIST', hint: 'choose another path' });
+  }
+  const refused = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(null);
+    });
+    probe.once('error', (e) => resolve(e));
+  });
+  if (refused === null) throw new PagesnapError(`${path} is the socket of a server that is running`, { code: 'EADDRINUSE', hint: 'stop that server, or choose another path' });
+  if (!isErrno(refused, 'ECONNREFUSED')) throw fromNodeError(refused, 'connect', path);
+  unlinkSync(path);
+  return true;
+}
+
 export async function serve(path: string, opts: ServeOptions): Promise<void> {
   const reader = SnapshotReader.open(path);
-  if (existsSync(opts.socket)) {
+  let replaced: boolean;
+  try {
+    replaced = await claimSocketPath(opts.socket);
+  } catch (e) {
     reader.close();
-    throw new PagesnapError(`${opts.socket} exists`, { code: 'EEXIST', hint: 'remove it (a server that died leaves its socket behind) or choose another path' });
+    throw e;
   }
   const listenFd = listenUnix(opts.socket);
   const cleanup = atExit(() => existsSync(opts.socket) && unlinkSync(opts.socket));
@@ -157,7 +192,7 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
   }
   opts.signal?.addEventListener('abort', stop, { once: true });
   if (opts.signal?.aborted) stop();
-  emit({ kind: 'listening', socket: opts.socket, snapshot: path });
+  emit({ kind: 'listening', socket: opts.socket, snapshot: path, replaced });
 
   await done;
   // Sessions in progress end with the server: their clients see the connection close.
