@@ -11,53 +11,20 @@
  *   move-ceiling SNAPSHOT INDEX copy|move
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
 #include <linux/userfaultfd.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-typedef struct ZSTD_DCtx_s ZSTD_DCtx;
-ZSTD_DCtx *ZSTD_createDCtx(void);
-size_t ZSTD_decompressDCtx(ZSTD_DCtx *, void *, size_t, const void *, size_t);
-unsigned ZSTD_isError(size_t);
+#include "common.h"
 
 /* declared here: older linux/userfaultfd.h headers lack it */
 struct move_args { uint64_t dst, src, len, mode; int64_t move; };
 #define MOVE_IOCTL _IOWR(UFFDIO, 0x05, struct move_args)
 #define FEATURE_MOVE (1ULL << 16)
 #define HUGE (2UL << 20)
-
-struct entry { uint64_t off; uint32_t size, raw; };
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-	int fd = open(path, O_RDONLY);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st)) exit(1);
-	char *b = malloc((size_t)st.st_size);
-	for (size_t o = 0; o < (size_t)st.st_size;) {
-		ssize_t n = pread(fd, b + o, (size_t)st.st_size - o, (off_t)o);
-		if (n <= 0) exit(1);
-		o += (size_t)n;
-	}
-	*len = (size_t)st.st_size;
-	return b;
-}
 
 /* `len` bytes of 2 MiB-aligned memory that faults in huge pages */
 static char *huge_area(size_t len)
