@@ -76,6 +76,14 @@ class Server {
 
 interface ClientRun { code: number | null; out: Record<string, number> | null; stderr: string }
 
+/** A client of `s` touching all of the thp region in order gets exactly its bytes (dumped to NAME.bin). */
+async function expectServesThp(s: Server, name: string): Promise<void> {
+  const dump = join(dir, `${name}.bin`);
+  const r = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
+  expect(r.code, r.stderr).toBe(0);
+  expect(readFileSync(dump).equals(want(thp))).toBe(true);
+}
+
 function client(s: Server, args: string[], opts: { uid?: number } = {}): Promise<ClientRun> {
   return new Promise((resolve) => {
     const p = spawn(CLIENT, ['--socket', s.socket, ...args], { stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.uid });
@@ -319,10 +327,7 @@ describe('serve', () => {
     const next = await Server.start('dies');
     try {
       expect(next.events[0]!.replaced).toBe(true);
-      const dump = join(dir, 'after-death.bin');
-      const again = await client(next, [...range(thp), '--touch', 'seq', '--dump', dump]);
-      expect(again.code, again.stderr).toBe(0);
-      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      await expectServesThp(next, 'after-death');
     } finally {
       await next.stop();
     }
@@ -336,10 +341,7 @@ describe('serve', () => {
       p.kill('SIGKILL');
       const end = await s.until((e) => e.kind === 'end');
       expect(end.why).toBe('the client went away');
-      const dump = join(dir, 'next.bin');
-      const r = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      await expectServesThp(s, 'next');
     } finally {
       await s.stop();
     }
@@ -354,10 +356,7 @@ describe('serve', () => {
       head.writeUInt32LE(100, 0);
       stalled.write(head); // a 100-byte hello announced, and never sent (nor its descriptor)
       await new Promise((r) => setTimeout(r, 200));
-      const dump = join(dir, 'after-stall.bin');
-      const r = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
-      expect(r.code, r.stderr).toBe(0);
-      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      await expectServesThp(s, 'after-stall');
       // served while the stalled hello was still waiting out its time
       expect(s.events.filter((e) => e.kind === 'refused')).toEqual([]);
       const refused = await s.until((e) => e.kind === 'refused');
@@ -380,10 +379,7 @@ describe('serve', () => {
       expect(r2.code).toBe(1);
       expect(r2.stderr).toBe(`pagesnap serve: ${s.socket} is the socket of a server that is running — stop that server, or choose another path\n`);
       // and that server serves on, none the worse for the look
-      const dump = join(dir, 'still-running.bin');
-      const c = await client(s, [...range(thp), '--touch', 'seq', '--dump', dump]);
-      expect(c.code, c.stderr).toBe(0);
-      expect(readFileSync(dump).equals(want(thp))).toBe(true);
+      await expectServesThp(s, 'still-running');
     } finally {
       await s.stop();
     }
