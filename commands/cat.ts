@@ -4,7 +4,7 @@ import { PagesnapCommand } from '../src/cli/base.js';
 import { parseAddress, parseSize } from '../src/cli/parse.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { hexdump } from '../src/render/snapshot.js';
-import { PagesnapError } from '../src/native/index.js';
+import { PagesnapError, isErrno } from '../src/native/index.js';
 
 /** Larger reads are refused: cat is for looking at memory, dump and restore move it. */
 const MAX_CAT = 1 << 30;
@@ -34,10 +34,19 @@ export default class Cat extends PagesnapCommand {
       const bytes = r.read(r.process(flags.pid), addr, Number(len));
       if (this.jsonEnabled()) return { addr: `0x${addr.toString(16)}`, len: bytes.length, base64: bytes.toString('base64') };
       if (flags.hex || process.stdout.isTTY) this.log(hexdump(bytes, addr));
-      else for (let o = 0; o < bytes.length; ) o += writeSync(1, bytes, o, bytes.length - o);
+      else writeRaw(bytes);
       return undefined;
     } finally {
       r.close();
     }
+  }
+}
+
+/** The bytes to stdout; a reader that stops reading (`| head -c N`) ends it quietly, as it would end cat(1). */
+function writeRaw(bytes: Buffer): void {
+  try {
+    for (let o = 0; o < bytes.length; ) o += writeSync(1, bytes, o, bytes.length - o);
+  } catch (e) {
+    if (!isErrno(e, 'EPIPE')) throw e;
   }
 }

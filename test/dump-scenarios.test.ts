@@ -10,7 +10,8 @@ import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { dump } from '../src/dump/dump.js';
 import { inspect, type PageCounts } from '../src/analyze/inspect.js';
-import { cli, cliJson } from './helpers/cli.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { once } from 'node:events';
 import { processVmReadv } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
@@ -253,6 +254,13 @@ describe('cat', () => {
       const guard = cli(['cat', file, '--addr', (reg.start + 4n * 4096n).toString(16), '--len', '1']);
       expect(guard.code).toBe(1);
       expect(guard.stderr.trim()).toMatch(/^pagesnap cat: page 0x[0-9a-f]+ is not in the snapshot: a guard page: it has no content \(access faults\) \[case A15\]$/);
+      // a reader that has gone (`| head -c 1`): cat stops quietly, as cat(1) would
+      const gone = spawn(process.execPath, [RUN_JS, 'cat', file, '--addr', reg.start.toString(16), '--len', '4K'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      gone.stdout!.destroy();
+      let stderr = '';
+      gone.stderr!.on('data', (d) => (stderr += d));
+      const [code] = (await once(gone, 'exit')) as [number | null];
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     } finally {
       await fx.stop();
     }
