@@ -93,10 +93,17 @@ describe('errors are one line with a non-zero exit', () => {
     }
   });
 
-  it('no pid at all is a usage error', () => {
-    const r = cli(['inspect']);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/Missing 1 required arg/);
+  it('a usage error is one line that says what is wrong (oclif spreads its over several), and exit 2', () => {
+    for (const [args, line] of [
+      [['inspect'], 'pagesnap inspect: missing 1 required arg: pid (process id to inspect) — see pagesnap inspect --help'],
+      [['dump', '1', '--level', '0'], 'pagesnap dump: --level: Expected an integer greater than or equal to 1 but received: 0 — see pagesnap dump --help'],
+      [['diff', 'a.psnap'], 'pagesnap diff: missing 1 required arg: b (the later snapshot) — see pagesnap diff --help'],
+      [['dumpp', '1'], 'pagesnap: "dumpp" is not a command — did you mean dump? commands: audit, autocomplete, cat, diff, dump, flatten, help, inspect, lab, restore, serve, show, verify (pagesnap --help)'],
+    ] as const) {
+      const r = cli([...args]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: `${line}\n` });
+    }
+    expect(JSON.parse(cli(['inspect', '--json']).stdout)).toEqual({ error: { message: 'missing 1 required arg: pid (process id to inspect)', code: null, hint: 'see pagesnap inspect --help' } });
   });
 });
 

@@ -44,16 +44,36 @@ export abstract class PagesnapCommand extends Command {
     this.parsed = true;
     const usage = err instanceof Errors.CLIError && !(err instanceof PagesnapError) && (err.oclif?.exit === 2 || /flag|argument|Unexpected/i.test(err.message));
     const code = usage ? EXIT.USAGE : err instanceof PagesnapError ? (err as PagesnapError).exitCode : EXIT.FAILED;
-    const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : undefined;
-    const line = `pagesnap ${this.id ?? ''}: ${err.message.split('\n')[0]}${hint ? ` — ${hint}` : ''}`;
-    process.stderr.write(`${line}\n`);
+    const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : usage ? `see pagesnap ${this.id ?? ''} --help` : undefined;
+    const message = usage ? usageLine(err.message) : err.message;
+    process.stderr.write(`pagesnap ${this.id ?? ''}: ${message.split('\n')[0]}${hint ? ` — ${hint}` : ''}\n`);
     if (this.jsonEnabled?.()) {
-      process.stdout.write(`${JSON.stringify({ error: { message: err.message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
+      process.stdout.write(`${JSON.stringify({ error: { message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
     }
     if (process.env.PAGESNAP_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = code;
     return undefined;
   }
+}
+
+/**
+ * oclif's usage errors span lines (a heading, its details, "See more help with --help"); the first alone can say
+ * nothing ("Parsing --level"). One line of all of it: "--level: Expected an integer greater than or equal to 1 but
+ * received: -1"; "missing 1 required arg: pid (process id to inspect)".
+ */
+export function usageLine(message: string): string {
+  const [head = '', ...details] = message.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'See more help with --help');
+  const parsing = /^Parsing (--[\w-]+)$/.exec(head);
+  if (parsing) return [parsing[1], ...details].join(': ');
+  const missing = /^Missing (\d+ required args?):$/.exec(head);
+  if (missing) {
+    const args = details.map((d) => {
+      const [name, ...about] = d.split(/\s{2,}/);
+      return about.length ? `${name} (${about.join(' ')})` : name;
+    });
+    return `missing ${missing[1]}: ${args.join(', ')}`;
+  }
+  return [head, ...details].join('; ');
 }
 
 function hintFor(e: NativeError): string | undefined {
