@@ -3,6 +3,7 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import { cliJson, RUN_JS } from './helpers/cli.js';
 import { isAlive } from '../src/proc/process.js';
@@ -87,8 +88,10 @@ function children(ppid: number): { pid: number; cmd: string }[] {
 }
 
 describe('pagesnap lab stopped midway', () => {
-  it.for(['SIGINT', 'SIGKILL'] as const)('by %s: its fixtures and compaction loop end, and the machine is put back', { timeout: 30_000 }, async (sig) => {
+  it.for(['SIGINT', 'SIGKILL'] as const)('by %s: its fixtures, compaction loop and files go, and the machine is put back', { timeout: 30_000 }, async (sig) => {
     const before = machine();
+    const labDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pagesnap-lab-'));
+    const dirsBefore = labDirs();
     const lab = spawn(process.execPath, [RUN_JS, 'lab', '--only', 'migration', '--migration-seconds', '60'], { stdio: 'ignore' });
     let made: { pid: number; cmd: string }[] = [];
     try {
@@ -101,8 +104,10 @@ describe('pagesnap lab stopped midway', () => {
       lab.kill(sig);
       expect((await exited)[1]).toBe(sig);
       const alive = () => made.filter((c) => isAlive(c.pid)).map((c) => c.cmd);
-      for (let i = 0; i < 100 && (alive().length || JSON.stringify(machine()) !== JSON.stringify(before)); i++) await new Promise((r) => setTimeout(r, 50));
-      expect({ alive: alive(), machine: machine() }).toEqual({ alive: [], machine: before });
+      const now = () => ({ alive: alive(), machine: machine(), dirs: labDirs() });
+      const want = { alive: [], machine: before, dirs: dirsBefore };
+      for (let i = 0; i < 100 && JSON.stringify(now()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(now()).toEqual(want);
     } finally {
       lab.kill('SIGKILL');
     }

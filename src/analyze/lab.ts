@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { Fixture, type FixtureRegion } from '../../fixtures/driver.js';
 import { expectedPage } from '../../fixtures/pattern.js';
 import { Pagemap, KpageReader, kpfNames, readRegions, type Region } from '../proc/index.js';
-import { PAGE_IS, PagesnapError, processVmReadv } from '../native/index.js';
+import { PAGE_IS, PagesnapError, processVmReadv, atExit, watchdog, shellQuote } from '../native/index.js';
 import { HostSettings } from '../host/settings.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { dump } from '../dump/dump.js';
@@ -255,6 +255,10 @@ export async function lab(opts: LabOptions = {}): Promise<LabReport> {
   }
   const host = new HostSettings();
   const dir = mkdtempSync(join(tmpdir(), 'pagesnap-lab-'));
+  // its snapshots (of its own fixtures) go with it however lab ends: Ctrl-C (atExit), SIGKILL (the watchdog)
+  const removeDir = () => rmSync(dir, { recursive: true, force: true });
+  const forgetDir = atExit(removeDir);
+  const dog = watchdog(`rm -rf ${shellQuote(dir)}`);
   const results: LabResult[] = [];
   const pick = (name: string) => !opts.only?.length || opts.only.some((o) => name.toLowerCase().includes(o.toLowerCase()));
   try {
@@ -282,7 +286,9 @@ export async function lab(opts: LabOptions = {}): Promise<LabReport> {
       opts.onResult?.(r);
     }
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeDir();
+    forgetDir();
+    dog.dismiss();
     host.restore();
   }
   return { kernel: release(), results };

@@ -9,7 +9,7 @@
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
-import { PagesnapError, atExit, watchdog } from '../native/index.js';
+import { PagesnapError, atExit, watchdog, shellQuote } from '../native/index.js';
 import { readStat, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -191,7 +191,7 @@ function freezeCgroup(pids: number[]): Frozen {
     if (mine === g || mine.startsWith(`${g}/`)) throw new PagesnapError(`refusing to freeze ${g}: pagesnap itself runs in it`, { code: 'EDEADLK', hint: 'run pagesnap outside the target\'s cgroup, or use --freeze ptrace' });
   }
   const toFreeze = groups.filter((g) => readFileSync(`${g}/cgroup.freeze`, 'utf8').trim() === '0');
-  const dog = watchdog(toFreeze.map((g) => `echo 0 > '${g}/cgroup.freeze'`).join('; ') || 'true');
+  const dog = watchdog(toFreeze.map((g) => `echo 0 > ${shellQuote(`${g}/cgroup.freeze`)}`).join('; ') || 'true');
   const frozen: Frozen = {
     method: 'cgroup', pids, freezeMs: 0,
     thaw() {

@@ -7,7 +7,7 @@
  * leaves nothing changed.
  */
 import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
-import { PagesnapError, swapon, swapoff, flock, isErrno, atExit, watchdog } from '../native/index.js';
+import { PagesnapError, swapon, swapoff, flock, isErrno, atExit, watchdog, shellQuote } from '../native/index.js';
 import { isAlive } from '../proc/process.js';
 
 type Undo = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
@@ -98,13 +98,11 @@ export function releaseDead(pid: number): void {
   withJournal(() => {});
 }
 
-const quote = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-
 /** A watchdog that runs releaseDead(this process) in a new node if this process is killed outright. */
 function deathWatch(): { dismiss(): void } {
   // (execArgv carries the loader this module runs under, e.g. tsx in the tests)
   const code = `(await import(${JSON.stringify(import.meta.url)})).releaseDead(${process.pid})`;
-  return watchdog(['exec', process.execPath, ...process.execArgv, '--input-type=module', '-e', code].map(quote).join(' '));
+  return watchdog(['exec', process.execPath, ...process.execArgv, '--input-type=module', '-e', code].map(shellQuote).join(' '));
 }
 
 export class HostSettings {

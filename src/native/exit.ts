@@ -47,6 +47,9 @@ export function atExit(action: () => void): () => void {
   };
 }
 
+/** `s` as one word for /bin/sh. */
+export const shellQuote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
 /**
  * A shell waiting on a pipe from us that runs `command` if the pipe closes before it is dismissed: covers this
  * process being killed outright. Detached, so a Ctrl-C to our process group does not take it first.
