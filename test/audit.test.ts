@@ -1,16 +1,16 @@
 // Acceptance for `audit`: on every scenario it reports exactly the data a pagemap-only dumper would lose, and what
 // it would store for nothing, per region and case.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, ftruncateSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, ftruncateSync, closeSync, writeFileSync } from 'node:fs';
 import { audit } from '../src/analyze/audit.js';
 import { memfdCreate, fallocate, mmap, munmap, MFD, MAP, PROT } from '../src/native/index.js';
 import { inflateSync } from 'node:zlib';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 import { requireCachestat, withSwapState, runsOf } from './helpers/kernel.js';
+import { scratchDir } from './helpers/scratch.js';
 
 type Expect = { lost?: [string, number]; zero?: number; file?: number; marker?: number };
 /**
@@ -35,10 +35,9 @@ const SCENARIOS = ['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shme
 let prepared: Prepared;
 beforeAll(() => { prepared = prepareHost(); });
 // the heatmaps' files, removed with the directory
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-audit-'));
+const dir = scratchDir('audit');
 afterAll(() => {
   prepared.host.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 type RegionJson = { start: string; lost: { pages: number; cases: { case: string; pages: number }[] }; needless: { zero: number; file: number; marker: number }; smaps: { ok: boolean } };

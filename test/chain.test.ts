@@ -2,8 +2,7 @@
 // those pages; the incremental dump stores only them, reads and restores through its parent (eager and lazy), is
 // refused when its parent is missing or not the one it was dumped against, and flattens into a file of its own.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, copyFileSync, renameSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, renameSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { patternPage } from '../fixtures/pattern.js';
@@ -11,8 +10,9 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { compareRestored } from './helpers/restored.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-chain-'));
+const dir = scratchDir('chain');
 let fx: Fixture;
 const file = (n: string) => join(dir, n);
 const hex = (a: bigint) => `0x${a.toString(16)}`;
@@ -46,7 +46,6 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await fx.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('diff', () => {

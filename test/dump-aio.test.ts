@@ -3,21 +3,21 @@
 // the process reads the ring itself — and map_files cannot open it (ENXIO). A pagemap-only dumper loses the pending
 // completions; pagesnap used to record them as "its deleted file cannot be opened", and a restore called them lost.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect } from '../src/analyze/inspect.js';
 import { processVmReadv } from '../src/native/index.js';
 import { cliJson } from './helpers/cli.js';
+import { scratchDir } from './helpers/scratch.js';
 
 /** Mirrors sc_aio in fixtures/scenario.c: completions left in the ring, each with its number as data, reading 64 bytes. */
 const EVENTS = 3000;
 const READ = 64;
 const AIO_RING_MAGIC = 0xa10a10a1;
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-aio-'));
+const dir = scratchDir('aio');
 let fx: Fixture;
 let ring: FixtureRegion;
 let skipWhy: string | undefined;
@@ -30,7 +30,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await fx?.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const live = (pid: number, r: FixtureRegion) => {

@@ -10,9 +10,9 @@ import { readStat } from '../src/proc/process.js';
 import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { settledTaskStates } from './helpers/tasks.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fail-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('fail');
 
 const state = (pid: number) => readStat(pid).state;
 const tracer = (pid: number) => Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);

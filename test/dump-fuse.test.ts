@@ -4,15 +4,14 @@
 // ever, deaf to SIGTERM and Ctrl-C. The fixture caches nothing in the kernel (timeouts 0), so any such question
 // reaches the frozen server.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { cli } from './helpers/cli.js';
 import { patternPage } from '../fixtures/pattern.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-fuse-'));
+const dir = scratchDir('fuse');
 let fx: Fixture;
 let skipWhy: string | undefined;
 
@@ -23,7 +22,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await fx?.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('dump of a process that serves its own FUSE mount', () => {

@@ -1,9 +1,8 @@
 // Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
@@ -16,18 +15,18 @@ import { processVmReadv } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 import { settledTaskStates, taskStates } from './helpers/tasks.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
   'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed', 'fuse-self',
 ] as const;
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-dump-'));
+const dir = scratchDir('dump');
 let prepared: Prepared;
 beforeAll(() => { prepared = prepareHost(); });
 afterAll(() => {
   prepared.host.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const byStart = (counts: ReturnType<typeof inspect>) => new Map(counts.regions.map((r) => [r.start, r.counts]));

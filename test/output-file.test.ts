@@ -1,16 +1,15 @@
 // The snapshot's output stream: bytes read back while later ones are still being written (the dedupe path reads
 // stored frames back to compare pages), across the boundaries of its two staging buffers.
-import { describe, it, expect, afterAll } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { describe, it, expect } from 'vitest';
+import { readFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OutputFile } from '../src/snapshot/output.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { scanPages } from '../src/native/index.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-output-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('output');
 
 /** A deterministic generator, so a failure can be replayed. */
 function lcg(seed: number): (n: number) => number {

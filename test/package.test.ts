@@ -1,16 +1,15 @@
 // What a newcomer meets before any memory: `--help` with examples for every command, shell completion, and the
 // package `npm pack` makes, installed into an empty project and run with npx.
-import { describe, it, expect, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { cli } from './helpers/cli.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-package-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('package');
 
 /** The environment without what `npm test` exports to its children, so a nested npm behaves as a user's would. */
 const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')));

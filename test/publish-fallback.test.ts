@@ -4,13 +4,13 @@
 // links and unlinks; without hard links either (FAT, many FUSE and bucket mounts) it checks, then renames. Each is
 // forced here by making those calls fail as such a filesystem makes them fail; everything else is the real writer on
 // the real disk.
-import { describe, it, expect, vi, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, it, expect, vi } from 'vitest';
+import { readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { O_TMPFILE } from '../src/native/index.js';
 import { writeSynthetic } from './helpers/synthetic.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const fail = vi.hoisted(() => ({ tmpfile: false, rename2: false, link: false, calls: [] as string[] }));
 const errno = (code: string) => Object.assign(new Error(code), { code });
@@ -46,8 +46,7 @@ vi.mock('node:fs', async (original) => {
   };
 });
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-publish-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('publish');
 const leftovers = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
 
 describe.each([

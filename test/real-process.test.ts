@@ -2,9 +2,8 @@
 // regions, repeated pages across them). Stopped, dumped through the CLI, then every page the snapshot says holds
 // data or zero is compared with the process's memory as it still is.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, openSync, closeSync } from 'node:fs';
+import { readFileSync, openSync, closeSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNodeHeap, type NodeHeap } from '../fixtures/node-heap.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -12,8 +11,9 @@ import { processVmReadv, cachestat } from '../src/native/index.js';
 import { requireCachestat } from './helpers/kernel.js';
 import { readStat } from '../src/proc/process.js';
 import { cliJson, cli } from './helpers/cli.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-real-'));
+const dir = scratchDir('real');
 const file = join(dir, 'node.psnap');
 let heap: NodeHeap;
 
@@ -26,7 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   process.kill(heap.pid, 'SIGKILL');
   await heap.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe('dump of a Node process', () => {

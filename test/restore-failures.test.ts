@@ -17,8 +17,9 @@ import { MAP, PROT, processVmReadv } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { HostSettings } from '../src/host/settings.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-fail-'));
+const dir = scratchDir('restore-fail');
 let fx: Fixture;
 let file: string;
 let prepared: Prepared;
@@ -32,7 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fx.stop();
   prepared.host.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** Gone, or a zombie nobody reaps: either way it runs no more. */

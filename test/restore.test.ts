@@ -2,9 +2,8 @@
 // with --verify, and the restore host is dumped in turn: its memory must be the original's, region by region and
 // page by page.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, statSync, existsSync, copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { statSync, existsSync, copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { processVmReadv } from '../src/native/index.js';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { restore } from '../src/restore/restore.js';
@@ -14,6 +13,7 @@ import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 import { compareRestored } from './helpers/restored.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -23,13 +23,12 @@ const MODES = [
   { lazy: false, mode: 'copy' }, { lazy: false, mode: 'move' }, { lazy: true, mode: 'copy' }, { lazy: true, mode: 'move' },
 ] as const;
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-'));
+const dir = scratchDir('restore');
 let prepared: Prepared;
 // the hugetlb scenario holds 3 huge pages and its restore needs as many again
 beforeAll(() => { prepared = prepareHost({ hugepages: 8 }); });
 afterAll(() => {
   prepared.host.restore();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 const kill = (pid: number) => {

@@ -5,8 +5,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, rmSync, readFileSync, statSync, existsSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -14,10 +13,10 @@ import { parseHello } from '../src/restore/serve-protocol.js';
 import { planClient } from '../src/restore/serve-plan.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { HostSettings } from '../src/host/settings.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const CLIENT = join(import.meta.dirname, '..', 'fixtures', 'bin', 'uffd-client');
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-serve-'));
-chmodSync(dir, 0o755);
+const dir = scratchDir('serve', 0o755);
 let fx: Fixture;
 let file: string;
 let thp: FixtureRegion;
@@ -33,7 +32,6 @@ beforeAll(async () => {
 afterAll(async () => {
   reader.close();
   await fx.stop();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 /** A running `pagesnap serve --json`: its events as they come. */

@@ -1,16 +1,15 @@
 // The file format: round trip, random access, integrity, atomic publication, and refusal of damaged files.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, statSync, readdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { statSync, readdirSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { PagesnapError } from '../src/native/index.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
+import { scratchDir } from './helpers/scratch.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-format-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = scratchDir('format');
 
 describe('round trip', () => {
   let path: string;
