@@ -14,6 +14,7 @@ import { cli, cliJson } from './helpers/cli.js';
 import { btrfsSubvolume } from './helpers/btrfs.js';
 import { writeSynthetic } from './helpers/synthetic.js';
 import { planContent, planRegions } from '../src/restore/plan.js';
+import { scratchDir } from './helpers/scratch.js';
 
 /** Where the mapped file lies: a fixture scenario's own choice (\$TMPDIR, /var/tmp, /tmp), or a btrfs subvolume. */
 const places: { name: string; open(): { dir?: string; remove?(): void } | { skip: string } }[] = [
@@ -22,7 +23,7 @@ const places: { name: string; open(): { dir?: string; remove?(): void } | { skip
 ];
 
 describe.each(places)('restore and mapped files on $name', (place) => {
-  let dir = '';
+  const dir = scratchDir('restore-files');
   let fx: Fixture | undefined;
   let skipWhy: string | undefined;
   let removePlace: (() => void) | undefined;
@@ -31,8 +32,6 @@ describe.each(places)('restore and mapped files on $name', (place) => {
   let full: string;
 
   beforeAll(async () => {
-    // (made here, not as the tests are collected: a run that filters them all out runs no afterAll)
-    dir = mkdtempSync(join(tmpdir(), 'pagesnap-restore-files-'));
     const where = place.open();
     if ('skip' in where) {
       skipWhy = where.skip;
@@ -52,7 +51,6 @@ describe.each(places)('restore and mapped files on $name', (place) => {
   }, 60_000);
   afterAll(async () => {
     await fx?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
     removePlace?.();
   });
 
