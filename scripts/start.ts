@@ -12,6 +12,7 @@ import { tmpdir, release } from 'node:os';
 import { basename, join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { bytes } from '../src/render/format.js';
+import { watchdog, shellQuote } from '../src/native/index.js';
 
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const keep = process.argv.includes('--keep');
@@ -38,15 +39,24 @@ function step(title: string, args: string[], summary: (j: Json) => string[]): Js
 const n = (x: number) => x.toLocaleString('en-US');
 const byCase = (list: { case: string; pages: number }[]) => list.map((c) => `${c.case} ${n(c.pages)}`).join(', ') || 'none';
 
-const fx = await Fixture.start(['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'guard', 'uffd-wp', 'poison', 'file-private']);
 const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
+// the tour killed outright (SIGKILL, SIGTERM): its files go all the same; the workload dies with it by itself
+const dog = keep ? null : watchdog(`rm -rf ${shellQuote(dir)}`);
+// (the workload's own files, a mapped file, in the tour's directory with the rest)
+const fx = await Fixture.start(['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'guard', 'uffd-wp', 'poison', 'file-private'], { tmpdir: dir });
 let failed = false;
 const cleanUp = async () => {
   await fx.stop();
   if (!keep) rmSync(dir, { recursive: true, force: true });
+  dog?.dismiss();
 };
 // Ctrl-C reaches the step running too (one process group); the tour still cleans up after it.
 process.once('SIGINT', () => void cleanUp().finally(() => process.exit(130)));
+// a reader that has gone (`npm start | head`) ends the tour, quietly and cleaned up
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'EPIPE') throw e;
+  void cleanUp().finally(() => process.exit(0));
+});
 try {
   console.log(`pagesnap tour · kernel ${release()} · files in ${dir}${keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
   console.log(`\nThe workload: process ${fx.pid} (fixtures/bin/scenario), one region per memory state:`);

@@ -1,7 +1,8 @@
 // `npm start` is the first thing a newcomer runs: every step must succeed and show its figures, the diff must find
 // exactly the pages the tour changed, and nothing the tour started or wrote may be left behind.
 import { describe, it, expect } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAlive } from '../src/proc/process.js';
@@ -54,6 +55,36 @@ describe('the tour (npm start)', () => {
     } finally {
       if (kept) rmSync(kept, { recursive: true, force: true });
     }
+  }, 120_000);
+
+  /** The tour started, until it has named its directory and workload: then `act` on it; what it left after. */
+  async function interrupted(act: (tour: ReturnType<typeof spawn>) => void) {
+    const p = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += d));
+    await new Promise<void>((resolve) => p.stdout!.on('data', (d) => {
+      out += d;
+      if (/The workload: process \d+/.test(out)) resolve();
+    }));
+    const dir = /files in (\S+)/.exec(out)![1]!;
+    const workload = Number(/The workload: process (\d+)/.exec(out)![1]);
+    const exited = once(p, 'exit') as Promise<[number | null, string | null]>;
+    act(p);
+    const [code, signal] = await exited;
+    const left = () => ({ dir: existsSync(dir), workload: isAlive(workload) });
+    for (let i = 0; i < 100 && (left().dir || left().workload); i++) await new Promise((r) => setTimeout(r, 50));
+    return { code, signal, stderr, left: left() };
+  }
+
+  it('a reader that goes away (npm start | head) ends it quietly, and nothing is left', async () => {
+    const r = await interrupted((p) => p.stdout!.destroy());
+    expect(r).toEqual({ code: 0, signal: null, stderr: '', left: { dir: false, workload: false } });
+  }, 120_000);
+
+  it('killed outright, it leaves no file and no process', async () => {
+    const r = await interrupted((p) => p.kill('SIGKILL'));
+    expect(r).toEqual({ code: null, signal: 'SIGKILL', stderr: '', left: { dir: false, workload: false } });
   }, 120_000);
 
   it('needs no root: as another user it works on a process of its own', () => {

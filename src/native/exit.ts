@@ -57,5 +57,11 @@ export const shellQuote = (s: string): string => `'${s.replaceAll("'", "'\\''")}
 export function watchdog(command: string): { dismiss(): void } {
   const w = spawn('/bin/sh', ['-c', `read line; [ "$line" = done ] || { ${command}; }`], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
   w.unref();
-  return { dismiss: () => w.stdin?.end('done\n') };
+  let dismissed = false;
+  return {
+    dismiss: () => {
+      if (!dismissed) w.stdin?.end('done\n');
+      dismissed = true;
+    },
+  };
 }
