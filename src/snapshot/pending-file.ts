@@ -54,26 +54,24 @@ function unlinkQuietly(path: string): void {
 
 export class PendingFile {
   readonly out: OutputFile;
-  /** the hidden name it has until published, on a filesystem without unnamed files; null: unnamed, or published */
+  private readonly unnamed: boolean;
+  /** the hidden name it has until published or discarded, on a filesystem without unnamed files */
   private tmpPath: string | null = null;
   private forget: (() => void) | null = null;
 
   constructor(readonly path: string) {
     try {
       this.out = OutputFile.unnamed(dirname(path), path);
+      this.unnamed = true;
       return;
     } catch (e) {
       // EISDIR: a kernel that predates O_TMPFILE takes it for O_DIRECTORY
       if (!isErrno(e, 'EOPNOTSUPP', 'ENOTSUP', 'EISDIR')) throw e;
     }
+    this.unnamed = false;
     this.tmpPath = hiddenName(path);
     this.out = OutputFile.create(this.tmpPath);
     this.forget = atExit(() => this.discard());
-  }
-
-  /** Whether the file has a name before it is published (a filesystem without O_TMPFILE). */
-  get named(): boolean {
-    return this.tmpPath !== null;
   }
 
   /**
@@ -82,7 +80,8 @@ export class PendingFile {
    */
   publish(force: boolean): void {
     try {
-      if (this.tmpPath === null) this.linkUnnamed(force);
+      if (this.unnamed) this.linkUnnamed(force);
+      else if (this.tmpPath === null) throw new Error(`${this.path}: published after it was discarded`);
       else if (force) renameSync(this.tmpPath, this.path);
       else renameNoReplacing(this.tmpPath, this.path);
     } catch (e) {
