@@ -72,7 +72,7 @@ describe('the tour (npm start)', () => {
     const exited = once(p, 'exit') as Promise<[number | null, string | null]>;
     act(p);
     const [code, signal] = await exited;
-    const left = () => ({ dir: existsSync(dir), workload: isAlive(workload) });
+    const left = () => ({ dir: existsSync(dir), workload: isAlive(workload) || existsSync(`/dev/shm/pagesnap-fixture-${workload}`) });
     for (let i = 0; i < 100 && (left().dir || left().workload); i++) await new Promise((r) => setTimeout(r, 50));
     return { code, signal, stderr, left: left() };
   }
