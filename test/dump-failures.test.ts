@@ -266,13 +266,35 @@ describe('failures leave no file and a running target', () => {
       const r = cli(['dump', String(fx.pid), '-o', join(small, 'full.psnap')]);
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
-      expect(r.stderr).toMatch(/^pagesnap dump: write .* ENOSPC \(no space left on device\)$/m);
+      expect(r.stderr).toMatch(/^pagesnap dump: write .* ENOSPC \(no space left on device\) — free some space, or write elsewhere$/m);
       expect(readdirSync(small)).toEqual([]);
       expect(tracer(fx.pid)).toBe(0);
       expect(['S', 'R']).toContain(state(fx.pid));
     } finally {
       await fx.stop();
       spawnSync('umount', [small]);
+    }
+  });
+
+  it('a read-only file system: one line naming the file asked for (not a temporary name) and what to do', async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.log('SKIP read-only dump: mounting needs root');
+      ctx.skip('mounting needs root');
+    }
+    const ro = join(dir, 'ro');
+    mkdirSync(ro);
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { encoding: 'utf8' });
+    expect(mount.status, mount.stderr).toBe(0);
+    const fx = await Fixture.start(['anon']);
+    try {
+      const r = cli(['dump', String(fx.pid), '-o', join(ro, 'x.psnap')]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({
+        code: 1, stderr: `pagesnap dump: open ${join(ro, 'x.psnap')}: EROFS (read-only file system) — the file system is read-only: write elsewhere\n`,
+      });
+      expect(['S', 'R']).toContain(state(fx.pid));
+    } finally {
+      await fx.stop();
+      spawnSync('umount', [ro]);
     }
   });
 

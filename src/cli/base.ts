@@ -85,6 +85,9 @@ function hintFor(e: NativeError): string | undefined {
       return 'the target process is gone';
     case 'ENOMEM':
       return 'not enough memory or address space';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'free some space, or write elsewhere';
     default:
       return undefined;
   }

@@ -61,10 +61,10 @@ export class OutputFile {
   /** set by close(): the buffers are unmapped, and an append that was waiting must not touch them */
   private closed = false;
 
-  /** A new file at `path`, which must not exist. */
-  static create(path: string, mode = 0o600): OutputFile {
-    const { fd, direct } = openPreferDirect((flags) => openSync(path, flags | constants.O_CREAT | constants.O_EXCL, mode), path);
-    return new OutputFile(fd, direct, path, path);
+  /** A new file at `path`, which must not exist; `label` names it in errors. */
+  static create(path: string, label = path, mode = 0o600): OutputFile {
+    const { fd, direct } = openPreferDirect((flags) => openSync(path, flags | constants.O_CREAT | constants.O_EXCL, mode), label);
+    return new OutputFile(fd, direct, path, label);
   }
 
   /**

@@ -37,6 +37,20 @@ function renameNoReplacing(from: string, to: string): void {
   renameSync(from, to);
 }
 
+/** What to do when writing an output fails: the command-wide hints for these codes are about the target. */
+const OUTPUT_HINTS: Record<string, string> = {
+  EACCES: 'choose a directory you may write to',
+  EPERM: 'choose a directory you may write to',
+  EROFS: 'the file system is read-only: write elsewhere',
+};
+
+/** A failure to create or look at an output file, saying what to do about it. */
+export function outputError(e: unknown, call: string, path: string): Error {
+  const err = e instanceof NativeError ? e : fromNodeError(e, call, path);
+  const hint = err instanceof NativeError ? OUTPUT_HINTS[err.code] : undefined;
+  return hint ? new PagesnapError(err.message, { code: (err as NativeError).code, hint, cause: e }) : err;
+}
+
 /** Fails, naming the directory, when `path` is in one that does not exist; `what` is written there (for the hint). */
 export function requireDirectory(path: string, what: string): void {
   if (!existsSync(dirname(resolve(path)))) {
@@ -66,11 +80,15 @@ export class PendingFile {
       return;
     } catch (e) {
       // EISDIR: a kernel that predates O_TMPFILE takes it for O_DIRECTORY
-      if (!isErrno(e, 'EOPNOTSUPP', 'ENOTSUP', 'EISDIR')) throw e;
+      if (!isErrno(e, 'EOPNOTSUPP', 'ENOTSUP', 'EISDIR')) throw outputError(e, 'open', path);
     }
     this.unnamed = false;
     this.tmpPath = hiddenName(path);
-    this.out = OutputFile.create(this.tmpPath);
+    try {
+      this.out = OutputFile.create(this.tmpPath, path); // (errors name the file asked for, not the hidden name)
+    } catch (e) {
+      throw outputError(e, 'open', path);
+    }
     this.forget = atExit(() => this.discard());
   }
 

@@ -10,13 +10,13 @@ import { describeFile } from './file-kind.js';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
-import { PagesnapError, fromNodeError, xxh3_64 } from '../native/index.js';
+import { PagesnapError, xxh3_64 } from '../native/index.js';
 import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
 import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { type OutputFile } from './output.js';
-import { PendingFile, alreadyExists, requireDirectory } from './pending-file.js';
+import { PendingFile, alreadyExists, requireDirectory, outputError } from './pending-file.js';
 
 export interface WriterOptions {
   /** replace an existing file */
@@ -201,7 +201,7 @@ export class SnapshotWriter {
     try {
       st = lstatSync(full);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fromNodeError(e, 'stat', path);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw outputError(e, 'stat', path);
     }
     if (st && !st.isFile()) {
       throw new PagesnapError(`${path} is ${describeFile(st)}, not a regular file`, { code: st.isDirectory() ? 'EISDIR' : 'EEXIST', hint: 'give the name of a file to write the snapshot to' });
