@@ -365,12 +365,15 @@ describe('serve', () => {
     }
   });
 
-  it('will not take a path that is not a socket, nor a running server\'s socket', async () => {
+  it('will not take a path that is not a socket, nor a running server\'s socket; a path it cannot bind is named with what to do', async () => {
     const path = join(dir, 'taken.sock');
     spawnSync('touch', [path]);
     const r = cli(['serve', file, '--socket', path]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`pagesnap serve: ${path} exists and is a regular file, not a socket — choose another path\n`);
+    const long = join(dir, `${'x'.repeat(120)}.sock`);
+    expect(cli(['serve', file, '--socket', long]).stderr).toBe(`pagesnap serve: bind ${long}: ENAMETOOLONG (name too long) — choose a shorter path (a unix socket's is at most 107 bytes)\n`);
+    expect(cli(['serve', file, '--socket', join(dir, 'nowhere', 's.sock')]).stderr).toBe(`pagesnap serve: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the socket elsewhere\n`);
     const s = await Server.start('running');
     try {
       const r2 = cli(['serve', file, '--socket', s.socket]);

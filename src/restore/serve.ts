@@ -14,6 +14,7 @@ import {
 } from '../native/index.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { describeFile } from '../snapshot/file-kind.js';
+import { outputError, requireDirectory } from '../snapshot/pending-file.js';
 import { planClient, type ClientPlan } from './serve-plan.js';
 import { parseHello, frame, type AcceptMessage, type Hello } from './serve-protocol.js';
 import { Streamer, type StreamStats } from './streamer.js';
@@ -76,13 +77,15 @@ async function claimSocketPath(path: string): Promise<boolean> {
 export async function serve(path: string, opts: ServeOptions): Promise<void> {
   const reader = SnapshotReader.open(path);
   let replaced: boolean;
+  let listenFd: number;
   try {
+    requireDirectory(opts.socket, 'socket');
     replaced = await claimSocketPath(opts.socket);
+    listenFd = listenUnix(opts.socket);
   } catch (e) {
     reader.close();
-    throw e;
+    throw outputError(e, 'bind', opts.socket);
   }
-  const listenFd = listenUnix(opts.socket);
   const cleanup = atExit(() => existsSync(opts.socket) && unlinkSync(opts.socket));
   const stopfd = eventfd();
   const threads = Math.max(0, opts.threads ?? Math.min(1, cpus().length));

@@ -42,6 +42,7 @@ const OUTPUT_HINTS: Record<string, string> = {
   EACCES: 'choose a directory you may write to',
   EPERM: 'choose a directory you may write to',
   EROFS: 'the file system is read-only: write elsewhere',
+  ENAMETOOLONG: 'choose a shorter path (a unix socket\'s is at most 107 bytes)',
 };
 
 /** A failure to create or look at an output file, saying what to do about it. */
