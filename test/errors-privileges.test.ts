@@ -1,12 +1,13 @@
 // Bad input, vanished targets, missing privileges and a kernel without PAGEMAP_SCAN: one clear line or the fallback.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdirSync, readlinkSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readlinkSync, readFileSync, rmSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { scratchDir } from './helpers/scratch.js';
 
 const NOBODY = 65534;
 /** Another user runs with a HOME of its own (as sudo sets it), not root's. */
@@ -185,6 +186,7 @@ describe('a kernel without PAGEMAP_SCAN (forced fallback)', () => {
 });
 
 describe('without root', () => {
+  const dir = scratchDir('privileges', 0o755);
   let own: Fixture;
   let root: Fixture;
   beforeAll(async () => {
@@ -201,6 +203,16 @@ describe('without root', () => {
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toBe(true);
     expect(r.stderr).toMatch(/cannot read \/proc\/\d+\/\w+: (EACCES|EPERM) — run pagesnap as root or as the owner/);
+  });
+
+  it('cannot read another user\'s snapshot (0600): one line saying whose it is to read', () => {
+    const snap = join(dir, 'root-only.psnap');
+    copyFileSync(join(import.meta.dirname, '..', 'snapshots', 'golden-v1.psnap'), snap);
+    chmodSync(snap, 0o600);
+    const r = cli(['show', snap], asNobody);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({
+      code: 1, stderr: `pagesnap show: cannot open ${snap}: EACCES — snapshots are readable by their owner only (0600): run as that user, or as root\n`,
+    });
   });
 
   it('its own process that is not dumpable: inspect and dump say why only root may read it', async () => {

@@ -50,6 +50,12 @@ function runAt(runs: Run[], page: number): number {
 /** How deep a chain of incremental snapshots may be: deeper is surely a loop or a mistake. */
 const MAX_CHAIN = 64;
 
+/** What to do when a snapshot cannot be opened. */
+const OPEN_HINTS: Record<string, string> = {
+  ENOENT: 'check the file name',
+  EACCES: 'snapshots are readable by their owner only (0600): run as that user, or as root',
+};
+
 export class SnapshotReader {
   readonly header: Header;
   readonly manifest: Manifest;
@@ -92,7 +98,7 @@ export class SnapshotReader {
     } catch (e) {
       const err = fromNodeError(e, 'open', path);
       throw new PagesnapError(`cannot open ${path}: ${(err as { code?: string }).code ?? err.message}`, {
-        code: (err as { code?: string }).code, hint: (err as { code?: string }).code === 'ENOENT' ? 'check the file name' : undefined, cause: e,
+        code: (err as { code?: string }).code, hint: OPEN_HINTS[(err as { code?: string }).code ?? ''], cause: e,
       });
     }
     try {
