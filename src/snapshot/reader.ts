@@ -464,7 +464,7 @@ export class SnapshotReader {
     while (done < len) {
       const a = addr + BigInt(done);
       const reg = this.regionAt(proc, a);
-      if (!reg) throw new PagesnapError(`0x${a.toString(16)} is not mapped in process ${proc.pid}`, { code: 'EFAULT' });
+      if (!reg) throw new PagesnapError(`0x${a.toString(16)} is not mapped in process ${proc.pid}`, { code: 'EFAULT', hint: '`pagesnap show FILE --regions` lists the regions it held' });
       const pageIdx = Number((a - reg.start) / ps);
       const inPage = Number((a - reg.start) % ps);
       const n = Math.min(this.pageSize - inPage, len - done);
