@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import { cliJson, RUN_JS } from './helpers/cli.js';
 import { isAlive } from '../src/proc/process.js';
+import { descendants } from '../src/dump/targets.js';
 
 type Result = { name: string; skip?: string; pagemap?: string; scan?: string; naiveLoses?: number; kept?: number; of?: number };
 
@@ -72,20 +73,14 @@ describe('pagesnap lab', () => {
   });
 });
 
-/** Live processes whose parent is `ppid`, with their command lines. */
-function children(ppid: number): { pid: number; cmd: string }[] {
-  const out: { pid: number; cmd: string }[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push({ pid: Number(d), cmd: readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ') });
-    } catch {
-      /* gone meanwhile */
-    }
+/** The processes `pid` started (and theirs), with their command lines. */
+const made = (pid: number) => descendants([pid]).filter((p) => p !== pid).map((p) => {
+  try {
+    return { pid: p, cmd: readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ') };
+  } catch {
+    return { pid: p, cmd: '' }; // gone meanwhile
   }
-  return out;
-}
+});
 
 describe('pagesnap lab stopped midway', () => {
   it.for(['SIGINT', 'SIGKILL'] as const)('by %s: its fixtures, compaction loop and files go, and the machine is put back', { timeout: 30_000 }, async (sig) => {
@@ -93,17 +88,17 @@ describe('pagesnap lab stopped midway', () => {
     const labDirs = () => readdirSync(tmpdir()).filter((d) => d.startsWith('pagesnap-lab-'));
     const dirsBefore = labDirs();
     const lab = spawn(process.execPath, [RUN_JS, 'lab', '--only', 'migration', '--migration-seconds', '60'], { stdio: 'ignore' });
-    let made: { pid: number; cmd: string }[] = [];
+    let started: { pid: number; cmd: string }[] = [];
     try {
-      for (let i = 0; i < 300 && !made.some((c) => c.cmd.includes('compact_memory')); i++) {
+      for (let i = 0; i < 300 && !started.some((c) => c.cmd.includes('compact_memory')); i++) {
         await new Promise((r) => setTimeout(r, 50));
-        made = children(lab.pid!);
+        started = made(lab.pid!);
       }
-      expect(made.map((c) => c.cmd)).toEqual(expect.arrayContaining([expect.stringContaining('compact_memory'), expect.stringContaining('scenario')]));
+      expect(started.map((c) => c.cmd)).toEqual(expect.arrayContaining([expect.stringContaining('compact_memory'), expect.stringContaining('scenario')]));
       const exited = once(lab, 'exit');
       lab.kill(sig);
       expect((await exited)[1]).toBe(sig);
-      const alive = () => made.filter((c) => isAlive(c.pid)).map((c) => c.cmd);
+      const alive = () => started.filter((c) => isAlive(c.pid)).map((c) => c.cmd);
       const now = () => ({ alive: alive(), machine: machine(), dirs: labDirs() });
       const want = { alive: [], machine: before, dirs: dirsBefore };
       for (let i = 0; i < 100 && JSON.stringify(now()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 50));
