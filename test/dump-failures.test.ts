@@ -1,5 +1,5 @@
 // The dump's promises on bad days: targets left exactly as found, no file under the final name, one error line.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync, symlinkSync, lstatSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -252,49 +252,50 @@ describe('failures leave no file and a running target', () => {
     });
   }
 
-  it('the disk fills up mid-dump: one line naming ENOSPC, nothing left on it, the target runs on', async (ctx) => {
+  /** A tmpfs of its own at DIR/NAME mounted with `options` (root only: skips saying so otherwise). */
+  function tmpfs(ctx: TestContext, name: string, options: string): { path: string; unmount(): void } {
     if (process.getuid?.() !== 0) {
-      console.log('SKIP disk-full dump: mounting a small tmpfs needs root');
-      ctx.skip('mounting a small tmpfs needs root');
+      console.log(`SKIP ${ctx.task.name}: mounting a tmpfs needs root`);
+      ctx.skip('mounting a tmpfs needs root');
     }
-    const small = join(dir, 'small');
-    mkdirSync(small);
-    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small], { encoding: 'utf8' });
+    const path = join(dir, name);
+    mkdirSync(path);
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', path], { encoding: 'utf8' });
     expect(mount.status, mount.stderr).toBe(0);
-    const fx = await Fixture.start(['bench-mix'], { sizeMiB: 32 }); // about 16 MB compressed
+    return { path, unmount: () => spawnSync('umount', [path]) };
+  }
+
+  it('the disk fills up mid-dump: one line naming ENOSPC, nothing left on it, the target runs on', async (ctx) => {
+    const small = tmpfs(ctx, 'small', 'size=4m');
+    let fx: Fixture | undefined;
     try {
-      const r = cli(['dump', String(fx.pid), '-o', join(small, 'full.psnap')]);
+      fx = await Fixture.start(['bench-mix'], { sizeMiB: 32 }); // about 16 MB compressed
+      const r = cli(['dump', String(fx.pid), '-o', join(small.path, 'full.psnap')]);
       expect(r.code).toBe(1);
       expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
       expect(r.stderr).toMatch(/^pagesnap dump: write .* ENOSPC \(no space left on device\) — free some space, or write elsewhere$/m);
-      expect(readdirSync(small)).toEqual([]);
+      expect(readdirSync(small.path)).toEqual([]);
       expect(tracer(fx.pid)).toBe(0);
       expect(['S', 'R']).toContain(state(fx.pid));
     } finally {
-      await fx.stop();
-      spawnSync('umount', [small]);
+      await fx?.stop();
+      small.unmount();
     }
   });
 
-  it('a read-only file system: one line naming the file asked for (not a temporary name) and what to do', async (ctx) => {
-    if (process.getuid?.() !== 0) {
-      console.log('SKIP read-only dump: mounting needs root');
-      ctx.skip('mounting needs root');
-    }
-    const ro = join(dir, 'ro');
-    mkdirSync(ro);
-    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { encoding: 'utf8' });
-    expect(mount.status, mount.stderr).toBe(0);
-    const fx = await Fixture.start(['anon']);
+  it('a read-only file system: one line naming the file asked for and what to do', async (ctx) => {
+    const ro = tmpfs(ctx, 'ro', 'ro,size=1m');
+    let fx: Fixture | undefined;
     try {
-      const r = cli(['dump', String(fx.pid), '-o', join(ro, 'x.psnap')]);
+      fx = await Fixture.start(['anon']);
+      const r = cli(['dump', String(fx.pid), '-o', join(ro.path, 'x.psnap')]);
       expect({ code: r.code, stderr: r.stderr }).toEqual({
-        code: 1, stderr: `pagesnap dump: open ${join(ro, 'x.psnap')}: EROFS (read-only file system) — the file system is read-only: write elsewhere\n`,
+        code: 1, stderr: `pagesnap dump: open ${join(ro.path, 'x.psnap')}: EROFS (read-only file system) — the file system is read-only: write elsewhere\n`,
       });
       expect(['S', 'R']).toContain(state(fx.pid));
     } finally {
-      await fx.stop();
-      spawnSync('umount', [ro]);
+      await fx?.stop();
+      ro.unmount();
     }
   });
 
