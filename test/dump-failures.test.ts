@@ -109,7 +109,7 @@ describe('each freeze method leaves the target as it found it', () => {
       expect(waitpid(fx.pid, WAIT.WALL)?.stopped).toBe(true);
       const r = cli(['dump', String(fx.pid), '-o', join(dir, 'traced.psnap')]);
       expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(`pagesnap dump: process ${fx.pid} is already traced by process ${process.pid} — detach the debugger, or use --freeze sigstop or --freeze none`);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: process ${fx.pid} is already traced by process ${process.pid} (${readStat(process.pid).comm}) — detach the debugger, or use --freeze sigstop or --freeze none`);
       const s = cliJson(['dump', String(fx.pid), '--freeze', 'sigstop', '-o', join(dir, 'traced.psnap')]);
       expect(s.freeze).toBe('sigstop');
       expect(state(fx.pid)).toBe('t');
@@ -251,6 +251,24 @@ describe('failures leave no file and a running target', () => {
       }
     });
   }
+
+  it('a second dump of a target one is dumping names the first and says to wait, and writes nothing', async () => {
+    let second: ReturnType<typeof cli> | undefined;
+    const { fx, code } = await midDump((dumper, target) => {
+      second = cli(['dump', String(target), '-o', join(dir, 'second.psnap')]);
+      process.kill(dumper, 'SIGINT'); // (the first would take a while at --level 19)
+    });
+    try {
+      expect({ code: second!.code, stderr: second!.stderr }).toEqual({
+        code: 1, stderr: expect.stringMatching(/^pagesnap dump: process \d+ is being dumped by another pagesnap \(process \d+\) — wait for that dump to finish\n$/),
+      });
+      expect(code).not.toBe(0); // interrupted as asked, not by the second
+      expect(existsSync(join(dir, 'second.psnap'))).toBe(false);
+      expect(tracer(fx.pid)).toBe(0);
+    } finally {
+      await fx.stop();
+    }
+  });
 
   /** A tmpfs of its own at DIR/NAME mounted with `options` (root only: skips saying so otherwise). */
   function tmpfs(ctx: TestContext, name: string, options: string): { path: string; unmount(): void } {

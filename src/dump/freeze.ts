@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit, watchdog, shellQuote } from '../native/index.js';
-import { readStat, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
+import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -92,9 +92,7 @@ function freezePtrace(pids: number[]): Frozen {
   try {
     for (const pid of pids) {
       const tracer = tracerOf(pid);
-      if (tracer !== 0) {
-        throw new PagesnapError(`process ${pid} is already traced by process ${tracer}`, { code: 'EBUSY', hint: 'detach the debugger, or use --freeze sigstop or --freeze none' });
-      }
+      if (tracer !== 0) throw alreadyTraced(pid, tracer);
       // Threads may be created while we seize: go round until a pass finds none new.
       const done = new Set<number>();
       for (let pass = 0; pass < 100; pass++) {
@@ -124,6 +122,22 @@ function freezePtrace(pids: number[]): Frozen {
     throw e;
   }
   return frozen;
+}
+
+/** The error for a target another process traces: a debugger, or another pagesnap dumping it right now. */
+function alreadyTraced(pid: number, tracer: number): PagesnapError {
+  let who: { comm: string; cmdline: string[] } | undefined;
+  try {
+    who = readIdentity(tracer);
+  } catch {
+    /* gone meanwhile, or not ours to read */
+  }
+  if (who?.cmdline.includes('dump') && who.cmdline.some((a) => /(^|\/)(pagesnap|bin\/run\.js)$/.test(a))) {
+    return new PagesnapError(`process ${pid} is being dumped by another pagesnap (process ${tracer})`, { code: 'EBUSY', hint: 'wait for that dump to finish' });
+  }
+  return new PagesnapError(`process ${pid} is already traced by process ${tracer}${who ? ` (${who.comm})` : ''}`, {
+    code: 'EBUSY', hint: 'detach the debugger, or use --freeze sigstop or --freeze none',
+  });
 }
 
 /** In a cgroup v2 that is frozen (by pagesnap or anyone): still already, and deaf to SIGSTOP until thawed. */
