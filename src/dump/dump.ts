@@ -6,7 +6,7 @@
  * the file only appears under its name once complete.
  */
 import { release, hostname, arch } from 'node:os';
-import { isErrno } from '../native/index.js';
+import { isErrno, sleepSync } from '../native/index.js';
 import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
@@ -270,7 +270,7 @@ function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pa
   let populated = scan();
   let runs = planRegion(shape, win.start, n, populated, opts, objectAt);
   for (let i = 0; i < RETRIES && runs.some((x) => x.verdict === 'retry'); i++) {
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+    sleepSync(5);
     populated = scan();
     runs = planRegion(shape, win.start, n, populated, opts, objectAt);
   }

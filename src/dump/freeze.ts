@@ -9,7 +9,7 @@
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
-import { PagesnapError, atExit, watchdog, shellQuote } from '../native/index.js';
+import { PagesnapError, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
 import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -21,8 +21,6 @@ export interface Frozen {
   freezeMs: number;
   thaw(): void;
 }
-
-const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
 /** The threads to freeze: those that have not exited (a main thread that has while others run on is a zombie,
  * which no signal or ptrace request reaches). */
@@ -63,7 +61,7 @@ function waitTraceStops(pid: number, tids: number[]): void {
     if (i === 5000) throw notStopping(pid, pending[0]!);
     const before = pending.length;
     pending = pending.filter((tid) => traceStopped(pid, tid) === null);
-    if (pending.length === before) sleep(1);
+    if (pending.length === before) sleepSync(1);
   }
 }
 
@@ -173,7 +171,7 @@ function freezeSigstop(pids: number[]): Frozen {
         let i = 0;
         for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
           if (++i > 5000) throw notStopping(p, tid);
-          sleep(1);
+          sleepSync(1);
         }
       }
     }
@@ -225,7 +223,7 @@ function freezeCgroup(pids: number[]): Frozen {
       let i = 0;
       while (!/^frozen 1$/m.test(readFileSync(`${g}/cgroup.events`, 'utf8'))) {
         if (++i > 5000) throw new PagesnapError(`${g} did not freeze within 5 s`, { code: 'ETIMEDOUT' });
-        sleep(1);
+        sleepSync(1);
       }
     }
   } catch (e) {

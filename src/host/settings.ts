@@ -7,7 +7,7 @@
  * leaves nothing changed.
  */
 import { readFileSync, writeFileSync, existsSync, mkdirSync, readdirSync, openSync, writeSync, closeSync, renameSync } from 'node:fs';
-import { PagesnapError, swapon, swapoff, flock, isErrno, atExit, watchdog, shellQuote } from '../native/index.js';
+import { PagesnapError, swapon, swapoff, flock, isErrno, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
 import { isAlive } from '../proc/process.js';
 
 type Undo = { kind: 'sysfs'; path: string; old: string } | { kind: 'zram-swap'; device: string; sysfs: string };
@@ -94,7 +94,7 @@ function release(entries: Entry[], gone: (pid: number) => boolean): string[] {
 
 /** Once `pid` has died (waiting up to 5 s for it to be gone), undo what it alone needed. Run by the watchdog. */
 export function releaseDead(pid: number): void {
-  for (let i = 0; i < 100 && isAlive(pid); i++) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  for (let i = 0; i < 100 && isAlive(pid); i++) sleepSync(50);
   withJournal(() => {});
 }
 

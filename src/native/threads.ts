@@ -11,6 +11,11 @@ export function startWorker(entry: URL, options: WorkerOptions = {}): Worker {
   return new Worker(boot, { ...options, eval: true });
 }
 
+/** Block this thread for `ms` milliseconds (where there is nothing to await: a synchronous retry loop). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** The sibling module `name` (given without extension) of `base`, in the same language as `base`. */
 export function sibling(base: string, name: string): URL {
   return new URL(`./${name}${base.endsWith('.ts') ? '.ts' : '.js'}`, base);
