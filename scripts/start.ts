@@ -7,12 +7,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir, release } from 'node:os';
 import { basename, join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { bytes } from '../src/render/format.js';
-import { watchdog, shellQuote } from '../src/native/index.js';
+import { ownedTempDir } from '../src/native/index.js';
 
 const RUN = fileURLToPath(new URL('../bin/run.js', import.meta.url));
 const keep = process.argv.includes('--keep');
@@ -39,23 +39,16 @@ function step(title: string, args: string[], summary: (j: Json) => string[]): Js
 const n = (x: number) => x.toLocaleString('en-US');
 const byCase = (list: { case: string; pages: number }[]) => list.map((c) => `${c.case} ${n(c.pages)}`).join(', ') || 'none';
 
-const dir = mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
-// the tour killed outright (SIGKILL, SIGTERM): its files go all the same; the workload dies with it by itself
-const dog = keep ? null : watchdog(`rm -rf ${shellQuote(dir)}`);
-// (the workload's own files, a mapped file, in the tour's directory with the rest)
+// However the tour ends (done, Ctrl-C, a reader gone, killed outright) its directory goes with it, and the workload
+// ends itself when the tour does (its parent-death signal); its own files are made in the tour's directory too.
+const owned = keep ? null : ownedTempDir('pagesnap-tour-');
+const dir = owned?.path ?? mkdtempSync(join(tmpdir(), 'pagesnap-tour-'));
 const fx = await Fixture.start(['anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'guard', 'uffd-wp', 'poison', 'file-private'], { tmpdir: dir });
 let failed = false;
-const cleanUp = async () => {
-  await fx.stop();
-  if (!keep) rmSync(dir, { recursive: true, force: true });
-  dog?.dismiss();
-};
-// Ctrl-C reaches the step running too (one process group); the tour still cleans up after it.
-process.once('SIGINT', () => void cleanUp().finally(() => process.exit(130)));
-// a reader that has gone (`npm start | head`) ends the tour, quietly and cleaned up
+// a reader that has gone (`npm start | head`) ends the tour quietly
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code !== 'EPIPE') throw e;
-  void cleanUp().finally(() => process.exit(0));
+  process.exit(0);
 });
 try {
   console.log(`pagesnap tour · kernel ${release()} · files in ${dir}${keep ? ' (kept)' : ' (removed at the end; --keep keeps them)'}`);
@@ -146,7 +139,8 @@ try {
   failed = true;
   if (!(e instanceof Error && e.message.startsWith('pagesnap '))) throw e;
 } finally {
-  await cleanUp();
+  await fx.stop();
+  owned?.remove();
   console.log(`\nStopped the workload${keep ? `; the snapshots and the heatmap are in ${dir}` : ` and removed ${dir}`}.`);
 }
 if (failed) process.exitCode = 1;

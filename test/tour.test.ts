@@ -82,10 +82,10 @@ describe('the tour (npm start)', () => {
     expect(r).toEqual({ code: 0, signal: null, stderr: '', left: { dir: false, workload: false } });
   }, 120_000);
 
-  it('killed outright, it leaves no file and no process', async () => {
-    const r = await interrupted((p) => p.kill('SIGKILL'));
-    expect(r).toEqual({ code: null, signal: 'SIGKILL', stderr: '', left: { dir: false, workload: false } });
-  }, 120_000);
+  it.for(['SIGINT', 'SIGKILL'] as const)('stopped by %s (Ctrl-C, or killed outright), it leaves no file and no process', { timeout: 120_000 }, async (sig) => {
+    const r = await interrupted((p) => p.kill(sig));
+    expect(r).toEqual({ code: null, signal: sig, stderr: '', left: { dir: false, workload: false } });
+  });
 
   it('needs no root: as another user it works on a process of its own', () => {
     const r = tour([], 65534);

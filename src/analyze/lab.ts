@@ -3,14 +3,14 @@
  * what pagemap and PAGEMAP_SCAN say, where the data really is, whether a pagemap-only dumper loses it, and whether
  * pagesnap's dump keeps it — proved by dumping and comparing every byte the fixture wrote.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir, release } from 'node:os';
+import { rmSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { Fixture, type FixtureRegion } from '../../fixtures/driver.js';
 import { expectedPage } from '../../fixtures/pattern.js';
 import { Pagemap, KpageReader, kpfNames, readRegions, type Region } from '../proc/index.js';
-import { PAGE_IS, PagesnapError, processVmReadv, atExit, watchdog, shellQuote } from '../native/index.js';
+import { PAGE_IS, PagesnapError, processVmReadv, ownedTempDir } from '../native/index.js';
 import { HostSettings } from '../host/settings.js';
 import { SnapshotReader } from '../snapshot/reader.js';
 import { dump } from '../dump/dump.js';
@@ -254,11 +254,9 @@ export async function lab(opts: LabOptions = {}): Promise<LabReport> {
     throw new PagesnapError('the lab needs root: it re-creates swap, KSM, hugetlb and compaction states', { code: 'EPERM', hint: 'run it with sudo' });
   }
   const host = new HostSettings();
-  const dir = mkdtempSync(join(tmpdir(), 'pagesnap-lab-'));
-  // its snapshots (of its own fixtures) go with it however lab ends: Ctrl-C (atExit), SIGKILL (the watchdog)
-  const removeDir = () => rmSync(dir, { recursive: true, force: true });
-  const forgetDir = atExit(removeDir);
-  const dog = watchdog(`rm -rf ${shellQuote(dir)}`);
+  // its snapshots (of its own fixtures) go with it however lab ends
+  const scratch = ownedTempDir('pagesnap-lab-');
+  const dir = scratch.path;
   const results: LabResult[] = [];
   const pick = (name: string) => !opts.only?.length || opts.only.some((o) => name.toLowerCase().includes(o.toLowerCase()));
   try {
@@ -286,9 +284,7 @@ export async function lab(opts: LabOptions = {}): Promise<LabReport> {
       opts.onResult?.(r);
     }
   } finally {
-    removeDir();
-    forgetDir();
-    dog.dismiss();
+    scratch.remove();
     host.restore();
   }
   return { kernel: release(), results };

@@ -6,6 +6,9 @@
  * process is gone.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const actions = new Set<() => void>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -62,6 +65,25 @@ export function watchdog(command: string): { dismiss(): void } {
     dismiss: () => {
       if (!dismissed) w.stdin?.end('done\n');
       dismissed = true;
+    },
+  };
+}
+
+/**
+ * A directory of our own in the system's temporary directory (PREFIXXXXXXX) that goes with us however we end:
+ * `remove()`, an exit or a signal (atExit), or, killed outright, a watchdog.
+ */
+export function ownedTempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  const rm = () => rmSync(path, { recursive: true, force: true });
+  const forget = atExit(rm);
+  const dog = watchdog(`rm -rf ${shellQuote(path)}`);
+  return {
+    path,
+    remove: () => {
+      rm();
+      forget();
+      dog.dismiss();
     },
   };
 }
