@@ -3,7 +3,7 @@ import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vit
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync, symlinkSync, lstatSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
@@ -16,15 +16,16 @@ const dir = scratchDir('fail');
 
 const state = (pid: number) => readStat(pid).state;
 const tracer = (pid: number) => Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-const leftovers = () => readdirSync(dir).filter((f) => f.endsWith('.tmp'));
-/** Whether process `pid` has a file in `dir` open: the snapshot it writes (unnamed, it shows as `#INODE (deleted)`). */
-const writing = (pid: number) => readdirSync(`/proc/${pid}/fd`).some((fd) => {
+/** What `dir` holds of a snapshot `file`: its name, or a hidden temporary name beside it. */
+const entriesOf = (file: string) => readdirSync(dir).filter((f) => f === basename(file) || (f.startsWith(`.${basename(file)}.`) && f.endsWith('.tmp')));
+/** The file in `dir` that process `pid` has open (the snapshot it writes), as /proc shows it; undefined if none. */
+const writing = (pid: number) => readdirSync(`/proc/${pid}/fd`).map((fd) => {
   try {
-    return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith(`${dir}/`);
+    return readlinkSync(`/proc/${pid}/fd/${fd}`);
   } catch {
-    return false;
+    return '';
   }
-});
+}).find((l) => l.startsWith(`${dir}/`));
 
 describe('each freeze method leaves the target as it found it', () => {
   let fx: Fixture;
@@ -163,8 +164,7 @@ describe('failures leave no file and a running target', () => {
     const r = cli(['dump', '4194000', '-o', file]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toMatch(/^pagesnap dump: process 4194000 does not exist/);
-    expect(existsSync(file)).toBe(false);
-    expect(leftovers()).toEqual([]);
+    expect(entriesOf(file)).toEqual([]);
   });
 
   it('an existing output file is kept unless --force', async () => {
@@ -194,6 +194,8 @@ describe('failures leave no file and a running target', () => {
     const frozen = () => (freezeMethod === 'ptrace' ? tracer(fx.pid) === child.pid : state(fx.pid) === 'T');
     for (let i = 0; i < 20000 && !(frozen() && writing(child.pid!)); i++) await new Promise((r) => setTimeout(r, 1));
     expect(frozen()).toBe(true);
+    // written with no name (O_TMPFILE): whatever happens next, nothing of it can stay in the directory
+    expect(writing(child.pid!)).toMatch(new RegExp(`^${dir}/#\\d+ \\(deleted\\)$`));
     act(child.pid!, fx.pid);
     const code = await exited;
     return { fx, file, code, stderr };
@@ -233,8 +235,7 @@ describe('failures leave no file and a running target', () => {
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(/process \d+ exited while it was being read/);
-    expect(existsSync(file)).toBe(false);
-    expect(leftovers()).toEqual([]);
+    expect(entriesOf(file)).toEqual([]);
   });
 
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -244,8 +245,7 @@ describe('failures leave no file and a running target', () => {
         expect(code).not.toBe(0);
         expect(tracer(fx.pid)).toBe(0);
         expect(['S', 'R']).toContain(state(fx.pid));
-        expect(existsSync(file)).toBe(false);
-        expect(leftovers()).toEqual([]); // the temporary file went with it
+        expect(entriesOf(file)).toEqual([]);
       } finally {
         await fx.stop();
       }
@@ -322,8 +322,7 @@ describe('failures leave no file and a running target', () => {
     try {
       for (let i = 0; i < 2000 && state(fx.pid) === 'T'; i++) await new Promise((r) => setTimeout(r, 1));
       expect(['S', 'R']).toContain(state(fx.pid));
-      expect(existsSync(file)).toBe(false);
-      expect(readdirSync(dir).filter((f) => f.startsWith('.'))).toEqual([]); // the file had no name yet
+      expect(entriesOf(file)).toEqual([]);
     } finally {
       await fx.stop();
     }
@@ -334,8 +333,7 @@ describe('failures leave no file and a running target', () => {
     try {
       expect(tracer(fx.pid)).toBe(0);
       expect(['S', 'R']).toContain(state(fx.pid));
-      expect(existsSync(file)).toBe(false);
-      expect(readdirSync(dir).filter((f) => f.startsWith('.'))).toEqual([]); // the file had no name yet
+      expect(entriesOf(file)).toEqual([]);
     } finally {
       await fx.stop();
     }

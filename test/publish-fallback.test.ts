@@ -7,6 +7,8 @@
 import { describe, it, expect, vi } from 'vitest';
 import { readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { O_TMPFILE } from '../src/native/index.js';
 import { writeSynthetic } from './helpers/synthetic.js';
@@ -87,5 +89,31 @@ describe.each([
     expect(r.verify()).toBeNull();
     r.close();
     expect(leftovers()).toEqual([]);
+  });
+});
+
+describe('on a filesystem without unnamed files, a file being written has a hidden name', () => {
+  /** A writer forced onto that path (test/helpers/pending-child.ts), ended by `sig` once it has written. */
+  async function ended(sig: NodeJS.Signals): Promise<{ before: string[]; after: string[] }> {
+    const path = join(dir, `pending-${sig}.psnap`);
+    const p = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'helpers', 'pending-child.ts'), path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await once(p.stdout!, 'data');
+    const mine = () => readdirSync(dir).filter((f) => f.includes(`pending-${sig}`));
+    const before = mine();
+    p.kill(sig);
+    await once(p, 'exit');
+    return { before, after: mine() };
+  }
+
+  it.for(['SIGINT', 'SIGTERM'] as const)('removed when the writer is stopped by %s', async (sig) => {
+    const { before, after } = await ended(sig);
+    expect(before).toEqual([expect.stringMatching(new RegExp(`^\\.pending-${sig}\\.psnap\\.\\d+\\.[0-9a-f]+\\.tmp$`))]);
+    expect(after).toEqual([]);
+  });
+
+  it('left when the writer is killed outright (what unnamed files are for), never under the final name', async () => {
+    const { before, after } = await ended('SIGKILL');
+    expect(after).toEqual(before);
+    expect(after).toEqual([expect.stringMatching(/^\.pending-SIGKILL\.psnap\..*\.tmp$/)]);
   });
 });
