@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { PagesnapCommand } from '../src/cli/base.js';
 import { serve, type ServeEvent } from '../src/restore/serve.js';
+import { FAULT_CACHE_BYTES } from '../src/restore/stream-shared.js';
 import { toJson } from '../src/render/json.js';
 import { renderServeEvent } from '../src/render/restore.js';
 
@@ -20,7 +21,7 @@ export default class Serve extends PagesnapCommand {
   static override flags = {
     socket: Flags.string({ required: true, description: 'unix socket path to listen on', helpValue: 'PATH' }),
     threads: Flags.integer({ description: 'background fill threads per session (0: fill on fault only)', min: 0, max: 64, default: 1 }),
-    'cache-mib': Flags.integer({ description: 'MiB of decoded frames each session keeps for its faults, at least 16 frames (a frame is then decoded once for all its pages)', min: 0, default: 256, helpValue: 'N' }),
+    'cache-mib': Flags.integer({ description: 'MiB of decoded frames each session keeps for its faults, at least 16 frames (a frame is then decoded once for all its pages)', min: 0, default: FAULT_CACHE_BYTES / 2 ** 20, helpValue: 'N' }),
     once: Flags.boolean({ description: 'exit when the first session ends' }),
   };
 

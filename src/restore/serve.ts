@@ -58,7 +58,7 @@ async function claimSocketPath(path: string): Promise<boolean> {
     throw fromNodeError(e, 'stat', path);
   }
   if (!st.isSocket()) {
-    throw new PagesnapError(`${path} exists and is ${st.isFile() ? 'a regular file' : describeFile(st)}, not a socket`, { code: 'EEXIST', hint: 'choose another path' });
+    throw new PagesnapError(`${path} exists and is ${describeFile(st)}, not a socket`, { code: 'EEXIST', hint: 'choose another path' });
   }
   const refused = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
     const probe = createConnection(path);
