@@ -121,7 +121,6 @@ export class SnapshotWriter {
   readonly framePages: number;
   readonly level: number;
   private readonly file: PendingFile;
-  private readonly out: OutputFile;
   private readonly pool: CompressPool;
   private readonly dedupe: boolean;
   private readonly force: boolean;
@@ -168,7 +167,6 @@ export class SnapshotWriter {
     this.tableEntries = opts.tableEntries ?? TABLE_ENTRIES;
     this.hashBlock = new Uint32Array(2 * this.tableEntries);
     this.file = new PendingFile(path);
-    this.out = this.file.out;
     // Enough frames in flight for a whole read batch to be stored without waiting on compression: ~16 MiB of slots.
     const frameBytes = this.framePages * this.pageSize;
     this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
@@ -284,6 +282,10 @@ export class SnapshotWriter {
     } finally {
       run.pages = 0;
     }
+  }
+
+  private get out(): OutputFile {
+    return this.file.out;
   }
 
   /** The newest stored pages, not yet copied into the frame being filled: `pages` pages at buf[off]. */
