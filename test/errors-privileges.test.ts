@@ -1,6 +1,6 @@
 // Bad input, vanished targets, missing privileges and a kernel without PAGEMAP_SCAN: one clear line or the fallback.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readlinkSync, readFileSync, rmSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,20 @@ describe('errors are one line with a non-zero exit', () => {
       expect(r.code).toBe(1);
       expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: process 2 is a kernel thread: it has no user memory .*— give the pid of a user process$`));
     }
+  });
+  it('a thread\'s id is not a process\'s: inspect, audit and dump name the process; dump refuses pagesnap itself', () => {
+    // (this test's own process has threads: V8's and libuv's)
+    const tid = readdirSync(`/proc/${process.pid}/task`).map(Number).find((t) => t !== process.pid)!;
+    expect(tid).toBeDefined();
+    for (const cmd of ['inspect', 'audit', 'dump']) {
+      const r = cli([cmd, String(tid), ...(cmd === 'dump' ? ['-o', join(tmpdir(), `pagesnap-thread-${process.pid}.psnap`)] : [])]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: ${tid} is a thread of process ${process.pid} \\(.+\\), not a process \\(/proc/${tid}/status: Tgid ${process.pid}\\) — give the process's id, ${process.pid}$`));
+    }
+    // before, the snapshot of pagesnap by itself was written: empty, and exit 0
+    const self = spawnSync('sh', ['-c', `exec "${process.execPath}" "${RUN_JS}" dump $$ -o /dev/null/never`], { encoding: 'utf8' });
+    expect(self.status, self.stderr).toBe(1);
+    expect(self.stderr.trim()).toMatch(/^pagesnap dump: process (\d+) is this pagesnap itself: a process cannot trace or stop itself \(EPERM\) — give the pid of another process$/);
   });
   it('a zombie has no memory: inspect, audit and dump say so; dump --tree leaves out a zombie child', async () => {
     // the shell's child is never waited for once sleep replaces the shell: a zombie until its parent exits

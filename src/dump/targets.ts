@@ -1,5 +1,6 @@
 /** Which processes a dump covers: the pids given, and with --tree all their descendants. */
 import { readdirSync } from 'node:fs';
+import { PagesnapError } from '../native/index.js';
 import { readStat, assertPid, readIdentity, assertUserProcess, isAlive } from '../proc/index.js';
 
 export function descendants(roots: number[]): number[] {
@@ -29,9 +30,11 @@ export function descendants(roots: number[]): number[] {
 export function resolveTargets(pids: number[], tree: boolean): number[] {
   for (const p of pids) {
     assertPid(p);
+    if (p === process.pid) throw new PagesnapError(`process ${p} is this pagesnap itself: a process cannot trace or stop itself (EPERM)`, { code: 'EPERM', hint: 'give the pid of another process' });
     readIdentity(p);
     assertUserProcess(p);
   }
+  // (a tree dumped from the shell that runs pagesnap holds pagesnap itself: everything but it is dumped)
   const all = tree ? descendants(pids) : [...new Set(pids)];
   return all.filter((p) => p !== process.pid);
 }

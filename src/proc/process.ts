@@ -27,9 +27,29 @@ export function memoryTask(pid: number): number {
   return liveThreads(pid)[0] ?? pid;
 }
 
+/**
+ * A pid is a number a process can have, and not the id of one of its threads: /proc shows a thread under its own id
+ * too (top -H and gdb list them), so a thread would pass for a process of that id whose memory is its group's.
+ */
 export function assertPid(pid: number): void {
   if (!Number.isInteger(pid) || pid <= 0 || pid > 4194304) {
     throw new PagesnapError(`invalid pid ${JSON.stringify(pid)}`, { code: 'EINVAL', hint: 'give a positive process id' });
+  }
+  let group: number;
+  try {
+    group = Number(/^Tgid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? pid);
+  } catch {
+    return; // (gone or never there: the first read of the process says which)
+  }
+  if (group !== pid) {
+    const comm = (() => {
+      try {
+        return ` (${readStat(group).comm})`;
+      } catch {
+        return '';
+      }
+    })();
+    throw new PagesnapError(`${pid} is a thread of process ${group}${comm}, not a process (/proc/${pid}/status: Tgid ${group})`, { code: 'EINVAL', hint: `give the process's id, ${group}` });
   }
 }
 
