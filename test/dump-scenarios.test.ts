@@ -16,6 +16,7 @@ import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 import { settledTaskStates, taskStates } from './helpers/tasks.js';
 import { scratchDir } from './helpers/scratch.js';
+import { descendants } from '../src/dump/targets.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -115,6 +116,27 @@ describe('the snapshot of a process tree', () => {
       await fx.stop();
     }
     void ctx;
+  });
+});
+
+describe('a tree of many processes', () => {
+  it('is dumped whole, every thread let go after, and summed up on one line', async () => {
+    // twenty children, one of them with threads of its own
+    const script = `for i in $(seq 19); do sleep 60 & done; "${process.execPath}" -e 'for (let i = 0; i < 3; i++) new (require("worker_threads").Worker)("setInterval(() => {}, 1000)", { eval: true }); setInterval(() => {}, 1000); console.log("ready")' & wait`;
+    const root = spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await once(root.stdout!, 'data');
+      const tree = descendants([root.pid!]);
+      expect(tree).toHaveLength(21);
+      const file = join(dir, 'many.psnap');
+      const r = cli(['dump', String(root.pid), '--tree', '-o', file]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout.split('\n')[1]).toMatch(new RegExp(`^  21 processes \\(${root.pid}, (\\d+, ){7}…\\) · \\d+ regions · \\d+ objects$`));
+      expect(cliJson(['show', file]).processes.map((p: { pid: number }) => p.pid).sort()).toEqual([...tree].sort());
+      for (const pid of tree) expect((await settledTaskStates(pid)).every((s) => s === 'S'), `process ${pid}`).toBe(true);
+    } finally {
+      for (const pid of descendants([root.pid!])) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
   });
 });
 

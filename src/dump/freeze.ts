@@ -51,16 +51,23 @@ function traceStopped(pid: number, tid: number): boolean | null {
   return taskState(pid, tid) === null ? false : null;
 }
 
+/** A thread, and the process it belongs to. */
+interface Task {
+  pid: number;
+  tid: number;
+}
+
 /**
- * Wait until every thread interrupted has stopped. They stop at once, in parallel: waiting for each before
- * interrupting the next cost ~0.6 ms a thread (1.2 s for 2000).
+ * Wait until every thread interrupted has stopped. They stop at once, in parallel, every process's together: waiting
+ * for each thread before interrupting the next cost ~0.6 ms a thread (1.2 s for 2000), and for each process before
+ * interrupting the next ~1.2 ms a process (0.4 s for a tree of 300).
  */
-function waitTraceStops(pid: number, tids: number[]): void {
-  let pending = tids;
+function waitTraceStops(tasks: Task[]): void {
+  let pending = tasks;
   for (let i = 0; pending.length > 0; i++) {
-    if (i === 5000) throw notStopping(pid, pending[0]!);
+    if (i === 5000) throw notStopping(pending[0]!.pid, pending[0]!.tid);
     const before = pending.length;
-    pending = pending.filter((tid) => traceStopped(pid, tid) === null);
+    pending = pending.filter((t) => traceStopped(t.pid, t.tid) === null);
     if (pending.length === before) sleepSync(1);
   }
 }
@@ -91,29 +98,29 @@ function freezePtrace(pids: number[]): Frozen {
     for (const pid of pids) {
       const tracer = tracerOf(pid);
       if (tracer !== 0) throw alreadyTraced(pid, tracer);
-      // Threads may be created while we seize: go round until a pass finds none new.
-      const done = new Set<number>();
-      for (let pass = 0; pass < 100; pass++) {
-        const fresh = threads(pid).filter((t) => !done.has(t));
-        if (fresh.length === 0) break;
-        const interrupted: number[] = [];
-        for (const tid of fresh) {
-          done.add(tid);
-          try {
-            n.ptraceSeize(tid);
-          } catch (e) {
-            if ((e as n.NativeError).code === 'ESRCH') continue; // exited
-            throw new PagesnapError(`cannot freeze process ${pid}: ptrace(SEIZE) of thread ${tid}: ${(e as n.NativeError).code}`, {
-              // (--freeze sigstop would not help: reading the memory needs the same access)
-              code: (e as n.NativeError).code, hint: accessHint(pid), cause: e,
-            });
-          }
-          seized.push(tid);
-          n.ptraceInterrupt(tid);
-          interrupted.push(tid);
+    }
+    // Threads may be created while we seize: go round until a pass finds none new.
+    const done = new Set<number>();
+    for (let pass = 0; pass < 100; pass++) {
+      const interrupted: Task[] = [];
+      for (const pid of pids) for (const tid of threads(pid)) {
+        if (done.has(tid)) continue;
+        done.add(tid);
+        try {
+          n.ptraceSeize(tid);
+        } catch (e) {
+          if ((e as n.NativeError).code === 'ESRCH') continue; // exited
+          throw new PagesnapError(`cannot freeze process ${pid}: ptrace(SEIZE) of thread ${tid}: ${(e as n.NativeError).code}`, {
+            // (--freeze sigstop would not help: reading the memory needs the same access)
+            code: (e as n.NativeError).code, hint: accessHint(pid), cause: e,
+          });
         }
-        waitTraceStops(pid, interrupted);
+        seized.push(tid);
+        n.ptraceInterrupt(tid);
+        interrupted.push({ pid, tid });
       }
+      if (interrupted.length === 0) break;
+      waitTraceStops(interrupted);
     }
   } catch (e) {
     frozen.thaw();

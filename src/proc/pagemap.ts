@@ -100,8 +100,12 @@ export class Pagemap {
   readonly framesVisible: boolean;
   readonly swapTypes: SwapTypeLayout;
   private readonly fd: number;
-  private readonly vec = Buffer.alloc(VEC_REGIONS * 24);
-  private readonly buf = Buffer.alloc(CHUNK * 8);
+  // (made for each process of a dump: not zero-filled, and the pread buffer only for pread)
+  private readonly vec = Buffer.allocUnsafe(VEC_REGIONS * 24);
+  private chunk: Buffer | null = null;
+  private get buf(): Buffer {
+    return (this.chunk ??= Buffer.allocUnsafe(CHUNK * 8));
+  }
   /** scan results of small regions taken ahead, by start, each used once (see prefetch) */
   private readonly ahead = new Map<Addr, { end: Addr; found: ScanRegion[] }>();
 

@@ -7,12 +7,19 @@ export function renderDumpSummary(s: DumpSummary): string {
   const ratio = s.bytesCompressed > 0 ? (s.bytesRaw / s.bytesCompressed).toFixed(1) : '-';
   return [
     `wrote ${s.path} (${bytes(s.fileBytes)})`,
-    `  processes ${s.processes.join(', ')} · ${s.regions} regions · ${s.objects} objects`,
+    `  ${pidList(s.processes)} · ${s.regions} regions · ${s.objects} objects`,
     ...(s.parent ? [`  incremental against ${s.parent}: ${s.pagesFromParent} pages found there and referenced, not stored`] : []),
     `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
   ].join('\n');
+}
+
+/** The processes of a dump, on one line however many a tree held (the JSON summary lists them all). */
+function pidList(pids: number[]): string {
+  const SHOWN = 8;
+  if (pids.length <= SHOWN) return `process${pids.length === 1 ? '' : 'es'} ${pids.join(', ')}`;
+  return `${pids.length} processes (${pids.slice(0, SHOWN).join(', ')}, …)`;
 }
 
 const VERDICT_COLUMNS: [keyof VerdictCounts, string][] = [
