@@ -63,7 +63,7 @@ describe('region kinds', () => {
     expect(classifyRegion(byName('/tmp/pagesnap sample dir/my file (1).dat'), [], 'tmpfs')).toEqual({ kind: 'shmem-shared', backing: 'shmem', shmem: 'tmpfs' });
     expect(kindOf(byName('/anon_hugepage'), ['rd', 'wr', 'ht'])).toEqual({ kind: 'hugetlb', backing: 'hugetlbfs' });
     expect(kindOf(byName('/dev/hugepages/pool'), ['rd', 'wr', 'sh', 'ht']).kind).toBe('hugetlb');
-    expect(kindOf(byName('anon_inode:[io_uring]')).kind).toBe('special');
+    expect(kindOf(byName('anon_inode:[io_uring]'))).toEqual({ kind: 'kernel-object', backing: 'kernel' });
     expect(kindOf(byName('/dev/dri/card0'), ['rd', 'wr', 'sh', 'io', 'pf'])).toEqual({ kind: 'special', backing: 'device' });
     expect(kindOf(byName('[anon:jit code]')).kind).toBe('anon-private');
     expect(kindOf(byName('[anon_shmem:ring]')).kind).toBe('shmem-shared');

@@ -60,6 +60,7 @@ const CASES: Record<CaseId, [Evidence, Verdict]> = {
   X2: [ev({ kind: 'secret', shared: true }, 'file'), 'unreadable'],
   X3: [ev({ vmFlags: ['um'] }, 'none'), 'unreadable'],
   X4: [ev({ kind: 'aio-ring', shared: true }, 'none'), 'data'], // pagemap shows only what the process touched
+  X5: [ev({ kind: 'kernel-object', shared: true }, 'file'), 'data'],
 };
 
 describe('every case id', () => {
@@ -75,6 +76,14 @@ describe('every case id', () => {
     const ruled = new Set(RULES.map((r) => r.case));
     for (const id of CASE_IDS) expect(ruled.has(id) || ALIASES[id] !== undefined, id).toBe(true);
     for (const a of Object.values(ALIASES)) expect(ruled.has(a!.as)).toBe(true);
+  });
+});
+
+describe('a kernel object\'s memory (an io_uring\'s rings)', () => {
+  it('a mapped page is read (X5); one not mapped is not, since only the object\'s fault handler could make it', () => {
+    const ko = { kind: 'kernel-object' as const, shared: true };
+    expect(decideFrom(ev(ko, 'file'))).toMatchObject({ case: 'X5', verdict: 'data' });
+    expect(decideFrom(ev(ko, 'none'))).toMatchObject({ case: 'X5', verdict: 'unreadable' });
   });
 });
 

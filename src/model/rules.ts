@@ -80,6 +80,10 @@ export const RULES: readonly Rule[] = [
   // The kernel allocates every page of the ring at io_setup and writes completions through a mapping of its own, so
   // this page table shows only the pages the process has looked at. None can be opened (map_files gives ENXIO).
   { case: 'X4', name: 'aio ring page', when: (e) => K(e) === 'aio-ring', verdict: 'data', why: 'an aio completion ring (io_setup): every page exists, written by the kernel; read through the mapping (which maps them, allocating nothing)' },
+  // Another kernel object's memory (io_uring rings, perf buffers, BPF maps): what is mapped is read like any page;
+  // a page not mapped would have to be made by the object's own fault handler, which a dump must not run.
+  { case: 'X5', name: 'kernel object page, mapped', when: all((e) => K(e) === 'kernel-object', pte('file', 'data', 'zero')), verdict: 'data', why: 'the memory of a kernel object (an io_uring\'s rings, a perf event\'s buffer, a BPF map) mapped here: read through the mapping' },
+  { case: 'X5', name: 'kernel object page, not mapped', when: (e) => K(e) === 'kernel-object', verdict: 'unreadable', why: 'a kernel object\'s page this process has not mapped: only the object\'s fault handler could make it, and a dump does not run it' },
 
   // A mapping of an object registered with userfaultfd (missing mode) where the object holds no page: as X3 below.
   { case: 'X3', name: 'hole in userfaultfd-missing shmem', when: all((e) => objectKind(e) || privateObject(e), pte('none'), (e) => flag(e, 'um'), (e) => e.object?.data === false && e.object.cached !== true), verdict: 'unreadable', why: UFFD_HOLE },

@@ -26,7 +26,7 @@ export type Verdict = 'data' | 'zero' | 'hole' | 'file' | 'object' | 'guard' | '
 export const CASE_IDS = [
   'A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A8', 'A9', 'A10', 'A11', 'A12', 'A13', 'A14', 'A15', 'A16', 'A17', 'A18', 'A19',
   'S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7', 'F1', 'F2', 'F3', 'F4', 'F5', 'F6', 'F7', 'H1', 'H2', 'H3', 'K1', 'K2',
-  'P1', 'P2', 'P3', 'P4', 'P5', 'R1', 'X1', 'X2', 'X3', 'X4',
+  'P1', 'P2', 'P3', 'P4', 'P5', 'R1', 'X1', 'X2', 'X3', 'X4', 'X5',
 ] as const;
 export type CaseId = (typeof CASE_IDS)[number];
 

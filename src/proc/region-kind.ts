@@ -17,6 +17,7 @@ export type RegionKind =
   | 'vsyscall'
   | 'secret'
   | 'aio-ring'
+  | 'kernel-object'
   | 'special';
 
 /** Where the pages behind a region live. */
@@ -72,7 +73,9 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (n === null || n.startsWith('[anon:')) {
     return e.perms.shared ? { kind: 'shmem-shared', backing: 'shmem', shmem: 'shared-anon' } : { kind: 'anon-private', backing: 'anon' };
   }
-  if (n.startsWith('anon_inode:')) return { kind: 'special', backing: 'device' };
+  // An object only the kernel makes (an io_uring's rings, a perf event's buffer, a BPF map, a KVM vCPU's run
+  // structure), mapped through its file: not PFNMAP/IO (those are special above), so its mapped pages can be read.
+  if (n.startsWith('anon_inode:')) return { kind: 'kernel-object', backing: 'kernel' };
   // the kernel makes a private mapping of /dev/zero anonymous memory that keeps the device's name: its untouched
   // pages read as zeros, they are no file's
   if (n === '/dev/zero' && !e.perms.shared && !e.deleted) return { kind: 'anon-private', backing: 'anon' };

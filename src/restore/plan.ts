@@ -116,7 +116,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
       case 'special':
-        // (an io_uring's or perf event's rings, a KVM vCPU: the memory of an object only the kernel can make again)
+        // (snapshots before kernel-object regions called an io_uring's or a perf event's rings special)
         if (region.path?.startsWith('anon_inode:')) return skip('a kernel object\'s memory cannot be recreated');
         if (region.backing === 'kernel') return skip('the kernel makes this mapping itself where it needs one');
         return skip('device or PFN-mapped memory cannot be recreated');
@@ -126,6 +126,9 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         // The host has no aio context (io_setup places its own ring), but whoever reads its memory sees what the
         // process saw there.
         return plainMemory('an aio completion ring (io_setup); its bytes are restored as private anonymous memory');
+      case 'kernel-object':
+        // (as an aio ring: the host has none of the object, and its bytes are what the process saw there)
+        return plainMemory(`the memory of a kernel object (${region.path}); its bytes are restored as private anonymous memory`);
       case 'anon-private': case 'heap': case 'stack':
         if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
         if (region.path === '/dev/zero') return zeroDevice();
