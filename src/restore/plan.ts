@@ -116,7 +116,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'vdso': case 'vvar': case 'vsyscall':
         return skip('the kernel maps its own in every process');
       case 'special':
-        // (snapshots before kernel-object regions called an io_uring's or a perf event's rings special)
+        // (a kernel object mapped PFNMAP/IO; or any, in a snapshot from before kernel-object regions)
         if (region.path?.startsWith('anon_inode:')) return skip('a kernel object\'s memory cannot be recreated');
         if (region.backing === 'kernel') return skip('the kernel makes this mapping itself where it needs one');
         return skip('device or PFN-mapped memory cannot be recreated');
