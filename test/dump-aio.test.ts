@@ -2,14 +2,14 @@
 // at io_setup and writes completions through a mapping of its own, so the process's pagemap shows none of them until
 // the process reads the ring itself — and map_files cannot open it (ENXIO). A pagemap-only dumper loses the pending
 // completions; pagesnap used to record them as "its deleted file cannot be opened", and a restore called them lost.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, type TestContext } from 'vitest';
 import { join } from 'node:path';
-import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import type { FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect } from '../src/analyze/inspect.js';
-import { processVmReadv } from '../src/native/index.js';
 import { cliJson } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
+import { useScenario, liveBytes } from './helpers/scenario.js';
 
 /** Mirrors sc_aio in fixtures/scenario.c: completions left in the ring, each with its number as data, reading 64 bytes. */
 const EVENTS = 3000;
@@ -17,25 +17,12 @@ const READ = 64;
 const AIO_RING_MAGIC = 0xa10a10a1;
 
 const dir = scratchDir('aio');
-let fx: Fixture;
-let ring: FixtureRegion;
-let skipWhy: string | undefined;
-
-beforeAll(async () => {
-  fx = await Fixture.start(['aio']);
-  skipWhy = fx.scenario('aio').skip;
-  if (skipWhy) console.log(`SKIP aio: ${skipWhy}`);
-  else ring = fx.region('aio-ring');
-});
-afterAll(async () => {
-  await fx?.stop();
-});
-
-const live = (pid: number, r: FixtureRegion) => {
-  const b = Buffer.alloc(r.pages * 4096);
-  expect(processVmReadv(pid, [b], [{ addr: r.start, len: b.length }])).toBe(b.length);
-  return b;
-};
+const sc = useScenario('aio');
+/** The scenario's process and its ring; the test is skipped, saying why, where there is none. */
+function setUp(ctx: TestContext) {
+  sc.skipIf(ctx);
+  return { fx: sc.fx, ring: sc.fx.region('aio-ring') };
+}
 
 /** The ring as struct aio_ring lays it out: a 32-byte header, then io_events of 32 bytes. */
 function expectCompletions(b: Buffer) {
@@ -50,7 +37,7 @@ const stateOf = (pid: number, r: FixtureRegion) => inspect(pid).regions.find((x)
 
 describe('an aio completion ring', () => {
   it('shows only what fault-around mapped, and audit counts the rest as data a pagemap-only dumper loses (X4)', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, ring } = setUp(ctx);
     const r = stateOf(fx.pid, ring);
     const present = r.counts!.present;
     expect({ kind: r.kind, present }).toEqual({ kind: 'aio-ring', present: ring.expect.file });
@@ -61,7 +48,7 @@ describe('an aio completion ring', () => {
   });
 
   it('is dumped whole with its pending completions, read through the mapping', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, ring } = setUp(ctx);
     const file = join(dir, 'aio.psnap');
     const summary = cliJson(['dump', String(fx.pid), '-o', file]);
     expect(summary.pagesUnreadable).toBe(0);
@@ -72,7 +59,7 @@ describe('an aio completion ring', () => {
       expect(reg.kind).toBe('aio-ring');
       const bytes = snap.read(proc, ring.start, ring.pages * 4096);
       expectCompletions(bytes);
-      expect(bytes.equals(live(fx.pid, ring))).toBe(true);
+      expect(bytes.equals(liveBytes(fx.pid, ring))).toBe(true);
     } finally {
       snap.close();
     }
@@ -81,14 +68,14 @@ describe('an aio completion ring', () => {
   });
 
   it('comes back as plain memory holding the same bytes, with a note, and nothing lost', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, ring } = setUp(ctx);
     const file = join(dir, 'aio-restore.psnap');
     cliJson(['dump', String(fx.pid), '-o', file]);
     const r = cliJson(['restore', file, '--hold', '--verify']);
     try {
       expect({ lost: r.lost, mismatches: r.verify.mismatches }).toEqual({ lost: [], mismatches: 0 });
       expect(r.notes).toContain(`0x${ring.start.toString(16)} was an aio completion ring (io_setup); its bytes are restored as private anonymous memory`);
-      expectCompletions(live(r.hostPid, ring));
+      expectCompletions(liveBytes(r.hostPid, ring));
     } finally {
       process.kill(r.hostPid, 'SIGKILL');
     }

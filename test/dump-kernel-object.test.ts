@@ -1,14 +1,14 @@
 // An io_uring's rings and submission entries (as tokio-uring, liburing servers and QEMU map them): the memory of a
 // kernel object, mapped through an anon_inode file, every page inserted at mmap. A snapshot used to list them as
 // special and keep none of their bytes: the uncollected completions and the requests as written were gone.
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, type TestContext } from 'vitest';
 import { join } from 'node:path';
-import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import type { FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect } from '../src/analyze/inspect.js';
-import { processVmReadv } from '../src/native/index.js';
 import { cliJson } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
+import { useScenario, liveBytes } from './helpers/scenario.js';
 
 /** Mirrors sc_uring in fixtures/scenario.c: no-op requests, each with its number as user_data, all completed. */
 const ENTRIES = 256;
@@ -16,26 +16,12 @@ const SQE = 64;
 const CQE = 16;
 
 const dir = scratchDir('kernel-object');
-let fx: Fixture;
-let rings: FixtureRegion;
-let sqes: FixtureRegion;
-let skipWhy: string | undefined;
-
-beforeAll(async () => {
-  fx = await Fixture.start(['uring']);
-  skipWhy = fx.scenario('uring').skip;
-  if (skipWhy) console.log(`SKIP io_uring: ${skipWhy}`);
-  else [rings, sqes] = [fx.region('uring-rings'), fx.region('uring-sqes')];
-});
-afterAll(async () => {
-  await fx?.stop();
-});
-
-const live = (pid: number, r: FixtureRegion) => {
-  const b = Buffer.alloc(r.pages * 4096);
-  expect(processVmReadv(pid, [b], [{ addr: r.start, len: b.length }])).toBe(b.length);
-  return b;
-};
+const sc = useScenario('uring');
+/** The scenario's process and its two mappings; the test is skipped, saying why, where io_uring is not allowed. */
+function setUp(ctx: TestContext) {
+  sc.skipIf(ctx);
+  return { fx: sc.fx, rings: sc.fx.region('uring-rings'), sqes: sc.fx.region('uring-sqes') };
+}
 
 /** The requests as written: IORING_OP_NOP (0), user_data i + 1. */
 function expectRequests(b: Buffer) {
@@ -52,7 +38,7 @@ function expectCompletions(b: Buffer) {
 
 describe('an io_uring', () => {
   it('is memory of a kernel object, all of it mapped; audit finds nothing a pagemap-only dumper loses (X5)', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, rings, sqes } = setUp(ctx);
     for (const r of [rings, sqes]) {
       const x = inspect(fx.pid).regions.find((y) => y.start === r.start)!;
       expect({ kind: x.kind, present: x.counts!.present }).toEqual({ kind: 'kernel-object', present: r.pages });
@@ -65,7 +51,7 @@ describe('an io_uring', () => {
   });
 
   it('is dumped with its requests and uncollected completions, read through the mapping', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, rings, sqes } = setUp(ctx);
     const file = join(dir, 'uring.psnap');
     expect(cliJson(['dump', String(fx.pid), '-o', file]).pagesUnreadable).toBe(0);
     const snap = SnapshotReader.open(file);
@@ -75,14 +61,14 @@ describe('an io_uring', () => {
       expect(proc.regions.find((x) => x.start === rings.start)!.kind).toBe('kernel-object');
       expectCompletions(bytes(rings));
       expectRequests(bytes(sqes));
-      for (const r of [rings, sqes]) expect(bytes(r).equals(live(fx.pid, r))).toBe(true);
+      for (const r of [rings, sqes]) expect(bytes(r).equals(liveBytes(fx.pid, r))).toBe(true);
     } finally {
       snap.close();
     }
   });
 
   it('comes back as plain memory holding the same bytes, with a note, and nothing lost', (ctx) => {
-    if (skipWhy) ctx.skip(skipWhy);
+    const { fx, rings, sqes } = setUp(ctx);
     const file = join(dir, 'uring-restore.psnap');
     cliJson(['dump', String(fx.pid), '-o', file]);
     const r = cliJson(['restore', file, '--hold', '--verify']);
@@ -91,8 +77,8 @@ describe('an io_uring', () => {
       for (const x of [rings, sqes]) {
         expect(r.notes).toContain(`0x${x.start.toString(16)} was the memory of a kernel object (anon_inode:[io_uring]); its bytes are restored as private anonymous memory`);
       }
-      expectCompletions(live(r.hostPid, rings));
-      expectRequests(live(r.hostPid, sqes));
+      expectCompletions(liveBytes(r.hostPid, rings));
+      expectRequests(liveBytes(r.hostPid, sqes));
     } finally {
       process.kill(r.hostPid, 'SIGKILL');
     }

@@ -1,5 +1,6 @@
-import { beforeAll, afterAll, type TestContext } from 'vitest';
-import { Fixture } from '../../fixtures/driver.js';
+import { beforeAll, afterAll, expect, type TestContext } from 'vitest';
+import { Fixture, type FixtureRegion } from '../../fixtures/driver.js';
+import { processVmReadv } from '../../src/native/index.js';
 import type { Prepared } from './host.js';
 
 /** The machine feature a scenario needs, so a skip can say why. */
@@ -14,12 +15,13 @@ export function unavailable(name: string, prepared: Prepared): string | undefine
 /**
  * Start scenario `name` once for the tests of the enclosing describe block and stop it after them. Each test calls
  * skipIf(ctx) first: it is skipped, with the reason printed, when the machine or the scenario cannot provide it.
+ * `prepared`: the host's preparation, for a scenario that needs swap, KSM, THP or hugetlb.
  */
-export function useScenario(name: string, prepared: () => Prepared) {
+export function useScenario(name: string, prepared?: () => Prepared) {
   let fx: Fixture | undefined;
   let skip: string | undefined;
   beforeAll(async () => {
-    skip = unavailable(name, prepared());
+    skip = prepared && unavailable(name, prepared());
     if (skip) return;
     fx = await Fixture.start([name]);
     skip = fx.scenario(name).skip;
@@ -38,4 +40,11 @@ export function useScenario(name: string, prepared: () => Prepared) {
       }
     },
   };
+}
+
+/** A fixture region's bytes as process `pid` holds them now (the fixture's, or a restore host's at the same place). */
+export function liveBytes(pid: number, r: FixtureRegion): Buffer {
+  const b = Buffer.alloc(r.pages * 4096);
+  expect(processVmReadv(pid, [b], [{ addr: r.start, len: b.length }])).toBe(b.length);
+  return b;
 }
