@@ -143,7 +143,7 @@ describe('a target that exits during inspection', () => {
     pm.close();
   });
 
-  it('library: the scan path turns ESRCH into the same error', async () => {
+  it('library: the scan path says so too, whatever errno the ioctl gives for a process gone (ESRCH, or EFAULT)', async () => {
     const fx = await Fixture.start(['anon']);
     const regions = readRegions(fx.pid);
     const pm = new Pagemap(fx.pid, { method: 'scan' });

@@ -101,7 +101,7 @@ export class Pagemap {
   readonly swapTypes: SwapTypeLayout;
   private readonly fd: number;
   // (made for each process of a dump: not zero-filled, and the pread buffer only for pread)
-  private readonly vec = Buffer.allocUnsafe(VEC_REGIONS * 24);
+  private readonly vec = Buffer.alloc(VEC_REGIONS * 24);
   private chunk: Buffer | null = null;
   private get buf(): Buffer {
     return (this.chunk ??= Buffer.allocUnsafe(CHUNK * 8));
@@ -145,6 +145,8 @@ export class Pagemap {
 
   private wrap(e: unknown): Error {
     if (e instanceof NativeError && (e.code === 'ESRCH' || e.code === 'ENOENT')) return exited(this.pid, e.code, e);
+    // (PAGEMAP_SCAN of a process that has gone fails with ESRCH on some machines, EFAULT on others: same 6.18)
+    if (e instanceof NativeError && !isAlive(this.pid)) return exited(this.pid, 'ESRCH', e);
     return e instanceof Error ? e : new Error(String(e));
   }
 
