@@ -100,8 +100,9 @@ export class Pagemap {
   readonly framesVisible: boolean;
   readonly swapTypes: SwapTypeLayout;
   private readonly fd: number;
-  // (made for each process of a dump: not zero-filled, and the pread buffer only for pread)
-  private readonly vec = Buffer.alloc(VEC_REGIONS * 24);
+  // (made for each process of a dump: not zero-filled, the kernel writes them before they are read; the pread
+  // buffer only where pread is used)
+  private readonly vec = Buffer.allocUnsafe(VEC_REGIONS * 24);
   private chunk: Buffer | null = null;
   private get buf(): Buffer {
     return (this.chunk ??= Buffer.allocUnsafe(CHUNK * 8));
