@@ -1,7 +1,8 @@
 // The snapshot's output stream: bytes read back while later ones are still being written (the dedupe path reads
 // stored frames back to compare pages), across the boundaries of its two staging buffers.
 import { describe, it, expect } from 'vitest';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, openSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { OutputFile } from '../src/snapshot/output.js';
@@ -29,7 +30,7 @@ describe('OutputFile', () => {
     let size = 0;
     const check = (pos: number, len: number) => {
       const got = out.readAt(pos, len);
-      if (!got.equals(expected.subarray(pos, pos + len))) throw new Error(`read back [${pos}, ${pos + len}) of ${size} differs`);
+      if (!got?.equals(expected.subarray(pos, pos + len))) throw new Error(`read back [${pos}, ${pos + len}) of ${size} differs`);
     };
     while (size < expected.length - (3 << 20)) {
       const chunk = randomBytes(1 + rand(3 << 20));
@@ -49,6 +50,34 @@ describe('OutputFile', () => {
     expect(await out.finish()).toBe(size);
     await out.close();
     expect(readFileSync(path).equals(expected.subarray(0, size))).toBe(true);
+  });
+});
+
+describe('OutputFile as a stream', () => {
+  it('writes every byte in order to a pipe, and reads back only what its buffers still hold', async () => {
+    const fifo = join(dir, 'fifo');
+    const copy = join(dir, 'copied');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const reader = spawn('sh', ['-c', `cat '${fifo}' > '${copy}'`]);
+    const fd = openSync(fifo, 'w'); // (waits for cat to open its end)
+    const out = OutputFile.stream(fd, 'the pipe', { ownsFd: true, regularFile: false });
+    const rand = lcg(11);
+    const expected = Buffer.alloc(40 << 20);
+    let size = 0;
+    while (size < expected.length - (3 << 20)) {
+      const chunk = randomBytes(1 + rand(3 << 20));
+      chunk.copy(expected, size);
+      expect(await out.append(chunk)).toBe(size);
+      size += chunk.length;
+      // the newest bytes are always still in the buffers (at least the one filling)
+      const tail = Math.min(size, 1 << 20);
+      expect(out.readAt(size - tail, tail)?.equals(expected.subarray(size - tail, size))).toBe(true);
+    }
+    expect(out.readAt(0, 4096)).toBeNull();
+    expect(await out.finish()).toBe(size);
+    await out.close();
+    expect(await new Promise((done) => reader.on('close', done))).toBe(0);
+    expect(readFileSync(copy).equals(expected.subarray(0, size))).toBe(true);
   });
 });
 

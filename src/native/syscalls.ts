@@ -288,14 +288,15 @@ export function eventfdSignal(fd: number): void {
 }
 
 /**
- * Make `fd` non-blocking (fcntl F_SETFL). The flag lives in the open file description, which a descriptor received
- * over a socket shares with the sender.
+ * Make `fd` non-blocking, or blocking again (fcntl F_SETFL). The flag lives in the open file description, which a
+ * descriptor received over a socket, or inherited, shares with the sender.
  */
-export function setNonblocking(fd: number): void {
+export function setNonblocking(fd: number, on = true): void {
   const F_GETFL = 3;
   const F_SETFL = 4;
   const flags = check('fcntl', fn.fcntl(fd, F_GETFL), `F_GETFL fd ${fd}`);
-  if (!(flags & O_NONBLOCK)) check('fcntl', fn.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK), `F_SETFL fd ${fd}`);
+  const want = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+  if (want !== flags) check('fcntl', fn.fcntl(fd, F_SETFL, 'int', want), `F_SETFL fd ${fd}`);
 }
 
 /**

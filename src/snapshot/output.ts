@@ -4,6 +4,9 @@
  * host's page cache nor leaves gigabytes of dirty pages to write back. Where the filesystem refuses O_DIRECT (tmpfs
  * on older kernels) the same buffers are written through the page cache. The last block is padded for O_DIRECT and
  * the file truncated to its exact size at the end.
+ *
+ * A stream (standard output: a pipe, a socket, a redirected file) goes through the same buffers, written one after
+ * the other at its current position; what has left them can no longer be read back.
  */
 import { openSync, write, writeSync, readSync, ftruncateSync, fsyncSync, closeSync, constants } from 'node:fs';
 import { mmap, munmap, view, PROT, MAP, O_TMPFILE, fromNodeError } from '../native/index.js';
@@ -26,11 +29,14 @@ interface Stage {
   next: number | null;
 }
 
-function writeAt(fd: number, buf: Buffer, len: number, pos: number, path: string): Promise<void> {
+/** Write buf[0, len) at `pos`, or at the descriptor's position when null (a stream). */
+function writeAt(fd: number, buf: Buffer, len: number, pos: number | null, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const step = (done: number) =>
-      write(fd, buf, done, len - done, pos + done, (err, n) => {
-        if (err) reject(fromNodeError(err, 'write', `${path} at ${pos + done}`));
+      write(fd, buf, done, len - done, pos === null ? null : pos + done, (err, n) => {
+        // a socket someone else made non-blocking: wait for room rather than fail
+        if (err?.code === 'EAGAIN') setTimeout(step, 1, done);
+        else if (err) reject(fromNodeError(err, 'write', pos === null ? path : `${path} at ${pos + done}`));
         else if (done + n < len) step(done + n);
         else resolve();
       });
@@ -52,10 +58,18 @@ function openPreferDirect(open: (flags: number) => number, label: string): { fd:
   }
 }
 
+/** How a stream is written: whether pagesnap opened (and closes) its descriptor, whether it can be fsynced. */
+export interface StreamKind {
+  ownsFd: boolean;
+  regularFile: boolean;
+}
+
 export class OutputFile {
   private readonly stages: [Stage, Stage];
   private current = 0;
   private readFd: number | undefined;
+  /** a stream's writes must reach it in order: each waits for the one before */
+  private lastWrite: Promise<void> = Promise.resolve();
   /** bytes appended so far: the logical size of the file */
   size = 0;
   /** set by close(): the buffers are unmapped, and an append that was waiting must not touch them */
@@ -76,8 +90,21 @@ export class OutputFile {
     return new OutputFile(fd, direct, `/proc/self/fd/${fd}`, label);
   }
 
-  /** `reopen`: a path that opens this same file again; `path`: its name in messages. */
-  private constructor(readonly fd: number, readonly direct: boolean, private readonly reopen: string, readonly path: string) {
+  /** Bytes written one after another to `fd` (see StreamKind); `label` names it in errors. */
+  static stream(fd: number, label: string, kind: StreamKind): OutputFile {
+    return new OutputFile(fd, false, null, label, kind);
+  }
+
+  /**
+   * `reopen`: a path that opens this same file again (null for a stream); `path`: its name in messages.
+   */
+  private constructor(
+    readonly fd: number,
+    readonly direct: boolean,
+    private readonly reopen: string | null,
+    readonly path: string,
+    private readonly stream: StreamKind | null = null,
+  ) {
     const stage = (): Stage => {
       const addr = mmap(STAGE, PROT.READ | PROT.WRITE, MAP.PRIVATE | MAP.ANONYMOUS);
       return { addr, buf: view(addr, STAGE), at: 0, fill: 0, writing: null, next: null };
@@ -111,7 +138,7 @@ export class OutputFile {
 
   /** Start writing stage `s` (its first `len` bytes, a multiple of ALIGN) and move on to the other stage. */
   private flush(s: Stage, len: number): void {
-    s.writing = writeAt(this.fd, s.buf, len, s.at, this.path).then(() => {
+    s.writing = this.write(s, len).then(() => {
       s.writing = null;
     });
     // Awaited when the buffer is reused or the file finished; until then a failure (ENOSPC) must not count as
@@ -121,11 +148,18 @@ export class OutputFile {
     this.stages[this.current]!.next = s.at + STAGE;
   }
 
+  private write(s: Stage, len: number): Promise<void> {
+    if (!this.stream) return writeAt(this.fd, s.buf, len, s.at, this.path);
+    this.lastWrite = this.lastWrite.then(() => writeAt(this.fd, s.buf, len, null, this.path));
+    return this.lastWrite;
+  }
+
   /**
    * Read back bytes already appended. The two buffers hold the newest bytes, contiguously, until they are on disk;
-   * everything before them is written. A range may span the file and both buffers.
+   * everything before them is written. A range may span the file and both buffers. Null for bytes a stream has
+   * sent on.
    */
-  readAt(pos: number, len: number): Buffer {
+  readAt(pos: number, len: number): Buffer | null {
     this.open();
     if (pos < 0 || pos + len > this.size) throw new RangeError(`${this.path}: read back [${pos}, ${pos + len}) beyond ${this.size} bytes`);
     const out = Buffer.alloc(len);
@@ -138,6 +172,7 @@ export class OutputFile {
       if (from < to) s.buf.copy(out, from - pos, from - s.at, to - s.at);
     }
     if (pos < onDisk) {
+      if (this.reopen === null) return null;
       this.readFd ??= openSync(this.reopen, 'r');
       for (let got = 0; got < onDisk - pos; ) {
         const n = readSync(this.readFd, out, got, onDisk - pos - got, pos + got);
@@ -160,6 +195,7 @@ export class OutputFile {
     await Promise.all(this.stages.map((x) => x.writing));
     this.open();
     const s = this.stages[this.current]!;
+    if (this.stream) return this.finishStream(s, patch);
     // a buffer waiting to start again holds bytes already written
     if (s.next === null && s.fill > 0) {
       const len = Math.ceil(s.fill / ALIGN) * ALIGN;
@@ -168,7 +204,7 @@ export class OutputFile {
     }
     if (patch) {
       // through the page cache: O_DIRECT would need an aligned block; fsync below flushes the inode either way
-      const fd = this.direct ? openSync(this.reopen, 'r+') : this.fd;
+      const fd = this.direct ? openSync(this.reopen!, 'r+') : this.fd;
       try {
         writeSync(fd, patch.bytes, 0, patch.bytes.length, patch.at);
       } catch (e) {
@@ -182,6 +218,19 @@ export class OutputFile {
     return this.size;
   }
 
+  private async finishStream(s: Stage, patch: unknown): Promise<number> {
+    if (patch) throw new Error(`${this.path}: a stream cannot be written over`);
+    if (s.next === null && s.fill > 0) await this.write(s, s.fill);
+    if (this.stream!.regularFile) {
+      try {
+        fsyncSync(this.fd);
+      } catch (e) {
+        throw fromNodeError(e, 'fsync', this.path);
+      }
+    }
+    return this.size;
+  }
+
   /** Release the file descriptor and buffers (after finish, or to abandon the file). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -189,6 +238,6 @@ export class OutputFile {
     await Promise.allSettled(this.stages.map((s) => s.writing));
     for (const s of this.stages) munmap(s.addr, STAGE);
     if (this.readFd !== undefined) closeSync(this.readFd);
-    closeSync(this.fd);
+    if (this.stream?.ownsFd !== false) closeSync(this.fd);
   }
 }

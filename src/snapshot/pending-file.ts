@@ -67,7 +67,16 @@ function unlinkQuietly(path: string): void {
   }
 }
 
-export class PendingFile {
+/** Where a snapshot is written, and how it gets its name once complete. */
+export interface Destination {
+  readonly out: OutputFile;
+  /** give the complete file its name (a no-op for a stream) */
+  publish(force: boolean): void;
+  /** forget a file that will not be completed; safe to call twice */
+  discard(): void;
+}
+
+export class PendingFile implements Destination {
   readonly out: OutputFile;
   private readonly unnamed: boolean;
   /** the hidden name it has until published or discarded, on a filesystem without unnamed files */

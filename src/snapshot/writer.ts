@@ -3,7 +3,7 @@
  * frames, compressed on worker threads and appended in order; the manifest and footer close the file. The file is
  * built with mode 0600 in the target directory, unnamed where the filesystem allows (PendingFile), fsynced, and
  * only then given its final name (never replacing an existing file unless forced): a failed or killed dump leaves
- * nothing under that name.
+ * nothing under that name. Or it is sent to standard output as it is made (STANDARD_OUTPUT).
  */
 import { lstatSync, type Stats } from 'node:fs';
 import { describeFile } from './file-kind.js';
@@ -11,12 +11,13 @@ import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { compress, decompress } from 'zstd-napi';
 import { PagesnapError, xxh3_64 } from '../native/index.js';
-import { encodeHeader, encodeFooter, writtenVersion } from './format.js';
+import { encodeHeader, encodeFooter, writtenVersion, FORMAT_VERSION } from './format.js';
 import { encodeManifest, type Block, type FrameIndex, type WrittenManifest, type Refs } from './manifest.js';
 import { DedupeTable } from './dedupe.js';
 import { CompressPool, type Slot } from './compress-pool.js';
 import { type OutputFile } from './output.js';
-import { PendingFile, alreadyExists, requireDirectory, outputError } from './pending-file.js';
+import { PendingFile, alreadyExists, requireDirectory, outputError, type Destination } from './pending-file.js';
+import { STANDARD_OUTPUT, openStandardOutput } from './standard-output.js';
 
 export interface WriterOptions {
   /** replace an existing file */
@@ -120,7 +121,7 @@ export class SnapshotWriter {
   private readonly parent?: WriterParent;
   readonly framePages: number;
   readonly level: number;
-  private readonly file: PendingFile;
+  private readonly file: Destination;
   private readonly pool: CompressPool;
   private readonly dedupe: boolean;
   private readonly force: boolean;
@@ -155,7 +156,7 @@ export class SnapshotWriter {
   private readBack: { index: number; raw: Buffer } | null = null;
   private bytesCompressed = 0;
 
-  private constructor(readonly path: string, opts: WriterOptions) {
+  private constructor(readonly path: string, opts: WriterOptions, file: Destination) {
     this.pageSize = opts.pageSize ?? 4096;
     this.parent = opts.parent;
     this.base = opts.parent?.pages ?? 0;
@@ -166,13 +167,14 @@ export class SnapshotWriter {
     this.force = opts.force ?? false;
     this.tableEntries = opts.tableEntries ?? TABLE_ENTRIES;
     this.hashBlock = new Uint32Array(2 * this.tableEntries);
-    this.file = new PendingFile(path);
+    this.file = file;
     // Enough frames in flight for a whole read batch to be stored without waiting on compression: ~16 MiB of slots.
     const frameBytes = this.framePages * this.pageSize;
     this.pool = new CompressPool(this.level, frameBytes, Math.max(8, Math.ceil((8 << 20) / frameBytes)), opts.threads);
     this.free.push(...this.pool.slots);
     // The first append never waits (the buffers are empty): the header is in place when the constructor returns.
-    this.headerVersion = this.needed = writtenVersion(!!opts.parent);
+    // A stream's header is gone before the end shows which version the file needs: it claims the newest.
+    this.headerVersion = this.needed = path === STANDARD_OUTPUT ? FORMAT_VERSION : writtenVersion(!!opts.parent);
     void this.out.append(this.header());
   }
 
@@ -191,9 +193,11 @@ export class SnapshotWriter {
 
   /**
    * Fails at once, before any work is done, when the final name cannot be had: taken (and not forced), not a regular
-   * file (--force must never put a snapshot in place of /dev/null or a directory), or in no directory.
+   * file (--force must never put a snapshot in place of /dev/null or a directory), or in no directory. A `path` of
+   * STANDARD_OUTPUT sends the snapshot there (refused on a terminal).
    */
   static create(path: string, opts: WriterOptions = {}): SnapshotWriter {
+    if (path === STANDARD_OUTPUT) return new SnapshotWriter(path, opts, openStandardOutput());
     const full = resolve(path);
     let st: Stats | undefined;
     try {
@@ -206,7 +210,7 @@ export class SnapshotWriter {
     }
     if (st && !opts.force) throw alreadyExists(path);
     requireDirectory(path, 'snapshot');
-    return new SnapshotWriter(full, opts);
+    return new SnapshotWriter(full, opts, new PendingFile(full));
   }
 
   get storedPages(): number {
@@ -301,7 +305,9 @@ export class SnapshotWriter {
   /** The page being looked up, for samePage (one closure for the writer's life, not one per page). */
   private readonly probe: { buf: Buffer; off: number } = { buf: Buffer.alloc(0), off: 0 };
   private readonly samePage = (n: number): boolean => {
-    const [bytes, at] = this.storedPage(n);
+    const stored = this.storedPage(n);
+    if (stored === null) return false;
+    const [bytes, at] = stored;
     return this.probe.buf.compare(bytes, at, at + this.pageSize, this.probe.off, this.probe.off + this.pageSize) === 0;
   };
 
@@ -323,8 +329,11 @@ export class SnapshotWriter {
     return block;
   }
 
-  /** Where the bytes of stored page n are: the frame being filled, a frame in flight, or read back from the file. */
-  private storedPage(n: number): [Buffer, number] {
+  /**
+   * Where the bytes of stored page n are: the frame being filled, a frame in flight, or read back from the file;
+   * null when a stream has sent them on (the page is stored again: deduplication reaches back only so far there).
+   */
+  private storedPage(n: number): [Buffer, number] | null {
     const ps = this.pageSize;
     const own = n - this.base;
     const frame = Math.floor(own / this.framePages);
@@ -335,7 +344,11 @@ export class SnapshotWriter {
     if (this.filling?.frame === frame) return [this.filling.slot.input, at];
     const slot = this.inFlight.get(frame);
     if (slot) return [slot.input, at];
-    if (this.readBack?.index !== frame) this.readBack = { index: frame, raw: decompress(this.out.readAt(this.offsets[frame]!, this.sizes.a[frame]!)) };
+    if (this.readBack?.index !== frame) {
+      const z = this.out.readAt(this.offsets[frame]!, this.sizes.a[frame]!);
+      if (z === null) return null;
+      this.readBack = { index: frame, raw: decompress(z) };
+    }
     return [this.readBack.raw, at];
   }
 
