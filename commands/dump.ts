@@ -12,6 +12,7 @@ export default class Dump extends PagesnapCommand {
   static override description = [
     'Freezes the targets (ptrace by default, like CRIU), decides for every page whether it holds data that must be kept and where that data lives (pagemap reconciled with its known inaccuracies), reads it, and writes a compressed, deduplicated snapshot that can be read at random. Shmem objects are read from the object itself, so pages pagemap does not show (swapped out, zapped, written by another process, inherited by a fork child) are kept, and stored once however many regions map them. Zero pages and holes are recorded, not stored; clean pages of mapped files are recorded as file-backed.',
     'The targets are resumed when their memory has been read, and on every exit path (errors, Ctrl-C). The file appears under its name only when complete; it is created with mode 0600 (snapshots hold secrets).',
+    'With -o - the snapshot goes to standard output as it is made (a pipe, a socket, a redirected file), and the summary to standard error. A dump that fails there leaves what it sent without a footer, which no reader takes for a snapshot.',
   ].join('\n\n');
 
   static override examples = [
@@ -20,6 +21,7 @@ export default class Dump extends PagesnapCommand {
     { description: 'Without stopping the target (the snapshot is marked fuzzy)', command: '<%= config.bin %> dump 1234 --freeze none -o live.psnap' },
     { description: 'Keep clean file pages too, compress harder, print a JSON summary', command: '<%= config.bin %> dump 1234 --include-file-pages --level 9 --json -o full.psnap' },
     { description: 'An incremental snapshot: only the pages that changed since app.psnap', command: '<%= config.bin %> dump 1234 --parent app.psnap -o app-2.psnap' },
+    { description: 'Straight to another machine, nothing written here', command: '<%= config.bin %> dump 1234 -o - | ssh backup \'cat > app.psnap\'' },
   ];
 
   static override strict = false;
@@ -28,7 +30,7 @@ export default class Dump extends PagesnapCommand {
   };
 
   static override flags = {
-    output: Flags.string({ char: 'o', description: 'snapshot file to write (default: pagesnap-PID-TIME.psnap)', helpValue: 'FILE' }),
+    output: Flags.string({ char: 'o', description: 'snapshot file to write, - for standard output (default: pagesnap-PID-TIME.psnap)', helpValue: 'FILE' }),
     force: Flags.boolean({ description: 'replace the output file if it exists' }),
     tree: Flags.boolean({ description: 'also snapshot every descendant of the given processes' }),
     freeze: Flags.string({ description: 'how to hold the targets still', options: ['ptrace', 'sigstop', 'cgroup', 'none'], default: 'ptrace' }),
@@ -42,6 +44,7 @@ export default class Dump extends PagesnapCommand {
   };
 
   async run(): Promise<unknown> {
+    this.keepStandardOutputForSnapshot();
     const { argv, flags } = await this.parse(Dump);
     const pids = (argv as string[]).map(parsePid);
     const output = flags.output ?? defaultOutput(pids[0]!);

@@ -4,11 +4,12 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { copyFileSync, renameSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { patternPage } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
-import { cli, cliJson } from './helpers/cli.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { compareRestored } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
 
@@ -175,6 +176,21 @@ describe('incremental snapshots', () => {
     }
     const r = cliJson(['restore', file('flat.psnap'), '--verify', '--no-profile']);
     expect(r.verify.mismatches).toBe(0);
+  });
+
+  it('flatten -o - sends the same self-contained snapshot to standard output', () => {
+    const r = spawnSync('bash', ['-c', `'${process.execPath}' '${RUN_JS}' flatten '${file('b.psnap')}' -o - | cat > '${file('flat-piped.psnap')}'`], { encoding: 'utf8' });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: expect.stringMatching(/^sent [\d.]+ KiB to standard output: \d+ pages gathered from 2 files/) });
+    const f = SnapshotReader.open(file('flat-piped.psnap'));
+    const b = SnapshotReader.open(file('b.psnap'));
+    try {
+      expect(f.parent).toBeNull();
+      expect(compareRestored(b, fx.pid, f, fx.pid)).toEqual([]);
+      expect(f.verify()).toBeNull();
+    } finally {
+      f.close();
+      b.close();
+    }
   });
 
   it('a missing parent is one clear error naming it', () => {

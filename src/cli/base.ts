@@ -5,6 +5,7 @@
 import { Command, Errors } from '@oclif/core';
 import { PagesnapError, NativeError } from '../native/index.js';
 import { toJson } from '../render/json.js';
+import { STANDARD_OUTPUT } from '../snapshot/standard-output.js';
 
 /** Exit codes: 1 the operation failed, 2 the command line was wrong. */
 export const EXIT = { FAILED: 1, USAGE: 2 } as const;
@@ -12,10 +13,24 @@ export const EXIT = { FAILED: 1, USAGE: 2 } as const;
 export abstract class PagesnapCommand extends Command {
   static override enableJsonFlag = true;
 
+  /** Where results and --json go: standard error when standard output carries data (a snapshot sent there). */
+  protected results: NodeJS.WriteStream = process.stdout;
+
+  /**
+   * Send results and errors to standard error when the command line asks for a snapshot on standard output (-o -,
+   * -o-, --output -, --output=-). Decided before parsing: not even a usage error may land in the pipe meant for it.
+   */
+  protected keepStandardOutputForSnapshot(): void {
+    const argv = this.argv;
+    const dash = (a: string, i: number) => a === '-o-' || a === '-o=-' || a === '--output=-' || ((a === '-o' || a === '--output') && argv[i + 1] === STANDARD_OUTPUT);
+    if (argv.some(dash)) this.results = process.stderr;
+  }
+
   /** Print a result: JSON when --json was given (bigints as hex strings), else the rendered text. */
   protected emit(result: unknown, render: () => string): unknown {
     if (this.jsonEnabled()) return toJson(result);
-    this.log(render());
+    if (this.results === process.stdout) this.log(render());
+    else this.results.write(`${render()}\n`);
     return undefined;
   }
 
@@ -24,8 +39,8 @@ export abstract class PagesnapCommand extends Command {
    * colourises it whatever the output, which took 6 of the 8 s of `inspect --json` on 60000 regions (48 MB).
    */
   override logJson(json: unknown): void {
-    if (process.stdout.isTTY) super.logJson(json);
-    else process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    if (this.results === process.stdout && process.stdout.isTTY) super.logJson(json);
+    else this.results.write(`${JSON.stringify(json, null, 2)}\n`);
   }
 
   /**
@@ -48,7 +63,7 @@ export abstract class PagesnapCommand extends Command {
     const message = usage ? usageLine(err.message) : err.message;
     process.stderr.write(`pagesnap ${this.id ?? ''}: ${message.split('\n')[0]}${hint ? ` — ${hint}` : ''}\n`);
     if (this.jsonEnabled?.()) {
-      process.stdout.write(`${JSON.stringify({ error: { message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
+      this.results.write(`${JSON.stringify({ error: { message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
     }
     if (process.env.PAGESNAP_DEBUG) process.stderr.write(`${err.stack}\n`);
     process.exitCode = code;
@@ -88,6 +103,8 @@ function hintFor(e: NativeError): string | undefined {
     case 'ENOSPC':
     case 'EDQUOT':
       return 'free some space, or write elsewhere';
+    case 'EPIPE':
+      return 'the program reading the output stopped before it was complete';
     default:
       return undefined;
   }

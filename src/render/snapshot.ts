@@ -2,11 +2,15 @@
 import type { DumpSummary } from '../dump/dump.js';
 import type { ShowReport, VerdictCounts } from '../analyze/show.js';
 import { table, bytes, cell, hex } from './format.js';
+import { STANDARD_OUTPUT, STANDARD_OUTPUT_LABEL } from '../snapshot/standard-output.js';
+
+/** Where a snapshot went: a file, or standard output. */
+export const wrote = (path: string, size: number) => (path === STANDARD_OUTPUT ? `sent ${bytes(size)} to ${STANDARD_OUTPUT_LABEL}` : `wrote ${path} (${bytes(size)})`);
 
 export function renderDumpSummary(s: DumpSummary): string {
   const ratio = s.bytesCompressed > 0 ? (s.bytesRaw / s.bytesCompressed).toFixed(1) : '-';
   return [
-    `wrote ${s.path} (${bytes(s.fileBytes)})`,
+    wrote(s.path, s.fileBytes),
     `  ${pidList(s.processes)} · ${s.regions} regions · ${s.objects} objects`,
     ...(s.parent ? [`  incremental against ${s.parent}: ${s.pagesFromParent} pages found there and referenced, not stored`] : []),
     `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
