@@ -377,6 +377,14 @@ describe('without root', () => {
       // shared anonymous memory has no fd: the 8 mapped pages are stored, the rest is said to be unreadable, with why
       expect(region('shared-anon').pages).toMatchObject({ data: 8, unreadable: 8 });
       expect(region('shared-anon').unreadable.join(' ')).toMatch(/shmem object cannot be opened .*needs CAP_SYS_ADMIN/);
+      // a restore gives back the pages it holds (it used to skip the region, losing them), and says what is lost
+      const sa = fx.region('shared-anon');
+      const r = cliJson(['restore', file, '--verify', '--no-profile']);
+      expect(r.verify.mismatches).toBe(0);
+      expect(r.notes).toContain(`0x${sa.start.toString(16)} was shared memory (/dev/zero); what the snapshot holds of it is restored as private memory, the rest is lost (its object is not in the snapshot)`);
+      const lost = r.lost.filter((x: { start: string }) => BigInt(x.start) >= sa.start && BigInt(x.start) < sa.start + BigInt(sa.pages * 4096));
+      expect(lost.reduce((n: number, x: { len: number }) => n + x.len, 0)).toBe(8 * 4096);
+      expect(lost[0].why).toMatch(/^unreadable at dump time: .*shmem object cannot be opened/);
     } finally {
       await fx.stop();
       rmSync(own, { recursive: true, force: true });

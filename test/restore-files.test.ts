@@ -112,7 +112,7 @@ describe.each(places)('restore and mapped files on $name', (place) => {
     expect(restoreNotes(plain)).toEqual([`${path} is another file than the one the process mapped (replaced since the dump): 30 pages mapped from it come from the file as it is now`]);
   });
 
-  it('a file gone since the dump: its pages are listed as lost (the shared mapping skipped, the private one poisoned)', (ctx) => {
+  it('a file gone since the dump: its pages are listed as lost (both mappings there again as private memory, those pages poisoned)', (ctx) => {
     if (skipWhy) ctx.skip(skipWhy);
     rmSync(path);
     const r = cli(['restore', plain, '--json', '--no-profile']);

@@ -108,6 +108,12 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       notes.push(`${hex(region.start)} was ${was}`);
       return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place };
     };
+    // A shared mapping whose object is not in the snapshot (the dump could not open it, or left it out) may still
+    // have pages in it, read through the mapping: they come back, as private memory, and the rest is lost.
+    const withoutObject = (what: string, lostWhy: string, place: Placement & { how: 'anon' | 'hugetlb' } = { how: 'anon', lostWhy }): RegionPlan => {
+      notes.push(`${hex(region.start)} was ${what}; what the snapshot holds of it is restored as private memory, the rest is lost (${lostWhy})`);
+      return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS | (place.how === 'hugetlb' ? MAP.HUGETLB | (Math.log2(place.hugePage) << MAP_HUGE_SHIFT) : 0), place };
+    };
     // A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
     // UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
     // memory is the same memory, without the name.
@@ -136,7 +142,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
       case 'hugetlb': {
         const hugePage = hugePageOf(region);
         if (shared) {
-          if (!region.object) return skip('its hugetlbfs content is not in the snapshot');
+          if (!region.object) return withoutObject(`shared hugetlb memory (${region.path})`, 'its object is not in the snapshot', { how: 'hugetlb', hugePage });
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage });
           return { ...base, place: { how: 'object', object: region.object.id } };
         }
@@ -144,7 +150,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         return { ...base, flags, place: { how: 'hugetlb', hugePage } };
       }
       case 'shmem-shared':
-        if (!region.object) return skip('its shmem content is not in the snapshot');
+        if (!region.object) return withoutObject(`shared memory (${region.path})`, 'its object is not in the snapshot');
         objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
         return { ...base, place: { how: 'object', object: region.object.id } };
       case 'file-private': {
@@ -169,7 +175,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
           return { ...base, place: { how: 'object', object: region.object.id } };
         }
         const f = fileAgain(region);
-        if ('why' in f) return skip(f.why);
+        if ('why' in f) return withoutObject(`a shared mapping of ${region.path}`, f.why);
         return { ...base, place: { how: 'file', path: f.path, shared: true } };
       }
     }
