@@ -38,6 +38,7 @@ export default class Dump extends PagesnapCommand {
     threads: Flags.integer({ description: 'compression threads (default: one per CPU, at most 4)', min: 1, max: 64 }),
     'frame-pages': Flags.integer({ description: 'pages per compressed frame (what a reader decompresses to get one page)', min: 1, max: 4096, default: DEFAULT_FRAME_PAGES }),
     'include-file-pages': Flags.boolean({ description: 'also store clean pages of mapped files' }),
+    'exclude-dontdump': Flags.boolean({ description: 'leave out memory the process marked MADV_DONTDUMP, as core dumps do (secrets, guest RAM): its pages are recorded as not dumped, never read' }),
     'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
     parent: Flags.string({ description: 'dump incrementally: store only pages this snapshot (and its own parents) does not hold; readers need it beside the new file', helpValue: 'FILE' }),
@@ -52,7 +53,7 @@ export default class Dump extends PagesnapCommand {
     const summary = await dump(pids, {
       output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
       framePages: flags['frame-pages'], includeFilePages: flags['include-file-pages'], dedupe: !flags['no-dedupe'],
-      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent,
+      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent, excludeDontdump: flags['exclude-dontdump'],
     });
     bar?.end();
     return this.emit(summary, () => renderDumpSummary(summary));

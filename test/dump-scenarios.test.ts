@@ -20,7 +20,7 @@ import { descendants } from '../src/dump/targets.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
-  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed', 'fuse-self',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed', 'fuse-self',
 ] as const;
 
 const dir = scratchDir('dump');

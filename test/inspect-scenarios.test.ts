@@ -11,7 +11,7 @@ import { useScenario, unavailable } from './helpers/scenario.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
-  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'apart', 'ksm', 'hugetlb', 'sparse', 'fuse-self', 'aio', 'uring',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'fuse-self', 'aio', 'uring',
 ] as const;
 
 

@@ -37,6 +37,8 @@ export interface DumpOptions extends DecideOptions {
   onProgress?: (read: number, expected: number) => void;
   /** dump incrementally against this snapshot: store only pages its chain does not hold */
   parent?: string;
+  /** leave out the memory the process marked MADV_DONTDUMP, as core dumps do */
+  excludeDontdump?: boolean;
 }
 
 export interface DumpSummary {
@@ -57,6 +59,9 @@ export interface DumpSummary {
   pagesFile: number;
   pagesMarker: number;
   pagesUnreadable: number;
+  /** regions the process marked MADV_DONTDUMP: left out (their pages counted unreadable) under excludeDontdump */
+  regionsDontdump: number;
+  excludeDontdump: boolean;
   bytesRaw: number;
   bytesCompressed: number;
   fileBytes: number;
@@ -93,6 +98,8 @@ interface Context {
   stamps: Map<string, FileStamp | undefined>;
   /** a frozen target serves FUSE: a file on a FUSE mount may be one only it could read */
   fuseFrozen: boolean;
+  /** regions the process marked MADV_DONTDUMP */
+  dontdump: number;
   progress: () => void;
 }
 
@@ -112,7 +119,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -166,7 +173,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -227,6 +234,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       pm.prefetch(regions, small);
       for (const r of regions) {
         const shape = shapeOf(r);
+        if (markedDontdump(r)) ctx.dontdump++;
         const pages = Number((r.end - r.start) / PAGE);
         if (pages <= small && r.perms.read && !ownsObject(shape)) {
           const rec = new Recorder(ctx.writer);
@@ -250,6 +258,11 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
     mem.close();
   }
 }
+
+/** A region the process marked MADV_DONTDUMP (the kernel marks its own special mappings so too: not those). */
+const markedDontdump = (r: Region) => r.vmFlags.includes('dd') && !['vdso', 'vvar', 'vsyscall', 'special'].includes(r.kind);
+const leftOut = (r: Region, opts: DumpOptions) => opts.excludeDontdump === true && markedDontdump(r);
+const LEFT_OUT = 'left out: the process marked it MADV_DONTDUMP (dump --exclude-dontdump)';
 
 const shapeOf = (r: Region): RegionShape => ({
   kind: r.kind, shared: r.perms.shared, vmFlags: r.vmFlags, readable: r.perms.read, shmemBacked: r.backing === 'shmem', fileGone: r.backing === 'file' && r.deleted,
@@ -275,6 +288,8 @@ function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pa
     runs = planRegion(shape, win.start, n, populated, opts, objectAt);
   }
   const segments: Segment[] = runs.map((x) => ({ ...x, offset: x.offset + at, verdict: x.verdict === 'retry' ? 'data' : x.verdict }));
+  // what holds data is named and never read; what holds none (holes, zero pages, markers) is recorded as it is
+  if (leftOut(r, opts)) return segments.map((x) => (x.verdict === 'data' || x.verdict === 'object' ? { ...x, verdict: 'unreadable', reason: LEFT_OUT } : x));
   return objectError === undefined ? segments : readMappedInstead(segments, populated, win.start, at, objectError);
 }
 
@@ -295,7 +310,7 @@ const FUSE_FROZEN = 'its deleted file lies on a FUSE mount and a process being d
 async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-  const access = !ownsObject(shape) ? undefined : ctx.fuseFrozen && isFuse(r.fsType) ? { error: FUSE_FROZEN } : openObject(pid, r);
+  const access = !ownsObject(shape) || leftOut(r, ctx.opts) ? undefined : ctx.fuseFrozen && isFuse(r.fsType) ? { error: FUSE_FROZEN } : openObject(pid, r);
   const rec = new Recorder(ctx.writer);
   try {
     // (only a mapping registered with userfaultfd needs the object's say on its pte-less pages: see objectEvidence)

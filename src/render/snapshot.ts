@@ -14,6 +14,9 @@ export function renderDumpSummary(s: DumpSummary): string {
     `  ${pidList(s.processes)} · ${s.regions} regions · ${s.objects} objects`,
     ...(s.parent ? [`  incremental against ${s.parent}: ${s.pagesFromParent} pages found there and referenced, not stored`] : []),
     `  pages: ${s.pagesStored} stored (${s.pagesDeduplicated} more deduplicated, ${s.pagesShmem} from objects), ${s.pagesZero} zero, ${s.pagesHole} holes, ${s.pagesFile} file-backed, ${s.pagesMarker} markers, ${s.pagesUnreadable} unreadable`,
+    ...(s.regionsDontdump === 0 ? [] : [s.excludeDontdump
+      ? `  left out: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP (their pages are recorded as not dumped, among the unreadable)`
+      : `  kept: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP, which core dumps leave out (--exclude-dontdump does too)`]),
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
   ].join('\n');
