@@ -3,7 +3,7 @@
  * or a file the shell opened. Nothing can be named into place: a dump that fails leaves what it sent without a
  * footer, which no reader takes for a snapshot.
  */
-import { fstatSync, fchmodSync, openSync, constants } from 'node:fs';
+import { fstatSync, fchmodSync, openSync, closeSync, constants } from 'node:fs';
 import { isatty } from 'node:tty';
 import { PagesnapError, fromNodeError, isErrno, setNonblocking, poll, POLL } from '../native/index.js';
 import { OutputFile } from './output.js';
@@ -33,11 +33,14 @@ export function openStandardOutput(): Destination {
       /* a file system without modes (FAT): nothing to tighten */
     }
   }
-  const out = st.isFIFO() ? reopenPipe() : null;
+  const fd = st.isFIFO() ? reopenPipe() : 1;
   // a pipe whose reader has gone: fail now, before the targets are frozen, not at the first write
-  if (st.isFIFO() && (poll([{ fd: out?.fd ?? 1, events: POLL.OUT }], 0)[0]! & POLL.ERR)) throw nobodyReads('EPIPE');
+  if (st.isFIFO() && poll([{ fd, events: POLL.OUT }], 0)[0]! & POLL.ERR) {
+    if (fd !== 1) closeSync(fd);
+    throw nobodyReads('EPIPE');
+  }
   return {
-    out: out ?? OutputFile.stream(1, STANDARD_OUTPUT_LABEL, { ownsFd: false, regularFile: st.isFile() }),
+    out: OutputFile.stream(fd, STANDARD_OUTPUT_LABEL, { ownsFd: fd !== 1, regularFile: st.isFile() }),
     publish: () => {},
     discard: () => {},
   };
@@ -46,18 +49,19 @@ export function openStandardOutput(): Destination {
 const nobodyReads = (code: string) => new PagesnapError(`${STANDARD_OUTPUT_LABEL} is a pipe nobody reads (${code})`, { code, hint: 'start the program that reads it first, and keep it reading' });
 
 /**
- * A pipe of its own on standard output's pipe: Node makes its standard output non-blocking once it is used, in the
- * open file description it shares with the shell; a new one blocks (the writes run on the thread pool).
+ * A descriptor of its own on standard output's pipe: Node makes its standard output non-blocking once it is used, in
+ * the open file description it shares with the shell; a new one blocks (the writes run on the thread pool). Falls
+ * back to standard output itself.
  */
-function reopenPipe(): OutputFile | null {
+function reopenPipe(): number {
   let fd: number;
   try {
     // O_NONBLOCK: opening a named pipe nobody reads fails (ENXIO) instead of waiting for a reader for ever
     fd = openSync('/proc/self/fd/1', constants.O_WRONLY | constants.O_NONBLOCK);
   } catch (e) {
     if (isErrno(e, 'ENXIO')) throw nobodyReads('ENXIO');
-    return null; // /proc not mounted, or no access: the shared descriptor will do
+    return 1; // /proc not mounted, or no access: the shared descriptor will do (writeAt waits out EAGAIN)
   }
   setNonblocking(fd, false);
-  return OutputFile.stream(fd, STANDARD_OUTPUT_LABEL, { ownsFd: true, regularFile: false });
+  return fd;
 }
