@@ -54,6 +54,9 @@ export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 
 export const PTRACE = {
+  SINGLESTEP: 9,
+  GETREGS: 12,
+  SETREGS: 13,
   DETACH: 17,
   SEIZE: 0x4206,
   INTERRUPT: 0x4207,

@@ -171,6 +171,27 @@ export function ptraceDetach(pid: number, signal = 0): void {
   check('ptrace(DETACH)', fn.sys_ptrace(SYS.ptrace, PTRACE.DETACH, pid, null, BigInt(signal) as never), `pid ${pid}`);
 }
 
+/**
+ * x86-64's struct user_regs_struct (27 words), as PTRACE_GETREGS gives it; `REG` names the words a system call uses.
+ * (Other architectures have PTRACE_GETREGSET only, and other layouts: callers check process.arch.)
+ */
+export const USER_REGS_SIZE = 27 * 8;
+export const REG = { rax: 10, rdx: 12, rsi: 13, rdi: 14, origRax: 15, rip: 16 } as const;
+
+export function ptraceGetRegs(tid: number): Buffer {
+  const regs = Buffer.alloc(USER_REGS_SIZE);
+  check('ptrace(GETREGS)', fn.sys_ptrace(SYS.ptrace, PTRACE.GETREGS, tid, null, regs as never), `thread ${tid}`);
+  return regs;
+}
+
+export function ptraceSetRegs(tid: number, regs: Buffer): void {
+  check('ptrace(SETREGS)', fn.sys_ptrace(SYS.ptrace, PTRACE.SETREGS, tid, null, regs as never), `thread ${tid}`);
+}
+
+export function ptraceSingleStep(tid: number): void {
+  check('ptrace(SINGLESTEP)', fn.sys_ptrace(SYS.ptrace, PTRACE.SINGLESTEP, tid, null, null), `thread ${tid}`);
+}
+
 export interface WaitStatus {
   pid: number;
   raw: number;

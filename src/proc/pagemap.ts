@@ -195,16 +195,17 @@ export class Pagemap {
    * max(walk_end, end of the last region returned). Measured on 6.18: when the vector (longer than the kernel's
    * 512-entry bounce buffer) fills exactly as the walk reaches `end`, walk_end is left at the last internal flush,
    * up to 512 regions behind what was returned; resuming there would report those regions twice. Regions come
-   * back in address order, complete up to their end, so nothing before the last region's end is missed.
+   * back in address order, complete up to their end, so nothing before the last region's end is missed. `all`:
+   * pages must also have every category of `mask` (after flipping those of `inverted`).
    */
-  scan(start: Addr, end: Addr, anyof: number, returnMask: number): ScanRegion[] {
+  scan(start: Addr, end: Addr, anyof: number, returnMask: number, all?: { mask: number; inverted?: number }): ScanRegion[] {
     const out: ScanRegion[] = [];
     let pos = start;
     while (pos < end) {
       let r;
       this.stats.scanCalls++;
       try {
-        r = pagemapScan(this.fd, { start: pos, end, anyof, returnMask }, this.vec);
+        r = pagemapScan(this.fd, { start: pos, end, anyof, returnMask, ...all }, this.vec);
       } catch (e) {
         throw this.wrap(e);
       }

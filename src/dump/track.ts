@@ -1,0 +1,127 @@
+/**
+ * Which pages of a running process it writes, on a kernel without soft-dirty bits: a userfaultfd made inside the
+ * target (one injected system call), taken over with pidfd_getfd and closed there again, registers the process's
+ * private writable memory for write protection with WP_ASYNC. The kernel then resolves every write itself (the
+ * process never waits on us) and clears the page's write protection, which PAGEMAP_SCAN reports as PAGE_IS_WRITTEN.
+ * Stopping unregisters everything; if pagesnap dies, the kernel does the same as it closes the last descriptor.
+ * Writes that bypass page faults are not seen: DMA, or the kernel writing through long-term pins (io_uring fixed
+ * buffers, RDMA), into memory pinned before tracking began.
+ */
+import { readdirSync } from 'node:fs';
+import * as n from '../native/index.js';
+import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
+import { Pagemap, hasExited, taskState, type Region } from '../proc/index.js';
+import { injectSyscall, syscallInstruction } from './inject.js';
+
+const O_CLOEXEC = 0o2000000;
+const UFFD_USER_MODE_ONLY = 1;
+const SYS_CLOSE = 3;
+
+export interface Range {
+  start: Addr;
+  end: Addr;
+}
+
+/** Memory whose writes are tracked: private, writable, anonymous, not watched by another userfaultfd already. */
+export function trackable(r: Region): boolean {
+  return ['anon-private', 'heap', 'stack'].includes(r.kind) && r.perms.write && !r.perms.shared && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
+}
+
+export class WriteTracker {
+  private readonly pm: Pagemap;
+  private stopped = false;
+
+  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[]) {
+    this.pm = new Pagemap(pid, { method: 'scan' });
+  }
+
+  /** Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot. */
+  static start(pid: number, regions: readonly Region[]): WriteTracker {
+    const uffd = takeUffd(pid);
+    try {
+      n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC | UFFD_FEATURE.WP_UNPOPULATED);
+      const ranges: Range[] = [];
+      for (const r of regions.filter(trackable)) {
+        const len = Number(r.end - r.start);
+        try {
+          n.uffdRegister(uffd, r.start, len, UFFDIO_REGISTER_MODE.WP);
+        } catch (e) {
+          // (gone since it was listed, or changed so that it no longer qualifies: read it frozen, as usual)
+          if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
+          throw e;
+        }
+        n.uffdWriteprotect(uffd, r.start, len, UFFDIO_WRITEPROTECT_MODE.WP);
+        ranges.push({ start: r.start, end: r.end });
+      }
+      return new WriteTracker(pid, uffd, ranges);
+    } catch (e) {
+      n.closeFd(uffd); // (which unregisters whatever was registered)
+      throw e;
+    }
+  }
+
+  /** The runs of [start, end) tracked throughout and not written since tracking began. */
+  unwritten(start: Addr, end: Addr): Range[] {
+    return this.pm.scan(start, end, 0, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN });
+  }
+
+  /** Give the process its memory back as it was: unregistered, no write protection left. Safe to call twice. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.pm.close();
+    for (const r of this.ranges) {
+      try {
+        n.uffdUnregister(this.uffd, r.start, Number(r.end - r.start));
+      } catch {
+        /* unmapped meanwhile; closing the descriptor below clears whatever is left */
+      }
+    }
+    n.closeFd(this.uffd);
+  }
+}
+
+/**
+ * A userfaultfd of the target's: made by one of its threads (injected), duplicated into pagesnap, closed there.
+ * The thread is stopped only for the two calls, and let go as it was (with any signal that arrived meanwhile).
+ */
+function takeUffd(pid: number): number {
+  const tid = liveThread(pid);
+  const at = syscallInstruction(pid);
+  n.ptraceSeize(tid);
+  const pending = { signal: 0 };
+  try {
+    n.ptraceInterrupt(tid);
+    waitForStop(tid);
+    let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC], pending);
+    // a process without the privilege (vm.unprivileged_userfaultfd = 0) may still make one for its own faults,
+    // which is all write tracking needs: WP_ASYNC resolves kernel-mode writes without the descriptor
+    if (fd === -1n) fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC | UFFD_USER_MODE_ONLY], pending);
+    if (fd < 0n) throw new PagesnapError(`process ${pid} cannot make a userfaultfd to track its writes: ${n.errnoName(Number(-fd))}`, { code: n.errnoName(Number(-fd)) });
+    try {
+      const pidfd = n.pidfdOpen(pid);
+      try {
+        return n.pidfdGetfd(pidfd, Number(fd));
+      } finally {
+        n.closeFd(pidfd);
+      }
+    } finally {
+      injectSyscall(tid, at, SYS_CLOSE, [fd], pending);
+    }
+  } finally {
+    n.ptraceDetach(tid, pending.signal);
+  }
+}
+
+/** A thread that can run a call: the main one unless it has exited while others run on. */
+function liveThread(pid: number): number {
+  if (!hasExited(taskState(pid, pid))) return pid;
+  const tid = readdirSync(`/proc/${pid}/task`).map(Number).find((t) => !hasExited(taskState(pid, t)));
+  if (tid === undefined) throw new PagesnapError(`process ${pid} has no thread left to track its writes with`, { code: 'ESRCH' });
+  return tid;
+}
+
+function waitForStop(tid: number): void {
+  const st = n.waitpid(tid, n.WAIT.WALL);
+  if (!st?.stopped) throw new PagesnapError(`thread ${tid} ended before it could be stopped`, { code: 'ESRCH' });
+}
