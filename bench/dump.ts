@@ -125,6 +125,25 @@ function compare(label: string, { ps, gc, raw }: Samples, published: boolean): R
   return rows;
 }
 
+/**
+ * How long --precopy keeps a target frozen (and what it costs in all) against a plain dump of it, interleaved. The
+ * targets here are idle while dumped: the frozen pass reads nothing again, which is the bound a busy process
+ * approaches as it writes less of its memory during the copy.
+ */
+function precopyRows(label: string, pid: number, reps: number): Row[] {
+  const plain: DumpRun[] = [];
+  const pre: DumpRun[] = [];
+  for (let i = 0; i < reps; i++) {
+    plain.push(pagesnapDump(pid));
+    pre.push(pagesnapDump(pid, ['--precopy']));
+  }
+  const m = (runs: DumpRun[], k: 'frozenMs' | 'wallMs') => median(runs.map((x) => x[k]));
+  return [
+    { bench: 'dump', case: `${label}: frozen with --precopy`, value: `${m(pre, 'frozenMs').toFixed(0)} ms`, baseline: `plain ${m(plain, 'frozenMs').toFixed(0)} ms`, ratio: m(pre, 'frozenMs') / m(plain, 'frozenMs') },
+    { bench: 'dump', case: `${label}: wall with --precopy`, value: `${m(pre, 'wallMs').toFixed(0)} ms`, baseline: `plain ${m(plain, 'wallMs').toFixed(0)} ms`, ratio: m(pre, 'wallMs') / m(plain, 'wallMs') },
+  ];
+}
+
 export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
   try {
     return await measure(reps, sizeMiB);
@@ -138,6 +157,7 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   const fx = await Fixture.start(['bench-mix'], { sizeMiB });
   try {
     rows.push(...compare(`${sizeMiB} MiB mixed`, await samples(fx.pid, reps), true));
+    if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB mixed`, fx.pid, reps));
   } finally {
     await fx.stop();
   }
@@ -145,6 +165,7 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   const heap = await startNodeHeap(sizeMiB / 2);
   try {
     rows.push(...compare(`node heap of ${sizeMiB / 2} MiB`, await samples(heap.pid, reps), false));
+    if (process.arch === 'x64') rows.push(...precopyRows(`node heap of ${sizeMiB / 2} MiB`, heap.pid, reps));
   } finally {
     await heap.stop();
   }

@@ -21,6 +21,7 @@ export default class Dump extends PagesnapCommand {
     { description: 'Without stopping the target (the snapshot is marked fuzzy)', command: '<%= config.bin %> dump 1234 --freeze none -o live.psnap' },
     { description: 'Keep clean file pages too, compress harder, print a JSON summary', command: '<%= config.bin %> dump 1234 --include-file-pages --level 9 --json -o full.psnap' },
     { description: 'An incremental snapshot: only the pages that changed since app.psnap', command: '<%= config.bin %> dump 1234 --parent app.psnap -o app-2.psnap' },
+    { description: 'Freeze a busy process only for what it writes while its memory is read', command: '<%= config.bin %> dump 1234 --precopy -o app.psnap' },
     { description: 'Straight to another machine, nothing written here', command: '<%= config.bin %> dump 1234 -o - | ssh backup \'cat > app.psnap\'' },
   ];
 
@@ -40,6 +41,7 @@ export default class Dump extends PagesnapCommand {
     'include-file-pages': Flags.boolean({ description: 'also store clean pages of mapped files' }),
     'exclude-dontdump': Flags.boolean({ description: 'leave out memory the process marked MADV_DONTDUMP, as core dumps do (secrets, guest RAM): its pages are recorded as not dumped, never read' }),
     'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
+    precopy: Flags.boolean({ description: 'read most of the memory while the targets run, tracking their writes, and freeze them only to read what they wrote meanwhile (x86-64)' }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
     parent: Flags.string({ description: 'dump incrementally: store only pages this snapshot (and its own parents) does not hold; readers need it beside the new file', helpValue: 'FILE' }),
   };
@@ -48,12 +50,13 @@ export default class Dump extends PagesnapCommand {
     this.keepStandardOutputForSnapshot();
     const { argv, flags } = await this.parse(Dump);
     const pids = (argv as string[]).map(parsePid);
+    if (flags.precopy && flags.freeze === 'none') this.error('--precopy: nothing is frozen with --freeze none, so there is nothing to shorten', { exit: 2 });
     const output = flags.output ?? defaultOutput(pids[0]!);
     const bar = this.jsonEnabled() ? null : progressBar('dumping');
     const summary = await dump(pids, {
       output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
       framePages: flags['frame-pages'], includeFilePages: flags['include-file-pages'], dedupe: !flags['no-dedupe'],
-      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent, excludeDontdump: flags['exclude-dontdump'],
+      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent, excludeDontdump: flags['exclude-dontdump'], precopy: flags.precopy,
     });
     bar?.end();
     return this.emit(summary, () => renderDumpSummary(summary));

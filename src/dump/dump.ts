@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
@@ -18,6 +18,8 @@ import { resolveTargets } from './targets.js';
 import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
+import { WriteTracker } from './track.js';
+import { LiveCopy, trackedIn, type Precopied } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
   output: string;
@@ -39,6 +41,10 @@ export interface DumpOptions extends DecideOptions {
   parent?: string;
   /** leave out the memory the process marked MADV_DONTDUMP, as core dumps do */
   excludeDontdump?: boolean;
+  /** read most of the memory while the targets run; freeze them for what they write meanwhile (see precopy.ts) */
+  precopy?: boolean;
+  /** called between a precopy's live pass and the freeze (tests write to the targets there) */
+  afterPrecopy?: () => Promise<void>;
 }
 
 export interface DumpSummary {
@@ -62,6 +68,10 @@ export interface DumpSummary {
   /** regions the process marked MADV_DONTDUMP: left out (their pages counted unreadable) under excludeDontdump */
   regionsDontdump: number;
   excludeDontdump: boolean;
+  /** with precopy: data pages read while the targets ran and not written since (not read again frozen) */
+  pagesPrecopied: number;
+  /** with precopy: how long reading while they ran took */
+  precopyMs: number;
   bytesRaw: number;
   bytesCompressed: number;
   fileBytes: number;
@@ -100,6 +110,10 @@ interface Context {
   fuseFrozen: boolean;
   /** regions the process marked MADV_DONTDUMP */
   dontdump: number;
+  /** targets whose memory was copied while they ran, by pid */
+  precopied: Map<number, Precopied>;
+  /** data pages recorded from those copies */
+  pagesPrecopied: number;
   progress: () => void;
 }
 
@@ -119,12 +133,19 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, precopied: new Map(), pagesPrecopied: 0, progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenMs = 0;
+  let precopyMs = 0;
   try {
+    if (opts.precopy) {
+      const t = performance.now();
+      for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
+      precopyMs = performance.now() - t;
+      await opts.afterPrecopy?.();
+    }
     frozen = freeze(targets, method);
     const frozenAt = performance.now();
     ctx.fuseFrozen = method !== 'none' && targets.some(servesFuse);
@@ -137,9 +158,11 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
+    stopTracking(ctx);
     objects = await Promise.all([...ctx.objects.values()].map((o) => o.done));
   } catch (e) {
     frozen?.thaw();
+    stopTracking(ctx);
     await writer.abort();
     // Whatever reader noticed first, a vanished target is the cause.
     const dead = targets.find((p) => !isAlive(p));
@@ -173,7 +196,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -220,7 +243,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
     };
     // Small readable regions holding only their own pages are planned, then read together: a process can have
     // 60000 of them, and a read (a system call) each costs more than their pages.
-    let group: (RegionRead & { r: Region })[] = [];
+    let group: (RegionRead & { r: Region; rec: Recorder })[] = [];
     let groupPages = 0;
     const readGroup = async () => {
       if (group.length === 0) return;
@@ -238,7 +261,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
         const pages = Number((r.end - r.start) / PAGE);
         if (pages <= small && r.perms.read && !ownsObject(shape)) {
           const rec = new Recorder(ctx.writer);
-          const segments = planWindow(r, shape, 0, pages, pm, ctx.opts);
+          const segments = withCopies(ctx, pid, r, 0, pages, planWindow(r, shape, 0, pages, pm, ctx.opts));
           rec.plan(segments);
           group.push({ r, start: r.start, segments, rec });
           groupPages += pages;
@@ -316,7 +339,8 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
     // (only a mapping registered with userfaultfd needs the object's say on its pte-less pages: see objectEvidence)
     const registered = access && !('error' in access) && r.vmFlags.includes('um') ? access : undefined;
     for (let at = 0; at < pages; at += window) {
-      const segments = planWindow(r, shape, at, Math.min(window, pages - at), pm, ctx.opts, access && 'error' in access ? access.error : undefined, registered);
+      const n = Math.min(window, pages - at);
+      const segments = withCopies(ctx, pid, r, at, n, planWindow(r, shape, at, n, pm, ctx.opts, access && 'error' in access ? access.error : undefined, registered));
       rec.plan(segments);
       await readProcessSegments(mem, [{ start: r.start, segments, rec }], ctx.sink, ctx.bufs, !r.perms.read);
       ctx.progress();
@@ -327,6 +351,48 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
   } finally {
     if (access && !('error' in access)) closeObject(access);
   }
+}
+
+/**
+ * Track a running target's writes, then read the data pages of the memory tracked (the live pass of a precopy).
+ * A target already stopped is left alone: it writes nothing, and is read frozen like any other.
+ */
+async function copyLive(pid: number, ctx: Context): Promise<void> {
+  if (isStopped(taskState(pid, pid))) return;
+  const regions = readRegions(pid);
+  const tracker = WriteTracker.start(pid, regions);
+  const live = new LiveCopy();
+  ctx.precopied.set(pid, { tracker, live });
+  const pm = new Pagemap(pid, { method: ctx.opts.method });
+  const mem = new ProcessMemory(pid);
+  try {
+    const window = ctx.opts.windowPages ?? WINDOW_PAGES;
+    for (const r of regions.filter((x) => trackedIn(ctx.precopied.get(pid)!, x))) {
+      const pages = Number((r.end - r.start) / PAGE);
+      for (let at = 0; at < pages; at += window) {
+        const segments = planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts);
+        await readProcessSegments(mem, [{ start: r.start, segments, rec: live.recorder(r.start) }], ctx.sink, ctx.bufs);
+        ctx.progress();
+      }
+    }
+  } finally {
+    pm.close();
+    mem.close();
+  }
+}
+
+/** A window's planned segments, its data pages that a live pass copied and that were not written since taken from the copy. */
+function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number, segments: Segment[]): Segment[] {
+  const p = ctx.precopied.get(pid);
+  if (!p || !trackedIn(p, r)) return segments;
+  const start = r.start + BigInt(at) * PAGE;
+  const { segments: out, reused } = p.live.reuse(r.start, segments, p.tracker.unwritten(start, start + BigInt(n) * PAGE));
+  ctx.pagesPrecopied += reused;
+  return out;
+}
+
+function stopTracking(ctx: Context): void {
+  for (const p of ctx.precopied.values()) p.tracker.stop();
 }
 
 /** A read region's record, given to `into` once its tables are in the file; its pages are counted at once. */

@@ -24,6 +24,21 @@ export interface Segment {
   case: CaseId;
   /** why a whole segment is unreadable */
   reason?: string;
+  /**
+   * a 'data' segment already read (by a precopy while the process ran, and not written since): its pages' stored
+   * page numbers, or ZERO_PAGE for one read all zero. Recorded as planned, never read again.
+   */
+  reuse?: Int32Array;
+}
+
+/** In Segment.reuse: a page read back all zero. */
+export const ZERO_PAGE = -1;
+
+/** Where a read records each page: stored (with its stored-page number), zero, or unreadable with why. */
+export interface PageRecord {
+  data(offset: number, c: CaseId, ref: number): void;
+  zero(offset: number, c: CaseId): void;
+  unreadable(offset: number, c: CaseId, reason: string): void;
 }
 
 /**
@@ -31,7 +46,7 @@ export interface Segment {
  * segments that are not read are recorded when the reading passes them, refs go to the file in blocks (RefSink).
  * Memory stays at one table block however large the region.
  */
-export class Recorder {
+export class Recorder implements PageRecord {
   private readonly runs: RunSink;
   private readonly refs: RefSink;
   private planned: Segment[] = [];
@@ -48,7 +63,7 @@ export class Recorder {
       this.planned = this.planned.slice(this.next);
       this.next = 0;
     }
-    for (const s of segments) if (s.verdict !== 'data') this.planned.push(s);
+    for (const s of segments) if (s.verdict !== 'data' || s.reuse) this.planned.push(s);
   }
 
   /** Pages recorded so far, by verdict. */
@@ -59,7 +74,12 @@ export class Recorder {
   private catchUp(offset: number): void {
     while (this.next < this.planned.length && this.planned[this.next]!.offset < offset) {
       const s = this.planned[this.next++]!;
-      this.runs.push(s.offset, s.pages, s.verdict, s.case, s.reason);
+      if (!s.reuse) this.runs.push(s.offset, s.pages, s.verdict, s.case, s.reason);
+      else for (let i = 0; i < s.pages; i++) {
+        const ref = s.reuse[i]!;
+        this.runs.push(s.offset + i, 1, ref === ZERO_PAGE ? 'zero' : 'data', s.case);
+        if (ref !== ZERO_PAGE) this.refs.push(ref);
+      }
     }
   }
 
@@ -110,7 +130,7 @@ export class PageSink {
   constructor(private readonly writer: SnapshotWriter) {}
 
   /** Take `pages` pages from `buf`, pages `first…` of `seg`; record each as stored or zero. */
-  async put(buf: Buffer, pages: number, seg: Segment, first: number, rec: Recorder): Promise<void> {
+  async put(buf: Buffer, pages: number, seg: Segment, first: number, rec: PageRecord): Promise<void> {
     const ps = this.writer.pageSize;
     this.counters.bytesRead += pages * ps;
     scanPages(buf, pages, ps, this.writer.seed, this.hashes, this.zero);
@@ -130,7 +150,7 @@ export class PageSink {
     }
   }
 
-  unreadable(seg: Segment, page: number, reason: string, rec: Recorder): void {
+  unreadable(seg: Segment, page: number, reason: string, rec: PageRecord): void {
     rec.unreadable(seg.offset + page, seg.case, reason);
     this.counters.unreadable++;
   }
@@ -140,7 +160,7 @@ export class PageSink {
 export interface RegionRead {
   start: bigint;
   segments: Segment[];
-  rec: Recorder;
+  rec: PageRecord;
 }
 
 interface Piece {
@@ -337,7 +357,7 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
   };
 
   for (const item of items) for (const seg of item.segments) {
-    if (seg.verdict !== 'data') continue;
+    if (seg.verdict !== 'data' || seg.reuse) continue;
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages - batchPages);
       batch.push({ item, seg, first, pages: take });

@@ -1,0 +1,153 @@
+// `dump --precopy`: memory read while the process runs, its writes tracked through a userfaultfd injected into it
+// (WP_ASYNC: this kernel has no soft-dirty), then frozen only for what it wrote meanwhile. The snapshot must hold
+// the memory as it was when frozen, and the process must be left exactly as it was: no userfaultfd, no write
+// protection, its descriptors and registers as they were, on every exit path.
+import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
+import { dump } from '../src/dump/dump.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
+import { readStat } from '../src/proc/process.js';
+import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { liveBytes } from './helpers/scenario.js';
+import { scratchDir } from './helpers/scratch.js';
+
+const dir = scratchDir('precopy');
+const hex = (a: bigint) => a.toString(16);
+const PM_UFFD_WP = 1n << 57n;
+
+function skipUnlessX64(ctx: TestContext) {
+  if (process.arch !== 'x64') {
+    console.log(`SKIP precopy: system calls are injected on x86-64 only (this is ${process.arch})`);
+    ctx.skip();
+  }
+}
+
+/** What tracking could have left behind in `pid`: VmFlags with uffd bits, pages still write-protected, userfaultfds. */
+function leftovers(pid: number, regions: FixtureRegion[]) {
+  const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+  const fd = openSync(`/proc/${pid}/pagemap`, 'r');
+  let wp = 0;
+  try {
+    const e = Buffer.alloc(8);
+    for (const r of regions) for (let i = 0; i < r.pages; i++) {
+      readSync(fd, e, 0, 8, Number((r.start / 4096n + BigInt(i)) * 8n));
+      if (e.readBigUInt64LE(0) & PM_UFFD_WP) wp++;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const uffds = readdirSync(`/proc/${pid}/fd`).filter((f) => {
+    try {
+      return readFileSync(`/proc/${pid}/fdinfo/${f}`, 'utf8').includes('pending:'); // (a userfaultfd's fdinfo)
+    } catch {
+      return false;
+    }
+  });
+  return { uffdVmFlags: (smaps.match(/^VmFlags:.*\bu[wmi]\b/gm) ?? []).length, writeProtected: wp, userfaultfds: uffds.length };
+}
+
+const CLEAN = { uffdVmFlags: 0, writeProtected: 0, userfaultfds: 0 };
+
+describe('dump --precopy', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await Fixture.start(['anon', 'threads']);
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  it('holds the memory as it was when frozen, whatever was written, discarded or filled in meanwhile', async (ctx) => {
+    skipUnlessX64(ctx);
+    const [written, mixed, hole] = [fx.region('written'), fx.region('mixed'), fx.region('hole')];
+    const fds = readdirSync(`/proc/${fx.pid}/fd`);
+    const file = join(dir, 'changed.psnap');
+    const s = await dump([fx.pid], {
+      output: file, precopy: true,
+      afterPrecopy: async () => {
+        // rewritten, zeroed, discarded (then one written again, one left a hole), and a hole filled
+        expect(leftovers(fx.pid, [written]).uffdVmFlags).toBeGreaterThan(0); // (tracking is on)
+        expect(await fx.send(`write ${hex(written.start + 2n * 4096n)} 3 91`)).toBe('ok');
+        expect(await fx.send(`zero ${hex(written.start + 6n * 4096n)} 1`)).toBe('ok');
+        expect(await fx.send(`discard ${hex(written.start + 8n * 4096n)} 2`)).toBe('ok');
+        expect(await fx.send(`write ${hex(written.start + 8n * 4096n)} 1 92`)).toBe('ok');
+        expect(await fx.send(`write ${hex(hole.start + 5n * 4096n)} 2 93`)).toBe('ok');
+      },
+    });
+    // everything the live pass copied of 'written' but the 7 pages touched came from the copy
+    expect(s.pagesPrecopied).toBeGreaterThanOrEqual(written.pages - 7 + mixed.pages / 4);
+    const snap = SnapshotReader.open(file);
+    try {
+      const proc = snap.process();
+      for (const r of [written, mixed, hole]) {
+        expect({ region: r.name, same: snap.read(proc, r.start, r.pages * 4096).equals(liveBytes(fx.pid, r)) }).toEqual({ region: r.name, same: true });
+      }
+      // the discarded page not written again is a hole, not its old copy
+      const w = proc.regions.find((x) => x.start === written.start)!;
+      const runs = [...snap.runsOf(w.runs, snap.pagesOf(w))].map((x) => [x.offset, x.pages, x.verdict]);
+      expect(runs).toContainEqual([9, 1, 'hole']);
+      expect(snap.verify()).toBeNull();
+    } finally {
+      snap.close();
+    }
+    expect(leftovers(fx.pid, [written, mixed, hole])).toEqual(CLEAN);
+    expect(readdirSync(`/proc/${fx.pid}/fd`)).toEqual(fds);
+    // its main thread was stopped in read(2) for the injected calls: it reads on
+    expect(await fx.send('ping')).toBe('pong');
+  });
+
+  it('a process of 200 threads, all of them running: the snapshot verifies, every thread runs on, nothing is left', (ctx) => {
+    skipUnlessX64(ctx);
+    const file = join(dir, 'threads.psnap');
+    const s = cliJson(['dump', String(fx.pid), '--precopy', '-o', file]);
+    expect(s.pagesPrecopied).toBeGreaterThan(0);
+    expect(cli(['verify', file]).code).toBe(0);
+    expect(leftovers(fx.pid, [fx.region('written')])).toEqual(CLEAN);
+    expect(['S', 'R']).toContain(readStat(fx.pid).state);
+    const text = cli(['dump', String(fx.pid), '--precopy', '-o', join(dir, 'threads-text.psnap')]).stdout;
+    expect(text).toMatch(/^ {2}precopy: \d+ pages read in \d+ ms while running and not written since; frozen, the rest$/m);
+  });
+
+  it('a process already stopped is read frozen as usual, and left stopped', async (ctx) => {
+    skipUnlessX64(ctx);
+    process.kill(fx.pid, 'SIGSTOP');
+    try {
+      while (readStat(fx.pid).state !== 'T') await new Promise((r) => setTimeout(r, 5));
+      const s = cliJson(['dump', String(fx.pid), '--precopy', '-o', join(dir, 'stopped.psnap')]);
+      expect(s.pagesPrecopied).toBe(0);
+      expect(readStat(fx.pid).state).toBe('T');
+      expect(leftovers(fx.pid, [fx.region('written')])).toEqual(CLEAN);
+    } finally {
+      process.kill(fx.pid, 'SIGCONT');
+    }
+  });
+
+  it('pagesnap killed outright while copying: the kernel takes the tracking back with the last descriptor', async (ctx) => {
+    skipUnlessX64(ctx);
+    const big = await Fixture.start(['big'], { sizeMiB: 512 });
+    try {
+      const fds = readdirSync(`/proc/${big.pid}/fd`);
+      const child = spawn(process.execPath, [RUN_JS, 'dump', String(big.pid), '--precopy', '--level', '19', '-o', join(dir, 'killed.psnap')], { stdio: 'ignore' });
+      // wait until tracking is on, then kill
+      for (let i = 0; leftovers(big.pid, []).uffdVmFlags === 0; i++) {
+        if (i > 2000) throw new Error('tracking never started');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('close', r));
+      expect(leftovers(big.pid, [big.region('big')])).toEqual(CLEAN);
+      expect(readdirSync(`/proc/${big.pid}/fd`)).toEqual(fds);
+      expect(await big.send('ping')).toBe('pong');
+    } finally {
+      await big.stop();
+    }
+  }, 60_000);
+
+  it('is refused with --freeze none, which freezes nothing to shorten', () => {
+    const r = cli(['dump', String(fx.pid), '--precopy', '--freeze', 'none', '-o', join(dir, 'none.psnap')]);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('--precopy: nothing is frozen with --freeze none') });
+  });
+});
