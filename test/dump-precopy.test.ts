@@ -8,6 +8,8 @@ import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:f
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
+import { LiveCopy } from '../src/dump/precopy.js';
+import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
@@ -50,6 +52,26 @@ function leftovers(pid: number, regions: FixtureRegion[]) {
 }
 
 const CLEAN = { uffdVmFlags: 0, writeProtected: 0, userfaultfds: 0 };
+
+describe('LiveCopy', () => {
+  it('takes from the copy exactly the pages copied and clean, keeping stored numbers and zero pages apart', () => {
+    const base = 0x7f0000000000n;
+    // pages 0-2 stored in a row, 3-4 read zero, 5 a repeat of an earlier page, 6 and 8 stored, 7 and 9 not copied;
+    // page 4 written since
+    const live = new LiveCopy();
+    const rec = live.recorder(base);
+    for (const [o, r] of [[0, 10], [1, 11], [2, 12], [3, ZERO_PAGE], [4, ZERO_PAGE], [5, 7], [6, 13], [8, 14]] as const) {
+      if (r === ZERO_PAGE) rec.zero(o, 'A3');
+      else rec.data(o, 'A3', r);
+    }
+    const page = (n: number) => base + BigInt(n) * 4096n;
+    const { segments, reused } = live.reuse(base, [{ offset: 0, pages: 10, verdict: 'data', case: 'A3' }], [{ start: page(0), end: page(4) }, { start: page(5), end: page(10) }]);
+    expect(segments.map((x) => [x.offset, x.pages, x.reuse ? Array.from(x.reuse) : 'read'])).toEqual([
+      [0, 3, [10, 11, 12]], [3, 1, [ZERO_PAGE]], [4, 1, 'read'], [5, 1, [7]], [6, 1, [13]], [7, 1, 'read'], [8, 1, [14]], [9, 1, 'read'],
+    ]);
+    expect(reused).toBe(7);
+  });
+});
 
 describe('dump --precopy', () => {
   let fx: Fixture;

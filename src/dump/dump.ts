@@ -369,7 +369,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     for (const r of regions.filter((x) => trackedIn(ctx.precopied.get(pid)!, x))) {
       const pages = Number((r.end - r.start) / PAGE);
-      for (let at = 0; at < pages; at += window) {
+      for (let at = 0; at < pages && !live.full; at += window) {
         const segments = planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts);
         await readProcessSegments(mem, [{ start: r.start, segments, rec: live.recorder(r.start) }], ctx.sink, ctx.bufs);
         ctx.progress();

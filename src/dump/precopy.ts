@@ -14,27 +14,41 @@ import type { WriteTracker, Range } from './track.js';
 
 const PAGE = 4096n;
 
-/** The pages a live pass copied, in address order: each page's number and its stored page (or ZERO_PAGE). */
+/**
+ * The pages a live pass copied, in address order, as runs: pages one after another stored one after another (or all
+ * read zero). A run costs 16 bytes; the index stops taking pages at MAX_RUNS (64 MiB), past which pages are simply
+ * read frozen: pagesnap's memory stays bounded whatever the target's.
+ */
 export class LiveCopy {
-  private pages = new Float64Array(1024);
-  private refs = new Int32Array(1024);
+  static readonly MAX_RUNS = 1 << 22;
+  private first = new Float64Array(1024);
+  private count = new Int32Array(1024);
+  private ref = new Int32Array(1024);
   private n = 0;
 
-  get size(): number {
-    return this.n;
+  /** The index is full: copy no more (what is not copied is read frozen). */
+  get full(): boolean {
+    return this.n >= LiveCopy.MAX_RUNS;
   }
 
   private push(page: number, ref: number): void {
-    if (this.n === this.pages.length) {
-      const p = new Float64Array(this.n * 2);
-      p.set(this.pages);
-      this.pages = p;
-      const r = new Int32Array(this.n * 2);
-      r.set(this.refs);
-      this.refs = r;
+    const k = this.n - 1;
+    if (k >= 0 && this.first[k]! + this.count[k]! === page && (ref === ZERO_PAGE ? this.ref[k] === ZERO_PAGE : this.ref[k] !== ZERO_PAGE && this.ref[k]! + this.count[k]! === ref)) {
+      this.count[k]!++;
+      return;
     }
-    this.pages[this.n] = page;
-    this.refs[this.n++] = ref;
+    if (this.full) return;
+    if (this.n === this.first.length) {
+      const grow = <T extends Float64Array | Int32Array>(a: T): T => {
+        const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      [this.first, this.count, this.ref] = [grow(this.first), grow(this.count), grow(this.ref)];
+    }
+    this.first[this.n] = page;
+    this.count[this.n] = 1;
+    this.ref[this.n++] = ref;
   }
 
   /** Where the live read of the region at `start` records its pages (they come in address order). */
@@ -47,13 +61,13 @@ export class LiveCopy {
     };
   }
 
-  /** Index of the first copied page at or after `page`. */
+  /** Index of the first run that ends after `page`. */
   private seek(page: number): number {
     let lo = 0;
     let hi = this.n;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.pages[mid]! < page) lo = mid + 1;
+      if (this.first[mid]! + this.count[mid]! <= page) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -64,8 +78,7 @@ export class LiveCopy {
    * those in `clean` (not written since tracking began) that were copied.
    */
   reuse(start: Addr, segments: Segment[], clean: readonly Range[]): { segments: Segment[]; reused: number } {
-    const first = Number(start / PAGE);
-    const cleanPages = clean.map((r) => [Number(r.start / PAGE) - first, Number(r.end / PAGE) - first] as const);
+    const base = Number(start / PAGE);
     const out: Segment[] = [];
     let reused = 0;
     for (const s of segments) {
@@ -73,37 +86,28 @@ export class LiveCopy {
         out.push(s);
         continue;
       }
-      // runs alternate between "read" and "reuse", in address order
+      // pieces to read and to reuse, in address order (page numbers relative to the region)
       let pos = s.offset;
       const end = s.offset + s.pages;
-      const emitRead = (to: number) => {
-        if (to > pos) out.push({ ...s, offset: pos, pages: to - pos });
-        pos = Math.max(pos, to);
-      };
-      for (const [a, b] of cleanPages) {
-        const from = Math.max(a, pos);
-        const to = Math.min(b, end);
-        if (from >= to) continue;
-        let i = this.seek(first + from);
-        for (let p = from; p < to; ) {
-          // the copied pages from p on, one after another
-          if (i < this.n && this.pages[i] === first + p) {
-            let q = p;
-            while (q < to && i < this.n && this.pages[i] === first + q) {
-              q++;
-              i++;
-            }
-            emitRead(p);
-            out.push({ offset: p, pages: q - p, verdict: 'data', case: s.case, reuse: this.refs.slice(i - (q - p), i) });
-            reused += q - p;
-            pos = q;
-            p = q;
-          } else {
-            p = i < this.n ? Math.min(to, this.pages[i]! - first) : to;
-          }
+      for (const c of clean) {
+        const from = Math.max(Number(c.start / PAGE) - base, pos);
+        const to = Math.min(Number(c.end / PAGE) - base, end);
+        for (let i = this.seek(base + from); i < this.n && from < to; i++) {
+          const a = Math.max(from, this.first[i]! - base);
+          const b = Math.min(to, this.first[i]! + this.count[i]! - base);
+          if (a >= to) break;
+          if (a >= b) continue;
+          if (a > pos) out.push({ ...s, offset: pos, pages: a - pos });
+          const refs = new Int32Array(b - a);
+          const r = this.ref[i]!;
+          if (r === ZERO_PAGE) refs.fill(ZERO_PAGE);
+          else for (let k = 0; k < refs.length; k++) refs[k] = r + (a + base - this.first[i]!) + k;
+          out.push({ offset: a, pages: b - a, verdict: 'data', case: s.case, reuse: refs });
+          reused += b - a;
+          pos = b;
         }
       }
-      emitRead(end);
+      if (end > pos) out.push({ ...s, offset: pos, pages: end - pos });
     }
     return { segments: out, reused };
   }
