@@ -168,6 +168,21 @@ describe('dump --precopy', () => {
     }
   }, 60_000);
 
+  it('a process under a seccomp filter is read frozen, nothing run in it (its filter kills it for userfaultfd)', async (ctx) => {
+    skipUnlessX64(ctx);
+    const sx = await Fixture.start(['anon'], { seccomp: true });
+    try {
+      expect(readFileSync(`/proc/${sx.pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);
+      const s = cliJson(['dump', String(sx.pid), '--precopy', '-o', join(dir, 'seccomp.psnap')]);
+      expect({ skipped: s.precopySkipped, precopied: s.pagesPrecopied }).toEqual({
+        skipped: [{ pid: sx.pid, why: `process ${sx.pid} runs under a seccomp filter, which a system call run in it could make kill it` }], precopied: 0,
+      });
+      expect(await sx.send('ping')).toBe('pong');
+    } finally {
+      await sx.stop();
+    }
+  });
+
   it('is refused with --freeze none, which freezes nothing to shorten', () => {
     const r = cli(['dump', String(fx.pid), '--precopy', '--freeze', 'none', '-o', join(dir, 'none.psnap')]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('--precopy: nothing is frozen with --freeze none') });

@@ -6,7 +6,7 @@
  * the file only appears under its name once complete.
  */
 import { release, hostname, arch } from 'node:os';
-import { isErrno, sleepSync } from '../native/index.js';
+import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
 import { Pagemap, PREFETCH_PAGES, regionBatches, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
@@ -72,6 +72,8 @@ export interface DumpSummary {
   pagesPrecopied: number;
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
+  /** with precopy: targets read frozen only, and why (a seccomp filter, no userfaultfd to be had, …) */
+  precopySkipped: { pid: number; why: string }[];
   bytesRaw: number;
   bytesCompressed: number;
   fileBytes: number;
@@ -114,6 +116,7 @@ interface Context {
   precopied: Map<number, Precopied>;
   /** data pages recorded from those copies */
   pagesPrecopied: number;
+  precopySkipped: { pid: number; why: string }[];
   progress: () => void;
 }
 
@@ -133,7 +136,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, precopied: new Map(), pagesPrecopied: 0, progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, precopied: new Map(), pagesPrecopied: 0, precopySkipped: [], progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -196,7 +199,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -355,12 +358,20 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
 
 /**
  * Track a running target's writes, then read the data pages of the memory tracked (the live pass of a precopy).
- * A target already stopped is left alone: it writes nothing, and is read frozen like any other.
+ * A target already stopped is left alone: it writes nothing, and is read frozen like any other; so is one whose
+ * writes cannot be tracked, saying why.
  */
 async function copyLive(pid: number, ctx: Context): Promise<void> {
   if (isStopped(taskState(pid, pid))) return;
   const regions = readRegions(pid);
-  const tracker = WriteTracker.start(pid, regions);
+  let tracker: WriteTracker;
+  try {
+    tracker = WriteTracker.start(pid, regions);
+  } catch (e) {
+    if (!isAlive(pid) || !(e instanceof PagesnapError || e instanceof NativeError)) throw e;
+    ctx.precopySkipped.push({ pid, why: e.message });
+    return;
+  }
   const live = new LiveCopy();
   ctx.precopied.set(pid, { tracker, live });
   const pm = new Pagemap(pid, { method: ctx.opts.method });

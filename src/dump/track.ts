@@ -7,7 +7,7 @@
  * Writes that bypass page faults are not seen: DMA, or the kernel writing through long-term pins (io_uring fixed
  * buffers, RDMA), into memory pinned before tracking began.
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
 import { Pagemap, hasExited, taskState, type Region } from '../proc/index.js';
@@ -86,6 +86,12 @@ export class WriteTracker {
  * The thread is stopped only for the two calls, and let go as it was (with any signal that arrived meanwhile).
  */
 function takeUffd(pid: number): number {
+  // Under a seccomp filter, a call the filter does not allow may kill the process (SIGSYS: systemd's
+  // SystemCallFilter= does so by default): nothing is run in it then.
+  const seccomp = /^Seccomp:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+  if (seccomp !== undefined && seccomp !== '0') {
+    throw new PagesnapError(`process ${pid} runs under a seccomp filter, which a system call run in it could make kill it`, { code: 'EPERM' });
+  }
   const tid = liveThread(pid);
   const at = syscallInstruction(pid);
   n.ptraceSeize(tid);
@@ -121,7 +127,13 @@ function liveThread(pid: number): number {
   return tid;
 }
 
+/** Wait (5 s at most: a thread in uninterruptible sleep stops only when it wakes) for `tid` to stop. */
 function waitForStop(tid: number): void {
-  const st = n.waitpid(tid, n.WAIT.WALL);
-  if (!st?.stopped) throw new PagesnapError(`thread ${tid} ended before it could be stopped`, { code: 'ESRCH' });
+  for (let i = 0; i < 5000; i++) {
+    const st = n.waitpid(tid, n.WAIT.WALL | n.WAIT.NOHANG);
+    if (st?.stopped) return;
+    if (st) throw new PagesnapError(`thread ${tid} ended before it could be stopped`, { code: 'ESRCH' });
+    n.sleepSync(1);
+  }
+  throw new PagesnapError(`thread ${tid} did not stop within 5 s to make a userfaultfd`, { code: 'ETIMEDOUT' });
 }
