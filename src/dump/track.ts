@@ -12,6 +12,7 @@ import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
 import { Pagemap, hasExited, taskState, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
+import { freeze } from './freeze.js';
 
 const O_CLOEXEC = 0o2000000;
 const UFFD_USER_MODE_ONLY = 1;
@@ -82,8 +83,9 @@ export class WriteTracker {
 }
 
 /**
- * A userfaultfd of the target's: made by one of its threads (injected), duplicated into pagesnap, closed there.
- * The thread is stopped only for the two calls, and let go as it was (with any signal that arrived meanwhile).
+ * A userfaultfd of the target's: made by one of its threads (injected), duplicated into pagesnap, closed there. The
+ * whole process is frozen for the two calls, so no other thread can close the descriptor's number and reuse it for
+ * a file of its own in between; the thread is let go as it was, with any signal that arrived meanwhile.
  */
 function takeUffd(pid: number): number {
   // Under a seccomp filter, a call the filter does not allow may kill the process (SIGSYS: systemd's
@@ -92,13 +94,11 @@ function takeUffd(pid: number): number {
   if (seccomp !== undefined && seccomp !== '0') {
     throw new PagesnapError(`process ${pid} runs under a seccomp filter, which a system call run in it could make kill it`, { code: 'EPERM' });
   }
-  const tid = liveThread(pid);
   const at = syscallInstruction(pid);
-  n.ptraceSeize(tid);
+  const tid = liveThread(pid);
+  const frozen = freeze([pid], 'ptrace');
   const pending = { signal: 0 };
   try {
-    n.ptraceInterrupt(tid);
-    waitForStop(tid);
     let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC], pending);
     // a process without the privilege (vm.unprivileged_userfaultfd = 0) may still make one for its own faults,
     // which is all write tracking needs: WP_ASYNC resolves kernel-mode writes without the descriptor
@@ -115,7 +115,7 @@ function takeUffd(pid: number): number {
       injectSyscall(tid, at, SYS_CLOSE, [fd], pending);
     }
   } finally {
-    n.ptraceDetach(tid, pending.signal);
+    frozen.thaw(new Map([[tid, pending.signal]]));
   }
 }
 
@@ -125,15 +125,4 @@ function liveThread(pid: number): number {
   const tid = readdirSync(`/proc/${pid}/task`).map(Number).find((t) => !hasExited(taskState(pid, t)));
   if (tid === undefined) throw new PagesnapError(`process ${pid} has no thread left to track its writes with`, { code: 'ESRCH' });
   return tid;
-}
-
-/** Wait (5 s at most: a thread in uninterruptible sleep stops only when it wakes) for `tid` to stop. */
-function waitForStop(tid: number): void {
-  for (let i = 0; i < 5000; i++) {
-    const st = n.waitpid(tid, n.WAIT.WALL | n.WAIT.NOHANG);
-    if (st?.stopped) return;
-    if (st) throw new PagesnapError(`thread ${tid} ended before it could be stopped`, { code: 'ESRCH' });
-    n.sleepSync(1);
-  }
-  throw new PagesnapError(`thread ${tid} did not stop within 5 s to make a userfaultfd`, { code: 'ETIMEDOUT' });
 }
