@@ -133,6 +133,31 @@ describe('dump --precopy', () => {
     expect(text).toMatch(/^ {2}precopy: \d+ pages read in \d+ ms while running and not written since; frozen, the rest$/m);
   });
 
+  it('signals sent all through it are all delivered: none is taken in the middle of an injected call', async (ctx) => {
+    skipUnlessX64(ctx);
+    const SIGRTMIN = 34; // (glibc keeps 32 and 33 for itself) real-time signals queue one by one: a lost one shows
+    const count = async () => Number(await fx.send('signals'));
+    const before = await count();
+    const child = spawn(process.execPath, [RUN_JS, 'dump', String(fx.pid), '--precopy', '-o', join(dir, 'signals.psnap')], { stdio: 'ignore' });
+    let done = false;
+    child.on('close', (code) => (done = code === 0 ? true : (() => { throw new Error(`dump exited ${code}`); })()));
+    let sent = 0;
+    while (!done) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          process.kill(fx.pid, SIGRTMIN);
+          sent++;
+        } catch {
+          /* EAGAIN: the queue is full while the process is frozen; not sent */
+        }
+      }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    for (let i = 0; i < 200 && (await count()) - before < sent; i++) await new Promise((r) => setTimeout(r, 5));
+    expect({ sent, delivered: (await count()) - before }).toEqual({ sent, delivered: sent });
+    expect(leftovers(fx.pid, [fx.region('written')])).toEqual(CLEAN);
+  });
+
   it('a process already stopped is read frozen as usual, and left stopped', async (ctx) => {
     skipUnlessX64(ctx);
     process.kill(fx.pid, 'SIGSTOP');

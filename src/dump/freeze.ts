@@ -19,8 +19,7 @@ export interface Frozen {
   pids: number[];
   /** how long freezing took, ms */
   freezeMs: number;
-  /** Let go; `signals`: a signal for a ptrace-frozen thread to take as it goes (one an injected call met). */
-  thaw(signals?: ReadonlyMap<number, number>): void;
+  thaw(): void;
 }
 
 /** The threads to freeze: those that have not exited (a main thread that has while others run on is a zombie,
@@ -85,10 +84,10 @@ function freezePtrace(pids: number[]): Frozen {
   const seized: number[] = [];
   const frozen: Frozen = {
     method: 'ptrace', pids, freezeMs: 0,
-    thaw(signals) {
+    thaw() {
       for (const tid of seized.splice(0)) {
         try {
-          n.ptraceDetach(tid, signals?.get(tid) ?? 0);
+          n.ptraceDetach(tid);
         } catch {
           /* the thread exited meanwhile */
         }
@@ -260,8 +259,8 @@ export function freeze(pids: number[], method: FreezeMethod): Frozen {
   const f = inner;
   return {
     method, pids, freezeMs: performance.now() - t,
-    thaw(signals) {
-      f.thaw(signals);
+    thaw() {
+      f.thaw();
       forget();
     },
   };

@@ -1,14 +1,17 @@
 /**
  * Running one system call inside a target process, as CRIU's compel does but without code of our own: a thread in
  * a ptrace stop gets the call in its registers and its instruction pointer on a `syscall` instruction of the
- * process's own vDSO, single-steps over it, and has its registers put back. A thread stopped inside an interrupted
- * system call restarts it when let go, as if nothing had happened. x86-64 only (its registers are laid out here).
+ * process's own vDSO, single-steps over it, and has its registers put back. Every signal is blocked meanwhile (as
+ * CRIU does), so none is taken in the middle of the call: they wait, pending, for the thread to be let go. A thread
+ * stopped inside an interrupted system call restarts it when let go, as if nothing had happened. x86-64 only (its
+ * registers are laid out here).
  */
 import * as n from '../native/index.js';
 import { PagesnapError, type Addr } from '../native/index.js';
 import { parseMaps, readProcText } from '../proc/index.js';
 
-const SIGTRAP = 5;
+/** Every signal (SIGKILL and SIGSTOP stay unblockable whatever the mask says). */
+const ALL_SIGNALS = 0xffffffffffffffffn;
 const SYSCALL = Buffer.from([0x0f, 0x05]);
 
 /** Where the process's vDSO holds a `syscall` instruction (its fallback paths make real calls). */
@@ -26,10 +29,9 @@ export function syscallInstruction(pid: number): Addr {
 
 /**
  * Make thread `tid` (in a ptrace stop of ours) run system call `nr` with `args` at `at` (a `syscall` instruction);
- * returns the call's result (a negative errno on failure). A signal that arrives meanwhile is returned in
- * `pending` for the caller to deliver when it lets the thread go (PTRACE_DETACH with it), never lost.
+ * returns the call's result (a negative errno on failure).
  */
-export function injectSyscall(tid: number, at: Addr, nr: number, args: readonly (number | bigint)[], pending: { signal: number }): bigint {
+export function injectSyscall(tid: number, at: Addr, nr: number, args: readonly (number | bigint)[]): bigint {
   if (process.arch !== 'x64') throw new PagesnapError(`running a system call in another process is only done on x86-64 (this is ${process.arch})`, { code: 'ENOTSUP' });
   const saved = n.ptraceGetRegs(tid);
   const regs = Buffer.from(saved);
@@ -38,6 +40,8 @@ export function injectSyscall(tid: number, at: Addr, nr: number, args: readonly 
   set(n.REG.origRax, -1); // not in a system call: nothing to restart on the way out of this stop
   set(n.REG.rip, at);
   [n.REG.rdi, n.REG.rsi, n.REG.rdx].forEach((w, i) => set(w, args[i] ?? 0));
+  const blocked = n.ptraceGetSigmask(tid);
+  n.ptraceSetSigmask(tid, ALL_SIGNALS);
   n.ptraceSetRegs(tid, regs);
   try {
     for (let tries = 0; ; tries++) {
@@ -46,11 +50,11 @@ export function injectSyscall(tid: number, at: Addr, nr: number, args: readonly 
       if (!st.stopped) throw new PagesnapError(`thread ${tid} ended while running an injected system call`, { code: 'ESRCH' });
       const after = n.ptraceGetRegs(tid);
       if (after.readBigUInt64LE(n.REG.rip * 8) === BigInt(at) + 2n) return after.readBigInt64LE(n.REG.rax * 8);
-      // stopped before the instruction ran: a signal on its way in (kept for the detach), or a group stop
-      if (st.stopSignal !== SIGTRAP && st.ptraceEvent === 0 && pending.signal === 0) pending.signal = st.stopSignal ?? 0;
+      // stopped before the instruction ran: a group stop (SIGSTOP cannot be blocked)
       if (tries === 10) throw new PagesnapError(`thread ${tid} did not run the injected system call`, { code: 'EAGAIN' });
     }
   } finally {
     n.ptraceSetRegs(tid, saved);
+    n.ptraceSetSigmask(tid, blocked);
   }
 }

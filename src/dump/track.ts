@@ -85,7 +85,7 @@ export class WriteTracker {
 /**
  * A userfaultfd of the target's: made by one of its threads (injected), duplicated into pagesnap, closed there. The
  * whole process is frozen for the two calls, so no other thread can close the descriptor's number and reuse it for
- * a file of its own in between; the thread is let go as it was, with any signal that arrived meanwhile.
+ * a file of its own in between.
  */
 function takeUffd(pid: number): number {
   // Under a seccomp filter, a call the filter does not allow may kill the process (SIGSYS: systemd's
@@ -97,12 +97,11 @@ function takeUffd(pid: number): number {
   const at = syscallInstruction(pid);
   const tid = liveThread(pid);
   const frozen = freeze([pid], 'ptrace');
-  const pending = { signal: 0 };
   try {
-    let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC], pending);
+    let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC]);
     // a process without the privilege (vm.unprivileged_userfaultfd = 0) may still make one for its own faults,
     // which is all write tracking needs: WP_ASYNC resolves kernel-mode writes without the descriptor
-    if (fd === -1n) fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC | UFFD_USER_MODE_ONLY], pending);
+    if (fd === -1n) fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC | UFFD_USER_MODE_ONLY]);
     if (fd < 0n) throw new PagesnapError(`process ${pid} cannot make a userfaultfd to track its writes: ${n.errnoName(Number(-fd))}`, { code: n.errnoName(Number(-fd)) });
     try {
       const pidfd = n.pidfdOpen(pid);
@@ -112,10 +111,10 @@ function takeUffd(pid: number): number {
         n.closeFd(pidfd);
       }
     } finally {
-      injectSyscall(tid, at, SYS_CLOSE, [fd], pending);
+      injectSyscall(tid, at, SYS_CLOSE, [fd]);
     }
   } finally {
-    frozen.thaw(new Map([[tid, pending.signal]]));
+    frozen.thaw();
   }
 }
 

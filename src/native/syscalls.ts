@@ -192,6 +192,19 @@ export function ptraceSingleStep(tid: number): void {
   check('ptrace(SINGLESTEP)', fn.sys_ptrace(SYS.ptrace, PTRACE.SINGLESTEP, tid, null, null), `thread ${tid}`);
 }
 
+/** The signals a stopped tracee blocks (a 64-bit sigset_t). */
+export function ptraceGetSigmask(tid: number): bigint {
+  const mask = Buffer.alloc(8);
+  check('ptrace(GETSIGMASK)', fn.sys_ptrace(SYS.ptrace, PTRACE.GETSIGMASK, tid, 8n as never, mask as never), `thread ${tid}`);
+  return mask.readBigUInt64LE(0);
+}
+
+export function ptraceSetSigmask(tid: number, blocked: bigint): void {
+  const mask = Buffer.alloc(8);
+  mask.writeBigUInt64LE(blocked, 0);
+  check('ptrace(SETSIGMASK)', fn.sys_ptrace(SYS.ptrace, PTRACE.SETSIGMASK, tid, 8n as never, mask as never), `thread ${tid}`);
+}
+
 export interface WaitStatus {
   pid: number;
   raw: number;
