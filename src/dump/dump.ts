@@ -256,8 +256,11 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       groupPages = 0;
       ctx.progress();
     };
+    const precopied = ctx.precopied.get(pid);
     for (const regions of regionBatches(pid)) {
       pm.prefetch(regions, small);
+      const tracked = precopied ? regions.filter((r) => trackedIn(precopied, r)) : [];
+      if (tracked.length) precopied!.tracker.prefetch(tracked[0]!.start, tracked[tracked.length - 1]!.end);
       for (const r of regions) {
         const shape = shapeOf(r);
         if (markedDontdump(r)) ctx.dontdump++;

@@ -119,7 +119,15 @@ export interface Precopied {
   live: LiveCopy;
 }
 
-/** The tracked ranges overlapping a region: the region takes copies only where its writes were tracked. */
+/** Whether a region overlaps memory whose writes were tracked (the ranges are in address order: a binary search). */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
-  return p.tracker.ranges.some((t) => t.start < r.end && t.end > r.start);
+  const t = p.tracker.ranges;
+  let lo = 0;
+  let hi = t.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (t[mid]!.end <= r.start) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < t.length && t[lo]!.start < r.end;
 }

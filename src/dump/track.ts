@@ -17,6 +17,7 @@ import { freeze } from './freeze.js';
 const O_CLOEXEC = 0o2000000;
 const UFFD_USER_MODE_ONLY = 1;
 const SYS_CLOSE = 3;
+const EPERM = 1n;
 
 export interface Range {
   start: Addr;
@@ -63,6 +64,35 @@ export class WriteTracker {
 
   /** The runs of [start, end) tracked throughout and not written since tracking began. */
   unwritten(start: Addr, end: Addr): Range[] {
+    const c = this.ahead;
+    if (!c || start < c.start || end > c.end) return this.scan(start, end);
+    // the runs overlapping [start, end), clipped (they are in address order)
+    let lo = 0;
+    let hi = c.runs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (c.runs[mid]!.end <= start) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: Range[] = [];
+    for (let i = lo; i < c.runs.length && c.runs[i]!.start < end; i++) {
+      const r = c.runs[i]!;
+      out.push({ start: r.start > start ? r.start : start, end: r.end < end ? r.end : end });
+    }
+    return out;
+  }
+
+  /**
+   * Scan [start, end) at once for the unwritten() calls that follow inside it: one call for a batch of regions
+   * rather than one each (a process can have 60000).
+   */
+  prefetch(start: Addr, end: Addr): void {
+    this.ahead = { start, end, runs: this.scan(start, end) };
+  }
+
+  private ahead: { start: Addr; end: Addr; runs: Range[] } | null = null;
+
+  private scan(start: Addr, end: Addr): Range[] {
     return this.pm.scan(start, end, 0, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN });
   }
 
@@ -101,7 +131,7 @@ function takeUffd(pid: number): number {
     let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC]);
     // a process without the privilege (vm.unprivileged_userfaultfd = 0) may still make one for its own faults,
     // which is all write tracking needs: WP_ASYNC resolves kernel-mode writes without the descriptor
-    if (fd === -1n) fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC | UFFD_USER_MODE_ONLY]);
+    if (fd === -EPERM) fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC | UFFD_USER_MODE_ONLY]);
     if (fd < 0n) throw new PagesnapError(`process ${pid} cannot make a userfaultfd to track its writes: ${n.errnoName(Number(-fd))}`, { code: n.errnoName(Number(-fd)) });
     try {
       const pidfd = n.pidfdOpen(pid);
