@@ -25,7 +25,7 @@ export interface Range {
 }
 
 /** Memory whose writes are tracked: private, writable, anonymous, not watched by another userfaultfd already. */
-export function trackable(r: Region): boolean {
+function trackable(r: Region): boolean {
   return ['anon-private', 'heap', 'stack'].includes(r.kind) && r.perms.write && !r.perms.shared && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
 }
 

@@ -175,7 +175,7 @@ export function ptraceDetach(pid: number, signal = 0): void {
  * x86-64's struct user_regs_struct (27 words), as PTRACE_GETREGS gives it; `REG` names the words a system call uses.
  * (Other architectures have PTRACE_GETREGSET only, and other layouts: callers check process.arch.)
  */
-export const USER_REGS_SIZE = 27 * 8;
+const USER_REGS_SIZE = 27 * 8;
 export const REG = { rax: 10, rdx: 12, rsi: 13, rdi: 14, origRax: 15, rip: 16 } as const;
 
 export function ptraceGetRegs(tid: number): Buffer {
