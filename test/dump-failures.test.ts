@@ -147,6 +147,9 @@ describe('each freeze method leaves the target as it found it', () => {
           expect({ method, freeze: readFileSync(join(g, 'cgroup.freeze'), 'utf8').trim(), frozen: /^frozen 1$/m.test(readFileSync(join(g, 'cgroup.events'), 'utf8')) })
             .toEqual({ method, freeze: '1', frozen: true });
         }
+        // nothing to copy while it runs: it does not run (and a thread there could not be stopped to track it)
+        const pre = cliJson(['dump', String(fx.pid), '--precopy', '-o', join(dir, 'frozen-precopy.psnap')]);
+        expect({ precopied: pre.pagesPrecopied, skipped: pre.precopySkipped, freeze: readFileSync(join(g, 'cgroup.freeze'), 'utf8').trim() }).toEqual({ precopied: 0, skipped: [], freeze: '1' });
       } finally {
         writeFileSync(join(g, 'cgroup.freeze'), '0');
       }

@@ -13,7 +13,7 @@ import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
-import { freeze, type FreezeMethod } from './freeze.js';
+import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
 import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
@@ -361,11 +361,11 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
 
 /**
  * Track a running target's writes, then read the data pages of the memory tracked (the live pass of a precopy).
- * A target already stopped is left alone: it writes nothing, and is read frozen like any other; so is one whose
- * writes cannot be tracked, saying why.
+ * A target already still (stopped, or in a frozen cgroup) is left alone: it writes nothing, and is read frozen like
+ * any other; so is one whose writes cannot be tracked, saying why.
  */
 async function copyLive(pid: number, ctx: Context): Promise<void> {
-  if (isStopped(taskState(pid, pid))) return;
+  if (isStopped(taskState(pid, pid)) || cgroupFrozen(pid)) return;
   const regions = readRegions(pid);
   let tracker: WriteTracker;
   try {

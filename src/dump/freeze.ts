@@ -146,7 +146,7 @@ function alreadyTraced(pid: number, tracer: number): PagesnapError {
 }
 
 /** In a cgroup v2 that is frozen (by pagesnap or anyone): still already, and deaf to SIGSTOP until thawed. */
-function cgroupFrozen(pid: number): boolean {
+export function cgroupFrozen(pid: number): boolean {
   try {
     return /^frozen 1$/m.test(readFileSync(`${cgroupOf(pid)}/cgroup.events`, 'utf8'));
   } catch {
