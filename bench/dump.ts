@@ -161,6 +161,13 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   } finally {
     await fx.stop();
   }
+  // A process that keeps writing (a random page every 200 µs) while it is dumped: what --precopy still freezes.
+  const busy = await Fixture.start(['bench-busy'], { sizeMiB });
+  try {
+    if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB written to at ~20 MB/s`, busy.pid, reps));
+  } finally {
+    await busy.stop();
+  }
   // The mixed content is half random; a program's heap compresses far better and comes in thousands of regions.
   const heap = await startNodeHeap(sizeMiB / 2);
   try {

@@ -148,6 +148,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
       precopyMs = performance.now() - t;
       await opts.afterPrecopy?.();
+      writer.readBackToDedupe = false;
     }
     frozen = freeze(targets, method);
     const frozenAt = performance.now();

@@ -79,20 +79,26 @@ export class LiveCopy {
    */
   reuse(start: Addr, segments: Segment[], clean: readonly Range[]): { segments: Segment[]; reused: number } {
     const base = Number(start / PAGE);
+    // clean runs as page numbers relative to the region, once: segments and runs are both in address order, so one
+    // pass over each (a busy process leaves thousands of clean runs, a region can have thousands of segments)
+    const cs = clean.map((c) => Number(c.start / PAGE) - base);
+    const ce = clean.map((c) => Number(c.end / PAGE) - base);
     const out: Segment[] = [];
     let reused = 0;
+    let ci = 0;
     for (const s of segments) {
       if (s.verdict !== 'data' || s.reuse) {
         out.push(s);
         continue;
       }
-      // pieces to read and to reuse, in address order (page numbers relative to the region)
+      // pieces to read and to reuse, in address order
       let pos = s.offset;
       const end = s.offset + s.pages;
-      for (const c of clean) {
-        const from = Math.max(Number(c.start / PAGE) - base, pos);
-        const to = Math.min(Number(c.end / PAGE) - base, end);
-        for (let i = this.seek(base + from); i < this.n && from < to; i++) {
+      while (ci < cs.length && ce[ci]! <= pos) ci++;
+      for (let k = ci; k < cs.length && cs[k]! < end; k++) {
+        const from = Math.max(cs[k]!, pos);
+        const to = Math.min(ce[k]!, end);
+        for (let i = this.seek(base + from); i < this.n; i++) {
           const a = Math.max(from, this.first[i]! - base);
           const b = Math.min(to, this.first[i]! + this.count[i]! - base);
           if (a >= to) break;
@@ -101,7 +107,7 @@ export class LiveCopy {
           const refs = new Int32Array(b - a);
           const r = this.ref[i]!;
           if (r === ZERO_PAGE) refs.fill(ZERO_PAGE);
-          else for (let k = 0; k < refs.length; k++) refs[k] = r + (a + base - this.first[i]!) + k;
+          else for (let j = 0; j < refs.length; j++) refs[j] = r + (a + base - this.first[i]!) + j;
           out.push({ offset: a, pages: b - a, verdict: 'data', case: s.case, reuse: refs });
           reused += b - a;
           pos = b;

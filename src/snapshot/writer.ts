@@ -154,6 +154,12 @@ export class SnapshotWriter {
   private readonly framePageCounts = new Growable32();
   private writeChain: Promise<void> = Promise.resolve();
   private readBack: { index: number; raw: Buffer } | null = null;
+  /**
+   * Whether a page may be compared with a stored one by reading its frame back from the file (a 256 KiB decompression
+   * for one page). Off while targets are frozen for a precopy: there a page is rather stored again than the freeze
+   * made longer.
+   */
+  readBackToDedupe = true;
   private bytesCompressed = 0;
 
   private constructor(readonly path: string, opts: WriterOptions, file: Destination) {
@@ -345,6 +351,7 @@ export class SnapshotWriter {
     const slot = this.inFlight.get(frame);
     if (slot) return [slot.input, at];
     if (this.readBack?.index !== frame) {
+      if (!this.readBackToDedupe) return null;
       const z = this.out.readAt(this.offsets[frame]!, this.sizes.a[frame]!);
       if (z === null) return null;
       this.readBack = { index: frame, raw: decompress(z) };
