@@ -71,6 +71,25 @@ describe('LiveCopy', () => {
     ]);
     expect(reused).toBe(7);
   });
+
+  it('splits several segments against clean runs that straddle them, passing the others through', () => {
+    const base = 0x7f0000000000n;
+    const live = new LiveCopy();
+    const rec = live.recorder(base);
+    for (let o = 0; o < 10; o++) rec.data(o, 'A3', 100 + o);
+    const page = (n: number) => base + BigInt(n) * 4096n;
+    const segments = [
+      { offset: 0, pages: 4, verdict: 'data' as const, case: 'A3' as const },
+      { offset: 4, pages: 2, verdict: 'hole' as const, case: 'A1' as const },
+      { offset: 6, pages: 4, verdict: 'data' as const, case: 'A3' as const },
+    ];
+    const clean = [{ start: page(0), end: page(3) }, { start: page(5), end: page(8) }, { start: page(9), end: page(10) }];
+    const { segments: out, reused } = live.reuse(base, segments, clean);
+    expect(out.map((x) => [x.offset, x.pages, x.verdict, x.reuse ? Array.from(x.reuse) : 'read'])).toEqual([
+      [0, 3, 'data', [100, 101, 102]], [3, 1, 'data', 'read'], [4, 2, 'hole', 'read'], [6, 2, 'data', [106, 107]], [8, 1, 'data', 'read'], [9, 1, 'data', [109]],
+    ]);
+    expect(reused).toBe(6);
+  });
 });
 
 describe('dump --precopy', () => {
