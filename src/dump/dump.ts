@@ -148,7 +148,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
       precopyMs = performance.now() - t;
       await opts.afterPrecopy?.();
-      writer.readBackToDedupe = false;
+      // frozen from here on: a repeated page is stored again rather than compared with a frame read back
+      if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
     frozen = freeze(targets, method);
     const frozenAt = performance.now();
