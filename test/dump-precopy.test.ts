@@ -140,6 +140,20 @@ describe('dump --precopy', () => {
     expect(await fx.send('ping')).toBe('pong');
   });
 
+  it('reports its progress while it copies, not only once frozen', async (ctx) => {
+    skipUnlessX64(ctx);
+    const calls: [number, number][] = [];
+    let whileRunning = 0;
+    await dump([fx.pid], {
+      output: join(dir, 'progress.psnap'), precopy: true, onProgress: (read, expected) => calls.push([read, expected]),
+      afterPrecopy: async () => {
+        whileRunning = calls.length;
+      },
+    });
+    expect(whileRunning).toBeGreaterThan(0);
+    expect(calls.filter(([read, expected]) => !(expected >= read && read > 0))).toEqual([]);
+  });
+
   it('a process of 200 threads, all of them running: the snapshot verifies, every thread runs on, nothing is left', (ctx) => {
     skipUnlessX64(ctx);
     const file = join(dir, 'threads.psnap');

@@ -142,9 +142,13 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   let frozen: ReturnType<typeof freeze> | undefined;
   let frozenMs = 0;
   let precopyMs = 0;
+  let expected = 0;
+  ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
   try {
     if (opts.precopy) {
       const t = performance.now();
+      // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
+      expected = residentOf(targets);
       for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
       precopyMs = performance.now() - t;
       await opts.afterPrecopy?.();
@@ -154,9 +158,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     frozen = freeze(targets, method);
     const frozenAt = performance.now();
     ctx.fuseFrozen = method !== 'none' && targets.some(servesFuse);
-    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid), rollup: parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {} })));
-    const expected = layouts.reduce((s, l) => s + (l.rollup.Rss ?? 0) + (l.rollup.Swap ?? 0), 0);
-    ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
+    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid) })));
+    if (!opts.precopy) expected = residentOf(targets);
     for (const l of layouts) processes.push(await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx)));
     // A target that died while it was read may have left pages unread: no snapshot of it.
     const dead = targets.find((p) => !isAlive(p));
@@ -205,6 +208,14 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
+}
+
+/** The targets' resident and swapped bytes (smaps_rollup): what a dump expects to read, for its progress. */
+function residentOf(targets: number[]): number {
+  return targets.reduce((sum, pid) => {
+    const f = whileAlive(pid, () => parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {});
+    return sum + (f.Rss ?? 0) + (f.Swap ?? 0);
+  }, 0);
 }
 
 /** Run `read` on a target; if it failed because the target went away, say that. */
