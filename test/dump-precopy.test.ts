@@ -160,6 +160,9 @@ describe('dump --precopy', () => {
     const s = cliJson(['dump', String(fx.pid), '--precopy', '-o', file]);
     expect(s.pagesPrecopied).toBeGreaterThan(0);
     expect(cli(['verify', file]).code).toBe(0);
+    // the snapshot says how it was taken
+    expect(cliJson(['show', file]).freeze.precopy).toEqual({ pages: s.pagesPrecopied, ms: s.precopyMs });
+    expect(cli(['show', file]).stdout).toContain(`after a precopy (${s.pagesPrecopied} pages read in ${s.precopyMs.toFixed(0)} ms while running)`);
     expect(leftovers(fx.pid, [fx.region('written')])).toEqual(CLEAN);
     expect(['S', 'R']).toContain(readStat(fx.pid).state);
     const text = cli(['dump', String(fx.pid), '--precopy', '-o', join(dir, 'threads-text.psnap')]).stdout;

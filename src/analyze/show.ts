@@ -18,7 +18,7 @@ export interface ShowReport {
   created: string;
   tool: string;
   host: { kernel: string; hostname: string; arch: string; pageSize: number };
-  freeze: { method: string; frozenMs: number; fuzzy: boolean };
+  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number } };
   compression: { algorithm: string; level: number; framePages: number; frames: number };
   stats: Record<string, number>;
   processes: {

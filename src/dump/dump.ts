@@ -191,7 +191,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         format: writer.version, id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
         host: { kernel: release(), hostname: hostname(), arch: arch(), pageSize: writer.pageSize },
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
-        freeze: { method, frozenMs, fuzzy: method === 'none' },
+        freeze: { method, frozenMs, fuzzy: method === 'none', ...(ctx.precopied.size ? { precopy: { pages: ctx.pagesPrecopied, ms: precopyMs } } : {}) },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
         processes, objects, frames, hashes, stats,
         ...(parent ? { parent: parent.ref } : {}),

@@ -39,7 +39,7 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
   const out: string[] = [
     `${s.file} · ${bytes(s.fileBytes)} · snapshot ${s.id}`,
     `  taken ${s.created} by ${s.tool} on ${s.host.hostname} (kernel ${s.host.kernel}, ${s.host.arch}, ${s.host.pageSize} B pages)`,
-    `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`} · zstd level ${s.compression.level}, ${s.compression.frames} frame${s.compression.frames === 1 ? '' : 's'} of up to ${s.compression.framePages} pages`,
+    `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`}${s.freeze.precopy ? ` after a precopy (${s.freeze.precopy.pages} pages read in ${s.freeze.precopy.ms.toFixed(0)} ms while running)` : ''} · zstd level ${s.compression.level}, ${s.compression.frames} frame${s.compression.frames === 1 ? '' : 's'} of up to ${s.compression.framePages} pages`,
     `  ${s.stats.pagesStored} pages stored (${bytes(s.stats.bytesRaw ?? 0)} → ${bytes(s.stats.bytesCompressed ?? 0)}), ${s.stats.pagesDeduplicated} deduplicated`,
   ];
   if (s.chain.length) {

@@ -130,7 +130,8 @@ export interface Manifest {
   tool: string;
   host: { kernel: string; hostname: string; arch: string; pageSize: number };
   hash: { algorithm: 'xxh3-64'; seed: number };
-  freeze: { method: string; frozenMs: number; fuzzy: boolean };
+  /** `precopy`: the data pages read while the processes ran (dump --precopy) and how long that took */
+  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number } };
   compression: { algorithm: 'zstd'; level: number; framePages: number };
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
@@ -275,6 +276,11 @@ class Check {
 }
 
 /** A map of counters: 64-bit ones come back from msgpack as bigint. */
+function precopyOf(c: Check, v: unknown): { pages: number; ms: number } {
+  const o = c.obj(v, 'freeze.precopy');
+  return { pages: c.num(o.pages, 'freeze.precopy.pages'), ms: typeof o.ms === 'number' ? o.ms : 0 };
+}
+
 function counters(c: Check, v: unknown, what: string): Record<string, number> {
   const o = c.obj(v ?? {}, what);
   return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, typeof x === 'bigint' ? Number(x) : c.num(x, `${what}.${k}`)]));
@@ -460,7 +466,10 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     format: c.num(m.format, 'format'), id: c.bytes(m.id, 'id', 16), created: c.num(m.created, 'created'), tool: c.str(m.tool, 'tool'),
     host: { kernel: c.str(host.kernel, 'host.kernel'), hostname: c.str(host.hostname, 'host.hostname'), arch: c.str(host.arch, 'host.arch'), pageSize },
     hash: { algorithm: 'xxh3-64', seed: c.num(hash.seed, 'hash.seed', 0xffffffff) },
-    freeze: { method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true },
+    freeze: {
+      method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true,
+      ...(fz.precopy === undefined ? {} : { precopy: precopyOf(c, fz.precopy) }),
+    },
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
     stats: counters(c, m.stats, 'stats') as unknown as DumpStats,
