@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
-import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped } from '../proc/index.js';
+import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -30,10 +30,6 @@ function threads(pid: number): number[] {
   } catch {
     throw new PagesnapError(`process ${pid} does not exist`, { code: 'ESRCH', hint: 'check the pid with `ps`' });
   }
-}
-
-function tracerOf(pid: number): number {
-  return Number(/^TracerPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
 /** Whether `tid` has reported its ptrace stop to us (or is seen in tracing stop, should someone else reap it), has
@@ -96,7 +92,7 @@ function freezePtrace(pids: number[]): Frozen {
   };
   try {
     for (const pid of pids) {
-      const tracer = tracerOf(pid);
+      const tracer = statusNumber(pid, 'TracerPid') ?? 0;
       if (tracer !== 0) throw alreadyTraced(pid, tracer);
     }
     // Threads may be created while we seize: go round until a pass finds none new.

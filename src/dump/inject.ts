@@ -8,16 +8,13 @@
  */
 import * as n from '../native/index.js';
 import { PagesnapError, type Addr } from '../native/index.js';
-import { parseMaps, readProcText } from '../proc/index.js';
 
 /** Every signal (SIGKILL and SIGSTOP stay unblockable whatever the mask says). */
 const ALL_SIGNALS = 0xffffffffffffffffn;
 const SYSCALL = Buffer.from([0x0f, 0x05]);
 
-/** Where the process's vDSO holds a `syscall` instruction (its fallback paths make real calls). */
-export function syscallInstruction(pid: number): Addr {
-  const vdso = parseMaps(readProcText(pid, 'maps')).find((m) => m.name === '[vdso]');
-  if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
+/** Where the process's vDSO (mapped at `vdso`) holds a `syscall` instruction (its fallback paths make real calls). */
+export function syscallInstruction(pid: number, vdso: { start: Addr; end: Addr }): Addr {
   const text = Buffer.alloc(Number(vdso.end - vdso.start));
   if (n.processVmReadv(pid, [text], [{ addr: vdso.start, len: text.length }]) !== text.length) {
     throw new PagesnapError(`cannot read the vDSO of process ${pid}`, { code: 'EFAULT' });

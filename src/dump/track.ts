@@ -3,14 +3,14 @@
  * target (one injected system call), taken over with pidfd_getfd and closed there again, registers the process's
  * private writable memory for write protection with WP_ASYNC. The kernel then resolves every write itself (the
  * process never waits on us) and clears the page's write protection, which PAGEMAP_SCAN reports as PAGE_IS_WRITTEN.
- * Stopping unregisters everything; if pagesnap dies, the kernel does the same as it closes the last descriptor.
+ * pagesnap holds the only descriptor: closing it, on stop() or as pagesnap dies, unregisters everything and clears
+ * the protection (userfaultfd's release).
  * Writes that bypass page faults are not seen: DMA, or the kernel writing through long-term pins (io_uring fixed
  * buffers, RDMA), into memory pinned before tracking began.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
-import { Pagemap, hasExited, taskState, type Region } from '../proc/index.js';
+import { Pagemap, memoryTask, statusNumber, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 
@@ -39,7 +39,9 @@ export class WriteTracker {
 
   /** Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot. */
   static start(pid: number, regions: readonly Region[]): WriteTracker {
-    const uffd = takeUffd(pid);
+    const vdso = regions.find((r) => r.kind === 'vdso');
+    if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
+    const uffd = takeUffd(pid, vdso);
     try {
       n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC | UFFD_FEATURE.WP_UNPOPULATED);
       const ranges: Range[] = [];
@@ -96,18 +98,14 @@ export class WriteTracker {
     return this.pm.scan(start, end, 0, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN });
   }
 
-  /** Give the process its memory back as it was: unregistered, no write protection left. Safe to call twice. */
+  /**
+   * Give the process its memory back as it was: closing the only descriptor unregisters every range and clears the
+   * write protection before close returns. Safe to call twice.
+   */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.pm.close();
-    for (const r of this.ranges) {
-      try {
-        n.uffdUnregister(this.uffd, r.start, Number(r.end - r.start));
-      } catch {
-        /* unmapped meanwhile; closing the descriptor below clears whatever is left */
-      }
-    }
     n.closeFd(this.uffd);
   }
 }
@@ -117,15 +115,15 @@ export class WriteTracker {
  * whole process is frozen for the two calls, so no other thread can close the descriptor's number and reuse it for
  * a file of its own in between.
  */
-function takeUffd(pid: number): number {
+function takeUffd(pid: number, vdso: Range): number {
   // Under a seccomp filter, a call the filter does not allow may kill the process (SIGSYS: systemd's
   // SystemCallFilter= does so by default): nothing is run in it then.
-  const seccomp = /^Seccomp:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  if (seccomp !== undefined && seccomp !== '0') {
+  if ((statusNumber(pid, 'Seccomp') ?? 0) !== 0) {
     throw new PagesnapError(`process ${pid} runs under a seccomp filter, which a system call run in it could make kill it`, { code: 'EPERM' });
   }
-  const at = syscallInstruction(pid);
-  const tid = liveThread(pid);
+  const at = syscallInstruction(pid, vdso);
+  // (the main thread, or a live one once it has exited)
+  const tid = memoryTask(pid);
   const frozen = freeze([pid], 'ptrace');
   try {
     let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC]);
@@ -146,12 +144,4 @@ function takeUffd(pid: number): number {
   } finally {
     frozen.thaw();
   }
-}
-
-/** A thread that can run a call: the main one unless it has exited while others run on. */
-function liveThread(pid: number): number {
-  if (!hasExited(taskState(pid, pid))) return pid;
-  const tid = readdirSync(`/proc/${pid}/task`).map(Number).find((t) => !hasExited(taskState(pid, t)));
-  if (tid === undefined) throw new PagesnapError(`process ${pid} has no thread left to track its writes with`, { code: 'ESRCH' });
-  return tid;
 }

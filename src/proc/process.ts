@@ -37,7 +37,7 @@ export function assertPid(pid: number): void {
   }
   let group: number;
   try {
-    group = Number(/^Tgid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? pid);
+    group = statusNumber(pid, 'Tgid') ?? pid;
   } catch {
     return; // (gone or never there: the first read of the process says which)
   }
@@ -50,6 +50,12 @@ export function assertPid(pid: number): void {
     }
     throw new PagesnapError(`${pid} is a thread of process ${group}${comm}, not a process (/proc/${pid}/status: Tgid ${group})`, { code: 'EINVAL', hint: `give the process's id, ${group}` });
   }
+}
+
+/** A number from /proc/PID/status (Tgid, TracerPid, Uid's real id, Seccomp, …); undefined where it has no such field. */
+export function statusNumber(pid: number, field: string): number | undefined {
+  const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readProcText(pid, 'status'));
+  return m ? Number(m[1]) : undefined;
 }
 
 export function isAlive(pid: number): boolean {
@@ -246,7 +252,5 @@ export function readIdentity(pid: number): ProcessIdentity {
     });
   }
   const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
-  const status = readProcText(pid, 'status');
-  const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
-  return { pid, comm: st.comm, cmdline, uid, ppid: st.ppid };
+  return { pid, comm: st.comm, cmdline, uid: statusNumber(pid, 'Uid') ?? -1, ppid: st.ppid };
 }
