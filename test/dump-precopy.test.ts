@@ -66,8 +66,9 @@ describe('LiveCopy', () => {
     }
     const page = (n: number) => base + BigInt(n) * 4096n;
     const { segments, reused } = live.reuse(base, [{ offset: 0, pages: 10, verdict: 'data', case: 'A3' }], [{ start: page(0), end: page(4) }, { start: page(5), end: page(10) }]);
-    expect(segments.map((x) => [x.offset, x.pages, x.reuse ? Array.from(x.reuse) : 'read'])).toEqual([
-      [0, 3, [10, 11, 12]], [3, 1, [ZERO_PAGE]], [4, 1, 'read'], [5, 1, [7]], [6, 1, [13]], [7, 1, 'read'], [8, 1, [14]], [9, 1, 'read'],
+    // (a piece taken from the copy names the stored page of its first page; the others follow it)
+    expect(segments.map((x) => [x.offset, x.pages, x.reuse ?? 'read'])).toEqual([
+      [0, 3, 10], [3, 1, ZERO_PAGE], [4, 1, 'read'], [5, 1, 7], [6, 1, 13], [7, 1, 'read'], [8, 1, 14], [9, 1, 'read'],
     ]);
     expect(reused).toBe(7);
   });
@@ -85,8 +86,8 @@ describe('LiveCopy', () => {
     ];
     const clean = [{ start: page(0), end: page(3) }, { start: page(5), end: page(8) }, { start: page(9), end: page(10) }];
     const { segments: out, reused } = live.reuse(base, segments, clean);
-    expect(out.map((x) => [x.offset, x.pages, x.verdict, x.reuse ? Array.from(x.reuse) : 'read'])).toEqual([
-      [0, 3, 'data', [100, 101, 102]], [3, 1, 'data', 'read'], [4, 2, 'hole', 'read'], [6, 2, 'data', [106, 107]], [8, 1, 'data', 'read'], [9, 1, 'data', [109]],
+    expect(out.map((x) => [x.offset, x.pages, x.verdict, x.reuse ?? 'read'])).toEqual([
+      [0, 3, 'data', 100], [3, 1, 'data', 'read'], [4, 2, 'hole', 'read'], [6, 2, 'data', 106], [8, 1, 'data', 'read'], [9, 1, 'data', 109],
     ]);
     expect(reused).toBe(6);
   });

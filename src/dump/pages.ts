@@ -25,13 +25,13 @@ export interface Segment {
   /** why a whole segment is unreadable */
   reason?: string;
   /**
-   * a 'data' segment already read (by a precopy while the process ran, and not written since): its pages' stored
-   * page numbers, or ZERO_PAGE for one read all zero. Recorded as planned, never read again.
+   * a 'data' segment already read (by a precopy while the process ran, and not written since): the stored page its
+   * first page is, the others following it, or ZERO_PAGE when all read back zero. Recorded as planned, never read.
    */
-  reuse?: Int32Array;
+  reuse?: number;
 }
 
-/** In Segment.reuse: a page read back all zero. */
+/** In Segment.reuse: pages read back all zero. */
 export const ZERO_PAGE = -1;
 
 /** Where a read records each page: stored (with its stored-page number), zero, or unreadable with why. */
@@ -63,7 +63,7 @@ export class Recorder implements PageRecord {
       this.planned = this.planned.slice(this.next);
       this.next = 0;
     }
-    for (const s of segments) if (s.verdict !== 'data' || s.reuse) this.planned.push(s);
+    for (const s of segments) if (s.verdict !== 'data' || s.reuse !== undefined) this.planned.push(s);
   }
 
   /** Pages recorded so far, by verdict. */
@@ -74,11 +74,11 @@ export class Recorder implements PageRecord {
   private catchUp(offset: number): void {
     while (this.next < this.planned.length && this.planned[this.next]!.offset < offset) {
       const s = this.planned[this.next++]!;
-      if (!s.reuse) this.runs.push(s.offset, s.pages, s.verdict, s.case, s.reason);
-      else for (let i = 0; i < s.pages; i++) {
-        const ref = s.reuse[i]!;
-        this.runs.push(s.offset + i, 1, ref === ZERO_PAGE ? 'zero' : 'data', s.case);
-        if (ref !== ZERO_PAGE) this.refs.push(ref);
+      if (s.reuse === undefined) this.runs.push(s.offset, s.pages, s.verdict, s.case, s.reason);
+      else if (s.reuse === ZERO_PAGE) this.runs.push(s.offset, s.pages, 'zero', s.case);
+      else {
+        this.runs.push(s.offset, s.pages, 'data', s.case);
+        for (let i = 0; i < s.pages; i++) this.refs.push(s.reuse + i);
       }
     }
   }
@@ -357,7 +357,7 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
   };
 
   for (const item of items) for (const seg of item.segments) {
-    if (seg.verdict !== 'data' || seg.reuse) continue;
+    if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages - batchPages);
       batch.push({ item, seg, first, pages: take });

@@ -87,7 +87,7 @@ export class LiveCopy {
     let reused = 0;
     let ci = 0;
     for (const s of segments) {
-      if (s.verdict !== 'data' || s.reuse) {
+      if (s.verdict !== 'data' || s.reuse !== undefined) {
         out.push(s);
         continue;
       }
@@ -104,11 +104,9 @@ export class LiveCopy {
           if (a >= to) break;
           if (a >= b) continue;
           if (a > pos) out.push({ ...s, offset: pos, pages: a - pos });
-          const refs = new Int32Array(b - a);
+          // (a run is all zero, or pages stored one after another: one number says where each is)
           const r = this.ref[i]!;
-          if (r === ZERO_PAGE) refs.fill(ZERO_PAGE);
-          else for (let j = 0; j < refs.length; j++) refs[j] = r + (a + base - this.first[i]!) + j;
-          out.push({ offset: a, pages: b - a, verdict: 'data', case: s.case, reuse: refs });
+          out.push({ offset: a, pages: b - a, verdict: 'data', case: s.case, reuse: r === ZERO_PAGE ? r : r + (a + base - this.first[i]!) });
           reused += b - a;
           pos = b;
         }
