@@ -389,12 +389,13 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     return;
   }
   const live = new LiveCopy();
-  ctx.precopied.set(pid, { tracker, live });
+  const p = { tracker, live };
+  ctx.precopied.set(pid, p);
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-    for (const r of regions.filter((x) => trackedIn(ctx.precopied.get(pid)!, x))) {
+    for (const r of regions.filter((x) => trackedIn(p, x))) {
       const pages = Number((r.end - r.start) / PAGE);
       for (let at = 0; at < pages && !live.full; at += window) {
         const segments = planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts);

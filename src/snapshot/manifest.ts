@@ -275,12 +275,12 @@ class Check {
   }
 }
 
-/** A map of counters: 64-bit ones come back from msgpack as bigint. */
 function precopyOf(c: Check, v: unknown): { pages: number; ms: number } {
   const o = c.obj(v, 'freeze.precopy');
   return { pages: c.num(o.pages, 'freeze.precopy.pages'), ms: typeof o.ms === 'number' ? o.ms : 0 };
 }
 
+/** A map of counters: 64-bit ones come back from msgpack as bigint. */
 function counters(c: Check, v: unknown, what: string): Record<string, number> {
   const o = c.obj(v ?? {}, what);
   return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, typeof x === 'bigint' ? Number(x) : c.num(x, `${what}.${k}`)]));

@@ -155,9 +155,10 @@ export class SnapshotWriter {
   private writeChain: Promise<void> = Promise.resolve();
   private readBack: { index: number; raw: Buffer } | null = null;
   /**
-   * Whether a page may be compared with a stored one by reading its frame back from the file (a 256 KiB decompression
-   * for one page). Off while targets are frozen for a precopy: there a page is rather stored again than the freeze
-   * made longer.
+   * Whether a page may be compared with a stored one by reading its frame back from the output (a 256 KiB
+   * decompression for one page, and a read when the frame is on disk). Off while targets are frozen for a precopy:
+   * there a page is rather stored again than the freeze made longer. (A stream's output gives back only what its
+   * buffers still hold, whatever this says: a different limit, for a different reason.)
    */
   readBackToDedupe = true;
   private bytesCompressed = 0;
