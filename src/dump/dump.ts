@@ -302,7 +302,8 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
 }
 
 /** A region the process marked MADV_DONTDUMP (the kernel marks its own special mappings so too: not those). */
-const markedDontdump = (r: Region) => r.vmFlags.includes('dd') && !['vdso', 'vvar', 'vsyscall', 'special'].includes(r.kind);
+const KERNEL_MARKED = new Set(['vdso', 'vvar', 'vsyscall', 'special']);
+const markedDontdump = (r: Region) => r.vmFlags.includes('dd') && !KERNEL_MARKED.has(r.kind);
 const leftOut = (r: Region, opts: DumpOptions) => opts.excludeDontdump === true && markedDontdump(r);
 const LEFT_OUT = 'left out: the process marked it MADV_DONTDUMP (dump --exclude-dontdump)';
 
