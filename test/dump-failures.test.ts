@@ -44,6 +44,35 @@ describe('each freeze method leaves the target as it found it', () => {
     });
   }
 
+  it('ptrace: a signal that comes as the target is frozen is delivered, not swallowed by the stop', async () => {
+    // Thousands of freezes under a stream of real-time signals (they queue one by one: a lost one shows). A signal
+    // that beats the interrupt stops the thread for its delivery; held there and let go, the thread lost it.
+    const SIGRTMIN = 34;
+    const count = async () => Number(await fx.send('signals'));
+    const before = await count();
+    const sender = spawn(process.execPath, ['-e', `let sent = 0; const end = Date.now() + 2000;
+      const tick = () => {
+        if (Date.now() >= end) return console.log(sent);
+        for (let i = 0; i < 20; i++) try { process.kill(${fx.pid}, ${SIGRTMIN}); sent++; } catch {}
+        setTimeout(tick, 1);
+      };
+      tick();`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    sender.stdout.on('data', (d) => (out += d));
+    const closed = new Promise((r) => sender.on('close', r));
+    let running = true;
+    void closed.then(() => (running = false));
+    let freezes = 0;
+    while (running) {
+      for (let i = 0; i < 20; i++, freezes++) freeze([fx.pid], 'ptrace').thaw();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    const sent = Number(out);
+    for (let i = 0; i < 1000 && (await count()) - before < sent; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(freezes).toBeGreaterThan(500);
+    expect({ sent, delivered: (await count()) - before }).toEqual({ sent, delivered: sent });
+  }, 30_000);
+
   it('ptrace stops every thread of a process of 200, running or asleep, and lets them all go', async () => {
     const busy = await Fixture.start(['threads']);
     try {

@@ -9,7 +9,7 @@
  */
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
-import { PagesnapError, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
+import { PagesnapError, PTRACE, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
 import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber } from '../proc/index.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -41,6 +41,13 @@ function traceStopped(pid: number, tid: number): boolean | null {
   } catch (e) {
     if ((e as n.NativeError).code === 'ECHILD') return taskState(pid, tid) === 't';
     throw e;
+  }
+  if (st?.stopped && st.ptraceEvent !== PTRACE.EVENT_STOP) {
+    // A signal came before the interrupt: the thread stopped to have it delivered. Held there, it would lose the
+    // signal when let go (a detach passes none on): it takes the signal now, then stops at the interrupt, still
+    // pending. (As CRIU's compel does.)
+    n.ptraceCont(tid, st.stopSignal);
+    return null;
   }
   if (st?.stopped) return true;
   if (st && (st.exited || st.signaled)) return false;

@@ -54,6 +54,7 @@ export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 
 export const PTRACE = {
+  CONT: 7,
   SINGLESTEP: 9,
   GETREGS: 12,
   SETREGS: 13,
@@ -65,6 +66,8 @@ export const PTRACE = {
   SETSIGMASK: 0x420b,
   O_TRACESYSGOOD: 1,
   O_EXITKILL: 0x100000,
+  /** waitpid's status >> 16 for a stop PTRACE_INTERRUPT (or a group stop) made in a seized thread */
+  EVENT_STOP: 128,
 } as const;
 
 export const AF_UNIX = 1;

@@ -167,6 +167,11 @@ export function ptraceInterrupt(pid: number): void {
   check('ptrace(INTERRUPT)', fn.sys_ptrace(SYS.ptrace, PTRACE.INTERRUPT, pid, null, null), `pid ${pid}`);
 }
 
+/** Resume a thread in a ptrace stop; `signal`: the signal it was stopped on, delivered as it goes on (0: none). */
+export function ptraceCont(tid: number, signal = 0): void {
+  check('ptrace(CONT)', fn.sys_ptrace(SYS.ptrace, PTRACE.CONT, tid, null, BigInt(signal) as never), `thread ${tid}`);
+}
+
 export function ptraceDetach(pid: number, signal = 0): void {
   check('ptrace(DETACH)', fn.sys_ptrace(SYS.ptrace, PTRACE.DETACH, pid, null, BigInt(signal) as never), `pid ${pid}`);
 }
