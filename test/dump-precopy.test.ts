@@ -4,6 +4,7 @@
 // protection, its descriptors and registers as they were, on every exit path.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -90,6 +91,72 @@ describe('LiveCopy', () => {
       [0, 3, 'data', 100], [3, 1, 'data', 'read'], [4, 2, 'hole', 'read'], [6, 2, 'data', 106], [8, 1, 'data', 'read'], [9, 1, 'data', 109],
     ]);
     expect(reused).toBe(6);
+  });
+});
+
+/** A process's page-table memory (VmPTE), in kB. */
+const pageTables = (pid: number) => Number(/^VmPTE:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+
+describe('dump --precopy of a process that writes nothing', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await Fixture.start(['anon', 'sparse']);
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  it('says what a plain dump says: every region as the process has it, every run decided by the same case', async (ctx) => {
+    skipUnlessX64(ctx);
+    const records = (file: string) => {
+      const snap = SnapshotReader.open(file);
+      try {
+        const proc = snap.process();
+        return proc.regions.map((r) => {
+          const runs = [...snap.runsOf(r.runs, snap.pagesOf(r))];
+          // (the scenario's own regions are still; libc's may change under the fixture's runtime)
+          const held = fx.scenarios.some((s) => s.regions.some((x) => x.start === r.start)) ? runs.filter((x) => x.verdict === 'data' || x.verdict === 'zero') : [];
+          const bytes = held.map((x) => createHash('sha256').update(snap.read(proc, r.start + BigInt(x.offset) * 4096n, x.pages * 4096)).digest('hex'));
+          return { start: r.start, vmFlags: r.vmFlags, runs: runs.map((x) => [x.offset, x.pages, x.verdict, x.case]), bytes };
+        });
+      } finally {
+        snap.close();
+      }
+    };
+    // (tiny table blocks: the copied runs' page numbers cross many of them)
+    const plain = join(dir, 'still-plain.psnap');
+    const pre = join(dir, 'still-precopy.psnap');
+    await dump([fx.pid], { output: plain, tableEntries: 5 });
+    const s = await dump([fx.pid], { output: pre, precopy: true, tableEntries: 5 });
+    expect(s.pagesPrecopied).toBeGreaterThanOrEqual(fx.region('written').pages);
+    expect(records(pre)).toEqual(records(plain));
+  });
+
+  it('leaves sparse memory without page tables it did not have (write protection is only asked where pages are)', async (ctx) => {
+    skipUnlessX64(ctx);
+    // (a process of its own: page tables, once made, stay)
+    const sx = await Fixture.start(['anon', 'sparse']);
+    try {
+      const sparse = sx.region('sparse');
+      const before = pageTables(sx.pid);
+      const file = join(dir, 'sparse.psnap');
+      const s = await dump([sx.pid], { output: file, precopy: true });
+      expect(s.pagesPrecopied).toBeGreaterThanOrEqual(16);
+      // (64 GiB protected whole would have made 128 MiB of them)
+      expect(pageTables(sx.pid)).toBe(before);
+      expect(leftovers(sx.pid, ['written', 'mixed', 'hole'].map((x) => sx.region(x)))).toEqual(CLEAN);
+      const snap = SnapshotReader.open(file);
+      try {
+        for (const [first, pages] of sparse.content.written!) {
+          const start = sparse.start + BigInt(first) * 4096n;
+          expect(snap.read(snap.process(), start, pages * 4096).equals(liveBytes(sx.pid, { ...sparse, start, pages }))).toBe(true);
+        }
+      } finally {
+        snap.close();
+      }
+    } finally {
+      await sx.stop();
+    }
   });
 });
 

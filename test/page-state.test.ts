@@ -6,7 +6,7 @@ const thisKernel = swapTypeLayout({ DEVICE_PRIVATE: false, MIGRATION: true, MEMO
 const distro = swapTypeLayout({ DEVICE_PRIVATE: true, MIGRATION: true, MEMORY_FAILURE: true, MEM_SOFT_DIRTY: true }, 'test');
 
 const ctx = (o: Partial<DecodeContext> = {}): DecodeContext => ({
-  swapTypes: thisKernel, framesVisible: true, zeroPfn: 0x3b34, anonymous: true, hugetlb: false, ...o,
+  swapTypes: thisKernel, framesVisible: true, zeroPfn: 0x3b34, anonymous: true, hugetlb: false, writeProtected: false, ...o,
 });
 const dec = (raw: bigint, c = ctx()) => decodeEntry(Number(raw >> 32n), Number(raw & 0xffffffffn), c);
 

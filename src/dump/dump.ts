@@ -19,7 +19,7 @@ import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker } from './track.js';
-import { LiveCopy, trackedIn, type Precopied } from './precopy.js';
+import { LiveCopy, trackedIn, asFound, type Precopied } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
   output: string;
@@ -270,7 +270,8 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       ctx.progress();
     };
     const precopied = ctx.precopied.get(pid);
-    for (const regions of regionBatches(pid)) {
+    for (const batch of regionBatches(pid)) {
+      const regions = batch.map((r) => asFound(precopied, r));
       pm.prefetch(regions, small);
       const tracked = precopied ? regions.filter((r) => trackedIn(precopied, r)) : [];
       if (tracked.length) precopied!.tracker.prefetch(tracked[0]!.start, tracked[tracked.length - 1]!.end);

@@ -135,3 +135,12 @@ export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boole
   }
   return lo < t.length && t[lo]!.start < r.end;
 }
+
+/**
+ * A region as the process has it: the write protection a precopy registered (VmFlags uw, the uffd-wp bit on its
+ * pages) is pagesnap's, and is neither recorded nor decoded as the process's own. (The process cannot have registered
+ * tracked memory itself: a range has one userfaultfd.)
+ */
+export function asFound(p: Precopied | undefined, r: Region): Region {
+  return p && r.vmFlags.includes('uw') && trackedIn(p, r) ? { ...r, vmFlags: r.vmFlags.filter((f) => f !== 'uw') } : r;
+}

@@ -30,12 +30,9 @@ function trackable(r: Region): boolean {
 }
 
 export class WriteTracker {
-  private readonly pm: Pagemap;
   private stopped = false;
 
-  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[]) {
-    this.pm = new Pagemap(pid, { method: 'scan' });
-  }
+  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[], private readonly pm: Pagemap) {}
 
   /** Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot. */
   static start(pid: number, regions: readonly Region[]): WriteTracker {
@@ -43,21 +40,28 @@ export class WriteTracker {
     if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
     const uffd = takeUffd(pid, vdso);
     try {
-      n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC | UFFD_FEATURE.WP_UNPOPULATED);
+      n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC);
       const ranges: Range[] = [];
       for (const r of regions.filter(trackable)) {
-        const len = Number(r.end - r.start);
         try {
-          n.uffdRegister(uffd, r.start, len, UFFDIO_REGISTER_MODE.WP);
+          n.uffdRegister(uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
         } catch (e) {
           // (gone since it was listed, or changed so that it no longer qualifies: read it frozen, as usual)
           if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
           throw e;
         }
-        n.uffdWriteprotect(uffd, r.start, len, UFFDIO_WRITEPROTECT_MODE.WP);
         ranges.push({ start: r.start, end: r.end });
       }
-      return new WriteTracker(pid, uffd, ranges);
+      const pm = new Pagemap(pid, { method: 'scan' });
+      try {
+        for (const r of ranges) {
+          for (const p of protectable(pm, r)) n.uffdWriteprotect(uffd, p.start, Number(p.end - p.start), UFFDIO_WRITEPROTECT_MODE.WP);
+        }
+      } catch (e) {
+        pm.close();
+        throw e;
+      }
+      return new WriteTracker(pid, uffd, ranges, pm);
     } catch (e) {
       n.closeFd(uffd); // (which unregisters whatever was registered)
       throw e;
@@ -108,6 +112,27 @@ export class WriteTracker {
     this.pm.close();
     n.closeFd(this.uffd);
   }
+}
+
+const BLOCK = 2n << 20n;
+
+/**
+ * What of a registered range to write-protect: its populated pages (present or swapped), as runs. With WP_ASYNC the
+ * kernel marks every unpopulated page it is asked to protect (the marker reports writes there), and to hold markers
+ * it allocates page tables: protecting a sparse 64 GiB region whole left the process 130 MiB of page tables it never
+ * had, which outlive the tracking. A page populated after the scan is simply not protected, so it reads as written
+ * and is read frozen; a write to a hole makes a page that is not protected either. Two runs whose gap lies within one
+ * 2 MiB block (whose page table exists: the first run's last page is in it) are protected as one, in fewer calls.
+ */
+function protectable(pm: Pagemap, r: Range): Range[] {
+  const out: Range[] = [];
+  // (registered: every page of the region is WPALLOWED, so runs break only where population does)
+  for (const s of pm.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED)) {
+    const last = out[out.length - 1];
+    if (last && (last.end - 1n) / BLOCK === s.start / BLOCK) last.end = s.end;
+    else out.push({ start: s.start, end: s.end });
+  }
+  return out;
 }
 
 /**

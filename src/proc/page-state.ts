@@ -54,6 +54,8 @@ export interface DecodeContext {
   /** The region is anonymous memory: there PM_FILE can only be the huge zero page (case A7). */
   anonymous: boolean;
   hugetlb: boolean;
+  /** The region is registered for write protection (VmFlags uw): elsewhere an entry's uffd-wp bit is not the process's. */
+  writeProtected: boolean;
 }
 
 export interface DecodedEntry {

@@ -158,6 +158,7 @@ export class Pagemap {
       zeroPfn: probeFrames().zeroPfn,
       anonymous: r.backing === 'anon',
       hugetlb: r.kind === 'hugetlb',
+      writeProtected: r.vmFlags.includes('uw'),
     };
   }
 
@@ -268,7 +269,6 @@ export class Pagemap {
   private decodeScan(r: PagemapRegion, found: readonly ScanRegion[]): PageRun[] {
     const ctx = this.context(r);
     const out = new RunBuilder();
-    const wpRegion = r.vmFlags.includes('uw');
     const file = fileRule(r);
     for (const s of found) {
       const c = s.categories;
@@ -276,7 +276,7 @@ export class Pagemap {
       const present = (c & PAGE_IS.PRESENT) !== 0;
       if ((c & PAGE_IS.GUARD) !== 0) {
         out.push(s.start, s.end, 'guard', huge, false);
-      } else if (present && !wpRegion) {
+      } else if (present && !ctx.writeProtected) {
         const isFile = file === 'page-cache' || (file === 'ask' && (c & PAGE_IS.FILE) !== 0);
         const state: PageState = c & PAGE_IS.PFNZERO ? 'zero' : isFile ? 'file' : 'data';
         out.push(s.start, s.end, state, huge, false);
@@ -318,9 +318,10 @@ export class Pagemap {
         const d = decodeEntry(hi, lo, ctx);
         // The scan said this page is populated; a pread that shows nothing means pagemap hides the kind (hugetlb).
         const state = d.state === 'none' ? (categories === null ? null : 'swap-unknown') : d.state;
-        if (state === null) continue;
+        // (a uffd-wp marker outside a registered VMA is a leftover the kernel drops at the next touch: a hole)
+        if (state === null || (state === 'uffd-wp-marker' && !ctx.writeProtected)) continue;
         const isHuge = huge === 'all' ? true : pmd ? pmd[i] === 1 : false;
-        out.pushPage(pos + BigInt(i) * PAGE, state, isHuge, d.uffdWp);
+        out.pushPage(pos + BigInt(i) * PAGE, state, isHuge, d.uffdWp && ctx.writeProtected);
       }
       pos = stop;
     }
