@@ -160,13 +160,19 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     ctx.fuseFrozen = method !== 'none' && targets.some(servesFuse);
     const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid) })));
     if (!opts.precopy) expected = residentOf(targets);
-    for (const l of layouts) processes.push(await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx)));
+    const settled: Promise<void>[] = [];
+    for (const l of layouts) {
+      const d = await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx));
+      processes.push(d.process);
+      settled.push(d.settled);
+    }
     // A target that died while it was read may have left pages unread: no snapshot of it.
     const dead = targets.find((p) => !isAlive(p));
     if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
     stopTracking(ctx);
+    await Promise.all(settled);
     objects = await Promise.all([...ctx.objects.values()].map((o) => o.done));
   } catch (e) {
     frozen?.thaw();
@@ -243,8 +249,12 @@ const GROUP_PAGES = 256;
 
 type WrittenProcess = WrittenManifest['processes'][number];
 
-/** Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). */
-async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context): Promise<WrittenProcess> {
+/**
+ * Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). Returns once every
+ * page is read; `settled` once the region records are complete (their tables in the file), for which the process
+ * need not stay frozen.
+ */
+async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context): Promise<{ process: WrittenProcess; settled: Promise<void> }> {
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
@@ -294,8 +304,9 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       }
     }
     await readGroup();
-    await Promise.all(done);
-    return { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records };
+    const settled = Promise.all(done).then(() => {});
+    settled.catch(() => {}); // (held while other targets are read: a failure surfaces where it is awaited)
+    return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled };
   } finally {
     pm.close();
     mem.close();

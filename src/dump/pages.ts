@@ -78,7 +78,7 @@ export class Recorder implements PageRecord {
       else if (s.reuse === ZERO_PAGE) this.runs.push(s.offset, s.pages, 'zero', s.case);
       else {
         this.runs.push(s.offset, s.pages, 'data', s.case);
-        for (let i = 0; i < s.pages; i++) this.refs.push(s.reuse + i);
+        this.refs.pushRun(s.reuse, s.pages);
       }
     }
   }

@@ -62,6 +62,13 @@ class Growable32 {
     }
     this.a[this.n++] = v;
   }
+  /** Room for `k` more. */
+  reserve(k: number): void {
+    if (this.n + k <= this.a.length) return;
+    const b = new Uint32Array(Math.max(16, this.a.length * 2, this.n + k));
+    b.set(this.a.subarray(0, this.n));
+    this.a = b;
+  }
   done(): Uint32Array {
     return this.a.slice(0, this.n);
   }
@@ -85,6 +92,20 @@ export class RefSink {
   push(ref: number): void {
     this.refs.push(ref);
     if (this.refs.n === this.w.tableEntries) this.flush();
+  }
+
+  /** The refs first, first + 1, …: `count` pages stored one after another. */
+  pushRun(first: number, count: number): void {
+    while (count > 0) {
+      const k = Math.min(count, this.w.tableEntries - this.refs.n);
+      this.refs.reserve(k);
+      const { a, n } = this.refs;
+      for (let i = 0; i < k; i++) a[n + i] = first + i;
+      this.refs.n += k;
+      first += k;
+      count -= k;
+      if (this.refs.n === this.w.tableEntries) this.flush();
+    }
   }
 
   private flush(): void {
