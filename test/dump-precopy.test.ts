@@ -9,10 +9,12 @@ import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:f
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
-import { LiveCopy } from '../src/dump/precopy.js';
+import { LiveCopy, dataWithin } from '../src/dump/precopy.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
+import { readRegions } from '../src/proc/index.js';
+import { HostSettings } from '../src/host/settings.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { liveBytes } from './helpers/scenario.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -97,6 +99,19 @@ describe('LiveCopy', () => {
 /** A process's page-table memory (VmPTE), in kB. */
 const pageTables = (pid: number) => Number(/^VmPTE:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
+describe('dataWithin', () => {
+  it('keeps the pieces of data segments inside the runs given, and nothing else', () => {
+    const base = 0x7f0000000000n;
+    const page = (n: number) => base + BigInt(n) * 4096n;
+    const segments = [
+      { offset: 0, pages: 10, verdict: 'data' as const, case: 'A3' as const }, { offset: 10, pages: 2, verdict: 'hole' as const, case: 'A1' as const },
+      { offset: 12, pages: 8, verdict: 'data' as const, case: 'A3' as const },
+    ];
+    const runs = [{ start: page(-4), end: page(1) }, { start: page(2), end: page(4) }, { start: page(8), end: page(14) }, { start: page(30), end: page(40) }];
+    expect(dataWithin(base, segments, runs).map((x) => [x.offset, x.pages, x.verdict])).toEqual([[0, 1, 'data'], [2, 2, 'data'], [8, 2, 'data'], [12, 2, 'data']]);
+  });
+});
+
 describe('dump --precopy of a process that writes nothing', () => {
   let fx: Fixture;
   beforeAll(async () => {
@@ -156,6 +171,50 @@ describe('dump --precopy of a process that writes nothing', () => {
       }
     } finally {
       await sx.stop();
+    }
+  });
+});
+
+describe('dump --precopy of huge pages', () => {
+  let host: HostSettings;
+  let fx: Fixture | undefined;
+  let skip: string | undefined;
+  beforeAll(async () => {
+    host = new HostSettings();
+    skip = host.enableThp() ?? undefined;
+    if (skip) return;
+    fx = await Fixture.start(['thp']);
+    skip = fx.scenario('thp').skip;
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+    host.restore();
+  });
+
+  it('leaves them whole, written to or not (a write to a protected one would split it): they are read frozen', async (ctx) => {
+    skipUnlessX64(ctx);
+    if (skip) {
+      console.log(`SKIP thp: ${skip}`);
+      ctx.skip();
+    }
+    const thp = fx!.region('thp');
+    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages;
+    const before = huge();
+    expect(before).toBe(thp.pages * 4096);
+    const file = join(dir, 'thp.psnap');
+    const s = await dump([fx!.pid], {
+      output: file, precopy: true,
+      afterPrecopy: async () => {
+        expect(await fx!.send(`write ${hex(thp.start + 3n * 4096n)} 1 94`)).toBe('ok');
+      },
+    });
+    expect(huge()).toBe(before);
+    expect(s.pagesPrecopied).toBeLessThan(thp.pages);
+    const snap = SnapshotReader.open(file);
+    try {
+      expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx!.pid, thp))).toBe(true);
+    } finally {
+      snap.close();
     }
   });
 });

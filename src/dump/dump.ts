@@ -19,7 +19,7 @@ import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker } from './track.js';
-import { LiveCopy, trackedIn, asFound, type Precopied } from './precopy.js';
+import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
   output: string;
@@ -411,7 +411,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     for (const r of regions.filter((x) => trackedIn(p, x))) {
       const pages = Number((r.end - r.start) / PAGE);
       for (let at = 0; at < pages && !live.full; at += window) {
-        const segments = planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts);
+        const segments = dataWithin(r.start, planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts), tracker.protectedRuns);
         await readProcessSegments(mem, [{ start: r.start, segments, rec: live.recorder(r.start) }], ctx.sink, ctx.bufs);
         ctx.progress();
       }

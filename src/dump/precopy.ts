@@ -123,6 +123,37 @@ export interface Precopied {
   live: LiveCopy;
 }
 
+/**
+ * The pieces of the data segments of a region (or window) at `start` that lie in `runs` (address order): what a
+ * live pass copies, since only pages write-protected can later be taken from the copy.
+ */
+export function dataWithin(start: Addr, segments: readonly Segment[], runs: readonly Range[]): Segment[] {
+  const out: Segment[] = [];
+  const first = (page: number) => {
+    // the first run that ends after `page`
+    const at = start + BigInt(page) * PAGE;
+    let lo = 0;
+    let hi = runs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (runs[mid]!.end <= at) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  for (const s of segments) {
+    if (s.verdict !== 'data') continue;
+    const end = s.offset + s.pages;
+    for (let k = first(s.offset); k < runs.length; k++) {
+      const a = Math.max(s.offset, Number((runs[k]!.start - start) / PAGE));
+      const b = Math.min(end, Number((runs[k]!.end - start) / PAGE));
+      if (a >= end) break;
+      if (a < b) out.push({ ...s, offset: a, pages: b - a });
+    }
+  }
+  return out;
+}
+
 /** Whether a region overlaps memory whose writes were tracked (the ranges are in address order: a binary search). */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
   const t = p.tracker.ranges;
