@@ -10,7 +10,7 @@ import type { Addr } from '../native/index.js';
 import type { CaseId } from '../model/verdict.js';
 import type { Region } from '../proc/index.js';
 import { ZERO_PAGE, type PageRecord, type Segment } from './pages.js';
-import type { WriteTracker, Range } from './track.js';
+import { firstEndingAfter, type WriteTracker, type Range } from './track.js';
 
 const PAGE = 4096n;
 
@@ -129,22 +129,10 @@ export interface Precopied {
  */
 export function dataWithin(start: Addr, segments: readonly Segment[], runs: readonly Range[]): Segment[] {
   const out: Segment[] = [];
-  const first = (page: number) => {
-    // the first run that ends after `page`
-    const at = start + BigInt(page) * PAGE;
-    let lo = 0;
-    let hi = runs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (runs[mid]!.end <= at) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
   for (const s of segments) {
     if (s.verdict !== 'data') continue;
     const end = s.offset + s.pages;
-    for (let k = first(s.offset); k < runs.length; k++) {
+    for (let k = firstEndingAfter(runs, start + BigInt(s.offset) * PAGE); k < runs.length; k++) {
       const a = Math.max(s.offset, Number((runs[k]!.start - start) / PAGE));
       const b = Math.min(end, Number((runs[k]!.end - start) / PAGE));
       if (a >= end) break;
@@ -154,17 +142,11 @@ export function dataWithin(start: Addr, segments: readonly Segment[], runs: read
   return out;
 }
 
-/** Whether a region overlaps memory whose writes were tracked (the ranges are in address order: a binary search). */
+/** Whether a region overlaps memory whose writes were tracked. */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
   const t = p.tracker.ranges;
-  let lo = 0;
-  let hi = t.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (t[mid]!.end <= r.start) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < t.length && t[lo]!.start < r.end;
+  const i = firstEndingAfter(t, r.start);
+  return i < t.length && t[i]!.start < r.end;
 }
 
 /**

@@ -24,6 +24,18 @@ export interface Range {
   end: Addr;
 }
 
+/** Index of the first of `ranges` (address order, apart) that ends after `at`: ranges.length if none does. */
+export function firstEndingAfter(ranges: readonly Range[], at: Addr): number {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ranges[mid]!.end <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** Memory whose writes are tracked: private, writable, anonymous, not watched by another userfaultfd already. */
 function trackable(r: Region): boolean {
   return ['anon-private', 'heap', 'stack'].includes(r.kind) && r.perms.write && !r.perms.shared && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
@@ -80,16 +92,9 @@ export class WriteTracker {
   unwritten(start: Addr, end: Addr): Range[] {
     const c = this.ahead;
     if (!c || start < c.start || end > c.end) return this.scan(start, end);
-    // the runs overlapping [start, end), clipped (they are in address order)
-    let lo = 0;
-    let hi = c.runs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (c.runs[mid]!.end <= start) lo = mid + 1;
-      else hi = mid;
-    }
+    // the runs overlapping [start, end), clipped
     const out: Range[] = [];
-    for (let i = lo; i < c.runs.length && c.runs[i]!.start < end; i++) {
+    for (let i = firstEndingAfter(c.runs, start); i < c.runs.length && c.runs[i]!.start < end; i++) {
       const r = c.runs[i]!;
       out.push({ start: r.start > start ? r.start : start, end: r.end < end ? r.end : end });
     }

@@ -55,11 +55,7 @@ class Growable32 {
   a = EMPTY32;
   n = 0;
   push(v: number): void {
-    if (this.n === this.a.length) {
-      const b = new Uint32Array(Math.max(16, this.a.length * 2));
-      b.set(this.a);
-      this.a = b;
-    }
+    this.reserve(1);
     this.a[this.n++] = v;
   }
   /** Room for `k` more. */
