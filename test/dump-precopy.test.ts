@@ -115,13 +115,13 @@ describe('dataWithin', () => {
 describe('dump --precopy of a process that writes nothing', () => {
   let fx: Fixture;
   beforeAll(async () => {
-    fx = await Fixture.start(['anon', 'sparse']);
+    fx = await Fixture.start(['anon', 'sparse', 'apart']);
   }, 60_000);
   afterAll(async () => {
     await fx?.stop();
   });
 
-  it('says what a plain dump says: every region as the process has it, every run decided by the same case', async (ctx) => {
+  it('says what a plain dump says: every region as the process has it, every run decided by the same case; leaves them as they were', async (ctx) => {
     skipUnlessX64(ctx);
     const records = (file: string) => {
       const snap = SnapshotReader.open(file);
@@ -142,9 +142,12 @@ describe('dump --precopy of a process that writes nothing', () => {
     const plain = join(dir, 'still-plain.psnap');
     const pre = join(dir, 'still-precopy.psnap');
     await dump([fx.pid], { output: plain, tableEntries: 5 });
+    const maps = readFileSync(`/proc/${fx.pid}/maps`, 'utf8');
     const s = await dump([fx.pid], { output: pre, precopy: true, tableEntries: 5 });
     expect(s.pagesPrecopied).toBeGreaterThanOrEqual(fx.region('written').pages);
     expect(records(pre)).toEqual(records(plain));
+    // (registering splits nothing, and unregistering merges nothing: regions kept apart stay apart)
+    expect(readFileSync(`/proc/${fx.pid}/maps`, 'utf8')).toBe(maps);
   });
 
   it('leaves sparse memory without page tables it did not have (write protection is only asked where pages are)', async (ctx) => {
