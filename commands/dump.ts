@@ -42,6 +42,7 @@ export default class Dump extends PagesnapCommand {
     'exclude-dontdump': Flags.boolean({ description: 'leave out memory the process marked MADV_DONTDUMP, as core dumps do (secrets, guest RAM): its pages are recorded as not dumped, never read' }),
     'no-dedupe': Flags.boolean({ description: 'store identical pages every time they occur' }),
     precopy: Flags.boolean({ description: 'read most of the memory while the targets run, tracking their writes, and freeze them only to read what they wrote meanwhile (x86-64)' }),
+    'split-huge': Flags.boolean({ description: 'with --precopy: track huge pages too rather than read them frozen; each one written meanwhile is split into small pages for good (until khugepaged merges it again)', dependsOn: ['precopy'] }),
     method: Flags.string({ description: 'how to read pagemap', options: ['auto', 'scan', 'pread'], default: 'auto' }),
     parent: Flags.string({ description: 'dump incrementally: store only pages this snapshot (and its own parents) does not hold; readers need it beside the new file', helpValue: 'FILE' }),
   };
@@ -56,7 +57,7 @@ export default class Dump extends PagesnapCommand {
     const summary = await dump(pids, {
       output, force: flags.force, tree: flags.tree, freeze: flags.freeze as 'ptrace', level: flags.level, threads: flags.threads,
       framePages: flags['frame-pages'], includeFilePages: flags['include-file-pages'], dedupe: !flags['no-dedupe'],
-      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent, excludeDontdump: flags['exclude-dontdump'], precopy: flags.precopy,
+      method: flags.method as 'auto', onProgress: bar?.update, parent: flags.parent, excludeDontdump: flags['exclude-dontdump'], precopy: flags.precopy, splitHuge: flags['split-huge'],
     });
     bar?.end();
     return this.emit(summary, () => renderDumpSummary(summary));

@@ -220,6 +220,32 @@ describe('dump --precopy of huge pages', () => {
       snap.close();
     }
   });
+
+  it('--split-huge tracks them too: all but the page written come from the copy, and the huge page written is split', async (ctx) => {
+    skipUnlessX64(ctx);
+    if (skip) {
+      console.log(`SKIP thp: ${skip}`);
+      ctx.skip();
+    }
+    const thp = fx!.region('thp');
+    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages;
+    const before = huge();
+    const file = join(dir, 'thp-split.psnap');
+    const s = await dump([fx!.pid], {
+      output: file, precopy: true, splitHuge: true,
+      afterPrecopy: async () => {
+        expect(await fx!.send(`write ${hex(thp.start + 5n * 4096n)} 1 95`)).toBe('ok');
+      },
+    });
+    expect(s.pagesPrecopied).toBeGreaterThanOrEqual(thp.pages - 1);
+    expect(before - huge()).toBe(2 << 20);
+    const snap = SnapshotReader.open(file);
+    try {
+      expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx!.pid, thp))).toBe(true);
+    } finally {
+      snap.close();
+    }
+  });
 });
 
 describe('dump --precopy', () => {
@@ -374,8 +400,10 @@ describe('dump --precopy', () => {
     }
   });
 
-  it('is refused with --freeze none, which freezes nothing to shorten', () => {
+  it('is refused with --freeze none, which freezes nothing to shorten; --split-huge without it is refused', () => {
     const r = cli(['dump', String(fx.pid), '--precopy', '--freeze', 'none', '-o', join(dir, 'none.psnap')]);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('--precopy: nothing is frozen with --freeze none') });
+    const h = cli(['dump', String(fx.pid), '--split-huge', '-o', join(dir, 'split.psnap')]);
+    expect({ code: h.code, stderr: h.stderr }).toEqual({ code: 2, stderr: expect.stringContaining('must be provided when using --split-huge: --precopy') });
   });
 });

@@ -114,6 +114,7 @@ describe('errors are one line with a non-zero exit', () => {
       [['inspect'], 'pagesnap inspect: missing 1 required arg: pid (process id to inspect) — see pagesnap inspect --help'],
       [['dump', '1', '--level', '0'], 'pagesnap dump: --level: Expected an integer greater than or equal to 1 but received: 0 — see pagesnap dump --help'],
       [['diff', 'a.psnap'], 'pagesnap diff: missing 1 required arg: b (the later snapshot) — see pagesnap diff --help'],
+      [['dump', '1', '--split-huge'], 'pagesnap dump: All of the following must be provided when using --split-huge: --precopy — see pagesnap dump --help'],
       [['dumpp', '1'], 'pagesnap: "dumpp" is not a command — did you mean dump? commands: audit, autocomplete, cat, diff, dump, flatten, help, inspect, lab, restore, serve, show, verify (pagesnap --help)'],
     ] as const) {
       const r = cli([...args]);

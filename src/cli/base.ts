@@ -78,6 +78,8 @@ export abstract class PagesnapCommand extends Command {
  */
 export function usageLine(message: string): string {
   const [head = '', ...details] = message.split('\n').map((l) => l.trim()).filter((l) => l && l !== 'See more help with --help');
+  // (a heading that says nothing: "The following error occurred:", then the error)
+  if (/^The following errors? occurred:$/.test(head) && details.length) return details.join('; ');
   const parsing = /^Parsing (--[\w-]+)$/.exec(head);
   if (parsing) return [parsing[1], ...details].join(': ');
   const missing = /^Missing (\d+ required args?):$/.exec(head);

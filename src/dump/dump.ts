@@ -43,6 +43,8 @@ export interface DumpOptions extends DecideOptions {
   excludeDontdump?: boolean;
   /** read most of the memory while the targets run; freeze them for what they write meanwhile (see precopy.ts) */
   precopy?: boolean;
+  /** with precopy: write-protect huge pages too (one written meanwhile is split for good) rather than read them frozen */
+  splitHuge?: boolean;
   /** called between a precopy's live pass and the freeze (tests write to the targets there) */
   afterPrecopy?: () => Promise<void>;
 }
@@ -395,7 +397,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
   const regions = readRegions(pid);
   let tracker: WriteTracker;
   try {
-    tracker = WriteTracker.start(pid, regions);
+    tracker = WriteTracker.start(pid, regions, { huge: ctx.opts.splitHuge === true });
   } catch (e) {
     if (!isAlive(pid) || !(e instanceof PagesnapError || e instanceof NativeError)) throw e;
     ctx.precopySkipped.push({ pid, why: e.message });

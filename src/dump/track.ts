@@ -50,8 +50,11 @@ export class WriteTracker {
    */
   private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[], readonly protectedRuns: Range[], private readonly pm: Pagemap) {}
 
-  /** Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot. */
-  static start(pid: number, regions: readonly Region[]): WriteTracker {
+  /**
+   * Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot.
+   * `huge`: protect huge pages too (see protectable).
+   */
+  static start(pid: number, regions: readonly Region[], opts: { huge: boolean }): WriteTracker {
     const vdso = regions.find((r) => r.kind === 'vdso');
     if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
     const uffd = takeUffd(pid, vdso);
@@ -72,7 +75,7 @@ export class WriteTracker {
       const protectedRuns: Range[] = [];
       try {
         for (const r of ranges) {
-          for (const p of protectable(pm, r)) {
+          for (const p of protectable(pm, r, opts.huge)) {
             n.uffdWriteprotect(uffd, p.start, Number(p.end - p.start), UFFDIO_WRITEPROTECT_MODE.WP);
             protectedRuns.push(p);
           }
@@ -130,21 +133,22 @@ export class WriteTracker {
 const BLOCK = 2n << 20n;
 
 /**
- * What of a registered range to write-protect, as runs: its populated pages (present or swapped) but huge ones.
+ * What of a registered range to write-protect, as runs: its populated pages (present or swapped), huge ones only if
+ * `huge` says so.
  * - Holes: with WP_ASYNC the kernel marks every unpopulated page it is asked to protect (the marker reports writes
  *   there), and to hold markers it allocates page tables: protecting a sparse 64 GiB region whole left the process
  *   130 MiB of page tables it never had, which outlive the tracking.
  * - Huge pages: with WP_ASYNC a write to a protected PMD-mapped huge page splits its mapping into 512 ptes, and the
- *   process would keep them (measured: 2 MiB less AnonHugePages after one write).
+ *   process keeps them until khugepaged merges them again (measured: 2 MiB less AnonHugePages after one write).
  * What is not protected reads as written, and is read frozen; a write to a hole makes a page not protected either.
  * Two runs whose gap lies within one 2 MiB block (whose page table exists: the first run's last page is in it) are
  * protected as one, in fewer calls.
  */
-function protectable(pm: Pagemap, r: Range): Range[] {
+function protectable(pm: Pagemap, r: Range, huge: boolean): Range[] {
   const out: Range[] = [];
   // (registered: every page of the region is WPALLOWED, so runs break only where population or size does)
   for (const s of pm.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE)) {
-    if (s.categories & PAGE_IS.HUGE) continue;
+    if (s.categories & PAGE_IS.HUGE && !huge) continue;
     const last = out[out.length - 1];
     if (last && (last.end - 1n) / BLOCK === s.start / BLOCK) last.end = s.end;
     else out.push({ start: s.start, end: s.end });
