@@ -2,6 +2,7 @@
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -83,6 +84,42 @@ describe.each(SCENARIOS)('dump of scenario %s', (name) => {
         r.close();
       }
     }
+  });
+
+  it('with --precopy records what a plain dump records: every run, the case that decided it, every byte', async (ctx) => {
+    sc.skipIf(ctx);
+    if (process.arch !== 'x64') {
+      console.log(`SKIP precopy of ${name}: system calls are injected on x86-64 only (this is ${process.arch})`);
+      return ctx.skip();
+    }
+    const s = sc.fx.scenario(name);
+    const procs = [{ pid: sc.fx.pid, regions: s.regions }, ...s.children];
+    const pids = procs.map((p) => p.pid);
+    // (the scenario's regions are still; the rest of the fixture's may change under its runtime)
+    const records = (file: string) => {
+      const r = SnapshotReader.open(file);
+      try {
+        return procs.map((p) => {
+          const proc = r.process(p.pid);
+          return proc.regions.map((x) => {
+            const runs = [...r.runsOf(x.runs, r.pagesOf(x))];
+            const held = p.regions.some((f) => f.start === x.start) ? runs.filter((u) => u.verdict === 'data' || u.verdict === 'zero') : [];
+            const bytes = held.map((u) => createHash('sha256').update(r.read(proc, x.start + BigInt(u.offset) * 4096n, u.pages * 4096)).digest('hex'));
+            return { start: x.start, vmFlags: x.vmFlags, runs: runs.map((u) => [u.offset, u.pages, u.verdict, u.case]), bytes };
+          });
+        });
+      } finally {
+        r.close();
+      }
+    };
+    const plain = join(dir, `${name}-plain.psnap`);
+    const pre = join(dir, `${name}-precopy.psnap`);
+    // (reading a swapped page swaps it in: the two are compared on the memory as the first dump leaves it)
+    if (procs.some((p) => p.regions.some((r) => r.expect.swap))) await dump(pids, { output: plain });
+    await dump(pids, { output: plain, force: true });
+    const summary = await dump(pids, { output: pre, precopy: true });
+    expect(summary.precopySkipped).toEqual([]);
+    expect(records(pre)).toEqual(records(plain));
   });
 
   it('with --include-file-pages also keeps clean file pages', (ctx) => {
