@@ -155,5 +155,11 @@ export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boole
  * tracked memory itself: a range has one userfaultfd.)
  */
 export function asFound(p: Precopied | undefined, r: Region): Region {
-  return p && r.vmFlags.includes('uw') && trackedIn(p, r) ? { ...r, vmFlags: r.vmFlags.filter((f) => f !== 'uw') } : r;
+  if (!p || !r.vmFlags.includes('uw') || !trackedIn(p, r)) return r;
+  // (one list per distinct list, as the smaps parser gives them: decisions are remembered by list)
+  let flags = withoutUw.get(r.vmFlags);
+  if (!flags) withoutUw.set(r.vmFlags, (flags = r.vmFlags.filter((f) => f !== 'uw')));
+  return { ...r, vmFlags: flags };
 }
+
+const withoutUw = new WeakMap<readonly string[], string[]>();

@@ -52,12 +52,37 @@ export interface PageFacts {
   object?: { data: boolean; cached?: boolean };
 }
 
+export type Decided = Readonly<{ verdict: Verdict; case: CaseId; reason?: string }>;
+
+const NO_FLAGS: readonly string[] = [];
+/**
+ * Decisions already made, by VmFlags list (the smaps parser shares one array per distinct list) and the rest of the
+ * evidence: a process of 60000 regions asks a few hundred thousand times, of a few dozen distinct cases.
+ */
+const decided = new WeakMap<readonly string[], Map<number, Decided>>();
+
+/** A small number for each distinct string (kinds, page states), for the key of a decision. */
+const numbers = new Map<string, number>();
+const numberOf = (s: string) => numbers.get(s) ?? (numbers.set(s, numbers.size), numbers.size - 1);
+/** undefined, false, true: 0, 1, 2 */
+const tri = (b: boolean | undefined) => (b === undefined ? 0 : b ? 2 : 1);
+
 /** The verdict and its case; `reason` (the rule's why) for an unreadable verdict, which the snapshot records. */
-export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): { verdict: Verdict; case: CaseId; reason?: string } {
-  const e: Evidence = {
-    region: { kind: r.kind, shared: r.shared, vmFlags: r.vmFlags ?? [], readable: r.readable, shmemBacked: r.shmemBacked, fileGone: r.fileGone },
-    pte: state, huge: page.huge, uffdWp: page.uffdWp, object: page.object, includeFilePages: opts.includeFilePages,
-  };
-  const d = decideFrom(e);
-  return d.verdict === 'unreadable' ? { verdict: d.verdict, case: d.case, reason: d.rule.why } : { verdict: d.verdict, case: d.case };
+export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): Decided {
+  const flags = r.vmFlags ?? NO_FLAGS;
+  let known = decided.get(flags);
+  if (!known) decided.set(flags, (known = new Map()));
+  let key = numberOf(r.kind) * 256 + numberOf(state);
+  for (const b of [r.shared, r.readable, r.shmemBacked, r.fileGone, page.huge, page.uffdWp, page.object?.data, page.object?.cached, opts.includeFilePages]) key = key * 3 + tri(b);
+  let d = known.get(key);
+  if (!d) {
+    const e: Evidence = {
+      region: { kind: r.kind, shared: r.shared, vmFlags: flags, readable: r.readable, shmemBacked: r.shmemBacked, fileGone: r.fileGone },
+      pte: state, huge: page.huge, uffdWp: page.uffdWp, object: page.object, includeFilePages: opts.includeFilePages,
+    };
+    const x = decideFrom(e);
+    d = Object.freeze(x.verdict === 'unreadable' ? { verdict: x.verdict, case: x.case, reason: x.rule.why } : { verdict: x.verdict, case: x.case });
+    known.set(key, d);
+  }
+  return d;
 }
