@@ -46,7 +46,11 @@ function traceStopped(pid: number, tid: number): boolean | null {
     // A signal came before the interrupt: the thread stopped to have it delivered. Held there, it would lose the
     // signal when let go (a detach passes none on): it takes the signal now, then stops at the interrupt, still
     // pending. (As CRIU's compel does.)
-    n.ptraceCont(tid, st.stopSignal);
+    try {
+      n.ptraceCont(tid, st.stopSignal);
+    } catch (e) {
+      if ((e as n.NativeError).code !== 'ESRCH') throw e; // (killed meanwhile: the next look finds it gone)
+    }
     return null;
   }
   if (st?.stopped) return true;
