@@ -194,57 +194,43 @@ describe('dump --precopy of huge pages', () => {
     host.restore();
   });
 
-  it('leaves them whole, written to or not (a write to a protected one would split it): they are read frozen', async (ctx) => {
+  /** A precopy of the THP region with one page written between the passes: the summary, and its huge pages before and after. */
+  async function writingOnePage(ctx: TestContext, page: number, splitHuge: boolean) {
     skipUnlessX64(ctx);
     if (skip) {
       console.log(`SKIP thp: ${skip}`);
       ctx.skip();
     }
     const thp = fx!.region('thp');
-    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages;
+    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages!;
     const before = huge();
-    expect(before).toBe(thp.pages * 4096);
-    const file = join(dir, 'thp.psnap');
+    const file = join(dir, `thp-${splitHuge}.psnap`);
     const s = await dump([fx!.pid], {
-      output: file, precopy: true,
+      output: file, precopy: true, splitHuge,
       afterPrecopy: async () => {
-        expect(await fx!.send(`write ${hex(thp.start + 3n * 4096n)} 1 94`)).toBe('ok');
+        expect(await fx!.send(`write ${hex(thp.start + BigInt(page) * 4096n)} 1 ${90 + page}`)).toBe('ok');
       },
     });
-    expect(huge()).toBe(before);
-    expect(s.pagesPrecopied).toBeLessThan(thp.pages);
     const snap = SnapshotReader.open(file);
     try {
       expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx!.pid, thp))).toBe(true);
     } finally {
       snap.close();
     }
+    return { s, thp, before, after: huge() };
+  }
+
+  it('leaves them whole, written to or not (a write to a protected one would split it): they are read frozen', async (ctx) => {
+    const { s, thp, before, after } = await writingOnePage(ctx, 3, false);
+    expect(before).toBe(thp.pages * 4096);
+    expect(after).toBe(before);
+    expect(s.pagesPrecopied).toBeLessThan(thp.pages);
   });
 
   it('--split-huge tracks them too: all but the page written come from the copy, and the huge page written is split', async (ctx) => {
-    skipUnlessX64(ctx);
-    if (skip) {
-      console.log(`SKIP thp: ${skip}`);
-      ctx.skip();
-    }
-    const thp = fx!.region('thp');
-    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages;
-    const before = huge();
-    const file = join(dir, 'thp-split.psnap');
-    const s = await dump([fx!.pid], {
-      output: file, precopy: true, splitHuge: true,
-      afterPrecopy: async () => {
-        expect(await fx!.send(`write ${hex(thp.start + 5n * 4096n)} 1 95`)).toBe('ok');
-      },
-    });
+    const { s, thp, before, after } = await writingOnePage(ctx, 5, true);
     expect(s.pagesPrecopied).toBeGreaterThanOrEqual(thp.pages - 1);
-    expect(before - huge()).toBe(2 << 20);
-    const snap = SnapshotReader.open(file);
-    try {
-      expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx!.pid, thp))).toBe(true);
-    } finally {
-      snap.close();
-    }
+    expect(before - after).toBe(2 << 20);
   });
 });
 
