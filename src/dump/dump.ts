@@ -152,6 +152,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
       expected = residentOf(targets);
       for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
+      // (the frozen pass is the main thread's: compression of the live pass's tail would share the CPUs with it)
+      await writer.drained();
       precopyMs = performance.now() - t;
       await opts.afterPrecopy?.();
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back

@@ -410,6 +410,11 @@ export class SnapshotWriter {
       });
   }
 
+  /** Once every frame handed to compression so far is compressed and in the file (the frame being filled is not). */
+  async drained(): Promise<void> {
+    await this.writeChain;
+  }
+
   /** Bytes of compressed page data written so far (for progress). */
   get compressedBytes(): number {
     return this.bytesCompressed;
