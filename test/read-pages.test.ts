@@ -5,7 +5,7 @@ import { describe, it, expect, afterAll, beforeAll } from 'vitest';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { expectedPage } from '../fixtures/pattern.js';
 import { writeSync, closeSync, fstatSync, ftruncateSync } from 'node:fs';
-import { ProcessMemory, readProcessSegments, readObjectSegments, type PageSink, type Recorder, type Segment } from '../src/dump/pages.js';
+import { ProcessMemory, readProcessSegments, readObjectSegments, type PageSink, type Recorder, type Segment, type SinkPiece } from '../src/dump/pages.js';
 import { objectSegments } from '../src/dump/objects.js';
 import { memfdCreate, fallocate, MFD } from '../src/native/index.js';
 import { requireCachestat, withSwapState, runsOf } from './helpers/kernel.js';
@@ -23,8 +23,11 @@ function collect() {
   const pages = new Map<number, Buffer>();
   const unreadable = new Map<number, string>();
   const sink = {
-    async put(buf: Buffer, n: number, seg: Segment, first: number) {
-      for (let i = 0; i < n; i++) pages.set(seg.offset + first + i, Buffer.from(buf.subarray(i * 4096, (i + 1) * 4096)));
+    async put(buf: Buffer, pieces: SinkPiece[]) {
+      let o = 0;
+      for (const { pages: n, seg, first } of pieces) {
+        for (let i = 0; i < n; i++, o++) pages.set(seg.offset + first + i, Buffer.from(buf.subarray(o * 4096, (o + 1) * 4096)));
+      }
     },
     unreadable(seg: Segment, page: number, reason: string) {
       unreadable.set(seg.offset + page, reason);

@@ -129,23 +129,39 @@ export class PageSink {
 
   constructor(private readonly writer: SnapshotWriter) {}
 
-  /** Take `pages` pages from `buf`, pages `first…` of `seg`; record each as stored or zero. */
-  async put(buf: Buffer, pages: number, seg: Segment, first: number, rec: PageRecord): Promise<void> {
+  /**
+   * Take the pages in `buf`, one piece after another (`pages` of each: pages `first…` of its segment); record each
+   * as stored or zero. One hashing call and one store per run of non-zero pages, whatever the pieces: pages written
+   * here and there (a precopy's frozen pass) come as thousands of one-page pieces.
+   */
+  async put(buf: Buffer, pieces: readonly SinkPiece[]): Promise<void> {
     const ps = this.writer.pageSize;
-    this.counters.bytesRead += pages * ps;
-    scanPages(buf, pages, ps, this.writer.seed, this.hashes, this.zero);
+    const total = pieces.reduce((n, p) => n + p.pages, 0);
+    this.counters.bytesRead += total * ps;
+    scanPages(buf, total, ps, this.writer.seed, this.hashes, this.zero);
+    // the piece each page belongs to, walked in step with the pages
+    let pi = 0;
+    let base = 0;
+    const pieceOf = (i: number) => {
+      while (i >= base + pieces[pi]!.pages) base += pieces[pi++]!.pages;
+      return pieces[pi]!;
+    };
     let i = 0;
-    while (i < pages) {
+    while (i < total) {
       if (this.zero[i]) {
-        rec.zero(seg.offset + first + i, seg.case);
+        const p = pieceOf(i);
+        p.rec.zero(p.seg.offset + p.first + i - base, p.seg.case);
         this.counters.zero++;
         i++;
         continue;
       }
       let j = i + 1;
-      while (j < pages && !this.zero[j]) j++;
+      while (j < total && !this.zero[j]) j++;
       await this.writer.store(buf.subarray(i * ps, j * ps), j - i, this.words.subarray(2 * i, 2 * j), this.refs, 0);
-      for (let k = i; k < j; k++) rec.data(seg.offset + first + k, seg.case, this.refs[k - i]!);
+      for (let k = i; k < j; k++) {
+        const p = pieceOf(k);
+        p.rec.data(p.seg.offset + p.first + k - base, p.seg.case, this.refs[k - i]!);
+      }
       i = j;
     }
   }
@@ -154,6 +170,14 @@ export class PageSink {
     rec.unreadable(seg.offset + page, seg.case, reason);
     this.counters.unreadable++;
   }
+}
+
+/** Pages `first…` of a segment, `pages` of them, for PageSink.put, and where they are recorded. */
+export interface SinkPiece {
+  pages: number;
+  seg: Segment;
+  first: number;
+  rec: PageRecord;
 }
 
 /** A region's (or window's) data segments to read, from `start`, and the recorder its pages go to. */
@@ -318,19 +342,19 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
     while (pi < pieces.length) {
       if (typeof read !== 'number') throw read.gone;
       let full = Math.floor(read / pageSize);
-      let o = 0;
+      const got: SinkPiece[] = [];
       while (full > 0) {
         const p = pieces[pi]!;
         const take = Math.min(p.pages - at, full);
-        await sink.put(buf.subarray(o * pageSize, (o + take) * pageSize), take, p.seg, p.first + at, p.item.rec);
-        o += take;
+        got.push({ pages: take, seg: p.seg, first: p.first + at, rec: p.item.rec });
         full -= take;
         advance(take);
       }
+      if (got.length) await sink.put(buf, got);
       if (pi === pieces.length) break;
       const p = pieces[pi]!;
       const why = readOne(buf, p, p.first + at);
-      if (why === null) await sink.put(buf, 1, p.seg, p.first + at, p.item.rec);
+      if (why === null) await sink.put(buf, [{ pages: 1, seg: p.seg, first: p.first + at, rec: p.item.rec }]);
       else sink.unreadable(p.seg, p.first + at, why, p.item.rec);
       advance(1);
       if (pi === pieces.length) break;
@@ -404,7 +428,7 @@ export async function readObjectSegments(fd: number, size: number, segments: Seg
         got += n;
       }
       const full = Math.floor(got / pageSize);
-      if (full > 0) await sink.put(buf, full, seg, first, rec);
+      if (full > 0) await sink.put(buf, [{ pages: full, seg, first, rec }]);
       for (let k = full; k < take; k++) sink.unreadable(seg, first + k, reason, rec);
       first += take;
     }
