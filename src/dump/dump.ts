@@ -43,7 +43,7 @@ export interface DumpOptions extends DecideOptions {
   excludeDontdump?: boolean;
   /** read most of the memory while the targets run; freeze them for what they write meanwhile (see precopy.ts) */
   precopy?: boolean;
-  /** with precopy: write-protect huge pages too (one written meanwhile is split for good) rather than read them frozen */
+  /** with precopy: write-protect huge pages too rather than read them frozen (one written meanwhile is split, until khugepaged merges it) */
   splitHuge?: boolean;
   /** called between a precopy's live pass and the freeze (tests write to the targets there) */
   afterPrecopy?: () => Promise<void>;
