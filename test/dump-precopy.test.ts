@@ -14,6 +14,7 @@ import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { readRegions } from '../src/proc/index.js';
+import { renderDumpSummary } from '../src/render/snapshot.js';
 import { HostSettings } from '../src/host/settings.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { liveBytes } from './helpers/scenario.js';
@@ -225,11 +226,15 @@ describe('dump --precopy of huge pages', () => {
     expect(before).toBe(thp.pages * 4096);
     expect(after).toBe(before);
     expect(s.pagesPrecopied).toBeLessThan(thp.pages);
+    // (the huge zero page beside it holds nothing to copy: not counted)
+    expect(s.pagesHugeFrozen).toBe(thp.pages);
+    expect(renderDumpSummary(s)).toContain(`precopy: ${thp.pages} pages of huge pages read frozen (a write would split them; --split-huge tracks them)`);
   });
 
   it('--split-huge tracks them too: all but the page written come from the copy, and the huge page written is split', async (ctx) => {
     const { s, thp, before, after } = await writingOnePage(ctx, 5, true);
     expect(s.pagesPrecopied).toBeGreaterThanOrEqual(thp.pages - 1);
+    expect(s.pagesHugeFrozen).toBe(0);
     expect(before - after).toBe(2 << 20);
   });
 });

@@ -74,6 +74,8 @@ export interface DumpSummary {
   pagesPrecopied: number;
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
+  /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
+  pagesHugeFrozen: number;
   /** with precopy: targets read frozen only, and why (a seccomp filter, no userfaultfd to be had, …) */
   precopySkipped: { pid: number; why: string }[];
   bytesRaw: number;
@@ -214,7 +216,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };

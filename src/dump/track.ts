@@ -47,8 +47,9 @@ export class WriteTracker {
   /**
    * @param ranges the regions registered (in address order)
    * @param protectedRuns the pages in them write-protected (address order): only these can read as unwritten
+   * @param hugeLeft pages of huge pages in them left unprotected (see protectable)
    */
-  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[], readonly protectedRuns: Range[], private readonly pm: Pagemap) {}
+  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[], readonly protectedRuns: Range[], readonly hugeLeft: number, private readonly pm: Pagemap) {}
 
   /**
    * Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot.
@@ -73,18 +74,19 @@ export class WriteTracker {
       }
       const pm = new Pagemap(pid, { method: 'scan' });
       const protectedRuns: Range[] = [];
+      let hugeLeft = 0;
       try {
         for (const r of ranges) {
-          for (const p of protectable(pm, r, opts.huge)) {
-            n.uffdWriteprotect(uffd, p.start, Number(p.end - p.start), UFFDIO_WRITEPROTECT_MODE.WP);
-            protectedRuns.push(p);
-          }
+          const p = protectable(pm, r, opts.huge);
+          for (const x of p.runs) n.uffdWriteprotect(uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+          protectedRuns.push(...p.runs);
+          hugeLeft += p.hugeLeft;
         }
       } catch (e) {
         pm.close();
         throw e;
       }
-      return new WriteTracker(pid, uffd, ranges, protectedRuns, pm);
+      return new WriteTracker(pid, uffd, ranges, protectedRuns, hugeLeft, pm);
     } catch (e) {
       n.closeFd(uffd); // (which unregisters whatever was registered)
       throw e;
@@ -144,16 +146,21 @@ const BLOCK = 2n << 20n;
  * Two runs whose gap lies within one 2 MiB block (whose page table exists: the first run's last page is in it) are
  * protected as one, in fewer calls.
  */
-function protectable(pm: Pagemap, r: Range, huge: boolean): Range[] {
-  const out: Range[] = [];
+function protectable(pm: Pagemap, r: Range, huge: boolean): { runs: Range[]; hugeLeft: number } {
+  const runs: Range[] = [];
+  let hugeLeft = 0;
   // (registered: every page of the region is WPALLOWED, so runs break only where population or size does)
-  for (const s of pm.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE)) {
-    if (s.categories & PAGE_IS.HUGE && !huge) continue;
-    const last = out[out.length - 1];
+  for (const s of pm.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE | PAGE_IS.PFNZERO)) {
+    if (s.categories & PAGE_IS.HUGE && !huge) {
+      // (the huge zero page holds nothing to copy)
+      if (!(s.categories & PAGE_IS.PFNZERO)) hugeLeft += Number((s.end - s.start) / 4096n);
+      continue;
+    }
+    const last = runs[runs.length - 1];
     if (last && (last.end - 1n) / BLOCK === s.start / BLOCK) last.end = s.end;
-    else out.push({ start: s.start, end: s.end });
+    else runs.push({ start: s.start, end: s.end });
   }
-  return out;
+  return { runs, hugeLeft };
 }
 
 /**

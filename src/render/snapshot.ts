@@ -18,6 +18,7 @@ export function renderDumpSummary(s: DumpSummary): string {
       ? `  left out: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP (their pages are recorded as not dumped, among the unreadable)`
       : `  kept: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP, which core dumps leave out (--exclude-dontdump does too)`]),
     ...(s.precopyMs > 0 ? [`  precopy: ${s.pagesPrecopied} pages read in ${s.precopyMs.toFixed(0)} ms while running and not written since; frozen, the rest`] : []),
+    ...(s.pagesHugeFrozen > 0 ? [`  precopy: ${s.pagesHugeFrozen} pages of huge pages read frozen (a write would split them; --split-huge tracks them)`] : []),
     ...s.precopySkipped.map((x) => `  precopy skipped: ${x.why}; read frozen`),
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
