@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
@@ -398,29 +398,53 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
  */
 async function copyLive(pid: number, ctx: Context): Promise<void> {
   if (isStopped(taskState(pid, pid)) || cgroupFrozen(pid)) return;
-  const regions = readRegions(pid);
+  // (a target whose writes cannot be tracked is read frozen, saying why; what was copied of it stays unreferenced)
+  const cannot = (e: unknown) => {
+    if (!isAlive(pid) || !(e instanceof PagesnapError || e instanceof NativeError)) throw e;
+    ctx.precopied.get(pid)?.tracker.stop();
+    ctx.precopied.delete(pid);
+    ctx.precopySkipped.push({ pid, why: e.message });
+  };
   let tracker: WriteTracker;
   try {
-    tracker = WriteTracker.start(pid, regions, { huge: ctx.opts.splitHuge === true });
+    tracker = WriteTracker.start(pid, { huge: ctx.opts.splitHuge === true });
   } catch (e) {
-    if (!isAlive(pid) || !(e instanceof PagesnapError || e instanceof NativeError)) throw e;
-    ctx.precopySkipped.push({ pid, why: e.message });
-    return;
+    return cannot(e);
   }
   const live = new LiveCopy();
-  const p = { tracker, live };
-  ctx.precopied.set(pid, p);
+  ctx.precopied.set(pid, { tracker, live });
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-    for (const r of regions.filter((x) => trackedIn(p, x))) {
-      const pages = Number((r.end - r.start) / PAGE);
-      for (let at = 0; at < pages && !live.full; at += window) {
-        const segments = dataWithin(r.start, planWindow(r, shapeOf(r), at, Math.min(window, pages - at), pm, ctx.opts), tracker.protectedRuns);
-        await readProcessSegments(mem, [{ start: r.start, segments, rec: live.recorder(r.start) }], ctx.sink, ctx.bufs);
-        ctx.progress();
+    // regions as smaps lists them, a batch at a time (a process can have 60000); small ones read together
+    let items: RegionRead[] = [];
+    let pages = 0;
+    const read = async () => {
+      if (items.length === 0) return;
+      await readProcessSegments(mem, items, ctx.sink, ctx.bufs);
+      items = [];
+      pages = 0;
+      ctx.progress();
+    };
+    for (const batch of regionBatches(pid)) {
+      let tracked: Region[];
+      try {
+        tracked = tracker.track(batch);
+      } catch (e) {
+        return cannot(e);
       }
+      pm.prefetch(tracked);
+      for (const r of tracked) {
+        const size = Number((r.end - r.start) / PAGE);
+        for (let at = 0; at < size && !live.full; at += window) {
+          const n = Math.min(window, size - at);
+          items.push({ start: r.start, segments: dataWithin(r.start, planWindow(r, shapeOf(r), at, n, pm, ctx.opts), tracker.protectedRuns), rec: live.recorder(r.start) });
+          pages += n;
+          if (pages >= GROUP_PAGES) await read();
+        }
+      }
+      await read();
     }
   } finally {
     pm.close();

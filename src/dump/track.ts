@@ -10,7 +10,7 @@
  */
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
-import { Pagemap, memoryTask, statusNumber, type Region } from '../proc/index.js';
+import { Pagemap, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 
@@ -42,55 +42,56 @@ function trackable(r: Region): boolean {
 }
 
 export class WriteTracker {
+  /** the regions registered, in address order */
+  readonly ranges: Range[] = [];
+  /** the pages in them write-protected, in address order: only these can read as unwritten */
+  readonly protectedRuns: Range[] = [];
+  /** pages of huge pages in them left unprotected (see protectable) */
+  hugeLeft = 0;
   private stopped = false;
 
-  /**
-   * @param ranges the regions registered (in address order)
-   * @param protectedRuns the pages in them write-protected (address order): only these can read as unwritten
-   * @param hugeLeft pages of huge pages in them left unprotected (see protectable)
-   */
-  private constructor(readonly pid: number, private readonly uffd: number, readonly ranges: Range[], readonly protectedRuns: Range[], readonly hugeLeft: number, private readonly pm: Pagemap) {}
+  private constructor(readonly pid: number, private readonly uffd: number, private readonly huge: boolean, private readonly pm: Pagemap) {}
 
   /**
-   * Track the writes `pid` makes to `regions` (those that are trackable). Throws, saying why, where it cannot.
+   * Start tracking `pid`'s writes; track() then says to which of its regions. Throws, saying why, where it cannot.
    * `huge`: protect huge pages too (see protectable).
    */
-  static start(pid: number, regions: readonly Region[], opts: { huge: boolean }): WriteTracker {
-    const vdso = regions.find((r) => r.kind === 'vdso');
+  static start(pid: number, opts: { huge: boolean }): WriteTracker {
+    const vdso = vdsoOf(pid);
     if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
     const uffd = takeUffd(pid, vdso);
     try {
       n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC);
-      const ranges: Range[] = [];
-      for (const r of regions.filter(trackable)) {
-        try {
-          n.uffdRegister(uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
-        } catch (e) {
-          // (gone since it was listed, or changed so that it no longer qualifies: read it frozen, as usual)
-          if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
-          throw e;
-        }
-        ranges.push({ start: r.start, end: r.end });
-      }
-      const pm = new Pagemap(pid, { method: 'scan' });
-      const protectedRuns: Range[] = [];
-      let hugeLeft = 0;
-      try {
-        for (const r of ranges) {
-          const p = protectable(pm, r, opts.huge);
-          for (const x of p.runs) n.uffdWriteprotect(uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
-          protectedRuns.push(...p.runs);
-          hugeLeft += p.hugeLeft;
-        }
-      } catch (e) {
-        pm.close();
-        throw e;
-      }
-      return new WriteTracker(pid, uffd, ranges, protectedRuns, hugeLeft, pm);
+      return new WriteTracker(pid, uffd, opts.huge, new Pagemap(pid, { method: 'scan' }));
     } catch (e) {
-      n.closeFd(uffd); // (which unregisters whatever was registered)
+      n.closeFd(uffd);
       throw e;
     }
+  }
+
+  /**
+   * Track the writes to those of `regions` that are trackable (a batch of them, in address order after any before):
+   * register each, and write-protect its pages. Returns the regions tracked.
+   */
+  track(regions: readonly Region[]): Region[] {
+    const tracked: Region[] = [];
+    for (const r of regions) {
+      if (!trackable(r)) continue;
+      try {
+        n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
+      } catch (e) {
+        // (gone since it was listed, or changed so that it no longer qualifies: read it frozen, as usual)
+        if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
+        throw e;
+      }
+      const p = protectable(this.pm, r, this.huge);
+      for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+      this.ranges.push({ start: r.start, end: r.end });
+      this.protectedRuns.push(...p.runs);
+      this.hugeLeft += p.hugeLeft;
+      tracked.push(r);
+    }
+    return tracked;
   }
 
   /** The runs of [start, end) tracked throughout and not written since tracking began. */

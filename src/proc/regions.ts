@@ -1,7 +1,9 @@
 /** The regions (VMAs) of a live process: maps line, smaps counters, VmFlags and what kind of memory each is. */
 import { SmapsParser, type SmapsEntry } from './smaps.js';
 import { classifyRegion, type RegionClass } from './region-kind.js';
-import { readProcChunks } from './process.js';
+import { readProcChunks, readProcText } from './process.js';
+import { parseMapsLine } from './maps.js';
+import type { Addr } from '../native/index.js';
 import { fsTypesOf } from './mounts.js';
 
 export interface Region extends SmapsEntry, RegionClass {
@@ -31,4 +33,13 @@ export function* regionBatches(pid: number): Generator<Region[]> {
   }
   const rest = parser.finish();
   if (rest.length) yield rest.map(classify);
+}
+
+/** Where the process's vDSO is, from maps (no page-table walk, unlike smaps); undefined if it has none. */
+export function vdsoOf(pid: number): { start: Addr; end: Addr } | undefined {
+  const text = readProcText(pid, 'maps');
+  const at = text.indexOf(' [vdso]');
+  if (at < 0) return undefined;
+  const e = parseMapsLine(text.slice(text.lastIndexOf('\n', at) + 1, at + ' [vdso]'.length));
+  return { start: e.start, end: e.end };
 }
