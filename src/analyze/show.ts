@@ -1,6 +1,6 @@
 /** `show`: what a snapshot holds: identity, processes, regions with their pages counted by verdict, objects. */
 import type { SnapshotReader } from '../snapshot/reader.js';
-import type { Run } from '../snapshot/manifest.js';
+import type { Run, Manifest } from '../snapshot/manifest.js';
 import type { Verdict } from '../model/verdict.js';
 
 export type VerdictCounts = Record<Verdict, number>;
@@ -18,7 +18,7 @@ export interface ShowReport {
   created: string;
   tool: string;
   host: { kernel: string; hostname: string; arch: string; pageSize: number };
-  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number } };
+  freeze: Manifest['freeze'];
   compression: { algorithm: string; level: number; framePages: number; frames: number };
   stats: Record<string, number>;
   processes: {

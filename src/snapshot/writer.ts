@@ -411,8 +411,8 @@ export class SnapshotWriter {
   }
 
   /** Once every frame handed to compression so far is compressed and in the file (the frame being filled is not). */
-  async drained(): Promise<void> {
-    await this.writeChain;
+  drained(): Promise<void> {
+    return this.writeChain;
   }
 
   /** Bytes of compressed page data written so far (for progress). */
