@@ -61,13 +61,12 @@ export function pagemapScan(fd: number, q: ScanQuery, vec: Buffer): ScanResult {
   });
   const n = ioctl(fd, PAGEMAP_SCAN, arg, 'ioctl(PAGEMAP_SCAN)');
   const regions: ScanRegion[] = new Array(n);
+  // (a DataView makes one BigInt an address; Buffer's readBigUInt64LE makes four)
+  const v = new DataView(vec.buffer, vec.byteOffset, n * PAGE_REGION.size);
   for (let i = 0; i < n; i++) {
     const o = i * PAGE_REGION.size;
-    regions[i] = {
-      start: vec.readBigUInt64LE(o),
-      end: vec.readBigUInt64LE(o + 8),
-      categories: Number(vec.readBigUInt64LE(o + 16)),
-    };
+    // (the categories are the low 9 bits)
+    regions[i] = { start: v.getBigUint64(o, true), end: v.getBigUint64(o + 8, true), categories: v.getUint32(o + 16, true) };
   }
   return { regions, walkEnd: arg.readBigUInt64LE(PM_SCAN_ARG.fields.walk_end[0]), full: n === vecLen && vecLen > 0 };
 }
