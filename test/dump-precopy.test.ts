@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
 import { LiveCopy, dataWithin } from '../src/dump/precopy.js';
+import { PageRanges } from '../src/dump/page-ranges.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
@@ -69,7 +70,7 @@ describe('LiveCopy', () => {
       else rec.data(o, 'A3', r);
     }
     const page = (n: number) => base + BigInt(n) * 4096n;
-    const { segments, reused } = live.reuse(base, [{ offset: 0, pages: 10, verdict: 'data', case: 'A3' }], [{ start: page(0), end: page(4) }, { start: page(5), end: page(10) }]);
+    const { segments, reused } = live.reuse(base, [{ offset: 0, pages: 10, verdict: 'data', case: 'A3' }], PageRanges.from([{ start: page(0), end: page(4) }, { start: page(5), end: page(10) }]));
     // (a piece taken from the copy names the stored page of its first page; the others follow it)
     expect(segments.map((x) => [x.offset, x.pages, x.reuse ?? 'read'])).toEqual([
       [0, 3, 10], [3, 1, ZERO_PAGE], [4, 1, 'read'], [5, 1, 7], [6, 1, 13], [7, 1, 'read'], [8, 1, 14], [9, 1, 'read'],
@@ -88,7 +89,7 @@ describe('LiveCopy', () => {
       { offset: 4, pages: 2, verdict: 'hole' as const, case: 'A1' as const },
       { offset: 6, pages: 4, verdict: 'data' as const, case: 'A3' as const },
     ];
-    const clean = [{ start: page(0), end: page(3) }, { start: page(5), end: page(8) }, { start: page(9), end: page(10) }];
+    const clean = PageRanges.from([{ start: page(0), end: page(3) }, { start: page(5), end: page(8) }, { start: page(9), end: page(10) }]);
     const { segments: out, reused } = live.reuse(base, segments, clean);
     expect(out.map((x) => [x.offset, x.pages, x.verdict, x.reuse ?? 'read'])).toEqual([
       [0, 3, 'data', 100], [3, 1, 'data', 'read'], [4, 2, 'hole', 'read'], [6, 2, 'data', 106], [8, 1, 'data', 'read'], [9, 1, 'data', 109],
@@ -108,7 +109,7 @@ describe('dataWithin', () => {
       { offset: 0, pages: 10, verdict: 'data' as const, case: 'A3' as const }, { offset: 10, pages: 2, verdict: 'hole' as const, case: 'A1' as const },
       { offset: 12, pages: 8, verdict: 'data' as const, case: 'A3' as const },
     ];
-    const runs = [{ start: page(-4), end: page(1) }, { start: page(2), end: page(4) }, { start: page(8), end: page(14) }, { start: page(30), end: page(40) }];
+    const runs = PageRanges.from([{ start: page(-4), end: page(1) }, { start: page(2), end: page(4) }, { start: page(8), end: page(14) }, { start: page(30), end: page(40) }]);
     expect(dataWithin(base, segments, runs).map((x) => [x.offset, x.pages, x.verdict])).toEqual([[0, 1, 'data'], [2, 2, 'data'], [8, 2, 'data'], [12, 2, 'data']]);
   });
 });

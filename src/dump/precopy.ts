@@ -10,9 +10,8 @@ import type { Addr } from '../native/index.js';
 import type { CaseId } from '../model/verdict.js';
 import type { Region } from '../proc/index.js';
 import { ZERO_PAGE, type PageRecord, type Segment } from './pages.js';
-import { firstEndingAfter, type WriteTracker, type Range } from './track.js';
-
-const PAGE = 4096n;
+import type { WriteTracker } from './track.js';
+import { pageOf, type PageRanges } from './page-ranges.js';
 
 /**
  * The pages a live pass copied, in address order, as runs: pages one after another stored one after another (or all
@@ -53,7 +52,7 @@ export class LiveCopy {
 
   /** Where the live read of the region at `start` records its pages (they come in address order). */
   recorder(start: Addr): PageRecord {
-    const first = Number(start / PAGE);
+    const first = pageOf(start);
     return {
       data: (offset: number, _c: CaseId, ref: number) => this.push(first + offset, ref),
       zero: (offset: number) => this.push(first + offset, ZERO_PAGE),
@@ -77,12 +76,10 @@ export class LiveCopy {
    * Split the data segments of a region (or window) at `start` into pages to read and pages to take from the copy:
    * those in `clean` (not written since tracking began) that were copied.
    */
-  reuse(start: Addr, segments: Segment[], clean: readonly Range[]): { segments: Segment[]; reused: number } {
-    const base = Number(start / PAGE);
-    // clean runs as page numbers relative to the region, once: segments and runs are both in address order, so one
-    // pass over each (a busy process leaves thousands of clean runs, a region can have thousands of segments)
-    const cs = clean.map((c) => Number(c.start / PAGE) - base);
-    const ce = clean.map((c) => Number(c.end / PAGE) - base);
+  reuse(start: Addr, segments: Segment[], clean: PageRanges): { segments: Segment[]; reused: number } {
+    const base = pageOf(start);
+    // segments and clean runs are both in address order: one pass over each (a busy process leaves thousands of
+    // clean runs, a region can have thousands of segments)
     const out: Segment[] = [];
     let reused = 0;
     let ci = 0;
@@ -94,10 +91,10 @@ export class LiveCopy {
       // pieces to read and to reuse, in address order
       let pos = s.offset;
       const end = s.offset + s.pages;
-      while (ci < cs.length && ce[ci]! <= pos) ci++;
-      for (let k = ci; k < cs.length && cs[k]! < end; k++) {
-        const from = Math.max(cs[k]!, pos);
-        const to = Math.min(ce[k]!, end);
+      while (ci < clean.length && clean.end(ci) - base <= pos) ci++;
+      for (let k = ci; k < clean.length && clean.start(k) - base < end; k++) {
+        const from = Math.max(clean.start(k) - base, pos);
+        const to = Math.min(clean.end(k) - base, end);
         for (let i = this.seek(base + from); i < this.n; i++) {
           const a = Math.max(from, this.first[i]! - base);
           const b = Math.min(to, this.first[i]! + this.count[i]! - base);
@@ -127,14 +124,15 @@ export interface Precopied {
  * The pieces of the data segments of a region (or window) at `start` that lie in `runs` (address order): what a
  * live pass copies, since only pages write-protected can later be taken from the copy.
  */
-export function dataWithin(start: Addr, segments: readonly Segment[], runs: readonly Range[]): Segment[] {
+export function dataWithin(start: Addr, segments: readonly Segment[], runs: PageRanges): Segment[] {
+  const base = pageOf(start);
   const out: Segment[] = [];
   for (const s of segments) {
     if (s.verdict !== 'data') continue;
     const end = s.offset + s.pages;
-    for (let k = firstEndingAfter(runs, start + BigInt(s.offset) * PAGE); k < runs.length; k++) {
-      const a = Math.max(s.offset, Number((runs[k]!.start - start) / PAGE));
-      const b = Math.min(end, Number((runs[k]!.end - start) / PAGE));
+    for (let k = runs.firstEndingAfter(base + s.offset); k < runs.length; k++) {
+      const a = Math.max(s.offset, runs.start(k) - base);
+      const b = Math.min(end, runs.end(k) - base);
       if (a >= end) break;
       if (a < b) out.push({ ...s, offset: a, pages: b - a });
     }
@@ -144,9 +142,7 @@ export function dataWithin(start: Addr, segments: readonly Segment[], runs: read
 
 /** Whether a region overlaps memory whose writes were tracked. */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
-  const t = p.tracker.ranges;
-  const i = firstEndingAfter(t, r.start);
-  return i < t.length && t[i]!.start < r.end;
+  return p.tracker.ranges.overlaps(pageOf(r.start), pageOf(r.end));
 }
 
 /**

@@ -13,27 +13,16 @@ import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_
 import { Pagemap, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
+import { PageRanges, pageOf } from './page-ranges.js';
 
 const O_CLOEXEC = 0o2000000;
 const UFFD_USER_MODE_ONLY = 1;
 const SYS_CLOSE = 3;
 const EPERM = 1n;
 
-export interface Range {
+interface Range {
   start: Addr;
   end: Addr;
-}
-
-/** Index of the first of `ranges` (address order, apart) that ends after `at`: ranges.length if none does. */
-export function firstEndingAfter(ranges: readonly Range[], at: Addr): number {
-  let lo = 0;
-  let hi = ranges.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (ranges[mid]!.end <= at) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Memory whose writes are tracked: private, writable, anonymous, not watched by another userfaultfd already. */
@@ -42,10 +31,10 @@ function trackable(r: Region): boolean {
 }
 
 export class WriteTracker {
-  /** the regions registered, in address order */
-  readonly ranges: Range[] = [];
-  /** the pages in them write-protected, in address order: only these can read as unwritten */
-  readonly protectedRuns: Range[] = [];
+  /** the regions registered */
+  readonly ranges = new PageRanges();
+  /** the pages in them write-protected: only these can read as unwritten */
+  readonly protectedRuns = new PageRanges();
   /** pages of huge pages in them left unprotected (see protectable) */
   hugeLeft = 0;
   private stopped = false;
@@ -86,25 +75,19 @@ export class WriteTracker {
       }
       const p = protectable(this.pm, r, this.huge);
       for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
-      this.ranges.push({ start: r.start, end: r.end });
-      this.protectedRuns.push(...p.runs);
+      this.ranges.push(pageOf(r.start), pageOf(r.end));
+      for (const x of p.runs) this.protectedRuns.push(pageOf(x.start), pageOf(x.end));
       this.hugeLeft += p.hugeLeft;
       tracked.push(r);
     }
     return tracked;
   }
 
-  /** The runs of [start, end) tracked throughout and not written since tracking began. */
-  unwritten(start: Addr, end: Addr): Range[] {
+  /** The pages of [start, end) tracked throughout and not written since tracking began. */
+  unwritten(start: Addr, end: Addr): PageRanges {
     const c = this.ahead;
     if (!c || start < c.start || end > c.end) return this.scan(start, end);
-    // the runs overlapping [start, end), clipped
-    const out: Range[] = [];
-    for (let i = firstEndingAfter(c.runs, start); i < c.runs.length && c.runs[i]!.start < end; i++) {
-      const r = c.runs[i]!;
-      out.push({ start: r.start > start ? r.start : start, end: r.end < end ? r.end : end });
-    }
-    return out;
+    return c.runs.within(pageOf(start), pageOf(end));
   }
 
   /**
@@ -115,10 +98,10 @@ export class WriteTracker {
     this.ahead = { start, end, runs: this.scan(start, end) };
   }
 
-  private ahead: { start: Addr; end: Addr; runs: Range[] } | null = null;
+  private ahead: { start: Addr; end: Addr; runs: PageRanges } | null = null;
 
-  private scan(start: Addr, end: Addr): Range[] {
-    return this.pm.scan(start, end, 0, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN });
+  private scan(start: Addr, end: Addr): PageRanges {
+    return PageRanges.from(this.pm.scan(start, end, 0, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN }));
   }
 
   /**
