@@ -266,12 +266,14 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
   try {
     // (a region read in windows asks for each window: only whole regions are taken ahead or grouped)
     const small = Math.min(SMALL_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES);
-    const done: Promise<void>[] = [];
     // each region's record goes to the manifest encoded, in address order, once its tables are in the file
     const records = new EncodedRegions();
+    const pending: Promise<void>[] = [];
+    let count = 0;
     const record = (r: Region, rec: Recorder, object?: SnapshotRegion['object']) => {
-      const index = done.length;
-      done.push(recorded(pid, r, rec, object, ctx, (x) => records.put(index, x)));
+      const index = count++;
+      const done = recorded(pid, r, rec, object, ctx, (x) => records.put(index, x));
+      if (done) pending.push(done);
     };
     // Small readable regions holding only their own pages are planned, then read together: a process can have
     // 60000 of them, and a read (a system call) each costs more than their pages.
@@ -310,7 +312,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       }
     }
     await readGroup();
-    const settled = Promise.all(done).then(() => {});
+    const settled = Promise.all(pending).then(() => {});
     settled.catch(() => {}); // (held while other targets are read: a failure surfaces where it is awaited)
     return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled };
   } finally {
@@ -466,19 +468,23 @@ function stopTracking(ctx: Context): void {
   for (const p of ctx.precopied.values()) p.tracker.stop();
 }
 
-/** A read region's record, given to `into` once its tables are in the file; its pages are counted at once. */
-function recorded(pid: number, r: Region, rec: Recorder, object: SnapshotRegion['object'], ctx: Context, into: (record: SnapshotRegion) => void): Promise<void> {
-  const region = {
+/**
+ * A read region's record, given to `into` once its tables are in the file (at once for most: then nothing is
+ * returned, else the promise of it); its pages are counted at once.
+ */
+function recorded(pid: number, r: Region, rec: Recorder, object: SnapshotRegion['object'], ctx: Context, into: (record: SnapshotRegion) => void): Promise<void> | undefined {
+  // clean file pages are not stored: a restore maps the file again, and must be able to tell it changed since
+  const file = r.backing === 'file' && !r.deleted && !object ? stampOf(pid, r, ctx) : undefined;
+  // (counters that are zero are left out: most are, and a process can have 60000 regions)
+  const smaps: Record<string, number> = {};
+  for (const k of SMAPS_KEPT) if (r.fields[k]) smaps[k] = r.fields[k];
+  // (one literal, not a spread of the region's fields and tables: a spread costs a region ~1 KiB)
+  const done = rec.finish(({ runs, refs }) => into({
     start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
-    kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags,
-    // clean file pages are not stored: a restore maps the file again, and must be able to tell it changed since
-    file: r.backing === 'file' && !r.deleted && !object ? stampOf(pid, r, ctx) : undefined,
-    // (counters that are zero are left out: most are, and a process can have 60000 regions)
-    smaps: Object.fromEntries(SMAPS_KEPT.filter((k) => r.fields[k]).map((k) => [k, r.fields[k]!])), object,
-  };
-  const done = rec.finish((t) => into({ ...region, ...t }));
+    kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags, file, smaps, object, runs, refs,
+  }));
   add(ctx.pages, rec.pages);
-  return done;
+  return done instanceof Promise ? done : undefined;
 }
 
 /** A mapped file's stamp, looked up once per file (a process can map one file in thousands of regions). */
@@ -504,7 +510,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   }
   const id = ctx.objects.size;
   const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? (r.backing === 'file' ? 'deleted-file' : 'hugetlbfs'), name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
-  ctx.objects.set(o.key, { id, done: rec.finish((t) => ({ ...obj, ...t })) });
+  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))) });
   add(ctx.pages, rec.pages);
   ctx.shmemPages += rec.pages.data;
   return id;

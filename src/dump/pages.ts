@@ -100,14 +100,18 @@ export class Recorder implements PageRecord {
   }
 
   /**
-   * Record what is left; `build` makes the caller's record from the tables. The counts are final at once; the
-   * tables settle when their last blocks are in the file, behind the frames still being compressed, so a caller that
-   * need not wait should not (waiting at every region drains the compression pipeline). The promise is marked
-   * handled: held unawaited meanwhile, a failure surfaces where it is finally awaited.
+   * Record what is left; `build` makes the caller's record from the tables. The counts are final at once; so are
+   * tables short enough to stay inline (most regions'), and then so is the record. Longer tables settle when their
+   * last blocks are in the file, behind the frames still being compressed, so a caller that need not wait should
+   * not (waiting at every region drains the compression pipeline). The promise is marked handled: held unawaited
+   * meanwhile, a failure surfaces where it is finally awaited.
    */
-  finish<T>(build: (tables: { runs: RunTable; refs: Refs }) => T): Promise<T> {
+  finish<T>(build: (tables: { runs: RunTable; refs: Refs }) => T): T | Promise<T> {
     this.catchUp(Infinity);
-    const done = Promise.all([this.runs.done(), this.refs.done()]).then(([runs, refs]) => build({ runs, refs }));
+    const runs = this.runs.done();
+    const refs = this.refs.done();
+    if (!(runs instanceof Promise) && !(refs instanceof Promise)) return build({ runs, refs });
+    const done = Promise.all([runs, refs]).then(([r, f]) => build({ runs: r, refs: f }));
     done.catch(() => {});
     return done;
   }

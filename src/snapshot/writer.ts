@@ -111,7 +111,8 @@ export class RefSink {
     this.refs.n = 0;
   }
 
-  async done(): Promise<Refs> {
+  /** The table: at once when it is inline, like a RunSink's. */
+  done(): Refs | Promise<Refs> {
     if (this.blocks.length === 0 && this.refs.n <= Math.min(INLINE_REFS, this.w.tableEntries - 1)) return this.refs.done();
     this.flush();
     return Promise.all(this.blocks);
