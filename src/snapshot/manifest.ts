@@ -240,54 +240,127 @@ function header(fix: number, wide: number, n: number): Uint8Array {
 
 // ---- decoding with validation --------------------------------------------------------------------------------
 
+/**
+ * Checks the values of a decoded manifest. Where a value sits (processes[0].regions[5].runs[2].offset) is spelled
+ * out only for an error: `enter` and `leave` move the place, a check's `what` names the field there (spelling the
+ * place for every field of 60000 regions made most of the garbage of opening a snapshot). Strings come back
+ * interned, and equal VmFlags lists as one list: 60000 regions held 700000 strings, most of them "rd", "A3", "anon".
+ */
 class Check {
+  private readonly names: string[] = [];
+  private readonly indexes: number[] = [];
+  private readonly strings = new Map<string, string>();
+  private readonly lists = new Map<string, string[]>();
+  private slab = new ArrayBuffer(0);
+  private slabFill = 0;
+
   constructor(readonly file: string) {}
-  fail(what: string): never {
-    throw new FormatError(this.file, `bad manifest: ${what}`);
+
+  enter(name: string, index = -1): void {
+    this.names.push(name);
+    this.indexes.push(index);
+  }
+
+  leave(): void {
+    this.names.pop();
+    this.indexes.pop();
+  }
+
+  /** `what` at the current place, spelled out. */
+  private place(what: string): string {
+    let s = '';
+    for (let i = 0; i < this.names.length; i++) {
+      s += (s ? '.' : '') + this.names[i]!;
+      if (this.indexes[i]! >= 0) s += `[${this.indexes[i]}]`;
+    }
+    return !what ? s || 'manifest' : s ? `${s}.${what}` : what;
+  }
+
+  fail(what: string, problem: string): never {
+    throw new FormatError(this.file, `bad manifest: ${this.place(what)} ${problem}`);
   }
   obj(v: unknown, what: string): Record<string, unknown> {
-    if (typeof v !== 'object' || v === null || Array.isArray(v) || Buffer.isBuffer(v)) this.fail(`${what} is not a map`);
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || Buffer.isBuffer(v)) this.fail(what, 'is not a map');
     return v as Record<string, unknown>;
   }
   arr(v: unknown, what: string): unknown[] {
-    if (!Array.isArray(v)) this.fail(`${what} is not an array`);
+    if (!Array.isArray(v)) this.fail(what, 'is not an array');
     return v;
   }
   num(v: unknown, what: string, max = Number.MAX_SAFE_INTEGER): number {
     const n = typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) this.fail(`${what} is not an integer in 0..${max}`);
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > max) this.fail(what, `is not an integer in 0..${max}`);
     return n;
   }
   big(v: unknown, what: string): bigint {
     if (typeof v === 'bigint' && v >= 0n) return v;
     if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v);
-    this.fail(`${what} is not an unsigned integer`);
+    this.fail(what, 'is not an unsigned integer');
   }
   str(v: unknown, what: string): string {
-    if (typeof v !== 'string') this.fail(`${what} is not a string`);
+    if (typeof v !== 'string') this.fail(what, 'is not a string');
+    let s = this.strings.get(v);
+    if (s === undefined) this.strings.set(v, (s = v));
+    return s;
+  }
+  /** A list of strings; equal lists come back as one. */
+  strs(v: unknown, what: string): string[] {
+    const list = this.arr(v, what).map((x) => this.str(x, what));
+    const key = list.join(' ');
+    const seen = this.lists.get(key);
+    if (seen && seen.length === list.length) return seen;
+    this.lists.set(key, list);
+    return list;
+  }
+  bytes(v: unknown, what: string, unit: number): Uint8Array {
+    if (!(v instanceof Uint8Array)) this.fail(what, 'is not a byte string');
+    if (v.length % unit !== 0) this.fail(what, `has ${v.length} bytes, not a multiple of ${unit}`);
     return v;
   }
-  bytes(v: unknown, what: string, unit: number): Buffer {
-    if (!Buffer.isBuffer(v) && !(v instanceof Uint8Array)) this.fail(`${what} is not a byte string`);
-    const b = Buffer.from(v as Uint8Array);
-    if (b.length % unit !== 0) this.fail(`${what} has ${b.length} bytes, not a multiple of ${unit}`);
-    return b;
+  /**
+   * A byte string of u32s, copied to be aligned: small ones into shared slabs (an ArrayBuffer each cost a region
+   * ~170 bytes more).
+   */
+  u32s(v: unknown, what: string): Uint32Array {
+    const b = this.bytes(v, what, 4);
+    if (b.length === 0) return NO_U32S;
+    if (b.length > SLAB / 16) return new Uint32Array(aligned(b));
+    if (this.slabFill + b.length > this.slab.byteLength) {
+      this.slab = new ArrayBuffer(SLAB);
+      this.slabFill = 0;
+    }
+    new Uint8Array(this.slab, this.slabFill, b.length).set(b);
+    const out = new Uint32Array(this.slab, this.slabFill, b.length / 4);
+    this.slabFill += b.length;
+    return out;
   }
 }
 
+const SLAB = 1 << 20;
+const NO_U32S = new Uint32Array(0);
+
 function precopyOf(c: Check, v: unknown): { pages: number; ms: number } {
-  const o = c.obj(v, 'freeze.precopy');
-  return { pages: c.num(o.pages, 'freeze.precopy.pages'), ms: typeof o.ms === 'number' ? o.ms : 0 };
+  c.enter('freeze');
+  const o = c.obj(v, 'precopy');
+  c.enter('precopy');
+  const out = { pages: c.num(o.pages, 'pages'), ms: typeof o.ms === 'number' ? o.ms : 0 };
+  c.leave();
+  c.leave();
+  return out;
 }
 
 /** A map of counters: 64-bit ones come back from msgpack as bigint. */
 function counters(c: Check, v: unknown, what: string): Record<string, number> {
   const o = c.obj(v ?? {}, what);
-  return Object.fromEntries(Object.entries(o).map(([k, x]) => [k, typeof x === 'bigint' ? Number(x) : c.num(x, `${what}.${k}`)]));
+  c.enter(what);
+  const out: Record<string, number> = {};
+  for (const k in o) out[k] = typeof o[k] === 'bigint' ? Number(o[k]) : c.num(o[k], k);
+  c.leave();
+  return out;
 }
 
 /** A copy, aligned for typed-array views. */
-function aligned(b: Buffer): ArrayBuffer {
+function aligned(b: Uint8Array): ArrayBuffer {
   const ab = new ArrayBuffer(b.length);
   new Uint8Array(ab).set(b);
   return ab;
@@ -295,45 +368,49 @@ function aligned(b: Buffer): ArrayBuffer {
 
 const VERDICTS = new Set(['data', 'zero', 'hole', 'file', 'object', 'guard', 'poison', 'retry', 'special', 'unreadable']);
 
-/** A run table: inline runs are checked here; run blocks' records when a reader loads them. */
-function runTable(c: Check, v: unknown, what: string, totalPages: number, fileSize: number): { runs: RunTable; dataPages: number } {
-  if (Array.isArray(v)) return runs(c, v, what, totalPages);
-  const o = c.obj(v, what);
-  const strings = (x: unknown, w: string) => c.arr(x, w).map((y) => c.str(y, w));
-  const cases = strings(o.cases, `${what}.cases`);
-  const reasons = strings(o.reasons, `${what}.reasons`);
+/** A run table (field `runs` at the current place): inline runs are checked here; run blocks' records when a reader loads them. */
+function runTable(c: Check, v: unknown, totalPages: number, fileSize: number): { runs: RunTable; dataPages: number } {
+  if (Array.isArray(v)) return runs(c, v, totalPages);
+  const o = c.obj(v, 'runs');
+  c.enter('runs');
+  const cases = c.strs(o.cases, 'cases');
+  const reasons = c.strs(o.reasons, 'reasons');
   let dataPages = 0;
   let prevFirst = -1;
-  const blocksOut = blocks(c, o.blocks, `${what}.blocks`, fileSize, RUN_RECORD).map((b, i): RunBlock => {
-    const m = c.obj(c.arr(o.blocks, what)[i], `${what}.blocks[${i}]`);
+  const blocksOut = blocks(c, o.blocks, 'blocks', fileSize, RUN_RECORD).map((b, i): RunBlock => {
+    c.enter('blocks', i);
+    const m = c.obj(c.arr(o.blocks, '')[i], '');
     const rb: RunBlock = { ...b, firstOffset: c.num(m.firstOffset, 'firstOffset'), dataBefore: c.num(m.dataBefore, 'dataBefore'), dataPages: c.num(m.dataPages, 'dataPages') };
     if (m.wide === true) {
-      if (b.count * WIDE_RUN_RECORD > 1 << 27) c.fail(`${what}.blocks[${i}] declares ${b.count} entries`);
+      if (b.count * WIDE_RUN_RECORD > 1 << 27) c.fail('', `declares ${b.count} entries`);
       rb.wide = true;
     }
-    if (rb.firstOffset <= prevFirst || rb.firstOffset >= totalPages) c.fail(`${what}.blocks[${i}] is out of order or leaves the range`);
-    if (rb.dataBefore !== dataPages || rb.dataPages > totalPages) c.fail(`${what}.blocks[${i}] does not continue the data page count`);
+    if (rb.firstOffset <= prevFirst || rb.firstOffset >= totalPages) c.fail('', 'is out of order or leaves the range');
+    if (rb.dataBefore !== dataPages || rb.dataPages > totalPages) c.fail('', 'does not continue the data page count');
     prevFirst = rb.firstOffset;
     dataPages += rb.dataPages;
+    c.leave();
     return rb;
   });
+  c.leave();
   return { runs: { blocks: blocksOut, cases, reasons }, dataPages };
 }
 
-function runs(c: Check, v: unknown, what: string, totalPages: number): { runs: Run[]; dataPages: number } {
+function runs(c: Check, v: unknown[], totalPages: number): { runs: Run[]; dataPages: number } {
   let dataPages = 0;
   let next = 0;
-  const out = c.arr(v, what).map((x, i) => {
-    const o = c.obj(x, `${what}[${i}]`);
+  const out = v.map((x, i) => {
+    c.enter('runs', i);
+    const o = c.obj(x, '');
     const r: Run = {
-      offset: c.num(o.offset, `${what}[${i}].offset`), pages: c.num(o.pages, `${what}[${i}].pages`),
-      verdict: c.str(o.verdict, `${what}[${i}].verdict`) as Verdict, case: c.str(o.case, `${what}[${i}].case`) as CaseId,
+      offset: c.num(o.offset, 'offset'), pages: c.num(o.pages, 'pages'), verdict: c.str(o.verdict, 'verdict') as Verdict, case: c.str(o.case, 'case') as CaseId,
     };
-    if (o.reason !== undefined) r.reason = c.str(o.reason, `${what}[${i}].reason`);
-    if (!VERDICTS.has(r.verdict)) c.fail(`${what}[${i}] has unknown verdict ${JSON.stringify(r.verdict)}`);
-    if (r.offset < next || r.pages === 0 || r.offset + r.pages > totalPages) c.fail(`${what}[${i}] overlaps or leaves the range`);
+    if (o.reason !== undefined) r.reason = c.str(o.reason, 'reason');
+    if (!VERDICTS.has(r.verdict)) c.fail('', `has unknown verdict ${JSON.stringify(r.verdict)}`);
+    if (r.offset < next || r.pages === 0 || r.offset + r.pages > totalPages) c.fail('', 'overlaps or leaves the range');
     next = r.offset + r.pages;
     if (r.verdict === 'data') dataPages += r.pages;
+    c.leave();
     return r;
   });
   return { runs: out, dataPages };
@@ -341,25 +418,70 @@ function runs(c: Check, v: unknown, what: string, totalPages: number): { runs: R
 
 function blocks(c: Check, v: unknown, what: string, fileSize: number, entryBytes: number): Block[] {
   return c.arr(v, what).map((x, i) => {
-    const o = c.obj(x, `${what}[${i}]`);
-    const b = { offset: c.num(o.offset, `${what}[${i}].offset`), size: c.num(o.size, `${what}[${i}].size`), count: c.num(o.count, `${what}[${i}].count`, 1 << 24) };
-    if (b.offset < 64 || b.offset + b.size > fileSize || b.size === 0) c.fail(`${what}[${i}] lies outside the file`);
-    if (b.count * entryBytes > 1 << 27) c.fail(`${what}[${i}] declares ${b.count} entries`);
+    c.enter(what, i);
+    const o = c.obj(x, '');
+    const b = { offset: c.num(o.offset, 'offset'), size: c.num(o.size, 'size'), count: c.num(o.count, 'count', 1 << 24) };
+    if (b.offset < 64 || b.offset + b.size > fileSize || b.size === 0) c.fail('', 'lies outside the file');
+    if (b.count * entryBytes > 1 << 27) c.fail('', `declares ${b.count} entries`);
+    c.leave();
     return b;
   });
 }
 
-/** Inline refs are checked here; refs in blocks when a reader loads them (checkRefs). */
-function refs(c: Check, v: unknown, what: string, dataPages: number, storedPages: number, fileSize: number): Refs {
-  const r: Refs = Array.isArray(v) ? blocks(c, v, what, fileSize, 4) : new Uint32Array(aligned(c.bytes(v, what, 4)));
-  if (refsCount(r) !== dataPages) c.fail(`${what} has ${refsCount(r)} entries for ${dataPages} data pages`);
-  if (!Array.isArray(r)) checkRefs(r, storedPages, what, c.file);
+/** Inline refs (field `refs` at the current place) are checked here; refs in blocks when a reader loads them (checkRefs). */
+function refs(c: Check, v: unknown, dataPages: number, storedPages: number, fileSize: number): Refs {
+  const r: Refs = Array.isArray(v) ? blocks(c, v, 'refs', fileSize, 4) : c.u32s(v, 'refs');
+  if (refsCount(r) !== dataPages) c.fail('refs', `has ${refsCount(r)} entries for ${dataPages} data pages`);
+  const bad = Array.isArray(r) ? -1 : badRef(r, storedPages);
+  if (bad >= 0) c.fail(`refs[${bad}]`, `= ${(r as Uint32Array)[bad]} names no stored page`);
   return r;
+}
+
+/** The index of the first ref that names no stored page; -1 if every one names one. */
+function badRef(a: Uint32Array, storedPages: number): number {
+  for (let i = 0; i < a.length; i++) if (a[i]! >= storedPages) return i;
+  return -1;
 }
 
 /** Every ref must name a stored page. */
 export function checkRefs(a: Uint32Array, storedPages: number, what: string, file: string): void {
-  for (let i = 0; i < a.length; i++) if (a[i]! >= storedPages) throw new FormatError(file, `bad manifest: ${what}[${i}] = ${a[i]} names no stored page`);
+  const i = badRef(a, storedPages);
+  if (i >= 0) throw new FormatError(file, `bad manifest: ${what}[${i}] = ${a[i]} names no stored page`);
+}
+
+function region(c: Check, y: unknown, pageSize: number, objectIds: Set<number>, total: number, fileSize: number): SnapshotRegion {
+  const r = c.obj(y, '');
+  const start = c.big(r.start, 'start');
+  const end = c.big(r.end, 'end');
+  if (end <= start || start % BigInt(pageSize) !== 0n || end % BigInt(pageSize) !== 0n) c.fail('', 'has a bad range');
+  const pages = Number((end - start) / BigInt(pageSize));
+  const rr = runTable(c, r.runs, pages, fileSize);
+  let object: SnapshotRegion['object'];
+  if (r.object !== undefined && r.object !== null) {
+    const ob = c.obj(r.object, 'object');
+    c.enter('object');
+    object = { id: c.num(ob.id, 'id'), offset: c.big(ob.offset, 'offset') };
+    if (!objectIds.has(object.id)) c.fail('', `names object ${object.id}, which is not in the snapshot`);
+    c.leave();
+  }
+  let file: FileStamp | undefined;
+  if (r.file !== undefined && r.file !== null) {
+    const f = c.obj(r.file, 'file');
+    c.enter('file');
+    // (a signed count: a file can be dated before 1970)
+    const t = f.mtimeNs;
+    const mtimeNs = typeof t === 'bigint' ? t : typeof t === 'number' && Number.isInteger(t) ? BigInt(t) : c.fail('mtimeNs', 'is not an integer');
+    file = { size: c.num(f.size, 'size'), mtimeNs };
+    c.leave();
+  }
+  return {
+    start, end, mode: c.str(r.mode, 'mode'), offset: c.big(r.offset, 'offset'), dev: c.str(r.dev, 'dev'),
+    inode: c.num(r.inode, 'inode'), path: r.path === null ? null : c.str(r.path, 'path'), deleted: r.deleted === true,
+    kind: c.str(r.kind, 'kind') as RegionKind, backing: c.str(r.backing, 'backing') as Backing,
+    shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, 'shmem') as ShmemSource),
+    vmFlags: c.strs(r.vmFlags, 'vmFlags'), smaps: counters(c, r.smaps, 'smaps'), object, file,
+    runs: rr.runs, refs: refs(c, r.refs, rr.dataPages, total, fileSize),
+  };
 }
 
 export function decodeManifest(raw: Buffer, file: string, fileSize: number): Manifest {
@@ -368,102 +490,85 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   try {
     v = decode(raw, MSGPACK);
   } catch (e) {
-    c.fail(`not msgpack (${(e as Error).message})`);
+    c.fail('', `is not msgpack (${(e as Error).message})`);
   }
-  const m = c.obj(v, 'manifest');
-  const pageSize = c.num(c.obj(m.host, 'host').pageSize, 'host.pageSize', 65536);
+  const m = c.obj(v, '');
+  const host = c.obj(m.host, 'host');
+  const pageSize = c.num(host.pageSize, 'host.pageSize', 65536);
   let parent: ParentRef | undefined;
   if (m.parent !== undefined && m.parent !== null) {
     const p = c.obj(m.parent, 'parent');
+    c.enter('parent');
     parent = {
-      id: c.bytes(p.id, 'parent.id', 16), manifestHash: c.big(p.manifestHash, 'parent.manifestHash'),
-      path: c.str(p.path, 'parent.path'), absolute: c.str(p.absolute, 'parent.absolute'), pages: c.num(p.pages, 'parent.pages', 0xffffffff),
+      id: Buffer.from(c.bytes(p.id, 'id', 16)), manifestHash: c.big(p.manifestHash, 'manifestHash'),
+      path: c.str(p.path, 'path'), absolute: c.str(p.absolute, 'absolute'), pages: c.num(p.pages, 'pages', 0xffffffff),
     };
-    if (parent.id.length !== 16) c.fail('parent.id is not 16 bytes');
+    if (parent.id.length !== 16) c.fail('id', 'is not 16 bytes');
+    c.leave();
   }
   const base = parent?.pages ?? 0;
   const hashes: Hashes = Array.isArray(m.hashes) ? blocks(c, m.hashes, 'hashes', fileSize, 8) : new BigUint64Array(aligned(c.bytes(m.hashes, 'hashes', 8)));
   const stored = refsCount(hashes);
   // refs may name the parent chain's pages, numbered before this file's own
   const total = base + stored;
-  if (total > 0xffffffff) c.fail('more stored pages than refs can name');
+  if (total > 0xffffffff) c.fail('', 'lists more stored pages than refs can name');
   const fr = c.obj(m.frames, 'frames');
+  c.enter('frames');
   const frames: FrameIndex = {
-    offset: new Float64Array(aligned(c.bytes(fr.offset, 'frames.offset', 8))),
-    size: new Uint32Array(aligned(c.bytes(fr.size, 'frames.size', 4))),
-    firstPage: new Uint32Array(aligned(c.bytes(fr.firstPage, 'frames.firstPage', 4))),
-    pages: new Uint32Array(aligned(c.bytes(fr.pages, 'frames.pages', 4))),
+    offset: new Float64Array(aligned(c.bytes(fr.offset, 'offset', 8))),
+    size: new Uint32Array(aligned(c.bytes(fr.size, 'size', 4))),
+    firstPage: new Uint32Array(aligned(c.bytes(fr.firstPage, 'firstPage', 4))),
+    pages: new Uint32Array(aligned(c.bytes(fr.pages, 'pages', 4))),
   };
+  c.leave();
   const n = frames.offset.length;
-  if (frames.size.length !== n || frames.firstPage.length !== n || frames.pages.length !== n) c.fail('frame index arrays differ in length');
+  if (frames.size.length !== n || frames.firstPage.length !== n || frames.pages.length !== n) c.fail('frames', 'index arrays differ in length');
   let expectPage = base;
   for (let i = 0; i < n; i++) {
     const off = frames.offset[i]!;
-    if (!Number.isInteger(off) || off < 64 || off + frames.size[i]! > fileSize) c.fail(`frame ${i} lies outside the file`);
-    if (frames.firstPage[i] !== expectPage || frames.pages[i] === 0 || frames.pages[i]! > 1 << 16) c.fail(`frame ${i} does not continue the page numbering`);
+    if (!Number.isInteger(off) || off < 64 || off + frames.size[i]! > fileSize) c.fail(`frame ${i}`, 'lies outside the file');
+    if (frames.firstPage[i] !== expectPage || frames.pages[i] === 0 || frames.pages[i]! > 1 << 16) c.fail(`frame ${i}`, 'does not continue the page numbering');
     expectPage += frames.pages[i]!;
   }
-  if (expectPage - base !== stored) c.fail(`frames hold ${expectPage - base} pages but ${stored} hashes are listed`);
+  if (expectPage - base !== stored) c.fail('frames', `hold ${expectPage - base} pages but ${stored} hashes are listed`);
 
   const objects = c.arr(m.objects, 'objects').map((x, i) => {
-    const o = c.obj(x, `objects[${i}]`);
-    const size = c.num(o.size, `objects[${i}].size`);
-    const r = runTable(c, o.runs, `objects[${i}].runs`, Math.ceil(size / pageSize), fileSize);
-    return {
-      id: c.num(o.id, `objects[${i}].id`), source: c.str(o.source, `objects[${i}].source`) as SnapshotObject['source'],
-      name: c.str(o.name, `objects[${i}].name`), dev: c.num(o.dev, `objects[${i}].dev`), ino: c.num(o.ino, `objects[${i}].ino`),
-      size, runs: r.runs, refs: refs(c, o.refs, `objects[${i}].refs`, r.dataPages, total, fileSize),
+    c.enter('objects', i);
+    const o = c.obj(x, '');
+    const size = c.num(o.size, 'size');
+    const r = runTable(c, o.runs, Math.ceil(size / pageSize), fileSize);
+    const out = {
+      id: c.num(o.id, 'id'), source: c.str(o.source, 'source') as SnapshotObject['source'], name: c.str(o.name, 'name'), dev: c.num(o.dev, 'dev'),
+      ino: c.num(o.ino, 'ino'), size, runs: r.runs, refs: refs(c, o.refs, r.dataPages, total, fileSize),
     } satisfies SnapshotObject;
+    c.leave();
+    return out;
   });
   const objectIds = new Set(objects.map((o) => o.id));
 
   const processes = c.arr(m.processes, 'processes').map((x, i) => {
-    const p = c.obj(x, `processes[${i}]`);
-    const regions = c.arr(p.regions, `processes[${i}].regions`).map((y, j) => {
-      const w = `processes[${i}].regions[${j}]`;
-      const r = c.obj(y, w);
-      const start = c.big(r.start, `${w}.start`);
-      const end = c.big(r.end, `${w}.end`);
-      if (end <= start || start % BigInt(pageSize) !== 0n || end % BigInt(pageSize) !== 0n) c.fail(`${w} has a bad range`);
-      const pages = Number((end - start) / BigInt(pageSize));
-      const rr = runTable(c, r.runs, `${w}.runs`, pages, fileSize);
-      let object: SnapshotRegion['object'];
-      if (r.object !== undefined && r.object !== null) {
-        const ob = c.obj(r.object, `${w}.object`);
-        object = { id: c.num(ob.id, `${w}.object.id`), offset: c.big(ob.offset, `${w}.object.offset`) };
-        if (!objectIds.has(object.id)) c.fail(`${w} names object ${object.id}, which is not in the snapshot`);
-      }
-      let file: FileStamp | undefined;
-      if (r.file !== undefined && r.file !== null) {
-        const f = c.obj(r.file, `${w}.file`);
-        // (a signed count: a file can be dated before 1970)
-        const t = f.mtimeNs;
-        const mtimeNs = typeof t === 'bigint' ? t : typeof t === 'number' && Number.isInteger(t) ? BigInt(t) : c.fail(`${w}.file.mtimeNs is not an integer`);
-        file = { size: c.num(f.size, `${w}.file.size`), mtimeNs };
-      }
-      const smaps = counters(c, r.smaps, `${w}.smaps`);
-      return {
-        start, end, mode: c.str(r.mode, `${w}.mode`), offset: c.big(r.offset, `${w}.offset`), dev: c.str(r.dev, `${w}.dev`),
-        inode: c.num(r.inode, `${w}.inode`), path: r.path === null ? null : c.str(r.path, `${w}.path`), deleted: r.deleted === true,
-        kind: c.str(r.kind, `${w}.kind`) as RegionKind, backing: c.str(r.backing, `${w}.backing`) as Backing,
-        shmem: r.shmem === undefined || r.shmem === null ? undefined : (c.str(r.shmem, `${w}.shmem`) as ShmemSource),
-        vmFlags: c.arr(r.vmFlags, `${w}.vmFlags`).map((f) => c.str(f, `${w}.vmFlags`)), smaps, object, file,
-        runs: rr.runs, refs: refs(c, r.refs, `${w}.refs`, rr.dataPages, total, fileSize),
-      } satisfies SnapshotRegion;
+    c.enter('processes', i);
+    const p = c.obj(x, '');
+    const regions = c.arr(p.regions, 'regions').map((y, j) => {
+      c.enter('regions', j);
+      const r = region(c, y, pageSize, objectIds, total, fileSize);
+      c.leave();
+      return r;
     });
-    return {
-      pid: c.num(p.pid, `processes[${i}].pid`), ppid: c.num(p.ppid, `processes[${i}].ppid`), comm: c.str(p.comm, `processes[${i}].comm`),
-      cmdline: c.arr(p.cmdline, `processes[${i}].cmdline`).map((s) => c.str(s, 'cmdline')), uid: c.num(p.uid, `processes[${i}].uid`), regions,
+    const out = {
+      pid: c.num(p.pid, 'pid'), ppid: c.num(p.ppid, 'ppid'), comm: c.str(p.comm, 'comm'), cmdline: c.arr(p.cmdline, 'cmdline').map((s) => c.str(s, 'cmdline')),
+      uid: c.num(p.uid, 'uid'), regions,
     } satisfies SnapshotProcess;
+    c.leave();
+    return out;
   });
 
   const hash = c.obj(m.hash, 'hash');
-  if (hash.algorithm !== 'xxh3-64') c.fail(`unknown page hash ${JSON.stringify(hash.algorithm)}`);
+  if (hash.algorithm !== 'xxh3-64') c.fail('hash', `names an unknown page hash ${JSON.stringify(hash.algorithm)}`);
   const fz = c.obj(m.freeze, 'freeze');
   const comp = c.obj(m.compression, 'compression');
-  const host = c.obj(m.host, 'host');
   return {
-    format: c.num(m.format, 'format'), id: c.bytes(m.id, 'id', 16), created: c.num(m.created, 'created'), tool: c.str(m.tool, 'tool'),
+    format: c.num(m.format, 'format'), id: Buffer.from(c.bytes(m.id, 'id', 16)), created: c.num(m.created, 'created'), tool: c.str(m.tool, 'tool'),
     host: { kernel: c.str(host.kernel, 'host.kernel'), hostname: c.str(host.hostname, 'host.hostname'), arch: c.str(host.arch, 'host.arch'), pageSize },
     hash: { algorithm: 'xxh3-64', seed: c.num(hash.seed, 'hash.seed', 0xffffffff) },
     freeze: {
