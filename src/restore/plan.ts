@@ -62,6 +62,9 @@ export interface RegionsPlan {
 }
 
 const MAP_HUGE_SHIFT = 26;
+/** placements most regions share (a plan's placement is not changed once made) */
+const UNPLACED: Placement = { how: 'skip', why: 'not placed' };
+const ANON: Placement = { how: 'anon' };
 const DEFAULT_HUGE_PAGE = 2 << 20;
 
 const protOf = (mode: string) => (mode[0] === 'r' ? PROT.READ : 0) | (mode[1] === 'w' ? PROT.WRITE : 0) | (mode[2] === 'x' ? PROT.EXEC : 0);
@@ -94,25 +97,33 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
     const shared = region.mode[3] === 's';
     const prot = protOf(region.mode);
     const accounted = !shared && region.vmFlags.includes('ac') && !(prot & PROT.WRITE);
-    const base = {
+    const base: RegionPlan = {
       region, start: region.start, prot, mapProt: accounted ? prot | PROT.READ | PROT.WRITE : prot,
       flags: (shared ? MAP.SHARED : MAP.PRIVATE) | (region.vmFlags.includes('nr') ? MAP.NORESERVE : 0) |
         (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
       advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
       seal: region.vmFlags.includes('sl'),
       apart: false,
+      place: UNPLACED,
     };
-    const skip = (why: string): RegionPlan => ({ ...base, place: { how: 'skip', why } });
+    // (the plan is this one object, placed: a spread of it for each way to place made every plan an object of a
+    // shape of its own, 800 bytes a region of a process with 60000)
+    const at = (place: Placement, flags = base.flags): RegionPlan => {
+      base.place = place;
+      base.flags = flags;
+      return base;
+    };
+    const skip = (why: string): RegionPlan => at({ how: 'skip', why });
     /** What the region held, given back as private anonymous memory, saying so. */
     const plainMemory = (was: string, place: Placement & { how: 'anon' } = { how: 'anon' }): RegionPlan => {
       notes.push(`${hex(region.start)} was ${was}`);
-      return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS, place };
+      return at(place, (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS);
     };
     // A shared mapping whose object is not in the snapshot (the dump could not open it, or left it out) may still
     // have pages in it, read through the mapping: they come back, as private memory, and the rest is lost.
     const withoutObject = (what: string, lostWhy: string, place: Placement & { how: 'anon' | 'hugetlb' } = { how: 'anon', lostWhy }): RegionPlan => {
       notes.push(`${hex(region.start)} was ${what}; what the snapshot holds of it is restored as private memory, the rest is lost (${lostWhy})`);
-      return { ...base, flags: (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS | (place.how === 'hugetlb' ? MAP.HUGETLB | (Math.log2(place.hugePage) << MAP_HUGE_SHIFT) : 0), place };
+      return at(place, (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS | (place.how === 'hugetlb' ? MAP.HUGETLB | (Math.log2(place.hugePage) << MAP_HUGE_SHIFT) : 0));
     };
     // A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
     // UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
@@ -136,47 +147,47 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
         // (as an aio ring: the host has none of the object, and its bytes are what the process saw there)
         return plainMemory(`the memory of a kernel object (${region.path}); its bytes are restored as private anonymous memory`);
       case 'anon-private': case 'heap': case 'stack':
-        if (region.vmFlags.includes('dp')) return { ...base, flags: (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS, place: { how: 'droppable' } };
+        if (region.vmFlags.includes('dp')) return at({ how: 'droppable' }, (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS);
         if (region.path === '/dev/zero') return zeroDevice();
-        return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon' } };
+        return at(ANON, base.flags | MAP.ANONYMOUS);
       case 'hugetlb': {
         const hugePage = hugePageOf(region);
         if (shared) {
           if (!region.object) return withoutObject(`shared hugetlb memory (${region.path})`, 'its object is not in the snapshot', { how: 'hugetlb', hugePage });
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage });
-          return { ...base, place: { how: 'object', object: region.object.id } };
+          return at({ how: 'object', object: region.object.id });
         }
         const flags = base.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
-        return { ...base, flags, place: { how: 'hugetlb', hugePage } };
+        return at({ how: 'hugetlb', hugePage }, flags);
       }
       case 'shmem-shared':
         if (!region.object) return withoutObject(`shared memory (${region.path})`, 'its object is not in the snapshot');
         objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-        return { ...base, place: { how: 'object', object: region.object.id } };
+        return at({ how: 'object', object: region.object.id });
       case 'file-private': {
         // (older snapshots recorded a private mapping of /dev/zero as a file's, its untouched pages as the file's)
         if (region.path === '/dev/zero' && !region.object) return zeroDevice();
         // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
         if (region.object) {
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-          return { ...base, place: { how: 'object', object: region.object.id } };
+          return at({ how: 'object', object: region.object.id });
         }
         const f = fileAgain(region);
-        if ('path' in f) return { ...base, place: { how: 'file', path: f.path, shared: false } };
+        if ('path' in f) return at({ how: 'file', path: f.path, shared: false });
         // The file's own pages are gone with it: map anonymous memory, the copied-on-write pages go back, the
         // rest is poisoned.
-        return { ...base, flags: base.flags | MAP.ANONYMOUS, place: { how: 'anon', lostWhy: f.why } };
+        return at({ how: 'anon', lostWhy: f.why }, base.flags | MAP.ANONYMOUS);
       }
       case 'file-shared': {
         // a deleted file: its content comes back as a memfd (what the process saw was already only reachable
         // through its mappings)
         if (region.object) {
           objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-          return { ...base, place: { how: 'object', object: region.object.id } };
+          return at({ how: 'object', object: region.object.id });
         }
         const f = fileAgain(region);
         if ('why' in f) return withoutObject(`a shared mapping of ${region.path}`, f.why);
-        return { ...base, place: { how: 'file', path: f.path, shared: true } };
+        return at({ how: 'file', path: f.path, shared: true });
       }
     }
   });
