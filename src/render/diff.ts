@@ -40,7 +40,7 @@ export function renderDiff(d: DiffReport, opts: { pages?: boolean; limit?: numbe
   }
   const objs = d.objects.filter((o) => changedPages(o) > 0);
   for (const o of objs) out.push(`  object ${o.name}: ${o.pages.changed} changed, ${o.pages.added} added, ${o.pages.removed} removed, ${o.pages.unchanged} unchanged`);
-  const ranges = d.regions.flatMap((r) => r.ranges.map((x) => ({ ...x, path: r.path }))).sort((x, y) => y.pages - x.pages);
+  const ranges = d.regions.flatMap((r) => r.ranges.map((x) => ({ start: x.start, pages: x.pages, status: x.status, path: r.path }))).sort((x, y) => y.pages - x.pages);
   if (ranges.length) {
     const limit = opts.limit ?? 10;
     out.push('', `largest changed ranges${ranges.length > limit ? ` (${limit} of ${ranges.length})` : ''}:`);
