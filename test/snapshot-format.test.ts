@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { PagesnapError } from '../src/native/index.js';
+import { decodeManifest, encodeManifest, type Manifest } from '../src/snapshot/manifest.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
 import { scratchDir } from './helpers/scratch.js';
 
@@ -70,6 +71,37 @@ describe('round trip', () => {
     await w.abort();
     expect(existsSync(p2)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('manifest decoding', () => {
+  let m: Manifest;
+  let size: number;
+  beforeAll(() => {
+    const r = SnapshotReader.open(new URL('../snapshots/golden-v1.psnap', import.meta.url).pathname);
+    [m, size] = [r.manifest, r.size];
+    r.close();
+  });
+  /** The golden manifest with its region given these VmFlags lists, one copy of the region each, decoded. */
+  const withFlags = (lists: string[][], spoil?: (x: Manifest) => void) => {
+    const x = structuredClone(m);
+    const r = x.processes[0]!.regions[0]!;
+    x.processes[0]!.regions = lists.map((vmFlags) => ({ ...r, vmFlags }));
+    spoil?.(x);
+    return decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions.map((y) => y.vmFlags);
+  };
+
+  it('gives equal string lists back as one list, and lists that differ as themselves', () => {
+    const got = withFlags([['rd', 'wr'], ['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
+    expect(got[1]).toBe(got[0]);
+    expect(got.slice(1)).toEqual([['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
+  });
+
+  it('names where a bad field is', () => {
+    expect(() => withFlags([['rd'], ['rd']], (x) => ((x.processes[0]!.regions[1] as { inode: unknown }).inode = 'x'))).toThrow(
+      'bad manifest: processes[0].regions[1].inode is not an integer',
+    );
+    expect(() => withFlags([['rd'], ['rd', 7 as unknown as string]])).toThrow('bad manifest: processes[0].regions[1].vmFlags is not a string');
   });
 });
 

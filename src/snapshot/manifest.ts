@@ -306,9 +306,10 @@ class Check {
   /** A list of strings; equal lists come back as one. */
   strs(v: unknown, what: string): string[] {
     const list = this.arr(v, what).map((x) => this.str(x, what));
-    const key = list.join(' ');
+    // (a key no two different lists share: a run table's reasons may hold spaces)
+    const key = JSON.stringify(list);
     const seen = this.lists.get(key);
-    if (seen && seen.length === list.length) return seen;
+    if (seen) return seen;
     this.lists.set(key, list);
     return list;
   }
