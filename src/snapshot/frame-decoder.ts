@@ -5,7 +5,7 @@
  */
 import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { mmap, munmap, view, MAP, PROT, type Addr } from '../native/index.js';
+import { mmap, munmap, madvise, view, MAP, MADV, PROT, type Addr } from '../native/index.js';
 import { FormatError, zstdFrameContentSize } from './format.js';
 import type { FrameIndex } from './manifest.js';
 import { lastAtOrBelow } from './bisect.js';
@@ -18,6 +18,12 @@ const zstd = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof im
  */
 const WINDOW = 1 << 30;
 const OVERLAP = 64 << 20;
+/**
+ * Past this many bytes read through the mapping its pages are unmapped again (MADV_DONTNEED; they stay in the page
+ * cache, and a later read maps them back): every page of a mapping read counts in the process's RSS, and a restore
+ * maps the file once in each thread, so a 566 MiB snapshot showed 1.15 GiB.
+ */
+const MAPPED_READ = 64 << 20;
 
 /** One snapshot file of a chain, mapped (or read, where it cannot be). */
 class FrameFile {
@@ -27,6 +33,8 @@ class FrameFile {
   private readonly mapped: Addr | null;
   private readonly windows: Buffer[] = [];
   private buf = Buffer.alloc(0);
+  /** bytes read through the mapping since its pages were last unmapped */
+  private read = 0;
 
   constructor(readonly path: string, fd?: number) {
     this.owned = fd === undefined;
@@ -50,6 +58,11 @@ class FrameFile {
   bytes(off: number, size: number, what: string): Buffer {
     if (off + size > this.size) throw new FormatError(this.path, `${what} is truncated`, off);
     if (this.mapped !== null && size <= OVERLAP) {
+      // (a view taken before stays valid: the file's pages are mapped back as it is read)
+      if ((this.read += size) > MAPPED_READ) {
+        madvise(this.mapped, this.size, MADV.DONTNEED);
+        this.read = size;
+      }
       const w = Math.floor(off / WINDOW);
       this.windows[w] ??= view(this.mapped + BigInt(w * WINDOW), Math.min(WINDOW + OVERLAP, this.size - w * WINDOW));
       return this.windows[w]!.subarray(off - w * WINDOW, off - w * WINDOW + size);
