@@ -95,7 +95,7 @@ function extract(file: string): { raw: string; index: string; bytes: number } {
   return { raw, index, bytes };
 }
 
-interface Restored { throughputMBs: number; timings: { fullMs: number }; bytes: { copied: number; moved: number } }
+interface Restored { throughputMBs: number; peakRssBytes: number; timings: { fullMs: number }; bytes: { copied: number; moved: number } }
 
 const restoreRun = (file: string, extra: string[]) => pagesnap<Restored>(['restore', file, '--no-profile', ...extra]);
 
@@ -109,6 +109,7 @@ async function eager(rows: Row[]): Promise<void> {
   const ours: number[] = [];
   const full: number[] = [];
   const lazy: number[] = [];
+  let rss = 0;
   for (let i = 0; i < REPS; i++) {
     // best of 3 inside one run: the first pays for memory the hypervisor must back again
     if (fill) c.push(Number(run(fill, [raw, '64', '3'])));
@@ -117,7 +118,9 @@ async function eager(rows: Row[]): Promise<void> {
     const rs = [0, 1, 2].map(() => restoreRun(file, ['--mode', 'copy']));
     ours.push(Math.max(...rs.map((r) => r.throughputMBs / 1000)));
     full.push(Math.min(...rs.map((r) => r.timings.fullMs)));
-    lazy.push(restoreRun(file, ['--lazy']).timings.fullMs);
+    const l = restoreRun(file, ['--lazy']);
+    lazy.push(l.timings.fullMs);
+    rss = Math.max(rss, l.peakRssBytes, ...rs.map((r) => r.peakRssBytes));
   }
   const gb = median(ours);
   const base = Math.min(c.length ? median(c) : Infinity, z.length ? median(z) : Infinity);
@@ -127,6 +130,7 @@ async function eager(rows: Row[]): Promise<void> {
     baseline: `${which} ${base.toFixed(2)} GB/s (COPY ${c.length ? median(c).toFixed(2) : '-'}, zstd ${z.length ? median(z).toFixed(2) : '-'})`,
     ratio: gb / base, goal: '≥ 0.6',
   });
+  rows.push({ bench: 'restore', case: 'eager and lazy 1 GiB: peak RSS', value: `${(rss / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: rss / 2 ** 28, goal: '≤ 1' });
   rows.push({
     bench: 'restore', case: 'eager 1 GiB: time until full, for reference', value: `${median(full).toFixed(0)} ms`,
     baseline: range(CRIU.restore1GiB), ratio: median(full) / mid(CRIU.restore1GiB), goal: 'published',

@@ -56,6 +56,8 @@ export interface RestoreResult {
   bytes: { copied: number; zeroed: number; moved: number; poisoned: number; written: number; objects: number };
   /** bytes placed per second while streaming (copied + moved) */
   throughputMBs: number;
+  /** pagesnap's own peak resident memory (all threads; not the host's) */
+  peakRssBytes: number;
   regions: { mapped: number; skipped: { start: Addr; end: Addr; path: string | null; why: string }[] };
   relocations: Relocation[];
   lost: LostRange[];
@@ -282,6 +284,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
         written: p.written * ps, objects: p.objectPages * ps,
       },
       throughputMBs: (totals.copied + totals.moved) / 1e6 / (streamMs / 1000),
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
       regions: {
         mapped: p.plan.regions.filter((r) => r.place.how !== 'skip').length,
         skipped: p.plan.regions.flatMap((r) => (r.place.how === 'skip' ? [{ start: r.region.start, end: r.region.end, path: r.region.path, why: r.place.why }] : [])),
