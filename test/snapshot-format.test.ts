@@ -7,6 +7,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { PagesnapError } from '../src/native/index.js';
 import { decodeManifest, encodeManifest, type Manifest } from '../src/snapshot/manifest.js';
+import { firstAbove, lastAtOrBelow } from '../src/snapshot/bisect.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
 import { scratchDir } from './helpers/scratch.js';
 
@@ -71,6 +72,16 @@ describe('round trip', () => {
     await w.abort();
     expect(existsSync(p2)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('binary search', () => {
+  it('finds the first key above x and the last at or below it, at the ends and between equal keys', () => {
+    const keys = [2, 4, 4, 7];
+    const at = (x: number) => [firstAbove((i) => keys[i]!, keys.length, x), lastAtOrBelow((i) => keys[i]!, keys.length, x)];
+    expect([1, 2, 3, 4, 5, 7, 9].map(at)).toEqual([[0, 0], [1, 0], [1, 0], [3, 2], [3, 2], [4, 3], [4, 3]]);
+    // (no keys at all)
+    expect([firstAbove(() => 0, 0, 5), lastAtOrBelow(() => 0, 0, 5)]).toEqual([0, 0]);
   });
 });
 

@@ -4,6 +4,7 @@
  * regions held 120000 runs for the whole dump; V8 lets its heap grow to a multiple of what stays alive.
  */
 import type { Addr } from '../native/index.js';
+import { firstAbove } from '../snapshot/bisect.js';
 
 /** The number of the page at `a` (a page-aligned address). */
 export const pageOf = (a: Addr): number => Number(a >> 12n);
@@ -43,14 +44,7 @@ export class PageRanges {
 
   /** Index of the first run that ends after page `at`: length if none does. */
   firstEndingAfter(at: number): number {
-    let lo = 0;
-    let hi = this.ends.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.ends[mid]! <= at) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstAbove((i) => this.ends[i]!, this.ends.length, at);
   }
 
   /** Whether a run overlaps the pages [start, end). */

@@ -12,6 +12,7 @@ import type { Region } from '../proc/index.js';
 import { ZERO_PAGE, type PageRecord, type Segment } from './pages.js';
 import type { WriteTracker } from './track.js';
 import { pageOf, type PageRanges } from './page-ranges.js';
+import { firstAbove } from '../snapshot/bisect.js';
 
 /**
  * The pages a live pass copied, in address order, as runs: pages one after another stored one after another (or all
@@ -62,14 +63,7 @@ export class LiveCopy {
 
   /** Index of the first run that ends after `page`. */
   private seek(page: number): number {
-    let lo = 0;
-    let hi = this.n;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.first[mid]! + this.count[mid]! <= page) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return firstAbove((i) => this.first[i]! + this.count[i]!, this.n, page);
   }
 
   /**

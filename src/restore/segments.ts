@@ -7,7 +7,7 @@
  * one region (of one huge page, where pages are larger). A unit's state word is 0 until a worker claims it, 1 while it is being filled, 2 once placed.
  * Page numbers (address / page size) are kept in Float64Array: exact far beyond any user address (2^53).
  */
-import { lastAtOrBelow } from '../snapshot/bisect.js';
+import { firstAbove, lastAtOrBelow } from '../snapshot/bisect.js';
 
 export const Op = { DATA: 1, ZERO: 2, POISON: 3 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
@@ -67,13 +67,7 @@ export function segmentAt(t: SegmentTable, p: number): number {
 
 /** The segments overlapping pages [from, to): [first, end). */
 export function segmentsIn(t: SegmentTable, from: number, to: number): [number, number] {
-  let lo = 0;
-  let hi = t.page.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (t.page[mid]! + t.pages[mid]! <= from) lo = mid + 1;
-    else hi = mid;
-  }
+  const lo = firstAbove((i) => t.page[i]! + t.pages[i]!, t.page.length, from);
   let end = lo;
   while (end < t.page.length && t.page[end]! < to) end++;
   return [lo, end];
