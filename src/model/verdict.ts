@@ -55,6 +55,9 @@ export interface PageFacts {
 export type Decided = Readonly<{ verdict: Verdict; case: CaseId; reason?: string }>;
 
 const NO_FLAGS: readonly string[] = [];
+// (defaults made once: a default written `= {}` is a new object at every call)
+const NO_OPTIONS: DecideOptions = Object.freeze({});
+const NO_FACTS: PageFacts = Object.freeze({});
 /**
  * Decisions already made, by VmFlags list (the smaps parser shares one array per distinct list) and the rest of the
  * evidence: a process of 60000 regions asks a few hundred thousand times, of a few dozen distinct cases.
@@ -68,12 +71,21 @@ const numberOf = (s: string) => numbers.get(s) ?? (numbers.set(s, numbers.size),
 const tri = (b: boolean | undefined) => (b === undefined ? 0 : b ? 2 : 1);
 
 /** The verdict and its case; `reason` (the rule's why) for an unreadable verdict, which the snapshot records. */
-export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = {}, page: PageFacts = {}): Decided {
+export function decide(r: RegionShape, state: PageState | 'none', opts: DecideOptions = NO_OPTIONS, page: PageFacts = NO_FACTS): Decided {
   const flags = r.vmFlags ?? NO_FLAGS;
   let known = decided.get(flags);
   if (!known) decided.set(flags, (known = new Map()));
+  // (digits in base 3, one for each fact: no list of them made at each of a dump's few hundred thousand calls)
   let key = numberOf(r.kind) * 256 + numberOf(state);
-  for (const b of [r.shared, r.readable, r.shmemBacked, r.fileGone, page.huge, page.uffdWp, page.object?.data, page.object?.cached, opts.includeFilePages]) key = key * 3 + tri(b);
+  key = key * 3 + tri(r.shared);
+  key = key * 3 + tri(r.readable);
+  key = key * 3 + tri(r.shmemBacked);
+  key = key * 3 + tri(r.fileGone);
+  key = key * 3 + tri(page.huge);
+  key = key * 3 + tri(page.uffdWp);
+  key = key * 3 + tri(page.object?.data);
+  key = key * 3 + tri(page.object?.cached);
+  key = key * 3 + tri(opts.includeFilePages);
   let d = known.get(key);
   if (!d) {
     const e: Evidence = {
