@@ -256,6 +256,33 @@ const GROUP_PAGES = 256;
 type WrittenProcess = WrittenManifest['processes'][number];
 
 /**
+ * Reads of small regions (or windows) made together once GROUP_PAGES of them are gathered: a process can have 60000
+ * regions, and a read (a system call) each costs more than their pages. `read` is told of each once it is read.
+ */
+class ReadGroup<T extends RegionRead> {
+  private items: T[] = [];
+  private pages = 0;
+
+  constructor(private readonly mem: ProcessMemory, private readonly ctx: Context, private readonly read: (item: T) => void = () => {}) {}
+
+  async add(item: T, pages: number): Promise<void> {
+    this.items.push(item);
+    this.pages += pages;
+    if (this.pages >= GROUP_PAGES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.items.length === 0) return;
+    const items = this.items;
+    this.items = [];
+    this.pages = 0;
+    await readProcessSegments(this.mem, items, this.ctx.sink, this.ctx.bufs);
+    for (const x of items) this.read(x);
+    this.ctx.progress();
+  }
+}
+
+/**
  * Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). Returns once every
  * page is read; `settled` once the region records are complete (their tables in the file), for which the process
  * need not stay frozen.
@@ -275,18 +302,8 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       const done = recorded(pid, r, rec, object, ctx, (x) => records.put(index, x));
       if (done) pending.push(done);
     };
-    // Small readable regions holding only their own pages are planned, then read together: a process can have
-    // 60000 of them, and a read (a system call) each costs more than their pages.
-    let group: (RegionRead & { r: Region; rec: Recorder })[] = [];
-    let groupPages = 0;
-    const readGroup = async () => {
-      if (group.length === 0) return;
-      await readProcessSegments(mem, group, ctx.sink, ctx.bufs);
-      for (const g of group) record(g.r, g.rec);
-      group = [];
-      groupPages = 0;
-      ctx.progress();
-    };
+    // Small readable regions holding only their own pages are planned, then read together, and recorded once read.
+    const group = new ReadGroup<RegionRead & { r: Region; rec: Recorder }>(mem, ctx, (g) => record(g.r, g.rec));
     const precopied = ctx.precopied.get(pid);
     for (const batch of regionBatches(pid)) {
       const regions = batch.map((r) => asFound(precopied, r));
@@ -301,17 +318,15 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
           const rec = new Recorder(ctx.writer);
           const segments = withCopies(ctx, pid, r, 0, pages, planWindow(r, shape, 0, pages, pm, ctx.opts));
           rec.plan(segments);
-          group.push({ r, start: r.start, segments, rec });
-          groupPages += pages;
-          if (groupPages >= GROUP_PAGES) await readGroup();
+          await group.add({ r, start: r.start, segments, rec }, pages);
           continue;
         }
-        await readGroup();
+        await group.flush();
         const read = await dumpRegion(pid, r, shape, pm, mem, ctx);
         record(r, read.rec, read.object);
       }
     }
-    await readGroup();
+    await group.flush();
     const settled = Promise.all(pending).then(() => {});
     settled.catch(() => {}); // (held while other targets are read: a failure surfaces where it is awaited)
     return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled };
@@ -420,15 +435,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
   try {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     // regions as smaps lists them, a batch at a time (a process can have 60000); small ones read together
-    let items: RegionRead[] = [];
-    let pages = 0;
-    const read = async () => {
-      if (items.length === 0) return;
-      await readProcessSegments(mem, items, ctx.sink, ctx.bufs);
-      items = [];
-      pages = 0;
-      ctx.progress();
-    };
+    const group = new ReadGroup<RegionRead>(mem, ctx);
     for (const batch of regionBatches(pid)) {
       let tracked: Region[];
       try {
@@ -441,12 +448,10 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
         const size = Number((r.end - r.start) / PAGE);
         for (let at = 0; at < size && !live.full; at += window) {
           const n = Math.min(window, size - at);
-          items.push({ start: r.start, segments: dataWithin(r.start, planWindow(r, shapeOf(r), at, n, pm, ctx.opts), tracker.protectedRuns), rec: live.recorder(r.start) });
-          pages += n;
-          if (pages >= GROUP_PAGES) await read();
+          await group.add({ start: r.start, segments: dataWithin(r.start, planWindow(r, shapeOf(r), at, n, pm, ctx.opts), tracker.protectedRuns), rec: live.recorder(r.start) }, n);
         }
       }
-      await read();
+      await group.flush();
     }
   } finally {
     pm.close();
