@@ -4,7 +4,6 @@
 // protection, its descriptors and registers as they were, on every exit path.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -18,19 +17,12 @@ import { readRegions } from '../src/proc/index.js';
 import { renderDumpSummary } from '../src/render/snapshot.js';
 import { HostSettings } from '../src/host/settings.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
-import { liveBytes } from './helpers/scenario.js';
+import { liveBytes, recordsOf, skipUnlessX64 } from './helpers/scenario.js';
 import { scratchDir } from './helpers/scratch.js';
 
 const dir = scratchDir('precopy');
 const hex = (a: bigint) => a.toString(16);
 const PM_UFFD_WP = 1n << 57n;
-
-function skipUnlessX64(ctx: TestContext) {
-  if (process.arch !== 'x64') {
-    console.log(`SKIP precopy: system calls are injected on x86-64 only (this is ${process.arch})`);
-    ctx.skip();
-  }
-}
 
 /** What tracking could have left behind in `pid`: VmFlags with uffd bits, pages still write-protected, userfaultfds. */
 function leftovers(pid: number, regions: FixtureRegion[]) {
@@ -124,22 +116,8 @@ describe('dump --precopy of a process that writes nothing', () => {
   });
 
   it('says what a plain dump says: every region as the process has it, every run decided by the same case; leaves them as they were', async (ctx) => {
-    skipUnlessX64(ctx);
-    const records = (file: string) => {
-      const snap = SnapshotReader.open(file);
-      try {
-        const proc = snap.process();
-        return proc.regions.map((r) => {
-          const runs = [...snap.runsOf(r.runs, snap.pagesOf(r))];
-          // (the scenario's own regions are still; libc's may change under the fixture's runtime)
-          const held = fx.scenarios.some((s) => s.regions.some((x) => x.start === r.start)) ? runs.filter((x) => x.verdict === 'data' || x.verdict === 'zero') : [];
-          const bytes = held.map((x) => createHash('sha256').update(snap.read(proc, r.start + BigInt(x.offset) * 4096n, x.pages * 4096)).digest('hex'));
-          return { start: r.start, vmFlags: r.vmFlags, runs: runs.map((x) => [x.offset, x.pages, x.verdict, x.case]), bytes };
-        });
-      } finally {
-        snap.close();
-      }
-    };
+    skipUnlessX64(ctx, 'precopy');
+    const records = (file: string) => recordsOf(file, [{ pid: fx.pid, still: fx.scenarios.flatMap((x) => x.regions) }]);
     // (tiny table blocks: the copied runs' page numbers cross many of them)
     const plain = join(dir, 'still-plain.psnap');
     const pre = join(dir, 'still-precopy.psnap');
@@ -153,7 +131,7 @@ describe('dump --precopy of a process that writes nothing', () => {
   });
 
   it('leaves sparse memory without page tables it did not have (write protection is only asked where pages are)', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     // (a process of its own: page tables, once made, stay)
     const sx = await Fixture.start(['anon', 'sparse']);
     try {
@@ -198,7 +176,7 @@ describe('dump --precopy of huge pages', () => {
 
   /** A precopy of the THP region with one page written between the passes: the summary, and its huge pages before and after. */
   async function writingOnePage(ctx: TestContext, page: number, splitHuge: boolean) {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     if (skip) {
       console.log(`SKIP thp: ${skip}`);
       ctx.skip();
@@ -250,7 +228,7 @@ describe('dump --precopy', () => {
   });
 
   it('holds the memory as it was when frozen, whatever was written, discarded or filled in meanwhile', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const [written, mixed, hole] = [fx.region('written'), fx.region('mixed'), fx.region('hole')];
     const fds = readdirSync(`/proc/${fx.pid}/fd`);
     const file = join(dir, 'changed.psnap');
@@ -289,7 +267,7 @@ describe('dump --precopy', () => {
   });
 
   it('reports its progress while it copies, not only once frozen', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const calls: [number, number][] = [];
     let whileRunning = 0;
     await dump([fx.pid], {
@@ -303,7 +281,7 @@ describe('dump --precopy', () => {
   });
 
   it('a process of 200 threads, all of them running: the snapshot verifies, every thread runs on, nothing is left', (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const file = join(dir, 'threads.psnap');
     const s = cliJson(['dump', String(fx.pid), '--precopy', '-o', file]);
     expect(s.pagesPrecopied).toBeGreaterThan(0);
@@ -318,7 +296,7 @@ describe('dump --precopy', () => {
   });
 
   it('signals sent all through it are all delivered: none is taken in the middle of an injected call', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const SIGRTMIN = 34; // (glibc keeps 32 and 33 for itself) real-time signals queue one by one: a lost one shows
     const count = async () => Number(await fx.send('signals'));
     const before = await count();
@@ -343,7 +321,7 @@ describe('dump --precopy', () => {
   });
 
   it('a process already stopped is read frozen as usual, and left stopped', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     process.kill(fx.pid, 'SIGSTOP');
     try {
       while (readStat(fx.pid).state !== 'T') await new Promise((r) => setTimeout(r, 5));
@@ -357,7 +335,7 @@ describe('dump --precopy', () => {
   });
 
   it('pagesnap killed outright while copying: the kernel takes the tracking back with the last descriptor', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const big = await Fixture.start(['big'], { sizeMiB: 512 });
     try {
       const fds = readdirSync(`/proc/${big.pid}/fd`);
@@ -378,7 +356,7 @@ describe('dump --precopy', () => {
   }, 60_000);
 
   it('a process under a seccomp filter is read frozen, nothing run in it (its filter kills it for userfaultfd)', async (ctx) => {
-    skipUnlessX64(ctx);
+    skipUnlessX64(ctx, 'precopy');
     const sx = await Fixture.start(['anon'], { seccomp: true });
     try {
       expect(readFileSync(`/proc/${sx.pid}/status`, 'utf8')).toMatch(/^Seccomp:\s+2$/m);

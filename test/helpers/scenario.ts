@@ -1,6 +1,8 @@
 import { beforeAll, afterAll, expect, type TestContext } from 'vitest';
 import { Fixture, type FixtureRegion } from '../../fixtures/driver.js';
+import { createHash } from 'node:crypto';
 import { processVmReadv } from '../../src/native/index.js';
+import { SnapshotReader } from '../../src/snapshot/reader.js';
 import type { Prepared } from './host.js';
 
 /** The machine feature a scenario needs, so a skip can say why. */
@@ -47,4 +49,34 @@ export function liveBytes(pid: number, r: FixtureRegion): Buffer {
   const b = Buffer.alloc(r.pages * 4096);
   expect(processVmReadv(pid, [b], [{ addr: r.start, len: b.length }])).toBe(b.length);
   return b;
+}
+
+/** Skip a precopy test where system calls cannot be injected into a target (x86-64 only), saying so. */
+export function skipUnlessX64(ctx: TestContext, what: string): void {
+  if (process.arch !== 'x64') {
+    console.log(`SKIP ${what}: system calls are injected on x86-64 only (this is ${process.arch})`);
+    ctx.skip();
+  }
+}
+
+/**
+ * What a snapshot records of processes: each region's start, VmFlags and runs (with the case that decided each), and
+ * a hash of the bytes of each run held in `still` regions (a scenario's own: the rest of a fixture's memory may
+ * change under its runtime between two dumps).
+ */
+export function recordsOf(file: string, procs: readonly { pid: number; still: readonly { start: bigint }[] }[]) {
+  const r = SnapshotReader.open(file);
+  try {
+    return procs.map((p) => {
+      const proc = r.process(p.pid);
+      return proc.regions.map((x) => {
+        const runs = [...r.runsOf(x.runs, r.pagesOf(x))];
+        const held = p.still.some((f) => f.start === x.start) ? runs.filter((u) => u.verdict === 'data' || u.verdict === 'zero') : [];
+        const bytes = held.map((u) => createHash('sha256').update(r.read(proc, x.start + BigInt(u.offset) * 4096n, u.pages * 4096)).digest('hex'));
+        return { start: x.start, vmFlags: x.vmFlags, runs: runs.map((u) => [u.offset, u.pages, u.verdict, u.case]), bytes };
+      });
+    });
+  } finally {
+    r.close();
+  }
 }
