@@ -4,7 +4,7 @@
 // protection, its descriptors and registers as they were, on every exit path.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
@@ -367,6 +367,39 @@ describe('dump --precopy', () => {
       expect(await sx.send('ping')).toBe('pong');
     } finally {
       await sx.stop();
+    }
+  });
+
+  it('a 32-bit process is read frozen, nothing run in it (its syscall would make an eventfd and return elsewhere)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const bin = join(import.meta.dirname, '..', 'fixtures', 'bin', 'ia32');
+    if (!existsSync(bin)) {
+      console.log('SKIP 32-bit process: fixtures/bin/ia32 was not built (the C compiler cannot make 32-bit x86 programs)');
+      ctx.skip();
+    }
+    const p = spawn(bin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const answer = () => new Promise<string>((resolve) => p.stdout!.once('data', (d) => resolve(String(d).trim())));
+    try {
+      const [pid, addr] = (await answer()).split(' ');
+      const fds = readdirSync(`/proc/${pid}/fd`);
+      const file = join(dir, 'ia32.psnap');
+      const s = cliJson(['dump', pid!, '--precopy', '-o', file]);
+      expect({ skipped: s.precopySkipped, precopied: s.pagesPrecopied }).toEqual({
+        skipped: [{ pid: Number(pid), why: `thread ${pid} runs 32-bit code (code segment 0x23): system calls are run only in 64-bit code` }], precopied: 0,
+      });
+      expect(readdirSync(`/proc/${pid}/fd`)).toEqual(fds);
+      const r = SnapshotReader.open(file);
+      try {
+        const bytes = r.read(r.process(Number(pid)), BigInt(`0x${addr}`), 64 * 4096);
+        for (let i = 0; i < 64; i++) expect(bytes.subarray(i * 4096, (i + 1) * 4096).every((b) => b === i + 1), `page ${i}`).toBe(true);
+      } finally {
+        r.close();
+      }
+      // it runs on from the read it was waiting in, its memory as it was
+      p.stdin!.write('?');
+      expect(await answer()).toBe(String(4096 * (64 * 65) / 2));
+    } finally {
+      p.kill('SIGKILL');
     }
   });
 

@@ -4,7 +4,8 @@
  * process's own vDSO, single-steps over it, and has its registers put back. Every signal is blocked meanwhile (as
  * CRIU does), so none is taken in the middle of the call: they wait, pending, for the thread to be let go. A thread
  * stopped inside an interrupted system call restarts it when let go, as if nothing had happened. x86-64 only (its
- * registers are laid out here).
+ * registers are laid out here), and 64-bit code only: a 32-bit thread's `syscall` takes its number from the ia32
+ * table (323, userfaultfd here, is eventfd there) and returns elsewhere than after the instruction.
  */
 import * as n from '../native/index.js';
 import { PagesnapError, type Addr } from '../native/index.js';
@@ -31,6 +32,10 @@ export function syscallInstruction(pid: number, vdso: { start: Addr; end: Addr }
 export function injectSyscall(tid: number, at: Addr, nr: number, args: readonly (number | bigint)[]): bigint {
   if (process.arch !== 'x64') throw new PagesnapError(`running a system call in another process is only done on x86-64 (this is ${process.arch})`, { code: 'ENOTSUP' });
   const saved = n.ptraceGetRegs(tid);
+  const cs = saved.readBigUInt64LE(n.REG.cs * 8);
+  if (cs !== n.USER_CS) {
+    throw new PagesnapError(`thread ${tid} runs 32-bit code (code segment 0x${cs.toString(16)}): system calls are run only in 64-bit code`, { code: 'ENOTSUP' });
+  }
   const regs = Buffer.from(saved);
   const set = (word: number, v: number | bigint) => regs.writeBigInt64LE(BigInt(v), word * 8);
   set(n.REG.rax, nr);

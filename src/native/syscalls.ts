@@ -177,11 +177,13 @@ export function ptraceDetach(pid: number, signal = 0): void {
 }
 
 /**
- * x86-64's struct user_regs_struct (27 words), as PTRACE_GETREGS gives it; `REG` names the words a system call uses.
+ * x86-64's struct user_regs_struct (27 words), as PTRACE_GETREGS gives it; `REG` names the words a system call uses,
+ * and the code segment, which says whether the thread runs 64-bit code (USER_CS) or 32-bit code (USER32_CS).
  * (Other architectures have PTRACE_GETREGSET only, and other layouts: callers check process.arch.)
  */
 const USER_REGS_SIZE = 27 * 8;
-export const REG = { rax: 10, rdx: 12, rsi: 13, rdi: 14, origRax: 15, rip: 16 } as const;
+export const REG = { rax: 10, rdx: 12, rsi: 13, rdi: 14, origRax: 15, rip: 16, cs: 17 } as const;
+export const USER_CS = 0x33n;
 
 export function ptraceGetRegs(tid: number): Buffer {
   const regs = Buffer.alloc(USER_REGS_SIZE);
