@@ -17,19 +17,7 @@ export interface BatchCall {
   optional?: boolean;
 }
 
-const OPTIONAL = 1n << 63n;
-
-/** The BATCH words of `calls`: per call a header (op | words << 32 | OPTIONAL), then its words. */
-export function batchWords(calls: readonly BatchCall[]): bigint[] {
-  const out: bigint[] = [];
-  for (const c of calls) {
-    out.push(BigInt(HostOp[c.op]) | (BigInt(c.words.length) << 32n) | (c.optional ? OPTIONAL : 0n));
-    for (const w of c.words) out.push(BigInt.asUintN(64, BigInt(w)));
-  }
-  return out;
-}
-
-export const MAX_MSG = 64 << 10;
+const MAX_MSG = 64 << 10;
 /** Replies land here (one per thread: module state is per worker); a reply's words are valid until the next call. */
 const REPLY = Buffer.alloc(MAX_MSG);
 
@@ -40,20 +28,65 @@ export class HostGoneError extends Error {
   }
 }
 
+/**
+ * Requests are written here (one per thread, as replies), a word at a time: restoring 60000 regions built a BigInt
+ * array and a Buffer for every message, most of the garbage of mapping them.
+ */
+const REQUEST = Buffer.alloc(MAX_MSG);
+const REQ = new DataView(REQUEST.buffer, REQUEST.byteOffset, MAX_MSG);
+
+function putWord(at: number, w: number | bigint): void {
+  if (typeof w === 'number' && w >= 0 && w <= Number.MAX_SAFE_INTEGER) {
+    REQ.setUint32(at, w % 2 ** 32, true);
+    REQ.setUint32(at + 4, Math.floor(w / 2 ** 32), true);
+  } else REQ.setBigUint64(at, BigInt.asUintN(64, BigInt(w)), true);
+}
+
+/** Send the `len` bytes of REQUEST as request `op`, and take the reply. */
+function exchange(fd: number, op: HostOpName, len: number): { result: bigint; words: BigInt64Array } {
+  REQ.setUint32(0, HostOp[op], true);
+  REQ.setUint32(4, 0, true);
+  if (!sendMessage(fd, REQUEST.subarray(0, len))) throw new HostGoneError(op);
+  const got = recvMessage(fd, REPLY);
+  if (got < 8) throw new HostGoneError(op);
+  const all = new BigInt64Array(REPLY.buffer, REPLY.byteOffset, Math.floor(got / 8));
+  return { result: all[0]!, words: all.subarray(1) };
+}
+
 /** One request/reply on `fd`. Returns the result word (>= 0, or -errno) and the reply's extra words. */
 export function hostCall(fd: number, op: HostOpName, words: readonly (number | bigint)[] = [], name?: string): { result: bigint; words: BigInt64Array } {
-  const reply = REPLY;
-  const nameBytes = name === undefined ? 0 : Buffer.byteLength(name) + 1;
-  const req = Buffer.alloc(8 + words.length * 8 + nameBytes);
-  req.writeUInt32LE(HostOp[op], 0);
-  words.forEach((w, i) => req.writeBigUInt64LE(BigInt.asUintN(64, BigInt(w)), 8 + i * 8));
-  if (name !== undefined) req.write(name, 8 + words.length * 8);
-  if (req.length > MAX_MSG) throw new RangeError(`host request ${op} is ${req.length} bytes, more than ${MAX_MSG}`);
-  if (!sendMessage(fd, req)) throw new HostGoneError(op);
-  const got = recvMessage(fd, reply);
-  if (got < 8) throw new HostGoneError(op);
-  const all = new BigInt64Array(reply.buffer, reply.byteOffset, Math.floor(got / 8));
-  return { result: all[0]!, words: all.subarray(1) };
+  const nameAt = 8 + words.length * 8;
+  const len = nameAt + (name === undefined ? 0 : Buffer.byteLength(name) + 1);
+  if (len > MAX_MSG) throw new RangeError(`host request ${op} is ${len} bytes, more than ${MAX_MSG}`);
+  words.forEach((w, i) => putWord(8 + i * 8, w));
+  if (name !== undefined) REQUEST[nameAt + REQUEST.write(name, nameAt)] = 0;
+  return exchange(fd, op, len);
+}
+
+/**
+ * One BATCH request of as many of `calls`, from `from` on, as a message holds: per call a header word (op, its word
+ * count, and bit 63 when it is optional), then its words. `next`: the index of the first call not sent.
+ */
+export function hostBatch(fd: number, calls: readonly BatchCall[], from: number): { result: bigint; words: BigInt64Array; next: number } {
+  let at = 8;
+  let i = from;
+  for (; i < calls.length; i++) {
+    const c = calls[i]!;
+    const end = at + 8 * (1 + c.words.length);
+    if (end > MAX_MSG) {
+      if (i > from) break;
+      throw new RangeError(`host call ${c.op} is ${end} bytes, more than ${MAX_MSG}`);
+    }
+    REQ.setUint32(at, HostOp[c.op], true);
+    REQ.setUint32(at + 4, (c.words.length | (c.optional ? 0x80000000 : 0)) >>> 0, true);
+    at += 8;
+    for (const w of c.words) {
+      putWord(at, w);
+      at += 8;
+    }
+  }
+  const r = exchange(fd, 'BATCH', at);
+  return { result: r.result, words: r.words, next: i };
 }
 
 /** The result as a number, or a NativeError naming the host-side call. */

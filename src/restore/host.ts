@@ -9,7 +9,7 @@ import {
   poll, POLL, type Addr,
 } from '../native/index.js';
 import { parseMaps, type MapsEntry } from '../proc/index.js';
-import { hostCall, hostValue, batchWords, HostGoneError, MAX_MSG, type BatchCall, type HostOpName } from './host-protocol.js';
+import { hostCall, hostBatch, hostValue, HostGoneError, type BatchCall, type HostOpName } from './host-protocol.js';
 
 export type UffdKind = 'syscall' | '/dev/userfaultfd' | 'user-mode-only';
 const KINDS: UffdKind[] = ['syscall', '/dev/userfaultfd', 'user-mode-only'];
@@ -70,8 +70,12 @@ export class RestoreHost {
   }
 
   private call(op: HostOpName, words: (number | bigint)[] = [], name?: string) {
+    return this.checked(() => hostCall(this.control, op, words, name));
+  }
+
+  private checked<T>(f: () => T): T {
     try {
-      return hostCall(this.control, op, words, name);
+      return f();
     } catch (e) {
       if (e instanceof HostGoneError) throw this.gone(e.message);
       throw e;
@@ -95,12 +99,10 @@ export class RestoreHost {
    */
   batch(calls: readonly BatchCall[]): bigint[] {
     const out: bigint[] = [];
-    const room = MAX_MSG / 8 - 1;
     for (let i = 0; i < calls.length; ) {
-      let words = 0;
       const from = i;
-      while (i < calls.length && (i === from || words + 1 + calls[i]!.words.length <= room)) words += 1 + calls[i++]!.words.length;
-      const r = this.call('BATCH', batchWords(calls.slice(from, i)));
+      const r = this.checked(() => hostBatch(this.control, calls, from));
+      i = r.next;
       const ran = hostValue(r, 'a batch of calls');
       for (let k = 0; k < ran; k++) out.push(r.words[k]!);
       const last = ran > 0 ? from + ran - 1 : -1;

@@ -60,6 +60,8 @@ export function createObject(host: RestoreHost, o: ObjectPlan): number {
 
 /** Files and objects the host holds open at once while regions are mapped (past it, queued closes are sent). */
 const HELD_FILES = 32;
+/** Calls queued before they are sent (a few messages' worth: 60000 regions' calls held at once were 15 MB). */
+const QUEUED_CALLS = 4096;
 
 /** What a region is mapped from: '' for anonymous memory, else a file (by path and access) or an object. */
 function sourceOf(rp: RegionPlan): string {
@@ -141,6 +143,7 @@ export function mapRegions(host: RestoreHost, plan: RegionsPlan, relocate: boole
         rp.start = r.start;
         queued.push({ call: { op: 'MAP', words: [r.start, len, rp.mapProt, rp.flags | MAP.FIXED_NOREPLACE, fd, offsetOf(rp)] }, rp });
         queueRest(rp, len);
+        if (queued.length >= QUEUED_CALLS) flush();
       }
       // a mapping keeps its file: the fd is not needed once the map call has run
       if (held.has(src) && !laterSources.has(src)) {
