@@ -3,10 +3,11 @@
  * numeric arrays as byte strings of little-endian integers (FORMAT.md gives every field). The decoder checks
  * every field a reader relies on, so a crafted file gives one error line and no crash.
  */
-import { encode, decode, Encoder } from '@msgpack/msgpack';
+import { encode, Encoder } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
+import { decodeManifestTree, RecordList } from './region-records.js';
 import { RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
 /** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */
@@ -489,7 +490,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const c = new Check(file);
   let v: unknown;
   try {
-    v = decode(raw, MSGPACK);
+    v = decodeManifestTree(raw, MSGPACK);
   } catch (e) {
     c.fail('', `is not msgpack (${(e as Error).message})`);
   }
@@ -550,12 +551,19 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const processes = c.arr(m.processes, 'processes').map((x, i) => {
     c.enter('processes', i);
     const p = c.obj(x, '');
-    const regions = c.arr(p.regions, 'regions').map((y, j) => {
+    const records = p.regions instanceof RecordList ? p.regions : c.arr(p.regions, 'regions');
+    const regions: SnapshotRegion[] = [];
+    for (let j = 0; j < records.length; j++) {
       c.enter('regions', j);
-      const r = region(c, y, pageSize, objectIds, total, fileSize);
+      let y: unknown;
+      try {
+        y = records instanceof RecordList ? records.at(j) : records[j];
+      } catch (e) {
+        c.fail('', `is not msgpack (${(e as Error).message})`);
+      }
+      regions.push(region(c, y, pageSize, objectIds, total, fileSize));
       c.leave();
-      return r;
-    });
+    }
     const out = {
       pid: c.num(p.pid, 'pid'), ppid: c.num(p.ppid, 'ppid'), comm: c.str(p.comm, 'comm'), cmdline: c.arr(p.cmdline, 'cmdline').map((s) => c.str(s, 'cmdline')),
       uid: c.num(p.uid, 'uid'), regions,
