@@ -490,7 +490,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const c = new Check(file);
   let v: unknown;
   try {
-    v = decodeManifestTree(raw, MSGPACK);
+    v = decodeManifestTree(raw);
   } catch (e) {
     c.fail('', `is not msgpack (${(e as Error).message})`);
   }

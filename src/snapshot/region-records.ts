@@ -1,19 +1,22 @@
 /**
- * Decoding a manifest with each process's region records left as bytes until they are read. Decoded whole, a
- * manifest of 60000 regions was a tree of 40 MB alive at once beside the records made of it, and then old garbage:
- * a reader's heap grew to twice what it kept. Here the structure around the records is walked by hand (msgpack's
- * headers say how long each value is), every other value is decoded as usual, and a record is decoded only when the
- * reader converts it, so what it leaves dies young.
+ * Decoding a manifest's msgpack, with each process's region records left as bytes until they are read. Decoded whole
+ * by @msgpack/msgpack, a manifest of 60000 regions was a tree of 40 MB alive at once beside the records made of it,
+ * then old garbage: a reader's heap grew to twice what it kept; and every short string value ("rd", "anon") was
+ * decoded anew, 120 MB of garbage. Here a record is decoded when the reader converts it, so what it leaves dies
+ * young, and strings of up to 16 bytes are made once.
+ *
+ * Values come out as @msgpack/msgpack gives them with `useBigInt64` (which writes the manifest, and whose decoder
+ * the tests hold this one to): 64-bit integers as BigInt, byte strings as views of the manifest's bytes, extension
+ * values as ExtData (timestamps as Date), map keys strings or numbers and never `__proto__`.
  */
-import { Decoder, type DecoderOptions } from '@msgpack/msgpack';
+import { ExtData, decodeTimestampExtension } from '@msgpack/msgpack';
 
 /** A list of msgpack values not decoded yet: `at(i)` decodes the i-th. */
 export class RecordList {
   constructor(
-    private readonly raw: Uint8Array,
+    private readonly src: Source,
     /** where each value starts, and where the last ends */
     private readonly bounds: number[],
-    private readonly decoder: Decoder,
   ) {}
 
   get length(): number {
@@ -21,32 +24,39 @@ export class RecordList {
   }
 
   at(i: number): unknown {
-    return this.decoder.decode(this.raw.subarray(this.bounds[i]!, this.bounds[i + 1]!));
+    return decodeAt(this.src, this.bounds[i]!, 0);
   }
 }
 
 /**
  * The manifest in `raw`, decoded, except that `processes[i].regions` is a RecordList. Where the structure is not a
- * map, array or list where one is expected, that value is decoded as it is, for the caller's checks to name.
- * Throws (as the decoder does) on bytes that are not one msgpack value.
+ * map or array where one is expected, that value is decoded as it is, for the caller's checks to name. Throws on
+ * bytes that are not one msgpack value.
  */
-export function decodeManifestTree(raw: Uint8Array, options: DecoderOptions): unknown {
-  const w = new Walk(raw, new Decoder(options));
+export function decodeManifestTree(raw: Uint8Array): unknown {
+  const src: Source = {
+    raw, view: new DataView(raw.buffer, raw.byteOffset, raw.byteLength), text: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength),
+    strings: new Map(),
+  };
+  const w = new Walk(src);
   const m = w.map((key) => (key === 'processes' ? () => w.array(() => w.map((k) => (k === 'regions' ? () => w.records() : undefined))) : undefined));
   if (w.at !== raw.length) throw new RangeError(`${raw.length - w.at} bytes follow the manifest`);
   return m;
 }
 
+interface Source {
+  raw: Uint8Array;
+  view: DataView;
+  /** the same bytes, for decoding longer strings */
+  text: Buffer;
+  /** short strings made so far, by a hash of their bytes */
+  strings: Map<number, { bytes: Uint8Array; str: string }>;
+}
+
 class Walk {
   at = 0;
-  private readonly view: DataView;
 
-  constructor(
-    private readonly raw: Uint8Array,
-    private readonly decoder: Decoder,
-  ) {
-    this.view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  }
+  constructor(private readonly src: Source) {}
 
   /** A map; `special(key)` gives how to read the value of a key read otherwise than by decoding it. */
   map(special: (key: string | number) => (() => unknown) | undefined): unknown {
@@ -54,9 +64,7 @@ class Walk {
     if (n < 0) return this.plain();
     const out: Record<string | number, unknown> = {};
     for (let i = 0; i < n; i++) {
-      const key = this.plain();
-      if (key === '__proto__') throw new RangeError('the key __proto__ is not allowed');
-      if (typeof key !== 'string' && typeof key !== 'number') throw new RangeError(`a map key is a ${typeof key}`);
+      const key = keyOf(this.plain());
       const read = special(key);
       out[key] = read ? read() : this.plain();
     }
@@ -76,49 +84,146 @@ class Walk {
     const n = this.header(0x90, 0xdc);
     if (n < 0) return this.plain();
     const bounds = [this.at];
-    for (let i = 0; i < n; i++) bounds.push(this.skip());
-    return new RecordList(this.raw, bounds, this.decoder);
+    for (let i = 0; i < n; i++) bounds.push((this.at = skipValue(this.src, this.at)));
+    return new RecordList(this.src, bounds);
   }
 
   /** The next value, decoded. */
   private plain(): unknown {
-    const from = this.at;
-    return this.decoder.decode(this.raw.subarray(from, this.skip()));
+    const v = decodeAt(this.src, this.at, 0);
+    this.at = next;
+    return v;
   }
 
   /** The count of a map or array header (fix form `fix`, 16-bit form `wide`, 32-bit `wide + 1`) read, or -1 (nothing read). */
   private header(fix: number, wide: number): number {
-    const b = byteAt(this.raw, this.at);
-    if ((b & 0xf0) === fix) return this.advance(1, b & 0x0f);
-    if (b === wide) return this.advance(3, this.u16(this.at + 1));
-    if (b === wide + 1) return this.advance(5, this.u32(this.at + 1));
-    return -1;
-  }
-
-  private advance(by: number, value: number): number {
-    this.at += by;
-    return value;
-  }
-
-  /** Past the next value (and everything in it); returns where it ends. */
-  private skip(): number {
-    this.at = skipValue(this.raw, this.view, this.at);
-    return this.at;
-  }
-
-  private u16(at: number): number {
-    return u16At(this.raw, this.view, at);
-  }
-  private u32(at: number): number {
-    return u32At(this.raw, this.view, at);
+    const { raw, view } = this.src;
+    const b = byteAt(raw, this.at);
+    const [n, len] = (b & 0xf0) === fix ? [b & 0x0f, 1] : b === wide ? [u16At(raw, view, this.at + 1), 3] : b === wide + 1 ? [u32At(raw, view, this.at + 1), 5] : [-1, 0];
+    this.at += len;
+    return n;
   }
 }
 
-// (functions of their own, not methods: a method walking the bytes was ten times slower and allocated per value)
+// (functions, not methods: walking the bytes in a method was ten times slower and allocated for every value)
 
-/** Where the msgpack value at `from` (and everything in it) ends. */
-function skipValue(raw: Uint8Array, view: DataView, from: number): number {
-  let at = from;
+/** Where the value decodeAt last decoded ends (decoding is synchronous: one cursor serves). */
+let next = 0;
+/** Nesting deeper than any manifest's is refused before the stack is. */
+const MAX_DEPTH = 64;
+
+/** The value at `at`; sets `next` to where it ends. */
+function decodeAt(s: Source, at: number, depth: number): unknown {
+  const { raw, view } = s;
+  const b = byteAt(raw, at);
+  if (b <= 0x7f || b >= 0xe0) {
+    next = at + 1;
+    return b <= 0x7f ? b : b - 0x100;
+  }
+  if (b <= 0x8f) return mapAt(s, at + 1, b & 0x0f, depth);
+  if (b <= 0x9f) return arrayAt(s, at + 1, b & 0x0f, depth);
+  if (b <= 0xbf) return stringAt(s, at + 1, b & 0x1f);
+  const fixed = b >= 0xca && b <= 0xd8 ? FIXED[b - 0xca]! : 1;
+  if (at + fixed > raw.length) throw ended(at);
+  switch (b) {
+    case 0xc0: next = at + 1; return null;
+    case 0xc2: next = at + 1; return false;
+    case 0xc3: next = at + 1; return true;
+    case 0xc4: return bytesAt(s, at + 2, byteAt(raw, at + 1));
+    case 0xc5: return bytesAt(s, at + 3, u16At(raw, view, at + 1));
+    case 0xc6: return bytesAt(s, at + 5, u32At(raw, view, at + 1));
+    case 0xc7: return extAt(s, at + 2, byteAt(raw, at + 1));
+    case 0xc8: return extAt(s, at + 3, u16At(raw, view, at + 1));
+    case 0xc9: return extAt(s, at + 5, u32At(raw, view, at + 1));
+    case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: return extAt(s, at + 1, fixed - 2);
+    case 0xd9: return stringAt(s, at + 2, byteAt(raw, at + 1));
+    case 0xda: return stringAt(s, at + 3, u16At(raw, view, at + 1));
+    case 0xdb: return stringAt(s, at + 5, u32At(raw, view, at + 1));
+    case 0xdc: return arrayAt(s, at + 3, u16At(raw, view, at + 1), depth);
+    case 0xdd: return arrayAt(s, at + 5, u32At(raw, view, at + 1), depth);
+    case 0xde: return mapAt(s, at + 3, u16At(raw, view, at + 1), depth);
+    case 0xdf: return mapAt(s, at + 5, u32At(raw, view, at + 1), depth);
+  }
+  if (b === 0xc1) throw new RangeError(`byte 0xc1 at ${at} starts no msgpack value`);
+  next = at + fixed;
+  switch (b) {
+    case 0xca: return view.getFloat32(at + 1);
+    case 0xcb: return view.getFloat64(at + 1);
+    case 0xcc: return view.getUint8(at + 1);
+    case 0xcd: return view.getUint16(at + 1);
+    case 0xce: return view.getUint32(at + 1);
+    case 0xcf: return view.getBigUint64(at + 1);
+    case 0xd0: return view.getInt8(at + 1);
+    case 0xd1: return view.getInt16(at + 1);
+    case 0xd2: return view.getInt32(at + 1);
+    default: return view.getBigInt64(at + 1);
+  }
+}
+
+function mapAt(s: Source, at: number, n: number, depth: number): Record<string | number, unknown> {
+  if (depth >= MAX_DEPTH) throw new RangeError(`values nest more than ${MAX_DEPTH} deep`);
+  const out: Record<string | number, unknown> = {};
+  next = at;
+  for (let i = 0; i < n; i++) {
+    const key = keyOf(decodeAt(s, next, depth + 1));
+    out[key] = decodeAt(s, next, depth + 1);
+  }
+  return out;
+}
+
+function arrayAt(s: Source, at: number, n: number, depth: number): unknown[] {
+  if (depth >= MAX_DEPTH) throw new RangeError(`values nest more than ${MAX_DEPTH} deep`);
+  const out: unknown[] = [];
+  next = at;
+  for (let i = 0; i < n; i++) out.push(decodeAt(s, next, depth + 1));
+  return out;
+}
+
+function keyOf(key: unknown): string | number {
+  if (typeof key !== 'string' && typeof key !== 'number') throw new RangeError(`a map key is a ${key === null ? 'nil' : typeof key}`);
+  if (key === '__proto__') throw new RangeError('the key __proto__ is not allowed');
+  return key;
+}
+
+const SHORT = 16;
+
+function stringAt(s: Source, at: number, len: number): string {
+  const end = at + len;
+  if (end > s.raw.length) throw ended(at);
+  next = end;
+  if (len > SHORT) return s.text.toString('utf8', at, end);
+  const raw = s.raw;
+  let h = len;
+  for (let i = at; i < end; i++) h = Math.imul(h ^ raw[i]!, 0x01000193);
+  const seen = s.strings.get(h);
+  if (seen && seen.bytes.length === len && sameBytes(seen.bytes, raw, at)) return seen.str;
+  const str = s.text.toString('utf8', at, end);
+  // (a string whose hash another holds is made each time it comes: rare, and still right)
+  if (!seen) s.strings.set(h, { bytes: raw.slice(at, end), str });
+  return str;
+}
+
+function sameBytes(a: Uint8Array, raw: Uint8Array, at: number): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== raw[at + i]) return false;
+  return true;
+}
+
+function bytesAt(s: Source, at: number, len: number): Uint8Array {
+  if (at + len > s.raw.length) throw ended(at);
+  next = at + len;
+  return s.raw.subarray(at, at + len);
+}
+
+/** An extension value: its type byte at `at`, then `len` bytes. */
+function extAt(s: Source, at: number, len: number): ExtData | Date {
+  const type = s.view.getInt8(at);
+  const data = bytesAt(s, at + 1, len);
+  return type === -1 ? decodeTimestampExtension(data) : new ExtData(type, data);
+}
+
+/** Where the value at `at` (and everything in it) ends. */
+function skipValue(s: Source, at: number): number {
+  const { raw, view } = s;
   for (let values = 1; values > 0; values--) {
     const b = byteAt(raw, at);
     if (b <= 0x7f || b >= 0xe0 || b === 0xc0 || b === 0xc2 || b === 0xc3) at += 1;
@@ -136,22 +241,24 @@ function skipValue(raw: Uint8Array, view: DataView, from: number): number {
     else if (b >= 0xca && b <= 0xd8) at += FIXED[b - 0xca]!;
     else throw new RangeError(`byte 0x${b.toString(16)} at ${at} starts no msgpack value`);
   }
-  if (at > raw.length) throw new RangeError(`a value runs past the end of the manifest (${at} > ${raw.length})`);
+  if (at > raw.length) throw ended(raw.length);
   return at;
 }
 
+const ended = (at: number) => new RangeError(`the manifest ends inside a value (at ${at})`);
+
 function byteAt(raw: Uint8Array, at: number): number {
-  if (at >= raw.length) throw new RangeError(`the manifest ends inside a value (at ${at})`);
+  if (at >= raw.length) throw ended(at);
   return raw[at]!;
 }
 function u16At(raw: Uint8Array, view: DataView, at: number): number {
-  if (at + 2 > raw.length) throw new RangeError(`the manifest ends inside a value (at ${at})`);
+  if (at + 2 > raw.length) throw ended(at);
   return view.getUint16(at);
 }
 function u32At(raw: Uint8Array, view: DataView, at: number): number {
-  if (at + 4 > raw.length) throw new RangeError(`the manifest ends inside a value (at ${at})`);
+  if (at + 4 > raw.length) throw ended(at);
   return view.getUint32(at);
 }
 
-/** Lengths of the fixed-size values from 0xca on: float32/64, uint8..64, int8..64, fixext1..16. */
+/** Lengths of the fixed-size values from 0xca on: float32/64, uint8..64, int8..64, fixext1..16 (with their bytes). */
 const FIXED = [5, 9, 2, 3, 5, 9, 2, 3, 5, 9, 3, 4, 6, 10, 18];
