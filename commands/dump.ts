@@ -33,7 +33,7 @@ export default class Dump extends PagesnapCommand {
   static override flags = {
     output: Flags.string({ char: 'o', description: 'snapshot file to write, - for standard output (default: pagesnap-PID-TIME.psnap)', helpValue: 'FILE' }),
     force: Flags.boolean({ description: 'replace the output file if it exists' }),
-    tree: Flags.boolean({ description: 'also snapshot every descendant of the given processes' }),
+    tree: Flags.boolean({ description: 'also snapshot every descendant of the given processes (those they have when frozen)' }),
     freeze: Flags.string({ description: 'how to hold the targets still', options: ['ptrace', 'sigstop', 'cgroup', 'none'], default: 'ptrace' }),
     level: Flags.integer({ description: 'zstd compression level', min: 1, max: 19, default: 3 }),
     threads: Flags.integer({ description: 'compression threads (default: one per CPU, at most 4)', min: 1, max: 64 }),

@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
@@ -144,6 +144,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
+  /** the processes dumped: `targets` until the freeze settles which of a tree are there */
+  let dumped = opts.tree ? pids : targets;
   let frozenMs = 0;
   let precopyMs = 0;
   let expected = 0;
@@ -153,7 +155,15 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       const t = performance.now();
       // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
       expected = residentOf(targets);
-      for (const pid of targets) await whileAliveAsync(pid, () => copyLive(pid, ctx));
+      for (const pid of targets) {
+        try {
+          await whileAliveAsync(pid, () => copyLive(pid, ctx));
+        } catch (e) {
+          // a process of a tree that has gone meanwhile is not in it when it is frozen: nothing of it is needed
+          if (pids.includes(pid) || isAlive(pid)) throw e;
+          forgetCopy(ctx, pid);
+        }
+      }
       // (the frozen pass is the main thread's: compression of the live pass's tail would share the CPUs with it)
       await writer.drained();
       precopyMs = performance.now() - t;
@@ -161,11 +171,14 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back
       if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
-    frozen = freeze(targets, method);
+    frozen = freeze(opts.tree ? pids : targets, method, opts.tree);
     const frozenAt = performance.now();
-    ctx.fuseFrozen = method !== 'none' && targets.some(servesFuse);
-    const layouts = targets.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid) })));
-    if (!opts.precopy) expected = residentOf(targets);
+    dumped = frozen.pids;
+    // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
+    for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || readStat(pid).startTime !== p.startTime) forgetCopy(ctx, pid);
+    ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
+    const layouts = dumped.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid) })));
+    if (!opts.precopy) expected = residentOf(dumped);
     const settled: Promise<void>[] = [];
     for (const l of layouts) {
       const d = await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx));
@@ -173,7 +186,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       settled.push(d.settled);
     }
     // A target that died while it was read may have left pages unread: no snapshot of it.
-    const dead = targets.find((p) => !isAlive(p));
+    const dead = dumped.find((p) => !isAlive(p));
     if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
@@ -185,7 +198,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     stopTracking(ctx);
     await writer.abort();
     // Whatever reader noticed first, a vanished target is the cause.
-    const dead = targets.find((p) => !isAlive(p));
+    const dead = dumped.find((p) => !isAlive(p));
     throw dead === undefined ? e : exited(dead, 'ESRCH', e);
   }
 
@@ -224,10 +237,17 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
 
 /** The targets' resident and swapped bytes (smaps_rollup): what a dump expects to read, for its progress. */
 function residentOf(targets: number[]): number {
-  return targets.reduce((sum, pid) => {
-    const f = whileAlive(pid, () => parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {});
-    return sum + (f.Rss ?? 0) + (f.Swap ?? 0);
-  }, 0);
+  let sum = 0;
+  for (const pid of targets) {
+    try {
+      const f = parseSmaps(readProcText(pid, 'smaps_rollup'))[0]?.fields ?? {};
+      sum += (f.Rss ?? 0) + (f.Swap ?? 0);
+    } catch (e) {
+      // (an estimate: a process gone meanwhile adds nothing, and reading it says so if it is one to be dumped)
+      if (isAlive(pid)) throw e;
+    }
+  }
+  return sum;
 }
 
 /** Run `read` on a target; if it failed because the target went away, say that. */
@@ -418,10 +438,10 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
   // (a target whose writes cannot be tracked is read frozen, saying why; what was copied of it stays unreferenced)
   const cannot = (e: unknown) => {
     if (!isAlive(pid) || !(e instanceof PagesnapError || e instanceof NativeError)) throw e;
-    ctx.precopied.get(pid)?.tracker.stop();
-    ctx.precopied.delete(pid);
+    forgetCopy(ctx, pid);
     ctx.precopySkipped.push({ pid, why: e.message });
   };
+  const { startTime } = readStat(pid);
   let tracker: WriteTracker;
   try {
     tracker = WriteTracker.start(pid, { huge: ctx.opts.splitHuge === true });
@@ -429,7 +449,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     return cannot(e);
   }
   const live = new LiveCopy();
-  ctx.precopied.set(pid, { tracker, live });
+  ctx.precopied.set(pid, { tracker, live, startTime });
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
@@ -467,6 +487,12 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
   const { segments: out, reused } = p.live.reuse(r.start, segments, p.tracker.unwritten(start, start + BigInt(n) * PAGE));
   ctx.pagesPrecopied += reused;
   return out;
+}
+
+/** Stop tracking `pid` and drop what was copied of it (the pages stored stay in the file, unreferenced). */
+function forgetCopy(ctx: Context, pid: number): void {
+  ctx.precopied.get(pid)?.tracker.stop();
+  ctx.precopied.delete(pid);
 }
 
 function stopTracking(ctx: Context): void {

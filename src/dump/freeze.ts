@@ -10,7 +10,8 @@
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, PTRACE, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
-import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber } from '../proc/index.js';
+import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber, isAlive } from '../proc/index.js';
+import { descendants } from './targets.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
 
@@ -87,10 +88,11 @@ function notStopping(pid: number, tid: number): PagesnapError {
   });
 }
 
-function freezePtrace(pids: number[]): Frozen {
+function freezePtrace(pids: number[], optional: boolean): Frozen {
   const seized: number[] = [];
+  const held = new Set<number>();
   const frozen: Frozen = {
-    method: 'ptrace', pids, freezeMs: 0,
+    method: 'ptrace', pids: [], freezeMs: 0,
     thaw() {
       for (const tid of seized.splice(0)) {
         try {
@@ -103,14 +105,14 @@ function freezePtrace(pids: number[]): Frozen {
   };
   try {
     for (const pid of pids) {
-      const tracer = statusNumber(pid, 'TracerPid') ?? 0;
+      const tracer = unlessGone(pid, optional, () => statusNumber(pid, 'TracerPid')) ?? 0;
       if (tracer !== 0) throw alreadyTraced(pid, tracer);
     }
     // Threads may be created while we seize: go round until a pass finds none new.
     const done = new Set<number>();
     for (let pass = 0; pass < 100; pass++) {
       const interrupted: Task[] = [];
-      for (const pid of pids) for (const tid of threads(pid)) {
+      for (const pid of pids) for (const tid of unlessGone(pid, optional, () => threads(pid)) ?? []) {
         if (done.has(tid)) continue;
         done.add(tid);
         try {
@@ -123,6 +125,7 @@ function freezePtrace(pids: number[]): Frozen {
           });
         }
         seized.push(tid);
+        held.add(pid);
         n.ptraceInterrupt(tid);
         interrupted.push({ pid, tid });
       }
@@ -133,7 +136,29 @@ function freezePtrace(pids: number[]): Frozen {
     frozen.thaw();
     throw e;
   }
+  frozen.pids = optional ? pids.filter((p) => held.has(p)) : pids;
   return frozen;
+}
+
+/**
+ * `f()` for process `pid`; when it fails because a process that is `optional` (a member of a tree, not one named)
+ * has gone meanwhile, undefined: such a process is simply not in the tree any more.
+ */
+function unlessGone<T>(pid: number, optional: boolean, f: () => T): T | undefined {
+  try {
+    return f();
+  } catch (e) {
+    if (optional && !alive(pid)) return undefined;
+    throw e;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    return isAlive(pid);
+  } catch {
+    return false;
+  }
 }
 
 /** The error for a target another process traces: a debugger, or another pagesnap dumping it right now. */
@@ -161,12 +186,13 @@ export function cgroupFrozen(pid: number): boolean {
   }
 }
 
-function freezeSigstop(pids: number[]): Frozen {
+function freezeSigstop(pids: number[], optional: boolean): Frozen {
+  const present = optional ? pids.filter(alive) : pids;
   // (a main thread that has exited is no guide)
-  const stopped = pids.filter((p) => !isStopped(readStat(memoryTask(p)).state) && !cgroupFrozen(p));
+  const stopped = present.filter((p) => unlessGone(p, optional, () => !isStopped(readStat(memoryTask(p)).state) && !cgroupFrozen(p)));
   const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
   const frozen: Frozen = {
-    method: 'sigstop', pids, freezeMs: 0,
+    method: 'sigstop', pids: present, freezeMs: 0,
     thaw() {
       for (const p of stopped.splice(0)) {
         try {
@@ -179,9 +205,9 @@ function freezeSigstop(pids: number[]): Frozen {
     },
   };
   try {
-    for (const p of stopped) process.kill(p, 'SIGSTOP');
+    for (const p of stopped) unlessGone(p, optional, () => process.kill(p, 'SIGSTOP'));
     for (const p of stopped) {
-      for (const tid of threads(p)) {
+      for (const tid of unlessGone(p, optional, () => threads(p)) ?? []) {
         let i = 0;
         for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
           if (++i > 5000) throw notStopping(p, tid);
@@ -193,6 +219,7 @@ function freezeSigstop(pids: number[]): Frozen {
     frozen.thaw();
     throw e;
   }
+  frozen.pids = present.filter((p) => !optional || alive(p));
   return frozen;
 }
 
@@ -209,8 +236,12 @@ function cgroupOf(pid: number): string {
   return `${mount}${line.slice(3)}`.replace(/\/$/, '');
 }
 
-function freezeCgroup(pids: number[]): Frozen {
-  const groups = [...new Set(pids.map(cgroupOf))];
+function freezeCgroup(pids: number[], optional: boolean): Frozen {
+  const of = new Map(pids.flatMap((p) => {
+    const g = unlessGone(p, optional, () => cgroupOf(p));
+    return g === undefined ? [] : [[p, g] as const];
+  }));
+  const groups = [...new Set(of.values())];
   const mine = cgroupOf(process.pid);
   for (const g of groups) {
     if (!existsSync(`${g}/cgroup.freeze`)) throw new PagesnapError(`${g} cannot be frozen (no cgroup.freeze: the root cgroup?)`, { code: 'ENOTSUP', hint: 'move the target into a cgroup of its own, or use --freeze ptrace' });
@@ -219,7 +250,7 @@ function freezeCgroup(pids: number[]): Frozen {
   const toFreeze = groups.filter((g) => readFileSync(`${g}/cgroup.freeze`, 'utf8').trim() === '0');
   const dog = watchdog(toFreeze.map((g) => `echo 0 > ${shellQuote(`${g}/cgroup.freeze`)}`).join('; ') || 'true');
   const frozen: Frozen = {
-    method: 'cgroup', pids, freezeMs: 0,
+    method: 'cgroup', pids: [...of.keys()], freezeMs: 0,
     thaw() {
       for (const g of toFreeze.splice(0)) {
         try {
@@ -247,28 +278,59 @@ function freezeCgroup(pids: number[]): Frozen {
   return frozen;
 }
 
-/** Freeze `pids`; the returned thaw() also runs on any exit path of pagesnap until it has been called. */
-export function freeze(pids: number[], method: FreezeMethod): Frozen {
+/**
+ * Freeze `pids` (and with `tree` their descendants: `pids` of the result says which were frozen); the returned thaw()
+ * also runs on any exit path of pagesnap until it has been called.
+ *
+ * A tree is frozen from the top: once a process is frozen it forks no more, so listing the tree again finds the
+ * children of the processes frozen since the last listing, until a listing finds none new. A process that exits
+ * before it is frozen is not in the tree; one that forks meanwhile has its child found in the next round. (Listing
+ * the tree once and then freezing it failed on any tree whose processes come and go: a shell running commands.)
+ */
+export function freeze(pids: number[], method: FreezeMethod, tree = false): Frozen {
   const t = performance.now();
-  let inner: Frozen | undefined;
-  const forget = atExit(() => inner?.thaw());
+  const parts: Frozen[] = [];
+  const thawAll = () => {
+    for (const f of parts.splice(0).reverse()) f.thaw();
+  };
+  const forget = atExit(thawAll);
+  const members: number[] = [];
+  const add = (f: Frozen) => {
+    parts.push(f);
+    members.push(...f.pids);
+  };
   try {
-    switch (method) {
-      case 'ptrace': inner = freezePtrace(pids); break;
-      case 'sigstop': inner = freezeSigstop(pids); break;
-      case 'cgroup': inner = freezeCgroup(pids); break;
-      case 'none': inner = { method, pids, freezeMs: 0, thaw() {} }; break;
+    add(freezeWith(method, pids, false));
+    if (tree && method === 'none') add(freezeWith(method, descendants(pids).filter((p) => !members.includes(p)), true));
+    else if (tree) {
+      const seen = new Set(members);
+      for (let round = 0; ; round++) {
+        const fresh = descendants(pids).filter((p) => !seen.has(p));
+        if (fresh.length === 0) break;
+        if (round === 100) throw new PagesnapError(`the tree of process ${pids.join(', ')} still grew after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
+        for (const p of fresh) seen.add(p);
+        add(freezeWith(method, fresh, true));
+      }
     }
   } catch (e) {
+    thawAll();
     forget();
     throw e;
   }
-  const f = inner;
   return {
-    method, pids, freezeMs: performance.now() - t,
+    method, pids: members, freezeMs: performance.now() - t,
     thaw() {
-      f.thaw();
+      thawAll();
       forget();
     },
   };
+}
+
+function freezeWith(method: FreezeMethod, pids: number[], optional: boolean): Frozen {
+  switch (method) {
+    case 'ptrace': return freezePtrace(pids, optional);
+    case 'sigstop': return freezeSigstop(pids, optional);
+    case 'cgroup': return freezeCgroup(pids, optional);
+    case 'none': return { method, pids: optional ? pids.filter(alive) : pids, freezeMs: 0, thaw() {} };
+  }
 }

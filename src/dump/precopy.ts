@@ -112,6 +112,8 @@ export class LiveCopy {
 export interface Precopied {
   tracker: WriteTracker;
   live: LiveCopy;
+  /** the process's start time (ProcStat.startTime): the copy is of that process, not of another given its pid since */
+  startTime: number;
 }
 
 /**

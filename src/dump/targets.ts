@@ -3,6 +3,10 @@ import { readdirSync } from 'node:fs';
 import { PagesnapError } from '../native/index.js';
 import { readStat, assertPid, readIdentity, assertUserProcess, isAlive } from '../proc/index.js';
 
+/**
+ * `roots` and their descendants, parents before children. pagesnap and whatever it started are never among them (a
+ * tree dumped from the shell that runs pagesnap holds pagesnap itself, and its watchdogs once it freezes).
+ */
 export function descendants(roots: number[]): number[] {
   const children = new Map<number, number[]>();
   for (const e of readdirSync('/proc')) {
@@ -17,8 +21,10 @@ export function descendants(roots: number[]): number[] {
     }
   }
   const out: number[] = [];
+  const seen = new Set<number>();
   const visit = (p: number) => {
-    if (out.includes(p)) return;
+    if (seen.has(p) || p === process.pid) return;
+    seen.add(p);
     out.push(p);
     for (const c of children.get(p) ?? []) visit(c);
   };
@@ -26,7 +32,11 @@ export function descendants(roots: number[]): number[] {
   return out;
 }
 
-/** Check every target exists and is readable before anything is frozen or written. */
+/**
+ * Check every target exists and is readable before anything is frozen or written. With `tree`, the processes of the
+ * trees as they are now: which of them are dumped is settled as they are frozen (see freeze), since a tree whose
+ * processes come and go has others by then.
+ */
 export function resolveTargets(pids: number[], tree: boolean): number[] {
   for (const p of pids) {
     assertPid(p);
@@ -34,7 +44,5 @@ export function resolveTargets(pids: number[], tree: boolean): number[] {
     readIdentity(p);
     assertUserProcess(p);
   }
-  // (a tree dumped from the shell that runs pagesnap holds pagesnap itself: everything but it is dumped)
-  const all = tree ? descendants(pids) : [...new Set(pids)];
-  return all.filter((p) => p !== process.pid);
+  return tree ? descendants(pids) : [...new Set(pids)];
 }

@@ -223,6 +223,8 @@ export interface ProcStat {
   /** task flags (PF_*) */
   flags: number;
   zombie: boolean;
+  /** when it started, in clock ticks since boot: with the pid, which process this is (pids are reused) */
+  startTime: number;
 }
 
 export function readStat(pid: number): ProcStat {
@@ -232,7 +234,7 @@ export function readStat(pid: number): ProcStat {
   const comm = s.slice(s.indexOf('(') + 1, close);
   const rest = s.slice(close + 2).split(' ');
   // after comm: state ppid pgrp session tty_nr tpgid flags
-  return { comm, state: rest[0]!, ppid: Number(rest[1]), flags: Number(rest[6]), zombie: rest[0] === 'Z' || rest[0] === 'X' };
+  return { comm, state: rest[0]!, ppid: Number(rest[1]), flags: Number(rest[6]), zombie: rest[0] === 'Z' || rest[0] === 'X', startTime: Number(rest[19]) };
 }
 
 export interface ProcessIdentity {
