@@ -131,7 +131,7 @@ try {
     const lost = j.lost.reduce((s: number, l: Json) => s + l.len, 0);
     return [
       `host ${j.hostPid}: ready after ${j.timings.readyMs.toFixed(0)} ms (pages stream in as it runs), full after ${j.timings.fullMs.toFixed(0)} ms · ${j.faults.served} faults served`,
-      `${bytes(j.bytes.copied)} copied, ${bytes(j.bytes.moved)} moved, ${bytes(j.bytes.zeroed)} as zero pages, ${bytes(j.bytes.objects)} into shmem objects, ${bytes(j.bytes.written)} into file mappings${lost ? ` · ${bytes(lost)} not in the snapshot (poisoned)` : ''}`,
+      `${bytes(j.bytes.copied)} copied, ${bytes(j.bytes.moved)} moved, ${bytes(j.bytes.zeroed)} as zero pages, ${bytes(j.bytes.objects)} into shmem objects, ${bytes(j.bytes.written)} written in directly${lost ? ` · ${bytes(lost)} not in the snapshot (poisoned)` : ''}`,
       j.verify.mismatches === 0 ? `verify: all ${n(j.verify.pages)} placed pages match the snapshot ✓` : `verify: ${j.verify.mismatches} of ${j.verify.pages} pages differ ✗`,
     ];
   });

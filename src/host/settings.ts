@@ -185,10 +185,10 @@ export class HostSettings {
     return null;
   }
 
-  /** Reserve at least `count` default-size hugetlb pages. */
-  reserveHugepages(count: number): string | null {
-    const path = '/proc/sys/vm/nr_hugepages';
-    if (!existsSync(path)) return 'this kernel has no hugetlb pages';
+  /** Reserve at least `count` hugetlb pages of `kiB` (default: the default size, 2 MiB on x86-64). */
+  reserveHugepages(count: number, kiB?: number): string | null {
+    const path = kiB === undefined ? '/proc/sys/vm/nr_hugepages' : `/sys/kernel/mm/hugepages/hugepages-${kiB}kB/nr_hugepages`;
+    if (!existsSync(path)) return kiB === undefined ? 'this kernel has no hugetlb pages' : `this machine has no ${kiB} KiB hugetlb pages (${path})`;
     const now = Number(readValue(path));
     this.set(path, String(Math.max(now, count)));
     if (now >= count) return null;
@@ -199,7 +199,7 @@ export class HostSettings {
       writeValue(path, String(count));
       got = Number(readValue(path));
     }
-    return got >= count ? null : `only ${got} of ${count} hugetlb pages could be reserved (memory too fragmented)`;
+    return got >= count ? null : `only ${got} of ${count} hugetlb pages${kiB === undefined ? '' : ` of ${kiB} KiB`} could be reserved (memory too fragmented)`;
   }
 
   /**

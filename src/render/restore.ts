@@ -11,7 +11,7 @@ export function renderRestore(r: RestoreResult): string {
   const out = [
     `restored process ${r.pid} of ${r.snapshot} into host ${r.hostPid}${r.held ? ' (held: it keeps running)' : ' (exited)'}`,
     `  ${r.regions.mapped} regions mapped, ${r.regions.skipped.length} skipped · ${r.lazy ? 'lazy' : 'eager'}, ${r.mode} mode · userfaultfd by ${r.uffd}`,
-    `  placed: ${bytes(b.copied)} copied, ${bytes(b.moved)} moved, ${bytes(b.zeroed)} zero pages, ${bytes(b.written)} written into file mappings, ${bytes(b.objects)} into objects${b.poisoned ? `, ${bytes(b.poisoned)} poisoned` : ''}`,
+    `  placed: ${bytes(b.copied)} copied, ${bytes(b.moved)} moved, ${bytes(b.zeroed)} zero pages, ${bytes(b.written)} written in directly, ${bytes(b.objects)} into objects${b.poisoned ? `, ${bytes(b.poisoned)} poisoned` : ''}`,
     `  setup ${ms(r.timings.setupMs)} ms · ready ${ms(r.timings.readyMs)} ms · full ${ms(r.timings.fullMs)} ms · ${r.throughputMBs >= 1000 ? `${(r.throughputMBs / 1000).toFixed(2)} GB/s` : `${r.throughputMBs.toFixed(0)} MB/s`} streamed`,
   ];
   if (r.faults.served) {

@@ -57,7 +57,9 @@ export function fillObject(host: RestoreHost, reader: SnapshotReader, decoder: F
   return pages;
 }
 
-/** Write copied-on-write pages into file mappings of the host, through /proc/PID/mem. */
+const ZEROS = Buffer.alloc(1 << 20);
+
+/** Write pages into the host's memory through /proc/PID/mem (see DirectWrite). */
 export function writePages(host: RestoreHost, decoder: FrameDecoder, writes: readonly DirectWrite[]): number {
   if (writes.length === 0) return 0;
   const ps = decoder.pageSize;
@@ -71,8 +73,10 @@ export function writePages(host: RestoreHost, decoder: FrameDecoder, writes: rea
   try {
     for (const w of writes) {
       const at = Number(w.addr);
-      if (w.src === null) writeAll(fd, Buffer.alloc(w.pages * ps), at, 'the restore host');
-      else eachPiece(decoder, w.src, w.pages, (bytes, k) => writeAll(fd, bytes, at + k * ps, 'the restore host'));
+      if (w.src === null) {
+        // (a zero run may be a gigabyte of huge pages: written from one small buffer)
+        for (let k = 0; k < w.pages; k += ZEROS.length / ps) writeAll(fd, ZEROS.subarray(0, Math.min(ZEROS.length, (w.pages - k) * ps)), at + k * ps, 'the restore host');
+      } else eachPiece(decoder, w.src, w.pages, (bytes, k) => writeAll(fd, bytes, at + k * ps, 'the restore host'));
       pages += w.pages;
     }
   } finally {

@@ -135,7 +135,7 @@ interface Prepared {
   relocations: Relocation[];
   /** the ranges registered with userfaultfd (touching ones as one) */
   registered: Range[];
-  /** pages placed before streaming: into shmem objects, written into file mappings, poisoned (bytes) */
+  /** pages placed before streaming: into shmem objects, written in directly (see DirectWrite), poisoned (bytes) */
   objectPages: number;
   written: number;
   poisoned: number;
@@ -161,7 +161,7 @@ function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
  */
 function prepare(
-  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean,
+  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, lazy: boolean, channels: number, offered: bigint, relocate: boolean,
   verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
 ): Prepared {
   const plan = planRegions(reader, proc);
@@ -176,7 +176,7 @@ function prepare(
     objectPages += fillObject(host, reader, decoder, o, fd, verifier && ((ours) => verifier.object(o, ours)));
     return fd;
   });
-  const content = planContent(reader, plan);
+  const content = planContent(reader, plan, lazy);
   const has = (f: number) => (offered & BigInt(f)) !== 0n;
   if (content.counts.poison > 0 && !has(UFFD_FEATURE.POISON)) {
     throw new PagesnapError(`this kernel has no UFFDIO_POISON (Linux 6.6+), which the ${content.counts.poison} pages the snapshot lacks need`, {
@@ -216,7 +216,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     // the workers load while the host is set up
     workers = new StreamWorkers(threads);
     const verifier = opts.verify ? new Verifier(reader) : undefined;
-    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
+    const p = prepare(reader, decoder, proc, mode, lazy, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
     const h = p.host;
     const setupMs = performance.now() - t0;
     const ps = reader.pageSize;
