@@ -127,6 +127,7 @@ interface Context {
 export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSummary> {
   const t0 = performance.now();
   const targets = resolveTargets(pids, opts.tree ?? false);
+  const roots = [...new Set(pids)];
   const method = opts.freeze ?? 'ptrace';
   const parent = opts.parent === undefined ? undefined : openParent(opts.parent, opts.output);
   let writer: SnapshotWriter;
@@ -145,7 +146,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
   /** the processes dumped: `targets` until the freeze settles which of a tree are there */
-  let dumped = opts.tree ? pids : targets;
+  let dumped = opts.tree ? roots : targets;
   let frozenMs = 0;
   let precopyMs = 0;
   let expected = 0;
@@ -160,7 +161,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           await whileAliveAsync(pid, () => copyLive(pid, ctx));
         } catch (e) {
           // a process of a tree that has gone meanwhile is not in it when it is frozen: nothing of it is needed
-          if (pids.includes(pid) || isAlive(pid)) throw e;
+          if (roots.includes(pid) || isAlive(pid)) throw e;
           forgetCopy(ctx, pid);
         }
       }
@@ -171,7 +172,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back
       if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
-    frozen = freeze(opts.tree ? pids : targets, method, opts.tree);
+    frozen = freeze(opts.tree ? roots : targets, method, opts.tree);
     const frozenAt = performance.now();
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
