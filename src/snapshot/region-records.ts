@@ -216,7 +216,7 @@ function bytesAt(s: Source, at: number, len: number): Uint8Array {
 
 /** An extension value: its type byte at `at`, then `len` bytes. */
 function extAt(s: Source, at: number, len: number): ExtData | Date {
-  const type = s.view.getInt8(at);
+  const type = (byteAt(s.raw, at) << 24) >> 24;
   const data = bytesAt(s, at + 1, len);
   return type === -1 ? decodeTimestampExtension(data) : new ExtData(type, data);
 }
