@@ -109,6 +109,13 @@ describe('errors are one line with a non-zero exit', () => {
     }
   });
 
+  it('too few open files allowed: one line saying so before anything is done (it was a module "not found", or a worker\'s stack trace)', () => {
+    for (const command of ['dump 1 -o x.psnap', 'restore x.psnap']) {
+      const r = spawnSync('sh', ['-c', `ulimit -n 64 && exec "${process.execPath}" "${RUN_JS}" ${command}`], { encoding: 'utf8' });
+      expect({ code: r.status, stdout: r.stdout, oneLine: oneLine(r.stderr) }).toEqual({ code: 1, stdout: '', oneLine: true });
+      expect(r.stderr).toBe(`pagesnap ${command.split(' ')[0]}: this process may open only 64 files (EMFILE), and pagesnap needs 128 — raise the limit (ulimit -n 1024) and run it again\n`);
+    }
+  });
   it('a usage error is one line that says what is wrong (oclif spreads its over several), and exit 2', () => {
     for (const [args, line] of [
       [['inspect'], 'pagesnap inspect: missing 1 required arg: pid (process id to inspect) — see pagesnap inspect --help'],

@@ -46,15 +46,25 @@ export class StreamWorkers {
 
   /** per worker: resolves once it has loaded its modules (or exited) */
   private readonly loaded: Promise<unknown>[];
+  /** per worker: resolves when it has exited (watched from the start: a worker can die before it is given work) */
+  readonly exited: Promise<void>[];
+  /** what a worker died of before a streamer watched it (loading its modules can fail) */
+  failure: Error | undefined;
 
   constructor(fillThreads: number) {
     this.fault = startWorker(sibling(import.meta.url, 'fault-worker'));
     this.fillers = Array.from({ length: fillThreads }, () => startWorker(sibling(import.meta.url, 'fill-worker')));
-    this.loaded = this.all.map((w) => new Promise((done) => {
+    this.exited = this.all.map((w) => new Promise((done) => w.once('exit', () => done())));
+    this.loaded = this.all.map((w, i) => new Promise((done) => {
       w.on('message', (m: WorkerMessage) => m.kind === 'loaded' && done(m));
-      w.once('exit', done);
+      void this.exited[i]!.then(done);
     }));
-    for (const w of this.all) w.unref();
+    for (const w of this.all) {
+      w.on('error', (e) => {
+        this.failure ??= e;
+      });
+      w.unref();
+    }
   }
 
   get all(): Worker[] {
@@ -129,7 +139,8 @@ export class Streamer {
     this.onFork = opts.onFork;
     for (const w of workers.all) w.ref();
     this.fault = workers.fault;
-    this.faultExit = this.watch(this.fault, true);
+    this.faultExit = this.watch(this.fault, workers.exited[0]!, true);
+    if (workers.failure) this.fail(workers.failure.message);
     this.fault.postMessage(faultData);
     this.fillers = workers.fillers;
     this.fillData = this.fillers.map((_, i) => {
@@ -139,7 +150,7 @@ export class Streamer {
         move: m && { channel: m.channels[i]!, stage: m.stages[i]!, hostPid: m.hostPid, eligible: m.eligible.buffer as SharedArrayBuffer, auto: m.auto },
       };
     });
-    this.fillersExit = Promise.all(this.fillers.map((w) => this.watch(w, false))).then(() => {});
+    this.fillersExit = Promise.all(this.fillers.map((w, i) => this.watch(w, workers.exited[1 + i]!, false))).then(() => {});
     this.full = this.fillers.length === 0 ? new Promise(() => {}) : this.fillersExit.then(() => {
       if (!this.failure && !Atomics.load(this.ctl, CTL.STOP)) this.fullAt = performance.now();
     });
@@ -156,24 +167,23 @@ export class Streamer {
     this.fillData = null;
   }
 
-  private watch(w: Worker, isFault: boolean): Promise<void> {
-    return new Promise((resolve) => {
-      w.on('message', (m: WorkerMessage) => {
-        if (m.kind === 'damage') this.damage.push(m);
-        else if (m.kind === 'fork') this.onFork?.(m.ufd, AddressMap.attach(m.map));
-        else if (m.kind === 'move-choice') this.moveChoices.push(m);
-        else if (m.kind === 'gone') this.failure ??= { stopped: 'gone' };
-        else if (m.kind === 'error') {
-          this.failure ??= { stopped: 'error', error: m.message };
-          Atomics.store(this.ctl, CTL.STOP, 1);
-        } else if (m.kind === 'done' && isFault) this.faultReport = m.faults;
-      });
-      w.on('error', (e) => {
-        this.failure ??= { stopped: 'error', error: e.message };
-        Atomics.store(this.ctl, CTL.STOP, 1);
-      });
-      w.on('exit', () => resolve());
+  private watch(w: Worker, exited: Promise<void>, isFault: boolean): Promise<void> {
+    w.on('message', (m: WorkerMessage) => {
+      if (m.kind === 'damage') this.damage.push(m);
+      else if (m.kind === 'fork') this.onFork?.(m.ufd, AddressMap.attach(m.map));
+      else if (m.kind === 'move-choice') this.moveChoices.push(m);
+      else if (m.kind === 'gone') this.failure ??= { stopped: 'gone' };
+      else if (m.kind === 'error') this.fail(m.message);
+      else if (m.kind === 'done' && isFault) this.faultReport = m.faults;
     });
+    w.on('error', (e) => this.fail(e.message));
+    return exited;
+  }
+
+  /** Stop everything: a thread failed. */
+  private fail(error: string): void {
+    this.failure ??= { stopped: 'error', error };
+    Atomics.store(this.ctl, CTL.STOP, 1);
   }
 
   /** Statistics summed over all threads (a moment's view while streaming). */
