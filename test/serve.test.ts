@@ -5,7 +5,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { createInterface } from 'node:readline';
-import { readFileSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -340,6 +340,48 @@ describe('serve', () => {
       const end = await s.until((e) => e.kind === 'end');
       expect(end.why).toBe('the client went away');
       await expectServesThp(s, 'next');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('out of descriptors: a hello whose descriptor cannot be received is refused saying so; a connection that cannot be accepted waits, said once, nothing spinning, and is served once it can be', async (ctx) => {
+    if (spawnSync('prlimit', ['--version']).status !== 0) {
+      console.log('SKIP out of descriptors: no prlimit(1) here to lower the server\'s limit');
+      ctx.skip();
+    }
+    const s = await Server.start('emfile', ['--threads', '0']);
+    const pid = s.proc.pid!;
+    const cpu = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).reduce((a, b) => a + Number(b), 0);
+    // (the soft limit alone: raising a hard limit again needs more than the tests may have)
+    const limit = (n: number) => expect(spawnSync('prlimit', ['--pid', String(pid), `--nofile=${n}:`]).status).toBe(0);
+    try {
+      // (one served first: its threads have loaded every module they need; then its descriptors settle, the
+      // session's threads gone)
+      await expectServesThp(s, 'before-emfile');
+      await s.until((e) => e.kind === 'end');
+      const fds = () => readdirSync(`/proc/${pid}/fd`).sort().join(' ');
+      for (let was = ''; was !== fds(); await new Promise((res) => setTimeout(res, 300))) was = fds();
+      // the lowest descriptor free in the server: new ones go there, and none may be at or past the limit
+      const open = new Set(readdirSync(`/proc/${pid}/fd`).map(Number));
+      let free = 0;
+      while (open.has(free)) free++;
+      // room for the connection, none for the userfaultfd it sends (it was "carried 0 descriptors")
+      limit(free + 1);
+      const r = await client(s, range(thp));
+      expect(r.stderr).toContain('its descriptor did not arrive: this server has none free to receive it in (EMFILE)');
+      // no room for the connection
+      limit(free);
+      const served = expectServesThp(s, 'after-emfile');
+      const trouble = await s.until((e) => e.kind === 'trouble');
+      expect(trouble.why).toMatch(/^cannot accept a connection: .*EMFILE/);
+      const before = cpu();
+      await new Promise((res) => setTimeout(res, 1000));
+      // (clock ticks of 10 ms: an accept loop that spins takes all of a CPU, 100 a second)
+      expect(cpu() - before).toBeLessThan(20);
+      expect(s.events.filter((e) => e.kind === 'trouble')).toHaveLength(1);
+      limit(1024);
+      await served;
     } finally {
       await s.stop();
     }

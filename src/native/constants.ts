@@ -75,7 +75,7 @@ export const SOCK = { STREAM: 1, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000
 export const SOL_SOCKET = 1;
 export const SO_PEERCRED = 17;
 export const SCM_RIGHTS = 1;
-export const MSG = { NOSIGNAL: 0x4000, DONTWAIT: 0x40, CMSG_CLOEXEC: 0x40000000 } as const;
+export const MSG = { NOSIGNAL: 0x4000, DONTWAIT: 0x40, CTRUNC: 0x8, CMSG_CLOEXEC: 0x40000000 } as const;
 
 export const POLL = { IN: 0x1, OUT: 0x4, ERR: 0x8, HUP: 0x10, NVAL: 0x20 } as const;
 export const EFD = { CLOEXEC: 0o2000000, NONBLOCK: 0o4000 } as const;

@@ -62,7 +62,7 @@ export function peerCred(fd: number): PeerCred {
  * Receive up to `len` bytes and any descriptors sent with them (SCM_RIGHTS). Returns the bytes (empty at end
  * of stream) and the descriptors, which are ours to close (received close-on-exec).
  */
-export function recvWithFds(fd: number, len: number): { data: Buffer; fds: number[] } {
+export function recvWithFds(fd: number, len: number): { data: Buffer; fds: number[]; truncated: boolean } {
   const data = Buffer.alloc(len);
   const iov = Buffer.alloc(16);
   iov.writeBigUInt64LE(addressOf(data), 0);
@@ -91,7 +91,8 @@ export function recvWithFds(fd: number, len: number): { data: Buffer; fds: numbe
     }
     off += (clen + 7) & ~7;
   }
-  return { data: data.subarray(0, n), fds };
+  // (MSG_CTRUNC: descriptors were sent that did not arrive: too many for the buffer, or none free to install them in)
+  return { data: data.subarray(0, n), fds, truncated: (msg.readInt32LE(48) & MSG.CTRUNC) !== 0 };
 }
 
 /**

@@ -44,5 +44,6 @@ export function renderServeEvent(e: ServeEvent): string {
     case 'full': return `session ${e.session}: full after ${ms(e.ms)} ms`;
     case 'end': return `session ${e.session} ended (${e.why}) after ${ms(e.ms)} ms · ${bytes(e.stats.copied)} copied, ${bytes(e.stats.zeroed)} zero · ${e.faults.served} faults, p50 ${us(e.faults.p50Us)} µs, p99 ${us(e.faults.p99Us)} µs`;
     case 'refused': return `refused ${e.client ? `pid ${e.client.pid} uid ${e.client.uid}` : 'a client'}: ${e.why}`;
+    case 'trouble': return `waiting: ${e.why}`;
   }
 }

@@ -4,7 +4,7 @@
  * are received side by side, each within its own time: a client that stalls holds up nobody else.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { accept, peerCred, recvWithFds, poll, POLL, closeFd, type PeerCred } from '../native/index.js';
+import { accept, peerCred, recvWithFds, poll, POLL, closeFd, sleepSync, type PeerCred } from '../native/index.js';
 import type { AcceptMessage } from './serve-protocol.js';
 
 const { listenFd, stopfd, uid } = workerData as { listenFd: number; stopfd: number; uid: number };
@@ -34,8 +34,12 @@ function refuse(p: Pending, why: string): void {
 /** Read what `p`'s connection has (poll said it is readable); true when its hello is done, either way. */
 function receive(p: Pending): boolean {
   const want = p.len === null ? 4 - p.got : 4 + p.len - p.got;
-  const { data, fds } = recvWithFds(p.conn, want);
+  const { data, fds, truncated } = recvWithFds(p.conn, want);
   p.fds.push(...fds);
+  if (truncated) {
+    refuse(p, fds.length === 0 ? 'its descriptor did not arrive: this server has none free to receive it in (EMFILE)' : 'the hello must carry exactly one descriptor (its userfaultfd), it carried more');
+    return true;
+  }
   if (data.length === 0) {
     refuse(p, p.got === 0 ? 'the connection closed before a hello' : `the connection closed in the middle of the hello (${p.got} bytes)`);
     return true;
@@ -64,6 +68,10 @@ function admit(conn: number): void {
   else pending.push({ conn, cred, deadline: Date.now() + HELLO_TIMEOUT_MS, parts: [], got: 0, len: null, fds: [] });
 }
 
+const ACCEPT_RETRY_MS = 50;
+/** the last accept(2) failure said, until one succeeds */
+let acceptError = '';
+
 for (;;) {
   const now = Date.now();
   const wait = pending.length ? Math.max(0, Math.min(...pending.map((p) => p.deadline)) - now) : -1;
@@ -89,8 +97,14 @@ for (;;) {
   let conn: number;
   try {
     conn = accept(listenFd);
+    acceptError = '';
   } catch (e) {
-    post({ kind: 'error', message: (e as Error).message });
+    // Out of descriptors, say: the connection waits in the backlog, and the socket stays readable. Said once, and
+    // looked at again a little later (looking at once spun a CPU, a message each time).
+    const message = `cannot accept a connection: ${(e as Error).message}`;
+    if (message !== acceptError) post({ kind: 'error', message });
+    acceptError = message;
+    sleepSync(ACCEPT_RETRY_MS);
     continue;
   }
   try {

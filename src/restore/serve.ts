@@ -41,7 +41,9 @@ export type ServeEvent =
   | { kind: 'start'; session: number; client: PeerCred; pages: ClientPlan['counts']; lost: number; events: string[]; prefetch: boolean; forkOf?: number }
   | { kind: 'full'; session: number; ms: number }
   | { kind: 'end'; session: number; why: string; ms: number; stats: StreamStats; faults: { served: number; p50Us: number | null; p99Us: number | null } }
-  | { kind: 'refused'; client: PeerCred | null; why: string };
+  | { kind: 'refused'; client: PeerCred | null; why: string }
+  /** the server cannot take connections for now (they wait): why */
+  | { kind: 'trouble'; why: string };
 
 const percentile = (xs: Float64Array, q: number) => (xs.length === 0 ? null : Float64Array.from(xs).sort()[Math.min(xs.length - 1, Math.floor(q * xs.length))]!);
 
@@ -184,8 +186,11 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
       }
       closeFd(m.conn);
       emit({ kind: 'refused', client: m.cred, why: m.why });
-    }
+    } else if (m.kind === 'error') emit({ kind: 'trouble', why: m.message });
   });
+  // (a listener that dies, loading its modules say, ends the server: it can take no connection)
+  let acceptFailure: Error | undefined;
+  acceptor.on('error', (e) => (acceptFailure = e));
   acceptor.on('exit', () => finished());
   let stopping = false;
   function stop(): void {
@@ -206,4 +211,5 @@ export async function serve(path: string, opts: ServeOptions): Promise<void> {
   if (existsSync(opts.socket)) unlinkSync(opts.socket);
   cleanup();
   reader.close();
+  if (acceptFailure) throw new PagesnapError(`the server's listening thread failed: ${acceptFailure.message}`, { code: (acceptFailure as NodeJS.ErrnoException).code ?? 'EIO' });
 }
