@@ -9,7 +9,8 @@
  *   default), 8 and 1 pages (goal p50 ≤ 3×). Twice: handler and client pinned to one CPU (a wakeup is a context
  *   switch there, so the serving itself shows), and as the scheduler places them (a wakeup crosses CPUs: in a VM
  *   that costs tens of microseconds, and it is what a user gets);
- * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures.
+ * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures;
+ * - a 1 GiB hugetlb page, eagerly (written in directly) and lazily (streamed whole): time and peak RSS.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, openSync, writeSync, closeSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
+import { HostSettings } from '../src/host/settings.js';
 import { median, type Row } from './lib.js';
 import { CRIU, mid, range } from './reference.js';
 
@@ -254,13 +256,49 @@ async function faults(rows: Row[]): Promise<void> {
   }
 }
 
-/** `parts`: any of eager, move, faults (all by default). */
-export async function benchRestore(parts = ['eager', 'move', 'faults']): Promise<Row[]> {
+/**
+ * A 1 GiB hugetlb page, restored eagerly (written into the host directly) and lazily (streamed: userfaultfd places
+ * a huge page only whole, from all of its bytes decoded first): time until full, and pagesnap's peak RSS.
+ */
+async function huge(rows: Row[]): Promise<void> {
+  const host = new HostSettings();
+  try {
+    const why = host.reserveHugepages(2, 1 << 20);
+    let snap: { file: string };
+    try {
+      if (why) throw new Error(why);
+      snap = await snapshotOf('hugetlb-1g', 0, [], 'huge');
+    } catch (e) {
+      console.log(`  (huge: ${(e as Error).message})`);
+      return;
+    }
+    const eagerRuns = [0, 1, 2].map(() => restoreRun(snap.file, []));
+    const lazyRuns = [0, 1, 2].map(() => restoreRun(snap.file, ['--lazy']));
+    const full = (rs: Restored[]) => median(rs.map((r) => r.timings.fullMs));
+    const peak = (rs: Restored[]) => Math.max(...rs.map((r) => r.peakRssBytes));
+    rows.push({
+      bench: 'restore', case: 'eager 1 GiB hugetlb page, written in directly: time until full', value: `${full(eagerRuns).toFixed(0)} ms`,
+      baseline: `lazy, streamed whole ${full(lazyRuns).toFixed(0)} ms`, ratio: full(eagerRuns) / full(lazyRuns),
+    });
+    rows.push({ bench: 'restore', case: 'eager 1 GiB hugetlb page: peak RSS', value: `${(peak(eagerRuns) / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: peak(eagerRuns) / 2 ** 28, goal: '≤ 1' });
+    rows.push({
+      bench: 'restore', case: 'lazy 1 GiB hugetlb page: peak RSS (a decoded huge page per thread)', value: `${(peak(lazyRuns) / 2 ** 20).toFixed(0)} MiB`,
+      baseline: '256 MiB bound', ratio: peak(lazyRuns) / 2 ** 28,
+    });
+    rmSync(snap.file, { force: true });
+  } finally {
+    host.restore();
+  }
+}
+
+/** `parts`: any of eager, move, faults, huge (all by default). */
+export async function benchRestore(parts = ['eager', 'move', 'faults', 'huge']): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     if (parts.includes('eager')) await eager(rows);
     if (parts.includes('move')) await move(rows);
     if (parts.includes('faults')) await faults(rows);
+    if (parts.includes('huge')) await huge(rows);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
