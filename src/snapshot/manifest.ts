@@ -7,7 +7,7 @@ import { encode, Encoder } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
-import { decodeManifestTree, RecordList } from './region-records.js';
+import { decodeManifestTree, RecordList } from './msgpack-reader.js';
 import { RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
 /** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */

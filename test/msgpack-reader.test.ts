@@ -2,7 +2,7 @@
 // for every kind of msgpack value; and bytes that are not one msgpack value must be refused, never misread.
 import { describe, it, expect } from 'vitest';
 import { encode, decode, ExtData } from '@msgpack/msgpack';
-import { decodeManifestTree, RecordList } from '../src/snapshot/region-records.js';
+import { decodeManifestTree, RecordList } from '../src/snapshot/msgpack-reader.js';
 
 const OPTS = { useBigInt64: true } as const;
 
