@@ -36,16 +36,23 @@ export function pack<F extends string>(l: Layout<F>, values: StructValues<F>, in
 
 const TWO32 = 2 ** 32;
 
+/**
+ * A 64-bit little-endian word at `off`, wrapped modulo 2^64 as the C cast does (so signed values too); a
+ * non-negative number is written without making a BigInt.
+ */
+export function putU64(view: DataView, off: number, v: bigint | number): void {
+  if (typeof v === 'bigint') view.setBigUint64(off, BigInt.asUintN(64, v), true);
+  else if (v >= 0 && Number.isSafeInteger(v)) {
+    view.setUint32(off, v % TWO32, true);
+    view.setUint32(off + 4, Math.floor(v / TWO32), true);
+  } else view.setBigUint64(off, BigInt.asUintN(64, BigInt(v)), true);
+}
+
 function put(view: DataView, [off, type]: readonly [number, FieldType], v: bigint | number): void {
   switch (type) {
     case 'u64':
     case 's64':
-      // (both wrap modulo 2^64, as the C cast does; a non-negative number is written without making a BigInt)
-      if (typeof v === 'bigint') view.setBigUint64(off, BigInt.asUintN(64, v), true);
-      else if (v >= 0 && Number.isSafeInteger(v)) {
-        view.setUint32(off, v % TWO32, true);
-        view.setUint32(off + 4, Math.floor(v / TWO32), true);
-      } else view.setBigUint64(off, BigInt.asUintN(64, BigInt(v)), true);
+      putU64(view, off, v);
       break;
     case 'u32': view.setUint32(off, Number(v) >>> 0, true); break;
     case 'u8': view.setUint8(off, Number(v) & 0xff); break;

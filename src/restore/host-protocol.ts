@@ -3,7 +3,7 @@
  * Usable from any thread that holds a channel fd: the control channel belongs to the main thread, each fill
  * worker has a channel of its own for UFFDIO_MOVE.
  */
-import { errnoName, NativeError, sendMessage, recvMessage, type Addr } from '../native/index.js';
+import { errnoName, NativeError, sendMessage, recvMessage, putU64, type Addr } from '../native/index.js';
 
 export const HostOp = {
   HELLO: 1, MAP: 2, OPEN: 3, MEMFD: 4, FTRUNCATE: 5, CLOSE: 6, MADVISE: 7, MPROTECT: 8, MOVE: 9, STAGE: 10, DETACH: 11, BATCH: 12, MSEAL: 13,
@@ -35,13 +35,6 @@ export class HostGoneError extends Error {
 const REQUEST = Buffer.alloc(MAX_MSG);
 const REQ = new DataView(REQUEST.buffer, REQUEST.byteOffset, MAX_MSG);
 
-function putWord(at: number, w: number | bigint): void {
-  if (typeof w === 'number' && w >= 0 && w <= Number.MAX_SAFE_INTEGER) {
-    REQ.setUint32(at, w % 2 ** 32, true);
-    REQ.setUint32(at + 4, Math.floor(w / 2 ** 32), true);
-  } else REQ.setBigUint64(at, BigInt.asUintN(64, BigInt(w)), true);
-}
-
 /** Send the `len` bytes of REQUEST as request `op`, and take the reply. */
 function exchange(fd: number, op: HostOpName, len: number): { result: bigint; words: BigInt64Array } {
   REQ.setUint32(0, HostOp[op], true);
@@ -58,7 +51,7 @@ export function hostCall(fd: number, op: HostOpName, words: readonly (number | b
   const nameAt = 8 + words.length * 8;
   const len = nameAt + (name === undefined ? 0 : Buffer.byteLength(name) + 1);
   if (len > MAX_MSG) throw new RangeError(`host request ${op} is ${len} bytes, more than ${MAX_MSG}`);
-  words.forEach((w, i) => putWord(8 + i * 8, w));
+  words.forEach((w, i) => putU64(REQ, 8 + i * 8, w));
   if (name !== undefined) REQUEST[nameAt + REQUEST.write(name, nameAt)] = 0;
   return exchange(fd, op, len);
 }
@@ -81,7 +74,7 @@ export function hostBatch(fd: number, calls: readonly BatchCall[], from: number)
     REQ.setUint32(at + 4, (c.words.length | (c.optional ? 0x80000000 : 0)) >>> 0, true);
     at += 8;
     for (const w of c.words) {
-      putWord(at, w);
+      putU64(REQ, at, w);
       at += 8;
     }
   }
