@@ -244,13 +244,12 @@ function header(fix: number, wide: number, n: number): Uint8Array {
 /**
  * Checks the values of a decoded manifest. Where a value sits (processes[0].regions[5].runs[2].offset) is spelled
  * out only for an error: `enter` and `leave` move the place, a check's `what` names the field there (spelling the
- * place for every field of 60000 regions made most of the garbage of opening a snapshot). Strings come back
- * interned, and equal VmFlags lists as one list: 60000 regions held 700000 strings, most of them "rd", "A3", "anon".
+ * place for every field of 60000 regions made most of the garbage of opening a snapshot). Equal VmFlags lists come
+ * back as one list.
  */
 class Check {
   private readonly names: string[] = [];
   private readonly indexes: number[] = [];
-  private readonly strings = new Map<string, string>();
   private readonly lists = new Map<string, string[]>();
   private slab = new ArrayBuffer(0);
   private slabFill = 0;
@@ -298,11 +297,10 @@ class Check {
     if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v);
     this.fail(what, 'is not an unsigned integer');
   }
+  /** (strings come from the reader made once each: equal ones are one string) */
   str(v: unknown, what: string): string {
     if (typeof v !== 'string') this.fail(what, 'is not a string');
-    let s = this.strings.get(v);
-    if (s === undefined) this.strings.set(v, (s = v));
-    return s;
+    return v;
   }
   /** A list of strings; equal lists come back as one. */
   strs(v: unknown, what: string): string[] {

@@ -3,7 +3,7 @@
  * by @msgpack/msgpack, a manifest of 60000 regions was a tree of 40 MB alive at once beside the records made of it,
  * then old garbage: a reader's heap grew to twice what it kept; and every short string value ("rd", "anon") was
  * decoded anew, 120 MB of garbage. Here a record is decoded when the reader converts it, so what it leaves dies
- * young, and strings of up to 16 bytes are made once.
+ * young, and each string is made once.
  *
  * Values come out as @msgpack/msgpack gives them with `useBigInt64` (which writes the manifest, and whose decoder
  * the tests hold this one to): 64-bit integers as BigInt, byte strings as views of the manifest's bytes, extension
@@ -29,18 +29,22 @@ export class RecordList {
 }
 
 /**
- * The manifest in `raw`, decoded, except that `processes[i].regions` is a RecordList. Where the structure is not a
- * map or array where one is expected, that value is decoded as it is, for the caller's checks to name. Throws on
- * bytes that are not one msgpack value.
+ * Which values a decode leaves as bytes: a map's by key, an array's items, or `records` (an array whose items are
+ * kept as bytes, a RecordList). Where the value is not of the kind its shape expects, it is decoded as it is, for
+ * the caller's checks to name.
  */
+type Shape = { readonly keys: Readonly<Record<string, Shape>> } | { readonly items: Shape } | 'records';
+
+const MANIFEST: Shape = { keys: { processes: { items: { keys: { regions: 'records' } } } } };
+
+/** The manifest in `raw`, decoded, except that `processes[i].regions` is a RecordList. Throws on bytes that are not one msgpack value. */
 export function decodeManifestTree(raw: Uint8Array): unknown {
   const src: Source = {
     raw, view: new DataView(raw.buffer, raw.byteOffset, raw.byteLength), text: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength),
     strings: new Map(),
   };
-  const w = new Walk(src);
-  const m = w.map((key) => (key === 'processes' ? () => w.array(() => w.map((k) => (k === 'regions' ? () => w.records() : undefined))) : undefined));
-  if (w.at !== raw.length) throw new RangeError(`${raw.length - w.at} bytes follow the manifest`);
+  const m = decodeAt(src, 0, 0, MANIFEST);
+  if (next !== raw.length) throw new RangeError(`${raw.length - next} bytes follow the manifest`);
   return m;
 }
 
@@ -49,60 +53,8 @@ interface Source {
   view: DataView;
   /** the same bytes, for decoding longer strings */
   text: Buffer;
-  /** short strings made so far, by a hash of their bytes */
-  strings: Map<number, { bytes: Uint8Array; str: string }>;
-}
-
-class Walk {
-  at = 0;
-
-  constructor(private readonly src: Source) {}
-
-  /** A map; `special(key)` gives how to read the value of a key read otherwise than by decoding it. */
-  map(special: (key: string | number) => (() => unknown) | undefined): unknown {
-    const n = this.header(0x80, 0xde);
-    if (n < 0) return this.plain();
-    const out: Record<string | number, unknown> = {};
-    for (let i = 0; i < n; i++) {
-      const key = keyOf(this.plain());
-      const read = special(key);
-      out[key] = read ? read() : this.plain();
-    }
-    return out;
-  }
-
-  array(item: () => unknown): unknown {
-    const n = this.header(0x90, 0xdc);
-    if (n < 0) return this.plain();
-    const out: unknown[] = [];
-    for (let i = 0; i < n; i++) out.push(item());
-    return out;
-  }
-
-  /** An array whose items are left as bytes. */
-  records(): unknown {
-    const n = this.header(0x90, 0xdc);
-    if (n < 0) return this.plain();
-    const bounds = [this.at];
-    for (let i = 0; i < n; i++) bounds.push((this.at = skipValue(this.src, this.at)));
-    return new RecordList(this.src, bounds);
-  }
-
-  /** The next value, decoded. */
-  private plain(): unknown {
-    const v = decodeAt(this.src, this.at, 0);
-    this.at = next;
-    return v;
-  }
-
-  /** The count of a map or array header (fix form `fix`, 16-bit form `wide`, 32-bit `wide + 1`) read, or -1 (nothing read). */
-  private header(fix: number, wide: number): number {
-    const { raw, view } = this.src;
-    const b = byteAt(raw, this.at);
-    const [n, len] = (b & 0xf0) === fix ? [b & 0x0f, 1] : b === wide ? [u16At(raw, view, this.at + 1), 3] : b === wide + 1 ? [u32At(raw, view, this.at + 1), 5] : [-1, 0];
-    this.at += len;
-    return n;
-  }
+  /** the strings made so far, by a hash of their bytes (and where those bytes are) */
+  strings: Map<number, { at: number; len: number; str: string }>;
 }
 
 // (functions, not methods: walking the bytes in a method was ten times slower and allocated for every value)
@@ -112,16 +64,16 @@ let next = 0;
 /** Nesting deeper than any manifest's is refused before the stack is. */
 const MAX_DEPTH = 64;
 
-/** The value at `at`; sets `next` to where it ends. */
-function decodeAt(s: Source, at: number, depth: number): unknown {
+/** The value at `at` (shaped by `shape`, if given); sets `next` to where it ends. */
+function decodeAt(s: Source, at: number, depth: number, shape?: Shape): unknown {
   const { raw, view } = s;
   const b = byteAt(raw, at);
   if (b <= 0x7f || b >= 0xe0) {
     next = at + 1;
     return b <= 0x7f ? b : b - 0x100;
   }
-  if (b <= 0x8f) return mapAt(s, at + 1, b & 0x0f, depth);
-  if (b <= 0x9f) return arrayAt(s, at + 1, b & 0x0f, depth);
+  if (b <= 0x8f) return mapAt(s, at + 1, b & 0x0f, depth, shape);
+  if (b <= 0x9f) return arrayAt(s, at + 1, b & 0x0f, depth, shape);
   if (b <= 0xbf) return stringAt(s, at + 1, b & 0x1f);
   const fixed = b >= 0xca && b <= 0xd8 ? FIXED[b - 0xca]! : 1;
   if (at + fixed > raw.length) throw ended(at);
@@ -139,10 +91,10 @@ function decodeAt(s: Source, at: number, depth: number): unknown {
     case 0xd9: return stringAt(s, at + 2, byteAt(raw, at + 1));
     case 0xda: return stringAt(s, at + 3, u16At(raw, view, at + 1));
     case 0xdb: return stringAt(s, at + 5, u32At(raw, view, at + 1));
-    case 0xdc: return arrayAt(s, at + 3, u16At(raw, view, at + 1), depth);
-    case 0xdd: return arrayAt(s, at + 5, u32At(raw, view, at + 1), depth);
-    case 0xde: return mapAt(s, at + 3, u16At(raw, view, at + 1), depth);
-    case 0xdf: return mapAt(s, at + 5, u32At(raw, view, at + 1), depth);
+    case 0xdc: return arrayAt(s, at + 3, u16At(raw, view, at + 1), depth, shape);
+    case 0xdd: return arrayAt(s, at + 5, u32At(raw, view, at + 1), depth, shape);
+    case 0xde: return mapAt(s, at + 3, u16At(raw, view, at + 1), depth, shape);
+    case 0xdf: return mapAt(s, at + 5, u32At(raw, view, at + 1), depth, shape);
   }
   if (b === 0xc1) throw new RangeError(`byte 0xc1 at ${at} starts no msgpack value`);
   next = at + fixed;
@@ -160,22 +112,29 @@ function decodeAt(s: Source, at: number, depth: number): unknown {
   }
 }
 
-function mapAt(s: Source, at: number, n: number, depth: number): Record<string | number, unknown> {
+function mapAt(s: Source, at: number, n: number, depth: number, shape: Shape | undefined): Record<string | number, unknown> {
   if (depth >= MAX_DEPTH) throw new RangeError(`values nest more than ${MAX_DEPTH} deep`);
+  const keys = shape !== undefined && typeof shape === 'object' && 'keys' in shape ? shape.keys : undefined;
   const out: Record<string | number, unknown> = {};
   next = at;
   for (let i = 0; i < n; i++) {
     const key = keyOf(decodeAt(s, next, depth + 1));
-    out[key] = decodeAt(s, next, depth + 1);
+    out[key] = decodeAt(s, next, depth + 1, keys && Object.hasOwn(keys, key) ? keys[key] : undefined);
   }
   return out;
 }
 
-function arrayAt(s: Source, at: number, n: number, depth: number): unknown[] {
+function arrayAt(s: Source, at: number, n: number, depth: number, shape: Shape | undefined): unknown[] | RecordList {
   if (depth >= MAX_DEPTH) throw new RangeError(`values nest more than ${MAX_DEPTH} deep`);
-  const out: unknown[] = [];
   next = at;
-  for (let i = 0; i < n; i++) out.push(decodeAt(s, next, depth + 1));
+  if (shape === 'records') {
+    const bounds = [at];
+    for (let i = 0; i < n; i++) bounds.push((next = skipValue(s, next)));
+    return new RecordList(s, bounds);
+  }
+  const items = shape !== undefined && typeof shape === 'object' && 'items' in shape ? shape.items : undefined;
+  const out: unknown[] = [];
+  for (let i = 0; i < n; i++) out.push(decodeAt(s, next, depth + 1, items));
   return out;
 }
 
@@ -185,26 +144,27 @@ function keyOf(key: unknown): string | number {
   return key;
 }
 
-const SHORT = 16;
-
+/**
+ * A string, made once: the same bytes again give the same string (a manifest of 60000 regions holds 700000
+ * strings, most of them "rd", "A3", "anon"; its readers keep them all).
+ */
 function stringAt(s: Source, at: number, len: number): string {
   const end = at + len;
   if (end > s.raw.length) throw ended(at);
   next = end;
-  if (len > SHORT) return s.text.toString('utf8', at, end);
   const raw = s.raw;
   let h = len;
   for (let i = at; i < end; i++) h = Math.imul(h ^ raw[i]!, 0x01000193);
   const seen = s.strings.get(h);
-  if (seen && seen.bytes.length === len && sameBytes(seen.bytes, raw, at)) return seen.str;
+  if (seen && seen.len === len && sameBytes(raw, seen.at, at, len)) return seen.str;
   const str = s.text.toString('utf8', at, end);
   // (a string whose hash another holds is made each time it comes: rare, and still right)
-  if (!seen) s.strings.set(h, { bytes: raw.slice(at, end), str });
+  if (!seen) s.strings.set(h, { at, len, str });
   return str;
 }
 
-function sameBytes(a: Uint8Array, raw: Uint8Array, at: number): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== raw[at + i]) return false;
+function sameBytes(raw: Uint8Array, a: number, b: number, len: number): boolean {
+  for (let i = 0; i < len; i++) if (raw[a + i] !== raw[b + i]) return false;
   return true;
 }
 
