@@ -47,7 +47,7 @@ describe('decodeManifestTree', () => {
   });
 
   it('decodes as it is what is not a map, an array or a list where one is expected (the checks name it)', () => {
-    for (const m of [7, 'x', [1, 2], { processes: 5 }, { processes: [3, { regions: 'no' }] }]) {
+    for (const m of [7, 'x', [1, 2], { processes: 5 }, { processes: [3, { regions: 'no' }] }, { constructor: [1], toString: { regions: [2] } }]) {
       expect(decodeManifestTree(encode(m))).toEqual(m);
     }
   });
