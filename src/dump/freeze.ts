@@ -88,11 +88,10 @@ function notStopping(pid: number, tid: number): PagesnapError {
   });
 }
 
-function freezePtrace(pids: number[], optional: boolean): Frozen {
+function freezePtrace(pids: number[]): Frozen {
   const seized: number[] = [];
-  const held = new Set<number>();
   const frozen: Frozen = {
-    method: 'ptrace', pids: [], freezeMs: 0,
+    method: 'ptrace', pids, freezeMs: 0,
     thaw() {
       for (const tid of seized.splice(0)) {
         try {
@@ -105,14 +104,14 @@ function freezePtrace(pids: number[], optional: boolean): Frozen {
   };
   try {
     for (const pid of pids) {
-      const tracer = unlessGone(pid, optional, () => statusNumber(pid, 'TracerPid')) ?? 0;
+      const tracer = statusNumber(pid, 'TracerPid') ?? 0;
       if (tracer !== 0) throw alreadyTraced(pid, tracer);
     }
     // Threads may be created while we seize: go round until a pass finds none new.
     const done = new Set<number>();
     for (let pass = 0; pass < 100; pass++) {
       const interrupted: Task[] = [];
-      for (const pid of pids) for (const tid of unlessGone(pid, optional, () => threads(pid)) ?? []) {
+      for (const pid of pids) for (const tid of threads(pid)) {
         if (done.has(tid)) continue;
         done.add(tid);
         try {
@@ -125,7 +124,6 @@ function freezePtrace(pids: number[], optional: boolean): Frozen {
           });
         }
         seized.push(tid);
-        held.add(pid);
         n.ptraceInterrupt(tid);
         interrupted.push({ pid, tid });
       }
@@ -136,21 +134,7 @@ function freezePtrace(pids: number[], optional: boolean): Frozen {
     frozen.thaw();
     throw e;
   }
-  frozen.pids = optional ? pids.filter((p) => held.has(p)) : pids;
   return frozen;
-}
-
-/**
- * `f()` for process `pid`; when it fails because a process that is `optional` (a member of a tree, not one named)
- * has gone meanwhile, undefined: such a process is simply not in the tree any more.
- */
-function unlessGone<T>(pid: number, optional: boolean, f: () => T): T | undefined {
-  try {
-    return f();
-  } catch (e) {
-    if (optional && !alive(pid)) return undefined;
-    throw e;
-  }
 }
 
 function alive(pid: number): boolean {
@@ -186,13 +170,12 @@ export function cgroupFrozen(pid: number): boolean {
   }
 }
 
-function freezeSigstop(pids: number[], optional: boolean): Frozen {
-  const present = optional ? pids.filter(alive) : pids;
+function freezeSigstop(pids: number[]): Frozen {
   // (a main thread that has exited is no guide)
-  const stopped = present.filter((p) => unlessGone(p, optional, () => !isStopped(readStat(memoryTask(p)).state) && !cgroupFrozen(p)));
+  const stopped = pids.filter((p) => !isStopped(readStat(memoryTask(p)).state) && !cgroupFrozen(p));
   const dog = watchdog(`kill -CONT ${stopped.join(' ') || '0'} 2>/dev/null`);
   const frozen: Frozen = {
-    method: 'sigstop', pids: present, freezeMs: 0,
+    method: 'sigstop', pids, freezeMs: 0,
     thaw() {
       for (const p of stopped.splice(0)) {
         try {
@@ -205,9 +188,9 @@ function freezeSigstop(pids: number[], optional: boolean): Frozen {
     },
   };
   try {
-    for (const p of stopped) unlessGone(p, optional, () => process.kill(p, 'SIGSTOP'));
+    for (const p of stopped) process.kill(p, 'SIGSTOP');
     for (const p of stopped) {
-      for (const tid of unlessGone(p, optional, () => threads(p)) ?? []) {
+      for (const tid of threads(p)) {
         let i = 0;
         for (let state = taskState(p, tid); !isStopped(state) && state !== null; state = taskState(p, tid)) {
           if (++i > 5000) throw notStopping(p, tid);
@@ -219,7 +202,6 @@ function freezeSigstop(pids: number[], optional: boolean): Frozen {
     frozen.thaw();
     throw e;
   }
-  frozen.pids = present.filter((p) => !optional || alive(p));
   return frozen;
 }
 
@@ -236,12 +218,8 @@ function cgroupOf(pid: number): string {
   return `${mount}${line.slice(3)}`.replace(/\/$/, '');
 }
 
-function freezeCgroup(pids: number[], optional: boolean): Frozen {
-  const of = new Map(pids.flatMap((p) => {
-    const g = unlessGone(p, optional, () => cgroupOf(p));
-    return g === undefined ? [] : [[p, g] as const];
-  }));
-  const groups = [...new Set(of.values())];
+function freezeCgroup(pids: number[]): Frozen {
+  const groups = [...new Set(pids.map(cgroupOf))];
   const mine = cgroupOf(process.pid);
   for (const g of groups) {
     if (!existsSync(`${g}/cgroup.freeze`)) throw new PagesnapError(`${g} cannot be frozen (no cgroup.freeze: the root cgroup?)`, { code: 'ENOTSUP', hint: 'move the target into a cgroup of its own, or use --freeze ptrace' });
@@ -250,7 +228,7 @@ function freezeCgroup(pids: number[], optional: boolean): Frozen {
   const toFreeze = groups.filter((g) => readFileSync(`${g}/cgroup.freeze`, 'utf8').trim() === '0');
   const dog = watchdog(toFreeze.map((g) => `echo 0 > ${shellQuote(`${g}/cgroup.freeze`)}`).join('; ') || 'true');
   const frozen: Frozen = {
-    method: 'cgroup', pids: [...of.keys()], freezeMs: 0,
+    method: 'cgroup', pids, freezeMs: 0,
     thaw() {
       for (const g of toFreeze.splice(0)) {
         try {
@@ -300,17 +278,16 @@ export function freeze(pids: number[], method: FreezeMethod, tree = false): Froz
     members.push(...f.pids);
   };
   try {
-    add(freezeWith(method, pids, false));
-    if (tree && method === 'none') add(freezeWith(method, descendants(pids).filter((p) => !members.includes(p)), true));
-    else if (tree) {
-      const seen = new Set(members);
-      for (let round = 0; ; round++) {
-        const fresh = descendants(pids).filter((p) => !seen.has(p));
-        if (fresh.length === 0) break;
-        if (round === 100) throw new PagesnapError(`the tree of process ${pids.join(', ')} still grew after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
-        for (const p of fresh) seen.add(p);
-        add(freezeWith(method, fresh, true));
-      }
+    add(freezeWith(method, pids));
+    const seen = new Set(members);
+    for (let round = 0; tree; round++) {
+      const fresh = descendants(pids).filter((p) => !seen.has(p));
+      if (fresh.length === 0) break;
+      if (round === 100) throw new PagesnapError(`the tree of process ${pids.join(', ')} still grew after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
+      for (const p of fresh) seen.add(p);
+      add(freezeMembers(method, fresh));
+      // (nothing frozen, nothing stops the tree changing: it is as listed once)
+      if (method === 'none') break;
     }
   } catch (e) {
     thawAll();
@@ -326,11 +303,31 @@ export function freeze(pids: number[], method: FreezeMethod, tree = false): Froz
   };
 }
 
-function freezeWith(method: FreezeMethod, pids: number[], optional: boolean): Frozen {
+function freezeWith(method: FreezeMethod, pids: number[]): Frozen {
   switch (method) {
-    case 'ptrace': return freezePtrace(pids, optional);
-    case 'sigstop': return freezeSigstop(pids, optional);
-    case 'cgroup': return freezeCgroup(pids, optional);
-    case 'none': return { method, pids: optional ? pids.filter(alive) : pids, freezeMs: 0, thaw() {} };
+    case 'ptrace': return freezePtrace(pids);
+    case 'sigstop': return freezeSigstop(pids);
+    case 'cgroup': return freezeCgroup(pids);
+    case 'none': return { method, pids, freezeMs: 0, thaw() {} };
+  }
+}
+
+/**
+ * Freeze the members of a tree that are still there. One that goes while they are frozen makes that fail, having
+ * let go what it froze: it is left out, and the rest frozen again. One gone without a failure (its threads exited
+ * before they were reached) is left out too.
+ */
+function freezeMembers(method: FreezeMethod, pids: number[]): Frozen {
+  for (let left = pids.filter(alive); ; ) {
+    if (left.length === 0) return { method, pids: left, freezeMs: 0, thaw() {} };
+    try {
+      const f = freezeWith(method, left);
+      f.pids = left.filter(alive);
+      return f;
+    } catch (e) {
+      const still = left.filter(alive);
+      if (still.length === left.length) throw e;
+      left = still;
+    }
   }
 }
