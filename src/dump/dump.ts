@@ -172,7 +172,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back
       if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
-    frozen = freeze(opts.tree ? roots : targets, method, opts.tree);
+    frozen = freeze(dumped, method, opts.tree);
     const frozenAt = performance.now();
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
