@@ -17,9 +17,11 @@ export type Placement =
   | { how: 'anon'; lostWhy?: string; fileIsZero?: true }
   /** droppable anonymous memory (MAP_DROPPABLE): userfaultfd refuses it, so its pages are written in directly */
   | { how: 'droppable' }
-  /** private hugetlb memory, filled through userfaultfd in whole huge pages (in an eager restore, huge pages too
-   * large to stream are written in directly: see STREAMED_HUGE_PAGE) */
-  | { how: 'hugetlb'; hugePage: number }
+  /**
+   * private hugetlb memory, filled through userfaultfd in whole huge pages; or `written` in directly, in an eager
+   * restore of huge pages too large to stream (see STREAMED_HUGE_PAGE)
+   */
+  | { how: 'hugetlb'; hugePage: number; written?: true }
   /**
    * the mapped file again. A private mapping's copied-on-write pages are written over it; a shared mapping's pages
    * are the file's, and a restore never writes into a file.
@@ -91,7 +93,26 @@ function fileAgain(r: SnapshotRegion): { path: string } | { why: string } {
   return { path: r.path };
 }
 
-export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): RegionsPlan {
+/**
+ * Huge pages larger than this are written straight into the host in an eager restore, not streamed: UFFDIO_COPY
+ * places a huge page only whole, from all of its bytes decoded in pagesnap first (a 1 GiB page cost 1.2 GB of
+ * RSS, and 1.9 s against 0.5 for writing it in).
+ */
+const STREAMED_HUGE_PAGE = 32 << 20;
+
+/** Whether any of a region's pages must be poisoned (which only userfaultfd memory can be). */
+function needsPoison(reader: SnapshotReader, r: SnapshotRegion): boolean {
+  for (const run of reader.runsOf(r.runs, reader.pagesOf(r))) {
+    if (run.verdict === 'poison' || run.verdict === 'unreadable' || run.verdict === 'retry') return true;
+  }
+  return false;
+}
+
+/**
+ * How each region comes back. `lazy`: pages are served as the host touches them, so all private memory is
+ * streamed.
+ */
+export function planRegions(reader: SnapshotReader, proc: SnapshotProcess, lazy = false): RegionsPlan {
   const notes: string[] = [];
   const objects = new Map<number, ObjectPlan>();
   const regions = proc.regions.map((region): RegionPlan => {
@@ -159,7 +180,8 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): Regi
           return at({ how: 'object', object: region.object.id });
         }
         const flags = base.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
-        return at({ how: 'hugetlb', hugePage }, flags);
+        const written = !lazy && hugePage > STREAMED_HUGE_PAGE && !needsPoison(reader, region);
+        return at(written ? { how: 'hugetlb', hugePage, written } : { how: 'hugetlb', hugePage }, flags);
       }
       case 'shmem-shared':
         if (!region.object) return withoutObject(`shared memory (${region.path})`, 'its object is not in the snapshot');
@@ -284,26 +306,8 @@ export interface ContentPlan {
   counts: { data: number; zero: number; poison: number; written: number };
 }
 
-/**
- * Huge pages larger than this are written straight into the host in an eager restore, not streamed: UFFDIO_COPY
- * places a huge page only whole, from all of its bytes decoded in pagesnap first (a 1 GiB page cost 1.2 GB of
- * RSS, and 1.9 s against 0.5 for writing it in).
- */
-const STREAMED_HUGE_PAGE = 32 << 20;
-
-/** Whether any of a region's pages must be poisoned (which only userfaultfd memory can be). */
-function needsPoison(reader: SnapshotReader, r: SnapshotRegion): boolean {
-  for (const run of reader.runsOf(r.runs, reader.pagesOf(r))) {
-    if (run.verdict === 'poison' || run.verdict === 'unreadable' || run.verdict === 'retry') return true;
-  }
-  return false;
-}
-
-/**
- * Turn each region's runs into placements, at the address the region got in the host. `lazy`: pages are served as
- * the host touches them, so whatever is streamed stays streamed.
- */
-export function planContent(reader: SnapshotReader, plan: RegionsPlan, lazy = false): ContentPlan {
+/** Turn each region's runs into placements, at the address the region got in the host. */
+export function planContent(reader: SnapshotReader, plan: RegionsPlan): ContentPlan {
   const ps = reader.pageSize;
   const b = new SegmentBuilder();
   const out: Omit<ContentPlan, 'table' | 'counts'> = { registered: [], guards: [], writes: [], lost: [] };
@@ -316,7 +320,7 @@ export function planContent(reader: SnapshotReader, plan: RegionsPlan, lazy = fa
       lostRuns(reader, r, rp.start, p.why, out.lost);
       return;
     }
-    const streamed = p.how === 'anon' || (p.how === 'hugetlb' && (lazy || p.hugePage <= STREAMED_HUGE_PAGE || needsPoison(reader, r)));
+    const streamed = p.how === 'anon' || (p.how === 'hugetlb' && !p.written);
     const len = Number(r.end - r.start);
     if (streamed) out.registered.push({ start: rp.start, len, hugePage: p.how === 'hugetlb' ? p.hugePage : 0 });
     const shift = p.how === 'hugetlb' ? Math.log2(p.hugePage / ps) : 0;

@@ -164,7 +164,7 @@ function prepare(
   reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, lazy: boolean, channels: number, offered: bigint, relocate: boolean,
   verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
 ): Prepared {
-  const plan = planRegions(reader, proc);
+  const plan = planRegions(reader, proc, lazy);
   const host = startHost(plan, channels, relocate);
   keep(host);
   const objects = new Map(plan.objects.map((o) => [o.object.id, o]));
@@ -176,7 +176,7 @@ function prepare(
     objectPages += fillObject(host, reader, decoder, o, fd, verifier && ((ours) => verifier.object(o, ours)));
     return fd;
   });
-  const content = planContent(reader, plan, lazy);
+  const content = planContent(reader, plan);
   const has = (f: number) => (offered & BigInt(f)) !== 0n;
   if (content.counts.poison > 0 && !has(UFFD_FEATURE.POISON)) {
     throw new PagesnapError(`this kernel has no UFFDIO_POISON (Linux 6.6+), which the ${content.counts.poison} pages the snapshot lacks need`, {
