@@ -1,7 +1,7 @@
 // Acceptance for `dump`: every fixture scenario is dumped through the CLI, and then every page reads back as the
 // fixture wrote it (or is refused, where no snapshot can hold it); the dump populates nothing in the target.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
-import { statSync } from 'node:fs';
+import { statSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -11,12 +11,15 @@ import { dump } from '../src/dump/dump.js';
 import { inspect, type PageCounts } from '../src/analyze/inspect.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { once } from 'node:events';
-import { processVmReadv } from '../src/native/index.js';
+import { processVmReadv, sleepSync } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario, recordsOf, skipUnlessX64 } from './helpers/scenario.js';
 import { settledTaskStates, taskStates } from './helpers/tasks.js';
 import { scratchDir } from './helpers/scratch.js';
 import { descendants } from '../src/dump/targets.js';
+import { describeSnapshot } from '../src/analyze/show.js';
+import { isAlive, statusNumber } from '../src/proc/index.js';
+import type { Verdict } from '../src/model/verdict.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -187,6 +190,57 @@ describe('a tree whose processes come and go (a shell running one short command 
       }
     } finally {
       root.kill('SIGKILL');
+    }
+  });
+});
+
+describe('a member of a tree that exits while the dump reads it', () => {
+  // A fuzzy dump of a busy tree (a build, a shell's pipeline) meets this often, a frozen one when a member is killed:
+  // it failed the whole dump.
+  it.for(['none', 'ptrace'] as const)('is left out, saying so, and the rest is dumped whole (--freeze %s)', async (freeze) => {
+    const fx = await Fixture.start(['bench-mix', 'shmem-fork'], { sizeMiB: 16 });
+    try {
+      // the fork child shares the root's 16 MiB (copy-on-write), so it is read last and long
+      const child = fx.scenario('shmem-fork').children[0]!.pid;
+      const file = join(dir, `member-exits-${freeze}.psnap`);
+      let killedAt = 0;
+      // (small windows: progress is told often, so the kill lands part way through the child)
+      const s = await dump([fx.pid], {
+        output: file, tree: true, freeze, windowPages: 256,
+        onProgress: (read, expected) => {
+          if (killedAt > 0 || read < expected * 0.75) return;
+          killedAt = read;
+          process.kill(child, 'SIGKILL');
+          for (let i = 0; i < 1000 && isAlive(child); i++) sleepSync(1);
+        },
+      });
+      expect(killedAt).toBeGreaterThan(0);
+      expect(isAlive(child)).toBe(false);
+      // its end is its parent's to wait for, not held by pagesnap as its tracer
+      expect(existsSync(`/proc/${child}`) ? statusNumber(child, 'TracerPid') : 0).toBe(0);
+      expect({ processes: s.processes, exited: s.processesExited }).toEqual({ processes: [fx.pid], exited: [{ pid: child, comm: 'scenario' }] });
+      const r = SnapshotReader.open(file);
+      try {
+        expect(r.verify()).toBeNull();
+        expect(r.manifest.freeze.exited).toEqual([{ pid: child, comm: 'scenario' }]);
+        expect(r.manifest.processes.map((p) => p.pid)).toEqual([fx.pid]);
+        checkContent(r, fx.pid, fx.region('shmem-owner'), false);
+        const mix = fx.region('bench-mix');
+        const live = Buffer.alloc(Number(mix.end - mix.start));
+        expect(processVmReadv(fx.pid, [live], [{ addr: mix.start, len: live.length }])).toBe(live.length);
+        expect(r.read(r.process(fx.pid), mix.start, live.length).equals(live)).toBe(true);
+        // the summary counts what the snapshot holds: the root's pages and the objects', none of the child's
+        const shown = describeSnapshot(r);
+        const sum = (k: Verdict) => shown.processes.reduce((n, p) => n + p.totals[k], 0) + shown.objects.reduce((n, o) => n + o.pages[k], 0);
+        expect({ zero: s.pagesZero, hole: s.pagesHole, file: s.pagesFile }).toEqual({ zero: sum('zero'), hole: sum('hole'), file: sum('file') });
+      } finally {
+        r.close();
+      }
+      expect(cli(['show', file]).stdout).toContain(`left out, as they exited while the dump read them: ${child} (scenario)`);
+      // the root runs on
+      expect(await fx.send('ping')).toBe('pong');
+    } finally {
+      await fx.stop();
     }
   });
 });

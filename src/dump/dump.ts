@@ -10,7 +10,7 @@ import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.
 import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
-import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats } from '../snapshot/manifest.js';
+import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
@@ -72,6 +72,8 @@ export interface DumpSummary {
   excludeDontdump: boolean;
   /** with precopy: data pages read while the targets ran and not written since (not read again frozen) */
   pagesPrecopied: number;
+  /** with a tree: members that exited while the dump read them, left out of it */
+  processesExited: ExitedProcess[];
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
   /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
@@ -107,21 +109,34 @@ interface Context {
   /** two batch buffers: one is read into while the other is scanned */
   bufs: [Buffer, Buffer];
   /** shmem objects stored so far, by dev:inode: each is stored once (its tables settle later, see Recorder.finish) */
-  objects: Map<string, { id: number; done: Promise<SnapshotObject> }>;
-  pages: VerdictPages;
-  shmemPages: number;
+  objects: Map<string, { id: number; done: Promise<SnapshotObject>; pages: VerdictPages }>;
+  /** what the regions of the process being read add up to (see dumpProcess) */
+  counts: Counts;
   /** mapped files' stamps by dev:inode */
   stamps: Map<string, FileStamp | undefined>;
   /** a frozen target serves FUSE: a file on a FUSE mount may be one only it could read */
   fuseFrozen: boolean;
-  /** regions the process marked MADV_DONTDUMP */
-  dontdump: number;
   /** targets whose memory was copied while they ran, by pid */
   precopied: Map<number, Precopied>;
-  /** data pages recorded from those copies */
-  pagesPrecopied: number;
   precopySkipped: { pid: number; why: string }[];
   progress: () => void;
+}
+
+/** What a process's regions add up to: part of the dump's once the process is read whole. */
+interface Counts {
+  pages: VerdictPages;
+  /** regions the process marked MADV_DONTDUMP */
+  dontdump: number;
+  /** data pages recorded from a precopy's copies */
+  precopied: number;
+}
+
+const noCounts = (): Counts => ({ pages: noPages(), dontdump: 0, precopied: 0 });
+
+function addCounts(into: Counts, c: Counts): void {
+  add(into.pages, c.pages);
+  into.dontdump += c.dontdump;
+  into.precopied += c.precopied;
 }
 
 export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSummary> {
@@ -141,7 +156,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), pages: noPages(), shmemPages: 0, stamps: new Map(), fuseFrozen: false, dontdump: 0, precopied: new Map(), pagesPrecopied: 0, precopySkipped: [], progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -150,6 +165,16 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   let frozenMs = 0;
   let precopyMs = 0;
   let expected = 0;
+  /** members of a tree that exited while the dump read them */
+  const gone: ExitedProcess[] = [];
+  // Such a member is left out, as if it had exited before the freeze (what was read of it stays in the file,
+  // unreferenced); a target named on the command line fails the dump instead.
+  const leaveOut = (pid: number, comm?: string): boolean => {
+    if (roots.includes(pid) || isAlive(pid)) return false;
+    gone.push(comm === undefined ? { pid } : { pid, comm });
+    forgetCopy(ctx, pid);
+    return true;
+  };
   ctx.progress = () => opts.onProgress?.(sink.counters.bytesRead, Math.max(expected, sink.counters.bytesRead));
   try {
     if (opts.precopy) {
@@ -178,21 +203,37 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || readStat(pid).startTime !== p.startTime) forgetCopy(ctx, pid);
     ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
-    const layouts = dumped.map((pid) => whileAlive(pid, () => ({ pid, identity: readIdentity(pid) })));
-    if (!opts.precopy) expected = residentOf(dumped);
-    const settled: Promise<void>[] = [];
-    for (const l of layouts) {
-      const d = await whileAliveAsync(l.pid, () => dumpProcess(l.pid, l.identity, ctx));
-      processes.push(d.process);
-      settled.push(d.settled);
+    const layouts: { pid: number; identity: ProcessIdentity }[] = [];
+    for (const pid of dumped) {
+      try {
+        layouts.push({ pid, identity: whileAlive(pid, () => readIdentity(pid)) });
+      } catch (e) {
+        if (!leaveOut(pid)) throw e;
+      }
     }
-    // A target that died while it was read may have left pages unread: no snapshot of it.
+    if (!opts.precopy) expected = residentOf(dumped);
+    const read: (Awaited<ReturnType<typeof dumpProcess>> & { pid: number })[] = [];
+    for (const { pid, identity } of layouts) {
+      try {
+        read.push({ pid, ...(await whileAliveAsync(pid, () => dumpProcess(pid, identity, ctx))) });
+      } catch (e) {
+        if (!leaveOut(pid, identity.comm)) throw e;
+      }
+    }
+    // A process that died while it was read may have left pages unread (a gone process's pagemap reads as holes):
+    // a member of a tree is left out; a target named on the command line fails the dump.
+    const whole = read.filter((d) => isAlive(d.pid) || !leaveOut(d.pid, d.process.comm));
+    dumped = whole.map((d) => d.pid);
     const dead = dumped.find((p) => !isAlive(p));
     if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
     stopTracking(ctx);
-    await Promise.all(settled);
+    for (const d of whole) {
+      processes.push(d.process);
+      addCounts(ctx.counts, d.counts);
+    }
+    await Promise.all(whole.map((d) => d.settled));
     objects = await Promise.all([...ctx.objects.values()].map((o) => o.done));
   } catch (e) {
     frozen?.thaw();
@@ -203,10 +244,17 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     throw dead === undefined ? e : exited(dead, 'ESRCH', e);
   }
 
-  const p = ctx.pages;
+  // (objects are the snapshot's, whichever process reached them: counted whole, and once)
+  const p = noPages();
+  add(p, ctx.counts.pages);
+  let pagesShmem = 0;
+  for (const o of ctx.objects.values()) {
+    add(p, o.pages);
+    pagesShmem += o.pages.data;
+  }
   const stats: DumpStats = {
     pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesFromParent: writer.parentPages, pagesZero: p.zero, pagesHole: p.hole, pagesFile: p.file,
-    pagesShmem: ctx.shmemPages, pagesMarker: p.guard + p.poison, pagesUnreadable: p.unreadable,
+    pagesShmem, pagesMarker: p.guard + p.poison, pagesUnreadable: p.unreadable,
     bytesRaw: writer.storedPages * writer.pageSize, bytesCompressed: 0,
   };
   let fileBytes: number;
@@ -217,7 +265,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         format: writer.version, id: writer.id, created: writer.created, tool: 'pagesnap 0.1.0',
         host: { kernel: release(), hostname: hostname(), arch: arch(), pageSize: writer.pageSize },
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
-        freeze: { method, frozenMs, fuzzy: method === 'none', ...(ctx.precopied.size ? { precopy: { pages: ctx.pagesPrecopied, ms: precopyMs } } : {}) },
+        freeze: { method, frozenMs, fuzzy: method === 'none',
+          ...(ctx.precopied.size ? { precopy: { pages: ctx.counts.precopied, ms: precopyMs } } : {}), ...(gone.length ? { exited: gone } : {}) },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
         processes, objects, frames, hashes, stats,
         ...(parent ? { parent: parent.ref } : {}),
@@ -230,7 +279,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.pagesPrecopied, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, processesExited: gone, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -305,10 +354,12 @@ class ReadGroup<T extends RegionRead> {
 
 /**
  * Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). Returns once every
- * page is read; `settled` once the region records are complete (their tables in the file), for which the process
- * need not stay frozen.
+ * page is read, with what its regions add up to; `settled` once the region records are complete (their tables in
+ * the file), for which the process need not stay frozen.
  */
-async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context): Promise<{ process: WrittenProcess; settled: Promise<void> }> {
+async function dumpProcess(pid: number, identity: ProcessIdentity, shared: Context): Promise<{ process: WrittenProcess; settled: Promise<void>; counts: Counts }> {
+  // (its own counts: a member of a tree that exits meanwhile is left out, and so are they)
+  const ctx: Context = { ...shared, counts: noCounts() };
   const pm = new Pagemap(pid, { method: ctx.opts.method });
   const mem = new ProcessMemory(pid);
   try {
@@ -333,7 +384,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
       if (tracked.length) precopied!.tracker.prefetch(tracked[0]!.start, tracked[tracked.length - 1]!.end);
       for (const r of regions) {
         const shape = shapeOf(r);
-        if (markedDontdump(r)) ctx.dontdump++;
+        if (markedDontdump(r)) ctx.counts.dontdump++;
         const pages = Number((r.end - r.start) / PAGE);
         if (pages <= small && r.perms.read && !ownsObject(shape)) {
           const rec = new Recorder(ctx.writer);
@@ -350,7 +401,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, ctx: Context)
     await group.flush();
     const settled = Promise.all(pending).then(() => {});
     settled.catch(() => {}); // (held while other targets are read: a failure surfaces where it is awaited)
-    return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled };
+    return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled, counts: ctx.counts };
   } finally {
     pm.close();
     mem.close();
@@ -486,7 +537,7 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
   if (!p || !trackedIn(p, r)) return segments;
   const start = r.start + BigInt(at) * PAGE;
   const { segments: out, reused } = p.live.reuse(r.start, segments, p.tracker.unwritten(start, start + BigInt(n) * PAGE));
-  ctx.pagesPrecopied += reused;
+  ctx.counts.precopied += reused;
   return out;
 }
 
@@ -515,7 +566,7 @@ function recorded(pid: number, r: Region, rec: Recorder, object: SnapshotRegion[
     start: r.start, end: r.end, mode: r.mode, offset: r.offset, dev: r.dev, inode: r.inode, path: r.name, deleted: r.deleted,
     kind: r.kind, backing: r.backing, shmem: r.shmem, vmFlags: r.vmFlags, file, smaps, object, runs, refs,
   }));
-  add(ctx.pages, rec.pages);
+  add(ctx.counts.pages, rec.pages);
   return done instanceof Promise ? done : undefined;
 }
 
@@ -542,9 +593,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   }
   const id = ctx.objects.size;
   const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? (r.backing === 'file' ? 'deleted-file' : 'hugetlbfs'), name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
-  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))) });
-  add(ctx.pages, rec.pages);
-  ctx.shmemPages += rec.pages.data;
+  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))), pages: rec.pages });
   return id;
 }
 

@@ -88,6 +88,24 @@ function notStopping(pid: number, tid: number): PagesnapError {
   });
 }
 
+/**
+ * Take the report of a tracee's end (it was killed while frozen): a traced thread's end goes to its tracer first, and
+ * until the tracer takes it the process's parent cannot wait for it (a shell waiting for its killed child would hang
+ * for as long as pagesnap runs).
+ */
+function reapTracee(tid: number): void {
+  for (let i = 0; i < 1000; i++) {
+    let st: n.WaitStatus | null;
+    try {
+      st = n.waitpid(tid, n.WAIT.WALL | n.WAIT.NOHANG);
+    } catch {
+      return; // (taken already, or not ours)
+    }
+    if (st?.exited || st?.signaled) return;
+    if (st === null) sleepSync(1); // (still on its way out)
+  }
+}
+
 function freezePtrace(pids: number[]): Frozen {
   const seized: number[] = [];
   const frozen: Frozen = {
@@ -97,7 +115,7 @@ function freezePtrace(pids: number[]): Frozen {
         try {
           n.ptraceDetach(tid);
         } catch {
-          /* the thread exited meanwhile */
+          reapTracee(tid);
         }
       }
     },

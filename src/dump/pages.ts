@@ -267,8 +267,12 @@ async function readBatch(pid: number, buf: Buffer, remote: RemoteRange[], pageSi
     }
     at += r.len;
   }
-  const [x, y] = await Promise.all([processVmReadvAsync(pid, buf.subarray(0, half), a), processVmReadvAsync(pid, buf.subarray(half), b)]);
-  return x < half ? x : half + y;
+  // (both settle before this does: a half still in flight would write into a buffer its caller has moved on from)
+  const [x, y] = await Promise.allSettled([processVmReadvAsync(pid, buf.subarray(0, half), a), processVmReadvAsync(pid, buf.subarray(half), b)]);
+  if (x.status === 'rejected') throw x.reason;
+  if (x.value < half) return x.value;
+  if (y.status === 'rejected') throw y.reason;
+  return half + y.value;
 }
 
 /** A batch whose read has started: its pieces, its buffer, and what the read gave (bytes, or the process gone). */
@@ -380,7 +384,13 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
     turn ^= 1;
     batch = [];
     batchPages = 0;
-    if (inFlight) await finish(inFlight);
+    try {
+      if (inFlight) await finish(inFlight);
+    } catch (e) {
+      // (the next batch's read, on another thread, is into a buffer the caller reuses once this returns)
+      await next.got;
+      throw e;
+    }
     inFlight = next;
   };
 

@@ -124,6 +124,12 @@ export interface ParentRef {
   pages: number;
 }
 
+/** A process of a dumped tree that exited while it was read; its name when it was read before it went. */
+export interface ExitedProcess {
+  pid: number;
+  comm?: string;
+}
+
 export interface Manifest {
   format: number;
   id: Buffer;
@@ -131,8 +137,11 @@ export interface Manifest {
   tool: string;
   host: { kernel: string; hostname: string; arch: string; pageSize: number };
   hash: { algorithm: 'xxh3-64'; seed: number };
-  /** `precopy`: the data pages read while the processes ran (dump --precopy) and how long that took */
-  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number } };
+  /**
+   * `precopy`: the data pages read while the processes ran (dump --precopy) and how long that took; `exited`: members
+   * of a tree that exited while the dump read them, so are not in it
+   */
+  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number }; exited?: ExitedProcess[] };
   compression: { algorithm: 'zstd'; level: number; framePages: number };
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
@@ -345,6 +354,16 @@ function precopyOf(c: Check, v: unknown): { pages: number; ms: number } {
   c.enter('precopy');
   const out = { pages: c.num(o.pages, 'pages'), ms: typeof o.ms === 'number' ? o.ms : 0 };
   c.leave();
+  c.leave();
+  return out;
+}
+
+function exitedOf(c: Check, v: unknown): ExitedProcess[] {
+  c.enter('freeze');
+  const out = c.arr(v, 'exited').map((x) => {
+    const o = c.obj(x, 'exited');
+    return o.comm === undefined ? { pid: c.num(o.pid, 'exited.pid') } : { pid: c.num(o.pid, 'exited.pid'), comm: c.str(o.comm, 'exited.comm') };
+  });
   c.leave();
   return out;
 }
@@ -580,7 +599,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
     hash: { algorithm: 'xxh3-64', seed: c.num(hash.seed, 'hash.seed', 0xffffffff) },
     freeze: {
       method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true,
-      ...(fz.precopy === undefined ? {} : { precopy: precopyOf(c, fz.precopy) }),
+      ...(fz.precopy === undefined ? {} : { precopy: precopyOf(c, fz.precopy) }), ...(fz.exited === undefined ? {} : { exited: exitedOf(c, fz.exited) }),
     },
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
