@@ -94,9 +94,9 @@ function fileAgain(r: SnapshotRegion): { path: string } | { why: string } {
 }
 
 /**
- * Huge pages larger than this are written straight into the host in an eager restore, not streamed: UFFDIO_COPY
- * places a huge page only whole, from all of its bytes decoded in pagesnap first (a 1 GiB page cost 1.2 GB of
- * RSS, and 1.9 s against 0.5 for writing it in).
+ * Huge pages larger than this are written straight into the host before it runs, not streamed, in a lazy restore
+ * too: UFFDIO_COPY places a huge page only whole, from all of its bytes decoded in pagesnap first (a 1 GiB page
+ * cost 1.2 GB of RSS, and 1.9 s against 0.5 for writing it in), and a touch would wait for all of it anyway.
  */
 const STREAMED_HUGE_PAGE = 32 << 20;
 
@@ -108,11 +108,8 @@ function needsPoison(reader: SnapshotReader, r: SnapshotRegion): boolean {
   return false;
 }
 
-/**
- * How each region comes back. `lazy`: pages are served as the host touches them, so all private memory is
- * streamed.
- */
-export function planRegions(reader: SnapshotReader, proc: SnapshotProcess, lazy = false): RegionsPlan {
+/** How each region comes back. */
+export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): RegionsPlan {
   const notes: string[] = [];
   const objects = new Map<number, ObjectPlan>();
   const regions = proc.regions.map((region): RegionPlan => {
@@ -180,7 +177,7 @@ export function planRegions(reader: SnapshotReader, proc: SnapshotProcess, lazy 
           return at({ how: 'object', object: region.object.id });
         }
         const flags = base.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
-        const written = !lazy && hugePage > STREAMED_HUGE_PAGE && !needsPoison(reader, region);
+        const written = hugePage > STREAMED_HUGE_PAGE && !needsPoison(reader, region);
         return at(written ? { how: 'hugetlb', hugePage, written } : { how: 'hugetlb', hugePage }, flags);
       }
       case 'shmem-shared':

@@ -161,10 +161,10 @@ function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
  */
 function prepare(
-  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, lazy: boolean, channels: number, offered: bigint, relocate: boolean,
+  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean,
   verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
 ): Prepared {
-  const plan = planRegions(reader, proc, lazy);
+  const plan = planRegions(reader, proc);
   const host = startHost(plan, channels, relocate);
   keep(host);
   const objects = new Map(plan.objects.map((o) => [o.object.id, o]));
@@ -216,7 +216,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     // the workers load while the host is set up
     workers = new StreamWorkers(threads);
     const verifier = opts.verify ? new Verifier(reader) : undefined;
-    const p = prepare(reader, decoder, proc, mode, lazy, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
+    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
     const h = p.host;
     const setupMs = performance.now() - t0;
     const ps = reader.pageSize;

@@ -1,0 +1,12 @@
+import { SnapshotReader } from './src/snapshot/reader.js';
+import { diffSnapshots } from './src/analyze/diff.js';
+const rss = (t: string) => { global.gc?.(); const mu = process.memoryUsage(); console.log(t, 'ab', (mu.arrayBuffers/2**20).toFixed(0), 'ext', (mu.external/2**20).toFixed(0), (process.memoryUsage().rss / 2**20).toFixed(0), 'MiB rss', (process.memoryUsage().heapUsed / 2**20).toFixed(0), 'heap', (process.resourceUsage().maxRSS/1024).toFixed(0), 'peak'); };
+rss('start');
+const a = SnapshotReader.open('/tmp/exo/a.psnap'); rss('open a');
+const b = SnapshotReader.open('/tmp/exo/c.psnap'); rss('open b');
+const pa = a.process(); const pb = b.process();
+a.prefetchTables(pa); rss('prefetch a');
+b.prefetchTables(pb); rss('prefetch b');
+const t = performance.now();
+const d = diffSnapshots(a, b); rss('diff'); console.log(performance.now() - t, 'ms');
+console.log(d.regions.length);
