@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { PagesnapCommand } from '../src/cli/base.js';
 import { serve, type ServeEvent } from '../src/restore/serve.js';
 import { FAULT_CACHE_BYTES } from '../src/restore/stream-shared.js';
-import { toJson } from '../src/render/json.js';
+import { hexBigints } from '../src/render/json.js';
 import { renderServeEvent } from '../src/render/restore.js';
 
 export default class Serve extends PagesnapCommand {
@@ -36,7 +36,7 @@ export default class Serve extends PagesnapCommand {
       await serve(args.file, {
         socket: flags.socket, threads: flags.threads, faultCacheBytes: flags['cache-mib'] * 2 ** 20, once: flags.once, signal: ac.signal,
         // one line per event as it happens (oclif's --json would print a single result at the end)
-        onEvent: (e: ServeEvent) => process.stdout.write(`${json ? JSON.stringify(toJson(e)) : renderServeEvent(e)}\n`),
+        onEvent: (e: ServeEvent) => process.stdout.write(`${json ? JSON.stringify(e, hexBigints) : renderServeEvent(e)}\n`),
       });
     } finally {
       process.off('SIGINT', onSignal);

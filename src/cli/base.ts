@@ -4,7 +4,7 @@
  */
 import { Command, Errors } from '@oclif/core';
 import { PagesnapError, NativeError } from '../native/index.js';
-import { toJson } from '../render/json.js';
+import { toJson, writeJson } from '../render/json.js';
 import { STANDARD_OUTPUT } from '../snapshot/standard-output.js';
 
 /** Exit codes: 1 the operation failed, 2 the command line was wrong. */
@@ -28,19 +28,20 @@ export abstract class PagesnapCommand extends Command {
 
   /** Print a result: JSON when --json was given (bigints as hex strings), else the rendered text. */
   protected emit(result: unknown, render: () => string): unknown {
-    if (this.jsonEnabled()) return toJson(result);
+    if (this.jsonEnabled()) return result;
     if (this.results === process.stdout) this.log(render());
     else this.results.write(`${render()}\n`);
     return undefined;
   }
 
   /**
-   * JSON to a terminal is colourised (oclif's way); anywhere else it is written as it is: oclif tokenises and
+   * JSON to a terminal is colourised (oclif's way); anywhere else it is written as it is made: oclif tokenises and
    * colourises it whatever the output, which took 6 of the 8 s of `inspect --json` on 60000 regions (48 MB).
    */
   override logJson(json: unknown): void {
-    if (this.results === process.stdout && process.stdout.isTTY) super.logJson(json);
-    else this.results.write(`${JSON.stringify(json, null, 2)}\n`);
+    if (this.results === process.stdout && process.stdout.isTTY) return super.logJson(toJson(json));
+    writeJson(json, (text) => this.results.write(text));
+    this.results.write('\n');
   }
 
   /**
