@@ -26,6 +26,7 @@ export default class Diff extends PagesnapCommand {
   static override flags = {
     pid: Flags.string({ description: 'the process to compare, when both snapshots hold several' }),
     pages: Flags.boolean({ description: 'list every changed page' }),
+    all: Flags.boolean({ description: 'list every region, unchanged ones too (text and JSON)' }),
     hex: Flags.string({ description: 'show the page at this address byte by byte in both (hex)', helpValue: 'ADDR' }),
     svg: Flags.string({ description: 'write a heatmap of the address space with the changes marked (SVG)', helpValue: 'FILE' }),
     png: Flags.string({ description: 'the same heatmap as PNG', helpValue: 'FILE' }),
@@ -37,7 +38,7 @@ export default class Diff extends PagesnapCommand {
     try {
       const b = SnapshotReader.open(args.b);
       try {
-        const d = diffSnapshots(a, b, { pid: flags.pid === undefined ? undefined : parsePid(flags.pid) });
+        const d = diffSnapshots(a, b, { pid: flags.pid === undefined ? undefined : parsePid(flags.pid), all: flags.all });
         if (flags.svg) await writeWhole(flags.svg, heatmapSvg(diffHeatmap(d)));
         if (flags.png) await writeWhole(flags.png, heatmapPng(diffHeatmap(d)));
         let page: { addr: bigint; a: Buffer | string; b: Buffer | string } | undefined;
@@ -48,7 +49,7 @@ export default class Diff extends PagesnapCommand {
         }
         const hexOf = (x: Buffer | string) => (typeof x === 'string' ? { error: x } : { bytes: x.toString('hex') });
         const json = { ...d, ...(page ? { page: { addr: page.addr, a: hexOf(page.a), b: hexOf(page.b) } } : {}) };
-        return this.emit(json, () => [renderDiff(d, { pages: flags.pages }), ...(page ? ['', renderPageDiff(page.addr, page.a, page.b)] : [])].join('\n'));
+        return this.emit(json, () => [renderDiff(d, { pages: flags.pages, all: flags.all }), ...(page ? ['', renderPageDiff(page.addr, page.a, page.b)] : [])].join('\n'));
       } finally {
         b.close();
       }

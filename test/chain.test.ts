@@ -58,12 +58,18 @@ describe('diff', () => {
       expect({ region: name, ...got.pages, unchanged: undefined }).toEqual({ region: name, ...want, unchanged: undefined });
       expect(got.status).toEqual([]);
     }
-    // every other region of the scenarios is untouched
+    // every other region of the scenarios is untouched: not listed, but for --all
+    const all = cliJson(['diff', file('a.psnap'), file('b.psnap'), '--all']);
+    expect(all.totals).toEqual(d.totals);
+    expect(all.regions.length).toBe(d.totals.regions);
+    expect(d.regions.length).toBeLessThan(d.totals.regions);
     for (const s of fx.scenarios) {
       for (const r of s.regions) {
         if (r.name in CHANGES) continue;
-        const got = d.regions.find((x: { b: { start: string } | null }) => x.b?.start === hex(r.start));
+        const find = (rs: { b: { start: string } | null }[]) => rs.find((x) => x.b?.start === hex(r.start)) as { pages: { changed: number; added: number; removed: number } } | undefined;
+        const got = find(all.regions)!;
         expect({ region: r.name, changed: got.pages.changed, added: got.pages.added, removed: got.pages.removed }).toEqual({ region: r.name, changed: 0, added: 0, removed: 0 });
+        if (!('transitions' in got && Object.keys(got.transitions as object).length)) expect(find(d.regions), r.name).toBeUndefined();
       }
     }
     const at = (r: FixtureRegion) => d.regions.find((x: { b: { start: string } | null }) => x.b?.start === hex(r.start));

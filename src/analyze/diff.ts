@@ -65,11 +65,17 @@ export interface DiffReport {
   a: SideInfo;
   b: SideInfo;
   notes: string[];
+  /** the regions with something to report (see `differs`), in address order; every region when asked for all */
   regions: RegionDiff[];
   objects: (RegionDiff & { name: string })[];
-  totals: PageCountsDiff & { bytesChanged: number; regionsChanged: number; regionsAdded: number; regionsRemoved: number };
+  /** `regions`: how many regions were compared (paired, added or removed) */
+  totals: PageCountsDiff & { bytesChanged: number; regions: number; regionsChanged: number; regionsAdded: number; regionsRemoved: number };
   transitions: Record<string, number>;
 }
+
+/** Whether a region has something to report: it moved, appeared, went, or a page of it changed, or changed state. */
+export const differs = (r: RegionDiff): boolean =>
+  r.status.length > 0 || r.pages.changed + r.pages.added + r.pages.removed > 0 || Object.keys(r.transitions).length > 0;
 
 /**
  * Hashes of stored pages [n, n+count) under `seed`: the recorded ones when the snapshot used that seed, else
@@ -241,7 +247,11 @@ function add(into: Record<string, number>, from: Record<string, number>): void {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
 }
 
-export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?: number } = {}): DiffReport {
+/**
+ * Compare two snapshots. `all`: list every region, not only those with something to report (a process of 60000
+ * regions that changed a few kept 60000 records).
+ */
+export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?: number; all?: boolean } = {}): DiffReport {
   if (a.pageSize !== b.pageSize) throw new PagesnapError(`${a.path} has ${a.pageSize}-byte pages and ${b.path} ${b.pageSize}-byte ones`, { code: 'EINVAL' });
   const notes: string[] = [];
   const [pa, pb] = pairProcesses(a, b, opts.pid, notes);
@@ -253,9 +263,10 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
     notes.push(`the snapshots are not of one chain (their page hashes differ in seed): ${a.path}'s pages were read and hashed again to compare them (dump with --parent to compare by hashes alone)`);
   }
   const ps = BigInt(a.pageSize);
-  const totals: DiffReport['totals'] = { changed: 0, added: 0, removed: 0, unchanged: 0, bytesChanged: 0, regionsChanged: 0, regionsAdded: 0, regionsRemoved: 0 };
+  const totals: DiffReport['totals'] = { changed: 0, added: 0, removed: 0, unchanged: 0, bytesChanged: 0, regions: 0, regionsChanged: 0, regionsAdded: 0, regionsRemoved: 0 };
   const transitions: Record<string, number> = {};
-  const regions: RegionDiff[] = pairRegions(pa.regions, pb.regions).map(([ra, rb]) => {
+  const regions: RegionDiff[] = [];
+  for (const [ra, rb] of pairRegions(pa.regions, pb.regions)) {
     const status: RegionDiff['status'] = [];
     if (!ra) status.push('added');
     else if (!rb) status.push('removed');
@@ -266,10 +277,9 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
       if (fileChanged(ra, rb)) status.push('file-changed');
     }
     const c = compare(a, ra, b, rb, (k, s) => (s === 'removed' || !rb ? ra!.start : rb.start) + BigInt(k) * ps);
-    const r = ra ?? rb!;
-    return { status, a: ra && described(ra), b: rb && described(rb), kind: r.kind, path: r.path, ...c };
-  });
-  for (const r of regions) {
+    const x = ra ?? rb!;
+    const r: RegionDiff = { status, a: ra && described(ra), b: rb && described(rb), kind: x.kind, path: x.path, ...c };
+    totals.regions++;
     totals.changed += r.pages.changed;
     totals.added += r.pages.added;
     totals.removed += r.pages.removed;
@@ -278,6 +288,7 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
     else if (r.status.includes('removed')) totals.regionsRemoved++;
     else if (r.status.length || r.pages.changed + r.pages.added + r.pages.removed) totals.regionsChanged++;
     add(transitions, r.transitions);
+    if (opts.all || differs(r)) regions.push(r);
   }
   totals.bytesChanged = (totals.changed + totals.added + totals.removed) * a.pageSize;
   // shmem objects by identity (device and inode), else by name and size

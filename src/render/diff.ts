@@ -10,7 +10,8 @@ const changedPages = (r: RegionDiff) => r.pages.changed + r.pages.added + r.page
 /** The regions worth a line: everything that moved, appeared, went, or changed a page. */
 const interesting = (r: RegionDiff) => r.status.length > 0 || changedPages(r) > 0;
 
-export function renderDiff(d: DiffReport, opts: { pages?: boolean; limit?: number } = {}): string {
+/** `all`: a line for every region the report holds (it holds them all when asked for all). */
+export function renderDiff(d: DiffReport, opts: { pages?: boolean; limit?: number; all?: boolean } = {}): string {
   const t = d.totals;
   const out = [
     `diff ${d.a.file} → ${d.b.file}`,
@@ -18,11 +19,11 @@ export function renderDiff(d: DiffReport, opts: { pages?: boolean; limit?: numbe
     `  B: process ${d.b.pid} (${d.b.comm}) taken ${d.b.created} · snapshot ${d.b.id}`,
     ...d.notes.map((n) => `  note: ${n}`),
     `  pages: ${t.changed} changed, ${t.added} added, ${t.removed} removed (${bytes(t.bytesChanged)}), ${t.unchanged} unchanged`,
-    `  regions: ${t.regionsChanged} changed, ${t.regionsAdded} added, ${t.regionsRemoved} removed, of ${d.regions.length}`,
+    `  regions: ${t.regionsChanged} changed, ${t.regionsAdded} added, ${t.regionsRemoved} removed, of ${t.regions}`,
   ];
   const tr = Object.entries(d.transitions).sort((x, y) => y[1] - x[1]);
   if (tr.length) out.push(`  page states: ${tr.map(([k, n]) => `${k}: ${n}`).join(' · ')}`);
-  const shown = d.regions.filter(interesting);
+  const shown = opts.all ? d.regions : d.regions.filter(interesting);
   if (shown.length) {
     out.push('');
     out.push(table(shown, [
