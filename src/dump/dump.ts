@@ -377,7 +377,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, shared: Conte
     // Small readable regions holding only their own pages are planned, then read together, and recorded once read.
     const group = new ReadGroup<RegionRead & { r: Region; rec: Recorder }>(mem, ctx, (g) => record(g.r, g.rec));
     const precopied = ctx.precopied.get(pid);
-    for (const batch of regionBatches(pid)) {
+    for await (const batch of regionBatches(pid)) {
       const regions = batch.map((r) => asFound(precopied, r));
       pm.prefetch(regions, small);
       const tracked = precopied ? regions.filter((r) => trackedIn(precopied, r)) : [];
@@ -508,7 +508,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     // regions as smaps lists them, a batch at a time (a process can have 60000); small ones read together
     const group = new ReadGroup<RegionRead>(mem, ctx);
-    for (const batch of regionBatches(pid)) {
+    for await (const batch of regionBatches(pid)) {
       let tracked: Region[];
       try {
         tracked = tracker.track(batch);

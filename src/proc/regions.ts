@@ -1,7 +1,7 @@
 /** The regions (VMAs) of a live process: maps line, smaps counters, VmFlags and what kind of memory each is. */
 import { SmapsParser, type SmapsEntry } from './smaps.js';
 import { classifyRegion, type RegionClass } from './region-kind.js';
-import { readProcChunks, readProcText } from './process.js';
+import { readProcChunks, readProcChunksAhead, readProcText } from './process.js';
 import { parseMapsLine } from './maps.js';
 import type { Addr } from '../native/index.js';
 import { fsTypesOf } from './mounts.js';
@@ -12,18 +12,47 @@ export interface Region extends SmapsEntry, RegionClass {
 }
 
 export function readRegions(pid: number): Region[] {
-  return [...regionBatches(pid)].flat();
+  const batches = new RegionBatches(pid);
+  const out: Region[] = [];
+  for (const text of readProcChunks(pid, 'smaps')) for (const b of batches.push(text)) out.push(...b);
+  for (const b of batches.finish()) out.push(...b);
+  return out;
 }
 
 /**
- * The regions a batch at a time (those smaps listed in each MiB of its text), for a reader that need not hold them
- * all: the dump of a process of 60000 regions held 50 MB of them.
+ * The regions a batch at a time (those of each piece of smaps read: 256 KiB, some 350 regions), for a reader that
+ * need not hold them all (the dump of a process of 60000 regions held 50 MB of them). The next piece is read on
+ * another thread while this batch is worked on (see readProcChunksAhead).
  */
-export function* regionBatches(pid: number): Generator<Region[]> {
-  const parser = new SmapsParser();
-  const fsTypes = fsTypesOf(pid);
-  const classify = (e: SmapsEntry): Region => {
-    const fsType = e.name?.startsWith('/') ? fsTypes.get(e.dev) : undefined;
+export async function* regionBatches(pid: number): AsyncGenerator<Region[]> {
+  const batches = new RegionBatches(pid);
+  for await (const text of readProcChunksAhead(pid, 'smaps')) yield* batches.push(text);
+  yield* batches.finish();
+}
+
+/** smaps text in, classified regions out, a batch (none or one) per piece of text. */
+class RegionBatches {
+  private readonly parser = new SmapsParser();
+  private readonly fsTypes: Map<string, string>;
+
+  constructor(pid: number) {
+    this.fsTypes = fsTypesOf(pid);
+  }
+
+  push(text: string): Region[][] {
+    return this.batch(this.parser.push(text).take());
+  }
+
+  finish(): Region[][] {
+    return this.batch(this.parser.finish());
+  }
+
+  private batch(done: SmapsEntry[]): Region[][] {
+    return done.length ? [done.map((e) => this.classify(e))] : [];
+  }
+
+  private classify(e: SmapsEntry): Region {
+    const fsType = e.name?.startsWith('/') ? this.fsTypes.get(e.dev) : undefined;
     // Only a shared mapping's file system decides its kind: tmpfs is shmem (dump the object), else an ordinary file.
     const c = classifyRegion(e, e.vmFlags, e.perms.shared ? fsType : undefined);
     // (set one by one: Object.assign took 1 KiB a region, of a dump's 60000)
@@ -33,13 +62,7 @@ export function* regionBatches(pid: number): Generator<Region[]> {
     if (c.shmem) r.shmem = c.shmem;
     if (fsType) r.fsType = fsType;
     return r;
-  };
-  for (const text of readProcChunks(pid, 'smaps')) {
-    const done = parser.push(text).take();
-    if (done.length) yield done.map(classify);
   }
-  const rest = parser.finish();
-  if (rest.length) yield rest.map(classify);
 }
 
 /** Where the process's vDSO is, from maps (no page-table walk, unlike smaps); undefined if it has none. */
