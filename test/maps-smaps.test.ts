@@ -1,4 +1,5 @@
-// Parsers against samples recorded from real processes on this kernel (test/samples), plus malformed input.
+// Parsers against samples recorded from real processes on this kernel (test/samples), plus malformed input; and
+// the reading of a live process's smaps as a dump does it.
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { parseMaps, parseMapsLine, parseSmaps, classifyRegion, MapsParseError, type MapsEntry } from '../src/proc/index.js';
@@ -121,5 +122,33 @@ describe('smaps', () => {
       if (m) want[want.length - 1]![m[1]!] = Number(m[2]) * (m[3] ? 1024 : 1);
     }
     expect(parseSmaps(text).map((e) => e.fields)).toEqual(want);
+  });
+});
+
+describe('smaps read ahead on another thread, as a dump reads it', () => {
+  it('gives the text a plain read gives, in pieces of many reads, and closes the file however it is left', async () => {
+    const { spawn } = await import('node:child_process');
+    const { readdirSync } = await import('node:fs');
+    const { readProcChunks, readProcChunksAhead, regionBatches, readRegions } = await import('../src/proc/index.js');
+    const p = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const pid = p.pid!;
+      const plain = [...readProcChunks(pid, 'smaps')];
+      const pieces: string[] = [];
+      for await (const t of readProcChunksAhead(pid, 'smaps', 8192)) pieces.push(t);
+      expect(pieces.join('')).toBe(plain.join(''));
+      // (a read gives one VMA's smaps; a piece is as many as fill it)
+      expect(pieces.filter((t) => t.length > 0).length).toBeLessThan(plain.filter((t) => t.length > 0).length);
+      const batched = [];
+      for await (const b of regionBatches(pid)) batched.push(...b);
+      expect(batched.map((r) => [r.start, r.kind, r.vmFlags])).toEqual(readRegions(pid).map((r) => [r.start, r.kind, r.vmFlags]));
+      const fds = () => readdirSync('/proc/self/fd').length;
+      const before = fds();
+      for await (const _ of readProcChunksAhead(pid, 'smaps', 4096)) break;
+      expect(fds()).toBe(before);
+    } finally {
+      p.kill('SIGKILL');
+    }
   });
 });
