@@ -24,13 +24,19 @@ export interface Column<T> {
   align?: 'left' | 'right';
 }
 
+/**
+ * Rows aligned in columns. Cells are made twice, to measure and then to write, rather than held: a table of 60000
+ * regions held 1.2 million of them at once (40 MB).
+ */
 export function table<T>(rows: readonly T[], cols: readonly Column<T>[]): string {
-  const cells = rows.map((r) => cols.map((c) => c.get(r)));
-  const width = cols.map((c, i) => Math.max(c.head.length, ...cells.map((row) => row[i]!.length)));
-  const line = (vals: string[]) =>
-    vals
-      .map((v, i) => ((cols[i]!.align ?? 'right') === 'left' ? v.padEnd(width[i]!) : v.padStart(width[i]!)))
+  const width = cols.map((c) => c.head.length);
+  for (const r of rows) cols.forEach((c, i) => (width[i] = Math.max(width[i]!, c.get(r).length)));
+  const line = (cell: (c: Column<T>) => string) =>
+    cols
+      .map((c, i) => ((c.align ?? 'right') === 'left' ? cell(c).padEnd(width[i]!) : cell(c).padStart(width[i]!)))
       .join('  ')
       .trimEnd();
-  return [line(cols.map((c) => c.head)), ...cells.map(line)].join('\n');
+  const out = [line((c) => c.head)];
+  for (const r of rows) out.push(line((c) => c.get(r)));
+  return out.join('\n');
 }
