@@ -21,9 +21,11 @@ const OVERLAP = 64 << 20;
 /**
  * Past this many bytes read through the mapping its pages are unmapped again (MADV_DONTNEED; they stay in the page
  * cache, and a later read maps them back): every page of a mapping read counts in the process's RSS, and a restore
- * maps the file once in each thread, so restoring a 566 MiB snapshot peaked at 1.14 GiB (161–171 MiB so).
+ * maps the file once in each thread, so restoring a 566 MiB snapshot peaked at 1.14 GiB (161–171 MiB with 16 MiB
+ * here; 8 MiB took the restore of 1 GiB of bench content from 179 to 153 MiB, and of 60000 regions from 241 to
+ * ~225, at the same speed).
  */
-const MAPPED_READ = 16 << 20;
+const MAPPED_READ = 8 << 20;
 
 /** One snapshot file of a chain, mapped (or read, where it cannot be). */
 class FrameFile {
