@@ -94,6 +94,27 @@ describe('diff', () => {
     expect(r.pages.changed).toBe(3);
   });
 
+  it('compares two runs of a program: regions lying elsewhere pair by what they are, in address order', async () => {
+    // (the same scenarios again: the same content, at other addresses)
+    const other = await Fixture.start(['anon', 'thp', 'shmem']);
+    try {
+      cliJson(['dump', String(other.pid), '-o', file('other-run.psnap')]);
+    } finally {
+      await other.stop();
+    }
+    const d = cliJson(['diff', file('a.psnap'), file('other-run.psnap')]);
+    expect(d.notes.join(' ')).toMatch(/different processes: .*then by what they are in address order/);
+    // a region of one run is the same region of the other: listed only if its pages differ, and never as moved
+    const all = cliJson(['diff', file('a.psnap'), file('other-run.psnap'), '--all']);
+    for (const name of ['written', 'thp', 'hole', 'mixed', 'prot-none', 'memfd']) {
+      const r = fx.region(name);
+      const got = all.regions.find((x: { a: { start: string } | null }) => x.a?.start === hex(r.start));
+      expect({ name, paired: got?.b !== null, status: got?.status, changed: got?.pages.changed, added: got?.pages.added, removed: got?.pages.removed })
+        .toEqual({ name, paired: true, status: [], changed: 0, added: 0, removed: 0 });
+    }
+    expect(all.regions.filter((x: { status: string[] }) => x.status.length > 0).length).toBeLessThan(all.regions.length / 4);
+  });
+
   it('draws the address space with the changes marked', () => {
     const svg = file('diff.svg');
     expect(cli(['diff', file('a.psnap'), file('b.psnap'), '--svg', svg]).code).toBe(0);

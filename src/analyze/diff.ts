@@ -185,9 +185,12 @@ const described = (r: SnapshotRegion) => ({ start: r.start, end: r.end, mode: r.
 
 /**
  * Pair A's regions with B's: same range, same start (resized), else same file and offset (moved). Looked up by key
- * (a process can have 60000 regions: a search of B's for each of A's took minutes).
+ * (a process can have 60000 regions: a search of B's for each of A's took minutes). `byShape`, for snapshots of two
+ * processes (another run of a program places its anonymous memory elsewhere): regions still unpaired then pair in
+ * address order by what they are (kind, size, protection, name), the k-th of a shape in A with the k-th in B, as a
+ * program that allocates in the same order places them.
  */
-function pairRegions(a: SnapshotRegion[], b: SnapshotRegion[]): [SnapshotRegion | null, SnapshotRegion | null][] {
+function pairRegions(a: SnapshotRegion[], b: SnapshotRegion[], byShape: boolean): [SnapshotRegion | null, SnapshotRegion | null][] {
   const left = new Set(b);
   const by = (key: (r: SnapshotRegion) => string | null) => {
     const m = new Map<string, SnapshotRegion[]>();
@@ -212,6 +215,20 @@ function pairRegions(a: SnapshotRegion[], b: SnapshotRegion[]): [SnapshotRegion 
   };
   const pairs: [SnapshotRegion | null, SnapshotRegion | null][] = [];
   for (const ra of a) pairs.push([ra, take(sameRange(ra)) ?? take(sameStart(ra)) ?? take(sameFile(ra))]);
+  if (byShape) {
+    const shape = (r: SnapshotRegion) => `${r.kind}\0${r.end - r.start}\0${r.mode}\0${r.path ?? ''}`;
+    const queues = new Map<string, { items: SnapshotRegion[]; next: number }>();
+    for (const r of b) {
+      if (!left.has(r)) continue;
+      const q = queues.get(shape(r));
+      if (q) q.items.push(r);
+      else queues.set(shape(r), { items: [r], next: 0 });
+    }
+    for (const p of pairs) {
+      const q = p[1] === null ? queues.get(shape(p[0]!)) : undefined;
+      if (q && q.next < q.items.length) p[1] = take(q.items[q.next++]);
+    }
+  }
   for (const rb of left) pairs.push([null, rb]);
   return pairs.sort((x, y) => Number((x[1]?.start ?? x[0]!.start) - (y[1]?.start ?? y[0]!.start)));
 }
@@ -225,7 +242,7 @@ function pairProcesses(a: SnapshotReader, b: SnapshotReader, pid: number | undef
   }
   const pa = a.process();
   const pb = b.process();
-  notes.push(`different processes: ${pa.pid} (${pa.comm}) and ${pb.pid} (${pb.comm}); regions are matched by address and file`);
+  notes.push(`different processes: ${pa.pid} (${pa.comm}) and ${pb.pid} (${pb.comm}); regions are matched by address and file, then by what they are in address order (kind, size, protection, name)`);
   return [pa, pb];
 }
 
@@ -255,6 +272,7 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
   if (a.pageSize !== b.pageSize) throw new PagesnapError(`${a.path} has ${a.pageSize}-byte pages and ${b.path} ${b.pageSize}-byte ones`, { code: 'EINVAL' });
   const notes: string[] = [];
   const [pa, pb] = pairProcesses(a, b, opts.pid, notes);
+  const oneProcess = pa.pid === pb.pid;
   a.prefetchTables(pa);
   b.prefetchTables(pb);
   if (a.manifest.host.kernel !== b.manifest.host.kernel) notes.push(`different kernels: ${a.manifest.host.kernel} and ${b.manifest.host.kernel}`);
@@ -266,12 +284,13 @@ export function diffSnapshots(a: SnapshotReader, b: SnapshotReader, opts: { pid?
   const totals: DiffReport['totals'] = { changed: 0, added: 0, removed: 0, unchanged: 0, bytesChanged: 0, regions: 0, regionsChanged: 0, regionsAdded: 0, regionsRemoved: 0 };
   const transitions: Record<string, number> = {};
   const regions: RegionDiff[] = [];
-  for (const [ra, rb] of pairRegions(pa.regions, pb.regions)) {
+  for (const [ra, rb] of pairRegions(pa.regions, pb.regions, !oneProcess)) {
     const status: RegionDiff['status'] = [];
     if (!ra) status.push('added');
     else if (!rb) status.push('removed');
     else {
-      if (ra.start !== rb.start) status.push('moved');
+      // (another process's regions lie elsewhere anyway: the note says so, the ranges show where)
+      if (oneProcess && ra.start !== rb.start) status.push('moved');
       if (ra.end - ra.start !== rb.end - rb.start) status.push('resized');
       if (ra.mode !== rb.mode) status.push('reprotected');
       if (fileChanged(ra, rb)) status.push('file-changed');
