@@ -21,7 +21,7 @@ export interface Parent {
 }
 
 export function openParent(parentPath: string, childPath: string): Parent {
-  const reader = SnapshotReader.open(parentPath);
+  const reader = SnapshotReader.open(parentPath, { regions: false });
   const table = new DedupeTable(PARENT_PAGES_INDEXED);
   reader.forEachHash((n, lo, hi) => table.add(lo, hi, n));
   const always = () => true;

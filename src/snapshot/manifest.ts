@@ -503,7 +503,11 @@ function region(c: Check, y: unknown, pageSize: number, objectIds: Set<number>, 
   };
 }
 
-export function decodeManifest(raw: Buffer, file: string, fileSize: number): Manifest {
+/**
+ * `regions: false` leaves every process's region records unread (its regions empty): a parent read through its
+ * child gives only pages and hashes, and a 60000-region parent's records were 30 MiB of every chain reader's memory.
+ */
+export function decodeManifest(raw: Buffer, file: string, fileSize: number, opts: { regions?: boolean } = {}): Manifest {
   const c = new Check(file);
   let v: unknown;
   try {
@@ -568,7 +572,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number): Man
   const processes = c.arr(m.processes, 'processes').map((x, i) => {
     c.enter('processes', i);
     const p = c.obj(x, '');
-    const records = p.regions instanceof RecordList ? p.regions : c.arr(p.regions, 'regions');
+    const records = opts.regions === false ? [] : p.regions instanceof RecordList ? p.regions : c.arr(p.regions, 'regions');
     const regions: SnapshotRegion[] = [];
     for (let j = 0; j < records.length; j++) {
       c.enter('regions', j);

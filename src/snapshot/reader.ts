@@ -70,7 +70,7 @@ export class SnapshotReader {
   private readonly prefixes = new WeakMap<Run[], Uint32Array>();
   private readonly byStart = new WeakMap<SnapshotProcess, SnapshotRegion[]>();
 
-  private constructor(readonly path: string, private readonly fd: number, depth: number) {
+  private constructor(readonly path: string, private readonly fd: number, depth: number, regions: boolean) {
     this.size = fstatSync(fd).size;
     if (this.size < HEADER_SIZE + FOOTER_SIZE) throw new FormatError(path, `truncated: ${this.size} bytes is smaller than an empty snapshot`);
     this.header = decodeHeader(this.readAt(0, HEADER_SIZE), path);
@@ -79,18 +79,22 @@ export class SnapshotReader {
     const raw = this.unpack(footer.manifestOffset, footer.manifestSize, footer.manifestRawSize, 'manifest', (z) => {
       if (xxh3_64(z, 0) !== footer.manifestHash) throw new FormatError(path, 'manifest checksum mismatch', footer.manifestOffset);
     });
-    this.manifest = decodeManifest(raw, path, footer.manifestOffset);
+    this.manifest = decodeManifest(raw, path, footer.manifestOffset, { regions });
     if (this.manifest.host.pageSize !== this.header.pageSize) throw new FormatError(path, 'header and manifest disagree on the page size');
     if (this.manifest.parent) this.parent = SnapshotReader.openParent(this, this.manifest.parent, depth);
     this.decoder = new FrameDecoder(path, this.manifest.frames, this.header.pageSize, FRAME_CACHE, fd);
   }
 
-  /** Open a snapshot, and the parents an incremental one needs (each checked to be the file it was dumped against). */
-  static open(path: string): SnapshotReader {
-    return SnapshotReader.openAt(path, 0);
+  /**
+   * Open a snapshot, and the parents an incremental one needs (each checked to be the file it was dumped against;
+   * read for their pages only, so their region records are left unread). `regions: false`: this one's too (for a
+   * reader that wants only pages and hashes, as a dump against it does).
+   */
+  static open(path: string, opts: { regions?: boolean } = {}): SnapshotReader {
+    return SnapshotReader.openAt(path, 0, opts.regions !== false);
   }
 
-  private static openAt(path: string, depth: number): SnapshotReader {
+  private static openAt(path: string, depth: number, regions: boolean): SnapshotReader {
     let fd: number;
     try {
       // (non-blocking: opening a FIFO for reading would wait for a writer)
@@ -105,7 +109,7 @@ export class SnapshotReader {
       const st = fstatSync(fd);
       const code = st.isDirectory() ? 'EISDIR' : 'EINVAL';
       if (!st.isFile()) throw new PagesnapError(`${path} is ${describeFile(st)}, not a snapshot file (${code})`, { code, hint: 'give the path of a snapshot (.psnap) file' });
-      return new SnapshotReader(path, fd, depth);
+      return new SnapshotReader(path, fd, depth, regions);
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -125,7 +129,7 @@ export class SnapshotReader {
         code: 'ENOENT', hint: `put ${basename(p.path)} back beside it (or at ${p.absolute}), or keep a flattened copy (pagesnap flatten)`,
       });
     }
-    const parent = SnapshotReader.openAt(path, depth + 1);
+    const parent = SnapshotReader.openAt(path, depth + 1, false);
     if (!parent.manifest.id.equals(p.id) || parent.footer.manifestHash !== p.manifestHash || parent.totalPages !== p.pages) {
       parent.close();
       throw new PagesnapError(`${child.path} is incremental, and its parent ${path} is not the snapshot it was dumped against (replaced or altered)`, {
