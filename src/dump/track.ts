@@ -9,7 +9,7 @@
  * buffers, RDMA), into memory pinned before tracking began.
  */
 import * as n from '../native/index.js';
-import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr } from '../native/index.js';
+import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
 import { Pagemap, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
@@ -63,9 +63,14 @@ export class WriteTracker {
    * register each, and write-protect its pages. Returns the regions tracked.
    */
   track(regions: readonly Region[]): Region[] {
-    const tracked: Region[] = [];
+    // registered first, then scanned together: a group of them at a time, not one each (a process can have 60000)
+    const groups: Region[][] = [[]];
     for (const r of regions) {
-      if (!trackable(r)) continue;
+      if (!trackable(r)) {
+        // (a large region between two groups would be walked for nothing)
+        if (r.end - r.start > GROUP_GAP) groups.push([]);
+        continue;
+      }
       try {
         n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
       } catch (e) {
@@ -73,12 +78,22 @@ export class WriteTracker {
         if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
         throw e;
       }
-      const p = protectable(this.pm, r, this.huge);
-      for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
-      this.ranges.push(pageOf(r.start), pageOf(r.end));
-      for (const x of p.runs) this.protectedRuns.push(pageOf(x.start), pageOf(x.end));
-      this.hugeLeft += p.hugeLeft;
-      tracked.push(r);
+      groups[groups.length - 1]!.push(r);
+    }
+    const tracked: Region[] = [];
+    for (const group of groups) {
+      if (group.length === 0) continue;
+      const populated = this.pm.scan(group[0]!.start, group[group.length - 1]!.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE | PAGE_IS.PFNZERO);
+      let k = 0;
+      for (const r of group) {
+        while (k < populated.length && populated[k]!.end <= r.start) k++;
+        const p = protectable(populated, k, r, this.huge);
+        for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+        this.ranges.push(pageOf(r.start), pageOf(r.end));
+        for (const x of p.runs) this.protectedRuns.push(pageOf(x.start), pageOf(x.end));
+        this.hugeLeft += p.hugeLeft;
+        tracked.push(r);
+      }
     }
     return tracked;
   }
@@ -117,10 +132,12 @@ export class WriteTracker {
 }
 
 const BLOCK = 2n << 20n;
+/** Bytes of untracked memory past which the scan of a batch's tracked regions is split in two. */
+const GROUP_GAP = 2n << 20n;
 
 /**
- * What of a registered range to write-protect, as runs: its populated pages (present or swapped), huge ones only if
- * `huge` says so.
+ * What of a registered range to write-protect, as runs: its populated pages (present or swapped; `populated`, from
+ * index `from`, is a scan over it and its neighbours), huge ones only if `huge` says so.
  * - Holes: with WP_ASYNC the kernel marks every unpopulated page it is asked to protect (the marker reports writes
  *   there), and to hold markers it allocates page tables: protecting a sparse 64 GiB region whole left the process
  *   130 MiB of page tables it never had, which outlive the tracking.
@@ -130,11 +147,14 @@ const BLOCK = 2n << 20n;
  * Two runs whose gap lies within one 2 MiB block (whose page table exists: the first run's last page is in it) are
  * protected as one, in fewer calls.
  */
-function protectable(pm: Pagemap, r: Range, huge: boolean): { runs: Range[]; hugeLeft: number } {
+function protectable(populated: readonly ScanRegion[], from: number, r: Range, huge: boolean): { runs: Range[]; hugeLeft: number } {
   const runs: Range[] = [];
   let hugeLeft = 0;
-  // (registered: every page of the region is WPALLOWED, so runs break only where population or size does)
-  for (const s of pm.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE | PAGE_IS.PFNZERO)) {
+  // (registered: every page of the region is WPALLOWED, so runs break only where population or size does; a run
+  // may reach past the region into the next, its categories the same: it is cut at the region's ends)
+  for (let m = from; m < populated.length && populated[m]!.start < r.end; m++) {
+    const found = populated[m]!;
+    const s = { start: found.start > r.start ? found.start : r.start, end: found.end < r.end ? found.end : r.end, categories: found.categories };
     if (s.categories & PAGE_IS.HUGE && !huge) {
       // (the huge zero page holds nothing to copy)
       if (!(s.categories & PAGE_IS.PFNZERO)) hugeLeft += Number((s.end - s.start) / 4096n);
