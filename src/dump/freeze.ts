@@ -155,14 +155,6 @@ function freezePtrace(pids: number[]): Frozen {
   return frozen;
 }
 
-function alive(pid: number): boolean {
-  try {
-    return isAlive(pid);
-  } catch {
-    return false;
-  }
-}
-
 /** The error for a target another process traces: a debugger, or another pagesnap dumping it right now. */
 function alreadyTraced(pid: number, tracer: number): PagesnapError {
   let who: { comm: string; cmdline: string[] } | undefined;
@@ -336,14 +328,14 @@ function freezeWith(method: FreezeMethod, pids: number[]): Frozen {
  * before they were reached) is left out too.
  */
 function freezeMembers(method: FreezeMethod, pids: number[]): Frozen {
-  for (let left = pids.filter(alive); ; ) {
+  for (let left = pids.filter(isAlive); ; ) {
     if (left.length === 0) return { method, pids: left, freezeMs: 0, thaw() {} };
     try {
       const f = freezeWith(method, left);
-      f.pids = left.filter(alive);
+      f.pids = left.filter(isAlive);
       return f;
     } catch (e) {
-      const still = left.filter(alive);
+      const still = left.filter(isAlive);
       if (still.length === left.length) throw e;
       left = still;
     }

@@ -58,8 +58,14 @@ export function statusNumber(pid: number, field: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+/** Whether `pid` is a process with memory left: not gone, and not a zombie without a live thread. Never throws: a
+ * process reaped while it is looked at is gone. */
 export function isAlive(pid: number): boolean {
-  return existsSync(procPath(pid, 'stat')) && (!readStat(pid).zombie || liveThreads(pid).length > 0);
+  try {
+    return existsSync(procPath(pid, 'stat')) && (!readStat(pid).zombie || liveThreads(pid).length > 0);
+  } catch {
+    return false;
+  }
 }
 
 /** Turn a failed /proc access into a clear error about the target process. */
