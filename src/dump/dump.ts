@@ -167,10 +167,11 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   let expected = 0;
   /** members of a tree that exited while the dump read them */
   const gone: ExitedProcess[] = [];
-  // Such a member is left out, as if it had exited before the freeze (what was read of it stays in the file,
-  // unreferenced); a target named on the command line fails the dump instead.
+  // A member of a tree that has gone is left out, as if it had exited before the freeze (what was read of it stays
+  // in the file, unreferenced); a target named on the command line that has gone fails the dump instead.
+  const goneMember = (pid: number) => !roots.includes(pid) && !isAlive(pid);
   const leaveOut = (pid: number, comm?: string): boolean => {
-    if (roots.includes(pid) || isAlive(pid)) return false;
+    if (!goneMember(pid)) return false;
     gone.push(comm === undefined ? { pid } : { pid, comm });
     forgetCopy(ctx, pid);
     return true;
@@ -185,8 +186,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         try {
           await whileAliveAsync(pid, () => copyLive(pid, ctx));
         } catch (e) {
-          // a process of a tree that has gone meanwhile is not in it when it is frozen: nothing of it is needed
-          if (roots.includes(pid) || isAlive(pid)) throw e;
+          // (not in the tree when it is frozen: nothing of it is needed)
+          if (!goneMember(pid)) throw e;
           forgetCopy(ctx, pid);
         }
       }
@@ -201,7 +202,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     const frozenAt = performance.now();
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
-    for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || readStat(pid).startTime !== p.startTime) forgetCopy(ctx, pid);
+    for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
     ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
     const layouts: { pid: number; identity: ProcessIdentity }[] = [];
     for (const pid of dumped) {
@@ -220,12 +221,13 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         if (!leaveOut(pid, identity.comm)) throw e;
       }
     }
-    // A process that died while it was read may have left pages unread (a gone process's pagemap reads as holes):
-    // a member of a tree is left out; a target named on the command line fails the dump.
-    const whole = read.filter((d) => isAlive(d.pid) || !leaveOut(d.pid, d.process.comm));
+    // A process that died while it was read may have left pages unread (a gone process's pagemap reads as holes).
+    const whole: typeof read = [];
+    for (const d of read) {
+      if (isAlive(d.pid)) whole.push(d);
+      else if (!leaveOut(d.pid, d.process.comm)) throw exited(d.pid, 'ESRCH');
+    }
     dumped = whole.map((d) => d.pid);
-    const dead = dumped.find((p) => !isAlive(p));
-    if (dead !== undefined) throw exited(dead, 'ESRCH');
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
     stopTracking(ctx);
@@ -298,6 +300,15 @@ function residentOf(targets: number[]): number {
     }
   }
   return sum;
+}
+
+/** A process's start time, or undefined once it is gone (with the pid, it says which process this is). */
+function startTimeOf(pid: number): number | undefined {
+  try {
+    return readStat(pid).startTime;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Run `read` on a target; if it failed because the target went away, say that. */
