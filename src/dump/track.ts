@@ -10,7 +10,7 @@
  */
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
-import { Pagemap, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
+import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
@@ -84,10 +84,8 @@ export class WriteTracker {
     for (const group of groups) {
       if (group.length === 0) continue;
       const populated = this.pm.scan(group[0]!.start, group[group.length - 1]!.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE | PAGE_IS.PFNZERO);
-      let k = 0;
-      for (const r of group) {
-        while (k < populated.length && populated[k]!.end <= r.start) k++;
-        const p = protectable(populated, k, r, this.huge);
+      for (const [r, mine] of perRegion(group, populated)) {
+        const p = protectable(mine, this.huge);
         for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
         this.ranges.push(pageOf(r.start), pageOf(r.end));
         for (const x of p.runs) this.protectedRuns.push(pageOf(x.start), pageOf(x.end));
@@ -136,8 +134,8 @@ const BLOCK = 2n << 20n;
 const GROUP_GAP = 2n << 20n;
 
 /**
- * What of a registered range to write-protect, as runs: its populated pages (present or swapped; `populated`, from
- * index `from`, is a scan over it and its neighbours), huge ones only if `huge` says so.
+ * What of a registered range to write-protect, as runs: its populated pages (present or swapped: `populated`, what
+ * a scan found in it), huge ones only if `huge` says so.
  * - Holes: with WP_ASYNC the kernel marks every unpopulated page it is asked to protect (the marker reports writes
  *   there), and to hold markers it allocates page tables: protecting a sparse 64 GiB region whole left the process
  *   130 MiB of page tables it never had, which outlive the tracking.
@@ -147,14 +145,11 @@ const GROUP_GAP = 2n << 20n;
  * Two runs whose gap lies within one 2 MiB block (whose page table exists: the first run's last page is in it) are
  * protected as one, in fewer calls.
  */
-function protectable(populated: readonly ScanRegion[], from: number, r: Range, huge: boolean): { runs: Range[]; hugeLeft: number } {
+function protectable(populated: readonly ScanRegion[], huge: boolean): { runs: Range[]; hugeLeft: number } {
   const runs: Range[] = [];
   let hugeLeft = 0;
-  // (registered: every page of the region is WPALLOWED, so runs break only where population or size does; a run
-  // may reach past the region into the next, its categories the same: it is cut at the region's ends)
-  for (let m = from; m < populated.length && populated[m]!.start < r.end; m++) {
-    const found = populated[m]!;
-    const s = { start: found.start > r.start ? found.start : r.start, end: found.end < r.end ? found.end : r.end, categories: found.categories };
+  // (registered: every page of the region is WPALLOWED, so runs break only where population or size does)
+  for (const s of populated) {
     if (s.categories & PAGE_IS.HUGE && !huge) {
       // (the huge zero page holds nothing to copy)
       if (!(s.categories & PAGE_IS.PFNZERO)) hugeLeft += Number((s.end - s.start) / 4096n);

@@ -45,6 +45,23 @@ const scanReturn = (r: PagemapRegion) => (fileRule(r) === 'ask' ? SCAN_RETURN | 
 /** Regions up to this size are scanned ahead together (see Pagemap.prefetch). */
 export const PREFETCH_PAGES = 512;
 
+/**
+ * The results of one scan over several regions (in address order), each region with those inside it: a result may
+ * span regions (equal categories on both sides of a boundary), and is cut at each one's ends.
+ */
+export function* perRegion<R extends { start: Addr; end: Addr }>(regions: readonly R[], found: readonly ScanRegion[]): Generator<[R, ScanRegion[]]> {
+  let k = 0;
+  for (const r of regions) {
+    while (k < found.length && found[k]!.end <= r.start) k++;
+    const mine: ScanRegion[] = [];
+    for (let m = k; m < found.length && found[m]!.start < r.end; m++) {
+      const s = found[m]!;
+      mine.push({ start: s.start > r.start ? s.start : r.start, end: s.end < r.end ? s.end : r.end, categories: s.categories });
+    }
+    yield [r, mine];
+  }
+}
+
 /** The part of a region the reader needs: its range and what kind of memory it is. */
 export interface PagemapRegion extends RegionClass {
   start: Addr;
@@ -253,17 +270,7 @@ export class Pagemap {
   }
 
   private split(regions: readonly PagemapRegion[], found: ScanRegion[]): void {
-    let k = 0;
-    for (const r of regions) {
-      const mine: ScanRegion[] = [];
-      while (k < found.length && found[k]!.end <= r.start) k++;
-      // a result may span regions (equal categories on both sides of a boundary): clip it, and keep it for the next
-      for (let m = k; m < found.length && found[m]!.start < r.end; m++) {
-        const s = found[m]!;
-        mine.push({ start: s.start > r.start ? s.start : r.start, end: s.end < r.end ? s.end : r.end, categories: s.categories });
-      }
-      this.ahead.set(r.start, { end: r.end, found: mine });
-    }
+    for (const [r, mine] of perRegion(regions, found)) this.ahead.set(r.start, { end: r.end, found: mine });
   }
 
   private decodeScan(r: PagemapRegion, found: readonly ScanRegion[]): PageRun[] {
