@@ -192,42 +192,35 @@ const described = (r: SnapshotRegion) => ({ start: r.start, end: r.end, mode: r.
  */
 function pairRegions(a: SnapshotRegion[], b: SnapshotRegion[], byShape: boolean): [SnapshotRegion | null, SnapshotRegion | null][] {
   const left = new Set(b);
+  // B's regions by key, in address order, each list with a cursor past those already taken (by any key): thousands
+  // of regions sharing a key (one file mapped many times, same-sized anonymous regions) are not searched again
   const by = (key: (r: SnapshotRegion) => string | null) => {
-    const m = new Map<string, SnapshotRegion[]>();
+    const m = new Map<string, { items: SnapshotRegion[]; next: number }>();
     for (const r of b) {
       const k = key(r);
       if (k === null) continue;
-      const list = m.get(k);
-      if (list) list.push(r);
-      else m.set(k, [r]);
+      const q = m.get(k);
+      if (q) q.items.push(r);
+      else m.set(k, { items: [r], next: 0 });
     }
-    return (r: SnapshotRegion) => {
+    return (r: SnapshotRegion): SnapshotRegion | null => {
       const k = key(r);
-      return k === null ? undefined : m.get(k)?.find((x) => left.has(x));
+      const q = k === null ? undefined : m.get(k);
+      if (!q) return null;
+      while (q.next < q.items.length && !left.has(q.items[q.next]!)) q.next++;
+      const x = q.items[q.next];
+      if (!x) return null;
+      left.delete(x);
+      return x;
     };
   };
   const sameRange = by((r) => `${r.start}-${r.end}`);
   const sameStart = by((r) => `${r.start}`);
   const sameFile = by((r) => (r.path ? `${r.path}\0${r.offset}\0${r.kind}` : null));
-  const take = (r: SnapshotRegion | undefined) => {
-    if (r) left.delete(r);
-    return r ?? null;
-  };
-  const pairs: [SnapshotRegion | null, SnapshotRegion | null][] = [];
-  for (const ra of a) pairs.push([ra, take(sameRange(ra)) ?? take(sameStart(ra)) ?? take(sameFile(ra))]);
+  const pairs: [SnapshotRegion | null, SnapshotRegion | null][] = a.map((ra) => [ra, sameRange(ra) ?? sameStart(ra) ?? sameFile(ra)]);
   if (byShape) {
-    const shape = (r: SnapshotRegion) => `${r.kind}\0${r.end - r.start}\0${r.mode}\0${r.path ?? ''}`;
-    const queues = new Map<string, { items: SnapshotRegion[]; next: number }>();
-    for (const r of b) {
-      if (!left.has(r)) continue;
-      const q = queues.get(shape(r));
-      if (q) q.items.push(r);
-      else queues.set(shape(r), { items: [r], next: 0 });
-    }
-    for (const p of pairs) {
-      const q = p[1] === null ? queues.get(shape(p[0]!)) : undefined;
-      if (q && q.next < q.items.length) p[1] = take(q.items[q.next++]);
-    }
+    const sameShape = by((r) => `${r.kind}\0${r.end - r.start}\0${r.mode}\0${r.path ?? ''}`);
+    for (const p of pairs) p[1] ??= sameShape(p[0]!);
   }
   for (const rb of left) pairs.push([null, rb]);
   return pairs.sort((x, y) => Number((x[1]?.start ?? x[0]!.start) - (y[1]?.start ?? y[0]!.start)));
