@@ -18,8 +18,8 @@ export type Placement =
   /** droppable anonymous memory (MAP_DROPPABLE): userfaultfd refuses it, so its pages are written in directly */
   | { how: 'droppable' }
   /**
-   * private hugetlb memory, filled through userfaultfd in whole huge pages; or `written` in directly, in an eager
-   * restore of huge pages too large to stream (see STREAMED_HUGE_PAGE)
+   * private hugetlb memory, filled through userfaultfd in whole huge pages; or `written` in directly before the host
+   * runs, huge pages too large to stream (see STREAMED_HUGE_PAGE)
    */
   | { how: 'hugetlb'; hugePage: number; written?: true }
   /**
