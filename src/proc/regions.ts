@@ -14,8 +14,8 @@ export interface Region extends SmapsEntry, RegionClass {
 export function readRegions(pid: number): Region[] {
   const batches = new RegionBatches(pid);
   const out: Region[] = [];
-  for (const text of readProcChunks(pid, 'smaps')) for (const b of batches.push(text)) out.push(...b);
-  for (const b of batches.finish()) out.push(...b);
+  for (const text of readProcChunks(pid, 'smaps')) out.push(...batches.push(text));
+  out.push(...batches.finish());
   return out;
 }
 
@@ -26,11 +26,15 @@ export function readRegions(pid: number): Region[] {
  */
 export async function* regionBatches(pid: number): AsyncGenerator<Region[]> {
   const batches = new RegionBatches(pid);
-  for await (const text of readProcChunksAhead(pid, 'smaps')) yield* batches.push(text);
-  yield* batches.finish();
+  for await (const text of readProcChunksAhead(pid, 'smaps')) {
+    const batch = batches.push(text);
+    if (batch.length) yield batch;
+  }
+  const rest = batches.finish();
+  if (rest.length) yield rest;
 }
 
-/** smaps text in, classified regions out, a batch (none or one) per piece of text. */
+/** smaps text in, classified regions out: those whose text is complete, a batch per piece of text. */
 class RegionBatches {
   private readonly parser = new SmapsParser();
   private readonly fsTypes: Map<string, string>;
@@ -39,16 +43,12 @@ class RegionBatches {
     this.fsTypes = fsTypesOf(pid);
   }
 
-  push(text: string): Region[][] {
-    return this.batch(this.parser.push(text).take());
+  push(text: string): Region[] {
+    return this.parser.push(text).take().map((e) => this.classify(e));
   }
 
-  finish(): Region[][] {
-    return this.batch(this.parser.finish());
-  }
-
-  private batch(done: SmapsEntry[]): Region[][] {
-    return done.length ? [done.map((e) => this.classify(e))] : [];
+  finish(): Region[] {
+    return this.parser.finish().map((e) => this.classify(e));
   }
 
   private classify(e: SmapsEntry): Region {
