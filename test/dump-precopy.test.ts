@@ -4,7 +4,7 @@
 // protection, its descriptors and registers as they were, on every exit path.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
@@ -215,6 +215,103 @@ describe('dump --precopy of huge pages', () => {
     expect(s.pagesPrecopied).toBeGreaterThanOrEqual(thp.pages - 1);
     expect(s.pagesHugeFrozen).toBe(0);
     expect(before - after).toBe(2 << 20);
+  });
+});
+
+describe('dump --precopy of shared anonymous memory', () => {
+  // A parent and the child it forked share 16 pages (MAP_SHARED | MAP_ANONYMOUS): 8 written, 8 a hole.
+  let fx: Fixture;
+  let owner: FixtureRegion;
+  let child: { pid: number; regions: FixtureRegion[] };
+  beforeAll(async () => {
+    fx = await Fixture.start(['shared-anon-fork']);
+    owner = fx.region('shared-owner');
+    child = fx.scenario('shared-anon-fork').children[0]!;
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  const page = (n: number) => owner.start + BigInt(n) * 4096n;
+  /** Write a page through the child's mapping (its page tables: as if it wrote it itself). */
+  const childWrites = (n: number, byte: number) => {
+    const fd = openSync(`/proc/${child.pid}/mem`, 'r+');
+    try {
+      writeSync(fd, Buffer.alloc(4096, byte), 0, 4096, Number(page(n)));
+    } finally {
+      closeSync(fd);
+    }
+  };
+  /** The object as the snapshot holds it, against the process's memory now. */
+  const sameAsLive = (file: string) => {
+    const snap = SnapshotReader.open(file);
+    try {
+      expect(snap.read(snap.process(fx.pid), owner.start, owner.pages * 4096).equals(liveBytes(fx.pid, owner))).toBe(true);
+      expect(snap.verify()).toBeNull();
+    } finally {
+      snap.close();
+    }
+  };
+
+  it('is copied while both run: frozen, only what either wrote since is read, even a page written then zapped', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, 'shared-tree.psnap');
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      afterPrecopy: async () => {
+        expect(await fx.send(`write ${hex(page(2))} 2 95`)).toBe('ok');
+        // written, then its pte zapped: the page keeps what was written, and no pte says so
+        expect(await fx.send(`write ${hex(page(4))} 1 96`)).toBe('ok');
+        expect(await fx.send(`discard ${hex(page(4))} 1`)).toBe('ok');
+        childWrites(6, 0x61);
+        childWrites(12, 0x62);
+      },
+    });
+    sameAsLive(file);
+    expect(s.precopySkipped).toEqual([]);
+    // the four pages written before and untouched since (0, 1, 5, 7) came from the copy; nothing else did
+    expect(s.pagesPrecopiedShared).toBe(4);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+    expect(await fx.send('ping')).toBe('pong');
+  });
+
+  it('records its regions as a plain dump does (the write protection is pagesnap\'s, not the process\'s)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const still = [owner];
+    const records = (file: string) => recordsOf(file, [{ pid: fx.pid, still }, { pid: child.pid, still: child.regions }]);
+    const plain = join(dir, 'shared-plain.psnap');
+    const pre = join(dir, 'shared-pre.psnap');
+    await dump([fx.pid], { output: plain, tree: true });
+    const s = await dump([fx.pid], { output: pre, tree: true, precopy: true });
+    expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
+    // (the regions of the scenario: the rest of a fixture's memory may change between two dumps)
+    const mine = (rs: ReturnType<typeof records>) => rs.map((p) => p.filter((r) => r.start === owner.start));
+    expect(mine(records(pre))).toEqual(mine(records(plain)));
+  });
+
+  it('is read frozen when a process that maps it is not dumped (its writes are not tracked)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, 'shared-parent-only.psnap');
+    const s = await dump([fx.pid], { output: file, precopy: true, afterPrecopy: async () => childWrites(1, 0x63) });
+    sameAsLive(file);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*process ${child.pid} maps it and is not tracked`))]);
+  });
+
+  it('is read frozen when a process that maps it forks meanwhile: a child may write it and be gone, reaped, unseen', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, 'shared-forked.psnap');
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      afterPrecopy: async () => {
+        expect(await fx.send(`forkwrite ${hex(page(0))} 1 98`)).toBe('ok');
+      },
+    });
+    // (the page the child wrote is as it wrote it, not as copied before)
+    sameAsLive(file);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*process ${fx.pid} forked`))]);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 });
 

@@ -5,9 +5,10 @@
  * fills, so pagesnap's memory does not grow with the targets. Targets are thawed as soon as their memory is read;
  * the file only appears under its name once complete.
  */
+import { fstatSync } from 'node:fs';
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, processesMapping, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -18,7 +19,9 @@ import { resolveTargets } from './targets.js';
 import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
-import { WriteTracker } from './track.js';
+import { WriteTracker, sharedTrackable } from './track.js';
+import { SharedCopy, sharedKey, mayMap } from './shared-copy.js';
+import { ForkWitness } from './fork-witness.js';
 import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
@@ -72,13 +75,15 @@ export interface DumpSummary {
   excludeDontdump: boolean;
   /** with precopy: data pages read while the targets ran and not written since (not read again frozen) */
   pagesPrecopied: number;
+  /** with precopy: of those, pages of shared anonymous memory (see shared-copy.ts) */
+  pagesPrecopiedShared: number;
   /** with a tree: members that exited while the dump read them, left out of it */
   processesExited: ExitedProcess[];
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
   /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
   pagesHugeFrozen: number;
-  /** with precopy: targets read frozen only, and why (a seccomp filter, no userfaultfd to be had, …) */
+  /** with precopy: targets, or shared memory, read frozen only, and why (a seccomp filter, a fork, …) */
   precopySkipped: { pid: number; why: string }[];
   bytesRaw: number;
   bytesCompressed: number;
@@ -109,7 +114,7 @@ interface Context {
   /** two batch buffers: one is read into while the other is scanned */
   bufs: [Buffer, Buffer];
   /** shmem objects stored so far, by dev:inode: each is stored once (its tables settle later, see Recorder.finish) */
-  objects: Map<string, { id: number; done: Promise<SnapshotObject>; pages: VerdictPages }>;
+  objects: Map<string, { id: number; done: Promise<SnapshotObject>; pages: VerdictPages; precopied: number }>;
   /** what the regions of the process being read add up to (see dumpProcess) */
   counts: Counts;
   /** mapped files' stamps by dev:inode */
@@ -119,6 +124,12 @@ interface Context {
   /** targets whose memory was copied while they ran, by pid */
   precopied: Map<number, Precopied>;
   precopySkipped: { pid: number; why: string }[];
+  /** shared anonymous memory of the targets tracked, met by a live pass: copied after their own (copySharedLive) */
+  sharedFound: { pid: number; r: Region }[];
+  /** shared anonymous objects copied while the targets ran, by sharedKey */
+  shared: Map<string, SharedCopy>;
+  /** what shows whether a target that maps one of them forked meanwhile */
+  witnesses: Map<number, ForkWitness>;
   progress: () => void;
 }
 
@@ -156,7 +167,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -191,6 +202,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           forgetCopy(ctx, pid);
         }
       }
+      await copySharedLive(ctx);
       // (the frozen pass is the main thread's: compression of the live pass's tail would share the CPUs with it)
       await writer.drained();
       precopyMs = performance.now() - t;
@@ -203,6 +215,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
+    for (const copy of ctx.shared.values()) {
+      copy.check((pid) => (ctx.precopied.has(pid) ? ctx.witnesses.get(pid) : undefined));
+      if (copy.why) ctx.precopySkipped.push({ pid: copy.pids[0] ?? 0, why: `the shared memory ${copy.where}: ${copy.why}` });
+    }
     ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
     const layouts: { pid: number; identity: ProcessIdentity }[] = [];
     for (const pid of dumped) {
@@ -250,10 +266,13 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const p = noPages();
   add(p, ctx.counts.pages);
   let pagesShmem = 0;
+  let precopiedShared = 0;
   for (const o of ctx.objects.values()) {
     add(p, o.pages);
     pagesShmem += o.pages.data;
+    precopiedShared += o.precopied;
   }
+  ctx.counts.precopied += precopiedShared;
   const stats: DumpStats = {
     pagesStored: writer.storedPages, pagesDeduplicated: writer.dedupedPages, pagesFromParent: writer.parentPages, pagesZero: p.zero, pagesHole: p.hole, pagesFile: p.file,
     pagesShmem, pagesMarker: p.guard + p.poison, pagesUnreadable: p.unreadable,
@@ -281,7 +300,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, processesExited: gone, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, pagesPrecopiedShared: precopiedShared, processesExited: gone, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
@@ -526,6 +545,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
       } catch (e) {
         return cannot(e);
       }
+      for (const r of batch) if (sharedTrackable(r)) ctx.sharedFound.push({ pid, r });
       pm.prefetch(tracked);
       for (const r of tracked) {
         const size = Number((r.end - r.start) / PAGE);
@@ -539,6 +559,67 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
   } finally {
     pm.close();
     mem.close();
+  }
+}
+
+/**
+ * The live pass of the targets' shared anonymous memory, once their own is copied (see shared-copy.ts): witnesses of
+ * forks chosen, every mapping of each object write-protected where the object holds pages, every process on the
+ * system checked to map it only if tracked, then the object read while they run. An object that cannot be copied so
+ * is read frozen, saying why.
+ */
+async function copySharedLive(ctx: Context): Promise<void> {
+  const found = ctx.sharedFound.filter((f) => ctx.precopied.has(f.pid));
+  ctx.sharedFound = [];
+  if (found.length === 0) return;
+  for (const pid of new Set(found.map((f) => f.pid))) {
+    const w = ForkWitness.choose(pid, ctx.precopied.get(pid)!.tracker.protectedRuns);
+    if (w instanceof ForkWitness) ctx.witnesses.set(pid, w);
+  }
+  const copies: { copy: SharedCopy; o: OpenObject }[] = [];
+  try {
+    for (const { pid, r } of found) {
+      const key = sharedKey(r);
+      let copy = ctx.shared.get(key);
+      if (!copy) {
+        ctx.shared.set(key, (copy = new SharedCopy(key, `at 0x${r.start.toString(16)} of process ${pid}`)));
+        const o = openObject(pid, r);
+        if ('error' in o) copy.why = o.error;
+        else copies.push({ copy, o });
+      }
+      const open = copies.find((c) => c.copy === copy);
+      if (copy.why || !open) continue;
+      if (!ctx.witnesses.has(pid)) {
+        copy.why = `process ${pid}, which maps it, has no page that can show whether it forks`;
+        continue;
+      }
+      const first = Number(r.offset / PAGE);
+      const runs = objectSegments(open.o, first, first + Number((r.end - r.start) / PAGE))
+        .filter((g) => g.verdict === 'data')
+        .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
+      if (!ctx.precopied.get(pid)!.tracker.trackShared(r, runs)) copy.why = `its mapping in process ${pid} cannot be write-protected`;
+      else copy.mappings.push({ pid, start: r.start, end: r.end, first });
+    }
+    // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
+    const { mapping, unreadable } = processesMapping(copies.map((c) => c.copy.key));
+    const window = ctx.opts.windowPages ?? WINDOW_PAGES;
+    for (const { copy, o } of copies) {
+      if (copy.why) continue;
+      const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
+      const created = Number(fstatSync(o.fd, { bigint: true }).ctimeNs / 1_000_000n);
+      const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pids[0]!));
+      if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
+      else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
+      if (copy.why) continue;
+      const pages = Math.ceil(o.size / ctx.writer.pageSize);
+      const rec = copy.live.recorder(0n);
+      for (let at = 0; at < pages && !copy.live.full; at += window) {
+        await readObjectSegments(o.fd, o.size, objectSegments(o, at, Math.min(pages, at + window), ctx.writer.pageSize), ctx.sink, rec, ctx.bufs[0], ctx.writer.pageSize);
+        ctx.progress();
+      }
+    }
+  } finally {
+    for (const { o } of copies) closeObject(o);
   }
 }
 
@@ -596,15 +677,23 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   const pages = Math.ceil(o.size / ps);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
   const rec = new Recorder(ctx.writer);
+  // (taken from a precopy's copy where no mapping shows a page written since)
+  const shared = r.shmem === 'shared-anon' ? ctx.shared.get(sharedKey(r)) : undefined;
+  let precopied = 0;
   for (let at = 0; at < pages; at += window) {
-    const segs = objectSegments(o, at, Math.min(pages, at + window), ps);
+    let segs = objectSegments(o, at, Math.min(pages, at + window), ps);
+    if (shared) {
+      const taken = shared.reuse(segs, (m) => ctx.precopied.get(m.pid)!.tracker.unwrittenShared(m.start, m.end));
+      segs = taken.segments;
+      precopied += taken.reused;
+    }
     rec.plan(segs);
     await readObjectSegments(o.fd, o.size, segs, ctx.sink, rec, ctx.bufs[0], ps);
     ctx.progress();
   }
   const id = ctx.objects.size;
   const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? (r.backing === 'file' ? 'deleted-file' : 'hugetlbfs'), name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
-  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))), pages: rec.pages });
+  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))), pages: rec.pages, precopied });
   return id;
 }
 

@@ -413,10 +413,10 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
  * The last page may run past the end of the object (a SysV segment of 56 bytes, any file): a mapping reads zeros
  * there, and so does the snapshot.
  */
-export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: Recorder, buf: Buffer, pageSize = 4096): Promise<void> {
+export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: PageRecord, buf: Buffer, pageSize = 4096): Promise<void> {
   const maxPages = Math.floor(buf.length / pageSize);
   for (const seg of segments) {
-    if (seg.verdict !== 'data') continue;
+    if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
     for (let first = 0; first < seg.pages; ) {
       const take = Math.min(seg.pages - first, maxPages);
       const want = take * pageSize;

@@ -138,7 +138,8 @@ export function dataWithin(start: Addr, segments: readonly Segment[], runs: Page
 
 /** Whether a region overlaps memory whose writes were tracked. */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
-  return p.tracker.ranges.overlaps(pageOf(r.start), pageOf(r.end));
+  const [a, b] = [pageOf(r.start), pageOf(r.end)];
+  return p.tracker.ranges.overlaps(a, b) || p.tracker.sharedRanges.overlaps(a, b);
 }
 
 /**

@@ -20,7 +20,7 @@ const UFFD_USER_MODE_ONLY = 1;
 const SYS_CLOSE = 3;
 const EPERM = 1n;
 
-interface Range {
+export interface Range {
   start: Addr;
   end: Addr;
 }
@@ -30,9 +30,19 @@ function trackable(r: Region): boolean {
   return ['anon-private', 'heap', 'stack'].includes(r.kind) && r.perms.write && !r.perms.shared && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
 }
 
+/**
+ * Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS, not huge): its object has no name and no descriptor, so
+ * nothing writes it but its mappings (see shared-copy.ts for what else must hold).
+ */
+export function sharedTrackable(r: Region): boolean {
+  return r.shmem === 'shared-anon' && r.perms.shared && !(r.fields.ShmemPmdMapped! > 0) && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
+}
+
 export class WriteTracker {
   /** the regions registered */
   readonly ranges = new PageRanges();
+  /** the shared mappings registered (trackShared: after the others, so apart from them to stay in address order) */
+  readonly sharedRanges = new PageRanges();
   /** the pages in them write-protected: only these can read as unwritten */
   readonly protectedRuns = new PageRanges();
   /** pages of huge pages in them left unprotected (see protectable) */
@@ -94,6 +104,33 @@ export class WriteTracker {
       }
     }
     return tracked;
+  }
+
+  /**
+   * Track the writes through a shared mapping: register it and write-protect `runs` of it, the pages where its object
+   * holds data, ptes or not (a marker goes where none is: a page first touched later must not read as unwritten).
+   * False when it cannot be registered.
+   */
+  trackShared(r: Region, runs: readonly Range[]): boolean {
+    try {
+      n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
+    } catch (e) {
+      if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) return false;
+      throw e;
+    }
+    this.sharedRanges.push(pageOf(r.start), pageOf(r.end));
+    for (const x of runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+    return true;
+  }
+
+  /**
+   * The pages of a shared mapping's [start, end) not written through it since trackShared: their pte, or the marker
+   * in its place, still carries the protection. A page with neither is not among them: a pte zapped after a write
+   * (reclaim, MADV_DONTNEED) leaves nothing, while the object keeps what was written. (This kernel reports such a
+   * page WRITTEN; asking for a pte or marker says so whatever a kernel reports.)
+   */
+  unwrittenShared(start: Addr, end: Addr): PageRanges {
+    return PageRanges.from(this.pm.scan(start, end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN }));
   }
 
   /** The pages of [start, end) tracked throughout and not written since tracking began. */

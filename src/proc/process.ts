@@ -299,3 +299,36 @@ export function readIdentity(pid: number): ProcessIdentity {
   const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
   return { pid, comm: st.comm, cmdline, uid: statusNumber(pid, 'Uid') ?? -1, ppid: st.ppid };
 }
+
+/**
+ * The processes on the system that map each of `objects` (given as maps prints them: `dev inode`), from every
+ * process's maps. Processes whose maps cannot be read (without root) are listed apart: they may map any of them.
+ */
+export function processesMapping(objects: readonly string[]): { mapping: Map<string, number[]>; unreadable: number[] } {
+  const mapping = new Map(objects.map((o) => [o, [] as number[]]));
+  const unreadable: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/maps`, 'utf8');
+      // (empty for a kernel thread, and for a process whose main thread has exited: seen through a live one)
+      if (text === '') text = readFileSync(procPath(pid, 'maps'), 'utf8');
+    } catch (e) {
+      if (isErrno(e, 'EACCES', 'EPERM')) unreadable.push(pid);
+      continue; // (gone meanwhile)
+    }
+    for (const o of objects) if (text.includes(` ${o} `) || text.includes(` ${o}\n`)) mapping.get(o)!.push(pid);
+  }
+  return { mapping, unreadable };
+}
+
+/**
+ * When a process started, in ms of the realtime clock (its start in clock ticks since boot, 100 a second as /proc
+ * gives them, after the boot as the realtime clock now places it: a clock set since shifts this).
+ */
+export function startedAtMs(pid: number): number {
+  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  return Date.now() - uptime * 1000 + readStat(pid).startTime * 10;
+}

@@ -18,7 +18,7 @@ export function renderDumpSummary(s: DumpSummary): string {
     ...(s.regionsDontdump === 0 ? [] : [s.excludeDontdump
       ? `  left out: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP (their pages are recorded as not dumped, among the unreadable)`
       : `  kept: ${s.regionsDontdump} regions the process marked MADV_DONTDUMP, which core dumps leave out (--exclude-dontdump does too)`]),
-    ...(s.precopyMs > 0 ? [`  precopy: ${s.pagesPrecopied} pages read in ${s.precopyMs.toFixed(0)} ms while running and not written since; frozen, the rest`] : []),
+    ...(s.precopyMs > 0 ? [`  precopy: ${s.pagesPrecopied} pages read in ${s.precopyMs.toFixed(0)} ms while running and not written since${s.pagesPrecopiedShared > 0 ? ` (${s.pagesPrecopiedShared} of shared memory)` : ''}; frozen, the rest`] : []),
     ...(s.pagesHugeFrozen > 0 ? [`  precopy: ${s.pagesHugeFrozen} pages of huge pages read frozen (a write would split them; --split-huge tracks them)`] : []),
     ...s.precopySkipped.map((x) => `  precopy skipped: ${x.why}; read frozen`),
     ...(s.processesExited.length ? [`  left out, as they exited while the dump read them: ${exitedList(s.processesExited)}`] : []),
