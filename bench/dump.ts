@@ -180,6 +180,14 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await heap.stop();
   }
 
+  // Shared anonymous memory (a server's buffers, shared with the children it forks): copied while it runs too.
+  const shared = await Fixture.start(['bench-shared'], { shmemMiB: sizeMiB });
+  try {
+    if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB shared anonymous`, shared.pid, reps));
+  } finally {
+    await shared.stop();
+  }
+
   // Many regions: the per-region costs (pagemap, tables, reads), where gcore's are small.
   const many = await Fixture.start(['bench-regions']);
   try {

@@ -128,8 +128,8 @@ interface Context {
   sharedFound: { pid: number; r: Region }[];
   /** shared anonymous objects copied while the targets ran, by sharedKey */
   shared: Map<string, SharedCopy>;
-  /** what shows whether a target that maps one of them forked meanwhile */
-  witnesses: Map<number, ForkWitness>;
+  /** what shows whether a target that maps one of them forked meanwhile, or why nothing can */
+  witnesses: Map<number, ForkWitness | string>;
   progress: () => void;
 }
 
@@ -216,7 +216,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
     for (const copy of ctx.shared.values()) {
-      copy.check((pid) => (ctx.precopied.has(pid) ? ctx.witnesses.get(pid) : undefined));
+      copy.check((pid) => {
+        const w = ctx.witnesses.get(pid);
+        return ctx.precopied.has(pid) && w instanceof ForkWitness ? w : undefined;
+      });
       if (copy.why) ctx.precopySkipped.push({ pid: copy.pids[0] ?? 0, why: `the shared memory ${copy.where}: ${copy.why}` });
     }
     ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
@@ -574,7 +577,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
   if (found.length === 0) return;
   for (const pid of new Set(found.map((f) => f.pid))) {
     const w = ForkWitness.choose(pid, ctx.precopied.get(pid)!.tracker.protectedRuns);
-    if (w instanceof ForkWitness) ctx.witnesses.set(pid, w);
+    ctx.witnesses.set(pid, w instanceof ForkWitness ? w : w.why);
   }
   const copies: { copy: SharedCopy; o: OpenObject }[] = [];
   try {
@@ -589,8 +592,9 @@ async function copySharedLive(ctx: Context): Promise<void> {
       }
       const open = copies.find((c) => c.copy === copy);
       if (copy.why || !open) continue;
-      if (!ctx.witnesses.has(pid)) {
-        copy.why = `process ${pid}, which maps it, has no page that can show whether it forks`;
+      const witness = ctx.witnesses.get(pid)!;
+      if (typeof witness === 'string') {
+        copy.why = `whether process ${pid}, which maps it, forks cannot be seen: ${witness}`;
         continue;
       }
       const first = Number(r.offset / PAGE);
