@@ -601,8 +601,16 @@ async function copySharedLive(ctx: Context): Promise<void> {
       const runs = objectSegments(open.o, first, first + Number((r.end - r.start) / PAGE))
         .filter((g) => g.verdict === 'data')
         .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
-      if (!ctx.precopied.get(pid)!.tracker.trackShared(r, runs)) copy.why = `its mapping in process ${pid} cannot be write-protected`;
-      else copy.mappings.push({ pid, start: r.start, end: r.end, first });
+      let tracked: boolean | string;
+      try {
+        tracked = ctx.precopied.get(pid)!.tracker.trackShared(r, runs);
+      } catch (e) {
+        // (the process gone meanwhile, or its mapping changed: the memory is read frozen, or not at all)
+        if (!(e instanceof NativeError || e instanceof PagesnapError)) throw e;
+        tracked = e.message;
+      }
+      if (tracked === true) copy.mappings.push({ pid, start: r.start, end: r.end, first });
+      else copy.why = `its mapping in process ${pid} cannot be write-protected${typeof tracked === 'string' ? ` (${tracked})` : ''}`;
     }
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
     const { mapping, unreadable } = processesMapping(copies.map((c) => c.copy.key));
