@@ -138,8 +138,7 @@ export function dataWithin(start: Addr, segments: readonly Segment[], runs: Page
 
 /** Whether a region overlaps memory whose writes were tracked. */
 export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boolean {
-  const [a, b] = [pageOf(r.start), pageOf(r.end)];
-  return p.tracker.ranges.overlaps(a, b) || p.tracker.sharedRanges.overlaps(a, b);
+  return p.tracker.ranges.overlaps(pageOf(r.start), pageOf(r.end));
 }
 
 /**
@@ -148,7 +147,10 @@ export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boole
  * tracked memory itself: a range has one userfaultfd.)
  */
 export function asFound(p: Precopied | undefined, r: Region): Region {
-  if (!p || !r.vmFlags.includes('uw') || !trackedIn(p, r)) return r;
+  if (!p || !r.vmFlags.includes('uw')) return r;
+  // (private memory tracked, or a shared mapping of memory a precopy copied: see shared-copy.ts)
+  const [a, b] = [pageOf(r.start), pageOf(r.end)];
+  if (!p.tracker.ranges.overlaps(a, b) && !p.tracker.sharedRanges.overlaps(a, b)) return r;
   // (one list per distinct list, as the smaps parser gives them: decisions are remembered by list)
   let flags = withoutUw.get(r.vmFlags);
   if (!flags) withoutUw.set(r.vmFlags, (flags = r.vmFlags.filter((f) => f !== 'uw')));

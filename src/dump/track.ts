@@ -81,14 +81,7 @@ export class WriteTracker {
         if (r.end - r.start > GROUP_GAP) groups.push([]);
         continue;
       }
-      try {
-        n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
-      } catch (e) {
-        // (gone since it was listed, or changed so that it no longer qualifies: read it frozen, as usual)
-        if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) continue;
-        throw e;
-      }
-      groups[groups.length - 1]!.push(r);
+      if (this.register(r)) groups[groups.length - 1]!.push(r);
     }
     const tracked: Region[] = [];
     for (const group of groups) {
@@ -112,12 +105,7 @@ export class WriteTracker {
    * False when it cannot be registered.
    */
   trackShared(r: Region, runs: readonly Range[]): boolean {
-    try {
-      n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
-    } catch (e) {
-      if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) return false;
-      throw e;
-    }
+    if (!this.register(r)) return false;
     this.sharedRanges.push(pageOf(r.start), pageOf(r.end));
     for (const x of runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
     return true;
@@ -131,6 +119,17 @@ export class WriteTracker {
    */
   unwrittenShared(start: Addr, end: Addr): PageRanges {
     return PageRanges.from(this.pm.scan(start, end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN }));
+  }
+
+  /** Register a region for write protection; false when it is gone since it was listed, or no longer qualifies. */
+  private register(r: Region): boolean {
+    try {
+      n.uffdRegister(this.uffd, r.start, Number(r.end - r.start), UFFDIO_REGISTER_MODE.WP);
+      return true;
+    } catch (e) {
+      if (isErrno(e, 'EINVAL', 'EBUSY', 'ENOMEM')) return false;
+      throw e;
+    }
   }
 
   /** The pages of [start, end) tracked throughout and not written since tracking began. */
