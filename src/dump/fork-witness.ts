@@ -7,9 +7,9 @@
  * trace in /proc. (A page pinned for DMA is copied for the child instead, so the witnesses come from many places;
  * a page KSM merged is never exclusive, which reads as a fork: that only costs reading frozen.)
  */
-import { openSync, readSync, closeSync } from 'node:fs';
-import { KpageReader, PM, procPath } from '../proc/index.js';
-import { isErrno, type Addr } from '../native/index.js';
+import { readSync, closeSync } from 'node:fs';
+import { KpageReader, PM, frameOf, openProc } from '../proc/index.js';
+import { PagesnapError, type Addr } from '../native/index.js';
 import type { PageRanges } from './page-ranges.js';
 
 const ANON = 1n << 12n;
@@ -70,10 +70,10 @@ function read(pid: number, addrs: readonly Addr[]): { addr: Addr; pfn: number; e
   }
   let fd: number;
   try {
-    fd = openSync(procPath(pid, 'pagemap'), 'r');
+    fd = openProc(pid, 'pagemap');
   } catch (e) {
     kpage.close();
-    if (isErrno(e, 'ENOENT', 'ESRCH')) return `process ${pid} has exited`;
+    if (e instanceof PagesnapError) return e.message; // (gone meanwhile)
     throw e;
   }
   try {
@@ -82,7 +82,7 @@ function read(pid: number, addrs: readonly Addr[]): { addr: Addr; pfn: number; e
       if (readSync(fd, b, 0, 8, Number(addr >> 12n) * 8) !== 8) return -1;
       const hi = b.readUInt32LE(4);
       if (!(hi & PM.PRESENT) || !(hi & PM.UFFD_WP)) return -1;
-      return (hi & PM.FRAME_HI) * 0x1_0000_0000 + b.readUInt32LE(0);
+      return frameOf(hi, b.readUInt32LE(0));
     });
     const info = kpage.read(frames.map((f) => (f > 0 ? BigInt(f) : null)));
     return addrs.map((addr, i) => {
