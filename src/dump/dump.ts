@@ -220,7 +220,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         const w = ctx.witnesses.get(pid);
         return ctx.precopied.has(pid) && w instanceof ForkWitness ? w : undefined;
       });
-      if (copy.why) ctx.precopySkipped.push({ pid: copy.pids[0] ?? 0, why: `the shared memory ${copy.where}: ${copy.why}` });
+      if (copy.why) ctx.precopySkipped.push({ pid: copy.pid, why: `the shared memory at 0x${copy.start.toString(16)} of process ${copy.pid}: ${copy.why}` });
     }
     ctx.fuseFrozen = method !== 'none' && dumped.some(servesFuse);
     const layouts: { pid: number; identity: ProcessIdentity }[] = [];
@@ -572,67 +572,82 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
  * is read frozen, saying why.
  */
 async function copySharedLive(ctx: Context): Promise<void> {
-  const found = ctx.sharedFound.filter((f) => ctx.precopied.has(f.pid));
+  // each object's mappings in the targets tracked
+  const objects = new Map<string, { pid: number; r: Region }[]>();
+  for (const f of ctx.sharedFound) {
+    if (!ctx.precopied.has(f.pid)) continue;
+    const key = sharedKey(f.r);
+    const maps = objects.get(key);
+    if (maps) maps.push(f);
+    else objects.set(key, [f]);
+  }
   ctx.sharedFound = [];
-  if (found.length === 0) return;
-  for (const pid of new Set(found.map((f) => f.pid))) {
+  for (const pid of new Set([...objects.values()].flat().map((f) => f.pid))) {
     const w = ForkWitness.choose(pid, ctx.precopied.get(pid)!.tracker.protectedRuns);
     ctx.witnesses.set(pid, w instanceof ForkWitness ? w : w.why);
   }
-  const copies: { copy: SharedCopy; o: OpenObject }[] = [];
+  const open: { copy: SharedCopy; o: OpenObject }[] = [];
   try {
-    for (const { pid, r } of found) {
-      const key = sharedKey(r);
-      let copy = ctx.shared.get(key);
-      if (!copy) {
-        ctx.shared.set(key, (copy = new SharedCopy(key, `at 0x${r.start.toString(16)} of process ${pid}`)));
-        const o = openObject(pid, r);
-        if ('error' in o) copy.why = o.error;
-        else copies.push({ copy, o });
+    for (const [key, maps] of objects) {
+      const copy = new SharedCopy(key, maps[0]!.pid, maps[0]!.r.start);
+      ctx.shared.set(key, copy);
+      const o = openObject(copy.pid, maps[0]!.r);
+      if ('error' in o) copy.why = o.error;
+      else {
+        open.push({ copy, o });
+        for (const { pid, r } of maps) if (!copy.why) protectMapping(ctx, copy, o, pid, r);
       }
-      const open = copies.find((c) => c.copy === copy);
-      if (copy.why || !open) continue;
-      const witness = ctx.witnesses.get(pid)!;
-      if (typeof witness === 'string') {
-        copy.why = `whether process ${pid}, which maps it, forks cannot be seen: ${witness}`;
-        continue;
-      }
-      const first = Number(r.offset / PAGE);
-      const runs = objectSegments(open.o, first, first + Number((r.end - r.start) / PAGE))
-        .filter((g) => g.verdict === 'data')
-        .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
-      let tracked: boolean | string;
-      try {
-        tracked = ctx.precopied.get(pid)!.tracker.trackShared(r, runs);
-      } catch (e) {
-        // (the process gone meanwhile, or its mapping changed: the memory is read frozen, or not at all)
-        if (!(e instanceof NativeError || e instanceof PagesnapError)) throw e;
-        tracked = e.message;
-      }
-      if (tracked === true) copy.mappings.push({ pid, start: r.start, end: r.end, first });
-      else copy.why = `its mapping in process ${pid} cannot be write-protected${typeof tracked === 'string' ? ` (${tracked})` : ''}`;
     }
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
-    const { mapping, unreadable } = processesMapping(copies.map((c) => c.copy.key));
+    const { mapping, unreadable } = processesMapping(open.map((x) => x.copy.key));
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-    for (const { copy, o } of copies) {
+    const ps = ctx.writer.pageSize;
+    for (const { copy, o } of open) {
       if (copy.why) continue;
       const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
       const created = Number(fstatSync(o.fd, { bigint: true }).ctimeNs / 1_000_000n);
-      const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pids[0]!));
+      const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pid));
       if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
       else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
       if (copy.why) continue;
-      const pages = Math.ceil(o.size / ctx.writer.pageSize);
+      const pages = Math.ceil(o.size / ps);
       const rec = copy.live.recorder(0n);
       for (let at = 0; at < pages && !copy.live.full; at += window) {
-        await readObjectSegments(o.fd, o.size, objectSegments(o, at, Math.min(pages, at + window), ctx.writer.pageSize), ctx.sink, rec, ctx.bufs[0], ctx.writer.pageSize);
+        await readObjectSegments(o.fd, o.size, objectSegments(o, at, Math.min(pages, at + window), ps), ctx.sink, rec, ctx.bufs[0], ps);
         ctx.progress();
       }
     }
   } finally {
-    for (const { o } of copies) closeObject(o);
+    for (const { o } of open) closeObject(o);
   }
+}
+
+/**
+ * Write-protect `pid`'s mapping `r` of the object `o` where the object holds pages, for `copy`; or say in `copy.why`
+ * why it cannot be.
+ */
+function protectMapping(ctx: Context, copy: SharedCopy, o: OpenObject, pid: number, r: Region): void {
+  const witness = ctx.witnesses.get(pid)!;
+  if (typeof witness === 'string') {
+    copy.why = `whether process ${pid}, which maps it, forks cannot be seen: ${witness}`;
+    return;
+  }
+  const first = Number(r.offset / PAGE);
+  const runs = objectSegments(o, first, first + Number((r.end - r.start) / PAGE))
+    .filter((g) => g.verdict === 'data')
+    .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
+  let why = `its mapping in process ${pid} cannot be write-protected`;
+  try {
+    if (ctx.precopied.get(pid)!.tracker.trackShared(r, runs)) {
+      copy.mappings.push({ pid, start: r.start, end: r.end, first });
+      return;
+    }
+  } catch (e) {
+    // (the process gone meanwhile, or its mapping changed: the memory is read frozen, or not at all)
+    if (!(e instanceof NativeError || e instanceof PagesnapError)) throw e;
+    why += ` (${e.message})`;
+  }
+  copy.why = why;
 }
 
 /** A window's planned segments, its data pages that a live pass copied and that were not written since taken from the copy. */

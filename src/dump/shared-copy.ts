@@ -13,7 +13,7 @@
  * writes by DMA or through long-term pins.
  */
 import type { Addr } from '../native/index.js';
-import { readProcText, readStat, startedAtMs, type Region } from '../proc/index.js';
+import { parseMaps, readProcText, readStat, startedAtMs, type Region } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -38,7 +38,8 @@ export class SharedCopy {
   why: string | undefined;
   private clean: PageRanges | undefined;
 
-  constructor(readonly key: string, readonly where: string) {}
+  /** `pid` maps it at `start` (the first mapping met: where the summary says it is) */
+  constructor(readonly key: string, readonly pid: number, readonly start: Addr) {}
 
   /** The processes that map it. */
   get pids(): number[] {
@@ -53,16 +54,15 @@ export class SharedCopy {
     for (const pid of this.pids) {
       if (this.why) return;
       const w = witnesses(pid);
-      if (!w) {
-        this.why = `process ${pid}, which maps it, is no longer tracked`;
-        return;
-      }
-      this.why = w.forked() ?? undefined;
-      if (this.why) return;
-      const now = mappingsOf(pid, this.key);
-      const then = this.mappings.filter((m) => m.pid === pid).map((m) => `${m.start}-${m.end}`);
-      if (now.join() !== then.join()) this.why = `process ${pid} mapped it again or unmapped some of it`;
+      this.why = !w ? `process ${pid}, which maps it, is no longer tracked` : w.forked() ?? (this.mapsAsProtected(pid) ? undefined : `process ${pid} mapped it again or unmapped some of it`);
     }
+  }
+
+  /** Whether `pid` maps it exactly where it did when its mappings were protected. */
+  private mapsAsProtected(pid: number): boolean {
+    const now = parseMaps(readProcText(pid, 'maps')).filter((e) => sharedKey(e) === this.key);
+    const then = this.mappings.filter((m) => m.pid === pid);
+    return now.length === then.length && now.every((e, i) => e.start === then[i]!.start && e.end === then[i]!.end);
   }
 
   /**
@@ -121,16 +121,4 @@ export function mayMap(pid: number, createdMs: number, mapper: number): boolean 
     a = up;
   }
   return a === pid;
-}
-
-/** The ranges (`start-end`, in address order) at which `pid` maps the object `key`, from its maps. */
-function mappingsOf(pid: number, key: string): string[] {
-  const out: string[] = [];
-  for (const line of readProcText(pid, 'maps').split('\n')) {
-    if (!line.includes(` ${key} `) && !line.endsWith(` ${key}`)) continue;
-    const [range] = line.split(' ', 1);
-    const [a, b] = range!.split('-');
-    out.push(`${BigInt(`0x${a}`)}-${BigInt(`0x${b}`)}`);
-  }
-  return out;
 }
