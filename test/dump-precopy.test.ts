@@ -218,15 +218,41 @@ describe('dump --precopy of huge pages', () => {
   });
 });
 
-describe('dump --precopy of shared anonymous memory', () => {
-  // A parent and the child it forked share 16 pages (MAP_SHARED | MAP_ANONYMOUS): 8 written, 8 a hole.
+// Shared memory nothing writes but its mappings, copied while its processes run (see src/dump/shared-copy.ts): what
+// tells a mapping made unseen differs, and so does what a test expects to be told.
+const SHARED = [
+  {
+    what: 'shared anonymous memory', scenario: 'shared-anon-fork', owner: 'shared-owner',
+    notDumped: (child: number) => `process ${child} maps it and is not tracked`,
+    forked: (parent: number) => `process ${parent} forked`,
+  },
+  {
+    what: 'a SysV segment', scenario: 'sysv-fork', owner: 'sysv-owner',
+    notDumped: () => 'it is mapped 2 times, 1 of them by processes tracked',
+    forked: () => 'its SysV segment was mapped or unmapped meanwhile',
+  },
+];
+
+/** The region `r` of `pid` as the snapshot holds it, against the process's memory now. */
+function sameObject(file: string, pid: number, r: FixtureRegion): void {
+  const snap = SnapshotReader.open(file);
+  try {
+    expect(snap.read(snap.process(pid), r.start, r.pages * 4096).equals(liveBytes(pid, r))).toBe(true);
+    expect(snap.verify()).toBeNull();
+  } finally {
+    snap.close();
+  }
+}
+
+describe.each(SHARED)('dump --precopy of $what', (kind) => {
+  // A parent and the child it forked share 16 pages: 8 written, 8 a hole.
   let fx: Fixture;
   let owner: FixtureRegion;
   let child: { pid: number; regions: FixtureRegion[] };
   beforeAll(async () => {
-    fx = await Fixture.start(['shared-anon-fork']);
-    owner = fx.region('shared-owner');
-    child = fx.scenario('shared-anon-fork').children[0]!;
+    fx = await Fixture.start([kind.scenario]);
+    owner = fx.region(kind.owner);
+    child = fx.scenario(kind.scenario).children[0]!;
   }, 60_000);
   afterAll(async () => {
     await fx?.stop();
@@ -242,20 +268,11 @@ describe('dump --precopy of shared anonymous memory', () => {
       closeSync(fd);
     }
   };
-  /** The object as the snapshot holds it, against the process's memory now. */
-  const sameAsLive = (file: string) => {
-    const snap = SnapshotReader.open(file);
-    try {
-      expect(snap.read(snap.process(fx.pid), owner.start, owner.pages * 4096).equals(liveBytes(fx.pid, owner))).toBe(true);
-      expect(snap.verify()).toBeNull();
-    } finally {
-      snap.close();
-    }
-  };
+  const sameAsLive = (file: string) => sameObject(file, fx.pid, owner);
 
   it('is copied while both run: frozen, only what either wrote since is read, even a page written then zapped', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
-    const file = join(dir, 'shared-tree.psnap');
+    const file = join(dir, `${kind.scenario}-tree.psnap`);
     const s = await dump([fx.pid], {
       output: file, tree: true, precopy: true,
       afterPrecopy: async () => {
@@ -279,8 +296,8 @@ describe('dump --precopy of shared anonymous memory', () => {
     skipUnlessX64(ctx, 'precopy');
     const still = [owner];
     const records = (file: string) => recordsOf(file, [{ pid: fx.pid, still }, { pid: child.pid, still: child.regions }]);
-    const plain = join(dir, 'shared-plain.psnap');
-    const pre = join(dir, 'shared-pre.psnap');
+    const plain = join(dir, `${kind.scenario}-plain.psnap`);
+    const pre = join(dir, `${kind.scenario}-pre.psnap`);
     await dump([fx.pid], { output: plain, tree: true });
     const s = await dump([fx.pid], { output: pre, tree: true, precopy: true });
     expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
@@ -291,16 +308,16 @@ describe('dump --precopy of shared anonymous memory', () => {
 
   it('is read frozen when a process that maps it is not dumped (its writes are not tracked)', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
-    const file = join(dir, 'shared-parent-only.psnap');
+    const file = join(dir, `${kind.scenario}-parent-only.psnap`);
     const s = await dump([fx.pid], { output: file, precopy: true, afterPrecopy: async () => childWrites(1, 0x63) });
     sameAsLive(file);
     expect(s.pagesPrecopiedShared).toBe(0);
-    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*process ${child.pid} maps it and is not tracked`))]);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.notDumped(child.pid)}$`))]);
   });
 
   it('is read frozen when a process that maps it forks meanwhile: a child may write it and be gone, reaped, unseen', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
-    const file = join(dir, 'shared-forked.psnap');
+    const file = join(dir, `${kind.scenario}-forked.psnap`);
     const s = await dump([fx.pid], {
       output: file, tree: true, precopy: true,
       afterPrecopy: async () => {
@@ -310,8 +327,59 @@ describe('dump --precopy of shared anonymous memory', () => {
     // (the page the child wrote is as it wrote it, not as copied before)
     sameAsLive(file);
     expect(s.pagesPrecopiedShared).toBe(0);
-    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*process ${fx.pid} forked`))]);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.forked(fx.pid)}`))]);
     for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+});
+
+describe('dump --precopy of a SysV segment', () => {
+  const started: Fixture[] = [];
+  const start = async (opts: { newIpcNamespace?: boolean } = {}) => {
+    const fx = await Fixture.start(['sysv-fork'], opts);
+    started.push(fx);
+    const owner = fx.region('sysv-owner');
+    // (its id is the inode its mappings show)
+    const line = readFileSync(`/proc/${fx.pid}/maps`, 'utf8').split('\n').find((l) => l.startsWith(`${hex(owner.start)}-`))!;
+    return { fx, owner, shmid: Number(line.trim().split(/\s+/)[4]) };
+  };
+  afterAll(async () => {
+    for (const fx of started) await fx.stop();
+  });
+
+  it('is read frozen when it is mapped anew meanwhile, even by a process tracked (the kernel stamps every mapping made)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { fx, owner, shmid } = await start();
+    const file = join(dir, 'sysv-attached.psnap');
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      // (a mapping of its own, not write-protected, gone again by the freeze)
+      afterPrecopy: async () => expect(await fx.send(`attachwrite ${shmid} 3 1 99`)).toBe('ok'),
+    });
+    sameObject(file, fx.pid, owner);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
+  });
+
+  it('is not taken as it was from a stamp of the current second (a mapping made in the same second leaves it unchanged)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { fx, owner, shmid } = await start();
+    const file = join(dir, 'sysv-same-second.psnap');
+    // mapped and unmapped at the start of a second, then dumped: all of it in that second, unless pagesnap waits
+    await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 20));
+    expect(await fx.send(`attachwrite ${shmid} 2 1 97`)).toBe('ok');
+    const s = await dump([fx.pid], { output: file, tree: true, precopy: true, afterPrecopy: async () => expect(await fx.send(`attachwrite ${shmid} 3 1 99`)).toBe('ok') });
+    sameObject(file, fx.pid, owner);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
+  });
+
+  it('is read frozen when its processes are in another IPC namespace than pagesnap (its mappings cannot be counted)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { fx, owner } = await start({ newIpcNamespace: true });
+    const file = join(dir, 'sysv-namespace.psnap');
+    const s = await dump([fx.pid], { output: file, tree: true, precopy: true });
+    sameObject(file, fx.pid, owner);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: it is a SysV segment of another IPC namespace than pagesnap's/)]);
   });
 });
 

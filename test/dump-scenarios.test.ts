@@ -22,7 +22,7 @@ import { isAlive, statusNumber } from '../src/proc/index.js';
 import type { Verdict } from '../src/model/verdict.js';
 
 const SCENARIOS = [
-  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'sysv-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
   'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed', 'fuse-self',
 ] as const;
 

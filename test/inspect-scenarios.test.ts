@@ -10,7 +10,7 @@ import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario, unavailable } from './helpers/scenario.js';
 
 const SCENARIOS = [
-  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
+  'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'sysv-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
   'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'fuse-self', 'aio', 'uring',
 ] as const;
 

@@ -75,7 +75,7 @@ export interface DumpSummary {
   excludeDontdump: boolean;
   /** with precopy: data pages read while the targets ran and not written since (not read again frozen) */
   pagesPrecopied: number;
-  /** with precopy: of those, pages of shared anonymous memory (see shared-copy.ts) */
+  /** with precopy: of those, pages of shared anonymous memory and SysV segments (see shared-copy.ts) */
   pagesPrecopiedShared: number;
   /** with a tree: members that exited while the dump read them, left out of it */
   processesExited: ExitedProcess[];
@@ -124,9 +124,9 @@ interface Context {
   /** targets whose memory was copied while they ran, by pid */
   precopied: Map<number, Precopied>;
   precopySkipped: { pid: number; why: string }[];
-  /** shared anonymous memory of the targets tracked, met by a live pass: copied after their own (copySharedLive) */
+  /** shared memory of the targets tracked that a live pass can copy, met by one: copied after their own (copySharedLive) */
   sharedFound: { pid: number; r: Region }[];
-  /** shared anonymous objects copied while the targets ran, by sharedKey */
+  /** shared objects copied while the targets ran, by sharedKey */
   shared: Map<string, SharedCopy>;
   /** what shows whether a target that maps one of them forked meanwhile, or why nothing can */
   witnesses: Map<number, ForkWitness | string>;
@@ -216,9 +216,9 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
     for (const copy of ctx.shared.values()) {
-      copy.check((pid) => {
+      copy.check((pid) => ctx.precopied.has(pid), (pid) => {
         const w = ctx.witnesses.get(pid);
-        return ctx.precopied.has(pid) && w instanceof ForkWitness ? w : undefined;
+        return w instanceof ForkWitness ? w : undefined;
       });
       if (copy.why) ctx.precopySkipped.push({ pid: copy.pid, why: `the shared memory at 0x${copy.start.toString(16)} of process ${copy.pid}: ${copy.why}` });
     }
@@ -566,10 +566,10 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
 }
 
 /**
- * The live pass of the targets' shared anonymous memory, once their own is copied (see shared-copy.ts): witnesses of
- * forks chosen, every mapping of each object write-protected where the object holds pages, every process on the
- * system checked to map it only if tracked, then the object read while they run. An object that cannot be copied so
- * is read frozen, saying why.
+ * The live pass of the targets' shared anonymous memory and SysV segments, once their own is copied (see
+ * shared-copy.ts): witnesses of forks chosen, every mapping of each object write-protected where the object holds
+ * pages, the object checked to be mapped by processes tracked only, then read while they run. An object that cannot
+ * be copied so is read frozen, saying why.
  */
 async function copySharedLive(ctx: Context): Promise<void> {
   // each object's mappings in the targets tracked
@@ -589,7 +589,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
   const open: { copy: SharedCopy; o: OpenObject }[] = [];
   try {
     for (const [key, maps] of objects) {
-      const copy = new SharedCopy(key, maps[0]!.pid, maps[0]!.r.start);
+      const copy = new SharedCopy(maps[0]!.pid, maps[0]!.r);
       ctx.shared.set(key, copy);
       const o = openObject(copy.pid, maps[0]!.r);
       if ('error' in o) copy.why = o.error;
@@ -599,16 +599,20 @@ async function copySharedLive(ctx: Context): Promise<void> {
       }
     }
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
-    const { mapping, unreadable } = processesMapping(open.map((x) => x.copy.key));
-    const window = ctx.opts.windowPages ?? WINDOW_PAGES;
-    const ps = ctx.writer.pageSize;
-    for (const { copy, o } of open) {
-      if (copy.why) continue;
+    for (const { copy } of open) if (!copy.why && copy.shmid !== undefined) await copy.watchSegment();
+    const anonymous = open.filter((x) => !x.copy.why && x.copy.shmid === undefined);
+    const { mapping, unreadable } = anonymous.length > 0 ? processesMapping(anonymous.map((x) => x.copy.key)) : { mapping: new Map<string, number[]>(), unreadable: [] };
+    for (const { copy, o } of anonymous) {
       const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
-      const created = Number(fstatSync(o.fd, { bigint: true }).ctimeNs / 1_000_000n);
+      // (its birth time: its ctime is that of the last write fault through a mapping; none known, any process may map it)
+      const created = Number(fstatSync(o.fd, { bigint: true }).birthtimeNs / 1_000_000n);
       const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pid));
       if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
       else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
+    }
+    const window = ctx.opts.windowPages ?? WINDOW_PAGES;
+    const ps = ctx.writer.pageSize;
+    for (const { copy, o } of open) {
       if (copy.why) continue;
       const pages = Math.ceil(o.size / ps);
       const rec = copy.live.recorder(0n);
@@ -628,7 +632,8 @@ async function copySharedLive(ctx: Context): Promise<void> {
  */
 function protectMapping(ctx: Context, copy: SharedCopy, o: OpenObject, pid: number, r: Region): void {
   const witness = ctx.witnesses.get(pid)!;
-  if (typeof witness === 'string') {
+  // (a SysV segment's stamp shows a fork: see SharedCopy.check)
+  if (typeof witness === 'string' && copy.shmid === undefined) {
     copy.why = `whether process ${pid}, which maps it, forks cannot be seen: ${witness}`;
     return;
   }
@@ -705,7 +710,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
   const rec = new Recorder(ctx.writer);
   // (taken from a precopy's copy where no mapping shows a page written since)
-  const shared = r.shmem === 'shared-anon' ? ctx.shared.get(sharedKey(r)) : undefined;
+  const shared = ctx.shared.get(sharedKey(r));
   let precopied = 0;
   for (let at = 0; at < pages; at += window) {
     let segs = objectSegments(o, at, Math.min(pages, at + window), ps);

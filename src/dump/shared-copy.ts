@@ -1,19 +1,23 @@
 /**
- * The precopy of shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS): what a process shares with the children it
- * forks, as PostgreSQL's buffers are. Its object has no name and no descriptor, so nothing writes it but its
- * mappings: once every mapping of it is write-protected (WriteTracker.trackShared), a page of it that no mapping shows
- * written since is as the live pass copied it. That holds only while
- * - every process mapping it is a target whose writes are tracked: checked over every process on the system once its
- *   mappings are protected, before it is copied (a mapping made later must come from a fork of one of them, or from
- *   a root process opening /proc/PID/map_files, which is not seen);
+ * The precopy of shared memory that nothing writes but its mappings: shared anonymous memory (MAP_SHARED |
+ * MAP_ANONYMOUS: what a process shares with the children it forks, as PostgreSQL's buffers are) and SysV segments
+ * (no descriptor: a process maps one by its id). Once every mapping of the object is write-protected
+ * (WriteTracker.trackShared), a page of it that no mapping shows written since is as the live pass copied it. That
+ * holds only while no mapping but those protected can write it:
+ * - every process mapping it is a target whose writes are tracked, checked once its mappings are protected and before
+ *   it is copied. Shared anonymous memory: over every process on the system (a mapping made later must come from a
+ *   fork of one of them). A SysV segment: the kernel counts its mappings (/proc/sysvipc/shm), and stamps the segment
+ *   whenever one is made or removed, by anyone, so any mapping made later is seen (watchSegment);
  * - none of them forks: a child's mapping is not registered (the userfaultfd is not inherited), and it may write and
- *   be gone before the freeze (ForkWitness);
+ *   be gone before the freeze (ForkWitness; a SysV segment is stamped by the fork as well);
  * - each keeps exactly the mappings protected (a mapping duplicated by mremap is not registered).
  * Checked once frozen (check()); else the object is read frozen, saying why. Not seen, as for the rest of a precopy:
- * writes by DMA or through long-term pins.
+ * writes by DMA or through long-term pins, and a root process mapping the object through /proc/PID/map_files (which
+ * neither counts nor stamps a SysV segment).
  */
 import type { Addr } from '../native/index.js';
-import { parseMaps, readProcText, readStat, startedAtMs, type Region } from '../proc/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseMaps, readProcText, readStat, startedAtMs, shmSegment, inOurIpcNamespace, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -31,15 +35,25 @@ export interface SharedMapping {
 export const sharedKey = (r: Pick<Region, 'dev' | 'inode'>): string => `${r.dev} ${r.inode}`;
 
 export class SharedCopy {
+  readonly key: string;
+  readonly start: Addr;
+  /** a SysV segment's id (the inode maps shows) */
+  readonly shmid: number | undefined;
   /** the object's pages as the live pass copied them, by page of the object */
   readonly live = new LiveCopy();
   readonly mappings: SharedMapping[] = [];
   /** why it is read frozen instead (set while copying, or by check()) */
   why: string | undefined;
   private clean: PageRanges | undefined;
+  /** a SysV segment as it was once its mappings were protected (watchSegment) */
+  private segment: ShmSegment | undefined;
 
-  /** `pid` maps it at `start` (the first mapping met: where the summary says it is) */
-  constructor(readonly key: string, readonly pid: number, readonly start: Addr) {}
+  /** `pid` maps it in `r` (the first mapping met: where the summary says it is) */
+  constructor(readonly pid: number, r: Region) {
+    this.key = sharedKey(r);
+    this.start = r.start;
+    this.shmid = r.shmem === 'sysv' ? r.inode : undefined;
+  }
 
   /** The processes that map it. */
   get pids(): number[] {
@@ -47,14 +61,51 @@ export class SharedCopy {
   }
 
   /**
-   * Once frozen: whether the copy can still be trusted (see the top of this file), given each mapping process's
-   * fork witness (undefined: it is no longer tracked). Sets `why` when it cannot.
+   * A SysV segment, once every mapping the targets have of it is protected: whether those are all it has, recording
+   * it for check(). Its stamps are whole seconds: one of the current second may be stamped again unchanged, so the
+   * segment is read again in the next.
    */
-  check(witnesses: (pid: number) => ForkWitness | undefined): void {
+  async watchSegment(): Promise<void> {
+    if (!inOurIpcNamespace(this.pid)) {
+      this.why = `it is a SysV segment of another IPC namespace than pagesnap's (whose mappings cannot be counted)`;
+      return;
+    }
+    for (let tries = 0; tries < 3; tries++) {
+      const now = Math.floor(Date.now() / 1000);
+      const s = shmSegment(this.shmid!);
+      if (!s) {
+        this.why = 'its SysV segment is gone';
+        return;
+      }
+      if (s.nattch !== this.mappings.length) {
+        this.why = `it is mapped ${s.nattch} times, ${this.mappings.length} of them by processes tracked`;
+        return;
+      }
+      if (Math.max(s.atime, s.dtime) < now) {
+        this.segment = s;
+        return;
+      }
+      await sleep((now + 1) * 1000 - Date.now() + 10);
+    }
+    this.why = 'it is mapped or unmapped every second';
+  }
+
+  /**
+   * Once frozen: whether the copy can still be trusted (see the top of this file), given whether each mapping
+   * process is still tracked, and its fork witness. Sets `why` when it cannot.
+   */
+  check(tracked: (pid: number) => boolean, witness: (pid: number) => ForkWitness | undefined): void {
+    if (this.segment && !this.why) {
+      const s = shmSegment(this.segment.shmid);
+      if (!s || s.nattch !== this.segment.nattch || s.atime !== this.segment.atime || s.dtime !== this.segment.dtime) this.why = 'its SysV segment was mapped or unmapped meanwhile';
+    }
     for (const pid of this.pids) {
       if (this.why) return;
-      const w = witnesses(pid);
-      this.why = !w ? `process ${pid}, which maps it, is no longer tracked` : w.forked() ?? (this.mapsAsProtected(pid) ? undefined : `process ${pid} mapped it again or unmapped some of it`);
+      const w = witness(pid);
+      if (!tracked(pid)) this.why = `process ${pid}, which maps it, is no longer tracked`;
+      // (a SysV segment's stamp shows a fork; shared anonymous memory has only the witness)
+      else if (!w && !this.segment) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
+      else this.why = w?.forked() ?? (this.mapsAsProtected(pid) ? undefined : `process ${pid} mapped it again or unmapped some of it`);
     }
   }
 

@@ -31,11 +31,11 @@ function trackable(r: Region): boolean {
 }
 
 /**
- * Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS, not huge): its object has no name and no descriptor, so
- * nothing writes it but its mappings (see shared-copy.ts for what else must hold).
+ * Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS) and SysV segments, not huge: their objects have no descriptor,
+ * so nothing writes them but their mappings (see shared-copy.ts for what else must hold).
  */
 export function sharedTrackable(r: Region): boolean {
-  return r.shmem === 'shared-anon' && r.perms.shared && !(r.fields.ShmemPmdMapped! > 0) && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
+  return r.backing === 'shmem' && (r.shmem === 'shared-anon' || r.shmem === 'sysv') && r.perms.shared && !(r.fields.ShmemPmdMapped! > 0) && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
 }
 
 export class WriteTracker {

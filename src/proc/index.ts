@@ -9,3 +9,4 @@ export * from './kpageflags.js';
 export * from './process.js';
 export * from './mapped-file.js';
 export * from './mounts.js';
+export * from './sysvipc.js';
