@@ -360,6 +360,18 @@ describe('dump --precopy of a SysV segment', () => {
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
   });
 
+  it('is copied with a mapping that may never write (attached SHM_RDONLY: nothing to protect, userfaultfd refuses it)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { fx, owner, shmid } = await start();
+    expect(await fx.send(`attachro ${shmid}`)).toMatch(/^0x[0-9a-f]+$/);
+    const file = join(dir, 'sysv-read-only.psnap');
+    const s = await dump([fx.pid], { output: file, tree: true, precopy: true, afterPrecopy: async () => expect(await fx.send(`write ${hex(owner.start)} 1 94`)).toBe('ok') });
+    sameObject(file, fx.pid, owner);
+    expect(s.precopySkipped).toEqual([]);
+    // the other seven pages written before came from the copy
+    expect(s.pagesPrecopiedShared).toBe(7);
+  });
+
   it('is not taken as it was from a stamp of the current second (a mapping made in the same second leaves it unchanged)', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
     const { fx, owner, shmid } = await start();

@@ -638,13 +638,18 @@ function protectMapping(ctx: Context, copy: SharedCopy, o: OpenObject, pid: numb
     return;
   }
   const first = Number(r.offset / PAGE);
+  // (nothing to protect where it may never write; userfaultfd would refuse it)
+  if (!r.vmFlags.includes('mw')) {
+    copy.mappings.push({ pid, start: r.start, end: r.end, first, writes: false });
+    return;
+  }
   const runs = objectSegments(o, first, first + Number((r.end - r.start) / PAGE))
     .filter((g) => g.verdict === 'data')
     .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
   let why = `its mapping in process ${pid} cannot be write-protected`;
   try {
     if (ctx.precopied.get(pid)!.tracker.trackShared(r, runs)) {
-      copy.mappings.push({ pid, start: r.start, end: r.end, first });
+      copy.mappings.push({ pid, start: r.start, end: r.end, first, writes: true });
       return;
     }
   } catch (e) {

@@ -29,6 +29,8 @@ export interface SharedMapping {
   start: Addr;
   end: Addr;
   first: number;
+  /** false: it may never write (no VM_MAYWRITE, as a SysV segment attached SHM_RDONLY), so it is not protected */
+  writes: boolean;
 }
 
 /** The object a mapping shows, as maps prints it (`dev inode`): one key for every process that maps it. */
@@ -130,6 +132,7 @@ export class SharedCopy {
   private cleanPages(unwritten: (m: SharedMapping) => PageRanges): PageRanges {
     const written: [number, number][] = [];
     for (const m of this.mappings) {
+      if (!m.writes) continue;
       const shift = m.first - pageOf(m.start);
       const end = pageOf(m.end) + shift;
       let pos = m.first;
