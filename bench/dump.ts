@@ -180,12 +180,15 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await heap.stop();
   }
 
-  // Shared anonymous memory (a server's buffers, shared with the children it forks): copied while it runs too.
-  const shared = await Fixture.start(['bench-shared'], { shmemMiB: sizeMiB });
-  try {
-    if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB shared anonymous`, shared.pid, reps));
-  } finally {
-    await shared.stop();
+  // Shared anonymous memory (a server's buffers, shared with the children it forks) and a SysV segment (a database's):
+  // copied while they run too.
+  for (const [scenario, what] of [['bench-shared', 'shared anonymous'], ['bench-sysv', 'SysV segment']] as const) {
+    const shared = await Fixture.start([scenario], { shmemMiB: sizeMiB });
+    try {
+      if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB ${what}`, shared.pid, reps));
+    } finally {
+      await shared.stop();
+    }
   }
 
   // Many regions: the per-region costs (pagemap, tables, reads), where gcore's are small.
