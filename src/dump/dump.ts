@@ -5,10 +5,9 @@
  * fills, so pagesnap's memory does not grow with the targets. Targets are thawed as soon as their memory is read;
  * the file only appears under its name once complete.
  */
-import { fstatSync } from 'node:fs';
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, processesMapping, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -20,7 +19,7 @@ import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker, sharedTrackable } from './track.js';
-import { SharedCopy, sharedKey, mayMap } from './shared-copy.js';
+import { SharedCopy, sharedKey, onlyTrackedMap } from './shared-copy.js';
 import { ForkWitness } from './fork-witness.js';
 import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied } from './precopy.js';
 
@@ -599,17 +598,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
       }
     }
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
-    for (const { copy } of open) if (!copy.why && copy.shmid !== undefined) await copy.watchSegment();
-    const anonymous = open.filter((x) => !x.copy.why && x.copy.shmid === undefined);
-    const { mapping, unreadable } = anonymous.length > 0 ? processesMapping(anonymous.map((x) => x.copy.key)) : { mapping: new Map<string, number[]>(), unreadable: [] };
-    for (const { copy, o } of anonymous) {
-      const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
-      // (its birth time: its ctime is that of the last write fault through a mapping; none known, any process may map it)
-      const created = Number(fstatSync(o.fd, { bigint: true }).birthtimeNs / 1_000_000n);
-      const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pid));
-      if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
-      else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
-    }
+    await onlyTrackedMap(open.filter((x) => !x.copy.why).map(({ copy, o }) => ({ copy, fd: o.fd })));
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     const ps = ctx.writer.pageSize;
     for (const { copy, o } of open) {

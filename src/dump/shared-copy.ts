@@ -15,9 +15,10 @@
  * writes by DMA or through long-term pins, and a root process mapping the object through /proc/PID/map_files (which
  * neither counts nor stamps a SysV segment).
  */
-import type { Addr } from '../native/index.js';
+import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseMaps, readProcText, readStat, startedAtMs, shmSegment, inOurIpcNamespace, type Region, type ShmSegment } from '../proc/index.js';
+import type { Addr } from '../native/index.js';
+import { parseMaps, readProcText, readStat, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -155,6 +156,27 @@ export class SharedCopy {
   }
 }
 
+/**
+ * Once every mapping the processes tracked have of each object is protected: whether those are all it has (else the
+ * copy's `why` says who else may map it). A SysV segment: the kernel's count and stamps (watchSegment). Shared
+ * anonymous memory: every process on the system, from its maps; one whose maps cannot be read by when it started
+ * (mayMap). `fd`: the object, open.
+ */
+export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: number }[]): Promise<void> {
+  for (const { copy } of copies) if (copy.shmid !== undefined) await copy.watchSegment();
+  const anonymous = copies.filter((x) => x.copy.shmid === undefined);
+  if (anonymous.length === 0) return;
+  const { mapping, unreadable } = processesMapping(anonymous.map((x) => x.copy.key));
+  for (const { copy, fd } of anonymous) {
+    const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
+    // (its birth time: its ctime is that of the last write fault through a mapping; none known, any process may map it)
+    const created = Number(fstatSync(fd, { bigint: true }).birthtimeNs / 1_000_000n);
+    const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pid));
+    if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
+    else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
+  }
+}
+
 /** How far apart two instants must be to be told apart here: ticks of 10 ms, and a realtime clock set meanwhile. */
 const MARGIN_MS = 2000;
 
@@ -166,7 +188,7 @@ const MARGIN_MS = 2000;
  * of them that had already started then (those below it started after, so inherited it). So a process that started
  * before, other than that lowest ancestor, does not map it.
  */
-export function mayMap(pid: number, createdMs: number, mapper: number): boolean {
+function mayMap(pid: number, createdMs: number, mapper: number): boolean {
   if (startedAtMs(pid) > createdMs - MARGIN_MS) return true;
   let a = mapper;
   while (startedAtMs(a) > createdMs - MARGIN_MS) {
