@@ -3,12 +3,13 @@
 // the memory as it was when frozen, and the process must be left exactly as it was: no userfaultfd, no write
 // protection, its descriptors and registers as they were, on every exit path.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
 import { LiveCopy, dataWithin } from '../src/dump/precopy.js';
+import { SharedCopy } from '../src/dump/shared-copy.js';
 import { PageRanges } from '../src/dump/page-ranges.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -382,6 +383,15 @@ describe('dump --precopy of a SysV segment', () => {
     const s = await dump([fx.pid], { output: file, tree: true, precopy: true, afterPrecopy: async () => expect(await fx.send(`attachwrite ${shmid} 3 1 99`)).toBe('ok') });
     sameObject(file, fx.pid, owner);
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
+  });
+
+  it('is read frozen, not a failed dump, when the process that maps it is gone by the time it is counted', async () => {
+    const { fx, owner } = await start();
+    const r = readRegions(fx.pid).find((x) => x.start === owner.start)!;
+    const gone = spawnSync('true').pid!;
+    const copy = new SharedCopy(gone, r);
+    await copy.watchSegment();
+    expect(copy.why).toBe(`process ${gone}, which maps it, is gone`);
   });
 
   it('is read frozen when its processes are in another IPC namespace than pagesnap (its mappings cannot be counted)', async (ctx) => {

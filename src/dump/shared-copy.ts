@@ -69,7 +69,15 @@ export class SharedCopy {
    * segment is read again in the next.
    */
   async watchSegment(): Promise<void> {
-    if (!inOurIpcNamespace(this.pid)) {
+    let ours: boolean;
+    try {
+      ours = inOurIpcNamespace(this.pid);
+    } catch (e) {
+      if (isAlive(this.pid)) throw e;
+      this.why = `process ${this.pid}, which maps it, is gone`;
+      return;
+    }
+    if (!ours) {
       this.why = `it is a SysV segment of another IPC namespace than pagesnap's (whose mappings cannot be counted)`;
       return;
     }
@@ -108,15 +116,23 @@ export class SharedCopy {
       if (!tracked(pid)) this.why = `process ${pid}, which maps it, is no longer tracked`;
       // (a SysV segment's stamp shows a fork; shared anonymous memory has only the witness)
       else if (!w && !this.segment) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
-      else this.why = w?.forked() ?? (this.mapsAsProtected(pid) ? undefined : `process ${pid} mapped it again or unmapped some of it`);
+      else this.why = w?.forked() ?? this.mapsChanged(pid);
     }
   }
 
-  /** Whether `pid` maps it exactly where it did when its mappings were protected. */
-  private mapsAsProtected(pid: number): boolean {
-    const now = parseMaps(readProcText(pid, 'maps')).filter((e) => sharedKey(e) === this.key);
+  /** Why `pid` no longer maps it exactly where it did when its mappings were protected (undefined: it does). */
+  private mapsChanged(pid: number): string | undefined {
+    let text: string;
+    try {
+      text = readProcText(pid, 'maps');
+    } catch (e) {
+      if (isAlive(pid)) throw e;
+      return `process ${pid}, which maps it, is gone`; // (killed while frozen)
+    }
+    const now = parseMaps(text).filter((e) => sharedKey(e) === this.key);
     const then = this.mappings.filter((m) => m.pid === pid);
-    return now.length === then.length && now.every((e, i) => e.start === then[i]!.start && e.end === then[i]!.end);
+    const same = now.length === then.length && now.every((e, i) => e.start === then[i]!.start && e.end === then[i]!.end);
+    return same ? undefined : `process ${pid} mapped it again or unmapped some of it`;
   }
 
   /**
