@@ -333,6 +333,54 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
   });
 });
 
+describe('dump --precopy of shared anonymous memory made by a daemon (its parent gone: init adopted it)', () => {
+  // A daemon makes its shared memory within milliseconds of starting, too soon for start times to say it did not
+  // inherit it from its parent, which is init once the one that started it has exited. Where init's maps cannot be
+  // read (as this VM's), that it never held an address space as large as the object says it did not make it.
+  const started: Fixture[] = [];
+  afterAll(async () => {
+    for (const fx of started) await fx.stop();
+  });
+  /** A daemon holding `mib` MiB of written shared anonymous memory, and its adopter, which pagesnap cannot read. */
+  const daemon = async (ctx: TestContext, mib: (adopterPeakKiB: number) => number) => {
+    skipUnlessX64(ctx, 'precopy');
+    const adopter = 1;
+    try {
+      readFileSync(`/proc/${adopter}/maps`);
+      console.log(`SKIP daemon's shared memory: init's maps can be read here, so whether it maps the object is seen, not inferred`);
+      ctx.skip();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+    }
+    const peak = Number(/^VmPeak:\s+(\d+)/m.exec(readFileSync(`/proc/${adopter}/status`, 'utf8'))![1]);
+    const fx = await Fixture.start(['bench-shared'], { orphan: true, shmemMiB: mib(peak) });
+    started.push(fx);
+    if (readStat(fx.pid).ppid !== adopter) {
+      console.log(`SKIP daemon's shared memory: orphans are adopted by process ${readStat(fx.pid).ppid} (a subreaper), not by init`);
+      ctx.skip();
+    }
+    return { fx, region: fx.region('bench-shared'), adopter };
+  };
+
+  it('is copied while it runs when init never held that much memory', async (ctx) => {
+    const { fx, region } = await daemon(ctx, (peak) => Math.ceil(peak / 1024) + 8);
+    const file = join(dir, 'daemon-big.psnap');
+    const s = await dump([fx.pid], { output: file, precopy: true, afterPrecopy: async () => expect(await fx.send(`write ${hex(region.start)} 3 91`)).toBe('ok') });
+    sameObject(file, fx.pid, region);
+    expect(s.precopySkipped).toEqual([]);
+    expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
+  });
+
+  it('is read frozen when init may have made it (it once held as much), saying so', async (ctx) => {
+    const { fx, region, adopter } = await daemon(ctx, () => 1);
+    const file = join(dir, 'daemon-small.psnap');
+    const s = await dump([fx.pid], { output: file, precopy: true, afterPrecopy: async () => expect(await fx.send(`write ${hex(region.start)} 3 92`)).toBe('ok') });
+    sameObject(file, fx.pid, region);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: process ${adopter} may map it \\(its maps cannot be read\\)$`))]);
+  });
+});
+
 describe('dump --precopy of a SysV segment', () => {
   const started: Fixture[] = [];
   const start = async (opts: { newIpcNamespace?: boolean } = {}) => {

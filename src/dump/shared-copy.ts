@@ -17,8 +17,8 @@
  */
 import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Addr } from '../native/index.js';
-import { parseMaps, readProcText, readStat, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
+import { isErrno, type Addr } from '../native/index.js';
+import { parseMaps, readProcText, readStat, statusNumber, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -186,8 +186,9 @@ export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: nu
   for (const { copy, fd } of anonymous) {
     const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
     // (its birth time: its ctime is that of the last write fault through a mapping; none known, any process may map it)
-    const created = Number(fstatSync(fd, { bigint: true }).birthtimeNs / 1_000_000n);
-    const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, created, copy.pid));
+    const st = fstatSync(fd, { bigint: true });
+    const made = { ms: Number(st.birthtimeNs / 1_000_000n), bytes: Number(st.size) };
+    const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, made, copy.pid));
     if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
     else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;
   }
@@ -198,19 +199,29 @@ const MARGIN_MS = 2000;
 
 /**
  * Whether a process whose maps cannot be read (even root may not read some, as a sandbox's init) may map the object,
- * created at `createdMs`, that `mapper` maps. A process maps shared anonymous memory only if it made it or inherited
- * it through a fork made since, or opened it through /proc/PID/map_files. One that started before the object was
- * made did not inherit it; and the one that made it is `mapper` or one of its ancestors no higher than the lowest
- * of them that had already started then (those below it started after, so inherited it). So a process that started
- * before, other than that lowest ancestor, does not map it.
+ * `made` at that time with that size, that `mapper` maps. A process maps shared anonymous memory only if it made it
+ * or inherited it through a fork made since, or opened it through /proc/PID/map_files. One that started before the
+ * object was made did not inherit it; and the one that made it is `mapper` or one of its ancestors no higher than the
+ * lowest of them that had already started then (those below it started after, so inherited it). So a process that
+ * started before, other than that lowest ancestor, does not map it; nor does that ancestor if its address space never
+ * grew as large as the object, which its maker mapped whole (VmPeak: the most it ever held, since its last exec).
+ * That ancestor is often init, a daemon's parent once the one that started it has exited: a daemon starts by making
+ * its shared memory, too soon after its own start for the clock to tell which came first.
  */
-function mayMap(pid: number, createdMs: number, mapper: number): boolean {
-  if (startedAtMs(pid) > createdMs - MARGIN_MS) return true;
-  let a = mapper;
-  while (startedAtMs(a) > createdMs - MARGIN_MS) {
-    const up = readStat(a).ppid;
-    if (up <= 0) return true;
-    a = up;
+function mayMap(pid: number, made: { ms: number; bytes: number }, mapper: number): boolean {
+  try {
+    if (startedAtMs(pid) > made.ms - MARGIN_MS) return true;
+    let a = mapper;
+    while (startedAtMs(a) > made.ms - MARGIN_MS) {
+      const up = readStat(a).ppid;
+      if (up <= 0) return true;
+      a = up;
+    }
+    return a === pid && (statusNumber(pid, 'VmPeak') ?? Infinity) * 1024 >= made.bytes;
+  } catch (e) {
+    // (gone meanwhile: it maps nothing now, and what it wrote before was there to be copied; an ancestor gone breaks
+    // the line looked up, so any process may be the one that made it)
+    if (isErrno(e, 'ENOENT', 'ESRCH')) return isAlive(pid);
+    throw e;
   }
-  return a === pid;
 }
