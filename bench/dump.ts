@@ -5,17 +5,20 @@
  *   (throughput and output size);
  * on the mixed bench content (half random) and on a Node process's heap (fixtures/node-heap.cjs: thousands of
  * regions of compressible objects, as real programs have);
+ * - --precopy against a plain dump (time frozen, wall time, peak RSS) on each, on shared memory, and on PostgreSQL under
+ *   pgbench (when installed);
  * - a process that reserves 64 GiB and touches N MiB against one that just holds N MiB (time ratio ≈ 1 means the
  *   cost follows what is present).
  * pagesnap runs as its CLI (node startup included), like gcore.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { rmSync, statSync, mkdtempSync } from 'node:fs';
+import { rmSync, statSync, mkdtempSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Fixture } from '../fixtures/driver.js';
 import { startNodeHeap } from '../fixtures/node-heap.js';
+import { startPostgres, whyNoPostgres } from '../fixtures/postgres.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { processVmReadv } from '../src/native/index.js';
 import { median, type Row } from './lib.js';
@@ -130,12 +133,12 @@ function compare(label: string, { ps, gc, raw }: Samples, published: boolean): R
  * targets here are idle while dumped: the frozen pass reads nothing again, which is the bound a busy process
  * approaches as it writes less of its memory during the copy.
  */
-function precopyRows(label: string, pid: number, reps: number): Row[] {
+function precopyRows(label: string, pid: number, reps: number, extra: string[] = []): Row[] {
   const plain: DumpRun[] = [];
   const pre: DumpRun[] = [];
   for (let i = 0; i < reps; i++) {
-    plain.push(pagesnapDump(pid));
-    pre.push(pagesnapDump(pid, ['--precopy']));
+    plain.push(pagesnapDump(pid, extra));
+    pre.push(pagesnapDump(pid, ['--precopy', ...extra]));
   }
   const m = (runs: DumpRun[], k: 'frozenMs' | 'wallMs') => median(runs.map((x) => x[k]));
   const rss = Math.max(...pre.map((x) => x.peakRssBytes));
@@ -188,6 +191,25 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
       if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB ${what}`, shared.pid, reps));
     } finally {
       await shared.stop();
+    }
+  }
+
+  // A real server writing all the while: PostgreSQL under pgbench, its buffers shared anonymous memory, ten processes.
+  const noPostgres = whyNoPostgres();
+  if (noPostgres) rows.push({ bench: 'dump', case: 'PostgreSQL under pgbench', value: 'skipped', baseline: noPostgres, ratio: NaN });
+  else if (process.arch === 'x64') {
+    // (a directory the postgres account can enter)
+    const home = mkdtempSync(join(tmpdir(), 'pagesnap-bench-pg-'));
+    chmodSync(home, 0o755);
+    try {
+      const pg = await startPostgres(home, { sharedBuffersMiB: sizeMiB / 2, scale: 20, clients: 4 });
+      try {
+        rows.push(...precopyRows(`PostgreSQL under pgbench, ${sizeMiB / 2} MiB of buffers`, pg.postmaster, reps, ['--tree']));
+      } finally {
+        await pg.stop();
+      }
+    } finally {
+      rmSync(home, { recursive: true, force: true });
     }
   }
 

@@ -49,6 +49,8 @@ export interface DumpOptions extends DecideOptions {
   splitHuge?: boolean;
   /** called between a precopy's live pass and the freeze (tests write to the targets there) */
   afterPrecopy?: () => Promise<void>;
+  /** called once the targets are read, before they are thawed (tests stop them there, to dump that moment again) */
+  beforeThaw?: (pids: readonly number[]) => void;
 }
 
 export interface DumpSummary {
@@ -246,6 +248,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       else if (!leaveOut(d.pid, d.process.comm)) throw exited(d.pid, 'ESRCH');
     }
     dumped = whole.map((d) => d.pid);
+    opts.beforeThaw?.(dumped);
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
     stopTracking(ctx);
