@@ -194,22 +194,25 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     }
   }
 
-  // A real server writing all the while: PostgreSQL under pgbench, its buffers shared anonymous memory, ten processes.
+  // A real server writing all the while: PostgreSQL under pgbench, its buffers shared anonymous memory; a backend
+  // process per client, forks of one server (so their pages repeat one another's).
   const noPostgres = whyNoPostgres();
   if (noPostgres) rows.push({ bench: 'dump', case: 'PostgreSQL under pgbench', value: 'skipped', baseline: noPostgres, ratio: NaN });
   else if (process.arch === 'x64') {
-    // (a directory the postgres account can enter)
-    const home = mkdtempSync(join(tmpdir(), 'pagesnap-bench-pg-'));
-    chmodSync(home, 0o755);
-    try {
-      const pg = await startPostgres(home, { sharedBuffersMiB: sizeMiB / 2, scale: 20, clients: 4 });
+    for (const clients of [4, 30]) {
+      // (a directory the postgres account can enter)
+      const home = mkdtempSync(join(tmpdir(), 'pagesnap-bench-pg-'));
+      chmodSync(home, 0o755);
       try {
-        rows.push(...precopyRows(`PostgreSQL under pgbench, ${sizeMiB / 2} MiB of buffers`, pg.postmaster, reps, ['--tree']));
+        const pg = await startPostgres(home, { sharedBuffersMiB: sizeMiB / 2, scale: 20, clients });
+        try {
+          rows.push(...precopyRows(`PostgreSQL, ${clients} pgbench clients, ${sizeMiB / 2} MiB of buffers`, pg.postmaster, reps, ['--tree']));
+        } finally {
+          await pg.stop();
+        }
       } finally {
-        await pg.stop();
+        rmSync(home, { recursive: true, force: true });
       }
-    } finally {
-      rmSync(home, { recursive: true, force: true });
     }
   }
 
