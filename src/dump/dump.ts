@@ -193,7 +193,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     if (opts.precopy) {
       const t = performance.now();
       // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
-      expected = residentOf(targets);
+      if (opts.onProgress) expected = residentOf(targets);
       for (const pid of targets) {
         try {
           await whileAliveAsync(pid, () => copyLive(pid, ctx));
@@ -232,7 +232,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         if (!leaveOut(pid)) throw e;
       }
     }
-    if (!opts.precopy) expected = residentOf(dumped);
+    // (only for a progress bar: smaps_rollup walks every page table, and the targets are frozen)
+    if (!opts.precopy && opts.onProgress) expected = residentOf(dumped);
     const read: (Awaited<ReturnType<typeof dumpProcess>> & { pid: number })[] = [];
     for (const { pid, identity } of layouts) {
       try {
