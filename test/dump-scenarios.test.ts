@@ -23,12 +23,12 @@ import type { Verdict } from '../src/model/verdict.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'sysv-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
-  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed', 'fuse-self',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'hugetlb-shared', 'sparse', 'vast', 'seed', 'fuse-self',
 ] as const;
 
 const dir = scratchDir('dump');
 let prepared: Prepared;
-beforeAll(() => { prepared = prepareHost(); });
+beforeAll(() => { prepared = prepareHost({ hugepages: 8 }); });
 afterAll(() => {
   prepared.host.restore();
 });

@@ -17,7 +17,7 @@ import { scratchDir } from './helpers/scratch.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
-  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'sparse', 'vast', 'seed',
+  'file-private', 'file-deleted', 'file-shared', 'secret', 'droppable', 'sealed', 'dontdump', 'apart', 'ksm', 'hugetlb', 'hugetlb-shared', 'sparse', 'vast', 'seed',
 ] as const;
 const MODES = [
   { lazy: false, mode: 'copy' }, { lazy: false, mode: 'move' }, { lazy: true, mode: 'copy' }, { lazy: true, mode: 'move' },
@@ -26,7 +26,7 @@ const MODES = [
 const dir = scratchDir('restore');
 let prepared: Prepared;
 // the hugetlb scenario holds 3 huge pages and its restore needs as many again
-beforeAll(() => { prepared = prepareHost({ hugepages: 8 }); });
+beforeAll(() => { prepared = prepareHost({ hugepages: 16 }); });
 afterAll(() => {
   prepared.host.restore();
 });

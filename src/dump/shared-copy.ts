@@ -18,7 +18,7 @@
 import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, type Addr } from '../native/index.js';
-import { parseMaps, readProcText, readStat, statusNumber, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
+import { parseMaps, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -42,6 +42,8 @@ export class SharedCopy {
   readonly start: Addr;
   /** a SysV segment's id (the inode maps shows) */
   readonly shmid: number | undefined;
+  /** in hugetlb pages (its mappings are protected, and written, a huge page at a time) */
+  readonly huge: boolean;
   /** the object's pages as the live pass copied them, by page of the object */
   readonly live = new LiveCopy();
   readonly mappings: SharedMapping[] = [];
@@ -55,7 +57,8 @@ export class SharedCopy {
   constructor(readonly pid: number, r: Region) {
     this.key = sharedKey(r);
     this.start = r.start;
-    this.shmid = r.shmem === 'sysv' ? r.inode : undefined;
+    this.shmid = unnamedSharedObject(r) === 'sysv' ? r.inode : undefined;
+    this.huge = r.backing === 'hugetlbfs';
   }
 
   /** The processes that map it. */
@@ -185,9 +188,11 @@ export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: nu
   const { mapping, unreadable } = processesMapping(anonymous.map((x) => x.copy.key));
   for (const { copy, fd } of anonymous) {
     const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
-    // (its birth time: its ctime is that of the last write fault through a mapping; none known, any process may map it)
+    // When it was made: its birth time, which tmpfs gives (its ctime moves with every write fault through a mapping);
+    // hugetlbfs gives none, but no fault moves its ctime (measured). None known: any process may map it.
     const st = fstatSync(fd, { bigint: true });
-    const made = { ms: Number(st.birthtimeNs / 1_000_000n), bytes: Number(st.size) };
+    const born = st.birthtimeNs > 0n ? st.birthtimeNs : copy.huge ? st.ctimeNs : 0n;
+    const made = { ms: Number(born / 1_000_000n), bytes: Number(st.size) };
     const unseen = unreadable.find((pid) => isAlive(pid) && mayMap(pid, made, copy.pid));
     if (other !== undefined) copy.why = `process ${other} maps it and is not tracked`;
     else if (unseen !== undefined) copy.why = `process ${unseen} may map it (its maps cannot be read)`;

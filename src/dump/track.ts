@@ -10,7 +10,7 @@
  */
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
-import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, type Region } from '../proc/index.js';
+import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
@@ -31,11 +31,12 @@ function trackable(r: Region): boolean {
 }
 
 /**
- * Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS) and SysV segments, not huge: their objects have no descriptor,
- * so nothing writes them but their mappings (see shared-copy.ts for what else must hold).
+ * Shared anonymous memory (MAP_SHARED | MAP_ANONYMOUS) and SysV segments, in shmem pages not mapped huge, or in
+ * hugetlb pages (tracked a huge page at a time): their objects have no descriptor, so nothing writes them but their
+ * mappings (see shared-copy.ts for what else must hold).
  */
 export function sharedTrackable(r: Region): boolean {
-  return r.backing === 'shmem' && (r.shmem === 'shared-anon' || r.shmem === 'sysv') && r.perms.shared && !(r.fields.ShmemPmdMapped! > 0) && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
+  return unnamedSharedObject(r) !== undefined && !(r.fields.ShmemPmdMapped! > 0) && !r.vmFlags.some((f) => f === 'um' || f === 'uw' || f === 'ui');
 }
 
 export class WriteTracker {

@@ -89,3 +89,16 @@ export function classifyRegion(e: MapsEntry, vmFlags: readonly string[], fsType?
   if (n.startsWith('/dev/')) return { kind: 'special', backing: 'device' };
   return { kind: 'file-private', backing: 'file' };
 }
+
+/**
+ * The objects no process can open by a name or hold a descriptor of (but through /proc/PID/map_files), so that only
+ * their mappings write them: shared anonymous memory and SysV segments, of shmem or of hugetlbfs
+ * (MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB, SHM_HUGETLB: files of the kernel's own mounts, in no mount table).
+ */
+export function unnamedSharedObject(r: RegionClass & Pick<MapsEntry, 'name' | 'deleted' | 'perms'> & { fsType?: string }): 'shared-anon' | 'sysv' | undefined {
+  if (!r.perms.shared) return undefined;
+  if (r.backing === 'shmem') return r.shmem === 'shared-anon' || r.shmem === 'sysv' ? r.shmem : undefined;
+  if (r.backing !== 'hugetlbfs' || !r.deleted || r.fsType !== undefined) return undefined;
+  if (r.name === '/anon_hugepage') return 'shared-anon';
+  return /^\/SYSV[0-9a-f]{8}$/.test(r.name ?? '') ? 'sysv' : undefined;
+}
