@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { Fixture } from '../fixtures/driver.js';
 import { startNodeHeap } from '../fixtures/node-heap.js';
 import { startPostgres, whyNoPostgres } from '../fixtures/postgres.js';
+import { HostSettings } from '../src/host/settings.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { processVmReadv } from '../src/native/index.js';
 import { median, type Row } from './lib.js';
@@ -191,6 +192,25 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
       if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB ${what}`, shared.pid, reps));
     } finally {
       await shared.stop();
+    }
+  }
+
+  // The same in hugetlb pages (a database's buffers with huge pages), tracked a huge page at a time.
+  if (process.arch === 'x64') {
+    const host = new HostSettings();
+    try {
+      const why = host.reserveHugepages(sizeMiB / 2);
+      if (why) rows.push({ bench: 'dump', case: `${sizeMiB} MiB shared anonymous in huge pages`, value: 'skipped', baseline: why, ratio: NaN });
+      else {
+        const huge = await Fixture.start(['bench-huge-shared'], { shmemMiB: sizeMiB });
+        try {
+          rows.push(...precopyRows(`${sizeMiB} MiB shared anonymous in huge pages`, huge.pid, reps));
+        } finally {
+          await huge.stop();
+        }
+      }
+    } finally {
+      host.restore();
     }
   }
 
