@@ -159,42 +159,54 @@ describe('dump --precopy of a process that writes nothing', () => {
   });
 });
 
-describe('dump --precopy of huge pages', () => {
+/**
+ * The fixture of `scenario`, started once the machine is `prepare`d for it (and put back after the tests): the
+ * function returned gives it to a test, or skips the test saying why it cannot run here.
+ */
+function preparedFixture(what: string, scenario: string, prepare: (host: HostSettings) => string | null): (ctx: TestContext) => Fixture {
   let host: HostSettings;
   let fx: Fixture | undefined;
   let skip: string | undefined;
   beforeAll(async () => {
     host = new HostSettings();
-    skip = host.enableThp() ?? undefined;
+    skip = prepare(host) ?? undefined;
     if (skip) return;
-    fx = await Fixture.start(['thp']);
-    skip = fx.scenario('thp').skip;
+    fx = await Fixture.start([scenario]);
+    skip = fx.scenario(scenario).skip;
   }, 60_000);
   afterAll(async () => {
     await fx?.stop();
     host.restore();
   });
+  return (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    if (skip) {
+      console.log(`SKIP ${what}: ${skip}`);
+      ctx.skip();
+    }
+    return fx!;
+  };
+}
+
+describe('dump --precopy of huge pages', () => {
+  const ready = preparedFixture('thp', 'thp', (host) => host.enableThp());
 
   /** A precopy of the THP region with one page written between the passes: the summary, and its huge pages before and after. */
   async function writingOnePage(ctx: TestContext, page: number, splitHuge: boolean) {
-    skipUnlessX64(ctx, 'precopy');
-    if (skip) {
-      console.log(`SKIP thp: ${skip}`);
-      ctx.skip();
-    }
-    const thp = fx!.region('thp');
-    const huge = () => readRegions(fx!.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages!;
+    const fx = ready(ctx);
+    const thp = fx.region('thp');
+    const huge = () => readRegions(fx.pid).find((r) => r.start === thp.start)!.fields.AnonHugePages!;
     const before = huge();
     const file = join(dir, `thp-${splitHuge}.psnap`);
-    const s = await dump([fx!.pid], {
+    const s = await dump([fx.pid], {
       output: file, precopy: true, splitHuge,
       afterPrecopy: async () => {
-        expect(await fx!.send(`write ${hex(thp.start + BigInt(page) * 4096n)} 1 ${90 + page}`)).toBe('ok');
+        expect(await fx.send(`write ${hex(thp.start + BigInt(page) * 4096n)} 1 ${90 + page}`)).toBe('ok');
       },
     });
     const snap = SnapshotReader.open(file);
     try {
-      expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx!.pid, thp))).toBe(true);
+      expect(snap.read(snap.process(), thp.start, thp.pages * 4096).equals(liveBytes(fx.pid, thp))).toBe(true);
     } finally {
       snap.close();
     }
@@ -385,49 +397,32 @@ describe('dump --precopy of hugetlb memory no process can open', () => {
   // Shared anonymous hugetlb memory and a SysV segment of huge pages, four 2 MiB pages each, two written: tracked a
   // huge page at a time. (hugetlbfs gives no birth time; its ctime, which no fault moves, says when it was made.)
   const HUGE = 512;
-  let host: HostSettings;
-  let fx: Fixture | undefined;
-  let skip: string | undefined;
-  beforeAll(async () => {
-    host = new HostSettings();
-    skip = host.reserveHugepages(16) ?? undefined;
-    if (skip) return;
-    fx = await Fixture.start(['hugetlb-shared']);
-    skip = fx.scenario('hugetlb-shared').skip;
-  }, 60_000);
-  afterAll(async () => {
-    await fx?.stop();
-    host.restore();
-  });
+  const ready = preparedFixture('hugetlb precopy', 'hugetlb-shared', (host) => host.reserveHugepages(16));
 
   it.for(['huge-shared-anon', 'huge-sysv'])('%s: copied while it runs; a huge page written since, or written and zapped, is read frozen', async (name, ctx) => {
-    skipUnlessX64(ctx, 'precopy');
-    if (skip) {
-      console.log(`SKIP hugetlb precopy: ${skip}`);
-      ctx.skip();
-    }
-    const r = fx!.region(name);
+    const fx = ready(ctx);
+    const r = fx.region(name);
     const page = (n: number) => hex(r.start + BigInt(n) * 4096n);
     const file = join(dir, `${name}.psnap`);
-    const s = await dump([fx!.pid], {
+    const s = await dump([fx.pid], {
       output: file, precopy: true,
       afterPrecopy: async () => {
         // a page of the first huge page, two of the last (a hole until now), and the second written, then zapped
-        expect(await fx!.send(`write ${page(5)} 1 ${name.length}`)).toBe('ok');
-        expect(await fx!.send(`write ${page(3 * HUGE + 7)} 2 ${name.length + 1}`)).toBe('ok');
-        expect(await fx!.send(`write ${page(HUGE)} 1 ${name.length + 2}`)).toBe('ok');
-        expect(await fx!.send(`discard ${page(HUGE)} ${HUGE}`)).toBe('ok');
+        expect(await fx.send(`write ${page(5)} 1 ${name.length}`)).toBe('ok');
+        expect(await fx.send(`write ${page(3 * HUGE + 7)} 2 ${name.length + 1}`)).toBe('ok');
+        expect(await fx.send(`write ${page(HUGE)} 1 ${name.length + 2}`)).toBe('ok');
+        expect(await fx.send(`discard ${page(HUGE)} ${HUGE}`)).toBe('ok');
       },
     });
-    sameObject(file, fx!.pid, r);
+    sameObject(file, fx.pid, r);
     expect(s.precopySkipped).toEqual([]);
     // of this object only its third huge page (a hole: zero) came from the copy; all four of the other one did
     expect(s.pagesPrecopiedShared).toBe(HUGE + 4 * HUGE);
-    expect(leftovers(fx!.pid, [r])).toEqual(CLEAN);
+    expect(leftovers(fx.pid, [r])).toEqual(CLEAN);
     // recorded as a plain dump records it (pagesnap's write protection is not the process's)
     const plain = join(dir, `${name}-plain.psnap`);
-    await dump([fx!.pid], { output: plain });
-    const mine = (f: string) => recordsOf(f, [{ pid: fx!.pid, still: [r] }])[0]!.filter((x) => x.start === r.start);
+    await dump([fx.pid], { output: plain });
+    const mine = (f: string) => recordsOf(f, [{ pid: fx.pid, still: [r] }])[0]!.filter((x) => x.start === r.start);
     expect(mine(file)).toEqual(mine(plain));
   });
 });
