@@ -184,30 +184,23 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await heap.stop();
   }
 
-  // Shared anonymous memory (a server's buffers, shared with the children it forks) and a SysV segment (a database's):
-  // copied while they run too.
-  for (const [scenario, what] of [['bench-shared', 'shared anonymous'], ['bench-sysv', 'SysV segment']] as const) {
-    const shared = await Fixture.start([scenario], { shmemMiB: sizeMiB });
-    try {
-      if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB ${what}`, shared.pid, reps));
-    } finally {
-      await shared.stop();
-    }
-  }
-
-  // The same in hugetlb pages (a database's buffers with huge pages), tracked a huge page at a time.
-  if (process.arch === 'x64') {
+  // Shared anonymous memory (a server's buffers, shared with the children it forks), a SysV segment (a database's),
+  // and shared anonymous memory in huge pages (buffers with huge pages; tracked a huge page at a time): copied while
+  // they run too.
+  const sharedKinds = [['bench-shared', 'shared anonymous', 0], ['bench-sysv', 'SysV segment', 0], ['bench-huge-shared', 'shared anonymous in huge pages', sizeMiB / 2]] as const;
+  for (const [scenario, what, hugepages] of process.arch === 'x64' ? sharedKinds : []) {
     const host = new HostSettings();
     try {
-      const why = host.reserveHugepages(sizeMiB / 2);
-      if (why) rows.push({ bench: 'dump', case: `${sizeMiB} MiB shared anonymous in huge pages`, value: 'skipped', baseline: why, ratio: NaN });
-      else {
-        const huge = await Fixture.start(['bench-huge-shared'], { shmemMiB: sizeMiB });
-        try {
-          rows.push(...precopyRows(`${sizeMiB} MiB shared anonymous in huge pages`, huge.pid, reps));
-        } finally {
-          await huge.stop();
-        }
+      const why = hugepages ? host.reserveHugepages(hugepages) : null;
+      if (why) {
+        rows.push({ bench: 'dump', case: `${sizeMiB} MiB ${what}`, value: 'skipped', baseline: why, ratio: NaN });
+        continue;
+      }
+      const shared = await Fixture.start([scenario], { shmemMiB: sizeMiB });
+      try {
+        rows.push(...precopyRows(`${sizeMiB} MiB ${what}`, shared.pid, reps));
+      } finally {
+        await shared.stop();
       }
     } finally {
       host.restore();

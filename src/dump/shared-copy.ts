@@ -1,7 +1,7 @@
 /**
  * The precopy of shared memory that nothing writes but its mappings: shared anonymous memory (MAP_SHARED |
  * MAP_ANONYMOUS: what a process shares with the children it forks, as PostgreSQL's buffers are) and SysV segments
- * (no descriptor: a process maps one by its id). Once every mapping of the object is write-protected
+ * (no descriptor: a process maps one by its id), in shmem or in hugetlb pages (unnamedSharedObject). Once every mapping of the object is write-protected
  * (WriteTracker.trackShared), a page of it that no mapping shows written since is as the live pass copied it. That
  * holds only while no mapping but those protected can write it:
  * - every process mapping it is a target whose writes are tracked, checked once its mappings are protected and before

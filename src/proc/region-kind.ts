@@ -32,12 +32,15 @@ export interface RegionClass {
   shmem?: ShmemSource;
 }
 
+/** A SysV segment's file, as maps names it (shmem or hugetlbfs): SYSV and its key in hex. */
+const SYSV_NAME = /^\/SYSV[0-9a-f]{8}$/;
+
 function shmemSource(e: MapsEntry, fsType?: string): ShmemSource | undefined {
   const n = e.name ?? '';
   if (n.startsWith('/memfd:')) return 'memfd';
   if (n === '/dev/zero' && e.deleted) return 'shared-anon';
   if (n.startsWith('[anon_shmem:')) return 'shared-anon';
-  if (/^\/SYSV[0-9a-f]{8}$/.test(n)) return 'sysv';
+  if (SYSV_NAME.test(n)) return 'sysv';
   if (n.startsWith('/dev/shm/')) return 'tmpfs';
   // (a container's /dev is often a tmpfs: its device nodes are not shmem)
   if (fsType === 'tmpfs' && !n.startsWith('/dev/')) return 'tmpfs';
@@ -100,5 +103,5 @@ export function unnamedSharedObject(r: RegionClass & Pick<MapsEntry, 'name' | 'd
   if (r.backing === 'shmem') return r.shmem === 'shared-anon' || r.shmem === 'sysv' ? r.shmem : undefined;
   if (r.backing !== 'hugetlbfs' || !r.deleted || r.fsType !== undefined) return undefined;
   if (r.name === '/anon_hugepage') return 'shared-anon';
-  return /^\/SYSV[0-9a-f]{8}$/.test(r.name ?? '') ? 'sysv' : undefined;
+  return SYSV_NAME.test(r.name ?? '') ? 'sysv' : undefined;
 }
