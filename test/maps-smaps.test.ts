@@ -151,4 +151,45 @@ describe('smaps read ahead on another thread, as a dump reads it', () => {
       p.kill('SIGKILL');
     }
   });
+
+  it('started for the next process while the caller works on this one: the same regions, each closed once it is left', async () => {
+    const { spawn } = await import('node:child_process');
+    const { readdirSync } = await import('node:fs');
+    const { RegionsAhead, readRegions } = await import('../src/proc/index.js');
+    const ps = [0, 1, 2].map(() => spawn('sleep', ['30'], { stdio: 'ignore' }));
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const pids = ps.map((p) => p.pid!);
+      const fds = () => readdirSync('/proc/self/fd').length;
+      const before = fds();
+      const seen: number[] = [];
+      for await (const [pid, regions] of RegionsAhead.each(pids, (p) => p)) {
+        // (this one's smaps open, and the next one's being read already)
+        expect(fds()).toBe(before + (pid === pids[2] ? 1 : 2));
+        const got = [];
+        for await (const b of regions) got.push(...b);
+        expect(got.map((r) => [r.start, r.kind, r.vmFlags])).toEqual(readRegions(pid).map((r) => [r.start, r.kind, r.vmFlags]));
+        seen.push(pid);
+      }
+      expect(seen).toEqual(pids);
+      expect(fds()).toBe(before);
+      // left in the middle, or never iterated: nothing stays open
+      for await (const [pid] of RegionsAhead.each(pids, (p) => p)) if (pid === pids[0]) break;
+      expect(fds()).toBe(before);
+      await new RegionsAhead(pids[1]!).close();
+      expect(fds()).toBe(before);
+      // a process gone by the time its turn comes says so where its regions are read, not before
+      ps[2]!.kill('SIGKILL');
+      await new Promise((r) => ps[2]!.once('exit', r));
+      const gone = new RegionsAhead(pids[2]!);
+      await expect((async () => {
+        for await (const _ of gone) {
+          // (nothing: the process is gone)
+        }
+      })()).rejects.toThrow(new RegExp(`${pids[2]}`));
+      expect(fds()).toBe(before);
+    } finally {
+      for (const p of ps) p.kill('SIGKILL');
+    }
+  });
 });

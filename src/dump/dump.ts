@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, regionBatches, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, RegionsAhead, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -17,11 +17,11 @@ import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
 import { resolveTargets } from './targets.js';
 import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
-import { openObject, objectSegments, closeObject, type OpenObject } from './objects.js';
+import { openObject, objectSegments, objectData, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker, sharedTrackable } from './track.js';
 import { SharedCopy, sharedKey, onlyTrackedMap } from './shared-copy.js';
 import { ForkWitness } from './fork-witness.js';
-import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied } from './precopy.js';
+import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied, type FoundRegion } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
   output: string;
@@ -194,9 +194,9 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       const t = performance.now();
       // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
       if (opts.onProgress) expected = residentOf(targets);
-      for (const pid of targets) {
+      for await (const [pid, regions] of RegionsAhead.each(targets, (p) => p)) {
         try {
-          await whileAliveAsync(pid, () => copyLive(pid, ctx));
+          await whileAliveAsync(pid, () => copyLive(pid, regions, ctx));
         } catch (e) {
           // (not in the tree when it is frozen: nothing of it is needed)
           if (!goneMember(pid)) throw e;
@@ -235,9 +235,10 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     // (only for a progress bar: smaps_rollup walks every page table, and the targets are frozen)
     if (!opts.precopy && opts.onProgress) expected = residentOf(dumped);
     const read: (Awaited<ReturnType<typeof dumpProcess>> & { pid: number })[] = [];
-    for (const { pid, identity } of layouts) {
+    // (each process's smaps is made while the one before it is read)
+    for await (const [{ pid, identity }, regions] of RegionsAhead.each(layouts, (l) => l.pid)) {
       try {
-        read.push({ pid, ...(await whileAliveAsync(pid, () => dumpProcess(pid, identity, ctx))) });
+        read.push({ pid, ...(await whileAliveAsync(pid, () => dumpProcess(pid, identity, regions, ctx))) });
       } catch (e) {
         if (!leaveOut(pid, identity.comm)) throw e;
       }
@@ -389,11 +390,11 @@ class ReadGroup<T extends RegionRead> {
 }
 
 /**
- * Dump one process's regions, as smaps lists them a batch at a time (a process can have 60000). Returns once every
+ * Dump one process's regions, `batches` of them as smaps lists them (a process can have 60000). Returns once every
  * page is read, with what its regions add up to; `settled` once the region records are complete (their tables in
  * the file), for which the process need not stay frozen.
  */
-async function dumpProcess(pid: number, identity: ProcessIdentity, shared: Context): Promise<{ process: WrittenProcess; settled: Promise<void>; counts: Counts }> {
+async function dumpProcess(pid: number, identity: ProcessIdentity, batches: AsyncIterable<Region[]>, shared: Context): Promise<{ process: WrittenProcess; settled: Promise<void>; counts: Counts }> {
   // (its own counts: a member of a tree that exits meanwhile is left out, and so are they)
   const ctx: Context = { ...shared, counts: noCounts() };
   const pm = new Pagemap(pid, { method: ctx.opts.method });
@@ -413,7 +414,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, shared: Conte
     // Small readable regions holding only their own pages are planned, then read together, and recorded once read.
     const group = new ReadGroup<RegionRead & { r: Region; rec: Recorder }>(mem, ctx, (g) => record(g.r, g.rec));
     const precopied = ctx.precopied.get(pid);
-    for await (const batch of regionBatches(pid)) {
+    for await (const batch of batches) {
       const regions = batch.map((r) => asFound(precopied, r));
       pm.prefetch(regions, small);
       const tracked = precopied ? regions.filter((r) => trackedIn(precopied, r)) : [];
@@ -462,8 +463,8 @@ const ownsObject = (shape: RegionShape) => decide(shape, 'none').verdict === 'ob
  * (the read waits for the migration to finish). `objectError`: the region's object could not be opened, so its
  * mapped pages are read from the process instead.
  */
-function planWindow(r: Region, shape: RegionShape, at: number, n: number, pm: Pagemap, opts: DumpOptions, objectError?: string, object?: OpenObject): Segment[] {
-  const win: PagemapRegion = { kind: r.kind, backing: r.backing, vmFlags: r.vmFlags, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE };
+function planWindow(r: FoundRegion, shape: RegionShape, at: number, n: number, pm: Pagemap, opts: DumpOptions, objectError?: string, object?: OpenObject): Segment[] {
+  const win: PagemapRegion = { kind: r.kind, backing: r.backing, vmFlags: r.vmFlags, start: r.start + BigInt(at) * PAGE, end: r.start + BigInt(at + n) * PAGE, ownWpMarkers: r.ownWpMarkers };
   const scan = () => (r.kind === 'vsyscall' ? [] : pm.runs(win));
   const objectAt = object && objectEvidence(object, Number(r.offset / PAGE) + at);
   let populated = scan();
@@ -493,7 +494,7 @@ function objectEvidence(o: OpenObject, objectFirst: number): ObjectEvidence {
 const FUSE_FROZEN = 'its deleted file lies on a FUSE mount and a process being dumped serves FUSE: opening it could wait for that frozen process for ever (--freeze none reads it whole)';
 
 /** Read a region in windows (its object too): what it recorded, for `recorded`. */
-async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
+async function dumpRegion(pid: number, r: FoundRegion, shape: RegionShape, pm: Pagemap, mem: ProcessMemory, ctx: Context): Promise<{ rec: Recorder; object?: SnapshotRegion['object'] }> {
   const pages = Number((r.end - r.start) / PAGE);
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
   const access = !ownsObject(shape) || leftOut(r, ctx.opts) ? undefined : ctx.fuseFrozen && isFuse(r.fsType) ? { error: FUSE_FROZEN } : openObject(pid, r);
@@ -517,11 +518,12 @@ async function dumpRegion(pid: number, r: Region, shape: RegionShape, pm: Pagema
 }
 
 /**
- * Track a running target's writes, then read the data pages of the memory tracked (the live pass of a precopy).
+ * Track a running target's writes, then read the data pages of the memory tracked (the live pass of a precopy);
+ * `batches`: its regions as smaps lists them.
  * A target already still (stopped, or in a frozen cgroup) is left alone: it writes nothing, and is read frozen like
  * any other; so is one whose writes cannot be tracked, saying why.
  */
-async function copyLive(pid: number, ctx: Context): Promise<void> {
+async function copyLive(pid: number, batches: AsyncIterable<Region[]>, ctx: Context): Promise<void> {
   if (isStopped(taskState(pid, pid)) || cgroupFrozen(pid)) return;
   // (a target whose writes cannot be tracked is read frozen, saying why; what was copied of it stays unreferenced)
   const cannot = (e: unknown) => {
@@ -544,7 +546,7 @@ async function copyLive(pid: number, ctx: Context): Promise<void> {
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     // regions as smaps lists them, a batch at a time (a process can have 60000); small ones read together
     const group = new ReadGroup<RegionRead>(mem, ctx);
-    for await (const batch of regionBatches(pid)) {
+    for await (const batch of batches) {
       let tracked: Region[];
       try {
         tracked = tracker.track(batch);
@@ -598,7 +600,9 @@ async function copySharedLive(ctx: Context): Promise<void> {
       if ('error' in o) copy.why = o.error;
       else {
         open.push({ copy, o });
-        for (const { pid, r } of maps) if (!copy.why) protectMapping(ctx, copy, o, pid, r);
+        // (a page the object gains after this is protected in no mapping: it reads as written, so is read frozen)
+        const data = objectData(o, 0, Math.ceil(o.size / Number(PAGE)));
+        for (const { pid, r } of maps) if (!copy.why) protectMapping(ctx, copy, data, pid, r);
       }
     }
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
@@ -620,10 +624,10 @@ async function copySharedLive(ctx: Context): Promise<void> {
 }
 
 /**
- * Write-protect `pid`'s mapping `r` of the object `o` where the object holds pages, for `copy`; or say in `copy.why`
- * why it cannot be.
+ * Write-protect `pid`'s mapping `r` of an object where the object holds pages (`data`: its runs of them), for
+ * `copy`; or say in `copy.why` why it cannot be.
  */
-function protectMapping(ctx: Context, copy: SharedCopy, o: OpenObject, pid: number, r: Region): void {
+function protectMapping(ctx: Context, copy: SharedCopy, data: { first: number; pages: number }[], pid: number, r: Region): void {
   const witness = ctx.witnesses.get(pid)!;
   // (a SysV segment's stamp shows a fork: see SharedCopy.check)
   if (typeof witness === 'string' && copy.shmid === undefined) {
@@ -636,9 +640,11 @@ function protectMapping(ctx: Context, copy: SharedCopy, o: OpenObject, pid: numb
     copy.mappings.push({ pid, start: r.start, end: r.end, first, writes: false });
     return;
   }
-  const runs = objectSegments(o, first, first + Number((r.end - r.start) / PAGE))
-    .filter((g) => g.verdict === 'data')
-    .map((g) => ({ start: r.start + BigInt(g.offset - first) * PAGE, end: r.start + BigInt(g.offset - first + g.pages) * PAGE }));
+  const last = first + Number((r.end - r.start) / PAGE);
+  const runs = data
+    .map((d) => [Math.max(first, d.first), Math.min(last, d.first + d.pages)] as const)
+    .filter(([a, b]) => a < b)
+    .map(([a, b]) => ({ start: r.start + BigInt(a - first) * PAGE, end: r.start + BigInt(b - first) * PAGE }));
   let why = `its mapping in process ${pid} cannot be write-protected`;
   try {
     if (ctx.precopied.get(pid)!.tracker.trackShared(r, runs)) {

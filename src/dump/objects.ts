@@ -64,23 +64,32 @@ export function closeObject(o: OpenObject): void {
  */
 export function objectSegments(o: OpenObject, from: number, to: number, pageSize = 4096): Segment[] {
   const out: Segment[] = [];
-  const end = Math.min(o.size, to * pageSize);
-  const push = (a: number, b: number, verdict: 'data' | 'hole') => {
-    const first = Math.max(from, Math.floor(a / pageSize));
-    const last = Math.min(to, Math.ceil(b / pageSize));
-    if (last <= first) return;
-    if (verdict === 'data') out.push({ offset: first, pages: last - first, verdict, case: 'S2' });
-    // A hole to SEEK_DATA may still be allocated: fallocated, never written (S5). Either reads as zero.
-    else for (const h of cachedRuns(o.fd, first, last, pageSize)) out.push({ offset: h.first, pages: h.pages, verdict, case: h.cached ? 'S5' : 'S6' });
+  // A hole to SEEK_DATA may still be allocated: fallocated, never written (S5). Either reads as zero.
+  const holes = (a: number, b: number) => {
+    for (const h of a < b ? cachedRuns(o.fd, a, b, pageSize) : []) out.push({ offset: h.first, pages: h.pages, verdict: 'hole', case: h.cached ? 'S5' : 'S6' });
   };
+  let pos = from;
+  for (const d of objectData(o, from, to, pageSize)) {
+    holes(pos, d.first);
+    out.push({ offset: d.first, pages: d.pages, verdict: 'data', case: 'S2' });
+    pos = d.first + d.pages;
+  }
+  holes(pos, Math.min(to, Math.ceil(o.size / pageSize)));
+  return out;
+}
+
+/** The runs of pages in [from, to) where the object holds data, by SEEK_DATA and SEEK_HOLE (swapped pages included). */
+export function objectData(o: OpenObject, from: number, to: number, pageSize = 4096): { first: number; pages: number }[] {
+  const out: { first: number; pages: number }[] = [];
+  const end = Math.min(o.size, to * pageSize);
   let pos = from * pageSize;
   while (pos < end) {
     const d = seekData(o.fd, pos);
-    const dataStart = d === null ? end : Math.min(d, end);
-    if (dataStart > pos) push(pos, dataStart, 'hole');
     if (d === null || d >= end) break;
     const h = Math.min(seekHole(o.fd, d) ?? end, end);
-    push(d, h, 'data');
+    const first = Math.max(from, Math.floor(d / pageSize));
+    const last = Math.min(to, Math.ceil(h / pageSize));
+    if (last > first) out.push({ first, pages: last - first });
     pos = h;
   }
   return out;

@@ -8,7 +8,7 @@
  */
 import type { Addr } from '../native/index.js';
 import type { CaseId } from '../model/verdict.js';
-import type { Region } from '../proc/index.js';
+import type { Region, PagemapRegion } from '../proc/index.js';
 import { ZERO_PAGE, type PageRecord, type Segment } from './pages.js';
 import type { WriteTracker } from './track.js';
 import { pageOf, type PageRanges } from './page-ranges.js';
@@ -146,15 +146,20 @@ export function trackedIn(p: Precopied, r: Pick<Region, 'start' | 'end'>): boole
  * pages) is pagesnap's, and is neither recorded nor decoded as the process's own. (The process cannot have registered
  * tracked memory itself: a range has one userfaultfd.)
  */
-export function asFound(p: Precopied | undefined, r: Region): Region {
+export function asFound(p: Precopied | undefined, r: Region): FoundRegion {
   if (!p || !r.vmFlags.includes('uw')) return r;
   // (private memory tracked, or a shared mapping of memory a precopy copied: see shared-copy.ts)
   const [a, b] = [pageOf(r.start), pageOf(r.end)];
-  if (!p.tracker.ranges.overlaps(a, b) && !p.tracker.sharedRanges.overlaps(a, b)) return r;
+  const shared = p.tracker.sharedRanges.overlaps(a, b);
+  if (!p.tracker.ranges.overlaps(a, b) && !shared) return r;
   // (one list per distinct list, as the smaps parser gives them: decisions are remembered by list)
   let flags = withoutUw.get(r.vmFlags);
   if (!flags) withoutUw.set(r.vmFlags, (flags = r.vmFlags.filter((f) => f !== 'uw')));
-  return { ...r, vmFlags: flags };
+  // (protecting a shared mapping put markers where it had no pte: see WriteTracker.trackShared)
+  return shared ? { ...r, vmFlags: flags, ownWpMarkers: true } : { ...r, vmFlags: flags };
 }
+
+/** A region as the process has it (see asFound). */
+export type FoundRegion = Region & Pick<PagemapRegion, 'ownWpMarkers'>;
 
 const withoutUw = new WeakMap<readonly string[], string[]>();

@@ -40,7 +40,7 @@ function fileRule(r: PagemapRegion): 'anon' | 'page-cache' | 'ask' {
 }
 
 /** What a scan of region r asks the kernel to report. */
-const scanReturn = (r: PagemapRegion) => (fileRule(r) === 'ask' ? SCAN_RETURN | PAGE_IS.FILE : SCAN_RETURN);
+const scanReturn = (r: PagemapRegion) => (fileRule(r) === 'ask' ? SCAN_RETURN | PAGE_IS.FILE : SCAN_RETURN) | (r.ownWpMarkers ? PAGE_IS.WRITTEN : 0);
 
 /** Regions up to this size are scanned ahead together (see Pagemap.prefetch). */
 export const PREFETCH_PAGES = 512;
@@ -67,6 +67,11 @@ export interface PagemapRegion extends RegionClass {
   start: Addr;
   end: Addr;
   vmFlags: readonly string[];
+  /**
+   * The userfaultfd write protection of this shared mapping is the reader's own (a precopy tracking it): the uffd-wp
+   * markers still protected stand where the process had no page table entry, and read as none.
+   */
+  ownWpMarkers?: boolean;
 }
 
 export interface PagemapOptions {
@@ -239,7 +244,7 @@ export class Pagemap {
 
   /** The populated pages of a region as runs (pages without a page table entry are not listed). */
   runs(r: PagemapRegion): PageRun[] {
-    if (this.method === 'pread') return this.runsByPread(r);
+    if (this.method === 'pread') return r.ownWpMarkers ? this.runsByPread(r).filter((x) => x.state !== 'uffd-wp-marker') : this.runsByPread(r);
     const ahead = this.ahead.get(r.start);
     if (ahead) this.ahead.delete(r.start);
     const found = ahead?.end === r.end ? ahead.found : this.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, scanReturn(r));
@@ -283,6 +288,10 @@ export class Pagemap {
       const present = (c & PAGE_IS.PRESENT) !== 0;
       if ((c & PAGE_IS.GUARD) !== 0) {
         out.push(s.start, s.end, 'guard', huge, false);
+      } else if (!present && r.ownWpMarkers && (c & PAGE_IS.WRITTEN) === 0) {
+        // (a marker, or a migration entry of a page, still protected: no entry to the process, an object page either
+        // way; decoding each costs more than the rest of the region's scan)
+        continue;
       } else if (present && !ctx.writeProtected) {
         const isFile = file === 'page-cache' || (file === 'ask' && (c & PAGE_IS.FILE) !== 0);
         const state: PageState = c & PAGE_IS.PFNZERO ? 'zero' : isFile ? 'file' : 'data';
