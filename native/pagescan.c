@@ -2,7 +2,8 @@
  * pagesnap's native helpers for the dump: classify and hash a batch of pages in a single call (per page, a call
  * from JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time), and a
  * process_vm_readv that returns -errno, so it can run on another thread (errno is per thread) while the previous
- * batch is scanned; and a read(2) to the end of a buffer, for reading /proc files on another thread.
+ * batch is scanned; a read(2) to the end of a buffer, for reading /proc files on another thread; and a close(2)
+ * for another thread, where closing takes long (a userfaultfd's release walks its registered memory).
  * Built on install (native/Makefile) and loaded with koffi by src/native/pagescan.ts.
  */
 #define _GNU_SOURCE /* process_vm_readv */
@@ -59,4 +60,10 @@ long pagesnap_read_full(int fd, uint8_t *buf, size_t len)
 		got += (size_t)n;
 	}
 	return (long)got;
+}
+
+/* close(2); 0, or -errno. */
+long pagesnap_close(int fd)
+{
+	return close(fd) < 0 ? -errno : 0;
 }

@@ -176,6 +176,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   let dumped = opts.tree ? roots : targets;
   let frozenMs = 0;
   let precopyMs = 0;
+  /** with precopy: the targets' write tracking ended */
+  let untracked = Promise.resolve();
   let expected = 0;
   /** members of a tree that exited while the dump read them */
   const gone: ExitedProcess[] = [];
@@ -253,7 +255,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     opts.beforeThaw?.(dumped);
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
-    stopTracking(ctx);
+    // (the descriptors closed side by side while the file is finished)
+    untracked = stopTracking(ctx);
     for (const d of whole) {
       processes.push(d.process);
       addCounts(ctx.counts, d.counts);
@@ -262,7 +265,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     objects = await Promise.all([...ctx.objects.values()].map((o) => o.done));
   } catch (e) {
     frozen?.thaw();
-    stopTracking(ctx);
+    await stopTracking(ctx);
     await writer.abort();
     // Whatever reader noticed first, a vanished target is the cause.
     const dead = dumped.find((p) => !isAlive(p));
@@ -303,6 +306,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   } catch (e) {
     await writer.abort();
     throw e;
+  } finally {
+    await untracked;
   }
   const wallMs = performance.now() - t0;
   return {
@@ -675,8 +680,8 @@ function forgetCopy(ctx: Context, pid: number): void {
   ctx.precopied.delete(pid);
 }
 
-function stopTracking(ctx: Context): void {
-  for (const p of ctx.precopied.values()) p.tracker.stop();
+function stopTracking(ctx: Context): Promise<void> {
+  return Promise.all([...ctx.precopied.values()].map((p) => p.tracker.stopAside())).then(() => {});
 }
 
 /**

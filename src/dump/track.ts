@@ -49,6 +49,7 @@ export class WriteTracker {
   /** pages of huge pages in them left unprotected (see protectable) */
   hugeLeft = 0;
   private stopped = false;
+  private closing?: Promise<void>;
 
   private constructor(readonly pid: number, private readonly uffd: number, private readonly huge: boolean, private readonly pm: Pagemap) {}
 
@@ -163,6 +164,14 @@ export class WriteTracker {
     this.stopped = true;
     this.pm.close();
     n.closeFd(this.uffd);
+  }
+
+  /** As stop(), the descriptor closed on another thread (its release walks every page registered): resolves once it is. */
+  stopAside(): Promise<void> {
+    if (this.stopped) return this.closing ?? Promise.resolve();
+    this.stopped = true;
+    this.pm.close();
+    return (this.closing = n.closeAsync(this.uffd, `the userfaultfd tracking process ${this.pid}'s writes`));
   }
 }
 
