@@ -68,8 +68,9 @@ export interface PagemapRegion extends RegionClass {
   end: Addr;
   vmFlags: readonly string[];
   /**
-   * The userfaultfd write protection of this shared mapping is the reader's own (a precopy tracking it): the uffd-wp
-   * markers still protected stand where the process had no page table entry, and read as none.
+   * The userfaultfd write protection of this shared mapping is the reader's own (a precopy tracking it; its VmFlags
+   * given without uw): the markers it put where the process had no page table entry, still protected, read as none
+   * without a look at each (as any uffd-wp marker outside a registered VMA does: see decodeRange).
    */
   ownWpMarkers?: boolean;
 }
@@ -244,7 +245,7 @@ export class Pagemap {
 
   /** The populated pages of a region as runs (pages without a page table entry are not listed). */
   runs(r: PagemapRegion): PageRun[] {
-    if (this.method === 'pread') return r.ownWpMarkers ? this.runsByPread(r).filter((x) => x.state !== 'uffd-wp-marker') : this.runsByPread(r);
+    if (this.method === 'pread') return this.runsByPread(r);
     const ahead = this.ahead.get(r.start);
     if (ahead) this.ahead.delete(r.start);
     const found = ahead?.end === r.end ? ahead.found : this.scan(r.start, r.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, scanReturn(r));
