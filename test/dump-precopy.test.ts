@@ -237,12 +237,18 @@ const SHARED = [
   {
     what: 'shared anonymous memory', scenario: 'shared-anon-fork', owner: 'shared-owner',
     notDumped: (child: number) => `process ${child} maps it and is not tracked`,
-    forked: (parent: number) => `process ${parent} forked`,
+    forked: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked 1 times meanwhile, and 0 of those processes are frozen with it`,
+    // (the kernel cannot be asked to tell forks: its fork witness sees one)
+    witnessed: (parent: number) => `process ${parent} forked`,
+    keptChild: null,
   },
   {
     what: 'a SysV segment', scenario: 'sysv-fork', owner: 'sysv-owner',
     notDumped: () => 'it is mapped 2 times, 1 of them by processes tracked',
     forked: () => 'its SysV segment was mapped or unmapped meanwhile',
+    witnessed: () => 'its SysV segment was mapped or unmapped meanwhile',
+    // (a fork stamps the segment, whoever stays)
+    keptChild: 'its SysV segment was mapped or unmapped meanwhile',
   },
 ];
 
@@ -342,6 +348,62 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     expect(s.pagesPrecopiedShared).toBe(0);
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.forked(fx.pid)}`))]);
     for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+
+  it('where the kernel does not tell forks, a fork is seen all the same (its witness pages), and it is read frozen', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, `${kind.scenario}-witnessed.psnap`);
+    process.env.PAGESNAP_NO_FORK_EVENTS = '1';
+    try {
+      const s = await dump([fx.pid], {
+        output: file, tree: true, precopy: true,
+        afterPrecopy: async () => {
+          expect(await fx.send(`forkwrite ${hex(page(1))} 1 97`)).toBe('ok');
+        },
+      });
+      sameAsLive(file);
+      expect(s.pagesPrecopiedShared).toBe(0);
+      expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.witnessed(fx.pid)}`))]);
+    } finally {
+      delete process.env.PAGESNAP_NO_FORK_EVENTS;
+    }
+  });
+
+  it('a child forked meanwhile that is still there, frozen with the rest: what it wrote is read frozen, the rest taken from the copy', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, `${kind.scenario}-kept.psnap`);
+    // (page 2 holds data: the child's write must cost the copy exactly that page)
+    expect(await fx.send(`write ${hex(page(2))} 1 95`)).toBe('ok');
+    const before = await dump([fx.pid], { output: join(dir, `${kind.scenario}-kept-before.psnap`), tree: true, precopy: true });
+    let kept = 0;
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      afterPrecopy: async () => {
+        const answer = await fx.send(`forkkeep ${hex(page(2))} 1 96`);
+        expect(answer).toMatch(/^ok \d+$/);
+        kept = Number(answer.split(' ')[1]);
+      },
+    });
+    sameAsLive(file);
+    expect(s.processes).toContain(kept);
+    if (kind.keptChild) {
+      expect(s.pagesPrecopiedShared).toBe(0);
+      expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.keptChild}`))]);
+    } else {
+      expect(s.precopySkipped).toEqual([]);
+      // all the pages a precopy without the fork takes from the copy, but the one the child wrote
+      expect(before.precopySkipped).toEqual([]);
+      expect(before.pagesPrecopiedShared).toBeGreaterThan(1);
+      expect(s.pagesPrecopiedShared).toBe(before.pagesPrecopiedShared - 1);
+    }
+    // the child's own memory is recorded as it has it (the write protection it inherited is pagesnap's)
+    const snap = SnapshotReader.open(file);
+    try {
+      expect(snap.process(kept).regions.some((r) => r.vmFlags.includes('uw'))).toBe(false);
+    } finally {
+      snap.close();
+    }
+    for (const pid of [fx.pid, child.pid, kept]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 });
 

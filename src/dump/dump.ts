@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, RegionsAhead, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, parseMaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -19,8 +19,9 @@ import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, objectData, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker, sharedTrackable } from './track.js';
-import { SharedCopy, sharedKey, onlyTrackedMap } from './shared-copy.js';
+import { SharedCopy, sharedKey, onlyTrackedMap, type ForksSeen } from './shared-copy.js';
 import { ForkWitness } from './fork-witness.js';
+import { ForkEvents } from './fork-events.js';
 import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied, type FoundRegion } from './precopy.js';
 
 export interface DumpOptions extends DecideOptions {
@@ -130,7 +131,11 @@ interface Context {
   /** shared objects copied while the targets ran, by sharedKey */
   shared: Map<string, SharedCopy>;
   /** what shows whether a target that maps one of them forked meanwhile, or why nothing can */
-  witnesses: Map<number, ForkWitness | string>;
+  witnesses: Map<number, ForksSeen | string>;
+  /** with precopy: where the targets' forks are read (see fork-events.ts) */
+  events?: ForkEvents;
+  /** by family (fork-events.ts): why the processes forked meanwhile cannot all be looked at */
+  familyWhy: Map<number, string>;
   progress: () => void;
 }
 
@@ -168,7 +173,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), familyWhy: new Map(), progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -196,6 +201,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       const t = performance.now();
       // (what the frozen pass then reads again is what was written meanwhile: the estimate stays this)
       if (opts.onProgress) expected = residentOf(targets);
+      // (PAGESNAP_NO_FORK_EVENTS=1: as where the kernel refuses to tell forks, for the tests of ForkWitness)
+      if (process.env.PAGESNAP_NO_FORK_EVENTS !== '1') ctx.events = ForkEvents.start();
       for await (const [pid, regions] of RegionsAhead.each(targets, (p) => p)) {
         try {
           await whileAliveAsync(pid, () => copyLive(pid, regions, ctx));
@@ -218,10 +225,11 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
+    if (ctx.events) adoptForked(ctx, dumped);
     for (const copy of ctx.shared.values()) {
       copy.check((pid) => ctx.precopied.has(pid), (pid) => {
         const w = ctx.witnesses.get(pid);
-        return w instanceof ForkWitness ? w : undefined;
+        return typeof w === 'string' ? undefined : w;
       });
       if (copy.why) ctx.precopySkipped.push({ pid: copy.pid, why: `the shared memory at 0x${copy.start.toString(16)} of process ${copy.pid}: ${copy.why}` });
     }
@@ -539,7 +547,7 @@ async function copyLive(pid: number, batches: AsyncIterable<Region[]>, ctx: Cont
   const { startTime } = readStat(pid);
   let tracker: WriteTracker;
   try {
-    tracker = WriteTracker.start(pid, { huge: ctx.opts.splitHuge === true });
+    tracker = WriteTracker.start(pid, { huge: ctx.opts.splitHuge === true, events: ctx.events });
   } catch (e) {
     return cannot(e);
   }
@@ -593,8 +601,14 @@ async function copySharedLive(ctx: Context): Promise<void> {
   }
   ctx.sharedFound = [];
   for (const pid of new Set([...objects.values()].flat().map((f) => f.pid))) {
-    const w = ForkWitness.choose(pid, ctx.precopied.get(pid)!.tracker.protectedRuns);
-    ctx.witnesses.set(pid, w instanceof ForkWitness ? w : w.why);
+    const { tracker } = ctx.precopied.get(pid)!;
+    const family = tracker.family;
+    // (its forks are read as they happen: see adoptForked)
+    if (family !== undefined) ctx.witnesses.set(pid, { forked: () => ctx.familyWhy.get(family) ?? null });
+    else {
+      const w = ForkWitness.choose(pid, tracker.protectedRuns);
+      ctx.witnesses.set(pid, w instanceof ForkWitness ? w : w.why);
+    }
   }
   const open: { copy: SharedCopy; o: OpenObject }[] = [];
   try {
@@ -674,14 +688,83 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
   return out;
 }
 
+/**
+ * Once frozen: the processes the tracked targets forked while they were tracked (a family's, in fork-events.ts),
+ * each found among those frozen, its memory's writes tracked under what its parent had, and its mappings of the
+ * shared memory copied added to that copy's; or, where fewer are found than forks were seen (one gone, or not
+ * dumped), why that family's shared memory is read frozen.
+ */
+function adoptForked(ctx: Context, dumped: readonly number[]): void {
+  const tracked = (pid: number) => ctx.precopied.get(pid)?.tracker;
+  // (one killed while frozen is left out later, as any member gone)
+  const statOf = (pid: number) => {
+    try {
+      return readStat(pid);
+    } catch {
+      return undefined;
+    }
+  };
+  // oldest first: a parent is met before its children
+  const stats = dumped.filter((pid) => !ctx.precopied.has(pid)).flatMap((pid) => {
+    const stat = statOf(pid);
+    return stat ? [{ pid, stat }] : [];
+  }).sort((a, b) => a.stat.startTime - b.stat.startTime);
+  const found = new Map<number, number>();
+  const adopted: { pid: number; parent: WriteTracker; startTime: number }[] = [];
+  for (const { pid, stat } of stats) {
+    const parent = tracked(stat.ppid) ?? adopted.find((a) => a.pid === stat.ppid)?.parent;
+    if (parent?.family === undefined || stat.startTime < parent.startedTicks) continue;
+    // (clock ticks are 10 ms: one forked just before its parent's memory was registered has none of it, and told no
+    // event; nor has one that exec'd since, taking what it wrote before with its page tables. Neither counts.)
+    if (!inheritedTracking(pid)) continue;
+    found.set(parent.family, (found.get(parent.family) ?? 0) + 1);
+    adopted.push({ pid, parent, startTime: stat.startTime });
+  }
+  for (const p of ctx.precopied.values()) {
+    const f = p.tracker.family;
+    if (f === undefined || ctx.familyWhy.has(f)) continue;
+    const forks = ctx.events!.forksOf(f);
+    const seen = found.get(f) ?? 0;
+    if (forks !== seen) ctx.familyWhy.set(f, `process ${p.tracker.pid} (or a process forked from it) forked ${forks} times meanwhile, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
+  }
+  for (const a of adopted) {
+    if (ctx.familyWhy.has(a.parent.family!)) continue;
+    const tracker = WriteTracker.inherited(a.pid, a.parent);
+    ctx.precopied.set(a.pid, { tracker, live: new LiveCopy(), startTime: a.startTime });
+    ctx.witnesses.set(a.pid, { forked: () => ctx.familyWhy.get(tracker.family!) ?? null });
+    let maps: ReturnType<typeof parseMaps>;
+    try {
+      maps = parseMaps(readProcText(a.pid, 'maps'));
+    } catch {
+      // (gone: a process of the family that cannot be looked at)
+      ctx.familyWhy.set(a.parent.family!, `process ${a.pid}, forked meanwhile from process ${a.parent.pid}, is gone`);
+      continue;
+    }
+    for (const copy of ctx.shared.values()) {
+      for (const e of maps) if (sharedKey(e) === copy.key) copy.mappings.push({ pid: a.pid, start: e.start, end: e.end, first: Number(e.offset / PAGE), writes: true });
+    }
+  }
+}
+
+/** Whether `pid` has memory registered for write tracking (as a forked child has its parent's). */
+function inheritedTracking(pid: number): boolean {
+  try {
+    return readRegions(pid).some((r) => r.vmFlags.includes('uw'));
+  } catch {
+    return false;
+  }
+}
+
 /** Stop tracking `pid` and drop what was copied of it (the pages stored stay in the file, unreferenced). */
 function forgetCopy(ctx: Context, pid: number): void {
   ctx.precopied.get(pid)?.tracker.stop();
   ctx.precopied.delete(pid);
 }
 
-function stopTracking(ctx: Context): Promise<void> {
-  return Promise.all([...ctx.precopied.values()].map((p) => p.tracker.stopAside())).then(() => {});
+/** End the targets' write tracking: the fork events' thread first (it polls the descriptors closed then). */
+async function stopTracking(ctx: Context): Promise<void> {
+  await ctx.events?.stop();
+  await Promise.all([...ctx.precopied.values()].map((p) => p.tracker.stopAside()));
 }
 
 /**

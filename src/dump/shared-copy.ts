@@ -8,8 +8,10 @@
  *   it is copied. Shared anonymous memory: over every process on the system (a mapping made later must come from a
  *   fork of one of them). A SysV segment: the kernel counts its mappings (/proc/sysvipc/shm), and stamps the segment
  *   whenever one is made or removed, by anyone, so any mapping made later is seen (watchSegment);
- * - none of them forks: a child's mapping is not registered (the userfaultfd is not inherited), and it may write and
- *   be gone before the freeze (ForkWitness; a SysV segment is stamped by the fork as well);
+ * - every process one of them forks meanwhile is there, frozen, once the freeze comes: a child keeps its parent's
+ *   registration and protection under a userfaultfd of its own that the fork event brings (fork-events.ts), and its
+ *   mappings are added to those looked at; one gone may have written it unseen. Where the kernel does not tell forks
+ *   (EVENT_FORK needs CAP_SYS_PTRACE), none of them may fork (ForkWitness). A SysV segment is stamped by any fork;
  * - each keeps exactly the mappings protected (a mapping duplicated by mremap is not registered).
  * Checked once frozen (check()); else the object is read frozen, saying why. Not seen, as for the rest of a precopy:
  * writes by DMA or through long-term pins, and a root process mapping the object through /proc/PID/map_files (which
@@ -22,7 +24,11 @@ import { parseMaps, readProcText, readStat, statusNumber, unnamedSharedObject, s
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
-import type { ForkWitness } from './fork-witness.js';
+
+/** What says whether a process forked since its mappings were protected: why it may have (null: it did not). */
+export interface ForksSeen {
+  forked(): string | null;
+}
 
 /** One mapping of the object: in which process, where, and the object's page it maps first. */
 export interface SharedMapping {
@@ -108,7 +114,7 @@ export class SharedCopy {
    * Once frozen: whether the copy can still be trusted (see the top of this file), given whether each mapping
    * process is still tracked, and its fork witness. Sets `why` when it cannot.
    */
-  check(tracked: (pid: number) => boolean, witness: (pid: number) => ForkWitness | undefined): void {
+  check(tracked: (pid: number) => boolean, witness: (pid: number) => ForksSeen | undefined): void {
     if (this.segment && !this.why) {
       const s = shmSegment(this.segment.shmid);
       if (!s || s.nattch !== this.segment.nattch || s.atime !== this.segment.atime || s.dtime !== this.segment.dtime) this.why = 'its SysV segment was mapped or unmapped meanwhile';

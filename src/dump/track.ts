@@ -8,12 +8,14 @@
  * Writes that bypass page faults are not seen: DMA, or the kernel writing through long-term pins (io_uring fixed
  * buffers, RDMA), into memory pinned before tracking began.
  */
+import { readFileSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
 import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
+import type { ForkEvents } from './fork-events.js';
 
 const O_CLOEXEC = 0o2000000;
 const UFFD_USER_MODE_ONLY = 1;
@@ -50,24 +52,62 @@ export class WriteTracker {
   hugeLeft = 0;
   private stopped = false;
   private closing?: Promise<void>;
+  /** its forks are counted in this family of `events` (undefined: they are not seen, see ForkWitness) */
+  family: number | undefined;
+  /** when tracking began, in clock ticks since boot (as a process's start time): a process started since is new */
+  startedTicks = 0;
+  private events: ForkEvents | undefined;
 
+  /** `uffd` -1: a process forked from a tracked one, whose userfaultfd ForkEvents holds (see inherited) */
   private constructor(readonly pid: number, private readonly uffd: number, private readonly huge: boolean, private readonly pm: Pagemap) {}
 
   /**
    * Start tracking `pid`'s writes; track() then says to which of its regions. Throws, saying why, where it cannot.
-   * `huge`: protect huge pages too (see protectable).
+   * `huge`: protect huge pages too (see protectable). `events`: where its forks are read, if they can be (fork-events.ts).
    */
-  static start(pid: number, opts: { huge: boolean }): WriteTracker {
+  static start(pid: number, opts: { huge: boolean; events?: ForkEvents }): WriteTracker {
     const vdso = vdsoOf(pid);
     if (!vdso) throw new PagesnapError(`process ${pid} has no vDSO to run a system call from`, { code: 'ENOENT' });
     const uffd = takeUffd(pid, vdso);
     try {
-      n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC);
-      return new WriteTracker(pid, uffd, opts.huge, new Pagemap(pid, { method: 'scan' }));
+      const family = opts.events?.family();
+      let forks = family !== undefined;
+      try {
+        n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC | (forks ? UFFD_FEATURE.EVENT_FORK : 0));
+      } catch (e) {
+        // (EVENT_FORK needs CAP_SYS_PTRACE; refused, the features are not set, and may be asked again without)
+        if (!forks || !isErrno(e, 'EPERM')) throw e;
+        forks = false;
+        n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC);
+      }
+      const t = new WriteTracker(pid, uffd, opts.huge, new Pagemap(pid, { method: 'scan' }));
+      t.startedTicks = Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
+      if (forks) {
+        t.family = family;
+        t.events = opts.events;
+        // (made in the target without O_NONBLOCK, on which poll errs: the flag is the open file's, now ours alone)
+        n.setNonblocking(uffd);
+        opts.events!.watch(uffd, family!);
+      }
+      return t;
     } catch (e) {
       n.closeFd(uffd);
       throw e;
     }
+  }
+
+  /**
+   * `pid`, forked from the process `parent` tracks while it was tracked: its memory kept the registration and the
+   * protection its parent's had then, under a userfaultfd of its own (held by ForkEvents). Nothing of it was copied.
+   */
+  static inherited(pid: number, parent: WriteTracker): WriteTracker {
+    const t = new WriteTracker(pid, -1, parent.huge, new Pagemap(pid, { method: 'scan' }));
+    for (const [from, to] of [[parent.ranges, t.ranges], [parent.sharedRanges, t.sharedRanges]] as const) {
+      for (let i = 0; i < from.length; i++) to.push(from.start(i), from.end(i));
+    }
+    t.family = parent.family;
+    t.startedTicks = parent.startedTicks;
+    return t;
   }
 
   /**
@@ -163,6 +203,8 @@ export class WriteTracker {
     if (this.stopped) return;
     this.stopped = true;
     this.pm.close();
+    if (this.uffd < 0) return;
+    this.events?.unwatch(this.uffd);
     n.closeFd(this.uffd);
   }
 
@@ -171,6 +213,8 @@ export class WriteTracker {
     if (this.stopped) return this.closing ?? Promise.resolve();
     this.stopped = true;
     this.pm.close();
+    if (this.uffd < 0) return Promise.resolve();
+    this.events?.unwatch(this.uffd);
     return (this.closing = n.closeAsync(this.uffd, `the userfaultfd tracking process ${this.pid}'s writes`));
   }
 }

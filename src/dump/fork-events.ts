@@ -1,0 +1,84 @@
+/**
+ * The forks of a precopy's targets, as userfaultfd tells them (UFFD_FEATURE_EVENT_FORK): a child of a tracked process
+ * keeps its parent's registration and write protection, under a userfaultfd of its own that the event brings, so
+ * its writes are tracked in its own page tables. What must then hold is that every process forked meanwhile is still
+ * there, frozen, to be looked at (one gone took what it wrote with its page tables): forks are counted per family
+ * (a target tracked and every process forked from it since), and compared at the freeze with the processes found.
+ * The events are read by a thread of their own (fork-events-worker.ts).
+ */
+import type { Worker } from 'node:worker_threads';
+import { startWorker, sibling, closeAsync } from '../native/index.js';
+
+export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'stop' };
+export interface ForkEventsData {
+  /** Int32 per family: forks seen */
+  forks: SharedArrayBuffer;
+  /** Int32: commands taken by the thread */
+  ack: SharedArrayBuffer;
+}
+
+/** Families at most (one per target tracked). */
+const FAMILIES = 4096;
+
+export class ForkEvents {
+  private sent = 0;
+  private families = 0;
+  private stopped?: Promise<void>;
+
+  private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly ack: Int32Array) {}
+
+  static start(): ForkEvents {
+    const data: ForkEventsData = { forks: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(4) };
+    const worker = startWorker(sibling(import.meta.url, 'fork-events-worker'), { workerData: data });
+    worker.unref();
+    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.ack));
+  }
+
+  /** A new family, for a target about to be tracked: its number. Undefined when there is no room for one. */
+  family(): number | undefined {
+    return this.families < FAMILIES ? this.families++ : undefined;
+  }
+
+  /** Read the fork events of `fd`, a userfaultfd of `family`, from now on. */
+  watch(fd: number, family: number): void {
+    this.send({ kind: 'watch', fd, family });
+  }
+
+  /** Stop reading `fd`, before it is closed: returns once the thread no longer polls it. */
+  unwatch(fd: number): void {
+    if (this.stopped) return;
+    this.send({ kind: 'unwatch', fd });
+    this.taken();
+  }
+
+  /** The forks seen in `family` so far. */
+  forksOf(family: number): number {
+    return Atomics.load(this.forks, family);
+  }
+
+  /**
+   * Stop the thread, then close the children's userfaultfds it was given (their tracking ends with them). A thread
+   * that failed cannot say which: those close as pagesnap exits.
+   */
+  stop(): Promise<void> {
+    this.stopped ??= new Promise<number[]>((resolve) => {
+      this.worker.once('message', (m: { children: number[] }) => resolve(m.children));
+      this.worker.once('error', () => resolve([]));
+      this.worker.once('exit', () => resolve([]));
+      this.send({ kind: 'stop' });
+    }).then(async (children) => {
+      await Promise.all(children.map((fd) => closeAsync(fd, 'the userfaultfd of a process forked by a target')));
+    });
+    return this.stopped;
+  }
+
+  private send(c: ForkEventsCommand): void {
+    this.sent++;
+    this.worker.postMessage(c);
+  }
+
+  /** Wait until the thread has taken every command sent (it looks every few ms). */
+  private taken(): void {
+    for (let seen = Atomics.load(this.ack, 0); seen < this.sent; seen = Atomics.load(this.ack, 0)) Atomics.wait(this.ack, 0, seen, 100);
+  }
+}
