@@ -604,7 +604,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
     const { tracker } = ctx.precopied.get(pid)!;
     const family = tracker.family;
     // (its forks are read as they happen: see adoptForked)
-    if (family !== undefined) ctx.witnesses.set(pid, { forked: () => ctx.familyWhy.get(family) ?? null });
+    if (family !== undefined) ctx.witnesses.set(pid, familySeen(ctx, family));
     else {
       const w = ForkWitness.choose(pid, tracker.protectedRuns);
       ctx.witnesses.set(pid, w instanceof ForkWitness ? w : w.why);
@@ -731,7 +731,7 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     if (ctx.familyWhy.has(a.parent.family!)) continue;
     const tracker = WriteTracker.inherited(a.pid, a.parent);
     ctx.precopied.set(a.pid, { tracker, live: new LiveCopy(), startTime: a.startTime });
-    ctx.witnesses.set(a.pid, { forked: () => ctx.familyWhy.get(tracker.family!) ?? null });
+    ctx.witnesses.set(a.pid, familySeen(ctx, a.parent.family!));
     let maps: ReturnType<typeof parseMaps>;
     try {
       maps = parseMaps(readProcText(a.pid, 'maps'));
@@ -745,6 +745,9 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     }
   }
 }
+
+/** What says whether a process of `family` forked unseen: the count at the freeze (adoptForked). */
+const familySeen = (ctx: Context, family: number): ForksSeen => ({ forked: () => ctx.familyWhy.get(family) ?? null });
 
 /** Whether `pid` has memory registered for write tracking (as a forked child has its parent's). */
 function inheritedTracking(pid: number): boolean {
