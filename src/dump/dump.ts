@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, parseMaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -342,9 +342,12 @@ function residentOf(targets: number[]): number {
 }
 
 /** A process's start time, or undefined once it is gone (with the pid, it says which process this is). */
-function startTimeOf(pid: number): number | undefined {
+const startTimeOf = (pid: number): number | undefined => unlessGone(() => readStat(pid).startTime);
+
+/** What `read` gives, or undefined when the process it reads is gone. */
+function unlessGone<T>(read: () => T): T | undefined {
   try {
-    return readStat(pid).startTime;
+    return read();
   } catch {
     return undefined;
   }
@@ -689,36 +692,32 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
 }
 
 /**
- * Once frozen: the processes the tracked targets forked while they were tracked (a family's, in fork-events.ts),
- * each found among those frozen, its memory's writes tracked under what its parent had, and its mappings of the
- * shared memory copied added to that copy's; or, where fewer are found than forks were seen (one gone, or not
- * dumped), why that family's shared memory is read frozen.
+ * Once frozen: the processes the tracked targets forked while they were tracked (a family's, in fork-events.ts). Each
+ * found among those frozen carries its parent's registration: it is tracked as inherited (its regions recorded as it
+ * has them, pagesnap's registration left out) and its mappings of the shared memory copied join that copy's. Where
+ * fewer are found than forks were seen (one gone, or not dumped), why that family's shared memory is read frozen.
  */
 function adoptForked(ctx: Context, dumped: readonly number[]): void {
-  const tracked = (pid: number) => ctx.precopied.get(pid)?.tracker;
-  // (one killed while frozen is left out later, as any member gone)
-  const statOf = (pid: number) => {
-    try {
-      return readStat(pid);
-    } catch {
-      return undefined;
-    }
-  };
-  // oldest first: a parent is met before its children
+  // oldest first: a parent is met before its children (one killed while frozen is left out later, as any member gone)
   const stats = dumped.filter((pid) => !ctx.precopied.has(pid)).flatMap((pid) => {
-    const stat = statOf(pid);
+    const stat = unlessGone(() => readStat(pid));
     return stat ? [{ pid, stat }] : [];
   }).sort((a, b) => a.stat.startTime - b.stat.startTime);
   const found = new Map<number, number>();
-  const adopted: { pid: number; parent: WriteTracker; startTime: number }[] = [];
   for (const { pid, stat } of stats) {
-    const parent = tracked(stat.ppid) ?? adopted.find((a) => a.pid === stat.ppid)?.parent;
+    const parent = ctx.precopied.get(stat.ppid)?.tracker;
     if (parent?.family === undefined || stat.startTime < parent.startedTicks) continue;
     // (clock ticks are 10 ms: one forked just before its parent's memory was registered has none of it, and told no
     // event; nor has one that exec'd since, taking what it wrote before with its page tables. Neither counts.)
-    if (!inheritedTracking(pid)) continue;
+    const regions = unlessGone(() => readRegions(pid));
+    if (!regions?.some((r) => r.vmFlags.includes('uw'))) continue;
     found.set(parent.family, (found.get(parent.family) ?? 0) + 1);
-    adopted.push({ pid, parent, startTime: stat.startTime });
+    const tracker = WriteTracker.inherited(pid, parent);
+    ctx.precopied.set(pid, { tracker, live: new LiveCopy(), startTime: stat.startTime });
+    ctx.witnesses.set(pid, familySeen(ctx, parent.family));
+    for (const copy of ctx.shared.values()) {
+      for (const r of regions) if (sharedKey(r) === copy.key) copy.mappings.push({ pid, start: r.start, end: r.end, first: Number(r.offset / PAGE), writes: true });
+    }
   }
   for (const p of ctx.precopied.values()) {
     const f = p.tracker.family;
@@ -727,36 +726,10 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     const seen = found.get(f) ?? 0;
     if (forks !== seen) ctx.familyWhy.set(f, `process ${p.tracker.pid} (or a process forked from it) forked ${forks} times meanwhile, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
   }
-  for (const a of adopted) {
-    if (ctx.familyWhy.has(a.parent.family!)) continue;
-    const tracker = WriteTracker.inherited(a.pid, a.parent);
-    ctx.precopied.set(a.pid, { tracker, live: new LiveCopy(), startTime: a.startTime });
-    ctx.witnesses.set(a.pid, familySeen(ctx, a.parent.family!));
-    let maps: ReturnType<typeof parseMaps>;
-    try {
-      maps = parseMaps(readProcText(a.pid, 'maps'));
-    } catch {
-      // (gone: a process of the family that cannot be looked at)
-      ctx.familyWhy.set(a.parent.family!, `process ${a.pid}, forked meanwhile from process ${a.parent.pid}, is gone`);
-      continue;
-    }
-    for (const copy of ctx.shared.values()) {
-      for (const e of maps) if (sharedKey(e) === copy.key) copy.mappings.push({ pid: a.pid, start: e.start, end: e.end, first: Number(e.offset / PAGE), writes: true });
-    }
-  }
 }
 
 /** What says whether a process of `family` forked unseen: the count at the freeze (adoptForked). */
 const familySeen = (ctx: Context, family: number): ForksSeen => ({ forked: () => ctx.familyWhy.get(family) ?? null });
-
-/** Whether `pid` has memory registered for write tracking (as a forked child has its parent's). */
-function inheritedTracking(pid: number): boolean {
-  try {
-    return readRegions(pid).some((r) => r.vmFlags.includes('uw'));
-  } catch {
-    return false;
-  }
-}
 
 /** Stop tracking `pid` and drop what was copied of it (the pages stored stay in the file, unreferenced). */
 function forgetCopy(ctx: Context, pid: number): void {
