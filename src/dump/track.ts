@@ -8,10 +8,9 @@
  * Writes that bypass page faults are not seen: DMA, or the kernel writing through long-term pins (io_uring fixed
  * buffers, RDMA), into memory pinned before tracking began.
  */
-import { readFileSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
-import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, type Region } from '../proc/index.js';
+import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, uptimeTicks, type Region } from '../proc/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
@@ -81,7 +80,7 @@ export class WriteTracker {
         n.uffdApi(uffd, UFFD_FEATURE.WP_ASYNC);
       }
       const t = new WriteTracker(pid, uffd, opts.huge, new Pagemap(pid, { method: 'scan' }));
-      t.startedTicks = Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
+      t.startedTicks = uptimeTicks();
       if (forks) {
         t.family = family;
         t.events = opts.events;

@@ -329,6 +329,10 @@ export function processesMapping(objects: readonly string[]): { mapping: Map<str
  * gives them, after the boot as the realtime clock now places it: a clock set since shifts this).
  */
 export function startedAtMs(pid: number): number {
-  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-  return Date.now() - uptime * 1000 + readStat(pid).startTime * 10;
+  return Date.now() - uptimeTicks() * 10 + readStat(pid).startTime * 10;
+}
+
+/** Now, in clock ticks since boot: the unit of a process's start time (ProcStat.startTime). */
+export function uptimeTicks(): number {
+  return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
 }
