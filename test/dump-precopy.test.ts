@@ -233,6 +233,7 @@ describe('dump --precopy of huge pages', () => {
 
 // Shared memory nothing writes but its mappings, copied while its processes run (see src/dump/shared-copy.ts): what
 // tells a mapping made unseen differs, and so does what a test expects to be told.
+const SYSV_CHURNED = '(its SysV segment was mapped or unmapped meanwhile|it is mapped or unmapped every second|it is mapped \\d+ times, \\d+ of them by processes tracked)$';
 const SHARED = [
   {
     what: 'shared anonymous memory', scenario: 'shared-anon-fork', owner: 'shared-owner',
@@ -240,6 +241,7 @@ const SHARED = [
     forked: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked 2 times meanwhile, and 1 of those processes are frozen with it`,
     // (the kernel cannot be asked to tell forks: its fork witness sees one)
     witnessed: (parent: number) => `process ${parent} forked`,
+    churned: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked \\d+ times meanwhile, and \\d+ of those processes are frozen with it`,
     keptChild: null,
   },
   {
@@ -247,6 +249,8 @@ const SHARED = [
     notDumped: () => 'it is mapped 2 times, 1 of them by processes tracked',
     forked: () => 'its SysV segment was mapped or unmapped meanwhile',
     witnessed: () => 'its SysV segment was mapped or unmapped meanwhile',
+    // (or a child mapping it as the segment's mappings are counted, or children mapping it every second)
+    churned: () => SYSV_CHURNED,
     // (a fork stamps the segment, whoever stays)
     keptChild: 'its SysV segment was mapped or unmapped meanwhile',
   },
@@ -385,6 +389,23 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     } finally {
       delete process.env.PAGESNAP_NO_FORK_EVENTS;
     }
+  });
+
+  it('a process forking all through the copy (children gone at once): its own memory is copied all the same, the shared memory read frozen', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, `${kind.scenario}-churn.psnap`);
+    // (each fork holds back the write protection of its parent's memory until pagesnap has read the fork's event)
+    expect(await fx.send('churn on')).toBe('ok');
+    let s;
+    try {
+      s = await dump([fx.pid], { output: file, tree: true, precopy: true });
+    } finally {
+      expect(await fx.send('churn off')).toMatch(/^ok [1-9]\d*$/);
+    }
+    sameAsLive(file);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.churned(fx.pid)}`))]);
+    expect(s.pagesPrecopied - s.pagesPrecopiedShared).toBeGreaterThan(0);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 
   it('a child forked meanwhile that is still there, frozen with the rest: what it wrote is read frozen, the rest taken from the copy', async (ctx) => {

@@ -11,6 +11,7 @@
 import * as n from '../native/index.js';
 import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
 import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, uptimeTicks, type Region } from '../proc/index.js';
+import { sleepSync } from '../native/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
@@ -130,7 +131,7 @@ export class WriteTracker {
       const populated = this.pm.scan(group[0]!.start, group[group.length - 1]!.end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED | PAGE_IS.HUGE | PAGE_IS.PFNZERO);
       for (const [r, mine] of perRegion(group, populated)) {
         const p = protectable(mine, this.huge);
-        for (const x of p.runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+        for (const x of p.runs) this.protect(x);
         this.ranges.push(pageOf(r.start), pageOf(r.end));
         for (const x of p.runs) this.protectedRuns.push(pageOf(x.start), pageOf(x.end));
         this.hugeLeft += p.hugeLeft;
@@ -148,7 +149,7 @@ export class WriteTracker {
   trackShared(r: Region, runs: readonly Range[]): boolean {
     if (!this.register(r)) return false;
     this.sharedRanges.push(pageOf(r.start), pageOf(r.end));
-    for (const x of runs) n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+    for (const x of runs) this.protect(x);
     return true;
   }
 
@@ -160,6 +161,23 @@ export class WriteTracker {
    */
   unwrittenShared(start: Addr, end: Addr): PageRanges {
     return PageRanges.from(this.pm.scan(start, end, PAGE_IS.PRESENT | PAGE_IS.SWAPPED, PAGE_IS.WPALLOWED, { mask: PAGE_IS.WPALLOWED | PAGE_IS.WRITTEN, inverted: PAGE_IS.WRITTEN }));
+  }
+
+  /**
+   * Write-protect a run. While a fork of the process waits for its event to be read (ForkEvents reads it within a
+   * poll), the kernel refuses with EAGAIN, having done nothing: asked again, a little later each time, until the
+   * process has stopped forking for that long.
+   */
+  private protect(x: Range): void {
+    for (let pause = 0.05, waited = 0; ; waited += pause, pause = Math.min(pause * 2, 5)) {
+      try {
+        n.uffdWriteprotect(this.uffd, x.start, Number(x.end - x.start), UFFDIO_WRITEPROTECT_MODE.WP);
+        return;
+      } catch (e) {
+        if (!isErrno(e, 'EAGAIN') || waited > FORKING_MS) throw e;
+      }
+      sleepSync(pause);
+    }
   }
 
   /** Register a region for write protection; false when it is gone since it was listed, or no longer qualifies. */
@@ -219,6 +237,8 @@ export class WriteTracker {
 }
 
 const BLOCK = 2n << 20n;
+/** How long write protection waits for a process that forks without pause. */
+const FORKING_MS = 2000;
 /** Bytes of untracked memory past which the scan of a batch's tracked regions is split in two. */
 const GROUP_GAP = 2n << 20n;
 
