@@ -242,6 +242,7 @@ const SHARED = [
     // (the kernel cannot be asked to tell forks: its fork witness sees one)
     witnessed: (parent: number) => `process ${parent} forked`,
     churned: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked \\d+ times meanwhile, and \\d+ of those processes are frozen with it`,
+    overflowed: (parent: number, most: number) => `process ${parent} \\(or a process forked from it\\) forked \\d+ times meanwhile, more than pagesnap follows at once \\(${most}, a quarter of its limit on open files\\)`,
     keptChild: null,
   },
   {
@@ -251,6 +252,7 @@ const SHARED = [
     witnessed: () => 'its SysV segment was mapped or unmapped meanwhile',
     // (or a child mapping it as the segment's mappings are counted, or children mapping it every second)
     churned: () => SYSV_CHURNED,
+    overflowed: () => SYSV_CHURNED,
     // (a fork stamps the segment, whoever stays)
     keptChild: 'its SysV segment was mapped or unmapped meanwhile',
   },
@@ -405,6 +407,35 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     sameAsLive(file);
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.churned(fx.pid)}`))]);
     expect(s.pagesPrecopied - s.pagesPrecopiedShared).toBeGreaterThan(0);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+
+  it('a process forking more children than pagesnap may hold descriptors for: it lets the others go, and all are left as they were', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, `${kind.scenario}-overflow.psnap`);
+    // this process's limit on open files lowered for the dump: a quarter of it is what it may hold of the children's
+    const [soft, hard] = /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))!.slice(1);
+    const limit = readdirSync('/proc/self/fd').length + 100;
+    const most = Math.floor(limit / 4);
+    const setLimit = (n: string) => expect(spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${n}:${hard}`]).status).toBe(0);
+    const forks = async () => Number((await fx.send('churned')).split(' ')[1]);
+    expect(await fx.send('churn on')).toBe('ok');
+    let s;
+    try {
+      setLimit(String(limit));
+      s = await dump([fx.pid], {
+        output: file, tree: true, precopy: true,
+        afterPrecopy: async () => {
+          // (each fork waits for its event to be read: past `most`, each child is let go as it is read)
+          for (const from = await forks(), until = Date.now() + 20_000; (await forks()) - from < most + 10 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+        },
+      });
+    } finally {
+      setLimit(soft!);
+      expect(await fx.send('churn off')).toMatch(/^ok [1-9]\d*$/);
+    }
+    sameAsLive(file);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.overflowed(fx.pid, most)}`))]);
     for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 

@@ -724,7 +724,9 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     if (f === undefined || ctx.familyWhy.has(f)) continue;
     const forks = ctx.events!.forksOf(f);
     const seen = found.get(f) ?? 0;
-    if (forks !== seen) ctx.familyWhy.set(f, `process ${p.tracker.pid} (or a process forked from it) forked ${forks} times meanwhile, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
+    const who = `process ${p.tracker.pid} (or a process forked from it) forked ${forks} times meanwhile`;
+    if (ctx.events!.droppedOf(f) > 0) ctx.familyWhy.set(f, `${who}, more than pagesnap follows at once (${ctx.events!.maxChildren}, a quarter of its limit on open files): what the others wrote is not seen`);
+    else if (forks !== seen) ctx.familyWhy.set(f, `${who}, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
   }
 }
 

@@ -4,19 +4,33 @@
  * thread's work. Each event brings the child's userfaultfd, watched from then on too (a child forks as well).
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { poll, readRaw, setNonblocking, POLL, decodeUffdMsg } from '../native/index.js';
+import { poll, readRaw, setNonblocking, closeFd, sleepSync, POLL, decodeUffdMsg } from '../native/index.js';
 import type { ForkEventsCommand, ForkEventsData } from './fork-events.js';
 
 const MSG = 32;
 /** How long a poll waits before it looks for commands (a descriptor added waits this long at most to be watched). */
 const TICK_MS = 10;
+const EMFILE = 24;
+const ENFILE = 23;
 
-const { forks, ack } = workerData as ForkEventsData;
+const { forks, dropped, ack, maxChildren } = workerData as ForkEventsData;
 const counts = new Int32Array(forks);
+const drops = new Int32Array(dropped);
 const acks = new Int32Array(ack);
 const watched: { fd: number; family: number }[] = [];
-const children: number[] = [];
+const children: { fd: number; family: number }[] = [];
 const buf = Buffer.alloc(MSG * 64);
+
+/**
+ * A child's userfaultfd let go: its memory is no longer tracked (the kernel unregisters it as the descriptor closes),
+ * so its family's shared memory will be read frozen.
+ */
+function drop(child: { fd: number; family: number }): void {
+  const i = watched.indexOf(child);
+  if (i >= 0) watched.splice(i, 1);
+  closeFd(child.fd);
+  Atomics.add(drops, child.family, 1);
+}
 
 for (let stopping = false; !stopping; ) {
   for (let m; (m = receiveMessageOnPort(parentPort!)); ) {
@@ -37,15 +51,31 @@ for (let stopping = false; !stopping; ) {
     if (revents[i]! & (POLL.ERR | POLL.HUP | POLL.NVAL)) watched.splice(watched.indexOf(w), 1);
     if (!(revents[i]! & POLL.IN)) continue;
     const n = readRaw(w.fd, buf);
+    if (n === -EMFILE || n === -ENFILE) {
+      // No descriptor free for the child's: its event stays queued, and its parent waits in fork until it is read.
+      // Room is made by letting the newest child go; with none to let go, the main thread must close some first.
+      const newest = children.pop();
+      if (newest) drop(newest);
+      else sleepSync(TICK_MS);
+      break;
+    }
     for (let off = 0; off + MSG <= n; off += MSG) {
       const msg = decodeUffdMsg(buf, off);
       if (msg.event !== 'fork') continue;
-      // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)
-      setNonblocking(msg.ufd);
-      watched.push({ fd: msg.ufd, family: w.family });
-      children.push(msg.ufd);
       Atomics.add(counts, w.family, 1);
+      const child = { fd: msg.ufd, family: w.family };
+      // (beyond its share of open files: a process forking without pause would take them all)
+      if (children.length >= maxChildren) {
+        drop(child);
+        continue;
+      }
+      // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)
+      setNonblocking(child.fd);
+      watched.push(child);
+      children.push(child);
     }
   }
 }
-parentPort!.postMessage({ children });
+// (here, not by the main thread: each close unregisters that child's memory, and there may be thousands)
+for (const c of children) closeFd(c.fd);
+parentPort!.postMessage({ stopped: true });

@@ -7,12 +7,17 @@
  * The events are read by a thread of their own (fork-events-worker.ts).
  */
 import type { Worker } from 'node:worker_threads';
-import { startWorker, sibling, closeAsync } from '../native/index.js';
+import { startWorker, sibling } from '../native/index.js';
+import { openFilesLimit } from '../proc/index.js';
 
 export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'stop' };
 export interface ForkEventsData {
   /** Int32 per family: forks seen */
   forks: SharedArrayBuffer;
+  /** Int32 per family: children let go (their userfaultfds closed at once: more than maxChildren) */
+  dropped: SharedArrayBuffer;
+  /** children's userfaultfds held at most */
+  maxChildren: number;
   /** Int32: commands taken by the thread */
   ack: SharedArrayBuffer;
 }
@@ -25,13 +30,18 @@ export class ForkEvents {
   private families = 0;
   private stopped?: Promise<void>;
 
-  private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly ack: Int32Array) {}
+  private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly dropped: Int32Array, private readonly ack: Int32Array,
+    /** children's userfaultfds held at most (a quarter of the open files pagesnap may have): more are let go */
+    readonly maxChildren: number) {}
 
   static start(): ForkEvents {
-    const data: ForkEventsData = { forks: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(4) };
+    const data: ForkEventsData = {
+      forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(4),
+      maxChildren: Math.floor(openFilesLimit() / 4),
+    };
     const worker = startWorker(sibling(import.meta.url, 'fork-events-worker'), { workerData: data });
     worker.unref();
-    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.ack));
+    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.dropped), new Int32Array(data.ack), data.maxChildren);
   }
 
   /** A new family, for a target about to be tracked: its number. Undefined when there is no room for one. */
@@ -56,18 +66,21 @@ export class ForkEvents {
     return Atomics.load(this.forks, family);
   }
 
+  /** The children of `family` let go so far: their memory untracked, what they write is not seen. */
+  droppedOf(family: number): number {
+    return Atomics.load(this.dropped, family);
+  }
+
   /**
-   * Stop the thread, then close the children's userfaultfds it was given (their tracking ends with them). A thread
-   * that failed cannot say which: those close as pagesnap exits.
+   * Stop the thread, which closes the children's userfaultfds it holds (their tracking ends with them) as it goes. A
+   * thread that failed cannot say which: those close as pagesnap exits.
    */
   stop(): Promise<void> {
-    this.stopped ??= new Promise<number[]>((resolve) => {
-      this.worker.once('message', (m: { children: number[] }) => resolve(m.children));
-      this.worker.once('error', () => resolve([]));
-      this.worker.once('exit', () => resolve([]));
+    this.stopped ??= new Promise<void>((resolve) => {
+      this.worker.once('message', () => resolve());
+      this.worker.once('error', () => resolve());
+      this.worker.once('exit', () => resolve());
       this.send({ kind: 'stop' });
-    }).then(async (children) => {
-      await Promise.all(children.map((fd) => closeAsync(fd, 'the userfaultfd of a process forked by a target')));
     });
     return this.stopped;
   }

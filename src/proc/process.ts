@@ -332,6 +332,12 @@ export function startedAtMs(pid: number): number {
   return Date.now() - uptimeTicks() * 10 + readStat(pid).startTime * 10;
 }
 
+/** How many files this process may have open (its soft limit; Node raises it to the hard one as it starts). */
+export function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] === undefined || m[1] === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(m[1]);
+}
+
 /** Now, in clock ticks since boot: the unit of a process's start time (ProcStat.startTime). */
 export function uptimeTicks(): number {
   return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 100);
