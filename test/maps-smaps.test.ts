@@ -2,7 +2,7 @@
 // the reading of a live process's smaps as a dump does it.
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseMaps, parseMapsLine, parseSmaps, classifyRegion, MapsParseError, type MapsEntry } from '../src/proc/index.js';
+import { parseMaps, parseMapsLine, parseMapsOf, parseSmaps, classifyRegion, MapsParseError, type MapsEntry } from '../src/proc/index.js';
 
 const sample = (f: string) => readFileSync(new URL(`./samples/${f}`, import.meta.url), 'utf8');
 const maps = parseMaps(sample('maps.txt'));
@@ -35,6 +35,20 @@ describe('maps lines', () => {
   it('parses a 9-digit offset and vsyscall above the user address space', () => {
     expect(byName('/dev/dri/card0').offset).toBe(0x100000000n);
     expect(byName('[vsyscall]').start).toBe(0xffffffffff600000n);
+  });
+  it('picks the mappings of one object as a full parse does, not a line whose name or inode only contains it', () => {
+    const text = sample('maps.txt');
+    for (const e of maps) {
+      const key = `${e.dev} ${e.inode}`;
+      expect(parseMapsOf(text, key)).toEqual(maps.filter((x) => x.dev === e.dev && x.inode === e.inode));
+    }
+    const lines = [
+      '7f0000000000-7f0000001000 rw-s 00000000 00:01 1234                       /dev/zero (deleted)',
+      '7f0000001000-7f0000002000 rw-s 00000000 00:01 12345                      /dev/zero (deleted)',
+      '7f0000002000-7f0000003000 rw-p 00000000 fe:00 77                         /tmp/x 00:01 1234',
+      '7f0000003000-7f0000004000 rw-s 00001000 00:01 1234                       /dev/zero (deleted)',
+    ].join('\n');
+    expect(parseMapsOf(lines, '00:01 1234').map((e) => e.start)).toEqual([0x7f0000000000n, 0x7f0000003000n]);
   });
   it('rejects malformed lines with the line number', () => {
     const bad = sample('maps-malformed.txt').split('\n').filter(Boolean);

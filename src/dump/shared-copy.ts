@@ -20,7 +20,7 @@
 import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, type Addr } from '../native/index.js';
-import { parseMaps, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
+import { parseMapsOf, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -138,7 +138,7 @@ export class SharedCopy {
       if (isAlive(pid)) throw e;
       return `process ${pid}, which maps it, is gone`; // (killed while frozen)
     }
-    const now = parseMaps(text).filter((e) => sharedKey(e) === this.key);
+    const now = parseMapsOf(text, this.key);
     const then = this.mappings.filter((m) => m.pid === pid);
     const same = now.length === then.length && now.every((e, i) => e.start === then[i]!.start && e.end === then[i]!.end);
     return same ? undefined : `process ${pid} mapped it again or unmapped some of it`;

@@ -82,4 +82,18 @@ export function parseMaps(text: string): MapsEntry[] {
   return out;
 }
 
+/**
+ * The entries of maps `text` that map `object` (as maps prints it: `dev inode`), parsing only the lines naming it:
+ * a process can have thousands.
+ */
+export function parseMapsOf(text: string, object: string): MapsEntry[] {
+  const out: MapsEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes(` ${object}`)) continue;
+    const e = parseMapsLine(line);
+    if (`${e.dev} ${e.inode}` === object) out.push(e);
+  }
+  return out;
+}
+
 export const MAPS_HEADER = PREFIX;
