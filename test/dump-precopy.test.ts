@@ -13,7 +13,7 @@ import { SharedCopy } from '../src/dump/shared-copy.js';
 import { PageRanges } from '../src/dump/page-ranges.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
-import { readStat } from '../src/proc/process.js';
+import { readStat, isAlive } from '../src/proc/process.js';
 import { readRegions } from '../src/proc/index.js';
 import { renderDumpSummary } from '../src/render/snapshot.js';
 import { HostSettings } from '../src/host/settings.js';
@@ -238,6 +238,7 @@ const SHARED = [
   {
     what: 'shared anonymous memory', scenario: 'shared-anon-fork', owner: 'shared-owner',
     notDumped: (child: number) => `process ${child} maps it and is not tracked`,
+    exited: (pid: number) => `process ${pid}, which maps it, has exited since it was protected`,
     forked: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked 2 times meanwhile, and 1 of those processes are frozen with it`,
     // (the kernel cannot be asked to tell forks: its fork witness sees one)
     witnessed: (parent: number) => `process ${parent} forked`,
@@ -248,6 +249,8 @@ const SHARED = [
   {
     what: 'a SysV segment', scenario: 'sysv-fork', owner: 'sysv-owner',
     notDumped: () => 'it is mapped 2 times, 1 of them by processes tracked',
+    // (the kernel stamps the segment as the mapping goes)
+    exited: () => 'its SysV segment was mapped or unmapped meanwhile',
     forked: () => 'its SysV segment was mapped or unmapped meanwhile',
     witnessed: () => 'its SysV segment was mapped or unmapped meanwhile',
     // (or a child mapping it as the segment's mappings are counted, or children mapping it every second)
@@ -338,6 +341,22 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     sameAsLive(file);
     expect(s.pagesPrecopiedShared).toBe(0);
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.notDumped(child.pid)}$`))]);
+  });
+
+  it('is read frozen when a process that maps it, tracked, exits before the freeze (what it wrote went with its page tables)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const kept = Number((await fx.send(`forkkeep ${hex(page(5))} 1 93`)).split(' ')[1]);
+    const file = join(dir, `${kind.scenario}-mapper-exited.psnap`);
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      afterPrecopy: async () => {
+        process.kill(kept, 'SIGKILL');
+        for (const until = Date.now() + 10_000; isAlive(kept) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+      },
+    });
+    sameAsLive(file);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.exited(kept)}$`))]);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 
   /**

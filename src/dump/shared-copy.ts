@@ -122,7 +122,8 @@ export class SharedCopy {
     for (const pid of this.pids) {
       if (this.why) return;
       const w = witness(pid);
-      if (!tracked(pid)) this.why = `process ${pid}, which maps it, is no longer tracked`;
+      // (one that exited took with its page tables what it wrote)
+      if (!tracked(pid)) this.why = `process ${pid}, which maps it, ${isAlive(pid) ? 'is no longer tracked' : 'has exited since it was protected'}`;
       // (a SysV segment's stamp shows a fork; shared anonymous memory has only the witness)
       else if (!w && !this.segment) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
       else this.why = w?.forked() ?? this.mapsChanged(pid);
