@@ -9,9 +9,8 @@
  * buffers, RDMA), into memory pinned before tracking began.
  */
 import * as n from '../native/index.js';
-import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, type Addr, type ScanRegion } from '../native/index.js';
+import { PagesnapError, UFFD_FEATURE, UFFDIO_REGISTER_MODE, UFFDIO_WRITEPROTECT_MODE, PAGE_IS, isErrno, sleepSync, type Addr, type ScanRegion } from '../native/index.js';
 import { Pagemap, perRegion, memoryTask, statusNumber, vdsoOf, unnamedSharedObject, uptimeTicks, type Region } from '../proc/index.js';
-import { sleepSync } from '../native/index.js';
 import { injectSyscall, syscallInstruction } from './inject.js';
 import { freeze } from './freeze.js';
 import { PageRanges, pageOf } from './page-ranges.js';
