@@ -27,6 +27,16 @@ describe('errors', () => {
   });
 });
 
+describe('closes on other threads', () => {
+  it('takes any number at once (koffi refuses more than ~250 calls in flight), and says which failed', async () => {
+    const fds = Array.from({ length: 600 }, () => openSync('/dev/null', 'r'));
+    // (each resolves only where its close(2) returned 0)
+    await Promise.all(fds.map((fd) => n.closeAsync(fd, 'a test descriptor')));
+    // (a number no descriptor can have, under this process's limit: a closed one might be open again by now)
+    await expect(n.closeAsync(1 << 30, 'no descriptor')).rejects.toThrow(/^close no descriptor: EBADF/);
+  });
+});
+
 describe('memory syscalls', () => {
   it('mmap, mincore, mprotect, madvise(DONTNEED), munmap', () => {
     const p = anon(4);

@@ -79,15 +79,31 @@ export function readFullAsync(fd: number, buf: Buffer, what: string): Promise<nu
 
 /**
  * close(2) of `fd` on koffi's worker pool: closing a userfaultfd unregisters its memory and clears the write
- * protection of every page (~30 ms for a server's process), which several threads do side by side.
+ * protection of every page (~30 ms for a server's process), which several threads do side by side. At most
+ * CLOSES_IN_FLIGHT at once, the rest queued: koffi refuses more than ~250 calls in flight, and a dump of a large
+ * tree closes one per process.
  */
 export function closeAsync(fd: number, what: string): Promise<void> {
   load();
-  return new Promise((resolve, reject) => {
-    closeFn!.async(fd, (err: unknown, rc: number | bigint) => {
+  return new Promise<void>((resolve, reject) => {
+    closeQueue.push(() => closeFn!.async(fd, (err: unknown, rc: number | bigint) => {
+      closesInFlight--;
+      nextClose();
       if (err) reject(err);
       else if (Number(rc) < 0) reject(new NativeError('close', -Number(rc), what));
       else resolve();
-    });
+    }));
+    nextClose();
   });
+}
+
+const CLOSES_IN_FLIGHT = 16;
+const closeQueue: (() => void)[] = [];
+let closesInFlight = 0;
+
+function nextClose(): void {
+  while (closesInFlight < CLOSES_IN_FLIGHT && closeQueue.length) {
+    closesInFlight++;
+    closeQueue.shift()!();
+  }
 }
