@@ -739,10 +739,11 @@ function forgetCopy(ctx: Context, pid: number): void {
   ctx.precopied.delete(pid);
 }
 
-/** End the targets' write tracking: the fork events' thread first (it polls the descriptors closed then). */
+/** End the targets' write tracking, and their children's: every userfaultfd closed side by side. */
 async function stopTracking(ctx: Context): Promise<void> {
-  await ctx.events?.stop();
-  await Promise.all([...ctx.precopied.values()].map((p) => p.tracker.stopAside()));
+  // (the fork events' thread told first: a tracker's close waits for it to poll nothing)
+  const children = ctx.events?.stop();
+  await Promise.all([children, ...[...ctx.precopied.values()].map((p) => p.tracker.stopAside())]);
 }
 
 /**

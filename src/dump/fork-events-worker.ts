@@ -32,50 +32,59 @@ function drop(child: { fd: number; family: number }): void {
   Atomics.add(drops, child.family, 1);
 }
 
-for (let stopping = false; !stopping; ) {
-  for (let m; (m = receiveMessageOnPort(parentPort!)); ) {
-    const c = m.message as ForkEventsCommand;
-    if (c.kind === 'watch') watched.push({ fd: c.fd, family: c.family });
-    else if (c.kind === 'unwatch') {
-      const i = watched.findIndex((w) => w.fd === c.fd);
-      if (i >= 0) watched.splice(i, 1);
-    } else stopping = true;
-    // (the main thread may wait for this: a descriptor it closes must no longer be polled here)
-    Atomics.add(acks, 0, 1);
-    Atomics.notify(acks, 0);
-  }
-  if (stopping) break;
-  const revents = poll(watched.map((w) => ({ fd: w.fd, events: POLL.IN })), TICK_MS);
-  for (const [i, w] of [...watched.entries()]) {
-    // (one that errs is no longer read: a userfaultfd errs only when misused, and a busy loop helps nobody)
-    if (revents[i]! & (POLL.ERR | POLL.HUP | POLL.NVAL)) watched.splice(watched.indexOf(w), 1);
-    if (!(revents[i]! & POLL.IN)) continue;
-    const n = readRaw(w.fd, buf);
-    if (n === -EMFILE || n === -ENFILE) {
-      // No descriptor free for the child's: its event stays queued, and its parent waits in fork until it is read.
-      // Room is made by letting the newest child go; with none to let go, the main thread must close some first.
-      const newest = children.pop();
-      if (newest) drop(newest);
-      else sleepSync(TICK_MS);
-      break;
+/** Poll and read until told to stop; gives back the children's userfaultfds held, the caller's to close. */
+function serve(): number[] {
+  for (let stopping = false; !stopping; ) {
+    for (let m; (m = receiveMessageOnPort(parentPort!)); ) {
+      const c = m.message as ForkEventsCommand;
+      if (c.kind === 'watch') watched.push({ fd: c.fd, family: c.family });
+      else if (c.kind === 'unwatch') {
+        const i = watched.findIndex((w) => w.fd === c.fd);
+        if (i >= 0) watched.splice(i, 1);
+      } else stopping = true;
+      // (the main thread may wait for this: a descriptor it closes must no longer be polled here)
+      Atomics.add(acks, 0, 1);
+      Atomics.notify(acks, 0);
     }
-    for (let off = 0; off + MSG <= n; off += MSG) {
-      const msg = decodeUffdMsg(buf, off);
-      if (msg.event !== 'fork') continue;
-      Atomics.add(counts, w.family, 1);
-      const child = { fd: msg.ufd, family: w.family };
-      // (beyond its share of open files: a process forking without pause would take them all)
-      if (children.length >= maxChildren) {
-        drop(child);
-        continue;
+    if (stopping) break;
+    const revents = poll(watched.map((w) => ({ fd: w.fd, events: POLL.IN })), TICK_MS);
+    for (const [i, w] of [...watched.entries()]) {
+      // (one that errs is no longer read: a userfaultfd errs only when misused, and a busy loop helps nobody)
+      if (revents[i]! & (POLL.ERR | POLL.HUP | POLL.NVAL)) watched.splice(watched.indexOf(w), 1);
+      if (!(revents[i]! & POLL.IN)) continue;
+      const n = readRaw(w.fd, buf);
+      if (n === -EMFILE || n === -ENFILE) {
+        // No descriptor free for the child's: its event stays queued, and its parent waits in fork until it is read.
+        // Room is made by letting the newest child go; with none to let go, the main thread must close some first.
+        const newest = children.pop();
+        if (newest) drop(newest);
+        else sleepSync(TICK_MS);
+        break;
       }
-      // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)
-      setNonblocking(child.fd);
-      watched.push(child);
-      children.push(child);
+      for (let off = 0; off + MSG <= n; off += MSG) {
+        const msg = decodeUffdMsg(buf, off);
+        if (msg.event !== 'fork') continue;
+        Atomics.add(counts, w.family, 1);
+        const child = { fd: msg.ufd, family: w.family };
+        // (beyond its share of open files: a process forking without pause would take them all)
+        if (children.length >= maxChildren) {
+          drop(child);
+          continue;
+        }
+        // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)
+        setNonblocking(child.fd);
+        watched.push(child);
+        children.push(child);
+      }
     }
   }
+  return children.map((c) => c.fd);
 }
-// (here, not by the main thread: each close unregisters that child's memory, and there may be thousands)
-for (const c of children) closeFd(c.fd);
-parentPort!.postMessage({ stopped: true });
+
+try {
+  parentPort!.postMessage({ children: serve() });
+} finally {
+  // (whatever ended it, even a throw: nothing is polled from here on, which the main thread may be waiting for)
+  Atomics.store(acks, 1, 1);
+  Atomics.notify(acks, 0);
+}

@@ -7,7 +7,7 @@
  * The events are read by a thread of their own (fork-events-worker.ts).
  */
 import type { Worker } from 'node:worker_threads';
-import { startWorker, sibling } from '../native/index.js';
+import { startWorker, sibling, closeAsync } from '../native/index.js';
 import { openFilesLimit } from '../proc/index.js';
 
 export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'stop' };
@@ -18,7 +18,7 @@ export interface ForkEventsData {
   dropped: SharedArrayBuffer;
   /** children's userfaultfds held at most */
   maxChildren: number;
-  /** Int32: commands taken by the thread */
+  /** Int32 [commands taken by the thread, 1 once it polls nothing any more] */
   ack: SharedArrayBuffer;
 }
 
@@ -36,7 +36,7 @@ export class ForkEvents {
 
   static start(): ForkEvents {
     const data: ForkEventsData = {
-      forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(4),
+      forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(8),
       maxChildren: Math.floor(openFilesLimit() / 4),
     };
     const worker = startWorker(sibling(import.meta.url, 'fork-events-worker'), { workerData: data });
@@ -54,10 +54,9 @@ export class ForkEvents {
     this.send({ kind: 'watch', fd, family });
   }
 
-  /** Stop reading `fd`, before it is closed: returns once the thread no longer polls it. */
+  /** Stop reading `fd`, before it is closed: returns once the thread no longer polls it (or nothing, once stopped). */
   unwatch(fd: number): void {
-    if (this.stopped) return;
-    this.send({ kind: 'unwatch', fd });
+    if (!this.stopped) this.send({ kind: 'unwatch', fd });
     this.taken();
   }
 
@@ -72,15 +71,18 @@ export class ForkEvents {
   }
 
   /**
-   * Stop the thread, which closes the children's userfaultfds it holds (their tracking ends with them) as it goes. A
-   * thread that failed cannot say which: those close as pagesnap exits.
+   * Stop the thread, then close the children's userfaultfds it held (their tracking ends with them): resolves once
+   * they are. The trackers' own may be closed meanwhile (unwatch waits for the thread to have stopped). A thread that
+   * failed cannot say which: those close as pagesnap exits.
    */
   stop(): Promise<void> {
-    this.stopped ??= new Promise<void>((resolve) => {
-      this.worker.once('message', () => resolve());
-      this.worker.once('error', () => resolve());
-      this.worker.once('exit', () => resolve());
+    this.stopped ??= new Promise<number[]>((resolve) => {
+      this.worker.once('message', (m: { children: number[] }) => resolve(m.children));
+      this.worker.once('error', () => resolve([]));
+      this.worker.once('exit', () => resolve([]));
       this.send({ kind: 'stop' });
+    }).then(async (children) => {
+      await Promise.all(children.map((fd) => closeAsync(fd, 'the userfaultfd of a process forked by a target')));
     });
     return this.stopped;
   }
@@ -90,8 +92,8 @@ export class ForkEvents {
     this.worker.postMessage(c);
   }
 
-  /** Wait until the thread has taken every command sent (it looks every few ms). */
+  /** Wait until the thread has taken every command sent (it looks every few ms), or has ended. */
   private taken(): void {
-    for (let seen = Atomics.load(this.ack, 0); seen < this.sent; seen = Atomics.load(this.ack, 0)) Atomics.wait(this.ack, 0, seen, 100);
+    for (let seen = Atomics.load(this.ack, 0); seen < this.sent && Atomics.load(this.ack, 1) === 0; seen = Atomics.load(this.ack, 0)) Atomics.wait(this.ack, 0, seen, 100);
   }
 }
