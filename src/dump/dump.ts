@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -19,7 +19,7 @@ import { planRegion, type ObjectEvidence } from './plan.js';
 import { PageSink, ProcessMemory, Recorder, readProcessSegments, readObjectSegments, BATCH_BYTES, type Segment, type RegionRead } from './pages.js';
 import { openObject, objectSegments, objectData, closeObject, type OpenObject } from './objects.js';
 import { WriteTracker, sharedTrackable } from './track.js';
-import { SharedCopy, sharedKey, onlyTrackedMap, type ForksSeen } from './shared-copy.js';
+import { SharedCopy, onlyTrackedMap, type ForksSeen } from './shared-copy.js';
 import { ForkWitness } from './fork-witness.js';
 import { ForkEvents } from './fork-events.js';
 import { LiveCopy, trackedIn, asFound, dataWithin, type Precopied, type FoundRegion } from './precopy.js';
@@ -128,7 +128,7 @@ interface Context {
   precopySkipped: { pid: number; why: string }[];
   /** shared memory of the targets tracked that a live pass can copy, met by one: copied after their own (copySharedLive) */
   sharedFound: { pid: number; r: Region }[];
-  /** shared objects copied while the targets ran, by sharedKey */
+  /** shared objects copied while the targets ran, by objectKey */
   shared: Map<string, SharedCopy>;
   /** what shows whether a target that maps one of them forked meanwhile, or why nothing can */
   witnesses: Map<number, ForksSeen | string>;
@@ -597,7 +597,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
   const objects = new Map<string, { pid: number; r: Region }[]>();
   for (const f of ctx.sharedFound) {
     if (!ctx.precopied.has(f.pid)) continue;
-    const key = sharedKey(f.r);
+    const key = objectKey(f.r);
     const maps = objects.get(key);
     if (maps) maps.push(f);
     else objects.set(key, [f]);
@@ -716,7 +716,7 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     ctx.precopied.set(pid, { tracker, live: new LiveCopy(), startTime: stat.startTime });
     ctx.witnesses.set(pid, familySeen(ctx, parent.family));
     for (const copy of ctx.shared.values()) {
-      for (const r of regions) if (sharedKey(r) === copy.key) copy.mappings.push({ pid, start: r.start, end: r.end, first: Number(r.offset / PAGE), writes: true });
+      for (const r of regions) if (objectKey(r) === copy.key) copy.mappings.push({ pid, start: r.start, end: r.end, first: Number(r.offset / PAGE), writes: true });
     }
   }
   for (const p of ctx.precopied.values()) {
@@ -781,7 +781,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   const window = ctx.opts.windowPages ?? WINDOW_PAGES;
   const rec = new Recorder(ctx.writer);
   // (taken from a precopy's copy where no mapping shows a page written since)
-  const shared = ctx.shared.get(sharedKey(r));
+  const shared = ctx.shared.get(objectKey(r));
   let precopied = 0;
   for (let at = 0; at < pages; at += window) {
     let segs = objectSegments(o, at, Math.min(pages, at + window), ps);

@@ -20,7 +20,7 @@
 import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, type Addr } from '../native/index.js';
-import { parseMapsOf, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
+import { objectKey, parseMapsOf, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -40,9 +40,6 @@ export interface SharedMapping {
   writes: boolean;
 }
 
-/** The object a mapping shows, as maps prints it (`dev inode`): one key for every process that maps it. */
-export const sharedKey = (r: Pick<Region, 'dev' | 'inode'>): string => `${r.dev} ${r.inode}`;
-
 export class SharedCopy {
   readonly key: string;
   readonly start: Addr;
@@ -61,7 +58,7 @@ export class SharedCopy {
 
   /** `pid` maps it in `r` (the first mapping met: where the summary says it is) */
   constructor(readonly pid: number, r: Region) {
-    this.key = sharedKey(r);
+    this.key = objectKey(r);
     this.start = r.start;
     this.shmid = unnamedSharedObject(r) === 'sysv' ? r.inode : undefined;
     this.huge = r.backing === 'hugetlbfs';

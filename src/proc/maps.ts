@@ -82,16 +82,19 @@ export function parseMaps(text: string): MapsEntry[] {
   return out;
 }
 
+/** The object a mapping maps, as maps prints it (`dev inode`): the same for every mapping of it, in any process. */
+export const objectKey = (e: Pick<MapsEntry, 'dev' | 'inode'>): string => `${e.dev} ${e.inode}`;
+
 /**
- * The entries of maps `text` that map `object` (as maps prints it: `dev inode`), parsing only the lines naming it:
- * a process can have thousands.
+ * The entries of maps `text` that map `object` (an objectKey), parsing only the lines naming it: a process can have
+ * thousands.
  */
 export function parseMapsOf(text: string, object: string): MapsEntry[] {
   const out: MapsEntry[] = [];
   for (const line of text.split('\n')) {
     if (!line.includes(` ${object}`)) continue;
     const e = parseMapsLine(line);
-    if (`${e.dev} ${e.inode}` === object) out.push(e);
+    if (objectKey(e) === object) out.push(e);
   }
   return out;
 }
