@@ -151,7 +151,9 @@ describe('smaps read ahead on another thread, as a dump reads it', () => {
       const plain = [...readProcChunks(pid, 'smaps')];
       const pieces: string[] = [];
       for await (const t of readProcChunksAhead(pid, 'smaps', 8192)) pieces.push(t);
-      expect(pieces.join('')).toBe(plain.join(''));
+      // (what a page's sharing with other processes decides can change between two reads: those tests run too)
+      const unshared = (t: string) => t.replace(/^((?:Pss\w*|Shared_\w+|Private_\w+|Referenced):\s+)\d+/gm, '$1N');
+      expect(unshared(pieces.join(''))).toBe(unshared(plain.join('')));
       // (a read gives one VMA's smaps; a piece is as many as fill it)
       expect(pieces.filter((t) => t.length > 0).length).toBeLessThan(plain.filter((t) => t.length > 0).length);
       const batched = [];
