@@ -245,6 +245,8 @@ const SHARED = [
     churned: (parent: number) => `process ${parent} \\(or a process forked from it\\) forked \\d+ times meanwhile, and \\d+ of those processes are frozen with it`,
     overflowed: (parent: number, most: number) => `process ${parent} \\(or a process forked from it\\) forked \\d+ times meanwhile, more than pagesnap follows at once \\(${most}, a quarter of its limit on open files\\)`,
     keptChild: null,
+    // (the fork was told: the child is looked at once frozen, as every fork is)
+    forkedEarly: null,
   },
   {
     what: 'a SysV segment', scenario: 'sysv-fork', owner: 'sysv-owner',
@@ -258,6 +260,8 @@ const SHARED = [
     overflowed: () => SYSV_CHURNED,
     // (a fork stamps the segment, whoever stays)
     keptChild: 'its SysV segment was mapped or unmapped meanwhile',
+    // (counted before the kernel's count is watched: one more than those tracked, children of tests before included)
+    forkedEarly: 'it is mapped \\d+ times, \\d+ of them by processes tracked',
   },
 ];
 
@@ -410,6 +414,29 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     } finally {
       delete process.env.PAGESNAP_NO_FORK_EVENTS;
     }
+  });
+
+  it('is copied all the same when a child forked once it was protected maps it as pagesnap looks for who does, and is frozen with it', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const file = join(dir, `${kind.scenario}-forked-early.psnap`);
+    let kept = 0;
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      // (the child writes a page of it, then stays: its page tables tell pagesnap which)
+      afterProtectShared: async () => {
+        kept = Number((await fx.send(`forkkeep ${hex(page(6))} 1 92`)).split(' ')[1]);
+      },
+    });
+    sameAsLive(file);
+    if (kind.forkedEarly) {
+      expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.forkedEarly}$`))]);
+      const [mapped, tracked] = /mapped (\d+) times, (\d+)/.exec(s.precopySkipped[0]!.why)!.slice(1).map(Number);
+      expect(mapped).toBe(tracked! + 1);
+    } else {
+      expect(s.precopySkipped).toEqual([]);
+      expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
+    }
+    for (const pid of [fx.pid, child.pid, kept]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 
   it('a process forking all through the copy (children gone at once): its own memory is copied all the same, the shared memory read frozen', async (ctx) => {

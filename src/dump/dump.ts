@@ -50,6 +50,8 @@ export interface DumpOptions extends DecideOptions {
   splitHuge?: boolean;
   /** called between a precopy's live pass and the freeze (tests write to the targets there) */
   afterPrecopy?: () => Promise<void>;
+  /** called once a precopy has write-protected the shared memory, before it looks for who else maps it (tests fork there) */
+  afterProtectShared?: () => Promise<void>;
   /** called once the targets are read, before they are thawed (tests stop them there, to dump that moment again) */
   beforeThaw?: (pids: readonly number[]) => void;
 }
@@ -627,8 +629,9 @@ async function copySharedLive(ctx: Context): Promise<void> {
         for (const { pid, r } of maps) if (!copy.why) protectMapping(ctx, copy, data, pid, r);
       }
     }
+    await ctx.opts.afterProtectShared?.();
     // (protected everywhere first: a process that maps it and is not tracked may have written it until now, not after)
-    await onlyTrackedMap(open.filter((x) => !x.copy.why).map(({ copy, o }) => ({ copy, fd: o.fd })));
+    await onlyTrackedMap(open.filter((x) => !x.copy.why).map(({ copy, o }) => ({ copy, fd: o.fd })), (pid) => forkedTracked(ctx, pid));
     const window = ctx.opts.windowPages ?? WINDOW_PAGES;
     const ps = ctx.writer.pageSize;
     for (const { copy, o } of open) {
@@ -689,6 +692,29 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
   const { segments: out, reused } = p.live.reuse(r.start, segments, p.tracker.unwritten(start, start + BigInt(n) * PAGE));
   ctx.counts.precopied += reused;
   return out;
+}
+
+/**
+ * Whether `pid`, which maps a shared object and is no tracked target, was forked from one (or from such a fork) since it
+ * was tracked: it kept a registration (only a fork told to pagesnap does), so its fork is counted, and the freeze
+ * decides for it as for every fork (adoptForked: its mappings of the object join those looked at, and one it has not
+ * registered, forked before its parent's was, shows every page it holds written). One gone meanwhile maps nothing now,
+ * and what it wrote before is in the object, to be copied.
+ */
+function forkedTracked(ctx: Context, pid: number): boolean {
+  const stat = unlessGone(() => readStat(pid));
+  const regions = unlessGone(() => readRegions(pid));
+  if (!stat || !regions) return !isAlive(pid);
+  if (!regions.some((r) => r.vmFlags.includes('uw'))) return false;
+  // (a registration of its own, by a process started before pagesnap's: not one it inherited)
+  for (let up = stat.ppid, depth = 0; up > 1 && depth < 64; depth++) {
+    const tracker = ctx.precopied.get(up)?.tracker;
+    if (tracker) return tracker.family !== undefined && stat.startTime >= tracker.startedTicks;
+    const s = unlessGone(() => readStat(up));
+    if (!s) return false;
+    up = s.ppid;
+  }
+  return false;
 }
 
 /**

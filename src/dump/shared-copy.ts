@@ -4,9 +4,9 @@
  * (no descriptor: a process maps one by its id), in shmem or in hugetlb pages (unnamedSharedObject). Once every mapping of the object is write-protected
  * (WriteTracker.trackShared), a page of it that no mapping shows written since is as the live pass copied it. That
  * holds only while no mapping but those protected can write it:
- * - every process mapping it is a target whose writes are tracked, checked once its mappings are protected and before
- *   it is copied. Shared anonymous memory: over every process on the system (a mapping made later must come from a
- *   fork of one of them). A SysV segment: the kernel counts its mappings (/proc/sysvipc/shm), and stamps the segment
+ * - every process mapping it is a target whose writes are tracked, or forked from one since (see below), checked once
+ *   its mappings are protected and before it is copied. Shared anonymous memory: over every process on the system (a
+ *   mapping made later must come from a fork of one of them). A SysV segment: the kernel counts its mappings (/proc/sysvipc/shm), and stamps the segment
  *   whenever one is made or removed, by anyone, so any mapping made later is seen (watchSegment);
  * - every process one of them forks meanwhile is there, frozen, once the freeze comes: a child keeps its parent's
  *   registration and protection under a userfaultfd of its own that the fork event brings (fork-events.ts), and its
@@ -182,16 +182,17 @@ export class SharedCopy {
 /**
  * Once every mapping the processes tracked have of each object is protected: whether those are all it has (else the
  * copy's `why` says who else may map it). A SysV segment: the kernel's count and stamps (watchSegment). Shared
- * anonymous memory: every process on the system, from its maps; one whose maps cannot be read by when it started
- * (mayMap). `fd`: the object, open.
+ * anonymous memory: every process on the system, from its maps, but those `forked` from the tracked ones meanwhile
+ * (their forks are looked at once frozen); one whose maps cannot be read by when it started (mayMap). `fd`: the
+ * object, open.
  */
-export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: number }[]): Promise<void> {
+export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: number }[], forked: (pid: number) => boolean): Promise<void> {
   for (const { copy } of copies) if (copy.shmid !== undefined) await copy.watchSegment();
   const anonymous = copies.filter((x) => x.copy.shmid === undefined);
   if (anonymous.length === 0) return;
   const { mapping, unreadable } = processesMapping(anonymous.map((x) => x.copy.key));
   for (const { copy, fd } of anonymous) {
-    const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid));
+    const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid) && !forked(pid));
     // When it was made: its birth time, which tmpfs gives (its ctime moves with every write fault through a mapping);
     // hugetlbfs gives none, but no fault moves its ctime (measured). None known: any process may map it.
     const st = fstatSync(fd, { bigint: true });
