@@ -23,6 +23,8 @@ export interface ShowReport {
   stats: Record<string, number>;
   processes: {
     pid: number; ppid: number; comm: string; cmdline: string[]; uid: number;
+    /** its pid in each pid namespace below the dumper's, outermost first (empty: it was in the dumper's only) */
+    nsPids: number[];
     regions: { start: bigint; end: bigint; mode: string; kind: string; path: string | null; deleted: boolean; object: number | null; pages: VerdictCounts; unreadable: string[] }[];
     totals: VerdictCounts;
   }[];
@@ -44,7 +46,7 @@ export function describeSnapshot(r: SnapshotReader): ShowReport {
       for (const x of r.runsOf(reg.runs, r.pagesOf(reg))) if (x.verdict === 'unreadable') reasons.add(x.reason ?? 'unknown');
       return { start: reg.start, end: reg.end, mode: reg.mode, kind: reg.kind, path: reg.path, deleted: reg.deleted, object: reg.object?.id ?? null, pages, unreadable: [...reasons] };
     });
-    return { pid: p.pid, ppid: p.ppid, comm: p.comm, cmdline: p.cmdline, uid: p.uid, regions, totals };
+    return { pid: p.pid, ppid: p.ppid, comm: p.comm, cmdline: p.cmdline, uid: p.uid, nsPids: p.nsPids ?? [], regions, totals };
   });
   return {
     file: r.path, fileBytes: r.size, id: m.id.toString('hex'), created: new Date(m.created).toISOString(), tool: m.tool, host: m.host,

@@ -456,7 +456,8 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, batches: Asyn
     await group.flush();
     const settled = Promise.all(pending).then(() => {});
     settled.catch(() => {}); // (held while other targets are read: a failure surfaces where it is awaited)
-    return { process: { pid, ppid: identity.ppid, comm: identity.comm, cmdline: identity.cmdline, uid: identity.uid, regions: records }, settled, counts: ctx.counts };
+    const { ppid, comm, cmdline, uid, nsPids } = identity;
+    return { process: { pid, ppid, comm, cmdline, uid, ...(nsPids ? { nsPids } : {}), regions: records }, settled, counts: ctx.counts };
   } finally {
     pm.close();
     mem.close();

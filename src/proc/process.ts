@@ -286,6 +286,9 @@ export interface ProcessIdentity {
   cmdline: string[];
   uid: number;
   ppid: number;
+  /** its pid in each pid namespace below pagesnap's that it is in, outermost first (a container's process as the
+   * container sees it is the last); absent in pagesnap's only */
+  nsPids?: number[];
 }
 
 export function readIdentity(pid: number): ProcessIdentity {
@@ -297,7 +300,11 @@ export function readIdentity(pid: number): ProcessIdentity {
     });
   }
   const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
-  return { pid, comm: st.comm, cmdline, uid: statusNumber(pid, 'Uid') ?? -1, ppid: st.ppid };
+  const status = readProcText(pid, 'status');
+  const uid = /^Uid:\s+(\d+)/m.exec(status);
+  // (pids from the namespace of the /proc read, pagesnap's, down to the process's own)
+  const nsPids = /^NSpid:\s+(.*)$/m.exec(status)?.[1]!.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  return { pid, comm: st.comm, cmdline, uid: uid ? Number(uid[1]) : -1, ppid: st.ppid, ...(nsPids.length ? { nsPids } : {}) };
 }
 
 /**

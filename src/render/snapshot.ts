@@ -53,7 +53,8 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
     for (const c of s.chain) out.push(`    ← ${c.file} · ${bytes(c.fileBytes)} · snapshot ${c.id} · taken ${c.created} · ${c.storedPages} pages stored`);
   }
   for (const p of s.processes) {
-    out.push('', `process ${p.pid} (${p.comm}) · ppid ${p.ppid} · uid ${p.uid} · ${p.cmdline.join(' ')}`);
+    const ns = p.nsPids.length ? ` · pid ${p.nsPids[p.nsPids.length - 1]} in its pid namespace` : '';
+    out.push('', `process ${p.pid} (${p.comm})${ns} · ppid ${p.ppid} · uid ${p.uid} · ${p.cmdline.join(' ')}`);
     const cols = VERDICT_COLUMNS.filter(([k]) => p.totals[k] > 0 || k === 'data');
     if (withRegions) {
       type R = (typeof p.regions)[number];

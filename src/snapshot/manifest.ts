@@ -81,6 +81,8 @@ export interface SnapshotProcess {
   comm: string;
   cmdline: string[];
   uid: number;
+  /** its pid in each pid namespace below the dumper's it was in, outermost first (absent: none) */
+  nsPids?: number[];
   regions: SnapshotRegion[];
 }
 
@@ -587,7 +589,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number, opts
     }
     const out = {
       pid: c.num(p.pid, 'pid'), ppid: c.num(p.ppid, 'ppid'), comm: c.str(p.comm, 'comm'), cmdline: c.arr(p.cmdline, 'cmdline').map((s) => c.str(s, 'cmdline')),
-      uid: c.num(p.uid, 'uid'), regions,
+      uid: c.num(p.uid, 'uid'), ...(p.nsPids === undefined ? {} : { nsPids: c.arr(p.nsPids, 'nsPids').map((x) => c.num(x, 'nsPids')) }), regions,
     } satisfies SnapshotProcess;
     c.leave();
     return out;
