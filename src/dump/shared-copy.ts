@@ -6,8 +6,9 @@
  * holds only while no mapping but those protected can write it:
  * - every process mapping it is a target whose writes are tracked, or forked from one since (see below), checked once
  *   its mappings are protected and before it is copied. Shared anonymous memory: over every process on the system (a
- *   mapping made later must come from a fork of one of them). A SysV segment: the kernel counts its mappings (/proc/sysvipc/shm), and stamps the segment
- *   whenever one is made or removed, by anyone, so any mapping made later is seen (watchSegment);
+ *   mapping made later must come from a fork of one of them). A SysV segment: the kernel counts its mappings
+ *   (/proc/sysvipc/shm), and stamps the segment whenever one is made or removed, by anyone, so any mapping made later
+ *   is seen (watchSegment);
  * - every process one of them forks meanwhile is there, frozen, once the freeze comes: a child keeps its parent's
  *   registration and protection under a userfaultfd of its own that the fork event brings (fork-events.ts), and its
  *   mappings are added to those looked at; one gone may have written it unseen. Where the kernel does not tell forks
