@@ -7,7 +7,7 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity, type ProcStat } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
 import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
@@ -706,16 +706,26 @@ function forkedTracked(ctx: Context, pid: number): boolean {
   const stat = unlessGone(() => readStat(pid));
   const regions = unlessGone(() => readRegions(pid));
   if (!stat || !regions) return !isAlive(pid);
-  if (!regions.some((r) => r.vmFlags.includes('uw'))) return false;
-  // (a registration of its own, by a process started before pagesnap's: not one it inherited)
+  // (its parent may be such a fork too, not yet adopted: the nearest ancestor tracked is the one whose forks count)
   for (let up = stat.ppid, depth = 0; up > 1 && depth < 64; depth++) {
     const tracker = ctx.precopied.get(up)?.tracker;
-    if (tracker) return tracker.family !== undefined && stat.startTime >= tracker.startedTicks;
+    if (tracker) return toldFork(stat, regions, tracker);
     const s = unlessGone(() => readStat(up));
     if (!s) return false;
     up = s.ppid;
   }
   return false;
+}
+
+/**
+ * Whether a process (`stat`, `regions`) descended from the one `tracker` tracks is a fork pagesnap was told of, so
+ * counted in its family: started since tracking began and carrying a registration, which only a fork told keeps.
+ * (Clock ticks are 10 ms: one forked just before its parent's memory was registered has none of it, and told no
+ * event; nor has one that exec'd since, taking what it wrote before with its page tables; a registration of its own
+ * is not one started before pagesnap's. None of them counts.)
+ */
+function toldFork(stat: ProcStat, regions: readonly Region[], tracker: WriteTracker): boolean {
+  return tracker.family !== undefined && stat.startTime >= tracker.startedTicks && regions.some((r) => r.vmFlags.includes('uw'));
 }
 
 /**
@@ -733,11 +743,10 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
   const found = new Map<number, number>();
   for (const { pid, stat } of stats) {
     const parent = ctx.precopied.get(stat.ppid)?.tracker;
+    // (smaps read only for a child of a tracked process started since)
     if (parent?.family === undefined || stat.startTime < parent.startedTicks) continue;
-    // (clock ticks are 10 ms: one forked just before its parent's memory was registered has none of it, and told no
-    // event; nor has one that exec'd since, taking what it wrote before with its page tables. Neither counts.)
     const regions = unlessGone(() => readRegions(pid));
-    if (!regions?.some((r) => r.vmFlags.includes('uw'))) continue;
+    if (!regions || !toldFork(stat, regions, parent)) continue;
     found.set(parent.family, (found.get(parent.family) ?? 0) + 1);
     const tracker = WriteTracker.inherited(pid, parent);
     ctx.precopied.set(pid, { tracker, live: new LiveCopy(), startTime: stat.startTime });
