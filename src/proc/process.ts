@@ -54,8 +54,14 @@ export function assertPid(pid: number): void {
 
 /** A number from /proc/PID/status (Tgid, TracerPid, Uid's real id, Seccomp, …); undefined where it has no such field. */
 export function statusNumber(pid: number, field: string): number | undefined {
-  const m = new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readProcText(pid, 'status'));
-  return m ? Number(m[1]) : undefined;
+  return statusNumbers(pid, field)[0];
+}
+
+/** The numbers of a field of /proc/PID/status (Uid's four ids, NSpid's pids); none where it has no such field. */
+export function statusNumbers(pid: number, field: string): number[] {
+  // (the numbers the line starts with: VmPeak's is followed by its unit)
+  const m = new RegExp(`^${field}:[ \\t]+(\\d+(?:[ \\t]+\\d+)*)`, 'm').exec(readProcText(pid, 'status'));
+  return m ? m[1]!.split(/[ \t]+/).map(Number) : [];
 }
 
 /** Whether `pid` is a process with memory left: not gone, and not a zombie without a live thread. Never throws: a
@@ -300,11 +306,9 @@ export function readIdentity(pid: number): ProcessIdentity {
     });
   }
   const cmdline = readProcText(pid, 'cmdline').split('\0').filter((x, i, a) => x !== '' || i < a.length - 1);
-  const status = readProcText(pid, 'status');
-  const uid = /^Uid:\s+(\d+)/m.exec(status);
   // (pids from the namespace of the /proc read, pagesnap's, down to the process's own)
-  const nsPids = /^NSpid:\s+(.*)$/m.exec(status)?.[1]!.trim().split(/\s+/).slice(1).map(Number) ?? [];
-  return { pid, comm: st.comm, cmdline, uid: uid ? Number(uid[1]) : -1, ppid: st.ppid, ...(nsPids.length ? { nsPids } : {}) };
+  const nsPids = statusNumbers(pid, 'NSpid').slice(1);
+  return { pid, comm: st.comm, cmdline, uid: statusNumber(pid, 'Uid') ?? -1, ppid: st.ppid, ...(nsPids.length ? { nsPids } : {}) };
 }
 
 /**
