@@ -5,7 +5,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SnapshotReader } from '../src/snapshot/reader.js';
-import { readProcText } from '../src/proc/process.js';
+import { readIdentity } from '../src/proc/process.js';
+import { descendants } from '../src/dump/targets.js';
 import { cliJson, cli } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
 
@@ -27,14 +28,10 @@ describe('dump of a process in a pid namespace of its own', () => {
     // unshare stays in pagesnap's namespace; the child it forks is pid 1 of the new one, and its child pid 2
     const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', 'sh', '-c', 'sleep 1000 & exec sleep 1001'], { stdio: 'ignore' });
     started.push(unshare.pid!);
-    const inner: number[] = [];
-    for (const until = Date.now() + 10_000; inner.length < 2 && Date.now() < until; await sleep(20)) {
-      inner.length = 0;
-      const first = readProcText(unshare.pid!, 'task/' + unshare.pid + '/children').trim();
-      if (first && /^sleep 1001/.test(readProcText(Number(first), 'cmdline').replaceAll('\0', ' '))) {
-        inner.push(Number(first), ...readProcText(Number(first), `task/${first}/children`).trim().split(' ').filter(Boolean).map(Number));
-      }
-    }
+    // (both there once the shell has made the second and become the first)
+    const sleeping = () => descendants([unshare.pid!]).slice(1).filter((pid) => readIdentity(pid).comm === 'sleep');
+    for (const until = Date.now() + 10_000; sleeping().length < 2 && Date.now() < until; ) await sleep(20);
+    const inner = sleeping();
     expect(inner).toHaveLength(2);
     const file = join(dir, 'ns.psnap');
     cliJson(['dump', String(unshare.pid), '--tree', '-o', file]);
