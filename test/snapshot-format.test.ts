@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { PagesnapError } from '../src/native/index.js';
-import { decodeManifest, encodeManifest, type Manifest } from '../src/snapshot/manifest.js';
+import { decodeManifest, encodeManifest, EncodedRegions, RecordHold, type Manifest } from '../src/snapshot/manifest.js';
 import { firstAbove, lastAtOrBelow } from '../src/snapshot/bisect.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -106,6 +106,34 @@ describe('manifest decoding', () => {
     const got = withFlags([['rd', 'wr'], ['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
     expect(got[1]).toBe(got[0]);
     expect(got.slice(1)).toEqual([['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
+  });
+
+  it('splices records encoded as they come, held while frozen, in address order whatever order they are put in', () => {
+    const r = m.processes[0]!.regions[0]!;
+    const regions = [0, 1, 2, 3, 4, 5].map((i) => ({ ...r, start: r.start + BigInt(i) * 4096n, end: r.start + BigInt(i + 1) * 4096n, path: `region ${i}` }));
+    const hold = new RecordHold(3);
+    const records = new EncodedRegions(hold);
+    const waited: number[] = [];
+    const put = (i: number) => {
+      records.put(i, regions[i]!);
+      waited.push(hold.waiting);
+    };
+    put(1); // ahead of region 0: waits for it
+    hold.hold();
+    put(0); // held: frozen
+    put(3); // a third waiting reaches the bound: those that follow on from 0 are encoded, 3 waits for 2
+    put(2);
+    put(5); // the bound again: 2 and 3 encoded
+    expect(waited).toEqual([1, 2, 1, 2, 1]);
+    hold.release(); // region 4 is still to come: 5 waits for it
+    expect(hold.waiting).toBe(1);
+    put(4);
+    expect(hold.waiting).toBe(0);
+    const plain = { ...m, processes: [{ ...m.processes[0]!, regions }] };
+    expect(encodeManifest({ ...plain, processes: [{ ...plain.processes[0]!, regions: records }] })).toEqual(encodeManifest(plain));
+    const gap = new EncodedRegions();
+    gap.put(1, regions[1]!);
+    expect(() => gap.bytes()).toThrow('region 0 was never put');
   });
 
   it('names where a bad field is', () => {

@@ -10,7 +10,7 @@ import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.
 import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity, type ProcStat } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
-import { EncodedRegions, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
+import { EncodedRegions, RecordHold, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
@@ -138,6 +138,8 @@ interface Context {
   events?: ForkEvents;
   /** by family (fork-events.ts): why the processes forked meanwhile cannot all be looked at */
   familyWhy: Map<number, string>;
+  /** region records made while the targets are frozen wait to be encoded until they are thawed */
+  records: RecordHold;
   progress: () => void;
 }
 
@@ -175,7 +177,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), familyWhy: new Map(), progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), familyWhy: new Map(), records: new RecordHold(), progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -224,6 +226,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     }
     frozen = freeze(dumped, method, opts.tree);
     const frozenAt = performance.now();
+    ctx.records.hold();
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
@@ -265,6 +268,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     opts.beforeThaw?.(dumped);
     frozen.thaw();
     frozenMs = performance.now() - frozenAt;
+    ctx.records.release();
     // (the descriptors closed side by side while the file is finished)
     untracked = stopTracking(ctx);
     for (const d of whole) {
@@ -421,7 +425,7 @@ async function dumpProcess(pid: number, identity: ProcessIdentity, batches: Asyn
     // (a region read in windows asks for each window: only whole regions are taken ahead or grouped)
     const small = Math.min(SMALL_PAGES, ctx.opts.windowPages ?? WINDOW_PAGES);
     // each region's record goes to the manifest encoded, in address order, once its tables are in the file
-    const records = new EncodedRegions();
+    const records = new EncodedRegions(ctx.records);
     const pending: Promise<void>[] = [];
     let count = 0;
     const record = (r: Region, rec: Recorder, object?: SnapshotRegion['object']) => {

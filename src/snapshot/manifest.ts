@@ -160,9 +160,43 @@ const MSGPACK = { useBigInt64: true } as const;
 const ENCODE = { ...MSGPACK, ignoreUndefined: true } as const;
 
 /**
- * A process's region records, encoded as the dump makes them: held as objects, 60000 regions' records were 80 MB
- * of the dump's heap; as msgpack they are 15 MB outside it. They go into the array in address order, whatever
- * order their tables settle in; encodeManifest splices the bytes in.
+ * Region records waiting to be encoded while the processes are frozen: encoding is work the freeze need not wait
+ * for (~10 µs a region). Up to `max` records (all processes' together) wait; past that each is encoded as it comes,
+ * so the heap stays bounded (a record as an object is ~1.3 KiB, encoded ~250 bytes).
+ */
+export class RecordHold {
+  /** records waiting, all processes' */
+  waiting = 0;
+  private on = false;
+  private readonly held = new Set<EncodedRegions>();
+
+  constructor(readonly max = 16384) {}
+
+  get holds(): boolean {
+    return this.on && this.waiting < this.max;
+  }
+
+  hold(): void {
+    this.on = true;
+  }
+
+  /** Encode what waited (the pipeline is still draining the last frames meanwhile). */
+  release(): void {
+    this.on = false;
+    for (const r of this.held) r.encodeWaiting();
+    this.held.clear();
+  }
+
+  /** `r` has records waiting for the release */
+  holding(r: EncodedRegions): void {
+    this.held.add(r);
+  }
+}
+
+/**
+ * A process's region records, encoded as the dump makes them (unless `hold` says to wait): held as objects, 60000
+ * regions' records were 80 MB of the dump's heap; as msgpack they are 15 MB outside it. They go into the array in
+ * address order, whatever order their tables settle in; encodeManifest splices the bytes in.
  */
 export class EncodedRegions {
   private readonly encoder = new Encoder(ENCODE);
@@ -170,22 +204,31 @@ export class EncodedRegions {
   private chunk = Buffer.alloc(0);
   private fill = 0;
   private next = 0;
-  private readonly early = new Map<number, SnapshotRegion>();
+  private puts = 0;
+  /** records put and not yet encoded, by index: ahead of one still to come, or held */
+  private readonly waiting = new Map<number, SnapshotRegion>();
 
-  /** How many regions are encoded (all of them, once every `put` has happened). */
+  constructor(private readonly hold = new RecordHold()) {}
+
+  /** How many records were put (all the process's regions, once every `put` has happened). */
   get length(): number {
-    return this.next;
+    return this.puts;
   }
 
   /** Region `index` of the process, in address order from 0. */
   put(index: number, r: SnapshotRegion): void {
-    if (index !== this.next) {
-      this.early.set(index, r);
-      return;
-    }
-    this.append(this.encoder.encodeSharedRef(r));
-    for (let x = this.early.get(++this.next); x; x = this.early.get(++this.next)) {
-      this.early.delete(this.next);
+    this.puts++;
+    this.waiting.set(index, r);
+    this.hold.waiting++;
+    if (this.hold.holds) this.hold.holding(this);
+    else this.encodeWaiting();
+  }
+
+  /** Encode the records waiting from the next in order, as far as they follow on. */
+  encodeWaiting(): void {
+    for (let x = this.waiting.get(this.next); x; x = this.waiting.get(this.next)) {
+      this.waiting.delete(this.next++);
+      this.hold.waiting--;
       this.append(this.encoder.encodeSharedRef(x));
     }
   }
@@ -201,6 +244,8 @@ export class EncodedRegions {
   }
 
   bytes(): Buffer[] {
+    this.encodeWaiting();
+    if (this.waiting.size) throw new Error(`EncodedRegions: region ${this.next} was never put (${this.puts} were)`);
     return this.fill ? [...this.chunks, this.chunk.subarray(0, this.fill)] : this.chunks;
   }
 }
