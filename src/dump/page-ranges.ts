@@ -42,6 +42,19 @@ export class PageRanges {
     }
   }
 
+  /**
+   * Add the run [start, end) where it falls in address order, once: runs given this way are distinct mappings, or
+   * one given again (never overlapping another).
+   */
+  insert(start: number, end: number): void {
+    const i = this.firstEndingAfter(start);
+    if (i === this.starts.length) this.push(start, end);
+    else if (this.starts[i] !== start || this.ends[i] !== end) {
+      this.starts.splice(i, 0, start);
+      this.ends.splice(i, 0, end);
+    }
+  }
+
   /** Index of the first run that ends after page `at`: length if none does. */
   firstEndingAfter(at: number): number {
     return firstAbove((i) => this.ends[i]!, this.ends.length, at);

@@ -143,11 +143,11 @@ export class WriteTracker {
   /**
    * Track the writes through a shared mapping: register it and write-protect `runs` of it, the pages where its object
    * holds data, ptes or not (a marker goes where none is: a page first touched later must not read as unwritten).
-   * False when it cannot be registered.
+   * False when it cannot be registered. (The objects' mappings come in any order, and once more for a copy made again.)
    */
   trackShared(r: Region, runs: readonly Range[]): boolean {
     if (!this.register(r)) return false;
-    this.sharedRanges.push(pageOf(r.start), pageOf(r.end));
+    this.sharedRanges.insert(pageOf(r.start), pageOf(r.end));
     for (const x of runs) this.protect(x);
     return true;
   }
