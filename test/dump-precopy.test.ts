@@ -107,6 +107,15 @@ describe('dataWithin', () => {
   });
 });
 
+describe('PageRanges.insert', () => {
+  it('keeps runs in address order whatever order they come in, each once (the shared mappings a precopy protects)', () => {
+    const r = new PageRanges();
+    for (const [a, b] of [[50, 60], [10, 20], [70, 80], [30, 40], [10, 20], [70, 80]] as const) r.insert(a, b);
+    expect(Array.from({ length: r.length }, (_, i) => [r.start(i), r.end(i)])).toEqual([[10, 20], [30, 40], [50, 60], [70, 80]]);
+    expect([25, 35, 45, 75, 85].map((p) => r.overlaps(p, p + 1))).toEqual([false, true, false, true, false]);
+  });
+});
+
 describe('dump --precopy of a process that writes nothing', () => {
   let fx: Fixture;
   beforeAll(async () => {
@@ -291,15 +300,16 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
   });
 
   const page = (n: number) => owner.start + BigInt(n) * 4096n;
-  /** Write a page through the child's mapping (its page tables: as if it wrote it itself). */
-  const childWrites = (n: number, byte: number) => {
-    const fd = openSync(`/proc/${child.pid}/mem`, 'r+');
+  /** Write a page through `pid`'s mapping (its page tables: as if it wrote it itself). */
+  const writesThrough = (pid: number, n: number, byte: number) => {
+    const fd = openSync(`/proc/${pid}/mem`, 'r+');
     try {
       writeSync(fd, Buffer.alloc(4096, byte), 0, 4096, Number(page(n)));
     } finally {
       closeSync(fd);
     }
   };
+  const childWrites = (n: number, byte: number) => writesThrough(child.pid, n, byte);
   const sameAsLive = (file: string) => sameObject(file, fx.pid, owner);
 
   it('is copied while both run: frozen, only what either wrote since is read, even a page written then zapped', async (ctx) => {
@@ -347,15 +357,38 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.notDumped(child.pid)}$`))]);
   });
 
-  it('is read frozen when a process that maps it, tracked, exits before the freeze (what it wrote went with its page tables)', async (ctx) => {
+  const kill = async (pid: number) => {
+    process.kill(pid, 'SIGKILL');
+    for (const until = Date.now() + 10_000; isAlive(pid) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+  };
+
+  it('is copied again when a process that maps it, tracked, writes it and exits before the freeze (what it wrote went with its page tables)', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
     const kept = Number((await fx.send(`forkkeep ${hex(page(5))} 1 93`)).split(' ')[1]);
     const file = join(dir, `${kind.scenario}-mapper-exited.psnap`);
     const s = await dump([fx.pid], {
       output: file, tree: true, precopy: true,
       afterPrecopy: async () => {
-        process.kill(kept, 'SIGKILL');
-        for (const until = Date.now() + 10_000; isAlive(kept) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
+        writesThrough(kept, 7, 0x64);
+        await kill(kept);
+      },
+    });
+    // (page 7 as the process gone wrote it: the copy made before it did would not have it)
+    sameAsLive(file);
+    expect(s.precopySkipped).toEqual([]);
+    expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+
+  it('is read frozen when a process that maps it, tracked, exits after it was copied again, before the freeze', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const kept = Number((await fx.send(`forkkeep ${hex(page(5))} 1 93`)).split(' ')[1]);
+    const file = join(dir, `${kind.scenario}-mapper-exited-late.psnap`);
+    const s = await dump([fx.pid], {
+      output: file, tree: true, precopy: true,
+      beforeFreeze: async () => {
+        writesThrough(kept, 7, 0x65);
+        await kill(kept);
       },
     });
     sameAsLive(file);

@@ -50,6 +50,8 @@ export interface DumpOptions extends DecideOptions {
   splitHuge?: boolean;
   /** called between a precopy's live pass and the freeze (tests write to the targets there) */
   afterPrecopy?: () => Promise<void>;
+  /** called once a precopy has made again what a mapper's exit spoiled (copyAgainSpoiled), right before the freeze */
+  beforeFreeze?: () => Promise<void>;
   /** called once a precopy has write-protected the shared memory, before it looks for who else maps it (tests fork there) */
   afterProtectShared?: () => Promise<void>;
   /** called once the targets are read, before they are thawed (tests stop them there, to dump that moment again) */
@@ -216,11 +218,15 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           forgetCopy(ctx, pid);
         }
       }
-      await copySharedLive(ctx);
+      await copySharedLive(ctx, ctx.sharedFound);
       // (the frozen pass is the main thread's: compression of the live pass's tail would share the CPUs with it)
       await writer.drained();
       precopyMs = performance.now() - t;
       await opts.afterPrecopy?.();
+      const again = performance.now();
+      if (await copyAgainSpoiled(ctx)) await writer.drained();
+      precopyMs += performance.now() - again;
+      await opts.beforeFreeze?.();
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back
       if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
@@ -599,18 +605,19 @@ async function copyLive(pid: number, batches: AsyncIterable<Region[]>, ctx: Cont
  * pages, the object checked to be mapped by processes tracked only, then read while they run. An object that cannot
  * be copied so is read frozen, saying why.
  */
-async function copySharedLive(ctx: Context): Promise<void> {
+async function copySharedLive(ctx: Context, found: readonly { pid: number; r: Region }[]): Promise<void> {
   // each object's mappings in the targets tracked
   const objects = new Map<string, { pid: number; r: Region }[]>();
-  for (const f of ctx.sharedFound) {
+  for (const f of found) {
     if (!ctx.precopied.has(f.pid)) continue;
     const key = objectKey(f.r);
     const maps = objects.get(key);
     if (maps) maps.push(f);
     else objects.set(key, [f]);
   }
-  ctx.sharedFound = [];
   for (const pid of new Set([...objects.values()].flat().map((f) => f.pid))) {
+    // (one chosen before stays: a copy made again (copyAgainSpoiled) looks for forks since the first)
+    if (ctx.witnesses.has(pid)) continue;
     const { tracker } = ctx.precopied.get(pid)!;
     const family = tracker.family;
     // (its forks are read as they happen: see adoptForked)
@@ -652,6 +659,29 @@ async function copySharedLive(ctx: Context): Promise<void> {
     for (const { o } of open) closeObject(o);
   }
 }
+
+/**
+ * Copy again, before the freeze, the shared memory whose copy a mapper's exit spoiled: a member of the tree gone since
+ * its mapping was protected took with its page tables which pages it wrote (SharedCopy.check). Gone, it writes no
+ * more: with every other mapping protected anew and the object read again, what it wrote is in the copy. Up to
+ * COPIES_AGAIN times (processes exiting all along: read frozen, as before). Whether it copied any again.
+ */
+async function copyAgainSpoiled(ctx: Context): Promise<boolean> {
+  let copied = false;
+  for (let n = 0; n < COPIES_AGAIN; n++) {
+    const gone = [...ctx.precopied].filter(([pid, p]) => !isAlive(pid) || startTimeOf(pid) !== p.startTime).map(([pid]) => pid);
+    for (const pid of gone) forgetCopy(ctx, pid);
+    const spoiled = new Set(ctx.sharedFound.filter((f) => gone.includes(f.pid)).map((f) => objectKey(f.r)));
+    ctx.sharedFound = ctx.sharedFound.filter((f) => ctx.precopied.has(f.pid));
+    if (spoiled.size === 0) break;
+    for (const key of spoiled) ctx.shared.delete(key);
+    await copySharedLive(ctx, ctx.sharedFound.filter((f) => spoiled.has(objectKey(f.r))));
+    copied = true;
+  }
+  return copied;
+}
+
+const COPIES_AGAIN = 2;
 
 /**
  * Write-protect `pid`'s mapping `r` of an object where the object holds pages (`data`: its runs of them), for
