@@ -661,21 +661,25 @@ async function copySharedLive(ctx: Context, found: readonly { pid: number; r: Re
 }
 
 /**
- * Copy again, before the freeze, the shared memory whose copy a mapper's exit spoiled: a member of the tree gone since
- * its mapping was protected took with its page tables which pages it wrote (SharedCopy.check). Gone, it writes no
- * more: with every other mapping protected anew and the object read again, what it wrote is in the copy. Up to
- * COPIES_AGAIN times (processes exiting all along: read frozen, as before). Whether it copied any again.
+ * Copy again, before the freeze, the shared memory whose copy a process's exit spoiled: a member of the tree gone
+ * since its mappings were protected, or a process one forked since, took with its page tables which pages it wrote
+ * (SharedCopy.check, adoptForked). Gone, it writes no more: with every mapping protected anew and each object read
+ * again, what it wrote is in the copy, and the forks found gone now are not looked for at the freeze. Every object is
+ * copied again, not only those the process gone was seen to map: a fork may have mapped one its parent no longer did.
+ * Up to COPIES_AGAIN times (processes exiting all along: read frozen, as before). Whether it copied any again.
  */
 async function copyAgainSpoiled(ctx: Context): Promise<boolean> {
   let copied = false;
-  for (let n = 0; n < COPIES_AGAIN; n++) {
+  for (let n = 0; n < COPIES_AGAIN && ctx.sharedFound.length > 0; n++) {
     const gone = [...ctx.precopied].filter(([pid, p]) => !isAlive(pid) || startTimeOf(pid) !== p.startTime).map(([pid]) => pid);
     for (const pid of gone) forgetCopy(ctx, pid);
-    const spoiled = new Set(ctx.sharedFound.filter((f) => gone.includes(f.pid)).map((f) => objectKey(f.r)));
+    const goneForks = () => [...ctx.precopied.values()].reduce((sum, { tracker: { family } }) => sum + (family === undefined ? 0 : ctx.events!.goneOf(family)), 0);
+    const before = goneForks();
+    ctx.events?.census();
     ctx.sharedFound = ctx.sharedFound.filter((f) => ctx.precopied.has(f.pid));
-    if (spoiled.size === 0) break;
-    for (const key of spoiled) ctx.shared.delete(key);
-    await copySharedLive(ctx, ctx.sharedFound.filter((f) => spoiled.has(objectKey(f.r))));
+    if (gone.length === 0 && goneForks() === before) break;
+    ctx.shared.clear();
+    await copySharedLive(ctx, ctx.sharedFound);
     copied = true;
   }
   return copied;
@@ -793,10 +797,12 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
     const f = p.tracker.family;
     if (f === undefined || ctx.familyWhy.has(f)) continue;
     const forks = ctx.events!.forksOf(f);
+    // (those found gone before their family's shared memory was copied again: see copyAgainSpoiled)
+    const gone = ctx.events!.goneOf(f);
     const seen = found.get(f) ?? 0;
     const who = `process ${p.tracker.pid} (or a process forked from it) forked ${forks} times meanwhile`;
     if (ctx.events!.droppedOf(f) > 0) ctx.familyWhy.set(f, `${who}, more than pagesnap follows at once (${ctx.events!.maxChildren}, a quarter of its limit on open files): what the others wrote is not seen`);
-    else if (forks !== seen) ctx.familyWhy.set(f, `${who}, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
+    else if (forks - gone !== seen) ctx.familyWhy.set(f, `${who}${gone ? ` (${gone} gone before it was copied again)` : ''}, and ${seen} of those processes are frozen with it: one gone, or not dumped, may have written it`);
   }
 }
 

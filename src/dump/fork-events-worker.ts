@@ -4,7 +4,7 @@
  * thread's work. Each event brings the child's userfaultfd, watched from then on too (a child forks as well).
  */
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { poll, readRaw, setNonblocking, closeFd, sleepSync, POLL, decodeUffdMsg } from '../native/index.js';
+import { poll, readRaw, setNonblocking, closeFd, sleepSync, uffdMemoryGone, POLL, decodeUffdMsg } from '../native/index.js';
 import type { ForkEventsCommand, ForkEventsData } from './fork-events.js';
 
 const MSG = 32;
@@ -13,9 +13,10 @@ const TICK_MS = 10;
 const EMFILE = 24;
 const ENFILE = 23;
 
-const { forks, dropped, ack, maxChildren } = workerData as ForkEventsData;
+const { forks, dropped, gone, ack, maxChildren } = workerData as ForkEventsData;
 const counts = new Int32Array(forks);
 const drops = new Int32Array(dropped);
+const gones = new Int32Array(gone);
 const acks = new Int32Array(ack);
 const watched: { fd: number; family: number }[] = [];
 const children: { fd: number; family: number }[] = [];
@@ -32,6 +33,18 @@ function drop(child: { fd: number; family: number }): void {
   Atomics.add(drops, child.family, 1);
 }
 
+/** Count, and let go, the children whose memory is gone (exited, or exec'd): what they wrote is in the memory they shared. */
+function census(): void {
+  for (const c of [...children]) {
+    if (!uffdMemoryGone(c.fd)) continue;
+    children.splice(children.indexOf(c), 1);
+    const i = watched.indexOf(c);
+    if (i >= 0) watched.splice(i, 1);
+    closeFd(c.fd);
+    Atomics.add(gones, c.family, 1);
+  }
+}
+
 /** Poll and read until told to stop; gives back the children's userfaultfds held, the caller's to close. */
 function serve(): number[] {
   for (let stopping = false; !stopping; ) {
@@ -41,7 +54,8 @@ function serve(): number[] {
       else if (c.kind === 'unwatch') {
         const i = watched.findIndex((w) => w.fd === c.fd);
         if (i >= 0) watched.splice(i, 1);
-      } else stopping = true;
+      } else if (c.kind === 'census') census();
+      else stopping = true;
       // (the main thread may wait for this: a descriptor it closes must no longer be polled here)
       Atomics.add(acks, 0, 1);
       Atomics.notify(acks, 0);

@@ -10,12 +10,14 @@ import type { Worker } from 'node:worker_threads';
 import { startWorker, sibling, closeAsync } from '../native/index.js';
 import { openFilesLimit } from '../proc/index.js';
 
-export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'stop' };
+export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'census' } | { kind: 'stop' };
 export interface ForkEventsData {
   /** Int32 per family: forks seen */
   forks: SharedArrayBuffer;
   /** Int32 per family: children let go (their userfaultfds closed at once: more than maxChildren) */
   dropped: SharedArrayBuffer;
+  /** Int32 per family: children found gone by a census */
+  gone: SharedArrayBuffer;
   /** children's userfaultfds held at most */
   maxChildren: number;
   /** Int32 [commands taken by the thread, 1 once it polls nothing any more] */
@@ -30,18 +32,18 @@ export class ForkEvents {
   private families = 0;
   private stopped?: Promise<void>;
 
-  private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly dropped: Int32Array, private readonly ack: Int32Array,
+  private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly dropped: Int32Array, private readonly gone: Int32Array, private readonly ack: Int32Array,
     /** children's userfaultfds held at most (a quarter of the open files pagesnap may have): more are let go */
     readonly maxChildren: number) {}
 
   static start(): ForkEvents {
     const data: ForkEventsData = {
-      forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(8),
+      forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), gone: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(8),
       maxChildren: Math.floor(openFilesLimit() / 4),
     };
     const worker = startWorker(sibling(import.meta.url, 'fork-events-worker'), { workerData: data });
     worker.unref();
-    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.dropped), new Int32Array(data.ack), data.maxChildren);
+    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.dropped), new Int32Array(data.gone), new Int32Array(data.ack), data.maxChildren);
   }
 
   /** A new family, for a target about to be tracked: its number. Undefined when there is no room for one. */
@@ -68,6 +70,21 @@ export class ForkEvents {
   /** The children of `family` let go so far: their memory untracked, what they write is not seen. */
   droppedOf(family: number): number {
     return Atomics.load(this.dropped, family);
+  }
+
+  /**
+   * Look, now, which children's memory is gone (exited, or exec'd) and let them go: returns once the thread has.
+   * Nothing is done when stopped.
+   */
+  census(): void {
+    if (this.stopped) return;
+    this.send({ kind: 'census' });
+    this.taken();
+  }
+
+  /** The children of `family` found gone by the censuses so far (what they wrote is in the memory they shared then). */
+  goneOf(family: number): number {
+    return Atomics.load(this.gone, family);
   }
 
   /**

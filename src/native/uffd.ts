@@ -5,7 +5,7 @@
 import { openSync, closeSync } from 'node:fs';
 import { layout, pack, type StructValues, type Layout } from './struct.js';
 import { ioctl, ioctlRaw, ioctlValue, userfaultfdSyscall, type Addr } from './syscalls.js';
-import { NativeError, fromNodeError } from './errors.js';
+import { NativeError, fromNodeError, isErrno } from './errors.js';
 import { O_CLOEXEC, O_NONBLOCK } from './constants.js';
 
 export const UFFD_API = 0xaa;
@@ -138,6 +138,23 @@ export function uffdWake(fd: number, start: Addr, len: number): void {
 export function uffdWriteprotect(fd: number, start: Addr, len: number, mode: number): void {
   ioctl(fd, UFFDIO.WRITEPROTECT, pack(L.writeprotect, { start, len, mode }), 'ioctl(UFFDIO_WRITEPROTECT)');
 }
+
+/**
+ * Whether the process a userfaultfd serves has let its memory go (exited, or exec'd): an ioctl that needs the memory
+ * answers ESRCH then. Asked as write protection removed from the top page of the x86-64 user address space: where
+ * nothing is registered (nearly always: nothing is mapped there) the answer is ENOENT and nothing changes; were it
+ * registered, the page would only read as written since.
+ */
+export function uffdMemoryGone(fd: number): boolean {
+  try {
+    uffdWriteprotect(fd, TOP_PAGE, 4096, 0);
+  } catch (e) {
+    return isErrno(e, 'ESRCH');
+  }
+  return false;
+}
+
+const TOP_PAGE = (1n << 47n) - 8192n;
 
 /**
  * Outcome of a filling ioctl (COPY, ZEROPAGE, MOVE, CONTINUE, POISON). The kernel reports progress in the
