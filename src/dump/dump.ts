@@ -218,7 +218,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
           forgetCopy(ctx, pid);
         }
       }
-      await copySharedLive(ctx, ctx.sharedFound);
+      await copySharedLive(ctx);
       // (the frozen pass is the main thread's: compression of the live pass's tail would share the CPUs with it)
       await writer.drained();
       precopyMs = performance.now() - t;
@@ -605,10 +605,10 @@ async function copyLive(pid: number, batches: AsyncIterable<Region[]>, ctx: Cont
  * pages, the object checked to be mapped by processes tracked only, then read while they run. An object that cannot
  * be copied so is read frozen, saying why.
  */
-async function copySharedLive(ctx: Context, found: readonly { pid: number; r: Region }[]): Promise<void> {
+async function copySharedLive(ctx: Context): Promise<void> {
   // each object's mappings in the targets tracked
   const objects = new Map<string, { pid: number; r: Region }[]>();
-  for (const f of found) {
+  for (const f of ctx.sharedFound) {
     if (!ctx.precopied.has(f.pid)) continue;
     const key = objectKey(f.r);
     const maps = objects.get(key);
@@ -673,13 +673,11 @@ async function copyAgainSpoiled(ctx: Context): Promise<boolean> {
   for (let n = 0; n < COPIES_AGAIN && ctx.sharedFound.length > 0; n++) {
     const gone = [...ctx.precopied].filter(([pid, p]) => !isAlive(pid) || startTimeOf(pid) !== p.startTime).map(([pid]) => pid);
     for (const pid of gone) forgetCopy(ctx, pid);
-    const goneForks = () => [...ctx.precopied.values()].reduce((sum, { tracker: { family } }) => sum + (family === undefined ? 0 : ctx.events!.goneOf(family)), 0);
-    const before = goneForks();
-    ctx.events?.census();
+    const forksGone = ctx.events?.census() ?? 0;
     ctx.sharedFound = ctx.sharedFound.filter((f) => ctx.precopied.has(f.pid));
-    if (gone.length === 0 && goneForks() === before) break;
+    if (gone.length === 0 && forksGone === 0) break;
     ctx.shared.clear();
-    await copySharedLive(ctx, ctx.sharedFound);
+    await copySharedLive(ctx);
     copied = true;
   }
   return copied;

@@ -23,26 +23,21 @@ const children: { fd: number; family: number }[] = [];
 const buf = Buffer.alloc(MSG * 64);
 
 /**
- * A child's userfaultfd let go: its memory is no longer tracked (the kernel unregisters it as the descriptor closes),
- * so its family's shared memory will be read frozen.
+ * A child's userfaultfd let go, counted in `counter` for its family: dropped (its memory no longer tracked, as the
+ * kernel unregisters it when the descriptor closes: its family's shared memory will be read frozen), or gone.
  */
-function drop(child: { fd: number; family: number }): void {
-  const i = watched.indexOf(child);
-  if (i >= 0) watched.splice(i, 1);
+function letGo(child: { fd: number; family: number }, counter: Int32Array): void {
+  for (const list of [children, watched]) {
+    const i = list.indexOf(child);
+    if (i >= 0) list.splice(i, 1);
+  }
   closeFd(child.fd);
-  Atomics.add(drops, child.family, 1);
+  Atomics.add(counter, child.family, 1);
 }
 
-/** Count, and let go, the children whose memory is gone (exited, or exec'd): what they wrote is in the memory they shared. */
+/** Let go the children whose memory is gone (exited, or exec'd): what they wrote is in the memory they shared. */
 function census(): void {
-  for (const c of [...children]) {
-    if (!uffdMemoryGone(c.fd)) continue;
-    children.splice(children.indexOf(c), 1);
-    const i = watched.indexOf(c);
-    if (i >= 0) watched.splice(i, 1);
-    closeFd(c.fd);
-    Atomics.add(gones, c.family, 1);
-  }
+  for (const c of [...children]) if (uffdMemoryGone(c.fd)) letGo(c, gones);
 }
 
 /** Poll and read until told to stop; gives back the children's userfaultfds held, the caller's to close. */
@@ -70,8 +65,8 @@ function serve(): number[] {
       if (n === -EMFILE || n === -ENFILE) {
         // No descriptor free for the child's: its event stays queued, and its parent waits in fork until it is read.
         // Room is made by letting the newest child go; with none to let go, the main thread must close some first.
-        const newest = children.pop();
-        if (newest) drop(newest);
+        const newest = children[children.length - 1];
+        if (newest) letGo(newest, drops);
         else sleepSync(TICK_MS);
         break;
       }
@@ -82,7 +77,7 @@ function serve(): number[] {
         const child = { fd: msg.ufd, family: w.family };
         // (beyond its share of open files: a process forking without pause would take them all)
         if (children.length >= maxChildren) {
-          drop(child);
+          letGo(child, drops);
           continue;
         }
         // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)

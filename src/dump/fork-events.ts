@@ -73,13 +73,16 @@ export class ForkEvents {
   }
 
   /**
-   * Look, now, which children's memory is gone (exited, or exec'd) and let them go: returns once the thread has.
-   * Nothing is done when stopped.
+   * Look, now, which children's memory is gone (exited, or exec'd) and let them go: returns how many, once the thread
+   * has. None once stopped.
    */
-  census(): void {
-    if (this.stopped) return;
+  census(): number {
+    if (this.stopped) return 0;
+    const total = () => this.gone.reduce((sum, n) => sum + n, 0);
+    const before = total();
     this.send({ kind: 'census' });
     this.taken();
+    return total() - before;
   }
 
   /** The children of `family` found gone by the censuses so far (what they wrote is in the memory they shared then). */
