@@ -359,43 +359,38 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.notDumped(child.pid)}$`))]);
   });
 
-  const kill = async (pid: number) => {
-    process.kill(pid, 'SIGKILL');
-    for (const until = Date.now() + 10_000; isAlive(pid) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
-  };
-
-  it('is copied again when a process that maps it, tracked, writes it and exits before the freeze (what it wrote went with its page tables)', async (ctx) => {
-    skipUnlessX64(ctx, 'precopy');
+  /**
+   * A precopy dump of the tree in which a process forked beforehand (a member tracked, mapping the memory) writes
+   * page 7 of it and is killed, before pagesnap looks for processes gone (`afterPrecopy`) or after (`beforeFreeze`).
+   */
+  const dumpMapperExiting = async (name: string, when: 'afterPrecopy' | 'beforeFreeze', byte: number) => {
     const kept = Number((await fx.send(`forkkeep ${hex(page(5))} 1 93`)).split(' ')[1]);
-    const file = join(dir, `${kind.scenario}-mapper-exited.psnap`);
+    const file = join(dir, `${kind.scenario}-${name}.psnap`);
     const s = await dump([fx.pid], {
       output: file, tree: true, precopy: true,
-      afterPrecopy: async () => {
-        writesThrough(kept, 7, 0x64);
-        await kill(kept);
+      [when]: async () => {
+        writesThrough(kept, 7, byte);
+        process.kill(kept, 'SIGKILL');
+        for (const until = Date.now() + 10_000; isAlive(kept) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 10));
       },
     });
     // (page 7 as the process gone wrote it: the copy made before it did would not have it)
     sameAsLive(file);
+    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+    return { s, kept };
+  };
+
+  it('is copied again when a process that maps it, tracked, writes it and exits before the freeze (what it wrote went with its page tables)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { s } = await dumpMapperExiting('mapper-exited', 'afterPrecopy', 0x64);
     expect(s.precopySkipped).toEqual([]);
     expect(s.pagesPrecopiedShared).toBeGreaterThan(0);
-    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 
   it('is read frozen when a process that maps it, tracked, exits after it was copied again, before the freeze', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
-    const kept = Number((await fx.send(`forkkeep ${hex(page(5))} 1 93`)).split(' ')[1]);
-    const file = join(dir, `${kind.scenario}-mapper-exited-late.psnap`);
-    const s = await dump([fx.pid], {
-      output: file, tree: true, precopy: true,
-      beforeFreeze: async () => {
-        writesThrough(kept, 7, 0x65);
-        await kill(kept);
-      },
-    });
-    sameAsLive(file);
+    const { s, kept } = await dumpMapperExiting('mapper-exited-late', 'beforeFreeze', 0x65);
     expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(new RegExp(`shared memory .*: ${kind.exited(kept)}$`))]);
-    for (const pid of [fx.pid, child.pid]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
   });
 
   /**
