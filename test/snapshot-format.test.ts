@@ -119,16 +119,22 @@ describe('manifest decoding', () => {
       waited.push(hold.waiting);
     };
     put(1); // ahead of region 0: waits for it
-    hold.hold();
+    hold.hold(3);
     put(0); // held: frozen
-    put(3); // a third waiting reaches the bound: those that follow on from 0 are encoded, 3 waits for 2
-    put(2);
-    put(5); // the bound again: 2 and 3 encoded
-    expect(waited).toEqual([1, 2, 1, 2, 1]);
-    hold.release(); // region 4 is still to come: 5 waits for it
+    put(3);
+    put(2); // a fourth waiting is past the bound: the hold ends, and all four are encoded
+    put(5); // not held: waits for 4
+    expect(waited).toEqual([1, 2, 3, 0, 1]);
+    hold.release();
     expect(hold.waiting).toBe(1);
     put(4);
     expect(hold.waiting).toBe(0);
+    // more records expected than the bound: none held
+    const many = new RecordHold(3);
+    const none = new EncodedRegions(many);
+    many.hold(4);
+    none.put(0, regions[0]!);
+    expect(many.waiting).toBe(0);
     const plain = { ...m, processes: [{ ...m.processes[0]!, regions }] };
     expect(encodeManifest({ ...plain, processes: [{ ...plain.processes[0]!, regions: records }] })).toEqual(encodeManifest(plain));
     const gap = new EncodedRegions();

@@ -142,6 +142,8 @@ interface Context {
   familyWhy: Map<number, string>;
   /** region records made while the targets are frozen wait to be encoded until they are thawed */
   records: RecordHold;
+  /** regions the precopy walked: about as many as the frozen pass will record */
+  liveRegions: number;
   progress: () => void;
 }
 
@@ -179,7 +181,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     parent?.reader.close();
   }
   const sink = new PageSink(writer);
-  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), familyWhy: new Map(), records: new RecordHold(), progress: () => {} };
+  const ctx: Context = { opts, writer, sink, bufs: [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)], objects: new Map(), counts: noCounts(), stamps: new Map(), fuseFrozen: false, precopied: new Map(), precopySkipped: [], sharedFound: [], shared: new Map(), witnesses: new Map(), familyWhy: new Map(), records: new RecordHold(), liveRegions: 0, progress: () => {} };
   const processes: WrittenProcess[] = [];
   let objects: SnapshotObject[] = [];
   let frozen: ReturnType<typeof freeze> | undefined;
@@ -232,7 +234,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     }
     frozen = freeze(dumped, method, opts.tree);
     const frozenAt = performance.now();
-    ctx.records.hold();
+    // (without a precopy the count is not known until every region has been recorded)
+    if (opts.precopy) ctx.records.hold(ctx.liveRegions);
     dumped = frozen.pids;
     // (a copy made of a process since gone whose pid another process of the tree now has is not of that one)
     for (const [pid, p] of ctx.precopied) if (!dumped.includes(pid) || startTimeOf(pid) !== p.startTime) forgetCopy(ctx, pid);
@@ -576,6 +579,7 @@ async function copyLive(pid: number, batches: AsyncIterable<Region[]>, ctx: Cont
     // regions as smaps lists them, a batch at a time (a process can have 60000); small ones read together
     const group = new ReadGroup<RegionRead>(mem, ctx);
     for await (const batch of batches) {
+      ctx.liveRegions += batch.length;
       let tracked: Region[];
       try {
         tracked = tracker.track(batch);
