@@ -2,8 +2,9 @@
  * pagesnap's native helpers for the dump: classify and hash a batch of pages in a single call (per page, a call
  * from JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time), and a
  * process_vm_readv that returns -errno, so it can run on another thread (errno is per thread) while the previous
- * batch is scanned; a read(2) to the end of a buffer, for reading /proc files on another thread; and a close(2)
- * for another thread, where closing takes long (a userfaultfd's release walks its registered memory).
+ * batch is scanned; a read(2) to the end of a buffer, for reading /proc files on another thread; preads of many
+ * pieces of a file in one call (an object's pages written here and there); and a close(2) for another thread,
+ * where closing takes long (a userfaultfd's release walks its registered memory).
  * Built on install (native/Makefile) and loaded with koffi by src/native/pagescan.ts.
  */
 #define _GNU_SOURCE /* process_vm_readv */
@@ -60,6 +61,30 @@ long pagesnap_read_full(int fd, uint8_t *buf, size_t len)
 		got += (size_t)n;
 	}
 	return (long)got;
+}
+
+/*
+ * pread(2) each of `n` pieces of `fd` (offset and length pairs in `pieces`) into `buf`, one after another, until
+ * one comes back short (the end of the file, or an error: the caller reads that piece again to learn which).
+ * Returns the bytes read.
+ */
+size_t pagesnap_pread_pieces(int fd, uint8_t *buf, const uint64_t *pieces, size_t n)
+{
+	size_t done = 0;
+	for (size_t i = 0; i < n; i++) {
+		const uint64_t off = pieces[2 * i], len = pieces[2 * i + 1];
+		uint64_t got = 0;
+		while (got < len) {
+			ssize_t r = pread(fd, buf + done + got, len - got, (off_t)(off + got));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return done + got;
+			got += (uint64_t)r;
+		}
+		done += len;
+	}
+	return done;
 }
 
 /* close(2); 0, or -errno. */

@@ -22,18 +22,24 @@ afterAll(() => fx.stop());
 function collect() {
   const pages = new Map<number, Buffer>();
   const unreadable = new Map<number, string>();
+  /** every page as it was recorded, read or not */
+  const order: number[] = [];
   const sink = {
     async put(buf: Buffer, pieces: SinkPiece[]) {
       let o = 0;
       for (const { pages: n, seg, first } of pieces) {
-        for (let i = 0; i < n; i++, o++) pages.set(seg.offset + first + i, Buffer.from(buf.subarray(o * 4096, (o + 1) * 4096)));
+        for (let i = 0; i < n; i++, o++) {
+          pages.set(seg.offset + first + i, Buffer.from(buf.subarray(o * 4096, (o + 1) * 4096)));
+          order.push(seg.offset + first + i);
+        }
       }
     },
     unreadable(seg: Segment, page: number, reason: string) {
       unreadable.set(seg.offset + page, reason);
+      order.push(seg.offset + page);
     },
   };
-  return { pages, unreadable, sink: sink as unknown as PageSink };
+  return { pages, unreadable, order, sink: sink as unknown as PageSink };
 }
 
 describe('reading a region whose pages are not all readable', () => {
@@ -85,6 +91,33 @@ describe('a shmem object', () => {
     }
   });
 
+  it('has pages here and there read a buffer at a time, and those past a shrink listed as unreadable, in order', async () => {
+    const PS = 4096;
+    const fd = memfdCreate('pagesnap-scattered', MFD.CLOEXEC);
+    try {
+      for (let p = 0; p < 40; p++) writeSync(fd, Buffer.alloc(PS, p + 1), 0, PS, p * PS);
+      // pieces that fill 4-page buffers at every place: whole, cut across two, one page each
+      const data = [[0, 1], [2, 2], [5, 1], [7, 6], [14, 1], [16, 5], [25, 1], [30, 4]];
+      const segs: Segment[] = data.map(([offset, pages]) => ({ offset: offset!, pages: pages!, verdict: 'data', case: 'S2' }));
+      const wanted = data.flatMap(([o, n]) => Array.from({ length: n! }, (_, i) => o! + i));
+      const bufs = [Buffer.alloc(4 * PS), Buffer.alloc(4 * PS)] as const;
+      const c = collect();
+      await readObjectSegments(fd, 40 * PS, segs, c.sink, null as unknown as Recorder, bufs, PS);
+      expect(c.order).toEqual(wanted);
+      for (const p of wanted) expect(c.pages.get(p)!.equals(Buffer.alloc(PS, p + 1)), `page ${p}`).toBe(true);
+      // shrunk to 17 pages and a few bytes since the segments were taken: page 17 on are unreadable
+      ftruncateSync(fd, 17 * PS + 10);
+      const shrunk = collect();
+      await readObjectSegments(fd, 40 * PS, segs, shrunk.sink, null as unknown as Recorder, bufs, PS);
+      expect(shrunk.order).toEqual(wanted);
+      expect([...shrunk.pages.keys()]).toEqual(wanted.filter((p) => p < 17));
+      expect([...shrunk.unreadable.keys()]).toEqual(wanted.filter((p) => p >= 17));
+      expect(new Set(shrunk.unreadable.values())).toEqual(new Set(['pread: end of file (the object shrank)']));
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('whose size is not a whole number of pages has its last page read, zeros past the end (as a mapping shows it)', async () => {
     const PS = 4096;
     const fd = memfdCreate('pagesnap-odd-size', MFD.CLOEXEC);
@@ -97,13 +130,13 @@ describe('a shmem object', () => {
       const segs = objectSegments(o, 0, 3, PS);
       expect(segs.map((x) => [x.offset, x.pages, x.verdict])).toEqual([[0, 3, 'data']]);
       const c = collect();
-      await readObjectSegments(fd, size, segs, c.sink, null as unknown as Recorder, Buffer.alloc(8 * PS), PS);
+      await readObjectSegments(fd, size, segs, c.sink, null as unknown as Recorder, [Buffer.alloc(8 * PS), Buffer.alloc(8 * PS)], PS);
       expect(c.unreadable.size).toBe(0);
       expect(c.pages.get(2)!.equals(Buffer.concat([Buffer.alloc(100, 9), Buffer.alloc(PS - 100)]))).toBe(true);
       // an object that shrank since its segments were taken: the pages past its new end are unreadable, with why
       ftruncateSync(fd, PS + 10);
       const shrunk = collect();
-      await readObjectSegments(fd, size, segs, shrunk.sink, null as unknown as Recorder, Buffer.alloc(8 * PS), PS);
+      await readObjectSegments(fd, size, segs, shrunk.sink, null as unknown as Recorder, [Buffer.alloc(8 * PS), Buffer.alloc(8 * PS)], PS);
       expect([...shrunk.pages.keys()]).toEqual([0]);
       expect([...shrunk.unreadable.entries()]).toEqual([[1, 'pread: end of file (the object shrank)'], [2, 'pread: end of file (the object shrank)']]);
     } finally {

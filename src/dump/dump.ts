@@ -655,7 +655,7 @@ async function copySharedLive(ctx: Context): Promise<void> {
       const pages = Math.ceil(o.size / ps);
       const rec = copy.live.recorder(0n);
       for (let at = 0; at < pages && !copy.live.full; at += window) {
-        await readObjectSegments(o.fd, o.size, objectSegments(o, at, Math.min(pages, at + window), ps), ctx.sink, rec, ctx.bufs[0], ps);
+        await readObjectSegments(o.fd, o.size, objectSegments(o, at, Math.min(pages, at + window), ps), ctx.sink, rec, ctx.bufs, ps);
         ctx.progress();
       }
     }
@@ -869,7 +869,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
       precopied += taken.reused;
     }
     rec.plan(segs);
-    await readObjectSegments(o.fd, o.size, segs, ctx.sink, rec, ctx.bufs[0], ps);
+    await readObjectSegments(o.fd, o.size, segs, ctx.sink, rec, ctx.bufs, ps);
     ctx.progress();
   }
   const id = ctx.objects.size;

@@ -5,7 +5,7 @@
  * on the object (no hole is allocated, and the target's page tables are not touched).
  */
 import { readSync, closeSync } from 'node:fs';
-import { processVmReadv, processVmReadvAsync, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
+import { processVmReadv, processVmReadvAsync, preadPiecesAsync, scanPages, fromNodeError, IOV_MAX, type RemoteRange } from '../native/index.js';
 import { openProc, memoryTask } from '../proc/index.js';
 import { RefSink, type SnapshotWriter } from '../snapshot/writer.js';
 import type { Refs } from '../snapshot/manifest.js';
@@ -408,43 +408,111 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
   if (inFlight) await finish(inFlight);
 }
 
+/** Pages `first…` of an object's data segment, `pages` of them. */
+interface ObjectPiece {
+  seg: Segment;
+  first: number;
+  pages: number;
+}
+
 /**
- * Read data segments of an object of `size` bytes through its fd (pread: no hole allocation, target untouched).
- * The last page may run past the end of the object (a SysV segment of 56 bytes, any file): a mapping reads zeros
- * there, and so does the snapshot.
+ * Read data segments of an object of `size` bytes through its fd (pread: no hole allocation, target untouched), a
+ * buffer's worth of pieces in one native call on another thread while the previous buffer is stored: a precopy's
+ * frozen pass reads thousands of pages written here and there (PostgreSQL's buffers: ~6000 pieces, 140 ms read one
+ * at a time). The last page may run past the end of the object (a SysV segment of 56 bytes, any file): a mapping
+ * reads zeros there, and so does the snapshot.
  */
-export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: PageRecord, buf: Buffer, pageSize = 4096): Promise<void> {
-  const maxPages = Math.floor(buf.length / pageSize);
+export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: PageRecord, bufs: readonly [Buffer, Buffer], pageSize = 4096): Promise<void> {
+  const maxPages = Math.floor(bufs[0].length / pageSize);
+  const offsets = [new BigUint64Array(2 * maxPages), new BigUint64Array(2 * maxPages)] as const;
+  type InFlight = { pieces: ObjectPiece[]; buf: Buffer; got: Promise<number> };
+  const start = (pieces: ObjectPiece[], turn: 0 | 1): InFlight => {
+    const at = offsets[turn];
+    pieces.forEach((p, k) => {
+      at[2 * k] = BigInt((p.seg.offset + p.first) * pageSize);
+      at[2 * k + 1] = BigInt(p.pages * pageSize);
+    });
+    return { pieces, buf: bufs[turn], got: preadPiecesAsync(fd, bufs[turn], at, pieces.length) };
+  };
+  /** Store what a batch read; from where it came back short, read piece by piece to learn why. */
+  const finish = async ({ pieces, buf, got }: InFlight) => {
+    let left = Math.floor((await got) / pageSize);
+    const whole: SinkPiece[] = [];
+    let k = 0;
+    for (; k < pieces.length && left > 0; k++) {
+      const p = pieces[k]!;
+      whole.push({ ...p, pages: Math.min(p.pages, left), rec });
+      left -= p.pages;
+    }
+    if (whole.length) await sink.put(buf, whole);
+    const cut = whole[whole.length - 1];
+    const rest = cut && cut.pages < pieces[k - 1]!.pages ? [{ ...cut, first: cut.first + cut.pages, pages: pieces[k - 1]!.pages - cut.pages }] : [];
+    for (const p of [...rest, ...pieces.slice(k)]) {
+      const { full, reason } = readPieceSync(fd, size, p, buf, pageSize);
+      if (full > 0) await sink.put(buf, [{ ...p, pages: full, rec }]);
+      for (let x = full; x < p.pages; x++) sink.unreadable(p.seg, p.first + x, reason, rec);
+    }
+  };
+
+  let batch: ObjectPiece[] = [];
+  let batchPages = 0;
+  let turn: 0 | 1 = 0;
+  let inFlight: InFlight | null = null;
+  const flush = async () => {
+    const next = start(batch, turn);
+    turn = turn === 0 ? 1 : 0;
+    batch = [];
+    batchPages = 0;
+    try {
+      if (inFlight) await finish(inFlight);
+    } catch (e) {
+      // (the next batch is being read, on another thread, into a buffer the caller reuses once this returns)
+      await next.got.catch(() => {});
+      throw e;
+    }
+    inFlight = next;
+  };
   for (const seg of segments) {
     if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
     for (let first = 0; first < seg.pages; ) {
-      const take = Math.min(seg.pages - first, maxPages);
-      const want = take * pageSize;
-      let got = 0;
-      let reason = '';
-      while (got < want) {
-        let n: number;
-        try {
-          n = readSync(fd, buf, got, want - got, (seg.offset + first) * pageSize + got);
-        } catch (e) {
-          reason = `pread: ${(e as NodeJS.ErrnoException).code}`;
-          break;
-        }
-        if (n === 0) {
-          if ((seg.offset + first) * pageSize + got >= size) {
-            const pageEnd = Math.min(want, Math.ceil(got / pageSize) * pageSize);
-            buf.fill(0, got, pageEnd);
-            got = pageEnd;
-          }
-          if (got < want) reason = 'pread: end of file (the object shrank)';
-          break;
-        }
-        got += n;
-      }
-      const full = Math.floor(got / pageSize);
-      if (full > 0) await sink.put(buf, [{ pages: full, seg, first, rec }]);
-      for (let k = full; k < take; k++) sink.unreadable(seg, first + k, reason, rec);
+      const take = Math.min(seg.pages - first, maxPages - batchPages);
+      batch.push({ seg, first, pages: take });
+      batchPages += take;
       first += take;
+      if (batchPages === maxPages) await flush();
     }
   }
+  if (batch.length) await flush();
+  if (inFlight) await finish(inFlight);
+}
+
+/**
+ * pread a piece into `buf`: how many of its pages came whole, and why not the rest. Past the end of the object the
+ * last page reads as zeros; short of it, the object shrank.
+ */
+function readPieceSync(fd: number, size: number, p: ObjectPiece, buf: Buffer, pageSize: number): { full: number; reason: string } {
+  const want = p.pages * pageSize;
+  const from = (p.seg.offset + p.first) * pageSize;
+  let got = 0;
+  let reason = '';
+  while (got < want) {
+    let n: number;
+    try {
+      n = readSync(fd, buf, got, want - got, from + got);
+    } catch (e) {
+      reason = `pread: ${(e as NodeJS.ErrnoException).code}`;
+      break;
+    }
+    if (n === 0) {
+      if (from + got >= size) {
+        const pageEnd = Math.min(want, Math.ceil(got / pageSize) * pageSize);
+        buf.fill(0, got, pageEnd);
+        got = pageEnd;
+      }
+      if (got < want) reason = 'pread: end of file (the object shrank)';
+      break;
+    }
+    got += n;
+  }
+  return { full: Math.floor(got / pageSize), reason };
 }

@@ -13,6 +13,7 @@ let scan: ScanFn | undefined;
 let readv: ReadFn | undefined;
 let readFull: ReadFn | undefined;
 let closeFn: ReadFn | undefined;
+let preadPieces: ReadFn | undefined;
 
 function load(): ScanFn {
   if (scan) return scan;
@@ -29,6 +30,7 @@ function load(): ScanFn {
   readv = lib.func('long pagesnap_vm_readv(int pid, void *local, unsigned long nlocal, void *remote, unsigned long nremote)');
   readFull = lib.func('long pagesnap_read_full(int fd, void *buf, size_t len)');
   closeFn = lib.func('long pagesnap_close(int fd)');
+  preadPieces = lib.func('size_t pagesnap_pread_pieces(int fd, void *buf, void *pieces, size_t n)');
   return scan;
 }
 
@@ -72,6 +74,25 @@ export function readFullAsync(fd: number, buf: Buffer, what: string): Promise<nu
     readFull!.async(fd, buf, buf.length, (err: unknown, rc: number | bigint) => {
       if (err) reject(err);
       else if (Number(rc) < 0) reject(new NativeError('read', -Number(rc), what));
+      else resolve(Number(rc));
+    });
+  });
+}
+
+/**
+ * pread(2) of `count` pieces of `fd` (`pieces`: offset and length pairs, in bytes) into `buf`, one after another,
+ * on koffi's worker pool: a call from JavaScript for each costs more than the read of a page does. Resolves to the
+ * bytes read, short where a piece was (the end of the file, or an error: read it again to learn which). `buf` and
+ * `pieces` must stay untouched until it settles.
+ */
+export function preadPiecesAsync(fd: number, buf: Buffer, pieces: BigUint64Array, count: number): Promise<number> {
+  load();
+  let bytes = 0n;
+  for (let k = 0; k < count; k++) bytes += pieces[2 * k + 1]!;
+  if (pieces.length < 2 * count || bytes > BigInt(buf.length)) throw new RangeError('preadPiecesAsync: pieces too long for the buffer');
+  return new Promise((resolve, reject) => {
+    preadPieces!.async(fd, buf, pieces, count, (err: unknown, rc: number | bigint) => {
+      if (err) reject(err);
       else resolve(Number(rc));
     });
   });
