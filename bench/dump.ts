@@ -8,11 +8,13 @@
  * - --precopy against a plain dump (time frozen, wall time, peak RSS) on each, on shared memory, and on PostgreSQL under
  *   pgbench (when installed);
  * - a process that reserves 64 GiB and touches N MiB against one that just holds N MiB (time ratio ≈ 1 means the
- *   cost follows what is present).
+ *   cost follows what is present);
+ * - a shared object's pages one in three, read and stored, against as many in a row (the library, not the CLI).
  * pagesnap runs as its CLI (node startup included), like gcore.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { rmSync, statSync, mkdtempSync, chmodSync } from 'node:fs';
+import { rmSync, statSync, mkdtempSync, chmodSync, writeSync, closeSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +23,9 @@ import { startNodeHeap } from '../fixtures/node-heap.js';
 import { startPostgres, whyNoPostgres } from '../fixtures/postgres.js';
 import { HostSettings } from '../src/host/settings.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
-import { processVmReadv } from '../src/native/index.js';
+import { processVmReadv, memfdCreate, MFD } from '../src/native/index.js';
+import { readObjectSegments, PageSink, Recorder, BATCH_BYTES, type Segment } from '../src/dump/pages.js';
+import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { median, type Row } from './lib.js';
 import { CRIU, mid, range } from './reference.js';
 
@@ -256,5 +260,50 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await dense.stop();
     await sparse.stop();
   }
+  rows.push(await objectPiecesRow(reps));
   return rows;
+}
+
+/**
+ * A shared object's pages written here and there since a precopy (what its frozen pass reads: PostgreSQL's buffers
+ * came as ~8000 pieces), read and stored, against as many pages in a row.
+ */
+async function objectPiecesRow(reps: number): Promise<Row> {
+  const pages = 65536;
+  const fd = memfdCreate('pagesnap-bench-object', MFD.CLOEXEC);
+  try {
+    // (an eighth of each page random: about as compressible as a database's pages)
+    const page = Buffer.alloc(4096);
+    for (let p = 0; p < pages; p++) {
+      randomFillSync(page, 0, 512);
+      writeSync(fd, page, 0, page.length, p * 4096);
+    }
+    const scattered: Segment[] = [];
+    for (let p = 0; p < pages; p += 3) scattered.push({ offset: p, pages: 1, verdict: 'data', case: 'S2' });
+    const inRow: Segment[] = [{ offset: 0, pages: scattered.length, verdict: 'data', case: 'S2' }];
+    const bufs = [Buffer.alloc(BATCH_BYTES), Buffer.alloc(BATCH_BYTES)] as const;
+    const time = async (segments: Segment[]) => {
+      const writer = SnapshotWriter.create(join(dir, 'pieces.psnap'), { force: true });
+      try {
+        const rec = new Recorder(writer);
+        rec.plan(segments);
+        const t = performance.now();
+        await readObjectSegments(fd, pages * 4096, segments, new PageSink(writer), rec, bufs);
+        await writer.drained();
+        return performance.now() - t;
+      } finally {
+        await writer.abort();
+      }
+    };
+    const a: number[] = [];
+    const b: number[] = [];
+    for (let i = 0; i < reps + 1; i++) {
+      const x = await time(scattered);
+      const y = await time(inRow);
+      if (i > 0) a.push(x), b.push(y);
+    }
+    return { bench: 'dump', case: `${scattered.length} object pages, one in three, read and stored`, value: `${median(a).toFixed(0)} ms`, baseline: `as many in a row ${median(b).toFixed(0)} ms`, ratio: median(a) / median(b), goal: '≈ 1' };
+  } finally {
+    closeSync(fd);
+  }
 }
