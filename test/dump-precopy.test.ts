@@ -242,7 +242,7 @@ describe('dump --precopy of huge pages', () => {
 
 // Shared memory nothing writes but its mappings, copied while its processes run (see src/dump/shared-copy.ts): what
 // tells a mapping made unseen differs, and so does what a test expects to be told.
-const SYSV_CHURNED = '(its SysV segment was mapped or unmapped meanwhile|it is mapped or unmapped every second|it is mapped \\d+ times, \\d+ of them by processes tracked)$';
+const SYSV_CHURNED = '(a mapping of its SysV segment was removed meanwhile: what was written through it is not seen|a mapping of it is removed every second|it is mapped \\d+ times, \\d+ of them by processes tracked)$';
 const SHARED = [
   {
     what: 'shared anonymous memory', scenario: 'shared-anon-fork', owner: 'shared-owner',
@@ -261,15 +261,15 @@ const SHARED = [
   {
     what: 'a SysV segment', scenario: 'sysv-fork', owner: 'sysv-owner',
     notDumped: () => 'it is mapped 2 times, 1 of them by processes tracked',
-    // (the kernel stamps the segment as the mapping goes)
-    exited: () => 'its SysV segment was mapped or unmapped meanwhile',
-    forked: () => 'its SysV segment was mapped or unmapped meanwhile',
-    witnessed: () => 'its SysV segment was mapped or unmapped meanwhile',
+    // (the kernel stamps the segment as a mapping goes, a child's with it)
+    exited: () => 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen',
+    forked: () => 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen',
+    witnessed: () => 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen',
     // (or a child mapping it as the segment's mappings are counted, or children mapping it every second)
     churned: () => SYSV_CHURNED,
     overflowed: () => SYSV_CHURNED,
-    // (a fork stamps the segment, whoever stays)
-    keptChild: 'its SysV segment was mapped or unmapped meanwhile',
+    // (the child's mapping is counted, and is among those looked at)
+    keptChild: null,
     // (a child forked since tracking began, counted when the kernel's count is watched: one more than those tracked,
     // children of tests before included)
     forkedEarly: 'it is mapped \\d+ times, \\d+ of them by processes tracked',
@@ -648,7 +648,7 @@ describe('dump --precopy of a SysV segment', () => {
     for (const fx of started) await fx.stop();
   });
 
-  it('is read frozen when it is mapped anew meanwhile, even by a process tracked (the kernel stamps every mapping made)', async (ctx) => {
+  it('is read frozen when it is mapped anew meanwhile, even by a process tracked (the kernel stamps every mapping removed)', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
     const { fx, owner, shmid } = await start();
     const file = join(dir, 'sysv-attached.psnap');
@@ -659,7 +659,20 @@ describe('dump --precopy of a SysV segment', () => {
     });
     sameObject(file, fx.pid, owner);
     expect(s.pagesPrecopiedShared).toBe(0);
-    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: a mapping of its SysV segment was removed meanwhile: what was written through it is not seen$/)]);
+  });
+
+  it('is read frozen when a process not tracked maps it meanwhile and keeps it mapped (the kernel counts every mapping)', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    const { fx, owner, shmid } = await start();
+    const stranger = await Fixture.start(['anon']);
+    started.push(stranger);
+    const file = join(dir, 'sysv-stranger.psnap');
+    const s = await dump([fx.pid], { output: file, tree: true, precopy: true, afterPrecopy: async () => expect(await stranger.send(`attachro ${shmid}`)).toMatch(/^0x[0-9a-f]+$/) });
+    sameObject(file, fx.pid, owner);
+    expect(s.pagesPrecopiedShared).toBe(0);
+    // (the parent's mapping and its child's, and the stranger's)
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: it is mapped 3 times, 2 of them by processes tracked$/)]);
   });
 
   it('is copied with a mapping that may never write (attached SHM_RDONLY: nothing to protect, userfaultfd refuses it)', async (ctx) => {
@@ -683,7 +696,7 @@ describe('dump --precopy of a SysV segment', () => {
     expect(await fx.send(`attachwrite ${shmid} 2 1 97`)).toBe('ok');
     const s = await dump([fx.pid], { output: file, tree: true, precopy: true, afterPrecopy: async () => expect(await fx.send(`attachwrite ${shmid} 3 1 99`)).toBe('ok') });
     sameObject(file, fx.pid, owner);
-    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: its SysV segment was mapped or unmapped meanwhile$/)]);
+    expect(s.precopySkipped.map((x) => x.why)).toEqual([expect.stringMatching(/shared memory .*: a mapping of its SysV segment was removed meanwhile: what was written through it is not seen$/)]);
   });
 
   it('is read frozen, not a failed dump, when the process that maps it is gone by the time it is counted', async () => {

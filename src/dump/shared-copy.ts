@@ -7,12 +7,12 @@
  * - every process mapping it is a target whose writes are tracked, or forked from one since (see below), checked once
  *   its mappings are protected and before it is copied. Shared anonymous memory: over every process on the system (a
  *   mapping made later must come from a fork of one of them). A SysV segment: the kernel counts its mappings
- *   (/proc/sysvipc/shm), and stamps the segment whenever one is made or removed, by anyone, so any mapping made later
- *   is seen (watchSegment);
+ *   (/proc/sysvipc/shm), and stamps the segment whenever one is removed, by anyone, so a mapping made later and still
+ *   there is counted, and one made and removed is seen (watchSegment, check);
  * - every process one of them forks meanwhile is there, frozen, once the freeze comes: a child keeps its parent's
  *   registration and protection under a userfaultfd of its own that the fork event brings (fork-events.ts), and its
  *   mappings are added to those looked at; one gone may have written it unseen. Where the kernel does not tell forks
- *   (EVENT_FORK needs CAP_SYS_PTRACE), none of them may fork (ForkWitness). A SysV segment is stamped by any fork;
+ *   (EVENT_FORK needs CAP_SYS_PTRACE), none of them may fork (ForkWitness); a SysV segment counts a fork's mappings;
  * - each keeps exactly the mappings protected (a mapping duplicated by mremap is not registered).
  * Checked once frozen (check()); else the object is read frozen, saying why. Not seen, as for the rest of a precopy:
  * writes by DMA or through long-term pins, and a root process mapping the object through /proc/PID/map_files (which
@@ -72,8 +72,8 @@ export class SharedCopy {
 
   /**
    * A SysV segment, once every mapping the targets have of it is protected: whether those are all it has, recording
-   * it for check(). Its stamps are whole seconds: one of the current second may be stamped again unchanged, so the
-   * segment is read again in the next.
+   * it for check(). Its stamps are whole seconds: a removal stamped in the current second may be followed by another
+   * stamped the same, so the segment is read again in the next.
    */
   async watchSegment(): Promise<void> {
     let ours: boolean;
@@ -99,13 +99,13 @@ export class SharedCopy {
         this.why = `it is mapped ${s.nattch} times, ${this.mappings.length} of them by processes tracked`;
         return;
       }
-      if (Math.max(s.atime, s.dtime) < now) {
+      if (s.dtime < now) {
         this.segment = s;
         return;
       }
       await sleep((now + 1) * 1000 - Date.now() + 10);
     }
-    this.why = 'it is mapped or unmapped every second';
+    this.why = 'a mapping of it is removed every second';
   }
 
   /**
@@ -113,10 +113,7 @@ export class SharedCopy {
    * process is still tracked, and its fork witness. Sets `why` when it cannot.
    */
   check(tracked: (pid: number) => boolean, witness: (pid: number) => ForksSeen | undefined): void {
-    if (this.segment && !this.why) {
-      const s = shmSegment(this.segment.shmid);
-      if (!s || s.nattch !== this.segment.nattch || s.atime !== this.segment.atime || s.dtime !== this.segment.dtime) this.why = 'its SysV segment was mapped or unmapped meanwhile';
-    }
+    if (this.segment && !this.why) this.why = this.segmentChanged(this.segment);
     for (const pid of this.pids) {
       if (this.why) return;
       const w = witness(pid);
@@ -126,6 +123,21 @@ export class SharedCopy {
       else if (!w && !this.segment) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
       else this.why = w?.forked() ?? this.mapsChanged(pid);
     }
+  }
+
+  /**
+   * Why the SysV segment may now have mappings that are not protected (undefined: it has none). A mapping made stamps
+   * it and counts (a fork's too), one removed stamps it otherwise: whoever's that was, what was written through it is
+   * not seen. The mappings of the forks pagesnap was told of are among `mappings` by now (adoptForked), and each
+   * inherited its parent's protection (one a fork made anew has none, and its pages read as written): with none
+   * removed, a count equal to theirs leaves no mapping made by another process.
+   */
+  private segmentChanged(then: ShmSegment): string | undefined {
+    const s = shmSegment(then.shmid);
+    if (!s) return 'its SysV segment is gone';
+    if (s.dtime !== then.dtime) return 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen';
+    if (s.nattch !== this.mappings.length) return `it is mapped ${s.nattch} times, ${this.mappings.length} of them by processes tracked`;
+    return undefined;
   }
 
   /** Why `pid` no longer maps it exactly where it did when its mappings were protected (undefined: it does). */

@@ -1,8 +1,8 @@
 /**
  * SysV shared memory segments as /proc/sysvipc/shm lists them: how many mappings each has, and when one was last
- * made or removed. The kernel counts every mapping (`nattch`: each vma, so a split one counts twice) and stamps the
- * segment whenever a mapping of it is made (`atime`: shmat, and a vma opened by fork, split or mremap) or removed
- * (`dtime`: shmdt, munmap, exit), in whole seconds of the realtime clock.
+ * removed. The kernel counts every mapping (`nattch`: each vma, so a split one counts twice, and a fork's count too)
+ * and stamps the segment whenever a mapping of it is removed (`dtime`: shmdt, munmap, exit), in whole seconds of
+ * the realtime clock. (It stamps one made too, `atime`, a fork's included: nothing a count does not say.)
  * The list is of the reader's IPC namespace: a process in another sees other segments under the same ids.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -11,8 +11,7 @@ export interface ShmSegment {
   shmid: number;
   /** mappings of it, in every process */
   nattch: number;
-  /** when a mapping was last made / removed (s since the epoch; 0: never) */
-  atime: number;
+  /** when a mapping was last removed (s since the epoch; 0: never) */
   dtime: number;
 }
 
@@ -28,10 +27,10 @@ export function shmSegment(shmid: number): ShmSegment | undefined {
     if (i < 0) throw new Error(`/proc/sysvipc/shm has no column ${name}`);
     return i;
   };
-  const [id, nattch, atime, dtime] = [col('shmid'), col('nattch'), col('atime'), col('dtime')];
+  const [id, nattch, dtime] = [col('shmid'), col('nattch'), col('dtime')];
   for (const line of lines.slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (Number(f[id]) === shmid) return { shmid, nattch: Number(f[nattch]), atime: Number(f[atime]), dtime: Number(f[dtime]) };
+    if (Number(f[id]) === shmid) return { shmid, nattch: Number(f[nattch]), dtime: Number(f[dtime]) };
   }
   return undefined;
 }
