@@ -191,8 +191,8 @@ export interface RegionRead {
   rec: PageRecord;
 }
 
-interface Piece {
-  item: RegionRead;
+interface Piece<I = RegionRead> {
+  item: I;
   seg: Segment;
   /** first page of the piece within the segment */
   first: number;
@@ -275,11 +275,53 @@ async function readBatch(pid: number, buf: Buffer, remote: RemoteRange[], pageSi
   return half + y.value;
 }
 
-/** A batch whose read has started: its pieces, its buffer, and what the read gave (bytes, or the process gone). */
-interface InFlight {
-  pieces: Piece[];
+/** A batch whose read has started: its pieces, its buffer, and what the read gives. */
+interface InFlight<I, R> {
+  pieces: Piece<I>[];
   buf: Buffer;
-  got: Promise<number | { gone: unknown }>;
+  got: Promise<R>;
+}
+
+/**
+ * The data segments of `items` still to read (not taken from a copy), cut into batches of a buffer's pages (and at
+ * most `maxPieces` pieces), two in flight: a batch's read is started into one buffer while the batch before, in the
+ * other, is finished (zero-checked, hashed and stored). Batches are finished in order.
+ */
+async function readInBatches<I extends { segments: readonly Segment[] }, R>(
+  items: readonly I[], bufs: readonly [Buffer, Buffer], pageSize: number, maxPieces: number,
+  start: (pieces: Piece<I>[], buf: Buffer) => Promise<R>, finish: (batch: InFlight<I, R>) => Promise<void>,
+): Promise<void> {
+  const maxPages = Math.floor(bufs[0].length / pageSize);
+  let batch: Piece<I>[] = [];
+  let batchPages = 0;
+  let turn: 0 | 1 = 0;
+  let inFlight: InFlight<I, R> | null = null;
+  const flush = async () => {
+    const next = { pieces: batch, buf: bufs[turn], got: start(batch, bufs[turn]) };
+    turn = turn === 0 ? 1 : 0;
+    batch = [];
+    batchPages = 0;
+    try {
+      if (inFlight) await finish(inFlight);
+    } catch (e) {
+      // (the next batch's read, on another thread, is into a buffer the caller reuses once this returns)
+      await next.got.catch(() => {});
+      throw e;
+    }
+    inFlight = next;
+  };
+  for (const item of items) for (const seg of item.segments) {
+    if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
+    for (let first = 0; first < seg.pages; ) {
+      const take = Math.min(seg.pages - first, maxPages - batchPages);
+      batch.push({ item, seg, first, pages: take });
+      batchPages += take;
+      first += take;
+      if (batchPages === maxPages || batch.length === maxPieces) await flush();
+    }
+  }
+  if (batch.length) await flush();
+  if (inFlight) await finish(inFlight);
 }
 
 /**
@@ -289,7 +331,6 @@ interface InFlight {
  */
 export async function readProcessSegments(mem: ProcessMemory, items: readonly RegionRead[], sink: PageSink, bufs: readonly [Buffer, Buffer], viaMem = false, pageSize = 4096): Promise<void> {
   const ps = BigInt(pageSize);
-  const maxPages = Math.floor(bufs[0].length / pageSize);
   const errno = (e: unknown) => (e as { code?: string }).code ?? 'EIO';
   const remoteOf = (pieces: Piece[], skip: number) => pieces.map((p, k) => {
     const from = p.first + (k === 0 ? skip : 0);
@@ -320,22 +361,19 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
 
   /** Any failure but the process's end reads as nothing read: the pages are then tried one by one. */
   const settle = (e: unknown) => (errno(e) === 'ESRCH' ? { gone: e } : 0);
-  const start = (pieces: Piece[], buf: Buffer): InFlight => {
+  const start = (pieces: Piece[], buf: Buffer): Promise<number | { gone: unknown }> => {
     const remote = remoteOf(pieces, 0);
     const into = buf.subarray(0, bytes(remote));
-    let got: InFlight['got'];
-    if (viaMem) {
-      try {
-        got = Promise.resolve(mem.readv(into, remote, true));
-      } catch (e) {
-        got = Promise.resolve(settle(e));
-      }
-    } else got = readBatch(mem.task, into, remote, pageSize).then((n) => n, settle);
-    return { pieces, buf, got };
+    if (!viaMem) return readBatch(mem.task, into, remote, pageSize).then((n) => n, settle);
+    try {
+      return Promise.resolve(mem.readv(into, remote, true));
+    } catch (e) {
+      return Promise.resolve(settle(e));
+    }
   };
 
   /** Take a batch's pages; where its read stopped short, find the page that stopped it and read on from there. */
-  const finish = async ({ pieces, buf, got: first }: InFlight) => {
+  const finish = async ({ pieces, buf, got: first }: InFlight<RegionRead, number | { gone: unknown }>) => {
     // cursor: the first page not yet resolved is page `at` of pieces[pi]
     let pi = 0;
     let at = 0;
@@ -375,45 +413,11 @@ export async function readProcessSegments(mem: ProcessMemory, items: readonly Re
     }
   };
 
-  let batch: Piece[] = [];
-  let batchPages = 0;
-  let turn = 0;
-  let inFlight: InFlight | null = null;
-  const flush = async () => {
-    const next = start(batch, bufs[turn]!);
-    turn ^= 1;
-    batch = [];
-    batchPages = 0;
-    try {
-      if (inFlight) await finish(inFlight);
-    } catch (e) {
-      // (the next batch's read, on another thread, is into a buffer the caller reuses once this returns)
-      await next.got;
-      throw e;
-    }
-    inFlight = next;
-  };
-
-  for (const item of items) for (const seg of item.segments) {
-    if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
-    for (let first = 0; first < seg.pages; ) {
-      const take = Math.min(seg.pages - first, maxPages - batchPages);
-      batch.push({ item, seg, first, pages: take });
-      batchPages += take;
-      first += take;
-      if (batchPages === maxPages || batch.length === IOV_MAX) await flush();
-    }
-  }
-  if (batch.length) await flush();
-  if (inFlight) await finish(inFlight);
+  await readInBatches(items, bufs, pageSize, IOV_MAX, start, finish);
 }
 
-/** Pages `first…` of an object's data segment, `pages` of them. */
-interface ObjectPiece {
-  seg: Segment;
-  first: number;
-  pages: number;
-}
+/** A piece of an object's data segment. */
+type ObjectPiece = Piece<unknown>;
 
 /**
  * Read data segments of an object of `size` bytes through its fd (pread: no hole allocation, target untouched), a
@@ -423,67 +427,33 @@ interface ObjectPiece {
  * segment of 56 bytes, any file): a mapping reads zeros there, and so does the snapshot.
  */
 export async function readObjectSegments(fd: number, size: number, segments: Segment[], sink: PageSink, rec: PageRecord, bufs: readonly [Buffer, Buffer], pageSize = 4096): Promise<void> {
-  const maxPages = Math.floor(bufs[0].length / pageSize);
-  const offsets = [new BigUint64Array(2 * maxPages), new BigUint64Array(2 * maxPages)] as const;
-  type InFlight = { pieces: ObjectPiece[]; buf: Buffer; got: Promise<number> };
-  const start = (pieces: ObjectPiece[], turn: 0 | 1): InFlight => {
-    const at = offsets[turn];
+  const start = (pieces: ObjectPiece[], buf: Buffer) => {
+    const at = new BigUint64Array(2 * pieces.length);
     pieces.forEach((p, k) => {
       at[2 * k] = BigInt((p.seg.offset + p.first) * pageSize);
       at[2 * k + 1] = BigInt(p.pages * pageSize);
     });
-    return { pieces, buf: bufs[turn], got: preadPiecesAsync(fd, bufs[turn], at, pieces.length) };
+    return preadPiecesAsync(fd, buf, at, pieces.length);
   };
-  /** Store what a batch read; from where it came back short, read piece by piece to learn why. */
-  const finish = async ({ pieces, buf, got }: InFlight) => {
+  /** Store what a batch read; what came back short is read piece by piece, to learn why. */
+  const finish = async ({ pieces, buf, got }: InFlight<unknown, number>) => {
     let left = Math.floor((await got) / pageSize);
     const whole: SinkPiece[] = [];
-    let k = 0;
-    for (; k < pieces.length && left > 0; k++) {
-      const p = pieces[k]!;
-      whole.push({ ...p, pages: Math.min(p.pages, left), rec });
-      left -= p.pages;
+    const short: ObjectPiece[] = [];
+    for (const p of pieces) {
+      const n = Math.min(p.pages, left);
+      left -= n;
+      if (n > 0) whole.push({ seg: p.seg, first: p.first, pages: n, rec });
+      if (n < p.pages) short.push({ ...p, first: p.first + n, pages: p.pages - n });
     }
     if (whole.length) await sink.put(buf, whole);
-    const cut = whole[whole.length - 1];
-    const rest = cut && cut.pages < pieces[k - 1]!.pages ? [{ ...cut, first: cut.first + cut.pages, pages: pieces[k - 1]!.pages - cut.pages }] : [];
-    for (const p of [...rest, ...pieces.slice(k)]) {
+    for (const p of short) {
       const { full, reason } = readPieceSync(fd, size, p, buf, pageSize);
-      if (full > 0) await sink.put(buf, [{ ...p, pages: full, rec }]);
+      if (full > 0) await sink.put(buf, [{ seg: p.seg, first: p.first, pages: full, rec }]);
       for (let x = full; x < p.pages; x++) sink.unreadable(p.seg, p.first + x, reason, rec);
     }
   };
-
-  let batch: ObjectPiece[] = [];
-  let batchPages = 0;
-  let turn: 0 | 1 = 0;
-  let inFlight: InFlight | null = null;
-  const flush = async () => {
-    const next = start(batch, turn);
-    turn = turn === 0 ? 1 : 0;
-    batch = [];
-    batchPages = 0;
-    try {
-      if (inFlight) await finish(inFlight);
-    } catch (e) {
-      // (the next batch is being read, on another thread, into a buffer the caller reuses once this returns)
-      await next.got.catch(() => {});
-      throw e;
-    }
-    inFlight = next;
-  };
-  for (const seg of segments) {
-    if (seg.verdict !== 'data' || seg.reuse !== undefined) continue;
-    for (let first = 0; first < seg.pages; ) {
-      const take = Math.min(seg.pages - first, maxPages - batchPages);
-      batch.push({ seg, first, pages: take });
-      batchPages += take;
-      first += take;
-      if (batchPages === maxPages) await flush();
-    }
-  }
-  if (batch.length) await flush();
-  if (inFlight) await finish(inFlight);
+  await readInBatches([{ segments }], bufs, pageSize, Infinity, start, finish);
 }
 
 /**
