@@ -71,8 +71,9 @@ export class SharedCopy {
   }
 
   /**
-   * A SysV segment, once every mapping the targets have of it is protected: whether those are all it has, recording
-   * it for check(). Its stamps are whole seconds: a removal stamped in the current second may be followed by another
+   * A SysV segment, once every mapping the targets have of it is protected: recorded for check(), which counts its
+   * mappings once frozen, when the forks made meanwhile are known too (one counted now may be a fork told since
+   * tracking began). Its stamps are whole seconds: a removal stamped in the current second may be followed by another
    * stamped the same, so the segment is read again in the next.
    */
   async watchSegment(): Promise<void> {
@@ -93,10 +94,6 @@ export class SharedCopy {
       const s = shmSegment(this.shmid!);
       if (!s) {
         this.why = 'its SysV segment is gone';
-        return;
-      }
-      if (s.nattch !== this.mappings.length) {
-        this.why = `it is mapped ${s.nattch} times, ${this.mappings.length} of them by processes tracked`;
         return;
       }
       if (s.dtime < now) {
@@ -194,7 +191,8 @@ export class SharedCopy {
 
 /**
  * Once every mapping the processes tracked have of each object is protected: whether those are all it has (else the
- * copy's `why` says who else may map it). A SysV segment: the kernel's count and stamps (watchSegment). Shared
+ * copy's `why` says who else may map it). A SysV segment: its stamp now, and the kernel's count once frozen, when
+ * its forks are known too (watchSegment, check). Shared
  * anonymous memory: every process on the system, from its maps, but those `forked` from the tracked ones meanwhile
  * (their forks are looked at once frozen); one whose maps cannot be read by when it started (mayMap). `fd`: the
  * object, open.
