@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
 import { dump } from '../src/dump/dump.js';
 import { LiveCopy, dataWithin } from '../src/dump/precopy.js';
-import { SharedCopy } from '../src/dump/shared-copy.js';
+import { SharedCopy, onlyTrackedMap } from '../src/dump/shared-copy.js';
 import { PageRanges } from '../src/dump/page-ranges.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
@@ -540,6 +540,41 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     }
     expect(recordedUw(file, kept[0]!)).toBe(false);
     for (const pid of [fx.pid, child.pid, ...kept]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+});
+
+describe('onlyTrackedMap', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await Fixture.start(['shared-anon-fork']);
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.stop();
+  });
+
+  it('does not take a process that exits as it is looked at for one that maps the memory (a zombie maps nothing)', async () => {
+    // (a process forking all the time leaves, now and then, a child that mapped the memory as every process's maps
+    // were read and has exited, not yet reaped, as its own are: its maps read empty, as if it had no registration)
+    const owner = fx.region('shared-owner');
+    const child = fx.scenario('shared-anon-fork').children[0]!;
+    const r = readRegions(fx.pid).find((x) => x.start === owner.start)!;
+    const kept = Number((await fx.send(`forkkeep ${hex(owner.start)} 1 91`)).split(' ')[1]);
+    const copy = new SharedCopy(fx.pid, r);
+    for (const pid of [fx.pid, child.pid]) copy.mappings.push({ pid, start: r.start, end: r.end, first: 0, writes: true });
+    const fd = openSync(`/proc/${fx.pid}/map_files/${hex(r.start)}-${hex(r.end)}`, 'r');
+    const asked: number[] = [];
+    try {
+      await onlyTrackedMap([{ copy, fd }], (pid) => {
+        asked.push(pid);
+        process.kill(pid, 'SIGKILL');
+        while (!readStat(pid).zombie) spawnSync('sleep', ['0.01']);
+        return false;
+      });
+    } finally {
+      closeSync(fd);
+    }
+    expect(asked).toEqual([kept]);
+    expect(copy.why).toBeUndefined();
   });
 });
 

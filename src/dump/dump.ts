@@ -739,13 +739,13 @@ function withCopies(ctx: Context, pid: number, r: Region, at: number, n: number,
  * Whether `pid`, which maps a shared object and is no tracked target, was forked from one (or from such a fork) since it
  * was tracked: it kept a registration (only a fork told to pagesnap does), so its fork is counted, and the freeze
  * decides for it as for every fork (adoptForked: its mappings of the object join those looked at, and one it has not
- * registered, forked before its parent's was, shows every page it holds written). One gone meanwhile maps nothing now,
- * and what it wrote before is in the object, to be copied.
+ * registered, forked before its parent's was, shows every page it holds written). (One gone meanwhile is not: it maps
+ * nothing now, which onlyTrackedMap looks at after this.)
  */
 function forkedTracked(ctx: Context, pid: number): boolean {
   const stat = unlessGone(() => readStat(pid));
   const regions = unlessGone(() => readRegions(pid));
-  if (!stat || !regions) return !isAlive(pid);
+  if (!stat || !regions) return false;
   // (its parent may be such a fork too, not yet adopted: the nearest ancestor tracked is the one whose forks count)
   for (let up = stat.ppid, depth = 0; up > 1 && depth < 64; depth++) {
     const tracker = ctx.precopied.get(up)?.tracker;

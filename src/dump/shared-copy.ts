@@ -203,7 +203,8 @@ export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: nu
   if (anonymous.length === 0) return;
   const { mapping, unreadable } = processesMapping(anonymous.map((x) => x.copy.key));
   for (const { copy, fd } of anonymous) {
-    const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid) && !forked(pid));
+    // (one exited since maps nothing now, reaped or not (a zombie's maps are empty): what it wrote is in the object)
+    const other = mapping.get(copy.key)!.find((pid) => !copy.pids.includes(pid) && !forked(pid) && isAlive(pid));
     // When it was made: its birth time, which tmpfs gives (its ctime moves with every write fault through a mapping);
     // hugetlbfs gives none, but no fault moves its ctime (measured). None known: any process may map it.
     const st = fstatSync(fd, { bigint: true });
