@@ -24,7 +24,11 @@ afterAll(() => {
 
 describe('dump of a process in a pid namespace of its own', () => {
   it('records the pid it has there, which show prints beside pagesnap\'s', async (ctx) => {
-    if (spawnSync('unshare', ['--pid', '--fork', 'true']).status !== 0) ctx.skip('unshare --pid cannot make a pid namespace here');
+    if (spawnSync('unshare', ['--pid', '--fork', 'true']).status !== 0) {
+      const why = 'unshare --pid cannot make a pid namespace here';
+      console.log(`SKIP pid namespace: ${why}`);
+      ctx.skip(why);
+    }
     // unshare stays in pagesnap's namespace; the child it forks is pid 1 of the new one, and its child pid 2
     const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', 'sh', '-c', 'sleep 1000 & exec sleep 1001'], { stdio: 'ignore' });
     started.push(unshare.pid!);

@@ -192,10 +192,9 @@ export class SharedCopy {
 /**
  * Once every mapping the processes tracked have of each object is protected: whether those are all it has (else the
  * copy's `why` says who else may map it). A SysV segment: its stamp now, and the kernel's count once frozen, when
- * its forks are known too (watchSegment, check). Shared
- * anonymous memory: every process on the system, from its maps, but those `forked` from the tracked ones meanwhile
- * (their forks are looked at once frozen); one whose maps cannot be read by when it started (mayMap). `fd`: the
- * object, open.
+ * its forks are known too (watchSegment, check). Shared anonymous memory: every process on the system, from its maps,
+ * but those `forked` from the tracked ones meanwhile (their forks are looked at once frozen) and those gone since; one
+ * whose maps cannot be read by when it started (mayMap). `fd`: the object, open.
  */
 export async function onlyTrackedMap(copies: readonly { copy: SharedCopy; fd: number }[], forked: (pid: number) => boolean): Promise<void> {
   for (const { copy } of copies) if (copy.shmid !== undefined) await copy.watchSegment();
