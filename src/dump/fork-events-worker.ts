@@ -18,26 +18,34 @@ const counts = new Int32Array(forks);
 const drops = new Int32Array(dropped);
 const gones = new Int32Array(gone);
 const acks = new Int32Array(ack);
-const watched: { fd: number; family: number }[] = [];
-const children: { fd: number; family: number }[] = [];
+interface Child {
+  fd: number;
+  family: number;
+}
+const watched: Child[] = [];
+const children: Child[] = [];
 const buf = Buffer.alloc(MSG * 64);
 
 /**
- * A child's userfaultfd let go, counted in `counter` for its family: dropped (its memory no longer tracked, as the
- * kernel unregisters it when the descriptor closes: its family's shared memory will be read frozen), or gone.
+ * Children's userfaultfds let go, counted in `counter` for their families: dropped (their memory no longer tracked, as
+ * the kernel unregisters it when the descriptor closes: their family's shared memory will be read frozen), or gone.
  */
-function letGo(child: { fd: number; family: number }, counter: Int32Array): void {
+function letGo(these: readonly Child[], counter: Int32Array): void {
+  const out = new Set(these);
   for (const list of [children, watched]) {
-    const i = list.indexOf(child);
-    if (i >= 0) list.splice(i, 1);
+    let kept = 0;
+    for (const x of list) if (!out.has(x)) list[kept++] = x;
+    list.length = kept;
   }
-  closeFd(child.fd);
-  Atomics.add(counter, child.family, 1);
+  for (const c of these) {
+    closeFd(c.fd);
+    Atomics.add(counter, c.family, 1);
+  }
 }
 
 /** Let go the children whose memory is gone (exited, or exec'd): what they wrote is in the memory they shared. */
 function census(): void {
-  for (const c of [...children]) if (uffdMemoryGone(c.fd)) letGo(c, gones);
+  letGo(children.filter((c) => uffdMemoryGone(c.fd)), gones);
 }
 
 /** Poll and read until told to stop; gives back the children's userfaultfds held, the caller's to close. */
@@ -65,8 +73,8 @@ function serve(): number[] {
       if (n === -EMFILE || n === -ENFILE) {
         // No descriptor free for the child's: its event stays queued, and its parent waits in fork until it is read.
         // Room is made by letting the newest child go; with none to let go, the main thread must close some first.
-        const newest = children[children.length - 1];
-        if (newest) letGo(newest, drops);
+        const newest = children.at(-1);
+        if (newest) letGo([newest], drops);
         else sleepSync(TICK_MS);
         break;
       }
@@ -77,7 +85,7 @@ function serve(): number[] {
         const child = { fd: msg.ufd, family: w.family };
         // (beyond its share of open files: a process forking without pause would take them all)
         if (children.length >= maxChildren) {
-          letGo(child, drops);
+          letGo([child], drops);
           continue;
         }
         // (poll errs on a userfaultfd that blocks, as the child's is made: like its parent's)
