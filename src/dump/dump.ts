@@ -695,7 +695,7 @@ const COPIES_AGAIN = 2;
  */
 function protectMapping(ctx: Context, copy: SharedCopy, data: { first: number; pages: number }[], pid: number, r: Region): void {
   const witness = ctx.witnesses.get(pid)!;
-  // (a SysV segment's stamp shows a fork: see SharedCopy.check)
+  // (a SysV segment counts a fork's mappings: see SharedCopy.check)
   if (typeof witness === 'string' && copy.shmid === undefined) {
     copy.why = `whether process ${pid}, which maps it, forks cannot be seen: ${witness}`;
     return;

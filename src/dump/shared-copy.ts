@@ -21,7 +21,7 @@
 import { fstatSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isErrno, type Addr } from '../native/index.js';
-import { objectKey, parseMapsOf, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region, type ShmSegment } from '../proc/index.js';
+import { objectKey, parseMapsOf, readProcText, readStat, statusNumber, unnamedSharedObject, startedAtMs, shmSegment, inOurIpcNamespace, processesMapping, isAlive, type Region } from '../proc/index.js';
 import { LiveCopy } from './precopy.js';
 import { PageRanges, pageOf } from './page-ranges.js';
 import type { Segment } from './pages.js';
@@ -54,8 +54,8 @@ export class SharedCopy {
   /** why it is read frozen instead (set while copying, or by check()) */
   why: string | undefined;
   private clean: PageRanges | undefined;
-  /** a SysV segment as it was once its mappings were protected (watchSegment) */
-  private segment: ShmSegment | undefined;
+  /** a SysV segment's last removal stamp once its mappings were protected (watchSegment) */
+  private dtime: number | undefined;
 
   /** `pid` maps it in `r` (the first mapping met: where the summary says it is) */
   constructor(readonly pid: number, r: Region) {
@@ -97,7 +97,7 @@ export class SharedCopy {
         return;
       }
       if (s.dtime < now) {
-        this.segment = s;
+        this.dtime = s.dtime;
         return;
       }
       await sleep((now + 1) * 1000 - Date.now() + 10);
@@ -110,29 +110,28 @@ export class SharedCopy {
    * process is still tracked, and its fork witness. Sets `why` when it cannot.
    */
   check(tracked: (pid: number) => boolean, witness: (pid: number) => ForksSeen | undefined): void {
-    if (this.segment && !this.why) this.why = this.segmentChanged(this.segment);
+    if (this.dtime !== undefined && !this.why) this.why = this.segmentChanged(this.dtime);
     for (const pid of this.pids) {
       if (this.why) return;
       const w = witness(pid);
       // (one that exited took with its page tables what it wrote)
       if (!tracked(pid)) this.why = `process ${pid}, which maps it, ${isAlive(pid) ? 'is no longer tracked' : 'has exited since it was protected'}`;
-      // (a SysV segment's stamp shows a fork; shared anonymous memory has only the witness)
-      else if (!w && !this.segment) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
+      // (a SysV segment counts a fork's mappings; shared anonymous memory has only the witness)
+      else if (!w && this.dtime === undefined) this.why = `whether process ${pid}, which maps it, forked cannot be seen`;
       else this.why = w?.forked() ?? this.mapsChanged(pid);
     }
   }
 
   /**
-   * Why the SysV segment may now have mappings that are not protected (undefined: it has none). A mapping made stamps
-   * it and counts (a fork's too), one removed stamps it otherwise: whoever's that was, what was written through it is
-   * not seen. The mappings of the forks pagesnap was told of are among `mappings` by now (adoptForked), and each
+   * Why the SysV segment may now have mappings that are not protected (undefined: it has none). A mapping made is
+   * counted (a fork's too); one removed is stamped: whoever's it was, what was written through it is not seen. The mappings of the forks pagesnap was told of are among `mappings` by now (adoptForked), and each
    * inherited its parent's protection (a mapping a child made anew has none, and its pages read as written): with none
    * removed, a count equal to theirs leaves no mapping made by another process.
    */
-  private segmentChanged(then: ShmSegment): string | undefined {
-    const s = shmSegment(then.shmid);
+  private segmentChanged(dtime: number): string | undefined {
+    const s = shmSegment(this.shmid!);
     if (!s) return 'its SysV segment is gone';
-    if (s.dtime !== then.dtime) return 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen';
+    if (s.dtime !== dtime) return 'a mapping of its SysV segment was removed meanwhile: what was written through it is not seen';
     if (s.nattch !== this.mappings.length) return `it is mapped ${s.nattch} times, ${this.mappings.length} of them by processes tracked`;
     return undefined;
   }
