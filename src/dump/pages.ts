@@ -433,7 +433,7 @@ export async function readObjectSegments(fd: number, size: number, segments: Seg
       at[2 * k] = BigInt((p.seg.offset + p.first) * pageSize);
       at[2 * k + 1] = BigInt(p.pages * pageSize);
     });
-    return preadPiecesAsync(fd, buf, at, pieces.length);
+    return preadPiecesAsync(fd, buf, at);
   };
   /** Store what a batch read; what came back short is read piece by piece, to learn why. */
   const finish = async ({ pieces, buf, got }: InFlight<unknown, number>) => {

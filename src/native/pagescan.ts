@@ -80,16 +80,17 @@ export function readFullAsync(fd: number, buf: Buffer, what: string): Promise<nu
 }
 
 /**
- * pread(2) of `count` pieces of `fd` (`pieces`: offset and length pairs, in bytes) into `buf`, one after another,
+ * pread(2) of the pieces of `fd` that `pieces` lists (offset and length pairs, in bytes) into `buf`, one after another,
  * on koffi's worker pool: a call from JavaScript for each costs more than the read of a page does. Resolves to the
  * bytes read, short where a piece was (the end of the file, or an error: read it again to learn which). `buf` and
  * `pieces` must stay untouched until it settles.
  */
-export function preadPiecesAsync(fd: number, buf: Buffer, pieces: BigUint64Array, count: number): Promise<number> {
+export function preadPiecesAsync(fd: number, buf: Buffer, pieces: BigUint64Array): Promise<number> {
   load();
+  const count = pieces.length >> 1;
   let bytes = 0n;
   for (let k = 0; k < count; k++) bytes += pieces[2 * k + 1]!;
-  if (pieces.length < 2 * count || bytes > BigInt(buf.length)) throw new RangeError('preadPiecesAsync: pieces too long for the buffer');
+  if (bytes > BigInt(buf.length)) throw new RangeError('preadPiecesAsync: pieces too long for the buffer');
   return new Promise((resolve, reject) => {
     preadPieces!.async(fd, buf, pieces, count, (err: unknown, rc: number | bigint) => {
       if (err) reject(err);
