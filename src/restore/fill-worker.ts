@@ -11,10 +11,16 @@ import { Op, UNIT, UNIT_PAGES } from './segments.js';
 import { ROW } from './address-map.js';
 import { CTL, type FillWorkerData, type WorkerMessage } from './stream-shared.js';
 import { workerContext } from './worker-context.js';
+import { workObjectJob, type ObjectJob } from './object-fill.js';
 
-// Started early (while the restore sets up), the worker waits for its data; until it says it has loaded, it must not
-// be terminated (see StreamWorkers.terminate).
-parentPort!.once('message', (data: FillWorkerData) => main(data));
+// Started early (while the restore sets up), the worker waits for its data, meanwhile helping to fill shmem objects;
+// until it says it has loaded, it must not be terminated (see StreamWorkers.terminate).
+const onMessage = (m: ObjectJob | FillWorkerData) => {
+  if ('kind' in m) return workObjectJob(m);
+  parentPort!.off('message', onMessage); // the worker ends when the fill does
+  main(m);
+};
+parentPort!.on('message', onMessage);
 parentPort!.postMessage({ kind: 'loaded' } satisfies WorkerMessage);
 
 function main(data: FillWorkerData): void {

@@ -16,7 +16,8 @@ import { RestoreHost, type UffdKind } from './host.js';
 import { collisions, collisionError, createObject, mapRegions, joinApart, sealRegions, type Relocation } from './map.js';
 import { planContent, planRegions, type ContentPlan, type LostRange, type Range, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
-import { fillObject, writePages } from './direct.js';
+import { writePages } from './direct.js';
+import { ObjectFiller } from './object-fill.js';
 import { Placer, STAT_FIELDS } from './placer.js';
 import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
 import { Streamer, StreamWorkers } from './streamer.js';
@@ -161,8 +162,8 @@ function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
  */
 function prepare(
-  reader: SnapshotReader, decoder: FrameDecoder, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint, relocate: boolean,
-  verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
+  reader: SnapshotReader, decoder: FrameDecoder, filler: ObjectFiller, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint,
+  relocate: boolean, verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
 ): Prepared {
   const plan = planRegions(reader, proc);
   const host = startHost(plan, channels, relocate);
@@ -173,7 +174,7 @@ function prepare(
   const relocations = mapRegions(host, plan, relocate, (id) => {
     const o = objects.get(id)!;
     const fd = createObject(host, o);
-    objectPages += fillObject(host, reader, decoder, o, fd, verifier && ((ours) => verifier.object(o, ours)));
+    objectPages += filler.fill(host, o, fd, verifier && ((ours) => verifier.object(o, ours)));
     return fd;
   });
   const content = planContent(reader, plan);
@@ -213,10 +214,11 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const mode = fillMode(opts.mode, offered);
     const lazy = !!opts.lazy;
     const threads = Math.max(1, opts.threads ?? Math.min(2, cpus().length));
-    // the workers load while the host is set up
+    // the workers load while the host is set up (and help fill its shmem objects)
     workers = new StreamWorkers(threads);
     const verifier = opts.verify ? new Verifier(reader) : undefined;
-    const p = prepare(reader, decoder, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
+    const filler = new ObjectFiller(reader, decoder, workers.fillers);
+    const p = prepare(reader, decoder, filler, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
     const h = p.host;
     const setupMs = performance.now() - t0;
     const ps = reader.pageSize;
