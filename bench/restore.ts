@@ -10,6 +10,7 @@
  *   switch there, so the serving itself shows), and as the scheduler places them (a wakeup crosses CPUs: in a VM
  *   that costs tens of microseconds, and it is what a user gets);
  * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures;
+ * - 512 MiB in a memfd (written into the object before streaming) against the same bytes in private memory;
  * - a 1 GiB hugetlb page, eagerly and lazily (written in directly, both): time against decoding its frames alone,
  *   and peak RSS.
  */
@@ -52,8 +53,8 @@ function pagesnap<T = any>(args: string[]): T {
 }
 
 /** Dump `scenario` (fixture of `mib`), with the dump's own flags; returns the file and the region's name. */
-async function snapshotOf(scenario: string, mib: number, extra: string[] = [], name = scenario): Promise<{ file: string; region: FixtureRegion }> {
-  const fx = await Fixture.start([scenario], { sizeMiB: mib });
+async function snapshotOf(scenario: string, mib: number, extra: string[] = [], name = scenario, shmemMiB?: number): Promise<{ file: string; region: FixtureRegion }> {
+  const fx = await Fixture.start([scenario], { sizeMiB: mib, shmemMiB });
   try {
     const s = fx.scenario(scenario);
     if (s.skip) throw new Error(`${scenario}: ${s.skip}`);
@@ -192,6 +193,33 @@ async function move(rows: Row[]): Promise<void> {
   rmSync(snap.file, { force: true });
 }
 
+/**
+ * The same bytes restored into a memfd (a shmem object: written into it before streaming) and into private memory
+ * (streamed through userfaultfd): eagerly, time until full; lazily, time until the process may run, which for the
+ * memfd includes all its filling (its faults are not served).
+ */
+async function shared(rows: Row[]): Promise<void> {
+  const mib = 512;
+  const priv = await snapshotOf('bench-mix', mib, [], 'private');
+  const obj = await snapshotOf('bench-shmem', 0, [], 'memfd', mib);
+  const ms = { priv: [] as number[], obj: [] as number[], objReady: [] as number[] };
+  for (let i = 0; i < REPS * 2; i++) {
+    ms.priv.push(restoreRun(priv.file, ['--mode', 'copy']).timings.fullMs);
+    ms.obj.push(restoreRun(obj.file, ['--mode', 'copy']).timings.fullMs);
+    ms.objReady.push(restoreRun(obj.file, ['--lazy']).timings.readyMs);
+  }
+  rows.push({
+    bench: 'restore', case: `eager ${mib} MiB in a memfd: time until full`, value: `${median(ms.obj).toFixed(0)} ms`,
+    baseline: `as private memory ${median(ms.priv).toFixed(0)} ms`, ratio: median(ms.obj) / median(ms.priv),
+  });
+  rows.push({
+    bench: 'restore', case: `lazy ${mib} MiB in a memfd: time until it runs`, value: `${median(ms.objReady).toFixed(0)} ms`,
+    baseline: `eager private ${median(ms.priv).toFixed(0)} ms`, ratio: median(ms.objReady) / median(ms.priv),
+  });
+  rmSync(priv.file, { force: true });
+  rmSync(obj.file, { force: true });
+}
+
 /** `cmd args`, run on CPU 0 when `pin` (and taskset is there). */
 const onCpu0 = (pin: boolean, cmd: string, args: string[]): [string, string[]] => (pin && have('taskset') ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
 
@@ -304,11 +332,12 @@ function decodeAlone(file: string, region: FixtureRegion): number {
   }
 }
 
-/** `parts`: any of eager, move, faults, huge (all by default). */
-export async function benchRestore(parts = ['eager', 'move', 'faults', 'huge']): Promise<Row[]> {
+/** `parts`: any of eager, shared, move, faults, huge (all by default). */
+export async function benchRestore(parts = ['eager', 'shared', 'move', 'faults', 'huge']): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     if (parts.includes('eager')) await eager(rows);
+    if (parts.includes('shared')) await shared(rows);
     if (parts.includes('move')) await move(rows);
     if (parts.includes('faults')) await faults(rows);
     if (parts.includes('huge')) await huge(rows);
