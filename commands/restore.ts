@@ -3,7 +3,7 @@ import { PagesnapCommand } from '../src/cli/base.js';
 import { parsePid } from '../src/cli/parse.js';
 import { restore, type FillMode } from '../src/restore/restore.js';
 import { renderRestore } from '../src/render/restore.js';
-import { progressBar } from '../src/render/progress.js';
+import { phasedProgress } from '../src/render/progress.js';
 import { EXIT_DAMAGED_PAGES } from '../src/snapshot/format.js';
 import { PagesnapError } from '../src/native/index.js';
 
@@ -39,13 +39,16 @@ export default class Restore extends PagesnapCommand {
 
   async run(): Promise<unknown> {
     const { args, flags } = await this.parse(Restore);
-    const bar = this.jsonEnabled() ? null : progressBar('restoring');
+    // the shmem objects are written before the memory is streamed: a bar for each
+    const bar = this.jsonEnabled() ? null : phasedProgress({ objects: 'filling shmem objects', memory: 'restoring' });
     const r = await restore(args.file, {
       pid: flags.pid === undefined ? undefined : parsePid(flags.pid), mode: flags.mode as FillMode, lazy: flags.lazy, hold: flags.hold,
       verify: flags.verify, relocate: flags.relocate, threads: flags.threads, profile: !flags['no-profile'],
       onProgress: bar?.update,
       onReady: (pid) => {
-        if (flags.lazy && !this.jsonEnabled()) process.stderr.write(`host ${pid} ready (pages stream in as it runs)\n`);
+        if (!flags.lazy || this.jsonEnabled()) return;
+        bar?.end();
+        process.stderr.write(`host ${pid} ready (pages stream in as it runs)\n`);
       },
     });
     bar?.end();

@@ -13,6 +13,7 @@ import { createObject } from '../src/restore/map.js';
 import { planRegions, type ObjectPlan } from '../src/restore/plan.js';
 import { ObjectFiller, workObjectJob, type ObjectJob } from '../src/restore/object-fill.js';
 import { StreamWorkers } from '../src/restore/streamer.js';
+import { restore } from '../src/restore/restore.js';
 import { cliJson } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
 import { HostSettings } from '../src/host/settings.js';
@@ -163,6 +164,18 @@ describe('an object filled by the main thread and the fill workers', () => {
     } finally {
       await workers.terminate();
     }
+  });
+
+  it('restore reports the objects\' bytes as they are written, then the memory\'s', async () => {
+    const calls: [number, number, string][] = [];
+    const r = await restore(file, { profile: false, onProgress: (done, total, what) => calls.push([done, total, what]) });
+    const objects = calls.filter((c) => c[2] === 'objects');
+    expect(objects.length).toBeGreaterThan(1);
+    expect(objects.at(-1)).toEqual([r.bytes.objects, r.bytes.objects, 'objects']);
+    expect(objects.filter(([done, total], i) => done > total || (i > 0 && done < objects[i - 1]![0]))).toEqual([]);
+    // every report on the objects comes before any on the memory
+    expect(calls.findIndex((c) => c[2] === 'memory')).toBe(objects.length);
+    expect(calls.at(-1)![0]).toBe(calls.at(-1)![1]);
   });
 
   it('restore --verify, eager and lazy: every page of the object verifies', () => {

@@ -23,3 +23,20 @@ export function progressBar(label: string): { update: (done: number, total: numb
     },
   };
 }
+
+/** Progress through phases, a bar each (with its own rate): a new phase ends the last one's line. */
+export function phasedProgress<P extends string>(labels: Record<P, string>): { update: (done: number, total: number, phase: P) => void; end: () => void } {
+  let current: { phase: P; bar: ReturnType<typeof progressBar> } | null = null;
+  return {
+    update(done, total, phase) {
+      if (current?.phase !== phase) {
+        current?.bar.end();
+        current = { phase, bar: progressBar(labels[phase]) };
+      }
+      current.bar.update(done, total);
+    },
+    end() {
+      current?.bar.end();
+    },
+  };
+}

@@ -36,10 +36,11 @@ const PIECE_PAGES = 256;
 /** Objects with less stored data are filled by the main thread alone: sharing them costs more than it gains. */
 const SHARED_MIN_PAGES = 4 * PIECE_PAGES;
 
-/** Job state words (Int32Array); one status word per piece follows them. */
+/** Job state words (Int32Array): the next piece to claim, pieces finished, pages written; a status word per piece. */
 const NEXT = 0;
 const FINISHED = 1;
-const STATUS = 2;
+const PAGES = 2;
+const STATUS = 3;
 const WRITTEN = 1;
 const FAILED = 2;
 
@@ -55,8 +56,10 @@ export interface ObjectJob {
   state: SharedArrayBuffer;
 }
 
-function writePiece(d: FrameDecoder, t: Target, p: Pieces, i: number): void {
+/** Write piece i; returns its pages. */
+function writePiece(d: FrameDecoder, t: Target, p: Pieces, i: number): number {
   const ps = d.pageSize;
+  let pages = 0;
   for (let w = p.starts[i]!; w < p.starts[i + 1]!; w++) {
     const offset = p.writes[3 * w]!;
     eachPiece(d, p.writes[3 * w + 1]!, p.writes[3 * w + 2]!, (bytes, k) => {
@@ -65,7 +68,9 @@ function writePiece(d: FrameDecoder, t: Target, p: Pieces, i: number): void {
       // the last page may run past the object's end: writing it whole would grow the object
       else writeAll(t.fd, bytes.subarray(0, Math.max(0, Math.min(bytes.length, t.size - at))), at, `object ${t.name}`);
     });
+    pages += p.writes[3 * w + 2]!;
   }
+  return pages;
 }
 
 const shared = <T extends Float64Array | Uint32Array | Uint8Array>(a: T): T => {
@@ -77,12 +82,18 @@ const shared = <T extends Float64Array | Uint32Array | Uint8Array>(a: T): T => {
 export class ObjectFiller {
   /** the snapshot's files and frame index, in shared memory: posted with every object's job, never copied */
   private source: { paths: string[]; frames: FrameIndex } | undefined;
+  /** pages written into objects before the one being filled */
+  private written = 0;
 
-  /** `decoder`: the main thread's; `workers`: fill workers not yet streaming (none: the main thread fills alone). */
+  /**
+   * `decoder`: the main thread's; `workers`: fill workers not yet streaming (none: the main thread fills alone);
+   * `onProgress(pages)`: the pages written so far, called from the main thread as it goes.
+   */
   constructor(
     private readonly reader: SnapshotReader,
     private readonly decoder: FrameDecoder,
     private readonly workers: readonly Pick<Worker, 'postMessage'>[],
+    private readonly onProgress?: (pages: number) => void,
   ) {}
 
   /**
@@ -98,6 +109,7 @@ export class ObjectFiller {
       const { pieces, pages } = this.plan(o, target);
       if (pages >= SHARED_MIN_PAGES && this.workers.length > 0) this.share(target, pieces);
       else for (let i = 0; i + 1 < pieces.starts.length; i++) writePiece(this.decoder, target, pieces, i);
+      this.onProgress?.((this.written += pages));
       then?.(fd);
       return pages;
     } finally {
@@ -148,24 +160,38 @@ export class ObjectFiller {
       target, writes: p.writes.buffer as SharedArrayBuffer, starts: p.starts.buffer as SharedArrayBuffer, state: state.buffer as SharedArrayBuffer,
     };
     for (const w of this.workers) w.postMessage(job);
+    const report = () => this.onProgress?.(this.written + Atomics.load(state, PAGES));
     try {
       claimPieces(state, n, (i) => {
-        writePiece(this.decoder, target, p, i);
-        return true;
+        const pages = writePiece(this.decoder, target, p, i);
+        report();
+        return pages;
       });
     } finally {
       const claimed = Math.min(n, Atomics.exchange(state, NEXT, n));
-      for (let done = Atomics.load(state, FINISHED); done < claimed; done = Atomics.load(state, FINISHED)) Atomics.wait(state, FINISHED, done, 1000);
+      for (let done = Atomics.load(state, FINISHED); done < claimed; done = Atomics.load(state, FINISHED)) {
+        Atomics.wait(state, FINISHED, done, 100);
+        report();
+      }
     }
     for (let i = 0; i < n; i++) if (state[STATUS + i] === FAILED) writePiece(this.decoder, target, p, i);
   }
 }
 
-/** Claim pieces until none are left; `write(i)` says whether it wrote piece i. Each claimed piece is finished. */
-function claimPieces(state: Int32Array, n: number, write: (i: number) => boolean): void {
+/** The stored pages of `objects`: what filling them writes. */
+export function storedPages(reader: SnapshotReader, objects: readonly ObjectPlan[]): number {
+  let pages = 0;
+  for (const o of objects) for (const run of reader.runsOf(o.object.runs, reader.pagesOf(o.object))) if (run.verdict === 'data') pages += run.pages;
+  return pages;
+}
+
+/** Claim pieces until none are left; `write(i)` gives the pages of piece i it wrote, or null. Each claimed piece is finished. */
+function claimPieces(state: Int32Array, n: number, write: (i: number) => number | null): void {
   for (let i = Atomics.add(state, NEXT, 1); i < n; i = Atomics.add(state, NEXT, 1)) {
     try {
-      Atomics.store(state, STATUS + i, write(i) ? WRITTEN : FAILED);
+      const pages = write(i);
+      if (pages !== null) Atomics.add(state, PAGES, pages);
+      Atomics.store(state, STATUS + i, pages === null ? FAILED : WRITTEN);
     } finally {
       Atomics.add(state, FINISHED, 1);
       Atomics.notify(state, FINISHED);
@@ -184,10 +210,9 @@ export function workObjectJob(job: ObjectJob): void {
     claimPieces(state, n, (i) => {
       try {
         decoder ??= new FrameDecoder(job.paths, job.frames, job.pageSize, 2);
-        writePiece(decoder, job.target, p, i);
-        return true;
+        return writePiece(decoder, job.target, p, i);
       } catch {
-        return false; // written again by the main thread, which reports the error
+        return null; // written again by the main thread, which reports the error
       }
     });
   } finally {

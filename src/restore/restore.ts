@@ -17,7 +17,7 @@ import { collisions, collisionError, createObject, mapRegions, joinApart, sealRe
 import { planContent, planRegions, type ContentPlan, type LostRange, type Range, type RegionsPlan } from './plan.js';
 import type { SnapshotProcess } from '../snapshot/manifest.js';
 import { writePages } from './direct.js';
-import { ObjectFiller } from './object-fill.js';
+import { ObjectFiller, storedPages } from './object-fill.js';
 import { Placer, STAT_FIELDS } from './placer.js';
 import { Op, UNIT_PAGES, type SegmentTable } from './segments.js';
 import { Streamer, StreamWorkers } from './streamer.js';
@@ -39,8 +39,11 @@ export interface RestoreOptions {
   profile?: boolean;
   /** the host is ready: its pid (lazy: faults are served, and the background fill starts when this returns) */
   onReady?: (hostPid: number) => void;
-  /** bytes placed so far, of all to place */
-  onProgress?: (done: number, total: number) => void;
+  /**
+   * Bytes placed so far, of all to place: first those written into shmem objects (`objects`, before the host's
+   * memory is streamed), then the rest (`memory`).
+   */
+  onProgress?: (done: number, total: number, what: 'objects' | 'memory') => void;
 }
 
 export interface RestoreResult {
@@ -162,16 +165,20 @@ function spans(ranges: readonly (Range & { hugePage: number })[]): Range[] {
  * guards installed and lost pages poisoned (POISON needs an empty pte: before anything can fault there).
  */
 function prepare(
-  reader: SnapshotReader, decoder: FrameDecoder, filler: ObjectFiller, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint,
-  relocate: boolean, verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
+  reader: SnapshotReader, decoder: FrameDecoder, workers: StreamWorkers, proc: SnapshotProcess, mode: FillMode, channels: number, offered: bigint,
+  opts: RestoreOptions, verifier: Verifier | undefined, keep: (h: RestoreHost) => void,
 ): Prepared {
   const plan = planRegions(reader, proc);
-  const host = startHost(plan, channels, relocate);
+  const host = startHost(plan, channels, !!opts.relocate);
   keep(host);
+  const ps = reader.pageSize;
+  const progress = opts.onProgress;
+  const toWrite = progress && storedPages(reader, plan.objects) * ps;
+  const filler = new ObjectFiller(reader, decoder, workers.fillers, progress && ((pages) => progress(pages * ps, toWrite!, 'objects')));
   const objects = new Map(plan.objects.map((o) => [o.object.id, o]));
   let objectPages = 0;
   // each object is made and filled as its regions are reached, and checked while we hold it
-  const relocations = mapRegions(host, plan, relocate, (id) => {
+  const relocations = mapRegions(host, plan, !!opts.relocate, (id) => {
     const o = objects.get(id)!;
     const fd = createObject(host, o);
     objectPages += filler.fill(host, o, fd, verifier && ((ours) => verifier.object(o, ours)));
@@ -217,8 +224,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     // the workers load while the host is set up (and help fill its shmem objects)
     workers = new StreamWorkers(threads);
     const verifier = opts.verify ? new Verifier(reader) : undefined;
-    const filler = new ObjectFiller(reader, decoder, workers.fillers);
-    const p = prepare(reader, decoder, filler, proc, mode, mode === 'copy' ? 0 : threads, offered, !!opts.relocate, verifier, (h) => (host = h));
+    const p = prepare(reader, decoder, workers, proc, mode, mode === 'copy' ? 0 : threads, offered, opts, verifier, (h) => (host = h));
     const h = p.host;
     const setupMs = performance.now() - t0;
     const ps = reader.pageSize;
@@ -245,7 +251,7 @@ export async function restore(path: string, opts: RestoreOptions = {}): Promise<
     const toPlace = (p.content.counts.data + p.content.counts.zero) * ps;
     const report = () => {
       const t = streamer.totals();
-      opts.onProgress?.(t.copied + t.moved + t.zeroed, toPlace);
+      opts.onProgress?.(t.copied + t.moved + t.zeroed, toPlace, 'memory');
     };
     const progress = opts.onProgress && setInterval(report, 100);
     await streamer.full;
