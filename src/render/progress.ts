@@ -14,8 +14,9 @@ export function progressBar(label: string): { update: (done: number, total: numb
       const frac = total > 0 ? Math.min(1, done / total) : 1;
       const width = 30;
       const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
-      const rate = done / ((now - t0) / 1000);
-      process.stderr.write(`\r${label} [${bar}] ${bytes(done)} / ${bytes(total)}  ${bytes(rate)}/s `);
+      // (a rate over the first moments says nothing: the first update may come a millisecond after the start)
+      const rate = now - t0 >= 250 ? `  ${bytes(done / ((now - t0) / 1000))}/s` : '';
+      process.stderr.write(`\r${label} [${bar}] ${bytes(done)} / ${bytes(total)}${rate} \x1b[K`);
       drawn = true;
     },
     end() {
