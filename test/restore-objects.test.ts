@@ -21,7 +21,7 @@ import { HostSettings } from '../src/host/settings.js';
 const dir = scratchDir('restore-objects');
 let file: string;
 /** the same for a hugetlb object (written through a mapping: hugetlbfs takes no write(2)), or why there is none */
-let huge: { file?: string; skip?: string } = {};
+const huge: { file?: string; skip?: string } = {};
 const settings = new HostSettings();
 
 beforeAll(async () => {

@@ -173,8 +173,8 @@ function prepare(
   keep(host);
   const ps = reader.pageSize;
   const progress = opts.onProgress;
-  const toWrite = progress && storedPages(reader, plan.objects) * ps;
-  const filler = new ObjectFiller(reader, decoder, workers.fillers, progress && ((pages) => progress(pages * ps, toWrite!, 'objects')));
+  const toWrite = storedPages(reader, plan.objects) * ps;
+  const filler = new ObjectFiller(reader, decoder, workers.fillers, progress && ((pages) => progress(pages * ps, toWrite, 'objects')));
   const objects = new Map(plan.objects.map((o) => [o.object.id, o]));
   let objectPages = 0;
   // each object is made and filled as its regions are reached, and checked while we hold it
