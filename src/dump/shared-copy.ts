@@ -124,9 +124,10 @@ export class SharedCopy {
 
   /**
    * Why the SysV segment may now have mappings that are not protected (undefined: it has none). A mapping made is
-   * counted (a fork's too); one removed is stamped: whoever's it was, what was written through it is not seen. The mappings of the forks pagesnap was told of are among `mappings` by now (adoptForked), and each
-   * inherited its parent's protection (a mapping a child made anew has none, and its pages read as written): with none
-   * removed, a count equal to theirs leaves no mapping made by another process.
+   * counted (a fork's too); one removed is stamped: whoever's it was, what was written through it is not seen. The
+   * mappings of the forks pagesnap was told of are among `mappings` by now (adoptForked), and each inherited its
+   * parent's protection (a mapping a child made anew has none, and its pages read as written): with none removed, a
+   * count equal to theirs leaves no mapping made by another process.
    */
   private segmentChanged(dtime: number): string | undefined {
     const s = shmSegment(this.shmid!);

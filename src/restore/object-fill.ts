@@ -8,7 +8,7 @@
 import type { Worker } from 'node:worker_threads';
 import { fallocate, mmap, munmap, view, closeFd, MAP, PROT, type Addr } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
-import type { FrameIndex } from '../snapshot/manifest.js';
+import { refsCount, type FrameIndex } from '../snapshot/manifest.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
 import { eachPiece, writeAll } from './direct.js';
 import type { RestoreHost } from './host.js';
@@ -106,7 +106,8 @@ export class ObjectFiller {
     const base: Addr | null = o.hugePage ? mmap(size, PROT.READ | PROT.WRITE, MAP.SHARED, fd, 0) : null;
     try {
       const target: Target = { fd, base, size, name: o.object.name };
-      const { pieces, pages } = this.plan(o, target);
+      const pieces = this.allocateAndCut(o, target);
+      const pages = refsCount(o.object.refs);
       if (pages >= SHARED_MIN_PAGES && this.workers.length > 0) this.share(target, pieces);
       else for (let i = 0; i + 1 < pieces.starts.length; i++) writePiece(this.decoder, target, pieces, i);
       this.onProgress?.((this.written += pages));
@@ -119,18 +120,16 @@ export class ObjectFiller {
   }
 
   /** Allocate the object's zero runs (cheap: done here) and cut its data into pieces. */
-  private plan(o: ObjectPlan, t: Target): { pieces: Pieces; pages: number } {
+  private allocateAndCut(o: ObjectPlan, t: Target): Pieces {
     const ps = this.reader.pageSize;
     const writes: number[] = [];
     const starts = [0];
-    let pages = 0;
     let inPiece = 0;
     for (const { run, offset, pages: n, src } of this.reader.stretches(o.object)) {
       if (run.verdict === 'zero' && t.base === null) fallocate(t.fd, 0, offset * ps, n * ps);
       if (run.verdict !== 'data') continue;
       for (const sp of this.decoder.spans(src!, n)) {
         writes.push(offset + sp.at, src! + sp.at, sp.pages);
-        pages += sp.pages;
         if ((inPiece += sp.pages) >= PIECE_PAGES) {
           starts.push(writes.length / 3);
           inPiece = 0;
@@ -138,7 +137,7 @@ export class ObjectFiller {
       }
     }
     if (inPiece > 0) starts.push(writes.length / 3);
-    return { pieces: { writes: shared(Float64Array.from(writes)), starts: shared(Uint32Array.from(starts)) }, pages };
+    return { writes: shared(Float64Array.from(writes)), starts: shared(Uint32Array.from(starts)) };
   }
 
   /**
@@ -176,13 +175,6 @@ export class ObjectFiller {
     }
     for (let i = 0; i < n; i++) if (state[STATUS + i] === FAILED) writePiece(this.decoder, target, p, i);
   }
-}
-
-/** The stored pages of `objects`: what filling them writes. */
-export function storedPages(reader: SnapshotReader, objects: readonly ObjectPlan[]): number {
-  let pages = 0;
-  for (const o of objects) for (const run of reader.runsOf(o.object.runs, reader.pagesOf(o.object))) if (run.verdict === 'data') pages += run.pages;
-  return pages;
 }
 
 /** Claim pieces until none are left; `write(i)` gives the pages of piece i it wrote, or null. Each claimed piece is finished. */
