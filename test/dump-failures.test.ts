@@ -11,6 +11,7 @@ import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../sr
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { settledTaskStates } from './helpers/tasks.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('fail');
 
@@ -100,8 +101,7 @@ describe('each freeze method leaves the target as it found it', () => {
     try {
       const why = vf.scenario('vfork-stopped').skip;
       if (why) {
-        console.log(`SKIP vfork-stopped: ${why}`);
-        return ctx.skip(why);
+        return skipBecause(ctx, 'vfork-stopped', why);
       }
       const before = await settledTaskStates(vf.pid);
       expect([...before].sort()).toEqual(['D', 'S']);
@@ -305,8 +305,7 @@ describe('failures leave no file and a running target', () => {
   /** A tmpfs of its own at DIR/NAME mounted with `options` (root only: skips saying so otherwise). */
   function tmpfs(ctx: TestContext, name: string, options: string): { path: string; unmount(): void } {
     if (process.getuid?.() !== 0) {
-      console.log(`SKIP ${ctx.task.name}: mounting a tmpfs needs root`);
-      ctx.skip('mounting a tmpfs needs root');
+      skipBecause(ctx, ctx.task.name, 'mounting a tmpfs needs root');
     }
     const path = join(dir, name);
     mkdirSync(path);

@@ -9,6 +9,7 @@ import { readIdentity } from '../src/proc/process.js';
 import { descendants } from '../src/dump/targets.js';
 import { cliJson, cli } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('namespaces');
 const started: number[] = [];
@@ -26,8 +27,7 @@ describe('dump of a process in a pid namespace of its own', () => {
   it('records the pid it has there, which show prints beside pagesnap\'s', async (ctx) => {
     if (spawnSync('unshare', ['--pid', '--fork', 'true']).status !== 0) {
       const why = 'unshare --pid cannot make a pid namespace here';
-      console.log(`SKIP pid namespace: ${why}`);
-      ctx.skip(why);
+      skipBecause(ctx, 'pid namespace', why);
     }
     // unshare stays in pagesnap's namespace; the child it forks is pid 1 of the new one, and its child pid 2
     const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', 'sh', '-c', 'sleep 1000 & exec sleep 1001'], { stdio: 'ignore' });

@@ -21,6 +21,7 @@ import { HostSettings } from '../src/host/settings.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { liveBytes, recordsOf, skipUnlessX64 } from './helpers/scenario.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('precopy');
 const hex = (a: bigint) => a.toString(16);
@@ -191,8 +192,7 @@ function preparedFixture(what: string, scenario: string, prepare: (host: HostSet
   return (ctx) => {
     skipUnlessX64(ctx, 'precopy');
     if (skip) {
-      console.log(`SKIP ${what}: ${skip}`);
-      ctx.skip();
+      skipBecause(ctx, what, skip);
     }
     return fx!;
   };
@@ -586,8 +586,7 @@ describe('dump --precopy of shared anonymous memory made by a daemon (its parent
     const adopter = 1;
     try {
       readFileSync(`/proc/${adopter}/maps`);
-      console.log(`SKIP daemon's shared memory: init's maps can be read here, so whether it maps the object is seen, not inferred`);
-      ctx.skip();
+      skipBecause(ctx, "daemon's shared memory", "init's maps can be read here, so whether it maps the object is seen, not inferred");
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
     }
@@ -595,8 +594,7 @@ describe('dump --precopy of shared anonymous memory made by a daemon (its parent
     const fx = await Fixture.start(['bench-shared'], { orphan: true, shmemMiB: mib(peak) });
     started.push(fx);
     if (readStat(fx.pid).ppid !== adopter) {
-      console.log(`SKIP daemon's shared memory: orphans are adopted by process ${readStat(fx.pid).ppid} (a subreaper), not by init`);
-      ctx.skip();
+      skipBecause(ctx, "daemon's shared memory", `orphans are adopted by process ${readStat(fx.pid).ppid} (a subreaper), not by init`);
     }
     return { fx, region: fx.region('bench-shared'), adopter };
   };

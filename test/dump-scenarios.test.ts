@@ -20,6 +20,7 @@ import { descendants } from '../src/dump/targets.js';
 import { describeSnapshot } from '../src/analyze/show.js';
 import { isAlive, statusNumber } from '../src/proc/index.js';
 import type { Verdict } from '../src/model/verdict.js';
+import { skipBecause } from './helpers/skip.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'sysv-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -281,8 +282,7 @@ describe('a process of 60000 regions', () => {
     try {
       const sc = fx.scenario('bench-regions');
       if (sc.skip) {
-        console.log(`SKIP 60000 regions: ${sc.skip}`);
-        ctx.skip(sc.skip);
+        skipBecause(ctx, '60000 regions', sc.skip);
       }
       const file = join(dir, 'regions.psnap');
       // (as users run it: under NODE_ENV=test, which vitest sets, oclif runs the TypeScript sources through tsx)
@@ -350,8 +350,7 @@ describe('a region past 2^32 pages', () => {
     try {
       const skip = fx.scenario('vast').skip;
       if (skip) {
-        console.log(`SKIP vast: ${skip}`);
-        ctx.skip(skip);
+        skipBecause(ctx, 'vast', skip);
       }
       const file = join(dir, 'vast.psnap');
       await dump([fx.pid], { output: file, tableEntries: 3 });

@@ -8,6 +8,7 @@ import { Fixture } from '../fixtures/driver.js';
 import { Pagemap, readRegions } from '../src/proc/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const NOBODY = 65534;
 /** Another user runs with a HOME of its own (as sudo sets it), not root's. */
@@ -96,8 +97,7 @@ describe('errors are one line with a non-zero exit', () => {
     try {
       readFileSync('/proc/1/pagemap').subarray(0, 8);
       const why = 'root may read pid 1 here: no process above pagesnap\'s user namespace to try';
-      console.log(`SKIP ${ctx.task.name}: ${why}`);
-      ctx.skip(why);
+      skipBecause(ctx, ctx.task.name, why);
     } catch {
       /* the case */
     }

@@ -8,6 +8,7 @@ import { inspect } from '../src/analyze/inspect.js';
 import { expectedCounts } from './helpers/expect.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario, unavailable } from './helpers/scenario.js';
+import { skipBecause } from './helpers/skip.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'shared-anon-fork', 'sysv-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -83,15 +84,13 @@ describe.each(SCENARIOS)('inspect on scenario %s', (name) => {
 async function withScenario(ctx: TestContext, name: (typeof SCENARIOS)[number], body: (fx: Fixture) => void): Promise<void> {
   const why = unavailable(name, prepared);
   if (why) {
-    console.log(`SKIP ${name}: ${why}`);
-    ctx.skip(why);
+    skipBecause(ctx, name, why);
   }
   const fx = await Fixture.start([name]);
   try {
     const skip = fx.scenario(name).skip;
     if (skip) {
-      console.log(`SKIP ${name}: ${skip}`);
-      ctx.skip(skip);
+      skipBecause(ctx, name, skip);
     }
     body(fx);
   } finally {

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { cliJson, RUN_JS } from './helpers/cli.js';
 import { isAlive } from '../src/proc/process.js';
 import { descendants } from '../src/dump/targets.js';
+import { skipBecause } from './helpers/skip.js';
 
 type Result = { name: string; skip?: string; pagemap?: string; scan?: string; naiveLoses?: number; kept?: number; of?: number };
 
@@ -52,8 +53,7 @@ describe('pagesnap lab', () => {
       const r = results.find((x) => x.name === name)!;
       expect(r).toBeDefined();
       if (r.skip) {
-        console.log(`SKIP lab ${name}: ${r.skip}`);
-        return ctx.skip(r.skip);
+        return skipBecause(ctx, `lab ${name}`, r.skip);
       }
       expect(r.pagemap).toMatch(want.pagemap);
       expect(r.naiveLoses).toBe(want.loses === 'nothing' ? Number(want.pagemap.exec(r.pagemap!)!.at(-1)) : want.loses);

@@ -16,6 +16,7 @@ import { cgroup2Mount } from '../src/dump/freeze.js';
 import { HostSettings } from '../src/host/settings.js';
 import { skipUnlessX64 } from './helpers/scenario.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 // (the postgres account enters it)
 const dir = scratchDir('postgres', 0o755);
@@ -52,8 +53,7 @@ describe.each([{ huge: false }, { huge: true }])('dump --tree --precopy of Postg
 
   it('holds what a plain dump of the same frozen moment holds, page for page', async (ctx: TestContext) => {
     if (skip) {
-      console.log(`SKIP PostgreSQL: ${skip}`);
-      ctx.skip();
+      skipBecause(ctx, 'PostgreSQL', skip);
     }
     skipUnlessX64(ctx, 'precopy');
     const postmaster = pg!.postmaster;

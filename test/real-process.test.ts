@@ -12,6 +12,7 @@ import { requireCachestat } from './helpers/kernel.js';
 import { readStat } from '../src/proc/process.js';
 import { cliJson, cli } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('real');
 const file = join(dir, 'node.psnap');
@@ -80,8 +81,7 @@ describe('dump of a Node process', () => {
       const before = cached();
       if (before > blocks.length / 2) {
         const why = `${before} of ${blocks.length} blocks stayed in the page cache (the filesystem ignores POSIX_FADV_DONTNEED?)`;
-        console.log(`SKIP ${ctx.task.name}: ${why}`);
-        ctx.skip(why);
+        skipBecause(ctx, ctx.task.name, why);
       }
       r.prefetchTables(proc);
       let after = cached();

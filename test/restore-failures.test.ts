@@ -18,6 +18,7 @@ import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { HostSettings } from '../src/host/settings.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('restore-fail');
 let fx: Fixture;
@@ -120,8 +121,7 @@ describe('more regions than this machine lets a process have', () => {
     try {
       const sc = many.scenario('bench-regions');
       if (sc.skip) {
-        console.log(`SKIP max_map_count: ${sc.skip}`);
-        ctx.skip(sc.skip);
+        skipBecause(ctx, 'max_map_count', sc.skip);
       }
       const snap = join(dir, 'regions.psnap');
       cliJson(['dump', String(many.pid), '-o', snap]);
@@ -145,8 +145,7 @@ describe('more shared memory objects than files a process may open', () => {
     try {
       const sc = many.scenario('many-objects');
       if (sc.skip) {
-        console.log(`SKIP many objects: ${sc.skip}`);
-        ctx.skip(sc.skip);
+        skipBecause(ctx, 'many objects', sc.skip);
       }
       const snap = join(own, 'many.psnap');
       expect(cliJson(['dump', String(many.pid), '-o', snap]).objects).toBe(1000);
@@ -263,8 +262,7 @@ describe('host batches', () => {
 describe('huge pages', () => {
   it.for(['move', 'copy'] as const)('--mode %s: huge pages come back whole only when moved', (mode, ctx) => {
     if (prepared.unavailable.thp) {
-      console.log(`SKIP huge pages whole: ${prepared.unavailable.thp}`);
-      ctx.skip(prepared.unavailable.thp);
+      skipBecause(ctx, 'huge pages whole', prepared.unavailable.thp);
     }
     const thp = fx.region('thp');
     const r = cliJson(['restore', file, '--hold', '--verify', '--mode', mode, '--no-profile']);

@@ -17,6 +17,7 @@ import { restore } from '../src/restore/restore.js';
 import { cliJson } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
 import { HostSettings } from '../src/host/settings.js';
+import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('restore-objects');
 let file: string;
@@ -52,11 +53,7 @@ afterAll(() => settings.restore());
 const KINDS = [{ kind: 'memfd' }, { kind: 'hugetlb' }] as const;
 function snapshotOf(kind: 'memfd' | 'hugetlb', ctx: TestContext): string {
   if (kind === 'memfd') return file;
-  if (!huge.file) {
-    console.log(`SKIP hugetlb object: ${huge.skip}`);
-    ctx.skip(huge.skip);
-  }
-  return huge.file!;
+  return huge.file ?? skipBecause(ctx, 'hugetlb object', huge.skip ?? 'no hugetlb snapshot was made');
 }
 
 /** Open `path`, make its object in a fresh host, and call `f`; everything is closed after. */
@@ -130,7 +127,7 @@ describe('an object filled by the main thread and the fill workers', () => {
     });
   });
 
-  it('a damaged frame: the main thread throws its error, naming the frame; real workers stop first', async () => {
+  it('a damaged frame, with real workers: the main thread throws its error, naming the frame', async () => {
     const damaged = join(dir, 'damaged.psnap');
     copyFileSync(file, damaged);
     const r0 = SnapshotReader.open(file);

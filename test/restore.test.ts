@@ -14,6 +14,7 @@ import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
 import { compareRestored } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const SCENARIOS = [
   'anon', 'thp', 'shmem', 'shmem-zapped', 'shmem-pwrite', 'shmem-fork', 'swap', 'guard', 'uffd-wp', 'uffd-shmem', 'poison',
@@ -87,15 +88,13 @@ describe('1 GiB huge pages', () => {
   it('are written in directly, eagerly and lazily, within pagesnap\'s memory bound', async (ctx) => {
     const why = prepared.host.reserveHugepages(2, 1 << 20);
     if (why) {
-      console.log(`SKIP 1 GiB huge pages: ${why}`);
-      ctx.skip();
+      skipBecause(ctx, '1 GiB huge pages', why);
     }
     const fx = await Fixture.start(['hugetlb-1g']);
     try {
       const sc = fx.scenario('hugetlb-1g');
       if (sc.skip) {
-        console.log(`SKIP 1 GiB huge pages: ${sc.skip}`);
-        ctx.skip();
+        skipBecause(ctx, '1 GiB huge pages', sc.skip);
       }
       const file = join(dir, 'hugetlb-1g.psnap');
       cliJson(['dump', String(fx.pid), '-o', file]);

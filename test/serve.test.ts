@@ -14,6 +14,7 @@ import { planClient } from '../src/restore/serve-plan.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { HostSettings } from '../src/host/settings.js';
 import { scratchDir } from './helpers/scratch.js';
+import { skipBecause } from './helpers/skip.js';
 
 const CLIENT = join(import.meta.dirname, '..', 'fixtures', 'bin', 'uffd-client');
 const dir = scratchDir('serve', 0o755);
@@ -172,8 +173,7 @@ describe('serve', () => {
     try {
       const why = settings.reserveHugepages(4);
       if (why) {
-        console.log(`SKIP hugetlb serve: ${why}`);
-        ctx.skip(why);
+        skipBecause(ctx, 'hugetlb serve', why);
       }
       // the snapshot's thp region (two huge pages of data) into a client's private hugetlb memory: a fault per huge page
       await servedBothWays('huge', thp, ['--hugetlb'], thp.pages / 512);

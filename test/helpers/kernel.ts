@@ -1,6 +1,7 @@
 import { closeSync } from 'node:fs';
 import type { TestContext } from 'vitest';
 import { memfdCreate, cachestat, isErrno, MFD } from '../../src/native/index.js';
+import { skipBecause } from './skip.js';
 
 /** Skip the test, with the reason printed, on a kernel without cachestat(2) (before 6.5). */
 export function requireCachestat(ctx: TestContext): void {
@@ -10,8 +11,7 @@ export function requireCachestat(ctx: TestContext): void {
   } catch (e) {
     if (!isErrno(e, 'ENOSYS', 'EOPNOTSUPP')) throw e;
     const why = `cachestat(2) is not available (${(e as { code?: string }).code}; Linux 6.5+)`;
-    console.log(`SKIP ${ctx.task.name}: ${why}`);
-    ctx.skip(why);
+    skipBecause(ctx, ctx.task.name, why);
   } finally {
     closeSync(fd);
   }

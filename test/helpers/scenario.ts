@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { processVmReadv } from '../../src/native/index.js';
 import { SnapshotReader } from '../../src/snapshot/reader.js';
 import type { Prepared } from './host.js';
+import { skipBecause } from './skip.js';
 
 /** The machine feature a scenario needs, so a skip can say why. */
 export const NEEDS: Record<string, keyof Prepared['unavailable']> = { swap: 'swap', seed: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
@@ -37,8 +38,7 @@ export function useScenario(name: string, prepared?: () => Prepared) {
     },
     skipIf(ctx: TestContext): void {
       if (skip) {
-        console.log(`SKIP ${name}: ${skip}`);
-        ctx.skip(skip);
+        skipBecause(ctx, name, skip);
       }
     },
   };
@@ -54,8 +54,7 @@ export function liveBytes(pid: number, r: FixtureRegion): Buffer {
 /** Skip a precopy test where system calls cannot be injected into a target (x86-64 only), saying so. */
 export function skipUnlessX64(ctx: TestContext, what: string): void {
   if (process.arch !== 'x64') {
-    console.log(`SKIP ${what}: system calls are injected on x86-64 only (this is ${process.arch})`);
-    ctx.skip();
+    skipBecause(ctx, what, `system calls are injected on x86-64 only (this is ${process.arch})`);
   }
 }
 
