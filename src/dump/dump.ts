@@ -775,6 +775,7 @@ function toldFork(stat: ProcStat, regions: readonly Region[], tracker: WriteTrac
  * fewer are found than forks were seen (one gone, or not dumped), why that family's shared memory is read frozen.
  */
 function adoptForked(ctx: Context, dumped: readonly number[]): void {
+  ctx.events!.settle();
   // oldest first: a parent is met before its children (one killed while frozen is left out later, as any member gone)
   const stats = dumped.filter((pid) => !ctx.precopied.has(pid)).flatMap((pid) => {
     const stat = unlessGone(() => readStat(pid));
@@ -795,9 +796,10 @@ function adoptForked(ctx: Context, dumped: readonly number[]): void {
       for (const r of regions) if (objectKey(r) === copy.key) copy.mappings.push({ pid, start: r.start, end: r.end, first: Number(r.offset / PAGE), writes: true });
     }
   }
+  // (a family is named for its target, tracked from the start, not for a fork adopted into it)
   for (const p of ctx.precopied.values()) {
     const f = p.tracker.family;
-    if (f === undefined || ctx.familyWhy.has(f)) continue;
+    if (f === undefined || p.tracker.inherited || ctx.familyWhy.has(f)) continue;
     const forks = ctx.events!.forksOf(f);
     // (those found gone before their family's shared memory was copied again: see copyAgainSpoiled)
     const gone = ctx.events!.goneOf(f);

@@ -58,8 +58,9 @@ function serve(): number[] {
         const i = watched.findIndex((w) => w.fd === c.fd);
         if (i >= 0) watched.splice(i, 1);
       } else if (c.kind === 'census') census();
-      else stopping = true;
-      // (the main thread may wait for this: a descriptor it closes must no longer be polled here)
+      else if (c.kind === 'stop') stopping = true;
+      // (the main thread may wait for this: a descriptor it closes must no longer be polled here; and the ack of a
+      // sync, which asks nothing more, says every event read before it is counted)
       Atomics.add(acks, 0, 1);
       Atomics.notify(acks, 0);
     }

@@ -10,7 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import { startWorker, sibling, closeAsync } from '../native/index.js';
 import { openFilesLimit } from '../proc/index.js';
 
-export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'census' } | { kind: 'stop' };
+export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'census' } | { kind: 'sync' } | { kind: 'stop' };
 export interface ForkEventsData {
   /** Int32 per family: forks seen */
   forks: SharedArrayBuffer;
@@ -83,6 +83,16 @@ export class ForkEvents {
     this.send({ kind: 'census' });
     this.taken();
     return total() - before;
+  }
+
+  /**
+   * Wait until the thread has counted every event it has read (a fork returns in its parent once its event is read,
+   * a moment before the thread counts it): then, with the processes frozen, the counts are final.
+   */
+  settle(): void {
+    if (this.stopped) return;
+    this.send({ kind: 'sync' });
+    this.taken();
   }
 
   /** The children of `family` found gone by the censuses so far (what they wrote is in the memory they shared then). */

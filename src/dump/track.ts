@@ -53,6 +53,10 @@ export class WriteTracker {
   private closing?: Promise<void>;
   /** its forks are counted in this family of `events` (undefined: they are not seen, see ForkWitness) */
   family: number | undefined;
+  /** whether it is a fork's, inherited from its parent's (see inherited): its family is named for the target's */
+  get inherited(): boolean {
+    return this.uffd < 0;
+  }
   /** when tracking began, in clock ticks since boot (as a process's start time): a process started since is new */
   startedTicks = 0;
   private events: ForkEvents | undefined;
