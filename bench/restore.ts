@@ -11,6 +11,7 @@
  *   that costs tens of microseconds, and it is what a user gets);
  * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures;
  * - 512 MiB in a memfd (written into the object before streaming) against the same bytes in private memory;
+ * - 512 MiB whose pages repeat (stored once: placing a repeat needs the frame of its original) against none repeating;
  * - a 1 GiB hugetlb page, eagerly and lazily (written in directly, both): time against decoding its frames alone,
  *   and peak RSS.
  */
@@ -220,6 +221,34 @@ async function shared(rows: Row[]): Promise<void> {
   rmSync(obj.file, { force: true });
 }
 
+/**
+ * Content whose pages repeat (bench-repeats: every eighth random page a copy of one of 256 pages near the start, as
+ * in real heaps) against the same layout without repeats: eagerly, time until full. A repeat is stored once, so each
+ * costs the decoding of the frame holding its original, unless that frame is still at hand.
+ */
+async function repeats(rows: Row[]): Promise<void> {
+  const mib = 512;
+  const plain = await snapshotOf('bench-mix', mib, [], 'plain');
+  const rep = await snapshotOf('bench-repeats', mib, [], 'repeats');
+  const ms = { plain: [] as number[], rep: [] as number[], repLazy: [] as number[], plainLazy: [] as number[] };
+  for (let i = 0; i < REPS * 2; i++) {
+    ms.plain.push(restoreRun(plain.file, ['--mode', 'copy']).timings.fullMs);
+    ms.rep.push(restoreRun(rep.file, ['--mode', 'copy']).timings.fullMs);
+    ms.plainLazy.push(restoreRun(plain.file, ['--lazy']).timings.fullMs);
+    ms.repLazy.push(restoreRun(rep.file, ['--lazy']).timings.fullMs);
+  }
+  rows.push({
+    bench: 'restore', case: `eager ${mib} MiB, an eighth of its random pages repeats: time until full`, value: `${median(ms.rep).toFixed(0)} ms`,
+    baseline: `no repeats ${median(ms.plain).toFixed(0)} ms`, ratio: median(ms.rep) / median(ms.plain),
+  });
+  rows.push({
+    bench: 'restore', case: `lazy ${mib} MiB, an eighth of its random pages repeats: time until full`, value: `${median(ms.repLazy).toFixed(0)} ms`,
+    baseline: `no repeats ${median(ms.plainLazy).toFixed(0)} ms`, ratio: median(ms.repLazy) / median(ms.plainLazy),
+  });
+  rmSync(plain.file, { force: true });
+  rmSync(rep.file, { force: true });
+}
+
 /** `cmd args`, run on CPU 0 when `pin` (and taskset is there). */
 const onCpu0 = (pin: boolean, cmd: string, args: string[]): [string, string[]] => (pin && have('taskset') ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
 
@@ -332,12 +361,13 @@ function decodeAlone(file: string, region: FixtureRegion): number {
   }
 }
 
-/** `parts`: any of eager, shared, move, faults, huge (all by default). */
-export async function benchRestore(parts = ['eager', 'shared', 'move', 'faults', 'huge']): Promise<Row[]> {
+/** `parts`: any of eager, shared, repeats, move, faults, huge (all by default). */
+export async function benchRestore(parts = ['eager', 'shared', 'repeats', 'move', 'faults', 'huge']): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     if (parts.includes('eager')) await eager(rows);
     if (parts.includes('shared')) await shared(rows);
+    if (parts.includes('repeats')) await repeats(rows);
     if (parts.includes('move')) await move(rows);
     if (parts.includes('faults')) await faults(rows);
     if (parts.includes('huge')) await huge(rows);

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
+import { FrameDecoder } from '../src/snapshot/frame-decoder.js';
 import { PagesnapError } from '../src/native/index.js';
 import { decodeManifest, encodeManifest, EncodedRegions, RecordHold, type Manifest } from '../src/snapshot/manifest.js';
 import { firstAbove, lastAtOrBelow } from '../src/snapshot/bisect.js';
@@ -72,6 +73,39 @@ describe('round trip', () => {
     await w.abort();
     expect(existsSync(p2)).toBe(false);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});
+
+describe('frame decoding', () => {
+  it('keeps the frames it goes back to (pages stored once, placed many times) while it streams through others', async () => {
+    const path = join(dir, 'frames.psnap');
+    await writeSynthetic(path);
+    const r = SnapshotReader.open(path);
+    try {
+      const { paths, frames } = r.frameSource();
+      expect(frames.offset.length).toBe(3);
+      const want = [0, 1, 2].map((i) => Buffer.from(r.frame(i)));
+      // a cache of one frame, visited as a reader placing repeats does: back to frame 0 between every other frame
+      const d = new FrameDecoder(paths, frames, r.pageSize, 1);
+      let decodes = 0;
+      const decodeInto = d.decodeInto.bind(d);
+      d.decodeInto = (i, out) => {
+        decodes++;
+        decodeInto(i, out);
+      };
+      try {
+        for (let k = 0; k < 40; k++) {
+          for (const i of [0, 1 + (k % 2)]) expect(d.frame(i).equals(want[i]!)).toBe(true);
+        }
+      } finally {
+        d.close();
+      }
+      // 0, 1, then 0 again (gone back to: kept from then on), 2, 1 again (kept too); 2 then stays in the one-frame
+      // cache, as 0 and 1 come from the other (a cache of one frame alone decodes at every one of the 80 visits)
+      expect(decodes).toBe(5);
+    } finally {
+      r.close();
+    }
   });
 });
 
