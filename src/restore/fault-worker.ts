@@ -23,7 +23,8 @@ parentPort!.postMessage({ kind: 'loaded' } satisfies WorkerMessage);
 
 function main(data: FaultWorkerData): void {
   const framePages = Math.max(1, data.frames.pages[0] ?? 1);
-  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, Math.max(16, Math.floor(data.cacheBytes / (framePages * data.pageSize))));
+  // (its cache is what it was given, all of it for frames however they come: faults go anywhere)
+  const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, Math.max(16, Math.floor(data.cacheBytes / (framePages * data.pageSize))), 0);
   const ps = data.pageSize;
   const psn = BigInt(ps);
 

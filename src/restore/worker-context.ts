@@ -10,12 +10,15 @@ import { AddressMap } from './address-map.js';
 import { Gate } from './gate.js';
 import type { StreamShared, WorkerMessage } from './stream-shared.js';
 
-/** `cacheFrames`: decoded frames kept (the fault thread revisits frames; fill workers stream through them). */
-export function workerContext(data: StreamShared & { row: number }, cacheFrames: number) {
+/**
+ * `cacheFrames`: decoded frames kept (the fault thread revisits frames; fill workers stream through them);
+ * `reusedBytes`: see FrameDecoder.
+ */
+export function workerContext(data: StreamShared & { row: number }, cacheFrames: number, reusedBytes?: number) {
   const post = (m: WorkerMessage) => parentPort!.postMessage(m);
   const table = attach(data.table);
   const stats = new Float64Array(data.stats, data.row * STAT_FIELDS * 8, STAT_FIELDS);
-  const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, cacheFrames);
+  const decoder = new FrameDecoder(data.snapshot, data.frames, data.pageSize, cacheFrames, undefined, reusedBytes);
   return {
     post, table, stats, decoder,
     ctl: new Int32Array(data.ctl),

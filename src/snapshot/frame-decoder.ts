@@ -108,8 +108,9 @@ export class FrameDecoder {
   private readonly files: FrameFile[];
 
   /**
-   * `cacheFrames`: frames kept of those decoded once (those decoded again have REUSED_BYTES besides). `fd`: an open
-   * descriptor of the (single) file, which stays the caller's.
+   * `cacheFrames`: frames kept of those decoded once; `reusedBytes`: what those decoded again may hold besides (0:
+   * they go with the others, as where nothing streams). `fd`: an open descriptor of the (single) file, which stays the
+   * caller's.
    */
   constructor(
     paths: string | readonly string[],
@@ -117,10 +118,11 @@ export class FrameDecoder {
     readonly pageSize: number,
     private readonly cacheFrames = 16,
     fd?: number,
+    reusedBytes = REUSED_BYTES,
   ) {
     this.files = typeof paths === 'string' ? [new FrameFile(paths, fd)] : paths.map((p) => new FrameFile(p));
     this.decoded = new Uint8Array(Math.ceil(frames.offset.length / 8));
-    this.reusedFrames = Math.max(1, Math.floor(REUSED_BYTES / ((frames.pages[0] ?? 1) * pageSize)));
+    this.reusedFrames = Math.floor(reusedBytes / ((frames.pages[0] ?? 1) * pageSize));
   }
 
   close(): void {
@@ -158,7 +160,7 @@ export class FrameDecoder {
     const view = out.subarray(0, want);
     const again = (this.decoded[i >> 3]! & (1 << (i & 7))) !== 0;
     this.decoded[i >> 3]! |= 1 << (i & 7);
-    const [cache, most] = again ? [this.reused, this.reusedFrames] : [this.cache, this.cacheFrames];
+    const [cache, most] = again && this.reusedFrames > 0 ? [this.reused, this.reusedFrames] : [this.cache, this.cacheFrames];
     cache.set(i, view);
     if (cache.size > most) this.evict(cache, cache.keys().next().value!);
     return view;
