@@ -11,7 +11,8 @@
  *   that costs tens of microseconds, and it is what a user gets);
  * - lazy restore of 1 GiB: time until every page is placed, beside the eager restore and CRIU's figures;
  * - 512 MiB in a memfd (written into the object before streaming) against the same bytes in private memory;
- * - 512 MiB whose pages repeat (stored once: placing a repeat needs the frame of its original) against none repeating;
+ * - 512 MiB whose pages repeat (stored once: placing a repeat needs the frame of its original) against none repeating,
+ *   and 512 MiB of one page repeated (a page per ioctl, unless gathered) against bench content;
  * - a 1 GiB hugetlb page, eagerly and lazily (written in directly, both): time against decoding its frames alone,
  *   and peak RSS.
  */
@@ -223,17 +224,20 @@ async function shared(rows: Row[]): Promise<void> {
 
 /**
  * Content whose pages repeat (bench-repeats: every eighth random page a copy of one of 256 pages near the start, as
- * in real heaps) against the same layout without repeats: eagerly, time until full. A repeat is stored once, so each
- * costs the decoding of the frame holding its original, unless that frame is still at hand.
+ * in real heaps) against the same layout without repeats, time until full: a repeat is stored once, so each costs
+ * the decoding of the frame holding its original, unless that frame is still at hand. And memory of one page
+ * repeated (bench-pattern) against bench content: a segment of its own for every page, unless they are gathered.
  */
 async function repeats(rows: Row[]): Promise<void> {
   const mib = 512;
   const plain = await snapshotOf('bench-mix', mib, [], 'plain');
   const rep = await snapshotOf('bench-repeats', mib, [], 'repeats');
-  const ms = { plain: [] as number[], rep: [] as number[], repLazy: [] as number[], plainLazy: [] as number[] };
+  const pattern = await snapshotOf('bench-pattern', mib, [], 'pattern');
+  const ms = { plain: [] as number[], rep: [] as number[], repLazy: [] as number[], plainLazy: [] as number[], pattern: [] as number[] };
   for (let i = 0; i < REPS * 2; i++) {
     ms.plain.push(restoreRun(plain.file, ['--mode', 'copy']).timings.fullMs);
     ms.rep.push(restoreRun(rep.file, ['--mode', 'copy']).timings.fullMs);
+    ms.pattern.push(restoreRun(pattern.file, ['--mode', 'copy']).timings.fullMs);
     ms.plainLazy.push(restoreRun(plain.file, ['--lazy']).timings.fullMs);
     ms.repLazy.push(restoreRun(rep.file, ['--lazy']).timings.fullMs);
   }
@@ -245,8 +249,11 @@ async function repeats(rows: Row[]): Promise<void> {
     bench: 'restore', case: `lazy ${mib} MiB, an eighth of its random pages repeats: time until full`, value: `${median(ms.repLazy).toFixed(0)} ms`,
     baseline: `no repeats ${median(ms.plainLazy).toFixed(0)} ms`, ratio: median(ms.repLazy) / median(ms.plainLazy),
   });
-  rmSync(plain.file, { force: true });
-  rmSync(rep.file, { force: true });
+  rows.push({
+    bench: 'restore', case: `eager ${mib} MiB of one page repeated (a junk-filled heap): time until full`, value: `${median(ms.pattern).toFixed(0)} ms`,
+    baseline: `bench content ${median(ms.plain).toFixed(0)} ms`, ratio: median(ms.pattern) / median(ms.plain),
+  });
+  for (const s of [plain, rep, pattern]) rmSync(s.file, { force: true });
 }
 
 /** `cmd args`, run on CPU 0 when `pin` (and taskset is there). */

@@ -84,6 +84,52 @@ describe('restore failures', () => {
     }
   });
 
+  it('pages stored once and placed many times (gathered, a stretch at a time): restored and verified; where the frame of their original is damaged, each of them is poisoned, nothing else', async () => {
+    // every eighth random page repeats one of 256 originals, stored in the first frames: the data comes in stretches
+    // of short segments (4, 1, 7, 1, ... pages), which the fill threads gather and place by one copy each
+    const rep = await Fixture.start(['bench-repeats'], { sizeMiB: 8 });
+    const snap = join(dir, 'repeats.psnap');
+    try {
+      cliJson(['dump', String(rep.pid), '-o', snap]);
+    } finally {
+      await rep.stop();
+    }
+    for (const mode of [[], ['--lazy']]) {
+      const ok = cliJson<{ verify: { mismatches: number; pages: number } }>(['restore', snap, '--verify', '--no-profile', ...mode]);
+      expect(ok.verify.mismatches).toBe(0);
+      expect(ok.verify.pages).toBeGreaterThanOrEqual(1536); // the region alone: 8 MiB, a quarter zero pages
+    }
+    const r0 = SnapshotReader.open(snap);
+    const k = 1;
+    const f = r0.manifest.frames;
+    const region = r0.process().regions.find((x) => x.start === BigInt(rep.region('bench-repeats').start))!;
+    // the pages whose stored page is in frame k: its own, and every repeat of one of them
+    const inFrame: number[] = [];
+    for (let p = 0; p < r0.pagesOf(region); p++) {
+      const src = r0.regionPage(region, p);
+      if (src.kind === 'stored' && src.page >= f.firstPage[k]! && src.page < f.firstPage[k]! + f.pages[k]!) inFrame.push(p);
+    }
+    const at = f.offset[k]! + Math.floor(f.size[k]! / 2);
+    r0.close();
+    expect(inFrame.length).toBeGreaterThan(f.pages[k]!); // repeats of its pages too
+    const damaged = join(dir, 'repeats-damaged.psnap');
+    copyFileSync(snap, damaged);
+    const fd = openSync(damaged, 'r+');
+    writeSync(fd, Buffer.from([readFileSync(damaged)[at]! ^ 0x5a]), 0, 1, at);
+    closeSync(fd);
+    const res = cli(['restore', damaged, '--hold', '--verify', '--json', '--no-profile']);
+    expect(res.code, res.stderr).toBe(3);
+    const r = JSON.parse(res.stdout) as { hostPid: number; damage: { frame: number; addr: string; pages: number }[]; verify: { mismatches: number } };
+    try {
+      expect(r.damage.every((d) => d.frame === k)).toBe(true);
+      const poisoned = r.damage.flatMap((d) => Array.from({ length: d.pages }, (_, i) => Number((BigInt(d.addr) - region.start) / 4096n) + i)).sort((a, b) => a - b);
+      expect(poisoned).toEqual(inFrame);
+      expect(r.verify.mismatches).toBe(0);
+    } finally {
+      kill(r.hostPid);
+    }
+  });
+
   it('the host killed mid-restore: the restore fails at once with the reason, nothing is left running', async () => {
     let host = 0;
     const run = restore(file, {

@@ -27,6 +27,7 @@ function main(data: FillWorkerData): void {
   const { post, table, ctl, stats, decoder, placer, map, gate } = workerContext(data, 2);
   const order = new Int32Array(data.order);
   const ps = data.pageSize;
+  const psn = BigInt(ps);
   const eligible = data.move ? new Uint8Array(data.move.eligible) : null;
   const units = table.unitState.length;
   const retryPause = new Int32Array(new SharedArrayBuffer(4));
@@ -35,6 +36,13 @@ function main(data: FillWorkerData): void {
   /** How much dearer moving may be and still be chosen; how often `auto` re-tries the other way. */
   const MOVE_TOLERANCE = 1.25;
   const REPROBE = 16;
+
+  /**
+   * Segments shorter than this are gathered with their neighbours and placed by one copy: an ioctl costs 1.7 µs
+   * besides its pages (a page copied alone 2.9 µs, in 2 MiB 1.2 µs), gathering a page 0.13 µs. 512 MiB of one
+   * repeated page restored in 430 ms, then 280 ms.
+   */
+  const GATHER_BELOW = 8;
 
   /** How far past a fault's unit a worker keeps going before it returns to the global order. */
   const FOLLOW = 64;
@@ -62,19 +70,19 @@ function main(data: FillWorkerData): void {
   }
 
   /**
-   * Place plan pages [from, to) of segment s, wherever they are now, inside the gate; again while a pending event
-   * makes the kernel refuse (the fault thread drains it meanwhile).
+   * Place plan pages [from, to) by `place(from, to, delta)` wherever they are now (`delta` moves them there), inside
+   * the gate; again while a pending event makes the kernel refuse (the fault thread drains it meanwhile).
    */
-  function placeChunk(s: number, from: number, to: number): Outcome {
+  function inGate(from: number, to: number, place: (from: number, to: number, delta: number) => Outcome): Outcome {
     for (;;) {
       gate.enter();
       let o: Outcome = 'ok';
       try {
-        if (!map) o = placer.placeSegment(s, from, to);
+        if (!map) o = place(from, to, 0);
         else {
           for (const p of map.pieces(from, to)) {
             if (p.state !== ROW.LIVE) continue;
-            o = placer.placeSegment(s, p.from, p.to, p.delta);
+            o = place(p.from, p.to, p.delta);
             if (o !== 'ok') break;
           }
         }
@@ -85,6 +93,9 @@ function main(data: FillWorkerData): void {
       Atomics.wait(retryPause, 0, 0, 0.05);
     }
   }
+
+  /** Plan pages [from, to) of segment s. */
+  const placeChunk = (s: number, from: number, to: number) => inGate(from, to, (a, b, delta) => placer.placeSegment(s, a, b, delta));
 
   /** Segment s in chunks of one frame (data) or whole (zero): what one pass through the gate places. */
   function placeSegment(s: number): Outcome {
@@ -209,12 +220,47 @@ function main(data: FillWorkerData): void {
   }
 
   function copyUnit(s0: number, s1: number): Outcome {
-    for (let s = s0; s < s1; s++) {
-      if (table.op[s] === Op.POISON) continue; // placed before streaming began
-      const o = placeSegment(s);
+    for (let s = s0; s < s1; ) {
+      // (POISON: placed before streaming began)
+      const e = table.op[s] === Op.POISON ? s : smallStretchEnd(s, s1);
+      const o = e - s > 1 ? placeGathered(s, e) : table.op[s] === Op.POISON ? 'ok' : placeSegment(s);
       if (o === 'gone' || o === 'retry') return o;
+      s = Math.max(e, s + 1);
     }
     return 'ok';
+  }
+
+  /**
+   * Where the stretch of small DATA segments starting at s ends, each beginning where the one before ends: pages
+   * stored once and placed many times (dedupe) cut the data into such pieces, down to a page each where one page
+   * repeats all along (memory filled with a pattern). Each would cost an ioctl of its own.
+   */
+  function smallStretchEnd(s: number, s1: number): number {
+    let e = s;
+    while (e < s1 && table.op[e] === Op.DATA && table.pages[e]! < GATHER_BELOW && (e === s || table.page[e] === table.page[e - 1]! + table.pages[e - 1]!)) e++;
+    return e;
+  }
+
+  /** Segments [s, e), a stretch of small ones: their pages gathered and placed by one copy. */
+  function placeGathered(s: number, e: number): Outcome {
+    const first = table.page[s]!;
+    try {
+      for (let k = s; k < e; k++) {
+        for (const sp of decoder.spans(table.src[k]!, table.pages[k]!)) {
+          decoder.frame(sp.frame).copy(block, (table.page[k]! - first + sp.at) * ps, sp.slot * ps, (sp.slot + sp.pages) * ps);
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      // (a damaged frame: each segment placed on its own, which poisons its pages and reports them)
+      for (let k = s; k < e; k++) {
+        const o = placeSegment(k);
+        if (o === 'gone' || o === 'retry') return o;
+      }
+      return 'ok';
+    }
+    const end = table.page[e - 1]! + table.pages[e - 1]!;
+    return inGate(first, end, (a, b, delta) => placer.copy(BigInt(a + delta) * psn, block.subarray((a - first) * ps, (b - first) * ps)));
   }
 
   try {
