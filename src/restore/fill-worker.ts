@@ -221,9 +221,10 @@ function main(data: FillWorkerData): void {
 
   function copyUnit(s0: number, s1: number): Outcome {
     for (let s = s0; s < s1; ) {
-      // (POISON: placed before streaming began)
-      const e = table.op[s] === Op.POISON ? s : smallStretchEnd(s, s1);
-      const o = e - s > 1 ? placeGathered(s, e) : table.op[s] === Op.POISON ? 'ok' : placeSegment(s);
+      const e = smallStretchEnd(s, s1);
+      let o: Outcome = 'ok';
+      if (e - s > 1) o = placeGathered(s, e);
+      else if (table.op[s] !== Op.POISON) o = placeSegment(s); // (POISON: placed before streaming began)
       if (o === 'gone' || o === 'retry') return o;
       s = Math.max(e, s + 1);
     }

@@ -35,6 +35,16 @@ const MAPPED_READ = 8 << 20;
  */
 const REUSED_BYTES = 8 << 20;
 
+/** Frame i of an LRU cache, now its most recently used. */
+function touch(cache: Map<number, Buffer>, i: number): Buffer | undefined {
+  const b = cache.get(i);
+  if (b) {
+    cache.delete(i);
+    cache.set(i, b);
+  }
+  return b;
+}
+
 /** One snapshot file of a chain, mapped (or read, where it cannot be). */
 class FrameFile {
   readonly fd: number;
@@ -145,14 +155,8 @@ export class FrameDecoder {
 
   /** Frame i decoded (cached). Throws FormatError naming the frame when it is damaged. */
   frame(i: number): Buffer {
-    for (const cache of [this.reused, this.cache]) {
-      const hit = cache.get(i);
-      if (hit) {
-        cache.delete(i);
-        cache.set(i, hit);
-        return hit;
-      }
-    }
+    const hit = touch(this.reused, i) ?? touch(this.cache, i);
+    if (hit) return hit;
     const want = this.frames.pages[i]! * this.pageSize;
     let out = this.spare.pop();
     if (!out || out.length < want) out = Buffer.allocUnsafeSlow(Math.max(want, this.frames.pages[0]! * this.pageSize));
