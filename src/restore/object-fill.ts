@@ -6,7 +6,7 @@
  * serializes writes into one file: the decoding is what is shared).
  */
 import type { Worker } from 'node:worker_threads';
-import { fallocate, mmap, munmap, view, closeFd, MAP, PROT, type Addr } from '../native/index.js';
+import { fallocate, mmap, munmap, view, closeFd, sharedArray, MAP, PROT, type Addr } from '../native/index.js';
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { refsCount, type FrameIndex } from '../snapshot/manifest.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
@@ -73,15 +73,7 @@ function writePiece(d: FrameDecoder, t: Target, p: Pieces, i: number): number {
   return pages;
 }
 
-const shared = <T extends Float64Array | Uint32Array | Uint8Array>(a: T): T => {
-  const out = new (a.constructor as new (b: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
-  out.set(a as never);
-  return out;
-};
-
 export class ObjectFiller {
-  /** the snapshot's files and frame index, in shared memory: posted with every object's job, never copied */
-  private source: { paths: string[]; frames: FrameIndex } | undefined;
   /** pages written into objects before the one being filled */
   private written = 0;
 
@@ -137,7 +129,7 @@ export class ObjectFiller {
       }
     }
     if (inPiece > 0) starts.push(writes.length / 3);
-    return { writes: shared(Float64Array.from(writes)), starts: shared(Uint32Array.from(starts)) };
+    return { writes: sharedArray(Float64Array, writes), starts: sharedArray(Uint32Array, starts) };
   }
 
   /**
@@ -149,13 +141,9 @@ export class ObjectFiller {
   private share(target: Target, p: Pieces): void {
     const n = p.starts.length - 1;
     const state = new Int32Array(new SharedArrayBuffer((STATUS + n) * 4));
-    const f = this.decoder.frames;
-    this.source ??= {
-      paths: this.reader.frameSource().paths,
-      frames: { offset: shared(f.offset), size: shared(f.size), firstPage: shared(f.firstPage), pages: shared(f.pages), ...(f.file && { file: shared(f.file) }) },
-    };
+    // (the frame index is in shared memory: posted with every object's job, never copied)
     const job: ObjectJob = {
-      kind: 'object', ...this.source, pageSize: this.decoder.pageSize,
+      kind: 'object', ...this.reader.frameSource(), pageSize: this.decoder.pageSize,
       target, writes: p.writes.buffer as SharedArrayBuffer, starts: p.starts.buffer as SharedArrayBuffer, state: state.buffer as SharedArrayBuffer,
     };
     for (const w of this.workers) w.postMessage(job);

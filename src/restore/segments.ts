@@ -7,6 +7,7 @@
  * one region (of one huge page, where pages are larger). A unit's state word is 0 until a worker claims it, 1 while it is being filled, 2 once placed.
  * Page numbers (address / page size) are kept in Float64Array: exact far beyond any user address (2^53).
  */
+import { sharedArray } from '../native/index.js';
 import { firstAbove, lastAtOrBelow } from '../snapshot/bisect.js';
 
 export const Op = { DATA: 1, ZERO: 2, POISON: 3 } as const;
@@ -126,16 +127,11 @@ export class SegmentBuilder {
   }
 
   build(): SegmentTable {
-    const sab = <T extends { new (b: SharedArrayBuffer): unknown; BYTES_PER_ELEMENT: number }>(C: T, xs: number[]) => {
-      const a = new C(new SharedArrayBuffer(xs.length * C.BYTES_PER_ELEMENT)) as { set(v: number[]): void };
-      a.set(xs);
-      return a as InstanceType<T>;
-    };
     const units = this.unitStart.length;
     return {
-      page: sab(Float64Array, this.page), pages: sab(Uint32Array, this.pages), op: sab(Uint8Array, this.op),
-      src: sab(Uint32Array, this.src), shift: sab(Uint8Array, this.shift),
-      unitStart: sab(Uint32Array, [...this.unitStart, this.page.length]),
+      page: sharedArray(Float64Array, this.page), pages: sharedArray(Uint32Array, this.pages), op: sharedArray(Uint8Array, this.op),
+      src: sharedArray(Uint32Array, this.src), shift: sharedArray(Uint8Array, this.shift),
+      unitStart: sharedArray(Uint32Array, [...this.unitStart, this.page.length]),
       unitState: new Int32Array(new SharedArrayBuffer(units * 4)),
     };
   }

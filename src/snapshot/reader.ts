@@ -64,6 +64,8 @@ export class SnapshotReader {
   /** the snapshot this one was dumped against (incremental), opened and checked; null for a full one */
   readonly parent: SnapshotReader | null = null;
   private readonly decoder: FrameDecoder;
+  /** the chain's frame index, once asked for (frameSource) */
+  private chainFrames: { paths: string[]; frames: FrameIndex } | undefined;
   private readonly blocks = new Map<Block, ArrayBuffer>();
   private readonly runBlocks = new Map<RunBlock, { runs: Run[]; dataPrefix: Uint32Array }>();
   private readonly starts = new WeakMap<Block[], Float64Array>();
@@ -162,30 +164,30 @@ export class SnapshotReader {
 
   /**
    * Every frame of the chain in stored-page order, with the file each is in: what a FrameDecoder over the whole
-   * chain takes (the restore streamer's threads open the files themselves).
+   * chain takes (the restore's threads open the files themselves). Made once, in shared memory: each thread it is
+   * posted to shares it (a snapshot of a TiB has four million frames, 80 MB of index).
    */
   frameSource(): { paths: string[]; frames: FrameIndex } {
+    if (this.chainFrames) return this.chainFrames;
     const files = this.chain();
     const all = files.map((r) => r.manifest.frames);
-    const cat = <T extends Float64Array | Uint32Array>(C: { new (n: number): T }, pick: (f: FrameIndex) => T): T => {
-      const out = new C(all.reduce((n, f) => n + f.offset.length, 0));
-      let at = 0;
-      for (const f of all) {
-        out.set(pick(f) as never, at);
-        at += f.offset.length;
-      }
+    // (where each file's frames start in the chain's)
+    const at = [0];
+    for (const f of all) at.push(at.at(-1)! + f.offset.length);
+    const cat = <T extends Float64Array | Uint32Array | Uint8Array>(C: { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number }, put: (out: T, f: FrameIndex, i: number) => void): T => {
+      const out = new C(new SharedArrayBuffer(at.at(-1)! * C.BYTES_PER_ELEMENT));
+      all.forEach((f, i) => put(out, f, i));
       return out;
     };
-    const file = new Uint8Array(all.reduce((n, f) => n + f.offset.length, 0));
-    let at = 0;
-    all.forEach((f, i) => {
-      file.fill(i, at, at + f.offset.length);
-      at += f.offset.length;
-    });
-    return {
+    const pick = (k: 'offset' | 'size' | 'firstPage' | 'pages') => (out: Float64Array | Uint32Array, f: FrameIndex, i: number) => out.set(f[k], at[i]);
+    this.chainFrames = {
       paths: files.map((r) => r.path),
-      frames: { offset: cat(Float64Array, (f) => f.offset), size: cat(Uint32Array, (f) => f.size), firstPage: cat(Uint32Array, (f) => f.firstPage), pages: cat(Uint32Array, (f) => f.pages), file },
+      frames: {
+        offset: cat(Float64Array, pick('offset')), size: cat(Uint32Array, pick('size')), firstPage: cat(Uint32Array, pick('firstPage')),
+        pages: cat(Uint32Array, pick('pages')), file: cat(Uint8Array, (out, _f, i) => out.fill(i, at[i], at[i + 1])),
+      },
     };
+    return this.chainFrames;
   }
 
   /**
