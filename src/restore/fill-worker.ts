@@ -156,14 +156,11 @@ function main(data: FillWorkerData): void {
     },
   };
 
-
   /**
-   * Place a whole 2 MiB block of stored data (and zero pages) by UFFDIO_MOVE: assemble it, write it into the host's staging area
-   * (a fresh huge page there), and have the host move it into place: the page tables get one huge page. Whatever
-   * the move could not place (a page already there: EEXIST; a page the kernel will not move: EBUSY) is copied.
+   * The pages of segments [s0, s1) (data and zero), into `block` from its start, as they lie from the first one on.
+   * False where a frame is damaged.
    */
-  function moveUnit(s0: number, s1: number): Outcome | 'fallback' {
-    const m = data.move!;
+  function assemble(s0: number, s1: number): boolean {
     const first = table.page[s0]!;
     try {
       for (let s = s0; s < s1; s++) {
@@ -177,11 +174,23 @@ function main(data: FillWorkerData): void {
           else decoder.frame(sp.frame).copy(block, to, sp.slot * ps, (sp.slot + sp.pages) * ps);
         }
       }
+      return true;
     } catch (e) {
-      if (e instanceof FormatError) return 'fallback';
+      if (e instanceof FormatError) return false;
       throw e;
     }
-    const dst: Addr = BigInt(first) * BigInt(ps);
+  }
+
+  /**
+   * Place a whole 2 MiB block of stored data (and zero pages) by UFFDIO_MOVE: assemble it, write it into the host's staging area
+   * (a fresh huge page there), and have the host move it into place: the page tables get one huge page. Whatever
+   * the move could not place (a page already there: EEXIST; a page the kernel will not move: EBUSY) is copied.
+   */
+  function moveUnit(s0: number, s1: number): Outcome | 'fallback' {
+    const m = data.move!;
+    const first = table.page[s0]!;
+    if (!assemble(s0, s1)) return 'fallback';
+    const dst: Addr = BigInt(first) * psn;
     processVmWritev(m.hostPid, [block], [{ addr: m.stage, len: block.length }]);
     const [r] = hostMove(m.channel, [{ dst, src: m.stage, len: block.length }]);
     stats[STAT.moved]! += r!.bytes;
@@ -244,15 +253,7 @@ function main(data: FillWorkerData): void {
 
   /** Segments [s, e), a stretch of small ones: their pages gathered and placed by one copy. */
   function placeGathered(s: number, e: number): Outcome {
-    const first = table.page[s]!;
-    try {
-      for (let k = s; k < e; k++) {
-        for (const sp of decoder.spans(table.src[k]!, table.pages[k]!)) {
-          decoder.frame(sp.frame).copy(block, (table.page[k]! - first + sp.at) * ps, sp.slot * ps, (sp.slot + sp.pages) * ps);
-        }
-      }
-    } catch (err) {
-      if (!(err instanceof FormatError)) throw err;
+    if (!assemble(s, e)) {
       // (a damaged frame: each segment placed on its own, which poisons its pages and reports them)
       for (let k = s; k < e; k++) {
         const o = placeSegment(k);
@@ -260,6 +261,7 @@ function main(data: FillWorkerData): void {
       }
       return 'ok';
     }
+    const first = table.page[s]!;
     const end = table.page[e - 1]! + table.pages[e - 1]!;
     return inGate(first, end, (a, b, delta) => placer.copy(BigInt(a + delta) * psn, block.subarray((a - first) * ps, (b - first) * ps)));
   }
