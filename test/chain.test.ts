@@ -2,7 +2,7 @@
 // those pages; the incremental dump stores only them, reads and restores through its parent (eager and lazy), is
 // refused when its parent is missing or not the one it was dumped against, and flattens into a file of its own.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, renameSync, readFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, renameSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
@@ -11,6 +11,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { compareRestored } from './helpers/restored.js';
+import { damageFrame } from './helpers/damage.js';
 import { scratchDir } from './helpers/scratch.js';
 
 const dir = scratchDir('chain');
@@ -255,12 +256,7 @@ describe('incremental snapshots', () => {
     const keep = file('a-orig2.psnap');
     copyFileSync(file('a.psnap'), keep);
     try {
-      const a = SnapshotReader.open(file('a.psnap'));
-      const at = a.manifest.frames.offset[0]! + Math.floor(a.manifest.frames.size[0]! / 2);
-      a.close();
-      const fd = openSync(file('a.psnap'), 'r+');
-      writeSync(fd, Buffer.from([readFileSync(file('a.psnap'))[at]! ^ 0xff]), 0, 1, at);
-      closeSync(fd);
+      damageFrame(keep, file('a.psnap'), 0);
       const r = cli(['verify', file('b.psnap')]);
       expect(r.code).toBe(3);
       expect(r.stderr).toMatch(/^pagesnap verify: .*a\.psnap: frame 0 /);

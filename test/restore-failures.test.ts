@@ -3,7 +3,7 @@
 // moved restore keeps huge pages whole.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, writeFileSync, copyFileSync, openSync, writeSync, closeSync, existsSync, chownSync, readdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, chownSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
@@ -18,6 +18,7 @@ import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { HostSettings } from '../src/host/settings.js';
 import { scratchDir } from './helpers/scratch.js';
+import { damageFrame } from './helpers/damage.js';
 import { skipBecause } from './helpers/skip.js';
 
 const dir = scratchDir('restore-fail');
@@ -59,15 +60,8 @@ const kill = (pid: number) => {
 describe('restore failures', () => {
   it('a damaged frame: its pages are poisoned and reported (exit 3), the rest is restored and verified', () => {
     const damaged = join(dir, 'damaged.psnap');
-    copyFileSync(file, damaged);
-    const r0 = SnapshotReader.open(file);
-    const f = r0.manifest.frames;
     const k = 2;
-    const at = f.offset[k]! + Math.floor(f.size[k]! / 2);
-    r0.close();
-    const fd = openSync(damaged, 'r+');
-    writeSync(fd, Buffer.from([readFileSync(damaged)[at]! ^ 0x5a]), 0, 1, at);
-    closeSync(fd);
+    damageFrame(file, damaged, k);
     const res = cli(['restore', damaged, '--hold', '--verify', '--json']);
     expect(res.code, res.stderr).toBe(3);
     expect(res.stderr).toMatch(/^pagesnap restore: .*damaged\.psnap: 1 damaged frames; their pages were poisoned/);
@@ -109,14 +103,10 @@ describe('restore failures', () => {
       const src = r0.regionPage(region, p);
       if (src.kind === 'stored' && src.page >= f.firstPage[k]! && src.page < f.firstPage[k]! + f.pages[k]!) inFrame.push(p);
     }
-    const at = f.offset[k]! + Math.floor(f.size[k]! / 2);
-    r0.close();
     expect(inFrame.length).toBeGreaterThan(f.pages[k]!); // repeats of its pages too
+    r0.close();
     const damaged = join(dir, 'repeats-damaged.psnap');
-    copyFileSync(snap, damaged);
-    const fd = openSync(damaged, 'r+');
-    writeSync(fd, Buffer.from([readFileSync(damaged)[at]! ^ 0x5a]), 0, 1, at);
-    closeSync(fd);
+    damageFrame(snap, damaged, k);
     const res = cli(['restore', damaged, '--hold', '--verify', '--json', '--no-profile']);
     expect(res.code, res.stderr).toBe(3);
     const r = JSON.parse(res.stdout) as { hostPid: number; damage: { frame: number; addr: string; pages: number }[]; verify: { mismatches: number } };

@@ -2,7 +2,7 @@
 // the object holds the snapshot's pages; a piece a worker cannot write is written by the main thread, whose error is
 // the one reported.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
-import { copyFileSync, openSync, readSync, writeSync, closeSync, readFileSync } from 'node:fs';
+import { readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { Fixture } from '../fixtures/driver.js';
@@ -15,6 +15,7 @@ import { ObjectFiller, workObjectJob, type ObjectJob } from '../src/restore/obje
 import { StreamWorkers } from '../src/restore/streamer.js';
 import { restore } from '../src/restore/restore.js';
 import { cliJson } from './helpers/cli.js';
+import { damageFrame } from './helpers/damage.js';
 import { scratchDir } from './helpers/scratch.js';
 import { HostSettings } from '../src/host/settings.js';
 import { skipBecause } from './helpers/skip.js';
@@ -129,16 +130,12 @@ describe('an object filled by the main thread and the fill workers', () => {
 
   it('a damaged frame, with real workers: the main thread throws its error, naming the frame', async () => {
     const damaged = join(dir, 'damaged.psnap');
-    copyFileSync(file, damaged);
     const r0 = SnapshotReader.open(file);
     const o0 = planRegions(r0, r0.process()).objects[0]!;
     const last = [...r0.stretches(o0.object)].filter((s) => s.run.verdict === 'data').at(-1)!;
     const k = r0.frameOfPage(last.src! + last.pages - 1);
-    const at = r0.manifest.frames.offset[k]! + Math.floor(r0.manifest.frames.size[k]! / 2);
     r0.close();
-    const fd = openSync(damaged, 'r+');
-    writeSync(fd, Buffer.from([readFileSync(damaged)[at]! ^ 0x5a]), 0, 1, at);
-    closeSync(fd);
+    damageFrame(file, damaged, k);
     const workers = await loaded(new StreamWorkers(2));
     try {
       withObject(damaged, ({ reader, decoder, host, o, hostFd }) => {
