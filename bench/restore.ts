@@ -101,7 +101,7 @@ function extract(file: string): { raw: string; index: string; bytes: number } {
   return { raw, index, bytes };
 }
 
-interface Restored { throughputMBs: number; peakRssBytes: number; timings: { readyMs: number; fullMs: number }; bytes: { copied: number; moved: number } }
+interface Restored { throughputMBs: number; peakRssBytes: number; timings: { setupMs: number; readyMs: number; fullMs: number }; bytes: { copied: number; moved: number } }
 
 const restoreRun = (file: string, extra: string[]) => pagesnap<Restored>(['restore', file, '--no-profile', ...extra]);
 
@@ -256,6 +256,28 @@ async function repeats(rows: Row[]): Promise<void> {
   for (const s of [plain, rep, pattern]) rmSync(s.file, { force: true });
 }
 
+/**
+ * Many small regions (bench-regions: 60000 VMAs of one page, a JVM's or an Elasticsearch's count) against the same
+ * pages in one region (bench-mix of 234 MiB, the same content), eagerly, time until full: what a restore pays per
+ * region (decoding its record, planning it, mapping it in the host, a unit of its own to fill).
+ */
+async function regions(rows: Row[]): Promise<void> {
+  const many = await snapshotOf('bench-regions', 0, [], 'regions');
+  const one = await snapshotOf('bench-mix', 234, [], 'one-region');
+  const ms = { many: [] as number[], manySetup: [] as number[], one: [] as number[] };
+  for (let i = 0; i < REPS; i++) {
+    const r = restoreRun(many.file, ['--mode', 'copy']).timings;
+    ms.many.push(r.fullMs);
+    ms.manySetup.push(r.setupMs);
+    ms.one.push(restoreRun(one.file, ['--mode', 'copy']).timings.fullMs);
+  }
+  rows.push({
+    bench: 'restore', case: `eager 60000 regions of one page: time until full (setup ${median(ms.manySetup).toFixed(0)} ms)`, value: `${median(ms.many).toFixed(0)} ms`,
+    baseline: `one region ${median(ms.one).toFixed(0)} ms`, ratio: median(ms.many) / median(ms.one),
+  });
+  for (const s of [many, one]) rmSync(s.file, { force: true });
+}
+
 /** `cmd args`, run on CPU 0 when `pin` (and taskset is there). */
 const onCpu0 = (pin: boolean, cmd: string, args: string[]): [string, string[]] => (pin && have('taskset') ? ['taskset', ['-c', '0', cmd, ...args]] : [cmd, args]);
 
@@ -369,12 +391,13 @@ function decodeAlone(file: string, region: FixtureRegion): number {
 }
 
 /** `parts`: any of eager, shared, repeats, move, faults, huge (all by default). */
-export async function benchRestore(parts = ['eager', 'shared', 'repeats', 'move', 'faults', 'huge']): Promise<Row[]> {
+export async function benchRestore(parts = ['eager', 'shared', 'repeats', 'regions', 'move', 'faults', 'huge']): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     if (parts.includes('eager')) await eager(rows);
     if (parts.includes('shared')) await shared(rows);
     if (parts.includes('repeats')) await repeats(rows);
+    if (parts.includes('regions')) await regions(rows);
     if (parts.includes('move')) await move(rows);
     if (parts.includes('faults')) await faults(rows);
     if (parts.includes('huge')) await huge(rows);

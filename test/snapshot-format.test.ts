@@ -7,7 +7,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { SnapshotWriter } from '../src/snapshot/writer.js';
 import { FrameDecoder } from '../src/snapshot/frame-decoder.js';
 import { PagesnapError } from '../src/native/index.js';
-import { decodeManifest, encodeManifest, EncodedRegions, RecordHold, type Manifest } from '../src/snapshot/manifest.js';
+import { decodeManifest, encodeManifest, EncodedRegions, RecordHold, type Manifest, type Run, type SnapshotRegion } from '../src/snapshot/manifest.js';
 import { firstAbove, lastAtOrBelow } from '../src/snapshot/bisect.js';
 import { writeSynthetic, BASE } from './helpers/synthetic.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -142,6 +142,32 @@ describe('manifest decoding', () => {
     expect(got.slice(1)).toEqual([['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
   });
 
+  it('reads a region record straight from its bytes into what the checked decoding makes of it, for every kind of field', () => {
+    const x = structuredClone(m);
+    const r = x.processes[0]!.regions[0]!;
+    const unreadable = (r.runs as Run[]).map((run): Run => (run.verdict === 'file' ? { ...run, verdict: 'unreadable', case: 'X1', reason: 'EIO' } : run));
+    x.objects = [{ id: 7, source: 'memfd', name: '/memfd:cache (deleted)', dev: 1, ino: 2, size: 0, runs: [], refs: new Uint32Array(0) }];
+    x.processes[0]!.regions = ([
+      r,
+      { ...r, path: '/usr/lib/x', deleted: true, kind: 'file-private', backing: 'file', offset: 8192n, inode: 77, file: { size: 5, mtimeNs: -3n } },
+      { ...r, mode: 'rw-s', kind: 'shmem-shared', backing: 'shmem', shmem: 'memfd', object: { id: 7, offset: 4096n }, smaps: {} },
+      { ...r, runs: unreadable, vmFlags: [] },
+    ] as SnapshotRegion[]).map((y, i) => ({ ...y, start: r.start + BigInt(i) * 0x100000n, end: r.end + BigInt(i) * 0x100000n }));
+    const fast = decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions;
+    // a counter past 2^53 the direct reader leaves to the checked decoding (as a bigint it comes back a number)
+    for (const y of x.processes[0]!.regions) y.smaps = { ...y.smaps, Huge: 2n ** 60n as unknown as number };
+    const checked = decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions;
+    for (const y of checked) {
+      expect(y.smaps.Huge).toBe(2 ** 60);
+      delete y.smaps.Huge;
+    }
+    expect(fast).toEqual(checked);
+    expect(fast.map((y) => Object.keys(y))).toEqual(checked.map((y) => Object.keys(y)));
+    expect(fast[1]!.file).toEqual({ size: 5, mtimeNs: -3n });
+    expect(fast[2]!.object).toEqual({ id: 7, offset: 4096n });
+    expect(fast[3]!.runs).toContainEqual(expect.objectContaining({ verdict: 'unreadable', reason: 'EIO' }));
+  });
+
   it('splices records encoded as they come, held while frozen, in address order whatever order they are put in', () => {
     const r = m.processes[0]!.regions[0]!;
     const regions = [0, 1, 2, 3, 4, 5].map((i) => ({ ...r, start: r.start + BigInt(i) * 4096n, end: r.start + BigInt(i + 1) * 4096n, path: `region ${i}` }));
@@ -181,6 +207,18 @@ describe('manifest decoding', () => {
       'bad manifest: processes[0].regions[1].inode is not an integer',
     );
     expect(() => withFlags([['rd'], ['rd', 7 as unknown as string]])).toThrow('bad manifest: processes[0].regions[1].vmFlags is not a string');
+    // (each refused by the direct reader too, and named by the checked decoding)
+    const spoilt = (spoil: (r: Manifest['processes'][0]['regions'][0]) => void) => () => withFlags([['rd']], (x) => spoil(x.processes[0]!.regions[0]!));
+    expect(spoilt((r) => ((r.refs as Uint32Array)[1] = 99))).toThrow('bad manifest: processes[0].regions[0].refs[1] = 99 names no stored page');
+    expect(spoilt((r) => (r.refs = (r.refs as Uint32Array).subarray(1)))).toThrow('refs has 6 entries for 7 data pages');
+    expect(spoilt((r) => (r.refs = Uint32Array.of(...(r.refs as Uint32Array), 0)))).toThrow('refs has 8 entries for 7 data pages');
+    expect(spoilt((r) => (r.end = r.start))).toThrow('bad manifest: processes[0].regions[0] has a bad range');
+    expect(spoilt((r) => (r.start += 1n))).toThrow('has a bad range');
+    expect(spoilt((r) => ((r.runs as { verdict: string }[])[1]!.verdict = 'lost'))).toThrow('runs[1] has unknown verdict "lost"');
+    expect(spoilt((r) => ((r.runs as { offset: number }[])[2]!.offset = 0))).toThrow('runs[2] overlaps or leaves the range');
+    expect(spoilt((r) => (r.object = { id: 3, offset: 0n }))).toThrow('names object 3, which is not in the snapshot');
+    expect(spoilt((r) => ((r as { mode: unknown }).mode = null))).toThrow('regions[0].mode is not a string');
+    expect(spoilt((r) => ((r as { path: unknown }).path = undefined))).toThrow('regions[0].path is not a string');
   });
 });
 

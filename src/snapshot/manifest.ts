@@ -7,7 +7,7 @@ import { encode, Encoder } from '@msgpack/msgpack';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
-import { decodeManifestTree, RecordList } from './msgpack-reader.js';
+import { decodeManifestTree, RecordList, type Fields } from './msgpack-reader.js';
 import { RUN_RECORD, WIDE_RUN_RECORD, type RunTable, type RunBlock } from './runs.js';
 
 /** A run of pages with one verdict; `offset` and `pages` count pages from the start of the region or object. */
@@ -307,7 +307,7 @@ function header(fix: number, wide: number, n: number): Uint8Array {
 class Check {
   private readonly names: string[] = [];
   private readonly indexes: number[] = [];
-  private readonly lists = new Map<string, string[]>();
+  private readonly lists: ListNode = {};
   private slab = new ArrayBuffer(0);
   private slabFill = 0;
 
@@ -362,12 +362,21 @@ class Check {
   /** A list of strings; equal lists come back as one. */
   strs(v: unknown, what: string): string[] {
     const list = this.arr(v, what).map((x) => this.str(x, what));
-    // (a key no two different lists share: a run table's reasons may hold spaces)
-    const key = JSON.stringify(list);
-    const seen = this.lists.get(key);
-    if (seen) return seen;
-    this.lists.set(key, list);
-    return list;
+    return this.oneOf(list, list.length);
+  }
+
+  /**
+   * The list of the first n of `items`, one list for equal ones: found by walking a tree of the strings (equal strings
+   * are one string, from the reader), so a list seen before costs no allocation. A new one is a copy.
+   */
+  oneOf(items: readonly string[], n: number): string[] {
+    let node = this.lists;
+    for (let i = 0; i < n; i++) {
+      let kid = node.kids?.get(items[i]!);
+      if (!kid) (node.kids ??= new Map()).set(items[i]!, (kid = {}));
+      node = kid;
+    }
+    return (node.list ??= items.slice(0, n));
   }
   bytes(v: unknown, what: string, unit: number): Uint8Array {
     if (!(v instanceof Uint8Array)) this.fail(what, 'is not a byte string');
@@ -391,6 +400,11 @@ class Check {
     this.slabFill += b.length;
     return out;
   }
+}
+
+interface ListNode {
+  kids?: Map<string, ListNode>;
+  list?: string[];
 }
 
 const SLAB = 1 << 20;
@@ -551,6 +565,137 @@ function region(c: Check, y: unknown, pageSize: number, objectIds: Set<number>, 
   };
 }
 
+/** Strings read for a list, before it is found (Check.oneOf). */
+const scratch: string[] = [];
+
+/** A region record's fields, by name: a switch over strings compared each key with every name before it. */
+const F = { start: 1, end: 2, offset: 3, mode: 4, dev: 5, kind: 6, backing: 7, inode: 8, path: 9, shmem: 10, deleted: 11, vmFlags: 12, smaps: 13, object: 14, file: 15, runs: 16, refs: 17 } as const;
+const FIELD = new Map<string, number>(Object.entries(F));
+
+/**
+ * A region record read straight from its bytes (Fields) into what `region` makes of it, when it is as pagesnap
+ * writes one: inline runs and refs, every field of its kind and every check passed. Anything else gives null, and
+ * the record is decoded and checked by `region`, which names what is wrong.
+ */
+function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number>, total: number): SnapshotRegion | null {
+  let start: bigint | undefined, end: bigint | undefined, offset: bigint | undefined;
+  let mode: string | undefined, dev: string | undefined, kind: string | undefined, backing: string | undefined;
+  let path: string | null | undefined, shmem: string | undefined;
+  let inode = -1;
+  let deleted = false;
+  let vmFlags: string[] | undefined;
+  let smaps: Record<string, number> | undefined;
+  let object: SnapshotRegion['object'];
+  let file: FileStamp | undefined;
+  let runList: Run[] | undefined;
+  let refBytes: Uint8Array | undefined;
+  const n = f.map();
+  if (n < 0) return null;
+  for (let i = 0; i < n; i++) {
+    const key = f.str();
+    if (key === undefined || key === '__proto__') return null;
+    switch (FIELD.get(key)) {
+      case F.start: if ((start = f.big()) === undefined) return null; break;
+      case F.end: if ((end = f.big()) === undefined) return null; break;
+      case F.offset: if ((offset = f.big()) === undefined) return null; break;
+      case F.mode: if ((mode = f.str()) === undefined) return null; break;
+      case F.dev: if ((dev = f.str()) === undefined) return null; break;
+      case F.kind: if ((kind = f.str()) === undefined) return null; break;
+      case F.backing: if ((backing = f.str()) === undefined) return null; break;
+      case F.inode: if ((inode = f.uint()) < 0) return null; break;
+      case F.path: if (f.nil()) path = null; else if ((path = f.str()) === undefined) return null; break;
+      case F.shmem: if (f.nil()) shmem = undefined; else if ((shmem = f.str()) === undefined) return null; break;
+      case F.deleted: deleted = f.isTrue(); break;
+      case F.vmFlags: {
+        const k = f.array();
+        if (k < 0) return null;
+        for (let j = 0; j < k; j++) if ((scratch[j] = f.str()!) === undefined) return null;
+        vmFlags = c.oneOf(scratch, k);
+        break;
+      }
+      case F.smaps: {
+        smaps = {};
+        if (f.nil()) break;
+        const k = f.map();
+        if (k < 0) return null;
+        for (let j = 0; j < k; j++) {
+          const name = f.str();
+          const v = name === undefined || name === '__proto__' ? -1 : f.uint();
+          if (v < 0) return null;
+          smaps[name!] = v;
+        }
+        break;
+      }
+      case F.object: {
+        if (f.nil()) break;
+        if (f.map() !== 2 || f.str() !== 'id') return null;
+        const id = f.uint();
+        const at = f.str() === 'offset' ? f.big() : undefined;
+        if (id < 0 || at === undefined || at < 0n || !objectIds.has(id)) return null;
+        object = { id, offset: at };
+        break;
+      }
+      case F.file: {
+        if (f.nil()) break;
+        if (f.map() !== 2 || f.str() !== 'size') return null;
+        const size = f.uint();
+        const mtimeNs = f.str() === 'mtimeNs' ? f.big() : undefined;
+        if (size < 0 || mtimeNs === undefined) return null;
+        file = { size, mtimeNs };
+        break;
+      }
+      case F.runs: {
+        const k = f.array();
+        if (k < 0) return null;
+        runList = [];
+        for (let j = 0; j < k; j++) {
+          const m = f.map();
+          if (m < 4) return null;
+          let ro = -1, rp = -1, verdict: string | undefined, rc: string | undefined, reason: string | undefined;
+          for (let q = 0; q < m; q++) {
+            const rk = f.str();
+            if (rk === 'offset') ro = f.uint();
+            else if (rk === 'pages') rp = f.uint();
+            else if (rk === 'verdict') verdict = f.str();
+            else if (rk === 'case') rc = f.str();
+            else if (rk === 'reason') {
+              if ((reason = f.str()) === undefined) return null;
+            } else if (rk === undefined || rk === '__proto__') return null;
+            else f.skip();
+          }
+          if (ro < 0 || rp < 0 || verdict === undefined || rc === undefined) return null;
+          const run: Run = { offset: ro, pages: rp, verdict: verdict as Verdict, case: rc as CaseId };
+          if (reason !== undefined) run.reason = reason;
+          runList.push(run);
+        }
+        break;
+      }
+      case F.refs: if ((refBytes = f.bytes()) === undefined) return null; break;
+      default: f.skip();
+    }
+  }
+  if (start === undefined || end === undefined || offset === undefined || mode === undefined || dev === undefined || kind === undefined ||
+    backing === undefined || inode < 0 || path === undefined || vmFlags === undefined || runList === undefined || refBytes === undefined) return null;
+  if (start < 0n || end <= start || offset < 0n) return null;
+  const ps = BigInt(pageSize);
+  if (start % ps !== 0n || end % ps !== 0n) return null;
+  const pages = Number((end - start) / ps);
+  let dataPages = 0;
+  let after = 0;
+  for (const r of runList) {
+    if (!VERDICTS.has(r.verdict) || r.offset < after || r.pages === 0 || r.offset + r.pages > pages) return null;
+    after = r.offset + r.pages;
+    if (r.verdict === 'data') dataPages += r.pages;
+  }
+  if (refBytes.length !== dataPages * 4) return null;
+  const refs = c.u32s(refBytes, 'refs');
+  if (badRef(refs, total) >= 0) return null;
+  return {
+    start, end, mode, offset, dev, inode, path, deleted, kind: kind as RegionKind, backing: backing as Backing,
+    shmem: shmem as ShmemSource | undefined, vmFlags, smaps: smaps ?? {}, object, file, runs: runList, refs,
+  };
+}
+
 /**
  * `regions: false` leaves every process's region records unread (its regions empty): a parent read through its
  * child gives only pages and hashes, and a 60000-region parent's records were 30 MiB of every chain reader's memory.
@@ -624,6 +769,12 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number, opts
     const regions: SnapshotRegion[] = [];
     for (let j = 0; j < records.length; j++) {
       c.enter('regions', j);
+      const fast = records instanceof RecordList ? records.read(j, (f) => regionFast(c, f, pageSize, objectIds, total)) : null;
+      if (fast) {
+        regions.push(fast);
+        c.leave();
+        continue;
+      }
       let y: unknown;
       try {
         y = records instanceof RecordList ? records.at(j) : records[j];

@@ -26,6 +26,120 @@ export class RecordList {
   at(i: number): unknown {
     return decodeAt(this.src, this.bounds[i]!, 0);
   }
+
+  /**
+   * Record i read by `read`, a reader of the shape it expects (see Fields), straight from the bytes; null where
+   * `read` met something else (then `at(i)` gives the value for the caller's checks to name).
+   */
+  read<T>(i: number, read: (f: Fields) => T | null): T | null {
+    const f = new Fields(this.src, this.bounds[i]!);
+    try {
+      return read(f);
+    } catch (e) {
+      if (e instanceof RangeError) return null;
+      throw e;
+    }
+  }
+}
+
+/**
+ * A cursor over one value for a reader that knows its shape: each read takes the next value if it is of the kind
+ * asked for, and otherwise gives the "not that" answer (-1, undefined) without moving, for the reader to give up.
+ * Decoding a record this way makes no map of it to be read again (60000 regions: half the time of opening a
+ * snapshot went into the maps and the megamorphic stores that made them).
+ */
+export class Fields {
+  constructor(
+    private readonly src: Source,
+    public at: number,
+  ) {}
+
+  private header(at: number, fix: number, fixMask: number, b16: number): number {
+    const { raw, view } = this.src;
+    const b = byteAt(raw, at);
+    if ((b & ~fixMask) === fix) return (this.at = at + 1), b & fixMask;
+    if (b === b16) return (this.at = at + 3), u16At(raw, view, at + 1);
+    if (b === b16 + 1) return (this.at = at + 5), u32At(raw, view, at + 1);
+    return -1;
+  }
+
+  /** A map's entry count (its entries follow), or -1. */
+  map(): number {
+    return this.header(this.at, 0x80, 0x0f, 0xde);
+  }
+
+  /** An array's length (its items follow), or -1. */
+  array(): number {
+    return this.header(this.at, 0x90, 0x0f, 0xdc);
+  }
+
+  /** A string (made once per distinct bytes, as in a full decode), or undefined. */
+  str(): string | undefined {
+    const { raw, view } = this.src;
+    const at = this.at;
+    const b = byteAt(raw, at);
+    let v: string;
+    if ((b & 0xe0) === 0xa0) v = stringAt(this.src, at + 1, b & 0x1f);
+    else if (b === 0xd9) v = stringAt(this.src, at + 2, byteAt(raw, at + 1));
+    else if (b === 0xda) v = stringAt(this.src, at + 3, u16At(raw, view, at + 1));
+    else if (b === 0xdb) v = stringAt(this.src, at + 5, u32At(raw, view, at + 1));
+    else return undefined;
+    this.at = next;
+    return v;
+  }
+
+  /** An integer 0..2^53-1, or -1. */
+  uint(): number {
+    const { raw, view } = this.src;
+    const at = this.at;
+    const b = byteAt(raw, at);
+    let v: number;
+    if (b <= 0x7f) v = b;
+    else if (b === 0xcc || b === 0xcd || b === 0xce || b === 0xcf) {
+      const len = FIXED[b - 0xca]!;
+      if (at + len > raw.length) throw ended(at);
+      v = b === 0xcc ? raw[at + 1]! : b === 0xcd ? view.getUint16(at + 1) : b === 0xce ? view.getUint32(at + 1) : Number(view.getBigUint64(at + 1));
+      if (v > Number.MAX_SAFE_INTEGER) return -1;
+    } else return -1;
+    this.at = at + (b <= 0x7f ? 1 : FIXED[b - 0xca]!);
+    return v;
+  }
+
+  /** An integer of any size and sign, or undefined (BigInt as a full decode gives a 64-bit one; numbers are converted). */
+  big(): bigint | undefined {
+    const v = decodeAt(this.src, this.at, 0);
+    if (typeof v === 'bigint') return (this.at = next), v;
+    if (typeof v === 'number' && Number.isInteger(v)) return (this.at = next), BigInt(v);
+    return undefined;
+  }
+
+  /** A byte string (a view of the manifest's bytes), or undefined. */
+  bytes(): Uint8Array | undefined {
+    const b = byteAt(this.src.raw, this.at);
+    if (b !== 0xc4 && b !== 0xc5 && b !== 0xc6) return undefined;
+    const v = decodeAt(this.src, this.at, 0) as Uint8Array;
+    this.at = next;
+    return v;
+  }
+
+  /** Nil (taken), or false (not taken). */
+  nil(): boolean {
+    if (byteAt(this.src.raw, this.at) !== 0xc0) return false;
+    this.at++;
+    return true;
+  }
+
+  /** True if the value is `true`; any other value is taken too. */
+  isTrue(): boolean {
+    const t = byteAt(this.src.raw, this.at) === 0xc3;
+    this.skip();
+    return t;
+  }
+
+  /** Pass over the value. */
+  skip(): void {
+    this.at = skipValue(this.src, this.at);
+  }
 }
 
 /**
