@@ -4,7 +4,7 @@ import { printRows, type Row } from './lib.js';
 
 const rows: Row[] = [];
 console.log(`pagesnap benchmarks · kernel ${release()} · ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'} · node ${process.version}`);
-// `npm run bench [pagemap|audit|dump|chain|restore[:eager,shared,repeats,move,faults,huge]]`
+// `npm run bench [pagemap|audit|dump|chain|restore[:eager,shared,repeats,regions,move,faults,huge]]`
 const only = process.argv[2];
 // Each is loaded only when it runs: some make their working directory as they load.
 if (!only || only === 'pagemap') rows.push(...(await (await import('./pagemap.js')).benchPagemap()));
