@@ -366,8 +366,8 @@ class Check {
   }
 
   /**
-   * The list of the first n of `items`, one list for equal ones: found by walking a tree of the strings (equal strings
-   * are one string, from the reader), so a list seen before costs no allocation. A new one is a copy.
+   * The list of the first n of `items`, one list for equal ones: found by walking a tree keyed by the strings, so a
+   * list seen before costs no allocation (a JSON key for each was most of the time spent on VmFlags). A new one is a copy.
    */
   oneOf(items: readonly string[], n: number): string[] {
     let node = this.lists;
@@ -627,6 +627,7 @@ function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number
         break;
       }
       case F.object: {
+        object = undefined;
         if (f.nil()) break;
         if (f.map() !== 2 || f.str() !== 'id') return null;
         const id = f.uint();
@@ -636,6 +637,7 @@ function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number
         break;
       }
       case F.file: {
+        file = undefined;
         if (f.nil()) break;
         if (f.map() !== 2 || f.str() !== 'size') return null;
         const size = f.uint();

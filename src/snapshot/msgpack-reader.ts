@@ -45,8 +45,8 @@ export class RecordList {
 /**
  * A cursor over one value for a reader that knows its shape: each read takes the next value if it is of the kind
  * asked for, and otherwise gives the "not that" answer (-1, undefined) without moving, for the reader to give up.
- * Decoding a record this way makes no map of it to be read again (60000 regions: half the time of opening a
- * snapshot went into the maps and the megamorphic stores that made them).
+ * Decoding a record this way makes no map of it to be read again (60000 regions: most of the time of opening a
+ * snapshot went into such maps, the megamorphic stores that made them and the reads that took them apart).
  */
 export class Fields {
   constructor(
