@@ -207,18 +207,30 @@ describe('manifest decoding', () => {
       'bad manifest: processes[0].regions[1].inode is not an integer',
     );
     expect(() => withFlags([['rd'], ['rd', 7 as unknown as string]])).toThrow('bad manifest: processes[0].regions[1].vmFlags is not a string');
-    // (each refused by the direct reader too, and named by the checked decoding)
-    const spoilt = (spoil: (r: Manifest['processes'][0]['regions'][0]) => void) => () => withFlags([['rd']], (x) => spoil(x.processes[0]!.regions[0]!));
-    expect(spoilt((r) => ((r.refs as Uint32Array)[1] = 99))).toThrow('bad manifest: processes[0].regions[0].refs[1] = 99 names no stored page');
-    expect(spoilt((r) => (r.refs = (r.refs as Uint32Array).subarray(1)))).toThrow('refs has 6 entries for 7 data pages');
-    expect(spoilt((r) => (r.refs = Uint32Array.of(...(r.refs as Uint32Array), 0)))).toThrow('refs has 8 entries for 7 data pages');
-    expect(spoilt((r) => (r.end = r.start))).toThrow('bad manifest: processes[0].regions[0] has a bad range');
-    expect(spoilt((r) => (r.start += 1n))).toThrow('has a bad range');
-    expect(spoilt((r) => ((r.runs as { verdict: string }[])[1]!.verdict = 'lost'))).toThrow('runs[1] has unknown verdict "lost"');
-    expect(spoilt((r) => ((r.runs as { offset: number }[])[2]!.offset = 0))).toThrow('runs[2] overlaps or leaves the range');
-    expect(spoilt((r) => (r.object = { id: 3, offset: 0n }))).toThrow('names object 3, which is not in the snapshot');
-    expect(spoilt((r) => ((r as { mode: unknown }).mode = null))).toThrow('regions[0].mode is not a string');
-    expect(spoilt((r) => ((r as { path: unknown }).path = undefined))).toThrow('regions[0].path is not a string');
+    // Each the same error whether the record is read straight from its bytes or decoded and checked (a counter past
+    // 2^53 leaves a record to the checked decoding).
+    const spoils: [(r: SnapshotRegion) => void, string][] = [
+      [(r) => ((r.refs as Uint32Array)[1] = 99), 'bad manifest: processes[0].regions[0].refs[1] = 99 names no stored page'],
+      [(r) => (r.refs = (r.refs as Uint32Array).subarray(1)), 'refs has 6 entries for 7 data pages'],
+      [(r) => (r.refs = Uint32Array.of(...(r.refs as Uint32Array), 0)), 'refs has 8 entries for 7 data pages'],
+      [(r) => (r.end = r.start), 'bad manifest: processes[0].regions[0] has a bad range'],
+      [(r) => (r.start += 1n), 'has a bad range'],
+      [(r) => ((r.runs as { verdict: string }[])[1]!.verdict = 'lost'), 'runs[1] has unknown verdict "lost"'],
+      [(r) => ((r.runs as { offset: number }[])[2]!.offset = 0), 'runs[2] overlaps or leaves the range'],
+      [(r) => (r.object = { id: 3, offset: 0n }), 'names object 3, which is not in the snapshot'],
+      [(r) => ((r as { mode: unknown }).mode = null), 'regions[0].mode is not a string'],
+      [(r) => ((r as { path: unknown }).path = undefined), 'regions[0].path is not a string'],
+    ];
+    for (const checked of [false, true]) {
+      for (const [spoil, error] of spoils) {
+        const spoilt = () => withFlags([['rd']], (x) => {
+          const r = x.processes[0]!.regions[0]!;
+          spoil(r);
+          if (checked) r.smaps = { ...r.smaps, Huge: 2n ** 60n as unknown as number };
+        });
+        expect(spoilt, `${checked ? 'checked' : 'direct'}: ${error}`).toThrow(error);
+      }
+    }
   });
 });
 

@@ -478,8 +478,6 @@ function runTable(c: Check, v: unknown, totalPages: number, fileSize: number): {
 }
 
 function runs(c: Check, v: unknown[], totalPages: number): { runs: Run[]; dataPages: number } {
-  let dataPages = 0;
-  let next = 0;
   const out = v.map((x, i) => {
     c.enter('runs', i);
     const o = c.obj(x, '');
@@ -487,14 +485,26 @@ function runs(c: Check, v: unknown[], totalPages: number): { runs: Run[]; dataPa
       offset: c.num(o.offset, 'offset'), pages: c.num(o.pages, 'pages'), verdict: c.str(o.verdict, 'verdict') as Verdict, case: c.str(o.case, 'case') as CaseId,
     };
     if (o.reason !== undefined) r.reason = c.str(o.reason, 'reason');
-    if (!VERDICTS.has(r.verdict)) c.fail('', `has unknown verdict ${JSON.stringify(r.verdict)}`);
-    if (r.offset < next || r.pages === 0 || r.offset + r.pages > totalPages) c.fail('', 'overlaps or leaves the range');
-    next = r.offset + r.pages;
-    if (r.verdict === 'data') dataPages += r.pages;
     c.leave();
     return r;
   });
-  return { runs: out, dataPages };
+  return { runs: out, dataPages: checkRuns(c, out, totalPages) };
+}
+
+/** Inline runs, each of a known verdict, in order and inside `totalPages` (checked); their data pages. */
+function checkRuns(c: Check, rs: readonly Run[], totalPages: number): number {
+  let dataPages = 0;
+  let next = 0;
+  for (let i = 0; i < rs.length; i++) {
+    const r = rs[i]!;
+    c.enter('runs', i);
+    if (!VERDICTS.has(r.verdict)) c.fail('', `has unknown verdict ${JSON.stringify(r.verdict)}`);
+    if (r.offset < next || r.pages === 0 || r.offset + r.pages > totalPages) c.fail('', 'overlaps or leaves the range');
+    c.leave();
+    next = r.offset + r.pages;
+    if (r.verdict === 'data') dataPages += r.pages;
+  }
+  return dataPages;
 }
 
 function blocks(c: Check, v: unknown, what: string, fileSize: number, entryBytes: number): Block[] {
@@ -511,7 +521,11 @@ function blocks(c: Check, v: unknown, what: string, fileSize: number, entryBytes
 
 /** Inline refs (field `refs` at the current place) are checked here; refs in blocks when a reader loads them (checkRefs). */
 function refs(c: Check, v: unknown, dataPages: number, storedPages: number, fileSize: number): Refs {
-  const r: Refs = Array.isArray(v) ? blocks(c, v, 'refs', fileSize, 4) : c.u32s(v, 'refs');
+  return checkedRefs(c, Array.isArray(v) ? blocks(c, v, 'refs', fileSize, 4) : c.u32s(v, 'refs'), dataPages, storedPages);
+}
+
+/** Refs, one per data page (checked), and those inline each naming a stored page. */
+function checkedRefs(c: Check, r: Refs, dataPages: number, storedPages: number): Refs {
   if (refsCount(r) !== dataPages) c.fail('refs', `has ${refsCount(r)} entries for ${dataPages} data pages`);
   const bad = Array.isArray(r) ? -1 : badRef(r, storedPages);
   if (bad >= 0) c.fail(`refs[${bad}]`, `= ${(r as Uint32Array)[bad]} names no stored page`);
@@ -530,20 +544,30 @@ export function checkRefs(a: Uint32Array, storedPages: number, what: string, fil
   if (i >= 0) throw new FormatError(file, `bad manifest: ${what}[${i}] = ${a[i]} names no stored page`);
 }
 
+/** A region's pages, from its range (checked: page-aligned, not empty). */
+function regionPages(c: Check, start: bigint, end: bigint, pageSize: number): number {
+  const ps = BigInt(pageSize);
+  if (end <= start || start % ps !== 0n || end % ps !== 0n) c.fail('', 'has a bad range');
+  return Number((end - start) / ps);
+}
+
+/** The object a region maps must be in the snapshot (checked). */
+function knownObject(c: Check, o: { id: number }, objectIds: Set<number>): void {
+  if (!objectIds.has(o.id)) c.fail('object', `names object ${o.id}, which is not in the snapshot`);
+}
+
 function region(c: Check, y: unknown, pageSize: number, objectIds: Set<number>, total: number, fileSize: number): SnapshotRegion {
   const r = c.obj(y, '');
   const start = c.big(r.start, 'start');
   const end = c.big(r.end, 'end');
-  if (end <= start || start % BigInt(pageSize) !== 0n || end % BigInt(pageSize) !== 0n) c.fail('', 'has a bad range');
-  const pages = Number((end - start) / BigInt(pageSize));
-  const rr = runTable(c, r.runs, pages, fileSize);
+  const rr = runTable(c, r.runs, regionPages(c, start, end, pageSize), fileSize);
   let object: SnapshotRegion['object'];
   if (r.object !== undefined && r.object !== null) {
     const ob = c.obj(r.object, 'object');
     c.enter('object');
     object = { id: c.num(ob.id, 'id'), offset: c.big(ob.offset, 'offset') };
-    if (!objectIds.has(object.id)) c.fail('', `names object ${object.id}, which is not in the snapshot`);
     c.leave();
+    knownObject(c, object, objectIds);
   }
   let file: FileStamp | undefined;
   if (r.file !== undefined && r.file !== null) {
@@ -574,8 +598,8 @@ const FIELD = new Map<string, number>(Object.entries(F));
 
 /**
  * A region record read straight from its bytes (Fields) into what `region` makes of it, when it is as pagesnap
- * writes one: inline runs and refs, every field of its kind and every check passed. Anything else gives null, and
- * the record is decoded and checked by `region`, which names what is wrong.
+ * writes one: inline runs and refs, every field of its kind. Anything else gives null, and the record is decoded by
+ * `region`, which names what is wrong; what the fields say is checked by the checks `region` makes.
  */
 function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number>, total: number): SnapshotRegion | null {
   let start: bigint | undefined, end: bigint | undefined, offset: bigint | undefined;
@@ -632,7 +656,7 @@ function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number
         if (f.map() !== 2 || f.str() !== 'id') return null;
         const id = f.uint();
         const at = f.str() === 'offset' ? f.big() : undefined;
-        if (id < 0 || at === undefined || at < 0n || !objectIds.has(id)) return null;
+        if (id < 0 || at === undefined || at < 0n) return null;
         object = { id, offset: at };
         break;
       }
@@ -678,20 +702,10 @@ function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number
   }
   if (start === undefined || end === undefined || offset === undefined || mode === undefined || dev === undefined || kind === undefined ||
     backing === undefined || inode < 0 || path === undefined || vmFlags === undefined || runList === undefined || refBytes === undefined) return null;
-  if (start < 0n || end <= start || offset < 0n) return null;
-  const ps = BigInt(pageSize);
-  if (start % ps !== 0n || end % ps !== 0n) return null;
-  const pages = Number((end - start) / ps);
-  let dataPages = 0;
-  let after = 0;
-  for (const r of runList) {
-    if (!VERDICTS.has(r.verdict) || r.offset < after || r.pages === 0 || r.offset + r.pages > pages) return null;
-    after = r.offset + r.pages;
-    if (r.verdict === 'data') dataPages += r.pages;
-  }
-  if (refBytes.length !== dataPages * 4) return null;
-  const refs = c.u32s(refBytes, 'refs');
-  if (badRef(refs, total) >= 0) return null;
+  if (start < 0n || end < 0n || offset < 0n) return null;
+  const dataPages = checkRuns(c, runList, regionPages(c, start, end, pageSize));
+  if (object) knownObject(c, object, objectIds);
+  const refs = checkedRefs(c, c.u32s(refBytes, 'refs'), dataPages, total) as Uint32Array;
   return {
     start, end, mode, offset, dev, inode, path, deleted, kind: kind as RegionKind, backing: backing as Backing,
     shmem: shmem as ShmemSource | undefined, vmFlags, smaps: smaps ?? {}, object, file, runs: runList, refs,
