@@ -127,6 +127,8 @@ describe('manifest decoding', () => {
     [m, size] = [r.manifest, r.size];
     r.close();
   });
+  /** A counter past 2^53 (a bigint, a number once decoded) leaves a region record to the checked decoding. */
+  const checkedOnly = (r: SnapshotRegion) => (r.smaps = { ...r.smaps, Huge: 2n ** 60n as unknown as number });
   /** The golden manifest with its region given these VmFlags lists, one copy of the region each, decoded. */
   const withFlags = (lists: string[][], spoil?: (x: Manifest) => void) => {
     const x = structuredClone(m);
@@ -154,8 +156,7 @@ describe('manifest decoding', () => {
       { ...r, runs: unreadable, vmFlags: [] },
     ] as SnapshotRegion[]).map((y, i) => ({ ...y, start: r.start + BigInt(i) * 0x100000n, end: r.end + BigInt(i) * 0x100000n }));
     const fast = decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions;
-    // a counter past 2^53 the direct reader leaves to the checked decoding (as a bigint it comes back a number)
-    for (const y of x.processes[0]!.regions) y.smaps = { ...y.smaps, Huge: 2n ** 60n as unknown as number };
+    x.processes[0]!.regions.forEach(checkedOnly);
     const checked = decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions;
     for (const y of checked) {
       expect(y.smaps.Huge).toBe(2 ** 60);
@@ -207,8 +208,7 @@ describe('manifest decoding', () => {
       'bad manifest: processes[0].regions[1].inode is not an integer',
     );
     expect(() => withFlags([['rd'], ['rd', 7 as unknown as string]])).toThrow('bad manifest: processes[0].regions[1].vmFlags is not a string');
-    // Each the same error whether the record is read straight from its bytes or decoded and checked (a counter past
-    // 2^53 leaves a record to the checked decoding).
+    // each the same error whether the record is read straight from its bytes or decoded and checked
     const spoils: [(r: SnapshotRegion) => void, string][] = [
       [(r) => ((r.refs as Uint32Array)[1] = 99), 'bad manifest: processes[0].regions[0].refs[1] = 99 names no stored page'],
       [(r) => (r.refs = (r.refs as Uint32Array).subarray(1)), 'refs has 6 entries for 7 data pages'],
@@ -226,7 +226,7 @@ describe('manifest decoding', () => {
         const spoilt = () => withFlags([['rd']], (x) => {
           const r = x.processes[0]!.regions[0]!;
           spoil(r);
-          if (checked) r.smaps = { ...r.smaps, Huge: 2n ** 60n as unknown as number };
+          if (checked) checkedOnly(r);
         });
         expect(spoilt, `${checked ? 'checked' : 'direct'}: ${error}`).toThrow(error);
       }
