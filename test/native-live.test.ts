@@ -1,7 +1,9 @@
 // The native wrappers against the running kernel, with the results kernel-semantics.md records.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { openSync, closeSync, writeSync, readSync, ftruncateSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { openSync, closeSync, writeSync, readSync, ftruncateSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import koffi from 'koffi';
 import * as n from '../src/native/index.js';
 import { Fixture } from '../fixtures/driver.js';
@@ -34,6 +36,29 @@ describe('closes on other threads', () => {
     await Promise.all(fds.map((fd) => n.closeAsync(fd, 'a test descriptor')));
     // (a number no descriptor can have, under this process's limit: a closed one might be open again by now)
     await expect(n.closeAsync(1 << 30, 'no descriptor')).rejects.toThrow(/^close no descriptor: EBADF/);
+  });
+});
+
+describe('poll', () => {
+  it('returns when its timeout is over though signals interrupt it more often than that (a profiler\'s SIGPROF)', () => {
+    // Run under `node --cpu-prof`, whose sampler signals the thread every 100 µs here: a poll that began its
+    // timeout again after each EINTR never returned (the fork-events thread of a precopy stopped taking commands,
+    // and the dump waited for it with its targets frozen).
+    const dir = mkdtempSync(join(tmpdir(), 'pagesnap-poll-'));
+    try {
+      const script = `import { poll, eventfd, POLL } from ${JSON.stringify(join(import.meta.dirname, '..', 'src', 'native', 'index.ts'))};
+        const fd = eventfd();
+        for (let i = 0; i < 5; i++) if (poll([{ fd, events: POLL.IN }], 20)[0] !== 0) throw new Error('readable');
+        console.log('returned');`;
+      const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', dir, '--import', 'tsx', '--input-type=module', '-e', script], {
+        encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL',
+      });
+      expect(r.signal, 'killed after 30 s: poll never returned').toBeNull();
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('returned');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

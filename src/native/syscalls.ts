@@ -343,6 +343,10 @@ export function setNonblocking(fd: number, on = true): void {
 /**
  * poll(2) on `fds` (events per fd); returns each fd's revents. A timeout of -1 waits for ever: call it from a
  * worker thread, never from the main thread.
+ *
+ * An interrupted poll goes on for what is left of its timeout, not for all of it again: a signal that comes more
+ * often than the timeout (a profiler's SIGPROF, every millisecond) would otherwise keep it from ever returning, and
+ * a thread that looks for work between polls (the fork-events thread) never looked again.
  */
 export function poll(fds: readonly { fd: number; events: number }[], timeoutMs: number, scratch?: Buffer): number[] {
   const b = scratch && scratch.length >= fds.length * 8 ? scratch : Buffer.alloc(fds.length * 8);
@@ -351,8 +355,9 @@ export function poll(fds: readonly { fd: number; events: number }[], timeoutMs: 
     b.writeInt16LE(f.events, i * 8 + 4);
     b.writeInt16LE(0, i * 8 + 6);
   });
-  for (;;) {
-    const rc = fn.poll(b, fds.length, timeoutMs) as number;
+  const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
+  for (let wait = timeoutMs; ; wait = timeoutMs > 0 ? Math.max(0, Math.ceil(deadline - performance.now())) : timeoutMs) {
+    const rc = fn.poll(b, fds.length, wait) as number;
     if (rc >= 0) break;
     const e = errno();
     if (e !== 4 /* EINTR */) throw new NativeError('poll', e);
