@@ -11,6 +11,7 @@ import { dump } from '../src/dump/dump.js';
 import { LiveCopy, dataWithin } from '../src/dump/precopy.js';
 import { SharedCopy, onlyTrackedMap } from '../src/dump/shared-copy.js';
 import { PageRanges } from '../src/dump/page-ranges.js';
+import { ForkEvents } from '../src/dump/fork-events.js';
 import { ZERO_PAGE } from '../src/dump/pages.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat, isAlive } from '../src/proc/process.js';
@@ -534,6 +535,17 @@ describe.each(SHARED)('dump --precopy of $what', (kind) => {
     expect(s.pagesPrecopiedShared).toBe(before.pagesPrecopiedShared - 1);
     expect(recordedUw(file, kept[0]!)).toBe(false);
     for (const pid of [fx.pid, child.pid, ...kept]) expect(leftovers(pid, [owner])).toEqual(CLEAN);
+  });
+});
+
+describe('ForkEvents', () => {
+  it('a thread that takes no command fails the wait for it in time (the targets are frozen meanwhile), and is not waited for again', async () => {
+    const events = ForkEvents.start(new URL('./helpers/silent-worker.ts', import.meta.url), 300);
+    expect(() => events.settle()).toThrow(/^the thread that reads the targets' fork events took no command in 0\.3 s \(ETIMEDOUT\)/);
+    // (what a failed dump then does: untracks its targets and stops the thread, none of it waiting)
+    events.unwatch(1 << 30);
+    expect(events.census()).toBe(0);
+    await events.stop();
   });
 });
 

@@ -7,7 +7,8 @@
  * The events are read by a thread of their own (fork-events-worker.ts).
  */
 import type { Worker } from 'node:worker_threads';
-import { startWorker, sibling, closeAsync } from '../native/index.js';
+import { performance } from 'node:perf_hooks';
+import { startWorker, sibling, closeAsync, PagesnapError } from '../native/index.js';
 import { openFilesLimit } from '../proc/index.js';
 
 export type ForkEventsCommand = { kind: 'watch'; fd: number; family: number } | { kind: 'unwatch'; fd: number } | { kind: 'census' } | { kind: 'sync' } | { kind: 'stop' };
@@ -26,24 +27,33 @@ export interface ForkEventsData {
 
 /** Families at most (one per target tracked). */
 const FAMILIES = 4096;
+/**
+ * How long the main thread waits for the thread to take a command (it looks every 10 ms). It waits with the targets
+ * frozen, in a loop no signal handler can run beside: a thread that never answers would keep them frozen for ever,
+ * Ctrl-C of pagesnap included. Past this the thread is taken for stuck and the dump fails (resuming them).
+ */
+export const ANSWER_MS = 10_000;
 
 export class ForkEvents {
   private sent = 0;
   private families = 0;
   private stopped?: Promise<void>;
+  /** the thread did not take a command in time: it is no longer waited for */
+  private stuck = false;
 
   private constructor(private readonly worker: Worker, private readonly forks: Int32Array, private readonly dropped: Int32Array, private readonly gone: Int32Array, private readonly ack: Int32Array,
     /** children's userfaultfds held at most (a quarter of the open files pagesnap may have): more are let go */
-    readonly maxChildren: number) {}
+    readonly maxChildren: number, private readonly answerMs: number) {}
 
-  static start(): ForkEvents {
+  /** (`entry` and `answerMs` are for the tests: a thread that never answers, and a shorter wait for it) */
+  static start(entry = sibling(import.meta.url, 'fork-events-worker'), answerMs = ANSWER_MS): ForkEvents {
     const data: ForkEventsData = {
       forks: new SharedArrayBuffer(4 * FAMILIES), dropped: new SharedArrayBuffer(4 * FAMILIES), gone: new SharedArrayBuffer(4 * FAMILIES), ack: new SharedArrayBuffer(8),
       maxChildren: Math.floor(openFilesLimit() / 4),
     };
-    const worker = startWorker(sibling(import.meta.url, 'fork-events-worker'), { workerData: data });
+    const worker = startWorker(entry, { workerData: data });
     worker.unref();
-    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.dropped), new Int32Array(data.gone), new Int32Array(data.ack), data.maxChildren);
+    return new ForkEvents(worker, new Int32Array(data.forks), new Int32Array(data.dropped), new Int32Array(data.gone), new Int32Array(data.ack), data.maxChildren, answerMs);
   }
 
   /** A new family, for a target about to be tracked: its number. Undefined when there is no room for one. */
@@ -122,8 +132,23 @@ export class ForkEvents {
     this.worker.postMessage(c);
   }
 
-  /** Wait until the thread has taken every command sent (it looks every few ms), or has ended. */
+  /**
+   * Wait until the thread has taken every command sent (it looks every few ms), or has ended. A thread stuck past
+   * `answerMs` is stopped (once it returns to JavaScript; the children's userfaultfds it held close as pagesnap
+   * exits) and not waited for again: the caller gets an error, and every later call returns at once.
+   */
   private taken(): void {
-    for (let seen = Atomics.load(this.ack, 0); seen < this.sent && Atomics.load(this.ack, 1) === 0; seen = Atomics.load(this.ack, 0)) Atomics.wait(this.ack, 0, seen, 100);
+    const deadline = performance.now() + this.answerMs;
+    for (let seen = Atomics.load(this.ack, 0); !this.stuck && seen < this.sent && Atomics.load(this.ack, 1) === 0; seen = Atomics.load(this.ack, 0)) {
+      if (performance.now() > deadline) {
+        this.stuck = true;
+        this.stopped ??= Promise.resolve();
+        void this.worker.terminate();
+        throw new PagesnapError(`the thread that reads the targets' fork events took no command in ${this.answerMs / 1000} s (ETIMEDOUT): the precopy's tracking cannot be trusted`, {
+          code: 'ETIMEDOUT', hint: 'the targets are resumed; dump again, or without --precopy',
+        });
+      }
+      Atomics.wait(this.ack, 0, seen, 100);
+    }
   }
 }
