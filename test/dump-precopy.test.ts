@@ -797,6 +797,27 @@ describe('dump --precopy', () => {
     expect(await fx.send('ping')).toBe('pong');
   });
 
+  it('completes under a profiler that signals pagesnap every 100 µs (node --cpu-prof), the process left as it was', async (ctx) => {
+    skipUnlessX64(ctx, 'precopy');
+    // (SIGPROF interrupted the fork-events thread's every poll, which then never returned: the dump hung frozen)
+    const [written, mixed] = [fx.region('written'), fx.region('mixed')];
+    const file = join(dir, 'profiled.psnap');
+    // (not allowed in NODE_OPTIONS)
+    const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', join(dir, 'profiles'), RUN_JS, 'dump', String(fx.pid), '-o', file, '--precopy'], {
+      encoding: 'utf8', timeout: 60_000, killSignal: 'SIGKILL',
+    });
+    expect({ code: r.status, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    const snap = SnapshotReader.open(file);
+    try {
+      expect(snap.manifest.freeze.precopy?.pages).toBeGreaterThan(0);
+      expect(snap.verify()).toBeNull();
+    } finally {
+      snap.close();
+    }
+    expect(leftovers(fx.pid, [written, mixed])).toEqual(CLEAN);
+    expect(await fx.send('ping')).toBe('pong');
+  });
+
   it('reports its progress while it copies, not only once frozen', async (ctx) => {
     skipUnlessX64(ctx, 'precopy');
     const calls: [number, number][] = [];
