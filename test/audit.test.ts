@@ -137,7 +137,7 @@ describe('audit --png', () => {
     sc.skipIf(ctx);
     const r = cli(['audit', String(sc.fx.pid), '--png', join(dir, 'nowhere', 'audit.png')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`pagesnap audit: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the file elsewhere\n`);
+    expect(r.stderr).toBe(`pagesnap audit: ${join(dir, 'nowhere')} does not exist: ENOENT — create the directory first, or write the file elsewhere\n`);
   });
 });
 

@@ -108,7 +108,7 @@ describe('each freeze method leaves the target as it found it', () => {
       for (const method of ['ptrace', 'sigstop'] as const) {
         const r = cli(['dump', String(vf.pid), '--freeze', method, '-o', join(dir, `vfork-${method}.psnap`)]);
         expect(r.code).toBe(1);
-        expect(r.stderr.trim()).toMatch(/^pagesnap dump: (thread \d+ of )?process \d+ did not stop within 5 s: it waits in vfork\(\) for its child \d+, which is stopped, to exec or exit — let the child run on, or use --freeze none/);
+        expect(r.stderr.trim()).toMatch(/^pagesnap dump: (thread \d+ of )?process \d+ did not stop within 5 s: it waits in vfork\(\) for its child \d+, which is stopped, to exec or exit: ETIMEDOUT — let the child run on, or use --freeze none/);
         expect(existsSync(join(dir, `vfork-${method}.psnap`))).toBe(false);
         expect({ method, tasks: await settledTaskStates(vf.pid), tracer: tracer(vf.pid), pending: /^ShdPnd:\s+0+$/m.test(readFileSync(`/proc/${vf.pid}/status`, 'utf8')) })
           .toEqual({ method, tasks: before, tracer: 0, pending: true });
@@ -139,7 +139,7 @@ describe('each freeze method leaves the target as it found it', () => {
       expect(waitpid(fx.pid, WAIT.WALL)?.stopped).toBe(true);
       const r = cli(['dump', String(fx.pid), '-o', join(dir, 'traced.psnap')]);
       expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(`pagesnap dump: process ${fx.pid} is already traced by process ${process.pid} (${readStat(process.pid).comm}) — detach the debugger, or use --freeze sigstop or --freeze none`);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: process ${fx.pid} is already traced by process ${process.pid} (${readStat(process.pid).comm}): EBUSY — detach the debugger, or use --freeze sigstop or --freeze none`);
       const s = cliJson(['dump', String(fx.pid), '--freeze', 'sigstop', '-o', join(dir, 'traced.psnap')]);
       expect(s.freeze).toBe('sigstop');
       expect(state(fx.pid)).toBe('t');
@@ -206,7 +206,7 @@ describe('failures leave no file and a running target', () => {
       writeFileSync(file, 'precious');
       const r = cli(['dump', String(fx.pid), '-o', file]);
       expect(r.code).toBe(1);
-      expect(r.stderr.trim()).toBe(`pagesnap dump: ${file} already exists — choose another name or pass --force to replace it`);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: ${file} already exists: EEXIST — choose another name or pass --force to replace it`);
       expect(readFileSync(file, 'utf8')).toBe('precious');
       cliJson(['dump', String(fx.pid), '-o', file, '--force']);
       expect(readFileSync(file).subarray(0, 8).toString()).toBe('PAGESNAP');
@@ -245,17 +245,17 @@ describe('failures leave no file and a running target', () => {
       expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
       symlinkSync(dev, join(sub, 'link'));
       mkdirSync(join(sub, 'dir'));
-      for (const [name, what] of [['null', 'a character device'], ['fifo', 'a FIFO'], ['link', 'a symbolic link'], ['dir', 'a directory']]) {
+      for (const [name, what, code] of [['null', 'a character device', 'EEXIST'], ['fifo', 'a FIFO', 'EEXIST'], ['link', 'a symbolic link', 'EEXIST'], ['dir', 'a directory', 'EISDIR']]) {
         const out = join(sub, name!);
         const r = cli(['dump', String(fx.pid), '-o', out, '--force']);
         expect(r.code).toBe(1);
-        expect(r.stderr.trim()).toBe(`pagesnap dump: ${out} is ${what}, not a regular file — give the name of a file to write the snapshot to`);
+        expect(r.stderr.trim()).toBe(`pagesnap dump: ${out} is ${what}, not a regular file: ${code} — give the name of a file to write the snapshot to`);
       }
       expect(lstatSync(dev).isCharacterDevice()).toBe(true);
       expect(lstatSync(fifo).isFIFO()).toBe(true);
       expect(readdirSync(sub).sort()).toEqual(['dir', 'fifo', 'link', 'null']);
       const r = cli(['dump', String(fx.pid), '-o', join(dir, 'nowhere', 'x.psnap')]);
-      expect(r.stderr.trim()).toBe(`pagesnap dump: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the snapshot elsewhere`);
+      expect(r.stderr.trim()).toBe(`pagesnap dump: ${join(dir, 'nowhere')} does not exist: ENOENT — create the directory first, or write the snapshot elsewhere`);
     } finally {
       await fx.stop();
     }
@@ -292,7 +292,7 @@ describe('failures leave no file and a running target', () => {
     });
     try {
       expect({ code: second!.code, stderr: second!.stderr }).toEqual({
-        code: 1, stderr: expect.stringMatching(/^pagesnap dump: process \d+ is being dumped by another pagesnap \(process \d+\) — wait for that dump to finish\n$/),
+        code: 1, stderr: expect.stringMatching(/^pagesnap dump: process \d+ is being dumped by another pagesnap \(process \d+\): EBUSY — wait for that dump to finish\n$/),
       });
       expect(code).not.toBe(0); // interrupted as asked, not by the second
       expect(existsSync(join(dir, 'second.psnap'))).toBe(false);

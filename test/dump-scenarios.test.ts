@@ -391,7 +391,7 @@ describe('cat', () => {
       expect(hex.stdout.split('\n')[0]).toMatch(new RegExp(`^${reg.start.toString(16)}  [0-9a-f]{2} `));
       const guard = cli(['cat', file, '--addr', (reg.start + 4n * 4096n).toString(16), '--len', '1']);
       expect(guard.code).toBe(1);
-      expect(guard.stderr.trim()).toMatch(/^pagesnap cat: page 0x[0-9a-f]+ is not in the snapshot: a guard page: it has no content \(access faults\) \[case A15\]$/);
+      expect(guard.stderr.trim()).toMatch(/^pagesnap cat: page 0x[0-9a-f]+ is not in the snapshot: a guard page: it has no content \(access faults\) \[case A15\]: ENODATA$/);
       // a reader that has gone (`| head -c 1`): cat stops quietly, as cat(1) would
       const gone = spawn(process.execPath, [RUN_JS, 'cat', file, '--addr', reg.start.toString(16), '--len', '4K'], { stdio: ['ignore', 'pipe', 'pipe'] });
       gone.stdout!.destroy();

@@ -151,7 +151,7 @@ describe('dump -o -', () => {
     }
     const r = spawnSync('script', ['-qec', `${pagesnap} dump ${fx.pid} -o -`, '/dev/null'], { encoding: 'utf8', cwd: dir, timeout: 60_000 });
     expect(r.status).toBe(1);
-    expect(r.stdout.trim()).toBe('pagesnap dump: standard output is a terminal, and a snapshot is binary — redirect it (-o - > app.psnap, -o - | ssh host \'cat > app.psnap\') or give a file name with -o');
+    expect(r.stdout.trim()).toBe('pagesnap dump: standard output is a terminal, and a snapshot is binary: EINVAL — redirect it (-o - > app.psnap, -o - | ssh host \'cat > app.psnap\') or give a file name with -o');
     expect(existsSync(join(dir, '-'))).toBe(false);
   });
 

@@ -57,7 +57,7 @@ describe('errors are one line with a non-zero exit', () => {
       // (no file is written either way: the pid is refused first, and /dev/null/never cannot be made)
       const r = cli([cmd, String(tid), ...(cmd === 'dump' ? ['-o', '/dev/null/never'] : [])]);
       expect(r.code, r.stderr).toBe(1);
-      expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: ${tid} is a thread of process ${process.pid} \\(.+\\), not a process \\(/proc/${tid}/status: Tgid ${process.pid}\\) — give the process's id, ${process.pid}$`));
+      expect(r.stderr.trim()).toMatch(new RegExp(`^pagesnap ${cmd}: ${tid} is a thread of process ${process.pid} \\(.+\\), not a process \\(/proc/${tid}/status: Tgid ${process.pid}\\): EINVAL — give the process's id, ${process.pid}$`));
     }
     // before, the snapshot of pagesnap by itself was written: empty, and exit 0
     const self = spawnSync('sh', ['-c', `exec "${process.execPath}" "${RUN_JS}" dump $$ -o /dev/null/never`], { encoding: 'utf8' });
@@ -84,7 +84,7 @@ describe('errors are one line with a non-zero exit', () => {
       for (const cmd of ['inspect', 'audit', 'dump']) {
         const r = cli([cmd, String(zombie), ...(cmd === 'dump' ? ['-o', file] : [])]);
         expect(r.code).toBe(1);
-        expect(r.stderr.trim()).toBe(`pagesnap ${cmd}: process ${zombie} has exited: a zombie, kept only until its parent (${parent.pid}) reaps it, with no memory left — give the pid of a live process`);
+        expect(r.stderr.trim()).toBe(`pagesnap ${cmd}: process ${zombie} has exited: a zombie, kept only until its parent (${parent.pid}) reaps it, with no memory left: ESRCH — give the pid of a live process`);
       }
       expect(cliJson(['dump', String(parent.pid), '--tree', '-o', file]).processes).toEqual([parent.pid]);
     } finally {
@@ -204,7 +204,7 @@ describe('a kernel without PAGEMAP_SCAN (forced fallback)', () => {
   it('asking for scan explicitly is a clear error', () => {
     const r = cli(['inspect', String(fx.pid), '--method', 'scan'], { env: { PAGESNAP_NO_PAGEMAP_SCAN: '1' } });
     expect(r.code).toBe(1);
-    expect(r.stderr.trim()).toBe('pagesnap inspect: this kernel has no PAGEMAP_SCAN ioctl (Linux 6.7+) — use --method pread');
+    expect(r.stderr.trim()).toBe('pagesnap inspect: this kernel has no PAGEMAP_SCAN ioctl (Linux 6.7+): ENOTTY — use --method pread');
   });
 });
 

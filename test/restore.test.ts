@@ -207,7 +207,7 @@ describe('restore details', () => {
       cliJson(['dump', String(tree.pid), '--tree', '-o', file]);
       const bare = cli(['restore', file]);
       expect(bare.code).toBe(1);
-      expect(bare.stderr).toMatch(new RegExp(`^pagesnap restore: .*tree\\.psnap holds 2 processes \\(.*${child.pid}.*\\) — choose one with --pid`));
+      expect(bare.stderr).toMatch(new RegExp(`^pagesnap restore: .*tree\\.psnap holds 2 processes \\(.*${child.pid}.*\\): EINVAL — choose one with --pid`));
       const r = cliJson(['restore', file, '--pid', String(child.pid), '--verify']);
       expect(r.pid).toBe(child.pid);
       expect(r.verify.mismatches).toBe(0);

@@ -412,15 +412,15 @@ describe('serve', () => {
     spawnSync('touch', [path]);
     const r = cli(['serve', file, '--socket', path]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`pagesnap serve: ${path} exists and is a regular file, not a socket — choose another path\n`);
+    expect(r.stderr).toBe(`pagesnap serve: ${path} exists and is a regular file, not a socket: EEXIST — choose another path\n`);
     const long = join(dir, `${'x'.repeat(120)}.sock`);
     expect(cli(['serve', file, '--socket', long]).stderr).toBe(`pagesnap serve: bind ${long}: ENAMETOOLONG (name too long) — choose a shorter path (a unix socket's is at most 107 bytes)\n`);
-    expect(cli(['serve', file, '--socket', join(dir, 'nowhere', 's.sock')]).stderr).toBe(`pagesnap serve: ${join(dir, 'nowhere')} does not exist — create the directory first, or write the socket elsewhere\n`);
+    expect(cli(['serve', file, '--socket', join(dir, 'nowhere', 's.sock')]).stderr).toBe(`pagesnap serve: ${join(dir, 'nowhere')} does not exist: ENOENT — create the directory first, or write the socket elsewhere\n`);
     const s = await Server.start('running');
     try {
       const r2 = cli(['serve', file, '--socket', s.socket]);
       expect(r2.code).toBe(1);
-      expect(r2.stderr).toBe(`pagesnap serve: ${s.socket} is the socket of a server that is running — stop that server, or choose another path\n`);
+      expect(r2.stderr).toBe(`pagesnap serve: ${s.socket} is the socket of a server that is running: EADDRINUSE — stop that server, or choose another path\n`);
       // and that server serves on, none the worse for the look
       await expectServesThp(s, 'still-running');
     } finally {

@@ -2,6 +2,7 @@
  * What every pagesnap command shares: `--json`, and errors printed as one line (what failed, where, the errno
  * name, what to do) with a non-zero exit code.
  */
+import { constants } from 'node:os';
 import { Command, Errors } from '@oclif/core';
 import { PagesnapError, NativeError } from '../native/index.js';
 import { toJson, writeJson } from '../render/json.js';
@@ -49,7 +50,7 @@ export abstract class PagesnapCommand extends Command {
    * stderr and the error's exit code, without throwing away the output.
    */
   protected failAfter(err: PagesnapError): void {
-    process.stderr.write(`pagesnap ${this.id ?? ''}: ${err.message}${err.hint ? ` — ${err.hint}` : ''}\n`);
+    process.stderr.write(`pagesnap ${this.id ?? ''}: ${errorLine(err.message, err.code, err.hint)}\n`);
     process.exitCode = err.exitCode;
   }
 
@@ -62,7 +63,7 @@ export abstract class PagesnapCommand extends Command {
     const code = usage ? EXIT.USAGE : err instanceof PagesnapError ? (err as PagesnapError).exitCode : EXIT.FAILED;
     const hint = err instanceof PagesnapError ? (err as PagesnapError).hint : err instanceof NativeError ? hintFor(err) : usage ? `see pagesnap ${this.id ?? ''} --help` : undefined;
     const message = usage ? usageLine(err.message) : err.message;
-    process.stderr.write(`pagesnap ${this.id ?? ''}: ${message.split('\n')[0]}${hint ? ` — ${hint}` : ''}\n`);
+    process.stderr.write(`pagesnap ${this.id ?? ''}: ${errorLine(message.split('\n')[0]!, usage ? undefined : (err as { code?: string }).code, hint)}\n`);
     if (this.jsonEnabled?.()) {
       this.results.write(`${JSON.stringify({ error: { message, code: (err as { code?: string }).code ?? null, hint: hint ?? null } })}\n`);
     }
@@ -70,6 +71,15 @@ export abstract class PagesnapCommand extends Command {
     process.exitCode = code;
     return undefined;
   }
+}
+
+/**
+ * An error's line: what failed, the errno name where the message does not say it already, and what to do. (A code
+ * that is not an errno, as audit's EDATALOSS, is for --json only.)
+ */
+export function errorLine(message: string, code: string | undefined, hint: string | undefined): string {
+  const named = code && code in constants.errno && !new RegExp(`\\b${code}\\b`).test(message) ? `${message}: ${code}` : message;
+  return `${named}${hint ? ` — ${hint}` : ''}`;
 }
 
 /**
