@@ -32,7 +32,7 @@ const FAMILIES = 4096;
  * frozen, in a loop no signal handler can run beside: a thread that never answers would keep them frozen for ever,
  * Ctrl-C of pagesnap included. Past this the thread is taken for stuck and the dump fails (resuming them).
  */
-export const ANSWER_MS = 10_000;
+const ANSWER_MS = 10_000;
 
 export class ForkEvents {
   private sent = 0;
@@ -144,7 +144,7 @@ export class ForkEvents {
         this.stuck = true;
         this.stopped ??= Promise.resolve();
         void this.worker.terminate();
-        throw new PagesnapError(`the thread that reads the targets' fork events took no command in ${this.answerMs / 1000} s (ETIMEDOUT): the precopy's tracking cannot be trusted`, {
+        throw new PagesnapError(`the thread that reads the targets' fork events took no command in ${this.answerMs / 1000} s: the precopy's tracking cannot be trusted`, {
           code: 'ETIMEDOUT', hint: 'the targets are resumed; dump again, or without --precopy',
         });
       }
