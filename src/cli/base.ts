@@ -78,7 +78,7 @@ export abstract class PagesnapCommand extends Command {
  * that is not an errno, as audit's EDATALOSS, is for --json only.)
  */
 export function errorLine(message: string, code: string | undefined, hint: string | undefined): string {
-  const named = code && code in constants.errno && !new RegExp(`\\b${code}\\b`).test(message) ? `${message}: ${code}` : message;
+  const named = code && Object.hasOwn(constants.errno, code) && !new RegExp(`\\b${code}\\b`).test(message) ? `${message}: ${code}` : message;
   return `${named}${hint ? ` — ${hint}` : ''}`;
 }
 
