@@ -596,6 +596,14 @@ const scratch: string[] = [];
 const F = { start: 1, end: 2, offset: 3, mode: 4, dev: 5, kind: 6, backing: 7, inode: 8, path: 9, shmem: 10, deleted: 11, vmFlags: 12, smaps: 13, object: 14, file: 15, runs: 16, refs: 17 } as const;
 const FIELD = new Map<string, number>(Object.entries(F));
 
+/** A map of `k1`, an integer 0..2^53, then `k2`, any integer (an object reference, a file stamp); null if it is not that. */
+function countThenBig(f: Fields, k1: string, k2: string): [number, bigint] | null {
+  if (f.map() !== 2 || f.str() !== k1) return null;
+  const a = f.uint();
+  const b = f.str() === k2 ? f.big() : undefined;
+  return a < 0 || b === undefined ? null : [a, b];
+}
+
 /**
  * A region record read straight from its bytes (Fields) into what `region` makes of it, when it is as pagesnap
  * writes one: inline runs and refs, every field of its kind. Anything else gives null, and the record is decoded by
@@ -653,21 +661,17 @@ function regionFast(c: Check, f: Fields, pageSize: number, objectIds: Set<number
       case F.object: {
         object = undefined;
         if (f.nil()) break;
-        if (f.map() !== 2 || f.str() !== 'id') return null;
-        const id = f.uint();
-        const at = f.str() === 'offset' ? f.big() : undefined;
-        if (id < 0 || at === undefined || at < 0n) return null;
-        object = { id, offset: at };
+        const o = countThenBig(f, 'id', 'offset');
+        if (!o || o[1] < 0n) return null;
+        object = { id: o[0], offset: o[1] };
         break;
       }
       case F.file: {
         file = undefined;
         if (f.nil()) break;
-        if (f.map() !== 2 || f.str() !== 'size') return null;
-        const size = f.uint();
-        const mtimeNs = f.str() === 'mtimeNs' ? f.big() : undefined;
-        if (size < 0 || mtimeNs === undefined) return null;
-        file = { size, mtimeNs };
+        const st = countThenBig(f, 'size', 'mtimeNs');
+        if (!st) return null;
+        file = { size: st[0], mtimeNs: st[1] };
         break;
       }
       case F.runs: {
