@@ -3,7 +3,8 @@
  * numeric arrays as byte strings of little-endian integers (FORMAT.md gives every field). The decoder checks
  * every field a reader relies on, so a crafted file gives one error line and no crash.
  */
-import { encode, Encoder } from '@msgpack/msgpack';
+import { encode } from '@msgpack/msgpack';
+import { MsgpackChunks } from './msgpack-writer.js';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
 import { FormatError } from './format.js';
@@ -201,10 +202,7 @@ export class RecordHold {
  * address order, whatever order their tables settle in; encodeManifest splices the bytes in.
  */
 export class EncodedRegions {
-  private readonly encoder = new Encoder(ENCODE);
-  private readonly chunks: Buffer[] = [];
-  private chunk = Buffer.alloc(0);
-  private fill = 0;
+  private readonly out = new MsgpackChunks();
   private next = 0;
   private puts = 0;
   /** records put and not yet encoded, by index: ahead of one still to come, or held */
@@ -230,28 +228,17 @@ export class EncodedRegions {
     for (let x = this.waiting.get(this.next); x; x = this.waiting.get(this.next)) {
       this.waiting.delete(this.next++);
       this.hold.waiting--;
-      this.append(this.encoder.encodeSharedRef(x));
+      this.out.write(x);
     }
-  }
-
-  private append(b: Uint8Array): void {
-    if (this.fill + b.length > this.chunk.length) {
-      if (this.fill) this.chunks.push(this.chunk.subarray(0, this.fill));
-      this.chunk = Buffer.allocUnsafe(Math.max(REGION_CHUNK, b.length));
-      this.fill = 0;
-    }
-    this.chunk.set(b, this.fill);
-    this.fill += b.length;
   }
 
   bytes(): Buffer[] {
     this.encodeWaiting();
     if (this.waiting.size) throw new Error(`EncodedRegions: region ${this.next} was never put (${this.puts} were)`);
-    return this.fill ? [...this.chunks, this.chunk.subarray(0, this.fill)] : this.chunks;
+    return this.out.bytes();
   }
 }
 
-const REGION_CHUNK = 1 << 20;
 
 /** A manifest as written: a process's regions may be records, or records encoded as they were made. */
 export type WrittenManifest = Omit<Manifest, 'processes'> & {
