@@ -2,9 +2,8 @@
  * pagesnap's native helpers for the dump: classify and hash a batch of pages in a single call (per page, a call
  * from JavaScript costs more than hashing 4 KiB does, so the dump hands over 8 MiB at a time), and a
  * process_vm_readv that returns -errno, so it can run on another thread (errno is per thread) while the previous
- * batch is scanned; a read(2) to the end of a buffer, for reading /proc files on another thread; preads of many
- * pieces of a file in one call (an object's pages written here and there); and a close(2) for another thread,
- * where closing takes long (a userfaultfd's release walks its registered memory).
+ * batch is scanned; preads of many pieces of a file in one call (an object's pages written here and there); and a
+ * close(2) for another thread, where closing takes long (a userfaultfd's release walks its registered memory).
  * Built on install (native/Makefile) and loaded with koffi by src/native/pagescan.ts.
  */
 #define _GNU_SOURCE /* process_vm_readv */
@@ -40,27 +39,6 @@ long pagesnap_vm_readv(int pid, const struct iovec *local, unsigned long nlocal,
 {
 	ssize_t n = process_vm_readv(pid, local, nlocal, remote, nremote, 0);
 	return n < 0 ? -errno : (long)n;
-}
-
-/*
- * read(2) until `len` bytes or the end of the file; the bytes read, or -errno. For /proc files, which give a few
- * KiB a call (smaps: one VMA's worth): a caller on another thread fetches a MiB per round trip, not 3.5 KiB.
- */
-long pagesnap_read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (long)got;
 }
 
 /*

@@ -8,6 +8,7 @@ export { view, addressOf } from './libc.js';
 export * from './xxhash.js';
 export * from './exit.js';
 export * from './pagescan.js';
+export * from './smaps-scan.js';
 export * from './threads.js';
 export * from './package-root.js';
 export * from './socket.js';

@@ -11,14 +11,15 @@ type ScanFn = (buf: Uint8Array, pages: number, pageSize: number, seed: number, h
 type ReadFn = ReturnType<ReturnType<typeof koffi.load>['func']>;
 let scan: ScanFn | undefined;
 let readv: ReadFn | undefined;
-let readFull: ReadFn | undefined;
 let closeFn: ReadFn | undefined;
 let preadPieces: ReadFn | undefined;
 
-function load(): ScanFn {
-  if (scan) return scan;
+let lib: ReturnType<typeof koffi.load> | undefined;
+
+/** libpagesnap.so (native/), loaded once; a clear error where it was not built. */
+export function nativeLibrary(): ReturnType<typeof koffi.load> {
+  if (lib) return lib;
   const path = nativeBuild('libpagesnap.so');
-  let lib: ReturnType<typeof koffi.load>;
   try {
     lib = koffi.load(path);
   } catch (e) {
@@ -26,9 +27,14 @@ function load(): ScanFn {
       code: 'ENOENT', hint: 'build it with `make -C native` (needs cc and libxxhash0), or reinstall pagesnap', cause: e,
     });
   }
+  return lib;
+}
+
+function load(): ScanFn {
+  if (scan) return scan;
+  const lib = nativeLibrary();
   scan = lib.func('size_t pagesnap_scan_pages(void *buf, size_t pages, size_t page_size, uint64_t seed, void *hashes, void *zero)') as ScanFn;
   readv = lib.func('long pagesnap_vm_readv(int pid, void *local, unsigned long nlocal, void *remote, unsigned long nremote)');
-  readFull = lib.func('long pagesnap_read_full(int fd, void *buf, size_t len)');
   closeFn = lib.func('long pagesnap_close(int fd)');
   preadPieces = lib.func('size_t pagesnap_pread_pieces(int fd, void *buf, void *pieces, size_t n)');
   return scan;
@@ -58,22 +64,6 @@ export function processVmReadvAsync(pid: number, buf: Buffer, remote: readonly R
       void riov;
       if (err) reject(err);
       else if (Number(rc) < 0) reject(new NativeError('process_vm_readv', -Number(rc), `pid ${pid} at 0x${remote[0]?.addr.toString(16)}`));
-      else resolve(Number(rc));
-    });
-  });
-}
-
-/**
- * read(2) of `fd` into `buf` until it is full or the file ends, on koffi's worker pool (a /proc file gives a few KiB
- * a call: a round trip to another thread for each cost more than the calls). Resolves to the bytes read; rejects
- * with the NativeError of a failed read. `buf` must stay untouched until it settles.
- */
-export function readFullAsync(fd: number, buf: Buffer, what: string): Promise<number> {
-  load();
-  return new Promise((resolve, reject) => {
-    readFull!.async(fd, buf, buf.length, (err: unknown, rc: number | bigint) => {
-      if (err) reject(err);
-      else if (Number(rc) < 0) reject(new NativeError('read', -Number(rc), what));
       else resolve(Number(rc));
     });
   });

@@ -1,7 +1,6 @@
 /** Reading /proc/PID files, with errors that say what happened to the target and what to do. */
-import { readFileSync, readdirSync, openSync, readSync, closeSync, existsSync, statSync } from 'node:fs';
-import { StringDecoder } from 'node:string_decoder';
-import { PagesnapError, isErrno, readFullAsync } from '../native/index.js';
+import { readFileSync, readdirSync, openSync, existsSync, statSync } from 'node:fs';
+import { PagesnapError, isErrno } from '../native/index.js';
 
 /**
  * The /proc files that show a process's memory, address space and what it sees: empty or gone under /proc/PID once
@@ -134,65 +133,6 @@ export function readProcText(pid: number, file: string): string {
     return readFileSync(procPath(pid, file), 'utf8');
   } catch (e) {
     throw targetError(pid, file, e);
-  }
-}
-
-/** A /proc file's text a read at a time (smaps of 60000 regions is 43 MB: never held whole). */
-export function* readProcChunks(pid: number, file: string, chunk = 1 << 20): Generator<string> {
-  const fd = openProc(pid, file);
-  try {
-    const buf = Buffer.allocUnsafe(chunk); // (zero-filling it took 80 ms in a dump of a tree of 300 processes)
-    const utf8 = new StringDecoder('utf8');
-    for (;;) {
-      let n: number;
-      try {
-        n = readSync(fd, buf, 0, chunk, null);
-      } catch (e) {
-        throw targetError(pid, file, e);
-      }
-      if (n === 0) break;
-      yield utf8.write(buf.subarray(0, n));
-    }
-    yield utf8.end();
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * A /proc file's text a piece of `chunk` bytes at a time, the next piece read on another thread while the caller
- * works on this one: the kernel's making of smaps (170 ms for 60000 regions) overlaps the parsing and the dump of
- * the regions already read, which a freeze otherwise waits through. (The kernel gives a few KiB a read: one VMA's
- * smaps. A piece is many reads, made there.)
- */
-export async function* readProcChunksAhead(pid: number, file: string, chunk = 1 << 18): AsyncGenerator<string> {
-  const fd = openProc(pid, file);
-  const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
-  const utf8 = new StringDecoder('utf8');
-  const start = (buf: Buffer) => {
-    const p = readFullAsync(fd, buf, procPath(pid, file)).catch((e: unknown) => {
-      throw targetError(pid, file, e);
-    });
-    p.catch(() => {}); // (a failure is thrown where the piece is awaited; the caller may be busy meanwhile)
-    return p;
-  };
-  let turn = 0;
-  let next = start(bufs[0]!);
-  try {
-    for (;;) {
-      const n = await next;
-      if (n === 0) break;
-      // (decoded before its buffer is read into again)
-      const text = utf8.write(bufs[turn]!.subarray(0, n));
-      turn ^= 1;
-      next = start(bufs[turn]!);
-      yield text;
-    }
-    yield utf8.end();
-  } finally {
-    // a read still in flight on another thread must end before its descriptor is closed
-    await next.catch(() => {});
-    closeSync(fd);
   }
 }
 

@@ -1,9 +1,10 @@
 /** The regions (VMAs) of a live process: maps line, smaps counters, VmFlags and what kind of memory each is. */
-import { SmapsParser, type SmapsEntry } from './smaps.js';
+import { closeSync } from 'node:fs';
+import { SmapsRecords, type SmapsEntry } from './smaps.js';
 import { classifyRegion, type RegionClass } from './region-kind.js';
-import { readProcChunks, readProcChunksAhead, readProcText } from './process.js';
+import { openProc, procPath, readProcText, targetError } from './process.js';
 import { parseMapsLine } from './maps.js';
-import type { Addr } from '../native/index.js';
+import { SmapsScanner, type Addr, type SmapsPiece } from '../native/index.js';
 import { fsTypesOf } from './mounts.js';
 
 export interface Region extends SmapsEntry, RegionClass {
@@ -12,26 +13,42 @@ export interface Region extends SmapsEntry, RegionClass {
 }
 
 export function readRegions(pid: number): Region[] {
-  const batches = new RegionBatches(pid);
-  const out: Region[] = [];
-  for (const text of readProcChunks(pid, 'smaps')) out.push(...batches.push(text));
-  out.push(...batches.finish());
-  return out;
+  const smaps = new Smaps(pid);
+  try {
+    const out: Region[] = [];
+    for (;;) {
+      const piece = smaps.read();
+      for (const r of smaps.regions(piece)) out.push(r);
+      if (piece.eof) return out;
+    }
+  } finally {
+    smaps.close();
+  }
 }
 
 /**
  * The regions a batch at a time (those of each piece of smaps read: 256 KiB, some 350 regions), for a reader that
- * need not hold them all (the dump of a process of 60000 regions held 50 MB of them). The next piece is read on
- * another thread while this batch is worked on (see readProcChunksAhead).
+ * need not hold them all (the dump of a process of 60000 regions held 50 MB of them). The next piece is read and
+ * parsed on another thread while this batch is worked on: the kernel's making of smaps (170 ms for 60000 regions)
+ * overlaps the dump of the regions already read, which a freeze otherwise waits through.
  */
 export async function* regionBatches(pid: number): AsyncGenerator<Region[]> {
-  const batches = new RegionBatches(pid);
-  for await (const text of readProcChunksAhead(pid, 'smaps')) {
-    const batch = batches.push(text);
-    if (batch.length) yield batch;
+  const smaps = new Smaps(pid);
+  let next: Promise<SmapsPiece> | undefined = smaps.readAsync();
+  try {
+    for (;;) {
+      const piece: SmapsPiece = await next!;
+      next = piece.eof ? undefined : smaps.readAsync();
+      // (made now, while the next piece is read into the other buffer: the read after that reuses this piece's)
+      const batch = smaps.regions(piece);
+      if (batch.length) yield batch;
+      if (piece.eof) return;
+    }
+  } finally {
+    // a read still in flight on another thread must end before its descriptor is closed
+    await next?.catch(() => {});
+    smaps.close();
   }
-  const rest = batches.finish();
-  if (rest.length) yield rest;
 }
 
 /**
@@ -87,21 +104,46 @@ export class RegionsAhead implements AsyncIterable<Region[]> {
   }
 }
 
-/** smaps text in, classified regions out: those whose text is complete, a batch per piece of text. */
-class RegionBatches {
-  private readonly parser = new SmapsParser();
+/** A process's smaps, read a piece at a time (SmapsScanner), and its regions classified. */
+class Smaps {
+  private readonly fd: number;
+  private readonly scanner: SmapsScanner;
+  private readonly records = new SmapsRecords();
   private readonly fsTypes: Map<string, string>;
 
-  constructor(pid: number) {
+  constructor(private readonly pid: number) {
     this.fsTypes = fsTypesOf(pid);
+    this.fd = openProc(pid, 'smaps');
+    try {
+      this.scanner = new SmapsScanner(this.fd, procPath(pid, 'smaps'));
+    } catch (e) {
+      closeSync(this.fd);
+      throw e;
+    }
   }
 
-  push(text: string): Region[] {
-    return this.parser.push(text).take().map((e) => this.classify(e));
+  read(): SmapsPiece {
+    try {
+      return this.scanner.read();
+    } catch (e) {
+      throw targetError(this.pid, 'smaps', e);
+    }
   }
 
-  finish(): Region[] {
-    return this.parser.finish().map((e) => this.classify(e));
+  readAsync(): Promise<SmapsPiece> {
+    const p = this.scanner.readAsync().catch((e: unknown) => {
+      throw targetError(this.pid, 'smaps', e);
+    });
+    p.catch(() => {}); // (a failure is thrown where the piece is awaited; the caller may be busy meanwhile)
+    return p;
+  }
+
+  regions(piece: SmapsPiece): Region[] {
+    return this.records.entries(piece, this.scanner.fieldNames()).map((e) => this.classify(e));
+  }
+
+  close(): void {
+    closeSync(this.fd);
   }
 
   private classify(e: SmapsEntry): Region {

@@ -2,7 +2,8 @@
  * /proc/PID/smaps: a maps header line per VMA followed by `Field:   N kB` counters, `THPeligible: 0|1`,
  * `ProtectionKey: N` and `VmFlags: rd wr ...`. Unknown fields are kept (kernels add them); sizes become bytes.
  */
-import { parseMapsLine, MAPS_HEADER, MapsParseError, type MapsEntry } from './maps.js';
+import { parseMapsLine, MAPS_HEADER, MapsParseError, type MapsEntry, type Perms } from './maps.js';
+import { R, recordAt, type SmapsPiece } from '../native/index.js';
 
 export interface SmapsEntry extends MapsEntry {
   /** Every counter, in bytes for `kB` fields and as-is otherwise: Rss, Pss, Swap, AnonHugePages, KSM, ... */
@@ -26,7 +27,6 @@ const isHex = (c: number) => (c >= 48 && c <= 57) || (c >= 97 && c <= 102);
 export class SmapsParser {
   private readonly entries: SmapsEntry[] = [];
   private cur: SmapsEntry | null = null;
-  private lineNo = 0;
   /** the end of the last chunk, when it ended inside a line */
   private partial = '';
   /** the first VMA's field names in order, and a counter map with those keys to copy */
@@ -38,6 +38,9 @@ export class SmapsParser {
   private readonly values: number[] = [];
   private n = 0;
   private same = true;
+
+  /** `lineNo`: the lines before the text (for the line an error names) */
+  constructor(private lineNo = 0) {}
 
   push(chunk: string): this {
     const text = this.partial + chunk;
@@ -146,4 +149,85 @@ export class SmapsParser {
 
 export function parseSmaps(text: string): SmapsEntry[] {
   return new SmapsParser().push(text).finish();
+}
+
+const DELETED = ' (deleted)';
+
+/**
+ * The entries of the pieces of smaps native/smaps.c parsed (SmapsScanner): a regular VMA's made from its numbers, any
+ * other's by SmapsParser from its text, so each comes out as parseSmaps would give it.
+ */
+export class SmapsRecords {
+  /** makes a regular VMA's counters: an object literal of the field names (see counters) */
+  private counters: ((v: Float64Array, at: number) => Record<string, number>) | null = null;
+  private readonly flags = new Map<string, string[]>();
+  private readonly perms = new Map<string, Perms>();
+
+  /** The entries of `piece`; `names`: the regular VMAs' field names (SmapsScanner.fieldNames). */
+  entries(piece: SmapsPiece, names: string[] | null): SmapsEntry[] {
+    const { text, f64, u64 } = piece;
+    const out: SmapsEntry[] = new Array(piece.records);
+    for (let i = 0; i < piece.records; i++) {
+      const b = recordAt(i);
+      if (f64[b + R.Regular] !== 1 || names === null) {
+        const vma = new SmapsParser(piece.lineBase + f64[b + R.Line]!).push(text.toString('utf8', f64[b + R.Text]!, f64[b + R.TextEnd]!)).finish();
+        if (vma.length !== 1) throw new Error(`smaps: a VMA's text gave ${vma.length} entries`);
+        out[i] = vma[0]!;
+        continue;
+      }
+      this.counters ??= counters(names);
+      const modeAt = f64[b + R.ModeAt]!;
+      const mode = text.toString('latin1', modeAt, modeAt + 4);
+      const devAt = f64[b + R.DevAt]!;
+      const nameLen = f64[b + R.NameLen]!;
+      let name: string | null = null;
+      let deleted = false;
+      if (nameLen >= 0) {
+        const at = f64[b + R.NameAt]!;
+        name = text.toString('utf8', at, at + nameLen);
+        if (name.endsWith(DELETED)) {
+          deleted = true;
+          name = name.slice(0, -DELETED.length);
+        }
+        if (name.includes('\\012')) name = name.replace(/\\012/g, '\n');
+      }
+      const flagsLen = f64[b + R.FlagsLen]!;
+      let vmFlags = NO_FLAGS;
+      if (flagsLen >= 0) {
+        const at = f64[b + R.FlagsAt]!;
+        const list = text.toString('utf8', at, at + flagsLen);
+        vmFlags = this.flags.get(list) ?? flagList(this.flags, list);
+      }
+      out[i] = {
+        start: u64[b + R.Start]!, end: u64[b + R.End]!, mode, offset: u64[b + R.Offset]!, dev: text.toString('latin1', devAt, devAt + f64[b + R.DevLen]!),
+        inode: f64[b + R.Inode]!, name, deleted, perms: this.perms.get(mode) ?? permsOf(this.perms, mode), fields: this.counters(f64, b + R.Values), vmFlags,
+      };
+    }
+    return out;
+  }
+}
+
+/** A VmFlags list, kept under its text: a process's VMAs have a few different ones. */
+function flagList(lists: Map<string, string[]>, text: string): string[] {
+  const f = text.trim().split(/\s+/).filter(Boolean);
+  lists.set(text, f);
+  return f;
+}
+
+/** (one object per mode, shared by every entry with it: nothing changes an entry's perms) */
+function permsOf(perms: Map<string, Perms>, mode: string): Perms {
+  const p = Object.freeze({ read: mode[0] === 'r', write: mode[1] === 'w', exec: mode[2] === 'x', shared: mode[3] === 's' });
+  perms.set(mode, p);
+  return p;
+}
+
+/**
+ * A function making the counters of a regular VMA from its values: one object literal with the field names in
+ * order. (Every VMA of a process has the same fields: a literal makes each map with one shape at once, where setting
+ * 25 keys one by one took a keyed store each, most of the cost of a VMA.) The names are the kernel's, checked by
+ * native/smaps.c to be [A-Za-z0-9_] (a `__proto__` is written as a computed key: a counter, not the prototype).
+ */
+function counters(names: readonly string[]): (v: Float64Array, at: number) => Record<string, number> {
+  const keys = names.map((n, i) => `${n === '__proto__' ? `[${JSON.stringify(n)}]` : JSON.stringify(n)}: v[at + ${i}]`);
+  return new Function('v', 'at', `return { ${keys.join(', ')} };`) as (v: Float64Array, at: number) => Record<string, number>;
 }
