@@ -26,7 +26,7 @@ function scanned(text: string | Buffer, chunk: number): { entries: SmapsEntry[];
     for (;;) {
       const piece = scanner.read();
       for (let i = 0; i < piece.records; i++) native += piece.f64[recordAt(i) + R.Regular] === 1 ? 1 : 0;
-      entries.push(...records.entries(piece, scanner.fieldNames()));
+      entries.push(...records.entries(piece));
       if (piece.eof) return { entries, native };
     }
   } finally {

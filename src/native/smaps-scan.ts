@@ -4,6 +4,7 @@
  * can be read and parsed on another thread while the caller works on this one.
  */
 import type koffi from 'koffi';
+import { constants } from 'node:os';
 import { NativeError } from './errors.js';
 import { nativeLibrary } from './pagescan.js';
 
@@ -20,8 +21,8 @@ const H = { Records: 0, Parsed: 1, Filled: 2, Eof: 3, Lines: 4 } as const;
  */
 export const R = { Start: 0, End: 1, Offset: 2, Regular: 3, Text: 4, TextEnd: 5, Line: 6, Inode: 7, ModeAt: 8, DevAt: 9, DevLen: 10, NameAt: 11, NameLen: 12, FlagsAt: 13, FlagsLen: 14, Values: 15 } as const;
 const RECORD = R.Values + MAX_FIELDS;
-/** Records a piece can hold: a VMA's smaps is ~700 bytes, so a piece of 256 KiB has ~370. */
-const MAX_RECORDS = 1024;
+/** Records a piece can hold: a VMA's smaps is ~700 bytes, so a piece of 256 KiB has ~370 (more wait for the next). */
+const MAX_RECORDS = 512;
 
 type Fn = ReturnType<ReturnType<typeof koffi.load>['func']>;
 let next: Fn | undefined;
@@ -39,6 +40,8 @@ export interface SmapsPiece {
   u64: BigUint64Array;
   /** lines of the file before `text` starts (a record's R.Line counts from there) */
   lineBase: number;
+  /** the field names of every regular VMA, in order (null until the first) */
+  names: string[] | null;
   /** the last piece: every VMA of the file has been given */
   eof: boolean;
 }
@@ -63,20 +66,12 @@ export class SmapsScanner {
 
   constructor(private readonly fd: number, private readonly what: string, chunk = 1 << 18) {
     fn();
+    // (not zero-filled: a dump of a tree makes a scanner per process, and C writes every word it gives)
     this.slots = [0, 1].map(() => {
-      const out = new Float64Array(HEADER + MAX_RECORDS * RECORD);
-      return { text: Buffer.allocUnsafe(chunk), out, u64: new BigUint64Array(out.buffer) };
+      const words = Buffer.allocUnsafeSlow((HEADER + MAX_RECORDS * RECORD) * 8).buffer;
+      return { text: Buffer.allocUnsafeSlow(chunk), out: new Float64Array(words), u64: new BigUint64Array(words) };
     });
     this.carry = this.slots[1]!.text.subarray(0, 0);
-  }
-
-  /** The field names of every regular VMA, in order (null before the first). */
-  fieldNames(): string[] | null {
-    if (this.names === null && this.order.readUInt32LE(0) > 0) {
-      const n = this.order.readUInt32LE(0);
-      this.names = Array.from({ length: n }, (_, i) => this.order.toString('latin1', 4 + MAX_FIELDS + i * FIELD_NAME_MAX, 4 + MAX_FIELDS + i * FIELD_NAME_MAX + this.order[4 + i]!));
-    }
-    return this.names;
   }
 
   /** The next piece. */
@@ -115,11 +110,16 @@ export class SmapsScanner {
     const records = o[H.Records]!;
     const eof = o[H.Eof] === 1;
     // a whole buffer holding no VMA's end: no VMA's text is that long, so this is not smaps
-    if (records === 0 && !eof && o[H.Filled] === slot.text.length) throw new NativeError('read', 75 /* EOVERFLOW */, `${this.what}: one entry is longer than ${slot.text.length} bytes`);
+    if (records === 0 && !eof && o[H.Filled] === slot.text.length) throw new NativeError('read', constants.errno.EOVERFLOW, `${this.what}: one entry is longer than ${slot.text.length} bytes`);
+    // (read here, between calls: the call that sets them writes them while the caller may be busy with a piece)
+    if (this.names === null && this.order.readUInt32LE(0) > 0) {
+      const at = (i: number) => 4 + MAX_FIELDS + i * FIELD_NAME_MAX;
+      this.names = Array.from({ length: this.order.readUInt32LE(0) }, (_, i) => this.order.toString('latin1', at(i), at(i) + this.order[4 + i]!));
+    }
     const lineBase = this.lines;
     this.lines += o[H.Lines]!;
     this.carry = slot.text.subarray(o[H.Parsed]!, o[H.Filled]!);
     this.ended = eof;
-    return { text: slot.text, records, f64: o, u64: slot.u64, lineBase, eof };
+    return { text: slot.text, records, f64: o, u64: slot.u64, lineBase, names: this.names, eof };
   }
 }

@@ -139,7 +139,7 @@ class Smaps {
   }
 
   regions(piece: SmapsPiece): Region[] {
-    return this.records.entries(piece, this.scanner.fieldNames()).map((e) => this.classify(e));
+    return this.records.entries(piece).map((e) => this.classify(e));
   }
 
   close(): void {

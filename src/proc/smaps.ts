@@ -163,9 +163,9 @@ export class SmapsRecords {
   private readonly flags = new Map<string, string[]>();
   private readonly perms = new Map<string, Perms>();
 
-  /** The entries of `piece`; `names`: the regular VMAs' field names (SmapsScanner.fieldNames). */
-  entries(piece: SmapsPiece, names: string[] | null): SmapsEntry[] {
-    const { text, f64, u64 } = piece;
+  /** The entries of `piece`. */
+  entries(piece: SmapsPiece): SmapsEntry[] {
+    const { text, f64, u64, names } = piece;
     const out: SmapsEntry[] = new Array(piece.records);
     for (let i = 0; i < piece.records; i++) {
       const b = recordAt(i);
