@@ -155,16 +155,33 @@ function precopyRows(label: string, pid: number, reps: number, extra: string[] =
   ];
 }
 
-export async function benchDump(reps = 3, sizeMiB = 1024): Promise<Row[]> {
+/** The parts `npm run bench dump:PART,...` can pick; all by default. */
+const PARTS = ['mixed', 'busy', 'heap', 'shared', 'postgres', 'regions', 'sparse', 'pieces'];
+
+export async function benchDump(parts = PARTS, reps = 3, sizeMiB = 1024): Promise<Row[]> {
+  const unknown = parts.filter((p) => !PARTS.includes(p));
+  if (unknown.length) throw new Error(`bench dump: no part ${unknown.join(', ')} (there are ${PARTS.join(', ')})`);
   try {
-    return await measure(reps, sizeMiB);
+    return await measure(parts, reps, sizeMiB);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
+async function measure(parts: string[], reps: number, sizeMiB: number): Promise<Row[]> {
   const rows: Row[] = [];
+  if (parts.includes('mixed')) await mixedContent(rows, reps, sizeMiB);
+  if (parts.includes('busy')) await busyWriter(rows, reps, sizeMiB);
+  if (parts.includes('heap')) await nodeHeap(rows, reps, sizeMiB);
+  if (parts.includes('shared')) await sharedMemory(rows, reps, sizeMiB);
+  if (parts.includes('postgres')) await postgresServer(rows, reps, sizeMiB);
+  if (parts.includes('regions')) await manyRegions(rows, reps);
+  if (parts.includes('sparse')) await sparseReservation(rows, reps);
+  if (parts.includes('pieces')) rows.push(await objectPiecesRow(reps));
+  return rows;
+}
+
+async function mixedContent(rows: Row[], reps: number, sizeMiB: number): Promise<void> {
   const fx = await Fixture.start(['bench-mix'], { sizeMiB });
   try {
     rows.push(...compare(`${sizeMiB} MiB mixed`, await samples(fx.pid, reps), true));
@@ -172,14 +189,20 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   } finally {
     await fx.stop();
   }
-  // A process that keeps writing (a random page every 200 µs) while it is dumped: what --precopy still freezes.
+}
+
+/** A process that keeps writing (a random page every 200 µs) while it is dumped: what --precopy still freezes. */
+async function busyWriter(rows: Row[], reps: number, sizeMiB: number): Promise<void> {
   const busy = await Fixture.start(['bench-busy'], { sizeMiB });
   try {
     if (process.arch === 'x64') rows.push(...precopyRows(`${sizeMiB} MiB written to at ~20 MB/s`, busy.pid, reps));
   } finally {
     await busy.stop();
   }
-  // The mixed content is half random; a program's heap compresses far better and comes in thousands of regions.
+}
+
+/** The mixed content is half random; a program's heap compresses far better and comes in thousands of regions. */
+async function nodeHeap(rows: Row[], reps: number, sizeMiB: number): Promise<void> {
   const heap = await startNodeHeap(sizeMiB / 2);
   try {
     rows.push(...compare(`node heap of ${sizeMiB / 2} MiB`, await samples(heap.pid, reps), false));
@@ -187,10 +210,14 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   } finally {
     await heap.stop();
   }
+}
 
-  // Shared anonymous memory (a server's buffers, shared with the children it forks), a SysV segment (a database's),
-  // and shared anonymous memory in huge pages (buffers with huge pages; tracked a huge page at a time): copied while
-  // they run too.
+/**
+ * Shared anonymous memory (a server's buffers, shared with the children it forks), a SysV segment (a database's),
+ * and shared anonymous memory in huge pages (buffers with huge pages; tracked a huge page at a time): copied while
+ * they run too.
+ */
+async function sharedMemory(rows: Row[], reps: number, sizeMiB: number): Promise<void> {
   const sharedKinds = [['bench-shared', 'shared anonymous', 0], ['bench-sysv', 'SysV segment', 0], ['bench-huge-shared', 'shared anonymous in huge pages', sizeMiB / 2]] as const;
   for (const [scenario, what, hugepages] of process.arch === 'x64' ? sharedKinds : []) {
     const host = new HostSettings();
@@ -210,9 +237,13 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
       host.restore();
     }
   }
+}
 
-  // A real server writing all the while: PostgreSQL under pgbench, its buffers shared anonymous memory; a backend
-  // process per client, forks of one server (so their pages repeat one another's).
+/**
+ * A real server writing all the while: PostgreSQL under pgbench, its buffers shared anonymous memory; a backend
+ * process per client, forks of one server (so their pages repeat one another's).
+ */
+async function postgresServer(rows: Row[], reps: number, sizeMiB: number): Promise<void> {
   const noPostgres = whyNoPostgres();
   if (noPostgres) rows.push({ bench: 'dump', case: 'PostgreSQL under pgbench', value: 'skipped', baseline: noPostgres, ratio: NaN });
   else if (process.arch === 'x64') {
@@ -232,8 +263,10 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
       }
     }
   }
+}
 
-  // Many regions: the per-region costs (pagemap, tables, reads), where gcore's are small.
+/** Many regions: the per-region costs (smaps, pagemap, tables, reads), where gcore's are small. */
+async function manyRegions(rows: Row[], reps: number): Promise<void> {
   const many = await Fixture.start(['bench-regions']);
   try {
     rows.push(...compare('60000 regions of one page', await samples(many.pid, reps), false));
@@ -241,8 +274,10 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
   } finally {
     await many.stop();
   }
+}
 
-  // Sparse: 64 GiB reserved with N MiB written, against a dense N MiB process.
+/** Sparse: 64 GiB reserved with N MiB written, against a dense N MiB process. */
+async function sparseReservation(rows: Row[], reps: number): Promise<void> {
   const n = 100;
   const dense = await Fixture.start(['bench-mix'], { sizeMiB: n });
   const sparse = await Fixture.start(['sparse-mix'], { sizeMiB: n });
@@ -260,8 +295,6 @@ async function measure(reps: number, sizeMiB: number): Promise<Row[]> {
     await dense.stop();
     await sparse.stop();
   }
-  rows.push(await objectPiecesRow(reps));
-  return rows;
 }
 
 /**
