@@ -3,6 +3,7 @@
 import { describe, it, expect } from 'vitest';
 import { encode } from '@msgpack/msgpack';
 import { MsgpackChunks } from '../src/snapshot/msgpack-writer.js';
+import { EncodedRegions, type SnapshotRegion } from '../src/snapshot/manifest.js';
 
 const OPTS = { useBigInt64: true, ignoreUndefined: true } as const;
 
@@ -32,17 +33,21 @@ const EVERY_KIND: unknown[] = [
   Object.fromEntries(Array.from({ length: 70000 }, (_, i) => [`key${i}`, i])),
 ];
 
+const FLAGS = [['rd', 'wr', 'mr', 'mw', 'me', 'ac'], ['rd', 'mr', 'mw', 'me', 'sd']];
+
 /** A region record as the dump makes one: its fields in its literal's order, optional ones absent or undefined. */
-function region(i: number): unknown {
+function region(i: number): SnapshotRegion {
   return {
     start: 0x7f0000000000n + BigInt(i) * 4096n, end: 0x7f0000001000n + BigInt(i) * 4096n, mode: i % 2 ? 'rw-p' : 'r--s', offset: BigInt(i * 4096),
     dev: 'fe:00', inode: i * 7919, path: i % 3 ? null : `/lib/libé${i}.so`, deleted: i % 5 === 0, kind: 'anon-private', backing: 'anon',
-    shmem: i % 4 ? undefined : 'memfd', vmFlags: ['rd', 'wr', 'mr', 'mw', 'me', 'ac'], file: i % 3 ? undefined : { size: i * 100, mtimeNs: BigInt(i) << 40n },
+    shmem: i % 4 ? undefined : 'memfd', vmFlags: i % 5 ? FLAGS[i % 2]! : ['rd', `x${i}`], file: i % 3 ? undefined : { size: i * 100, mtimeNs: BigInt(i) << 40n },
     smaps: { KernelPageSize: 4096, Rss: i * 4096, Pss: (i * 4096) / 3 },
     object: i % 6 ? undefined : { id: i, offset: BigInt(i) * 4096n },
-    runs: [{ offset: 0, pages: 1 + (i % 3), verdict: 'data', case: 'A3' }, { offset: 4, pages: 2, verdict: 'unreadable', case: 'U1', reason: 'EIO' }],
+    runs: i % 11
+      ? [{ offset: 0, pages: 1 + (i % 3), verdict: 'data', case: 'A3' }, { offset: 4, pages: 2, verdict: 'unreadable', case: 'U1', reason: 'EIO' }]
+      : { blocks: [{ offset: i, size: 40, count: 3, firstOffset: 0, dataBefore: 0, dataPages: 7 }], cases: ['A3'], reasons: [] },
     refs: i % 7 ? Uint32Array.from({ length: i % 40 }, (_, j) => i + j) : [{ offset: i * 512, size: 77, count: 3 }],
-  };
+  } as SnapshotRegion;
 }
 
 describe('MsgpackChunks', () => {
@@ -55,6 +60,14 @@ describe('MsgpackChunks', () => {
     const want = expected(records);
     for (const chunk of [1, 7, 64, 4096, 1 << 20]) expect(written(records, chunk).equals(want), `chunks of ${chunk}`).toBe(true);
     expect(written([...EVERY_KIND, ...records], 13).equals(expected([...EVERY_KIND, ...records]))).toBe(true);
+  });
+
+  it('writes region records put in any order in address order (EncodedRegions), as the general encoder writes them', () => {
+    const records = Array.from({ length: 500 }, (_, i) => region(i));
+    const encoded = new EncodedRegions();
+    // (put out of order, as their tables settle: written in order)
+    for (let i = records.length - 1; i >= 0; i--) encoded.put(i, records[i]!);
+    expect(Buffer.concat(encoded.bytes()).equals(expected(records))).toBe(true);
   });
 
   it('writes random values as the general encoder does', () => {
@@ -79,10 +92,10 @@ describe('MsgpackChunks', () => {
     }
   });
 
-  it('refuses what it cannot write (a Date, a function, a symbol, a cycle) with an error, not wrong bytes', () => {
+  it('refuses what it cannot write (a Date, a function, a symbol, a cycle, a bigint past 64 bits) with an error, not wrong bytes', () => {
     const cycle: Record<string, unknown> = {};
     cycle.self = cycle;
-    for (const v of [new Date(0), () => 1, Symbol('s'), { a: [Symbol('t')] }, cycle]) expect(() => written([v])).toThrow(/msgpack/);
+    for (const v of [new Date(0), () => 1, Symbol('s'), { a: [Symbol('t')] }, cycle, 2n ** 64n, -(2n ** 63n) - 1n]) expect(() => written([v])).toThrow(/msgpack/);
   });
 
   it('gives nothing back before anything is written, and every write in order after', () => {

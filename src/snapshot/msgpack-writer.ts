@@ -7,11 +7,15 @@
 
 /** How deep values may nest: records are shallow, and a cycle must end in an error, not a stack overflow. */
 const MAX_DEPTH = 100;
+const U64_MAX = 2n ** 64n - 1n;
+const I64_MIN = -(2n ** 63n);
 
 export class MsgpackChunks {
   private readonly done: Buffer[] = [];
   /** (none until the first write: a dump holds one writer per process, and a tree can have hundreds) */
   private buf = Buffer.alloc(0);
+  /** the chunk again, for multi-byte numbers (Buffer's writeUInt32BE and the like check their arguments every call) */
+  private view = new DataView(this.buf.buffer, 0, 0);
   private pos = 0;
 
   constructor(private readonly chunkBytes = 1 << 20) {}
@@ -31,6 +35,7 @@ export class MsgpackChunks {
     if (this.pos + n <= this.buf.length) return;
     if (this.pos) this.done.push(this.buf.subarray(0, this.pos));
     this.buf = Buffer.allocUnsafe(Math.max(this.chunkBytes, n));
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
     this.pos = 0;
   }
 
@@ -46,16 +51,7 @@ export class MsgpackChunks {
       case 'string':
         return this.string(v);
       case 'bigint':
-        this.need(9);
-        if (v >= 0n) {
-          this.buf[this.pos] = 0xcf;
-          this.buf.writeBigUInt64BE(v, this.pos + 1);
-        } else {
-          this.buf[this.pos] = 0xd3;
-          this.buf.writeBigInt64BE(v, this.pos + 1);
-        }
-        this.pos += 9;
-        return;
+        return this.bigint(v);
       case 'boolean':
         return this.byte(v ? 0xc3 : 0xc2);
       case 'undefined':
@@ -85,17 +81,31 @@ export class MsgpackChunks {
       if (x >= 0) {
         if (x < 0x80) b[p] = x, this.pos = p + 1;
         else if (x < 0x100) b[p] = 0xcc, b[p + 1] = x, this.pos = p + 2;
-        else if (x < 0x10000) b[p] = 0xcd, b.writeUInt16BE(x, p + 1), this.pos = p + 3;
-        else b[p] = 0xce, b.writeUInt32BE(x, p + 1), this.pos = p + 5;
+        else if (x < 0x10000) b[p] = 0xcd, this.view.setUint16(p + 1, x), this.pos = p + 3;
+        else b[p] = 0xce, this.view.setUint32(p + 1, x), this.pos = p + 5;
       } else if (x >= -0x20) b[p] = 0xe0 | (x + 0x20), this.pos = p + 1;
-      else if (x >= -0x80) b[p] = 0xd0, b.writeInt8(x, p + 1), this.pos = p + 2;
-      else if (x >= -0x8000) b[p] = 0xd1, b.writeInt16BE(x, p + 1), this.pos = p + 3;
-      else b[p] = 0xd2, b.writeInt32BE(x, p + 1), this.pos = p + 5;
+      else if (x >= -0x80) b[p] = 0xd0, this.view.setInt8(p + 1, x), this.pos = p + 2;
+      else if (x >= -0x8000) b[p] = 0xd1, this.view.setInt16(p + 1, x), this.pos = p + 3;
+      else b[p] = 0xd2, this.view.setInt32(p + 1, x), this.pos = p + 5;
       return;
     }
     b[p] = 0xcb;
-    b.writeDoubleBE(x, p + 1);
+    this.view.setFloat64(p + 1, x);
     this.pos = p + 9;
+  }
+
+  /** uint 64, or int 64 when negative; one past 64 bits is refused (the general encoder would wrap it round). */
+  private bigint(v: bigint): void {
+    if (v > U64_MAX || v < I64_MIN) throw new Error(`msgpack: ${v} does not fit in 64 bits`);
+    this.need(9);
+    if (v >= 0n) {
+      this.buf[this.pos] = 0xcf;
+      this.view.setBigUint64(this.pos + 1, v);
+    } else {
+      this.buf[this.pos] = 0xd3;
+      this.view.setBigInt64(this.pos + 1, v);
+    }
+    this.pos += 9;
   }
 
   /** Short ASCII strings (keys, modes, kinds, case ids: nearly all of them) byte by byte; others through Buffer.write. */
@@ -130,8 +140,8 @@ export class MsgpackChunks {
     const p = this.pos;
     if (len < 32) b[p] = 0xa0 | len, this.pos = p + 1;
     else if (len < 0x100) b[p] = 0xd9, b[p + 1] = len, this.pos = p + 2;
-    else if (len < 0x10000) b[p] = 0xda, b.writeUInt16BE(len, p + 1), this.pos = p + 3;
-    else b[p] = 0xdb, b.writeUInt32BE(len, p + 1), this.pos = p + 5;
+    else if (len < 0x10000) b[p] = 0xda, this.view.setUint16(p + 1, len), this.pos = p + 3;
+    else b[p] = 0xdb, this.view.setUint32(p + 1, len), this.pos = p + 5;
   }
 
   private binary(bytes: Uint8Array): void {
@@ -141,8 +151,8 @@ export class MsgpackChunks {
     const b = this.buf;
     const p = this.pos;
     if (n < 0x100) b[p] = 0xc4, b[p + 1] = n, this.pos = p + 2;
-    else if (n < 0x10000) b[p] = 0xc5, b.writeUInt16BE(n, p + 1), this.pos = p + 3;
-    else b[p] = 0xc6, b.writeUInt32BE(n, p + 1), this.pos = p + 5;
+    else if (n < 0x10000) b[p] = 0xc5, this.view.setUint16(p + 1, n), this.pos = p + 3;
+    else b[p] = 0xc6, this.view.setUint32(p + 1, n), this.pos = p + 5;
     this.need(n);
     this.buf.set(bytes, this.pos);
     this.pos += n;
@@ -155,8 +165,8 @@ export class MsgpackChunks {
     const b = this.buf;
     const p = this.pos;
     if (n < 16) b[p] = fix | n, this.pos = p + 1;
-    else if (n < 0x10000) b[p] = wide, b.writeUInt16BE(n, p + 1), this.pos = p + 3;
-    else b[p] = wide + 1, b.writeUInt32BE(n, p + 1), this.pos = p + 5;
+    else if (n < 0x10000) b[p] = wide, this.view.setUint16(p + 1, n), this.pos = p + 3;
+    else b[p] = wide + 1, this.view.setUint32(p + 1, n), this.pos = p + 5;
   }
 
   /**
