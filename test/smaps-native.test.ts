@@ -136,4 +136,33 @@ describe('the native smaps parser', () => {
     const want = parseSmaps(bytes.toString('utf8'));
     for (const chunk of [1000, 1 << 18]) expect(scanned(bytes, chunk).entries).toEqual(want);
   });
+
+  it('gives what the JavaScript parser gives (entries or the error) for thousands of random changes to real smaps', () => {
+    const lines = readFileSync(new URL('./samples/maps.txt', import.meta.url), 'utf8').split('\n').filter(Boolean);
+    const base = Buffer.from(lines.slice(0, 8).map((l, i) => `${l}\n${block(i)}`).join(''));
+    let seed = 7;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n);
+    // bytes that matter to a parser: digits, hex, separators, a capital, a space, a newline, a colon, high bytes
+    const alphabet = Buffer.from('0123456789abcdefxX- :\nkBVR_\u00ff\u0080');
+    for (let i = 0; i < 2000; i++) {
+      const b = Buffer.from(base);
+      for (let k = 1 + rand(3); k > 0; k--) {
+        const at = rand(b.length);
+        const op = rand(3);
+        if (op === 0) b[at] = alphabet[rand(alphabet.length)]!;
+        else if (op === 1) b.copyWithin(at, at + 1 + rand(8)); // (a cut: the end repeats)
+        else b[at] = rand(256);
+      }
+      // (as a dump reads it: bytes, decoded as UTF-8)
+      const want = parsed(b.toString('utf8'));
+      const got = (() => {
+        try {
+          return scanned(b, 1 << 18).entries;
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })();
+      expect(got, `case ${i}`).toEqual(want);
+    }
+  });
 });
