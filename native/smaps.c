@@ -14,7 +14,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-#define MAX_FIELDS 64
+#define MAX_FIELDS 48
 #define FIELD_NAME_MAX 32
 /* where the kernel pads a 64-bit maps line's name to (seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)), plus one */
 #define NAME_COLUMN (25 + 8 * 6 - 1 + 1)
@@ -214,7 +214,8 @@ long pagesnap_smaps_next(int fd, const uint8_t *carry, size_t carry_len, uint8_t
 {
 	if (carry_len > cap)
 		return -EINVAL;
-	memmove(buf, carry, carry_len);
+	if (carry_len)
+		memmove(buf, carry, carry_len);
 	size_t filled = carry_len;
 	int eof = 0;
 	while (filled < cap) {

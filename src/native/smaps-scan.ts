@@ -9,7 +9,7 @@ import { NativeError } from './errors.js';
 import { nativeLibrary } from './pagescan.js';
 
 // (the layout of native/smaps.c)
-const MAX_FIELDS = 64;
+const MAX_FIELDS = 48;
 const FIELD_NAME_MAX = 32;
 const ORDER_BYTES = 4 + MAX_FIELDS + MAX_FIELDS * FIELD_NAME_MAX;
 const HEADER = 5;
@@ -54,24 +54,25 @@ interface Slot {
   u64: BigUint64Array;
 }
 
+/** (not zero-filled: a dump of a tree makes a scanner per process, and C writes every word it gives back) */
+function newSlot(chunk: number): Slot {
+  const words = Buffer.allocUnsafeSlow((HEADER + MAX_RECORDS * RECORD) * 8).buffer;
+  return { text: Buffer.allocUnsafeSlow(chunk), out: new Float64Array(words), u64: new BigUint64Array(words) };
+}
+
 export class SmapsScanner {
-  private readonly slots: Slot[];
+  /** two, the second made only for a file longer than one piece (a few hundred regions' smaps fit in one) */
+  private readonly slots: Slot[] = [];
   private turn = 0;
   /** the text after the last whole VMA, to be parsed with what is read next */
-  private carry: Buffer;
+  private carry: Buffer = Buffer.alloc(0);
   private lines = 0;
   private readonly order = Buffer.alloc(ORDER_BYTES);
   private names: string[] | null = null;
   private ended = false;
 
-  constructor(private readonly fd: number, private readonly what: string, chunk = 1 << 18) {
+  constructor(private readonly fd: number, private readonly what: string, private readonly chunk = 1 << 18) {
     fn();
-    // (not zero-filled: a dump of a tree makes a scanner per process, and C writes every word it gives)
-    this.slots = [0, 1].map(() => {
-      const words = Buffer.allocUnsafeSlow((HEADER + MAX_RECORDS * RECORD) * 8).buffer;
-      return { text: Buffer.allocUnsafeSlow(chunk), out: new Float64Array(words), u64: new BigUint64Array(words) };
-    });
-    this.carry = this.slots[1]!.text.subarray(0, 0);
   }
 
   /** The next piece. */
@@ -99,7 +100,7 @@ export class SmapsScanner {
 
   private begin(): Slot {
     if (this.ended) throw new Error('SmapsScanner: read past the end');
-    const slot = this.slots[this.turn]!;
+    const slot = (this.slots[this.turn] ??= newSlot(this.chunk));
     this.turn ^= 1;
     return slot;
   }
