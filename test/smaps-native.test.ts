@@ -98,10 +98,13 @@ describe('the native smaps parser', () => {
       `${header(21)}\n${block(21).replace('Rss:', 'Rs:')}`, // a field named as the start of another's name
       `${header(22)}\n${block(22).replace('Rss:', 'Rssx:')}`,
       `7f0000005000-7f0000006000 rw-p 00000000 00:00 0    ${'n'.repeat(60)}\n${block(23)}`, // a name past the column, not padded to it
+      `${header(24)}\n${Array.from({ length: 60 }, (_, k) => `F${k}:  ${k} kB`).join('\n')}\n`, // more fields than a record holds
     ];
     const text = [...regular, ...odd, ...regular].join('');
     expect(parsed(text)).toBeInstanceOf(Array);
     expect(same(text)).toBe(2 * regular.length + 2 /* the ones with empty lines and with no VmFlags */);
+    // the first VMA too many fields for a record: the names are learnt from the next
+    expect(same([odd.at(-1)!, ...regular].join(''))).toBe(regular.length);
   });
 
   it('throws what the JavaScript parser throws, naming the same line', () => {
