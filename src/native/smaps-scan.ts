@@ -17,7 +17,7 @@ const H = { Records: 0, Parsed: 1, Filled: 2, Eof: 3, Lines: 4 } as const;
 /**
  * Words of a record: start, end and offset are uint64, the others doubles. Regular: 1 when parsed (else only Text,
  * TextEnd and Line are set); Text..TextEnd: the VMA's bytes; Line: the lines before its header, in the piece;
- * NameLen and FlagsLen are -1 when there is no name or no VmFlags line; Values: the fields, in fieldNames' order.
+ * NameLen and FlagsLen are -1 when there is no name or no VmFlags line; Values: the fields, in the piece's `names`.
  */
 export const R = { Start: 0, End: 1, Offset: 2, Regular: 3, Text: 4, TextEnd: 5, Line: 6, Inode: 7, ModeAt: 8, DevAt: 9, DevLen: 10, NameAt: 11, NameLen: 12, FlagsAt: 13, FlagsLen: 14, Values: 15 } as const;
 const RECORD = R.Values + MAX_FIELDS;

@@ -43,7 +43,10 @@ export class MapsParseError extends Error {
 
 const PREFIX = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)/;
 const NAME_COLUMN = 25 + 8 * 6 - 1; // seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
-const DELETED = ' (deleted)';
+/** What the kernel appends to the name of a mapped file that was unlinked. */
+export const DELETED = ' (deleted)';
+/** A name as maps prints it (` (deleted)` already taken off), with `\012` back to the newline it stands for. */
+export const unescapeName = (name: string): string => (name.includes('\\012') ? name.replace(/\\012/g, '\n') : name);
 
 export function parseMapsLine(line: string, lineNo = 1): MapsEntry {
   const m = PREFIX.exec(line);
@@ -67,7 +70,7 @@ export function parseMapsLine(line: string, lineNo = 1): MapsEntry {
     deleted = true;
     name = name.slice(0, -DELETED.length);
   }
-  if (name !== null) name = name.replace(/\\012/g, '\n');
+  if (name !== null) name = unescapeName(name);
   return {
     start, end, mode, offset: BigInt(`0x${off}`), dev, inode: Number(ino), name, deleted,
     perms: { read: mode[0] === 'r', write: mode[1] === 'w', exec: mode[2] === 'x', shared: mode[3] === 's' },

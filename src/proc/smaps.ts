@@ -2,7 +2,7 @@
  * /proc/PID/smaps: a maps header line per VMA followed by `Field:   N kB` counters, `THPeligible: 0|1`,
  * `ProtectionKey: N` and `VmFlags: rd wr ...`. Unknown fields are kept (kernels add them); sizes become bytes.
  */
-import { parseMapsLine, MAPS_HEADER, MapsParseError, type MapsEntry, type Perms } from './maps.js';
+import { parseMapsLine, unescapeName, DELETED, MAPS_HEADER, MapsParseError, type MapsEntry, type Perms } from './maps.js';
 import { R, recordAt, type SmapsPiece } from '../native/index.js';
 
 export interface SmapsEntry extends MapsEntry {
@@ -151,8 +151,6 @@ export function parseSmaps(text: string): SmapsEntry[] {
   return new SmapsParser().push(text).finish();
 }
 
-const DELETED = ' (deleted)';
-
 /**
  * The entries of the pieces of smaps native/smaps.c parsed (SmapsScanner): a regular VMA's made from its numbers, any
  * other's by SmapsParser from its text, so each comes out as parseSmaps would give it.
@@ -189,7 +187,7 @@ export class SmapsRecords {
           deleted = true;
           name = name.slice(0, -DELETED.length);
         }
-        if (name.includes('\\012')) name = name.replace(/\\012/g, '\n');
+        name = unescapeName(name);
       }
       const flagsLen = f64[b + R.FlagsLen]!;
       let vmFlags = NO_FLAGS;
