@@ -3,7 +3,7 @@
 import { describe, it, expect } from 'vitest';
 import { encode } from '@msgpack/msgpack';
 import { MsgpackChunks } from '../src/snapshot/msgpack-writer.js';
-import { EncodedRegions, type SnapshotRegion } from '../src/snapshot/manifest.js';
+import { EncodedRegions, encodeManifest, type SnapshotRegion, type WrittenManifest } from '../src/snapshot/manifest.js';
 
 const OPTS = { useBigInt64: true, ignoreUndefined: true } as const;
 
@@ -68,6 +68,19 @@ describe('MsgpackChunks', () => {
     // (put out of order, as their tables settle: written in order)
     for (let i = records.length - 1; i >= 0; i--) encoded.put(i, records[i]!);
     expect(Buffer.concat(encoded.bytes()).equals(expected(records))).toBe(true);
+  });
+
+  it('writes a manifest as the general encoder writes it, with region records encoded earlier spliced in', () => {
+    const processes = [0, 1, 2].map((k) => ({ pid: 100 + k, comm: `p${k}`, regions: Array.from({ length: k * 40 }, (_, i) => region(i + k)) }));
+    // (processes last: where the manifest writes them)
+    const whole = { format: 3, id: Buffer.alloc(16, 7), frames: { offset: Float64Array.of(0, 4096.5), size: Uint32Array.of(9, 10) }, objects: [], parent: undefined, stats: { pagesStored: 70000 }, processes };
+    const spliced = { ...whole, processes: processes.map((p, k) => {
+      if (k === 1) return p;
+      const regions = new EncodedRegions();
+      p.regions.forEach((r, i) => regions.put(i, r));
+      return { ...p, regions };
+    }) };
+    expect(encodeManifest(spliced as unknown as WrittenManifest).equals(expected([whole]))).toBe(true);
   });
 
   it('writes random values as the general encoder does', () => {

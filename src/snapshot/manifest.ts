@@ -3,7 +3,6 @@
  * numeric arrays as byte strings of little-endian integers (FORMAT.md gives every field). The decoder checks
  * every field a reader relies on, so a crafted file gives one error line and no crash.
  */
-import { encode } from '@msgpack/msgpack';
 import { MsgpackChunks } from './msgpack-writer.js';
 import type { Verdict, CaseId } from '../model/verdict.js';
 import type { RegionKind, Backing, ShmemSource, FileStamp } from '../proc/index.js';
@@ -155,11 +154,6 @@ export interface Manifest {
   parent?: ParentRef;
 }
 
-/** 64-bit integers (addresses) round-trip as bigint; the decoder checks below turn safe ones back into numbers. */
-const MSGPACK = { useBigInt64: true } as const;
-/** (absent fields are left out rather than written as nil: most regions have no object, shmem source or file) */
-const ENCODE = { ...MSGPACK, ignoreUndefined: true } as const;
-
 /**
  * Region records made while the processes are frozen, held to be encoded at the thaw: encoding is work the freeze
  * need not wait for (~10 µs a region). Holding costs the heap more than the records (~1.3 KiB each as objects):
@@ -239,48 +233,33 @@ export class EncodedRegions {
   }
 }
 
-
 /** A manifest as written: a process's regions may be records, or records encoded as they were made. */
 export type WrittenManifest = Omit<Manifest, 'processes'> & {
   processes: (Omit<SnapshotProcess, 'regions'> & { regions: SnapshotRegion[] | EncodedRegions })[];
 };
 
 /**
- * Typed arrays become byte strings (the encoder writes a view's bytes, little-endian here as the format wants),
- * block lists arrays of maps; everything else is plain msgpack. The processes' region arrays are spliced in.
+ * Typed arrays become byte strings (the writer writes a view's bytes, little-endian here as the format wants),
+ * block lists arrays of maps; everything else is plain msgpack. The processes' region records encoded as they were
+ * made are spliced in.
  */
 export function encodeManifest(m: WrittenManifest): Buffer {
   const { processes, ...rest } = m;
-  const out: Uint8Array[] = [];
-  withKey(out, encode(rest, ENCODE), 'processes');
-  out.push(header(0x90, 0xdc, processes.length));
+  const w = new MsgpackChunks();
+  w.writeOpenMap(rest, 1);
+  w.write('processes');
+  w.arrayHeader(processes.length);
   for (const p of processes) {
     const { regions, ...head } = p;
-    withKey(out, encode(head, ENCODE), 'regions');
-    out.push(header(0x90, 0xdc, regions.length));
-    if (regions instanceof EncodedRegions) out.push(...regions.bytes());
-    else for (const r of regions) out.push(encode(r, ENCODE));
+    w.writeOpenMap(head, 1);
+    w.write('regions');
+    if (!(regions instanceof EncodedRegions)) w.write(regions);
+    else {
+      w.arrayHeader(regions.length);
+      w.append(regions.bytes());
+    }
   }
-  return Buffer.concat(out);
-}
-
-/** The encoding of a map, with one more key whose value follows: the header counts it, the key is appended. */
-function withKey(out: Uint8Array[], map: Uint8Array, key: string): void {
-  const b = map[0]!;
-  const v = new DataView(map.buffer, map.byteOffset, map.byteLength);
-  const [n, skip] = b >= 0x80 && b <= 0x8f ? [b & 0x0f, 1] : b === 0xde ? [v.getUint16(1), 3] : b === 0xdf ? [v.getUint32(1), 5] : [-1, 0];
-  if (n < 0) throw new Error('encodeManifest: not a map');
-  out.push(header(0x80, 0xde, n + 1), map.subarray(skip), encode(key));
-}
-
-/** A msgpack map or array header for n entries: fix (`fix | n`), 16-bit (`wide`) or 32-bit (`wide + 1`). */
-function header(fix: number, wide: number, n: number): Uint8Array {
-  if (n < 16) return Uint8Array.of(fix | n);
-  const b = Buffer.alloc(n < 0x10000 ? 3 : 5);
-  b[0] = n < 0x10000 ? wide : wide + 1;
-  if (n < 0x10000) b.writeUInt16BE(n, 1);
-  else b.writeUInt32BE(n, 1);
-  return b;
+  return Buffer.concat(w.bytes());
 }
 
 // ---- decoding with validation --------------------------------------------------------------------------------

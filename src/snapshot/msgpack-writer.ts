@@ -25,6 +25,28 @@ export class MsgpackChunks {
     this.value(v, 0);
   }
 
+  /**
+   * The map `o` with room for `more` entries after its own: the caller writes them next, each a key and a value
+   * (what a map holding values encoded elsewhere needs, as the manifest's processes and their regions).
+   */
+  writeOpenMap(o: Record<string, unknown>, more: number): void {
+    this.map(o, 0, more);
+  }
+
+  /** An array header for `n` items, which the caller writes next. */
+  arrayHeader(n: number): void {
+    this.header(0x90, 0xdc, n);
+  }
+
+  /** Values encoded already (by another writer), appended as they are: the chunks are kept, not copied. */
+  append(chunks: readonly Buffer[]): void {
+    if (this.pos) this.done.push(this.buf.subarray(0, this.pos));
+    this.done.push(...chunks);
+    this.buf = this.buf.subarray(this.pos);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+    this.pos = 0;
+  }
+
   /** What was written, in order (views of the chunks, not copies). */
   bytes(): Buffer[] {
     return this.pos ? [...this.done, this.buf.subarray(0, this.pos)] : [...this.done];
@@ -174,8 +196,8 @@ export class MsgpackChunks {
    * properties V8 reads each value by its slot in the enumeration cache, where o[k] by a key from an array is a
    * megamorphic lookup: most of the time a record took.)
    */
-  private map(o: Record<string, unknown>, depth: number): void {
-    let n = 0;
+  private map(o: Record<string, unknown>, depth: number, more = 0): void {
+    let n = more;
     for (const k in o) if (o[k] !== undefined) n++;
     this.header(0x80, 0xde, n);
     for (const k in o) {
