@@ -163,44 +163,61 @@ static int field(const uint8_t *p, const uint8_t *eol, double *rec, size_t i, st
 	return 1;
 }
 
-/*
- * The VMA whose text is [p, end) (its header line first, or lines before any header) into rec; 1 when it is
- * regular. The first regular VMA sets `order`.
- */
-static int vma(const uint8_t *buf, const uint8_t *p, const uint8_t *end, double *rec, struct smaps_order *order)
+static const uint8_t *line_end(const uint8_t *p, const uint8_t *end)
 {
 	const uint8_t *eol = memchr(p, '\n', (size_t)(end - p));
-	if (!eol)
-		eol = end;
-	if (!is_hex(*p) || !header(buf, p, eol, rec))
-		return 0;
+	return eol ? eol : end;
+}
+
+/*
+ * The VMA whose text starts at `from` (its header line, or lines before any header) and ends before the next line
+ * that starts with a lowercase hex digit (where the JavaScript parser starts one too), or at `end` when `eof`. One
+ * pass over its lines finds that end and, while the VMA is regular, parses them into rec (R_REGULAR says whether
+ * it stayed so; the first regular VMA sets `order`). Returns where it ends and adds its newlines to *lines; NULL
+ * when the text ends first and more may follow (it is parsed again, whole, from the next piece).
+ */
+static const uint8_t *vma(const uint8_t *buf, const uint8_t *from, const uint8_t *end, int eof, double *rec,
+			  struct smaps_order *order, size_t *lines)
+{
+	const uint8_t *p = from, *eol = line_end(from, end);
 	int learning = order->count == 0;
-	size_t fields = 0;
+	int regular = is_hex(*from) && header(buf, from, eol, rec);
+	size_t fields = 0, newlines = 0;
 	rec[R_FLAGS_AT] = 0;
 	rec[R_FLAGS_LEN] = -1;
-	for (p = eol + 1; p < end; p = eol + 1) {
-		eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		if (eol == p)
+	for (;;) {
+		if (eol == end) { /* a last line without its newline */
+			if (!eof)
+				return NULL;
+			p = end;
+			break;
+		}
+		newlines++;
+		p = eol + 1;
+		if (p == end && !eof)
+			return NULL;
+		if (p == end || is_hex(*p))
+			break;
+		eol = line_end(p, end);
+		if (!regular || eol == p)
 			continue;
 		if (eol - p >= 8 && memcmp(p, "VmFlags:", 8) == 0) {
-			if (rec[R_FLAGS_LEN] >= 0)
-				return 0;
+			regular = rec[R_FLAGS_LEN] < 0;
 			rec[R_FLAGS_AT] = (double)(p + 8 - buf);
 			rec[R_FLAGS_LEN] = (double)(eol - p - 8);
-			continue;
+		} else {
+			regular = field(p, eol, rec, fields++, order, learning);
 		}
-		if (!field(p, eol, rec, fields, order, learning))
-			return 0;
-		fields++;
 	}
-	if (learning) {
+	if (regular && learning) {
 		if (fields == 0)
-			return 0;
-		order->count = (uint32_t)fields;
+			regular = 0;
+		else
+			order->count = (uint32_t)fields;
 	}
-	return fields == order->count;
+	rec[R_REGULAR] = regular && fields == order->count;
+	*lines += newlines;
+	return p;
 }
 
 /*
@@ -231,34 +248,17 @@ long pagesnap_smaps_next(int fd, const uint8_t *carry, size_t carry_len, uint8_t
 		filled += (size_t)n;
 	}
 	const uint8_t *end = buf + filled;
-	/* the start of each line whose first byte is a lowercase hex digit begins a VMA (as for the JavaScript parser) */
 	size_t records = 0, lines = 0;
-	const uint8_t *from = buf, *p = buf;
-	while (records < max_records) {
-		/* where the next VMA starts, line by line */
-		const uint8_t *next = NULL;
-		size_t counted = 0;
-		for (p = from; p < end;) {
-			const uint8_t *eol = memchr(p, '\n', (size_t)(end - p));
-			const uint8_t *after = eol ? eol + 1 : end;
-			if (p != from && is_hex(*p)) {
-				next = p;
-				break;
-			}
-			if (eol)
-				counted++;
-			p = after;
-		}
-		if (from == end || (!next && !eof))
-			break;
-		const uint8_t *to = next ? next : end;
+	const uint8_t *from = buf;
+	while (records < max_records && from < end) {
 		double *rec = out + HEADER + records * RECORD;
+		rec[R_LINE] = (double)lines;
+		const uint8_t *to = vma(buf, from, end, eof, rec, order, &lines);
+		if (!to)
+			break;
 		rec[R_TEXT] = (double)(from - buf);
 		rec[R_TEXT_END] = (double)(to - buf);
-		rec[R_LINE] = (double)lines;
-		rec[R_REGULAR] = vma(buf, from, to, rec, order);
 		records++;
-		lines += counted;
 		from = to;
 	}
 	out[H_RECORDS] = (double)records;
