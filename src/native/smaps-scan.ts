@@ -78,14 +78,14 @@ export class SmapsScanner {
   /** The next piece. */
   read(): SmapsPiece {
     const slot = this.begin();
-    return this.piece(slot, Number(fn()(this.fd, this.carry, this.carry.length, slot.text, slot.text.length, slot.out, MAX_RECORDS, this.order)));
+    return this.piece(slot, Number(fn()(...this.args(slot))));
   }
 
   /** The next piece, read and parsed on one of koffi's threads. Not called again before it settles. */
   readAsync(): Promise<SmapsPiece> {
     const slot = this.begin();
     return new Promise((resolve, reject) => {
-      fn().async(this.fd, this.carry, this.carry.length, slot.text, slot.text.length, slot.out, MAX_RECORDS, this.order, (err: unknown, rc: number | bigint) => {
+      fn().async(...this.args(slot), (err: unknown, rc: number | bigint) => {
         if (err) reject(err);
         else {
           try {
@@ -96,6 +96,11 @@ export class SmapsScanner {
         }
       });
     });
+  }
+
+  /** pagesnap_smaps_next's arguments for a read into `slot` */
+  private args(slot: Slot) {
+    return [this.fd, this.carry, this.carry.length, slot.text, slot.text.length, slot.out, MAX_RECORDS, this.order] as const;
   }
 
   private begin(): Slot {
