@@ -10,7 +10,7 @@ import { fallocate, mmap, munmap, view, closeFd, sharedArray, MAP, PROT, type Ad
 import { FrameDecoder } from '../snapshot/frame-decoder.js';
 import { refsCount, type FrameIndex } from '../snapshot/manifest.js';
 import type { SnapshotReader } from '../snapshot/reader.js';
-import { eachPiece, writeAll } from './direct.js';
+import { PageWriter } from './direct.js';
 import type { RestoreHost } from './host.js';
 import type { ObjectPlan } from './plan.js';
 
@@ -59,17 +59,18 @@ export interface ObjectJob {
 /** Write piece i; returns its pages. */
 function writePiece(d: FrameDecoder, t: Target, p: Pieces, i: number): number {
   const ps = d.pageSize;
+  // the last page may run past the object's end: writing it whole would grow the object
+  const out = t.base === null ? new PageWriter(d, t.fd, `object ${t.name}`, t.size) : null;
   let pages = 0;
   for (let w = p.starts[i]!; w < p.starts[i + 1]!; w++) {
     const offset = p.writes[3 * w]!;
-    eachPiece(d, p.writes[3 * w + 1]!, p.writes[3 * w + 2]!, (bytes, k) => {
-      const at = (offset + k) * ps;
-      if (t.base !== null) bytes.copy(view(t.base + BigInt(at), bytes.length));
-      // the last page may run past the object's end: writing it whole would grow the object
-      else writeAll(t.fd, bytes.subarray(0, Math.max(0, Math.min(bytes.length, t.size - at))), at, `object ${t.name}`);
-    });
-    pages += p.writes[3 * w + 2]!;
+    const src = p.writes[3 * w + 1]!;
+    const n = p.writes[3 * w + 2]!;
+    if (out) out.pages(src, n, offset * ps);
+    else for (const sp of d.spans(src, n)) d.frame(sp.frame).copy(view(t.base! + BigInt((offset + sp.at) * ps), sp.pages * ps), 0, sp.slot * ps, (sp.slot + sp.pages) * ps);
+    pages += n;
   }
+  out?.flush();
   return pages;
 }
 

@@ -153,6 +153,11 @@ export class FrameDecoder {
     return lastAtOrBelow((i) => fp[i]!, fp.length, n);
   }
 
+  /** Whether frame i is decoded already (frame(i) would decode nothing, so evict nothing). */
+  holds(i: number): boolean {
+    return this.cache.has(i) || this.reused.has(i);
+  }
+
   /** Frame i decoded (cached). Throws FormatError naming the frame when it is damaged. */
   frame(i: number): Buffer {
     const hit = touch(this.reused, i) ?? touch(this.cache, i);
