@@ -108,109 +108,128 @@ function needsPoison(reader: SnapshotReader, r: SnapshotRegion): boolean {
   return false;
 }
 
+/** A region's plan before it is placed: mapped as the process had it, at its own address. */
+function unplaced(region: SnapshotRegion): RegionPlan {
+  const shared = region.mode[3] === 's';
+  const prot = protOf(region.mode);
+  const accounted = !shared && region.vmFlags.includes('ac') && !(prot & PROT.WRITE);
+  const advice: number[] = [];
+  for (const f of region.vmFlags) if (ADVICE[f] !== undefined) advice.push(ADVICE[f]!);
+  return {
+    region, start: region.start, prot, mapProt: accounted ? prot | PROT.READ | PROT.WRITE : prot,
+    flags: (shared ? MAP.SHARED : MAP.PRIVATE) | (region.vmFlags.includes('nr') ? MAP.NORESERVE : 0) |
+      (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
+    advice, seal: region.vmFlags.includes('sl'), apart: false, place: UNPLACED,
+  };
+}
+
+/**
+ * `rp` placed. (A plan is this one object, placed: a spread of it for each way to place made every plan an object
+ * of a shape of its own, 800 bytes a region of a process with 60000; and the helpers below are made once, not per
+ * region: closures over each region were most of planning's time and garbage.)
+ */
+function at(rp: RegionPlan, place: Placement, flags = rp.flags): RegionPlan {
+  rp.place = place;
+  rp.flags = flags;
+  return rp;
+}
+
+const skip = (rp: RegionPlan, why: string): RegionPlan => at(rp, { how: 'skip', why });
+
+/** What the region held, given back as private anonymous memory, saying so. */
+function plainMemory(rp: RegionPlan, notes: string[], was: string, place: Placement & { how: 'anon' } = { how: 'anon' }): RegionPlan {
+  notes.push(`${hex(rp.region.start)} was ${was}`);
+  return at(rp, place, (rp.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS);
+}
+
+/**
+ * A shared mapping whose object is not in the snapshot (the dump could not open it, or left it out) may still have
+ * pages in it, read through the mapping: they come back, as private memory, and the rest is lost.
+ */
+function withoutObject(rp: RegionPlan, notes: string[], what: string, lostWhy: string, place: Placement & { how: 'anon' | 'hugetlb' } = { how: 'anon', lostWhy }): RegionPlan {
+  notes.push(`${hex(rp.region.start)} was ${what}; what the snapshot holds of it is restored as private memory, the rest is lost (${lostWhy})`);
+  return at(rp, place, (rp.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS | (place.how === 'hugetlb' ? MAP.HUGETLB | (Math.log2(place.hugePage) << MAP_HUGE_SHIFT) : 0));
+}
+
+/**
+ * A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
+ * UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
+ * memory is the same memory, without the name.
+ */
+const zeroDevice = (rp: RegionPlan, notes: string[]) =>
+  plainMemory(rp, notes, 'a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)', { how: 'anon', fileIsZero: true });
+
+/** `rp` maps object `id`, which comes back as a memfd. */
+function mapsObject(rp: RegionPlan, reader: SnapshotReader, objects: Map<number, ObjectPlan>, id: number, hugePage = 0): RegionPlan {
+  objects.set(id, { object: reader.object(id), hugePage });
+  return at(rp, { how: 'object', object: id });
+}
+
+/** How one region comes back; the objects it maps are added to `objects`. */
+function placeRegion(reader: SnapshotReader, region: SnapshotRegion, notes: string[], objects: Map<number, ObjectPlan>): RegionPlan {
+  const rp = unplaced(region);
+  const shared = (rp.flags & MAP.SHARED) !== 0;
+  switch (region.kind) {
+    case 'vdso': case 'vvar': case 'vsyscall':
+      return skip(rp, 'the kernel maps its own in every process');
+    case 'special':
+      // (a kernel object mapped PFNMAP/IO; or any, in a snapshot from before kernel-object regions)
+      if (region.path?.startsWith('anon_inode:')) return skip(rp, 'a kernel object\'s memory cannot be recreated');
+      if (region.backing === 'kernel') return skip(rp, 'the kernel makes this mapping itself where it needs one');
+      return skip(rp, 'device or PFN-mapped memory cannot be recreated');
+    case 'secret':
+      return skip(rp, 'memfd_secret memory: the snapshot holds none of it (no other process can read it)');
+    case 'aio-ring':
+      // The host has no aio context (io_setup places its own ring), but whoever reads its memory sees what the
+      // process saw there.
+      return plainMemory(rp, notes, 'an aio completion ring (io_setup); its bytes are restored as private anonymous memory');
+    case 'kernel-object':
+      // (as an aio ring: the host has none of the object, and its bytes are what the process saw there)
+      return plainMemory(rp, notes, `the memory of a kernel object (${region.path}); its bytes are restored as private anonymous memory`);
+    case 'anon-private': case 'heap': case 'stack':
+      if (region.vmFlags.includes('dp')) return at(rp, { how: 'droppable' }, (rp.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS);
+      if (region.path === '/dev/zero') return zeroDevice(rp, notes);
+      return at(rp, ANON, rp.flags | MAP.ANONYMOUS);
+    case 'hugetlb': {
+      const hugePage = hugePageOf(region);
+      if (shared) {
+        if (!region.object) return withoutObject(rp, notes, `shared hugetlb memory (${region.path})`, 'its object is not in the snapshot', { how: 'hugetlb', hugePage });
+        return mapsObject(rp, reader, objects, region.object.id, hugePage);
+      }
+      const flags = rp.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
+      const written = hugePage > STREAMED_HUGE_PAGE && !needsPoison(reader, region);
+      return at(rp, written ? { how: 'hugetlb', hugePage, written } : { how: 'hugetlb', hugePage }, flags);
+    }
+    case 'shmem-shared':
+      if (!region.object) return withoutObject(rp, notes, `shared memory (${region.path})`, 'its object is not in the snapshot');
+      return mapsObject(rp, reader, objects, region.object.id);
+    case 'file-private': {
+      // (older snapshots recorded a private mapping of /dev/zero as a file's, its untouched pages as the file's)
+      if (region.path === '/dev/zero' && !region.object) return zeroDevice(rp, notes);
+      // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
+      if (region.object) return mapsObject(rp, reader, objects, region.object.id);
+      const f = fileAgain(region);
+      if ('path' in f) return at(rp, { how: 'file', path: f.path, shared: false });
+      // The file's own pages are gone with it: map anonymous memory, the copied-on-write pages go back, the
+      // rest is poisoned.
+      return at(rp, { how: 'anon', lostWhy: f.why }, rp.flags | MAP.ANONYMOUS);
+    }
+    case 'file-shared': {
+      // a deleted file: its content comes back as a memfd (what the process saw was already only reachable
+      // through its mappings)
+      if (region.object) return mapsObject(rp, reader, objects, region.object.id);
+      const f = fileAgain(region);
+      if ('why' in f) return withoutObject(rp, notes, `a shared mapping of ${region.path}`, f.why);
+      return at(rp, { how: 'file', path: f.path, shared: true });
+    }
+  }
+}
+
 /** How each region comes back. */
 export function planRegions(reader: SnapshotReader, proc: SnapshotProcess): RegionsPlan {
   const notes: string[] = [];
   const objects = new Map<number, ObjectPlan>();
-  const regions = proc.regions.map((region): RegionPlan => {
-    const shared = region.mode[3] === 's';
-    const prot = protOf(region.mode);
-    const accounted = !shared && region.vmFlags.includes('ac') && !(prot & PROT.WRITE);
-    const base: RegionPlan = {
-      region, start: region.start, prot, mapProt: accounted ? prot | PROT.READ | PROT.WRITE : prot,
-      flags: (shared ? MAP.SHARED : MAP.PRIVATE) | (region.vmFlags.includes('nr') ? MAP.NORESERVE : 0) |
-        (region.vmFlags.includes('gd') ? MAP.GROWSDOWN : 0),
-      advice: region.vmFlags.flatMap((f) => (ADVICE[f] === undefined ? [] : [ADVICE[f]!])),
-      seal: region.vmFlags.includes('sl'),
-      apart: false,
-      place: UNPLACED,
-    };
-    // (the plan is this one object, placed: a spread of it for each way to place made every plan an object of a
-    // shape of its own, 800 bytes a region of a process with 60000)
-    const at = (place: Placement, flags = base.flags): RegionPlan => {
-      base.place = place;
-      base.flags = flags;
-      return base;
-    };
-    const skip = (why: string): RegionPlan => at({ how: 'skip', why });
-    /** What the region held, given back as private anonymous memory, saying so. */
-    const plainMemory = (was: string, place: Placement & { how: 'anon' } = { how: 'anon' }): RegionPlan => {
-      notes.push(`${hex(region.start)} was ${was}`);
-      return at(place, (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS);
-    };
-    // A shared mapping whose object is not in the snapshot (the dump could not open it, or left it out) may still
-    // have pages in it, read through the mapping: they come back, as private memory, and the rest is lost.
-    const withoutObject = (what: string, lostWhy: string, place: Placement & { how: 'anon' | 'hugetlb' } = { how: 'anon', lostWhy }): RegionPlan => {
-      notes.push(`${hex(region.start)} was ${what}; what the snapshot holds of it is restored as private memory, the rest is lost (${lostWhy})`);
-      return at(place, (base.flags & ~MAP.SHARED) | MAP.PRIVATE | MAP.ANONYMOUS | (place.how === 'hugetlb' ? MAP.HUGETLB | (Math.log2(place.hugePage) << MAP_HUGE_SHIFT) : 0));
-    };
-    // A private mapping of /dev/zero is anonymous memory, but it keeps the device as its file, whose size is 0:
-    // UFFDIO_COPY and UFFDIO_ZEROPAGE refuse every address of it as past the file's end (EFAULT). Plain anonymous
-    // memory is the same memory, without the name.
-    const zeroDevice = () => plainMemory('a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)', { how: 'anon', fileIsZero: true });
-    switch (region.kind) {
-      case 'vdso': case 'vvar': case 'vsyscall':
-        return skip('the kernel maps its own in every process');
-      case 'special':
-        // (a kernel object mapped PFNMAP/IO; or any, in a snapshot from before kernel-object regions)
-        if (region.path?.startsWith('anon_inode:')) return skip('a kernel object\'s memory cannot be recreated');
-        if (region.backing === 'kernel') return skip('the kernel makes this mapping itself where it needs one');
-        return skip('device or PFN-mapped memory cannot be recreated');
-      case 'secret':
-        return skip('memfd_secret memory: the snapshot holds none of it (no other process can read it)');
-      case 'aio-ring':
-        // The host has no aio context (io_setup places its own ring), but whoever reads its memory sees what the
-        // process saw there.
-        return plainMemory('an aio completion ring (io_setup); its bytes are restored as private anonymous memory');
-      case 'kernel-object':
-        // (as an aio ring: the host has none of the object, and its bytes are what the process saw there)
-        return plainMemory(`the memory of a kernel object (${region.path}); its bytes are restored as private anonymous memory`);
-      case 'anon-private': case 'heap': case 'stack':
-        if (region.vmFlags.includes('dp')) return at({ how: 'droppable' }, (base.flags & ~MAP.PRIVATE) | MAP.DROPPABLE | MAP.ANONYMOUS);
-        if (region.path === '/dev/zero') return zeroDevice();
-        return at(ANON, base.flags | MAP.ANONYMOUS);
-      case 'hugetlb': {
-        const hugePage = hugePageOf(region);
-        if (shared) {
-          if (!region.object) return withoutObject(`shared hugetlb memory (${region.path})`, 'its object is not in the snapshot', { how: 'hugetlb', hugePage });
-          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage });
-          return at({ how: 'object', object: region.object.id });
-        }
-        const flags = base.flags | MAP.ANONYMOUS | MAP.HUGETLB | (Math.log2(hugePage) << MAP_HUGE_SHIFT);
-        const written = hugePage > STREAMED_HUGE_PAGE && !needsPoison(reader, region);
-        return at(written ? { how: 'hugetlb', hugePage, written } : { how: 'hugetlb', hugePage }, flags);
-      }
-      case 'shmem-shared':
-        if (!region.object) return withoutObject(`shared memory (${region.path})`, 'its object is not in the snapshot');
-        objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-        return at({ how: 'object', object: region.object.id });
-      case 'file-private': {
-        // (older snapshots recorded a private mapping of /dev/zero as a file's, its untouched pages as the file's)
-        if (region.path === '/dev/zero' && !region.object) return zeroDevice();
-        // A private mapping of shmem or of a deleted file: its object comes back as a memfd, mapped private again.
-        if (region.object) {
-          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-          return at({ how: 'object', object: region.object.id });
-        }
-        const f = fileAgain(region);
-        if ('path' in f) return at({ how: 'file', path: f.path, shared: false });
-        // The file's own pages are gone with it: map anonymous memory, the copied-on-write pages go back, the
-        // rest is poisoned.
-        return at({ how: 'anon', lostWhy: f.why }, base.flags | MAP.ANONYMOUS);
-      }
-      case 'file-shared': {
-        // a deleted file: its content comes back as a memfd (what the process saw was already only reachable
-        // through its mappings)
-        if (region.object) {
-          objects.set(region.object.id, { object: reader.object(region.object.id), hugePage: 0 });
-          return at({ how: 'object', object: region.object.id });
-        }
-        const f = fileAgain(region);
-        if ('why' in f) return withoutObject(`a shared mapping of ${region.path}`, f.why);
-        return at({ how: 'file', path: f.path, shared: true });
-      }
-    }
-  });
+  const regions = proc.regions.map((region) => placeRegion(reader, region, notes, objects));
   for (const rp of regions) {
     if (rp.place.how !== 'skip' && rp.region.vmFlags.includes('lo')) notes.push(`${hex(rp.region.start)} was locked in memory (mlock); it is restored unlocked`);
   }
