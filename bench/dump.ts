@@ -34,7 +34,7 @@ const dir = mkdtempSync(join(tmpdir(), 'pagesnap-bench-'));
 const have = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const MB = 1e6;
 
-interface DumpRun { wallMs: number; dumpMs: number; frozenMs: number; fileBytes: number; peakRssBytes: number; bytesRead: number }
+interface DumpRun { wallMs: number; dumpMs: number; frozenMs: number; freezeMs: number; fileBytes: number; peakRssBytes: number; bytesRead: number }
 
 function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
   const out = join(dir, 'bench.psnap');
@@ -45,7 +45,7 @@ function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
   if (r.status !== 0) throw new Error(`pagesnap dump failed: ${r.stderr}`);
   const s = JSON.parse(r.stdout);
   rmSync(out, { force: true });
-  return { wallMs, dumpMs: s.wallMs, frozenMs: s.frozenMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
+  return { wallMs, dumpMs: s.wallMs, frozenMs: s.frozenMs, freezeMs: s.freezeMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
 }
 
 /** gcore as users run it, and until its core is on disk (pagesnap's file is fsynced before it returns). */
@@ -156,7 +156,7 @@ function precopyRows(label: string, pid: number, reps: number, extra: string[] =
 }
 
 /** The parts `npm run bench dump:PART,...` can pick; all by default. */
-const PARTS = ['mixed', 'busy', 'heap', 'shared', 'postgres', 'regions', 'sparse', 'pieces'];
+const PARTS = ['mixed', 'busy', 'heap', 'shared', 'postgres', 'regions', 'threads', 'sparse', 'pieces'];
 
 export async function benchDump(parts = PARTS, reps = 3, sizeMiB = 1024): Promise<Row[]> {
   const unknown = parts.filter((p) => !PARTS.includes(p));
@@ -176,6 +176,7 @@ async function measure(parts: string[], reps: number, sizeMiB: number): Promise<
   if (parts.includes('shared')) await sharedMemory(rows, reps, sizeMiB);
   if (parts.includes('postgres')) await postgresServer(rows, reps, sizeMiB);
   if (parts.includes('regions')) await manyRegions(rows, reps);
+  if (parts.includes('threads')) await manyThreads(rows, reps);
   if (parts.includes('sparse')) await sparseReservation(rows, reps);
   if (parts.includes('pieces')) rows.push(await objectPiecesRow(reps));
   return rows;
@@ -272,6 +273,26 @@ async function manyRegions(rows: Row[], reps: number): Promise<void> {
     rows.push(...compare('60000 regions of one page', await samples(many.pid, reps), false));
     if (process.arch === 'x64') rows.push(...precopyRows('60000 regions of one page', many.pid, reps));
   } finally {
+    await many.stop();
+  }
+}
+
+/** Many threads: each is frozen and thawed on its own (ptrace), against the same memory in a process of one. */
+async function manyThreads(rows: Row[], reps: number): Promise<void> {
+  const n = 64;
+  const one = await Fixture.start(['bench-mix'], { sizeMiB: n });
+  const many = await Fixture.start(['bench-threads'], { sizeMiB: n });
+  try {
+    const o: DumpRun[] = [];
+    const m: DumpRun[] = [];
+    for (let i = 0; i < reps; i++) {
+      o.push(pagesnapDump(one.pid));
+      m.push(pagesnapDump(many.pid));
+    }
+    const med = (runs: DumpRun[], k: 'wallMs' | 'freezeMs') => median(runs.map((x) => x[k]));
+    rows.push({ bench: 'dump', case: `${n} MiB in a process of 2000 threads: wall (freezing ${med(m, 'freezeMs').toFixed(0)} ms)`, value: `${med(m, 'wallMs').toFixed(0)} ms`, baseline: `one thread ${med(o, 'wallMs').toFixed(0)} ms`, ratio: med(m, 'wallMs') / med(o, 'wallMs') });
+  } finally {
+    await one.stop();
     await many.stop();
   }
 }
