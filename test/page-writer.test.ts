@@ -1,6 +1,6 @@
 // PageWriter (restore/direct.ts): stored pages written into a file, consecutive positions gathered into one pwritev.
-// What it gathers are views of decoded frames, which the decoder reuses for the next frame it decodes; a short
-// write goes on from the first byte not written.
+// What it gathers are views of decoded frames, which the decoder reuses for the next frame it decodes; a write
+// that stops short goes on from where it stopped.
 import { describe, it, expect, beforeAll } from 'vitest';
 import { closeSync, ftruncateSync, fstatSync, openSync, readSync } from 'node:fs';
 import { spawn } from 'node:child_process';
@@ -88,7 +88,7 @@ describe('PageWriter', () => {
     });
   });
 
-  it('a short write goes on from the first byte not written: the error names where the file stopped growing', () => {
+  it('a short write: what fits is written, then the error names where the file stopped growing', () => {
     withDecoder((reader, decoder) => {
       const ps = reader.pageSize;
       // a memfd sealed at 5 pages: a write across its end writes what fits, the next one is refused
