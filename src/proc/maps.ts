@@ -44,9 +44,17 @@ export class MapsParseError extends Error {
 const PREFIX = /^([0-9a-f]+)-([0-9a-f]+) ([r-][w-][x-][ps]) ([0-9a-f]+) ([0-9a-f]+:[0-9a-f]+) (\d+)/;
 const NAME_COLUMN = 25 + 8 * 6 - 1; // seq_setwidth(m, 25 + sizeof(void *) * 6 - 1)
 /** What the kernel appends to the name of a mapped file that was unlinked. */
-export const DELETED = ' (deleted)';
-/** A name as maps prints it (` (deleted)` already taken off), with `\012` back to the newline it stands for. */
-export const unescapeName = (name: string): string => (name.includes('\\012') ? name.replace(/\\012/g, '\n') : name);
+const DELETED = ' (deleted)';
+
+/**
+ * A name as maps prints it: ` (deleted)` (a mapped file that was unlinked) taken off and said, and `\012` back to
+ * the newline it stands for.
+ */
+export function mappedName(printed: string): { name: string; deleted: boolean } {
+  const deleted = printed.endsWith(DELETED);
+  const name = deleted ? printed.slice(0, -DELETED.length) : printed;
+  return { name: name.includes('\\012') ? name.replace(/\\012/g, '\n') : name, deleted };
+}
 
 export function parseMapsLine(line: string, lineNo = 1): MapsEntry {
   const m = PREFIX.exec(line);
@@ -56,21 +64,16 @@ export function parseMapsLine(line: string, lineNo = 1): MapsEntry {
   const end = BigInt(`0x${e}`);
   if (end <= start) throw new MapsParseError(line, lineNo, 'end is not above start');
   let name: string | null = null;
+  let deleted = false;
   if (line.length > prefix.length) {
     const rest = line.slice(prefix.length);
     if (rest[0] !== ' ') throw new MapsParseError(line, lineNo, 'garbage after inode');
     // The name begins after the padding; fall back to trimming if a line was not padded by the kernel's rule.
     const at = Math.max(prefix.length, NAME_COLUMN) + 1;
     const padded = line.length >= at && /^ *$/.test(line.slice(prefix.length, at));
-    name = padded ? line.slice(at) : rest.trimStart();
-    if (name === '') name = null;
+    const printed = padded ? line.slice(at) : rest.trimStart();
+    if (printed !== '') ({ name, deleted } = mappedName(printed));
   }
-  let deleted = false;
-  if (name?.endsWith(DELETED)) {
-    deleted = true;
-    name = name.slice(0, -DELETED.length);
-  }
-  if (name !== null) name = unescapeName(name);
   return {
     start, end, mode, offset: BigInt(`0x${off}`), dev, inode: Number(ino), name, deleted,
     perms: { read: mode[0] === 'r', write: mode[1] === 'w', exec: mode[2] === 'x', shared: mode[3] === 's' },

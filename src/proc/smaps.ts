@@ -2,7 +2,7 @@
  * /proc/PID/smaps: a maps header line per VMA followed by `Field:   N kB` counters, `THPeligible: 0|1`,
  * `ProtectionKey: N` and `VmFlags: rd wr ...`. Unknown fields are kept (kernels add them); sizes become bytes.
  */
-import { parseMapsLine, unescapeName, DELETED, MAPS_HEADER, MapsParseError, type MapsEntry, type Perms } from './maps.js';
+import { parseMapsLine, mappedName, MAPS_HEADER, MapsParseError, type MapsEntry, type Perms } from './maps.js';
 import { R, recordAt, type SmapsPiece } from '../native/index.js';
 
 export interface SmapsEntry extends MapsEntry {
@@ -182,12 +182,7 @@ export class SmapsRecords {
       let deleted = false;
       if (nameLen >= 0) {
         const at = f64[b + R.NameAt]!;
-        name = text.toString('utf8', at, at + nameLen);
-        if (name.endsWith(DELETED)) {
-          deleted = true;
-          name = name.slice(0, -DELETED.length);
-        }
-        name = unescapeName(name);
+        ({ name, deleted } = mappedName(text.toString('utf8', at, at + nameLen)));
       }
       const flagsLen = f64[b + R.FlagsLen]!;
       let vmFlags = NO_FLAGS;
