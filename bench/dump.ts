@@ -48,6 +48,15 @@ function pagesnapDump(pid: number, extra: string[] = []): DumpRun {
   return { wallMs, dumpMs: s.wallMs, frozenMs: s.frozenMs, freezeMs: s.freezeMs, fileBytes: s.fileBytes, peakRssBytes: s.peakRssBytes, bytesRead: (s.pagesStored + s.pagesDeduplicated + s.pagesZero) * 4096 };
 }
 
+/** Each of `runs` made `reps` times, one of each in turn (so the machine's noise falls on all alike). */
+function interleaved(reps: number, ...runs: (() => DumpRun)[]): DumpRun[][] {
+  const out = runs.map((): DumpRun[] => []);
+  for (let i = 0; i < reps; i++) runs.forEach((run, k) => out[k]!.push(run()));
+  return out;
+}
+
+const medianOf = (runs: DumpRun[], k: 'wallMs' | 'frozenMs' | 'freezeMs') => median(runs.map((x) => x[k]));
+
 /** gcore as users run it, and until its core is on disk (pagesnap's file is fsynced before it returns). */
 function gcore(pid: number): { wallMs: number; durableMs: number; bytes: number } {
   const prefix = join(dir, 'core');
@@ -139,17 +148,11 @@ function compare(label: string, { ps, gc, raw }: Samples, published: boolean): R
  * approaches as it writes less of its memory during the copy.
  */
 function precopyRows(label: string, pid: number, reps: number, extra: string[] = []): Row[] {
-  const plain: DumpRun[] = [];
-  const pre: DumpRun[] = [];
-  for (let i = 0; i < reps; i++) {
-    plain.push(pagesnapDump(pid, extra));
-    pre.push(pagesnapDump(pid, ['--precopy', ...extra]));
-  }
-  const m = (runs: DumpRun[], k: 'frozenMs' | 'wallMs') => median(runs.map((x) => x[k]));
+  const [plain, pre] = interleaved(reps, () => pagesnapDump(pid, extra), () => pagesnapDump(pid, ['--precopy', ...extra]));
   const rss = Math.max(...pre.map((x) => x.peakRssBytes));
   return [
-    { bench: 'dump', case: `${label}: frozen with --precopy`, value: `${m(pre, 'frozenMs').toFixed(0)} ms`, baseline: `plain ${m(plain, 'frozenMs').toFixed(0)} ms`, ratio: m(pre, 'frozenMs') / m(plain, 'frozenMs') },
-    { bench: 'dump', case: `${label}: wall with --precopy`, value: `${m(pre, 'wallMs').toFixed(0)} ms`, baseline: `plain ${m(plain, 'wallMs').toFixed(0)} ms`, ratio: m(pre, 'wallMs') / m(plain, 'wallMs') },
+    { bench: 'dump', case: `${label}: frozen with --precopy`, value: `${medianOf(pre, 'frozenMs').toFixed(0)} ms`, baseline: `plain ${medianOf(plain, 'frozenMs').toFixed(0)} ms`, ratio: medianOf(pre, 'frozenMs') / medianOf(plain, 'frozenMs') },
+    { bench: 'dump', case: `${label}: wall with --precopy`, value: `${medianOf(pre, 'wallMs').toFixed(0)} ms`, baseline: `plain ${medianOf(plain, 'wallMs').toFixed(0)} ms`, ratio: medianOf(pre, 'wallMs') / medianOf(plain, 'wallMs') },
     // (the live pass's tracking and copies are held through the frozen pass)
     { bench: 'dump', case: `${label}: peak RSS with --precopy`, value: `${(rss / 2 ** 20).toFixed(0)} MiB`, baseline: '256 MiB bound', ratio: rss / 2 ** 28, goal: '≤ 1' },
   ];
@@ -283,14 +286,8 @@ async function manyThreads(rows: Row[], reps: number): Promise<void> {
   const one = await Fixture.start(['bench-mix'], { sizeMiB: n });
   const many = await Fixture.start(['bench-threads'], { sizeMiB: n });
   try {
-    const o: DumpRun[] = [];
-    const m: DumpRun[] = [];
-    for (let i = 0; i < reps; i++) {
-      o.push(pagesnapDump(one.pid));
-      m.push(pagesnapDump(many.pid));
-    }
-    const med = (runs: DumpRun[], k: 'wallMs' | 'freezeMs') => median(runs.map((x) => x[k]));
-    rows.push({ bench: 'dump', case: `${n} MiB in a process of 2000 threads: wall (freezing ${med(m, 'freezeMs').toFixed(0)} ms)`, value: `${med(m, 'wallMs').toFixed(0)} ms`, baseline: `one thread ${med(o, 'wallMs').toFixed(0)} ms`, ratio: med(m, 'wallMs') / med(o, 'wallMs') });
+    const [o, m] = interleaved(reps, () => pagesnapDump(one.pid), () => pagesnapDump(many.pid));
+    rows.push({ bench: 'dump', case: `${n} MiB in a process of 2000 threads: wall (freezing ${medianOf(m, 'freezeMs').toFixed(0)} ms)`, value: `${medianOf(m, 'wallMs').toFixed(0)} ms`, baseline: `one thread ${medianOf(o, 'wallMs').toFixed(0)} ms`, ratio: medianOf(m, 'wallMs') / medianOf(o, 'wallMs') });
   } finally {
     await one.stop();
     await many.stop();
@@ -303,13 +300,8 @@ async function sparseReservation(rows: Row[], reps: number): Promise<void> {
   const dense = await Fixture.start(['bench-mix'], { sizeMiB: n });
   const sparse = await Fixture.start(['sparse-mix'], { sizeMiB: n });
   try {
-    const d: number[] = [];
-    const s: number[] = [];
-    for (let i = 0; i < reps; i++) {
-      d.push(pagesnapDump(dense.pid).wallMs);
-      s.push(pagesnapDump(sparse.pid).wallMs);
-    }
-    rows.push({ bench: 'dump', case: `64 GiB reserved, ${n} MiB touched`, value: `${median(s).toFixed(0)} ms`, baseline: `${n} MiB dense ${median(d).toFixed(0)} ms`, ratio: median(s) / median(d), goal: '≈ 1' });
+    const [d, s] = interleaved(reps, () => pagesnapDump(dense.pid), () => pagesnapDump(sparse.pid)).map((runs) => medianOf(runs, 'wallMs'));
+    rows.push({ bench: 'dump', case: `64 GiB reserved, ${n} MiB touched`, value: `${s!.toFixed(0)} ms`, baseline: `${n} MiB dense ${d!.toFixed(0)} ms`, ratio: s! / d!, goal: '≈ 1' });
     // (only the pages it has are write-protected: protecting the reservation whole made page tables for all of it)
     if (process.arch === 'x64') rows.push(...precopyRows(`64 GiB reserved, ${n} MiB touched`, sparse.pid, reps));
   } finally {
