@@ -1,6 +1,8 @@
 // ioctl numbers and struct layouts against the values measured with the kernel headers
 // (shared/reference/kernel-experiments/out/ioctlnums.txt and kernel-semantics.md §1.3, §3.2).
 import { describe, it, expect } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { skipBecause } from './helpers/skip.js';
 import {
   PAGEMAP_SCAN, PM_SCAN_ARG, PAGE_REGION, UFFDIO, USERFAULTFD_IOC_NEW, L, UFFD_FEATURE, PAGE_IS, SYS, sysno,
   CACHESTAT, CACHESTAT_RANGE, STATX, decodeUffdMsg, pack,
@@ -78,6 +80,20 @@ describe('constants', () => {
     expect(sysno('arm64').userfaultfd).toBe(282);
     expect(() => sysno('ia32')).toThrow(/supports x86_64 and arm64/);
     expect(SYS).toBe(sysno(process.arch));
+  });
+  it('every syscall number is the kernel headers\' (x86_64: asm/unistd_64.h, arm64: asm-generic/unistd.h)', (ctx) => {
+    const headers = { x64: '/usr/include/x86_64-linux-gnu/asm/unistd_64.h', arm64: '/usr/include/asm-generic/unistd.h' } as const;
+    const missing = Object.values(headers).filter((h) => !existsSync(h));
+    if (missing.length) return skipBecause(ctx, 'syscall numbers against the headers', `${missing.join(', ')} missing (Debian package linux-libc-dev)`);
+    for (const [arch, header] of Object.entries(headers)) {
+      const text = readFileSync(header, 'utf8');
+      const fromHeader = (name: string) => Number(new RegExp(`^#define __NR_${name}\\s+(\\d+)$`, 'm').exec(text)?.[1]);
+      const table: Record<string, number> = sysno(arch);
+      // (older headers lack the newest calls: cachestat came in Linux 6.5; the rest all are older than 6.1)
+      const known = Object.keys(table).filter((k) => !Number.isNaN(fromHeader(k)));
+      expect(Object.keys(table).filter((k) => !known.includes(k))).toSatisfy((lacking: string[]) => lacking.every((k) => k === 'cachestat'));
+      expect(Object.fromEntries(known.map((k) => [k, fromHeader(k)]))).toEqual(Object.fromEntries(known.map((k) => [k, table[k]])));
+    }
   });
 });
 
