@@ -1,12 +1,13 @@
 // The dump's promises on bad days: targets left exactly as found, no file under the final name, one error line.
 import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync, symlinkSync, lstatSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, readFileSync, mkdirSync, writeFileSync, rmdirSync, symlinkSync, lstatSync, readlinkSync, openSync, readSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { Fixture } from '../fixtures/driver.js';
 import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
+import { SnapshotReader } from '../src/snapshot/reader.js';
 import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { settledTaskStates } from './helpers/tasks.js';
@@ -118,6 +119,54 @@ describe('each freeze method leaves the target as it found it', () => {
       await vf.stop();
     }
   }, 30_000);
+
+  it('a process running in the target\'s memory (clone with CLONE_VM) is frozen with it, named, and let go', async (ctx) => {
+    const cv = await Fixture.start(['clone-vm']);
+    try {
+      const sc = cv.scenario('clone-vm');
+      if (sc.skip) return skipBecause(ctx, 'clone-vm', sc.skip);
+      const reg = sc.regions[0]!;
+      const counter = sc.children.find((c) => c.role === 'clone-vm')!.pid;
+      const firstAt = reg.start;
+      const lastAt = reg.end - 4096n;
+      const live = (at: bigint) => {
+        const b = Buffer.alloc(8);
+        const fd = openSync(`/proc/${cv.pid}/mem`, 'r');
+        try {
+          readSync(fd, b, 0, 8, Number(at));
+        } finally {
+          closeSync(fd);
+        }
+        return b.readBigUInt64LE(0);
+      };
+      for (const method of ['ptrace', 'sigstop'] as const) {
+        const file = join(dir, `clone-vm-${method}.psnap`);
+        const sharers = [{ pid: counter, comm: 'scenario', of: cv.pid }];
+        const s = cliJson(['dump', String(cv.pid), '--freeze', method, '-o', file]);
+        expect({ method, sharers: s.sharers }).toEqual({ method, sharers });
+        expect(cliJson(['show', file]).freeze.sharers).toEqual(sharers);
+        // The counter writes the first page, then the last; the pages between take several batches to read. Read
+        // while it ran on, the last would be far ahead of the first.
+        const r = SnapshotReader.open(file);
+        try {
+          const p = r.process(cv.pid);
+          const first = r.read(p, firstAt, 8).readBigUInt64LE(0);
+          const last = r.read(p, lastAt, 8).readBigUInt64LE(0);
+          expect({ method, behind: first - last }).toSatisfy(({ behind }: { behind: bigint }) => behind === 0n || behind === 1n);
+        } finally {
+          r.close();
+        }
+        expect({ method, state: state(counter), tracer: tracer(counter) }).toEqual({ method, state: 'R', tracer: 0 });
+        const before = live(firstAt);
+        await new Promise((res) => setTimeout(res, 20));
+        expect(live(firstAt)).toBeGreaterThan(before);
+      }
+      // nothing is frozen with --freeze none, and no process is said to be
+      expect(cliJson(['dump', String(cv.pid), '--freeze', 'none', '-o', join(dir, 'clone-vm-none.psnap')]).sharers).toEqual([]);
+    } finally {
+      await cv.stop();
+    }
+  });
 
   it('a target that was already stopped stays stopped (ptrace and sigstop)', () => {
     process.kill(fx.pid, 'SIGSTOP');

@@ -10,7 +10,7 @@ import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.
 import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity, type ProcStat } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
-import { EncodedRegions, RecordHold, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess } from '../snapshot/manifest.js';
+import { EncodedRegions, RecordHold, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess, type SharingProcess } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
@@ -85,6 +85,8 @@ export interface DumpSummary {
   pagesPrecopiedShared: number;
   /** with a tree: members that exited while the dump read them, left out of it */
   processesExited: ExitedProcess[];
+  /** processes frozen with the targets for running in the address space of one (clone with CLONE_VM) */
+  sharers: SharingProcess[];
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
   /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
@@ -326,7 +328,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         host: { kernel: release(), hostname: hostname(), arch: arch(), pageSize: writer.pageSize },
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none',
-          ...(ctx.precopied.size ? { precopy: { pages: ctx.counts.precopied, ms: precopyMs } } : {}), ...(gone.length ? { exited: gone } : {}) },
+          ...(ctx.precopied.size ? { precopy: { pages: ctx.counts.precopied, ms: precopyMs } } : {}), ...(gone.length ? { exited: gone } : {}),
+          ...(frozen!.sharers.length ? { sharers: frozen!.sharers } : {}) },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
         processes, objects, frames, hashes, stats,
         ...(parent ? { parent: parent.ref } : {}),
@@ -341,7 +344,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, pagesPrecopiedShared: precopiedShared, processesExited: gone, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, pagesPrecopiedShared: precopiedShared, processesExited: gone, sharers: frozen!.sharers, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };

@@ -10,7 +10,8 @@
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import * as n from '../native/index.js';
 import { PagesnapError, PTRACE, atExit, watchdog, shellQuote, sleepSync } from '../native/index.js';
-import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber, isAlive } from '../proc/index.js';
+import { readStat, readIdentity, accessHint, memoryTask, taskState, hasExited, isStopped, whyNotStopped, statusNumber, isAlive, memorySharers } from '../proc/index.js';
+import type { SharingProcess } from '../snapshot/manifest.js';
 import { descendants } from './targets.js';
 
 export type FreezeMethod = 'ptrace' | 'sigstop' | 'cgroup' | 'none';
@@ -21,6 +22,11 @@ export interface Frozen {
   /** how long freezing took, ms */
   freezeMs: number;
   thaw(): void;
+}
+
+/** What freeze() holds: the targets, and the processes frozen with them for sharing their memory. */
+export interface FrozenTargets extends Frozen {
+  sharers: SharingProcess[];
 }
 
 /** The threads of `pid`, as /proc/PID/task lists them (exited ones too, until they are gone). */
@@ -270,15 +276,17 @@ function freezeCgroup(pids: number[]): Frozen {
 }
 
 /**
- * Freeze `pids` (and with `tree` their descendants: `pids` of the result says which were frozen); the returned thaw()
- * also runs on any exit path of pagesnap until it has been called.
+ * Freeze `pids` (and with `tree` their descendants: `pids` of the result says which were frozen), and every other
+ * process that runs in the address space of one of them (clone with CLONE_VM): left running, it would change the
+ * memory as it is read. The returned thaw() also runs on any exit path of pagesnap until it has been called.
  *
  * A tree is frozen from the top: once a process is frozen it forks no more, so listing the tree again finds the
  * children of the processes frozen since the last listing, until a listing finds none new. A process that exits
  * before it is frozen is not in the tree; one that forks meanwhile has its child found in the next round. (Listing
  * the tree once and then freezing it failed on any tree whose processes come and go: a shell running commands.)
+ * The sharers are found the same way, round after round, once the tree is still.
  */
-export function freeze(pids: number[], method: FreezeMethod, tree = false): Frozen {
+export function freeze(pids: number[], method: FreezeMethod, tree = false): FrozenTargets {
   const t = performance.now();
   const parts: Frozen[] = [];
   const thawAll = () => {
@@ -286,13 +294,15 @@ export function freeze(pids: number[], method: FreezeMethod, tree = false): Froz
   };
   const forget = atExit(thawAll);
   const members: number[] = [];
-  const add = (f: Frozen) => {
-    parts.push(f);
-    members.push(...f.pids);
-  };
+  const sharers: SharingProcess[] = [];
   try {
+    const seen = new Set<number>();
+    const add = (f: Frozen) => {
+      parts.push(f);
+      members.push(...f.pids);
+      for (const p of f.pids) seen.add(p);
+    };
     add(freezeWith(method, pids));
-    const seen = new Set(members);
     for (let round = 0; tree; round++) {
       const fresh = descendants(pids).filter((p) => !seen.has(p));
       if (fresh.length === 0) break;
@@ -302,13 +312,37 @@ export function freeze(pids: number[], method: FreezeMethod, tree = false): Froz
       // (nothing frozen, nothing stops the tree changing: it is as listed once)
       if (method === 'none') break;
     }
+    // (nothing frozen, a sharer changes the memory as the targets themselves do)
+    for (let round = 0; method !== 'none'; round++) {
+      const found = memorySharers(members, seen);
+      if (found.size === 0) break;
+      if (round === 100) throw new PagesnapError(`processes sharing the memory of process ${members.join(', ')} still came after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
+      for (const [p, of] of found) {
+        seen.add(p);
+        let f: Frozen;
+        try {
+          f = freezeMembers(method, [p]);
+        } catch (e) {
+          const err = e as PagesnapError;
+          throw new PagesnapError(`cannot freeze process ${p}, which shares the memory of process ${of} (clone with CLONE_VM): ${err.message}`, { code: err.code, hint: err.hint, cause: e });
+        }
+        parts.push(f);
+        for (const q of f.pids) {
+          try {
+            sharers.push({ pid: q, comm: readStat(q).comm, of });
+          } catch {
+            /* killed while frozen: it changes nothing more */
+          }
+        }
+      }
+    }
   } catch (e) {
     thawAll();
     forget();
     throw e;
   }
   return {
-    method, pids: members, freezeMs: performance.now() - t,
+    method, pids: members, sharers, freezeMs: performance.now() - t,
     thaw() {
       thawAll();
       forget();

@@ -83,23 +83,26 @@ export const FALLOC_FL_KEEP_SIZE = 1;
 
 export const PR_SET_PDEATHSIG = 1;
 
+/** kcmp(2) types */
+export const KCMP = { VM: 1 } as const;
+
 /** waitpid options */
 export const WAIT = { NOHANG: 1, UNTRACED: 2, WALL: 0x40000000 } as const;
 
 type Sysno = Record<
   | 'ioctl' | 'ptrace' | 'process_vm_readv' | 'process_vm_writev' | 'memfd_create' | 'userfaultfd' | 'pidfd_send_signal' | 'pidfd_open'
-  | 'pidfd_getfd' | 'process_madvise' | 'cachestat' | 'swapon' | 'swapoff',
+  | 'pidfd_getfd' | 'process_madvise' | 'cachestat' | 'swapon' | 'swapoff' | 'kcmp',
   number
 >;
 
 // Syscalls added since 5.x share one number on every architecture (424+); the older ones differ.
 const SYSNO: Record<string, Sysno> = {
   x64: {
-    ioctl: 16, ptrace: 101, process_vm_readv: 310, process_vm_writev: 311, memfd_create: 319, userfaultfd: 323, swapon: 167, swapoff: 168,
+    ioctl: 16, ptrace: 101, process_vm_readv: 310, process_vm_writev: 311, memfd_create: 319, userfaultfd: 323, swapon: 167, swapoff: 168, kcmp: 312,
     pidfd_send_signal: 424, pidfd_open: 434, pidfd_getfd: 438, process_madvise: 440, cachestat: 451,
   },
   arm64: {
-    ioctl: 29, ptrace: 117, process_vm_readv: 270, process_vm_writev: 271, memfd_create: 279, userfaultfd: 282, swapon: 224, swapoff: 225,
+    ioctl: 29, ptrace: 117, process_vm_readv: 270, process_vm_writev: 271, memfd_create: 279, userfaultfd: 282, swapon: 224, swapoff: 225, kcmp: 272,
     pidfd_send_signal: 424, pidfd_open: 434, pidfd_getfd: 438, process_madvise: 440, cachestat: 451,
   },
 };

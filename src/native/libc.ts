@@ -48,6 +48,7 @@ export const fn = {
   sys_swap: libc.func('long syscall(long nr, const char *path, int flags)'),
   sys_cachestat: libc.func('long syscall(long nr, int fd, void *range, _Out_ void *cstat, unsigned int flags)'),
   sys_pidfd_send_signal: libc.func('long syscall(long nr, int pidfd, int sig, void *info, unsigned int flags)'),
+  sys_kcmp: libc.func('long syscall(long nr, int pid1, int pid2, int type, unsigned long idx1, unsigned long idx2)'),
   sys_ptrace: libc.func('long syscall(long nr, long req, int pid, void *addr, void *data)'),
   sys_process_madvise: libc.func('long syscall(long nr, int pidfd, void *iov, size_t vlen, int advice, unsigned int flags)'),
   sys_process_vm_rw: libc.func(

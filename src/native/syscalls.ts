@@ -147,6 +147,14 @@ export function cachestat(fd: number, off: number, len: number): CacheStat {
 
 // ---- processes ----------------------------------------------------------------------------------------------
 
+/**
+ * kcmp(2): how two processes' kernel objects of `type` (KCMP) compare: 0 the same, 1 and 2 an order (of pointers the
+ * kernel scrambles, but the same for every call until reboot), 3 different without an order.
+ */
+export function kcmp(pid1: number, pid2: number, type: number): number {
+  return check('kcmp', fn.sys_kcmp(SYS.kcmp, pid1, pid2, type, 0, 0), `pids ${pid1} and ${pid2}`);
+}
+
 export function pidfdOpen(pid: number, flags = 0): number {
   return check('pidfd_open', fn.sys_iii(SYS.pidfd_open, pid, flags, 0), `pid ${pid}`);
 }

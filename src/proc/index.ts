@@ -10,3 +10,4 @@ export * from './process.js';
 export * from './mapped-file.js';
 export * from './mounts.js';
 export * from './sysvipc.js';
+export * from './memory-sharers.js';

@@ -1,6 +1,6 @@
 /** Text rendering for dump, show, cat and verify. */
 import type { DumpSummary } from '../dump/dump.js';
-import type { ExitedProcess } from '../snapshot/manifest.js';
+import type { ExitedProcess, SharingProcess } from '../snapshot/manifest.js';
 import type { ShowReport, VerdictCounts } from '../analyze/show.js';
 import { table, bytes, cell, hex } from './format.js';
 import { STANDARD_OUTPUT, STANDARD_OUTPUT_LABEL } from '../snapshot/standard-output.js';
@@ -22,10 +22,14 @@ export function renderDumpSummary(s: DumpSummary): string {
     ...(s.pagesHugeFrozen > 0 ? [`  precopy: ${s.pagesHugeFrozen} pages of huge pages read frozen (a write would split them; --split-huge tracks them)`] : []),
     ...s.precopySkipped.map((x) => `  precopy skipped: ${x.why}; read frozen`),
     ...(s.processesExited.length ? [`  left out, as they exited while the dump read them: ${exitedList(s.processesExited)}`] : []),
+    ...(s.sharers.length ? [sharersLine(s.sharers)] : []),
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
   ].join('\n');
 }
+
+const sharersLine = (ps: SharingProcess[]) =>
+  `  also frozen, as they ran in the memory of a process dumped (clone with CLONE_VM): ${ps.map((p) => `${p.pid} (${p.comm}) in that of ${p.of}`).join(', ')}`;
 
 const exitedList = (ps: ExitedProcess[]) => ps.map((p) => (p.comm === undefined ? String(p.pid) : `${p.pid} (${p.comm})`)).join(', ');
 
@@ -46,6 +50,7 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
     `  taken ${s.created} by ${s.tool} on ${s.host.hostname} (kernel ${s.host.kernel}, ${s.host.arch}, ${s.host.pageSize} B pages)`,
     `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`}${s.freeze.precopy ? ` after a precopy (${s.freeze.precopy.pages} pages read in ${s.freeze.precopy.ms.toFixed(0)} ms while running)` : ''} · zstd level ${s.compression.level}, ${s.compression.frames} frame${s.compression.frames === 1 ? '' : 's'} of up to ${s.compression.framePages} pages`,
     ...(s.freeze.exited ? [`  left out, as they exited while the dump read them: ${exitedList(s.freeze.exited)}`] : []),
+    ...(s.freeze.sharers ? [sharersLine(s.freeze.sharers)] : []),
     `  ${s.stats.pagesStored} pages stored (${bytes(s.stats.bytesRaw ?? 0)} → ${bytes(s.stats.bytesCompressed ?? 0)}), ${s.stats.pagesDeduplicated} deduplicated`,
   ];
   if (s.chain.length) {

@@ -132,6 +132,14 @@ export interface ExitedProcess {
   comm?: string;
 }
 
+/** A process not in the snapshot that ran in the address space of one that is (clone with CLONE_VM): frozen with it. */
+export interface SharingProcess {
+  pid: number;
+  comm: string;
+  /** the process of the snapshot whose memory it shares */
+  of: number;
+}
+
 export interface Manifest {
   format: number;
   id: Buffer;
@@ -141,9 +149,10 @@ export interface Manifest {
   hash: { algorithm: 'xxh3-64'; seed: number };
   /**
    * `precopy`: the data pages read while the processes ran (dump --precopy) and how long that took; `exited`: members
-   * of a tree that exited while the dump read them, so are not in it
+   * of a tree that exited while the dump read them, so are not in it; `sharers`: processes frozen with them for sharing
+   * their memory
    */
-  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number }; exited?: ExitedProcess[] };
+  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number }; exited?: ExitedProcess[]; sharers?: SharingProcess[] };
   compression: { algorithm: 'zstd'; level: number; framePages: number };
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
@@ -391,6 +400,16 @@ function exitedOf(c: Check, v: unknown): ExitedProcess[] {
   const out = c.arr(v, 'exited').map((x) => {
     const o = c.obj(x, 'exited');
     return o.comm === undefined ? { pid: c.num(o.pid, 'exited.pid') } : { pid: c.num(o.pid, 'exited.pid'), comm: c.str(o.comm, 'exited.comm') };
+  });
+  c.leave();
+  return out;
+}
+
+function sharersOf(c: Check, v: unknown): SharingProcess[] {
+  c.enter('freeze');
+  const out = c.arr(v, 'sharers').map((x) => {
+    const o = c.obj(x, 'sharers');
+    return { pid: c.num(o.pid, 'sharers.pid'), comm: c.str(o.comm, 'sharers.comm'), of: c.num(o.of, 'sharers.of') };
   });
   c.leave();
   return out;
@@ -789,6 +808,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number, opts
     freeze: {
       method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true,
       ...(fz.precopy === undefined ? {} : { precopy: precopyOf(c, fz.precopy) }), ...(fz.exited === undefined ? {} : { exited: exitedOf(c, fz.exited) }),
+      ...(fz.sharers === undefined ? {} : { sharers: sharersOf(c, fz.sharers) }),
     },
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
