@@ -8,7 +8,7 @@ import { Fixture } from '../fixtures/driver.js';
 import { cgroup2Mount, freeze } from '../src/dump/freeze.js';
 import { readStat } from '../src/proc/process.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
-import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT } from '../src/native/index.js';
+import { ptraceSeize, ptraceInterrupt, ptraceDetach, waitpid, WAIT, mmap, munmap, PROT, MAP } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { settledTaskStates } from './helpers/tasks.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -165,6 +165,38 @@ describe('each freeze method leaves the target as it found it', () => {
       expect(cliJson(['dump', String(cv.pid), '--freeze', 'none', '-o', join(dir, 'clone-vm-none.psnap')]).sharers).toEqual([]);
     } finally {
       await cv.stop();
+    }
+  });
+
+  it('shared memory that processes not frozen map writable is named (summary, JSON, show); not when they are dumped too, nor readers', async () => {
+    const sf = await Fixture.start(['shmem-fork']);
+    try {
+      const child = sf.scenario('shmem-fork').children[0]!.pid;
+      const reg = sf.scenario('shmem-fork').regions[0]!;
+      const file = join(dir, 'outside.psnap');
+      const s = cliJson(['dump', String(sf.pid), '-o', file]);
+      expect(s.outsideWriters).toEqual([{ object: 0, name: '/memfd:pagesnap-forked', pids: [child] }]);
+      expect(cliJson(['show', file]).freeze.outsideWriters).toEqual([{ object: 0, pids: [child] }]);
+      expect(cli(['show', file]).stdout).toContain(`  object 0 (/memfd:pagesnap-forked) is mapped writable by process ${child}, which was not frozen: it may have changed as it was read`);
+      expect(cliJson(['dump', String(sf.pid), '--tree', '-o', join(dir, 'outside-tree.psnap')]).outsideWriters).toEqual([]);
+      // this test's process maps the object too: read-only it cannot change it; writable it could
+      const fd = openSync(`/proc/${sf.pid}/map_files/${reg.start.toString(16)}-${reg.end.toString(16)}`, 'r+');
+      try {
+        const len = Number(reg.end - reg.start);
+        for (const [prot, writers] of [[PROT.READ, []], [PROT.READ | PROT.WRITE, [process.pid]]] as const) {
+          const at = mmap(len, prot, MAP.SHARED, fd);
+          try {
+            const t = cliJson(['dump', String(sf.pid), '--tree', '-o', join(dir, `outside-${prot}.psnap`)]);
+            expect({ prot, outside: t.outsideWriters }).toEqual({ prot, outside: writers.length ? [{ object: 0, name: '/memfd:pagesnap-forked', pids: writers }] : [] });
+          } finally {
+            munmap(at, len);
+          }
+        }
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      await sf.stop();
     }
   });
 

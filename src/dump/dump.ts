@@ -7,10 +7,10 @@
  */
 import { release, hostname, arch } from 'node:os';
 import { isErrno, sleepSync, PagesnapError, NativeError } from '../native/index.js';
-import { Pagemap, PREFETCH_PAGES, objectKey, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity, type ProcStat } from '../proc/index.js';
+import { Pagemap, PREFETCH_PAGES, objectKey, processesMapping, RegionsAhead, readRegions, isStopped, taskState, parseSmaps, readProcText, readIdentity, readStat, isAlive, exited, stampMappedFile, servesFuse, isFuse, type Region, type FileStamp, type PagemapMethod, type PageRun, type PagemapRegion, type ProcessIdentity, type ProcStat } from '../proc/index.js';
 import { SnapshotWriter } from '../snapshot/writer.js';
 import { openParent } from '../snapshot/chain.js';
-import { EncodedRegions, RecordHold, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess, type SharingProcess } from '../snapshot/manifest.js';
+import { EncodedRegions, RecordHold, type WrittenManifest, type SnapshotObject, type SnapshotRegion, type DumpStats, type ExitedProcess, type SharingProcess, type OutsideWriters } from '../snapshot/manifest.js';
 import { noPages, VERDICT_CODES, type VerdictPages } from '../snapshot/runs.js';
 import { decide, type DecideOptions, type RegionShape } from '../model/verdict.js';
 import { freeze, cgroupFrozen, type FreezeMethod } from './freeze.js';
@@ -87,6 +87,8 @@ export interface DumpSummary {
   processesExited: ExitedProcess[];
   /** processes frozen with the targets for running in the address space of one (clone with CLONE_VM) */
   sharers: SharingProcess[];
+  /** objects stored that processes not frozen map writable, and what maps showed of each */
+  outsideWriters: (OutsideWriters & { name: string })[];
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
   /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
@@ -128,7 +130,7 @@ interface Context {
   /** two batch buffers: one is read into while the other is scanned */
   bufs: [Buffer, Buffer];
   /** shmem objects stored so far, by dev:inode: each is stored once (its tables settle later, see Recorder.finish) */
-  objects: Map<string, { id: number; done: Promise<SnapshotObject>; pages: VerdictPages; precopied: number }>;
+  objects: Map<string, { id: number; mapsKey: string; name: string; done: Promise<SnapshotObject>; pages: VerdictPages; precopied: number }>;
   /** what the regions of the process being read add up to (see dumpProcess) */
   counts: Counts;
   /** mapped files' stamps by dev:inode */
@@ -196,6 +198,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   /** the processes dumped: `targets` until the freeze settles which of a tree are there */
   let dumped = opts.tree ? roots : targets;
   let frozenMs = 0;
+  let outsideWriters: (OutsideWriters & { name: string })[] = [];
   let precopyMs = 0;
   /** with precopy: the targets' write tracking ended */
   let untracked = Promise.resolve();
@@ -288,6 +291,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
     ctx.records.release();
     // (the descriptors closed side by side while the file is finished)
     untracked = stopTracking(ctx);
+    if (method !== 'none') outsideWriters = writersOutside(ctx, [...dumped, ...frozen.sharers.map((x) => x.pid)]);
     for (const d of whole) {
       processes.push(d.process);
       addCounts(ctx.counts, d.counts);
@@ -329,7 +333,8 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
         hash: { algorithm: 'xxh3-64', seed: writer.seed },
         freeze: { method, frozenMs, fuzzy: method === 'none',
           ...(ctx.precopied.size ? { precopy: { pages: ctx.counts.precopied, ms: precopyMs } } : {}), ...(gone.length ? { exited: gone } : {}),
-          ...(frozen!.sharers.length ? { sharers: frozen!.sharers } : {}) },
+          ...(frozen!.sharers.length ? { sharers: frozen!.sharers } : {}),
+          ...(outsideWriters.length ? { outsideWriters: outsideWriters.map(({ object, pids }) => ({ object, pids })) } : {}) },
         compression: { algorithm: 'zstd', level: writer.level, framePages: writer.framePages },
         processes, objects, frames, hashes, stats,
         ...(parent ? { parent: parent.ref } : {}),
@@ -344,10 +349,26 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   const wallMs = performance.now() - t0;
   return {
     path: writer.path, id: writer.id.toString('hex'), processes: processes.map((x) => x.pid), regions: processes.reduce((s, x) => s + x.regions.length, 0),
-    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, pagesPrecopiedShared: precopiedShared, processesExited: gone, sharers: frozen!.sharers, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
+    objects: ctx.objects.size, ...stats, regionsDontdump: ctx.counts.dontdump, excludeDontdump: opts.excludeDontdump ?? false, pagesPrecopied: ctx.counts.precopied, pagesPrecopiedShared: precopiedShared, processesExited: gone, sharers: frozen!.sharers, outsideWriters, precopyMs, pagesHugeFrozen: [...ctx.precopied.values()].reduce((n, p) => n + p.tracker.hugeLeft, 0), precopySkipped: ctx.precopySkipped, pagesFromParent: writer.parentPages, parent: parent ? opts.parent! : null, fileBytes, freeze: method, freezeMs: frozen!.freezeMs, frozenMs, wallMs,
     throughputMBps: sink.counters.bytesRead / 1e6 / (wallMs / 1000),
     peakRssBytes: process.resourceUsage().maxRSS * 1024,
   };
+}
+
+/**
+ * The objects stored that processes outside the snapshot, not frozen, map writable: they may have written them as they
+ * were read, so an object's pages need not all be of one instant. Looked for once the targets run again (it reads the
+ * maps of every process on the system).
+ */
+function writersOutside(ctx: Context, frozen: number[]): (OutsideWriters & { name: string })[] {
+  const stored = [...ctx.objects.values()];
+  if (stored.length === 0) return [];
+  const { mapping } = processesMapping(stored.map((o) => o.mapsKey), true);
+  const inside = new Set([...frozen, process.pid]);
+  return stored.flatMap((o) => {
+    const pids = mapping.get(o.mapsKey)!.filter((p) => !inside.has(p));
+    return pids.length ? [{ object: o.id, name: o.name, pids }] : [];
+  });
 }
 
 /** The targets' resident and swapped bytes (smaps_rollup): what a dump expects to read, for its progress. */
@@ -883,7 +904,7 @@ async function storeObject(o: OpenObject, r: Region, ctx: Context): Promise<numb
   }
   const id = ctx.objects.size;
   const obj: Omit<SnapshotObject, 'runs' | 'refs'> = { id, source: r.shmem ?? (r.backing === 'file' ? 'deleted-file' : 'hugetlbfs'), name: r.name ?? '', dev: o.dev, ino: o.ino, size: o.size };
-  ctx.objects.set(o.key, { id, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))), pages: rec.pages, precopied });
+  ctx.objects.set(o.key, { id, mapsKey: objectKey(r), name: obj.name, done: Promise.resolve(rec.finish((t) => ({ ...obj, ...t }))), pages: rec.pages, precopied });
   return id;
 }
 

@@ -253,9 +253,10 @@ export function readIdentity(pid: number): ProcessIdentity {
 
 /**
  * The processes on the system that map each of `objects` (given as maps prints them: `dev inode`), from every
- * process's maps. Processes whose maps cannot be read (without root) are listed apart: they may map any of them.
+ * process's maps; with `writable`, only those with a shared mapping of it they may write through. Processes whose
+ * maps cannot be read (without root) are listed apart: they may map any of them.
  */
-export function processesMapping(objects: readonly string[]): { mapping: Map<string, number[]>; unreadable: number[] } {
+export function processesMapping(objects: readonly string[], writable = false): { mapping: Map<string, number[]>; unreadable: number[] } {
   const mapping = new Map(objects.map((o) => [o, [] as number[]]));
   const unreadable: number[] = [];
   for (const name of readdirSync('/proc')) {
@@ -270,9 +271,34 @@ export function processesMapping(objects: readonly string[]): { mapping: Map<str
       if (isErrno(e, 'EACCES', 'EPERM')) unreadable.push(pid);
       continue; // (gone meanwhile)
     }
-    for (const o of objects) if (text.includes(` ${o} `) || text.includes(` ${o}\n`)) mapping.get(o)!.push(pid);
+    for (const o of objectsMapped(text, mapping, writable)) mapping.get(o)!.push(pid);
   }
   return { mapping, unreadable };
+}
+
+/**
+ * Which of `wanted` (objectKeys) maps `text` has a mapping of (with `writable`, a shared one it may write through).
+ * Each line's `dev inode` is cut out and looked up: searching the text for each object cost objects × processes
+ * searches, seconds for a process of a thousand memfds on a host of thousands of processes.
+ */
+function objectsMapped(text: string, wanted: ReadonlyMap<string, unknown>, writable: boolean): Set<string> {
+  const found = new Set<string>();
+  for (let at = 0; at < text.length; ) {
+    let end = text.indexOf('\n', at);
+    if (end < 0) end = text.length;
+    // start-end mode offset dev inode [name]
+    const mode = text.indexOf(' ', at) + 1;
+    if (!writable || (text[mode + 1] === 'w' && text[mode + 3] === 's')) {
+      const dev = text.indexOf(' ', text.indexOf(' ', mode) + 1) + 1;
+      const ino = text.indexOf(' ', dev) + 1;
+      let inoEnd = text.indexOf(' ', ino);
+      if (inoEnd < 0 || inoEnd > end) inoEnd = end;
+      const key = text.slice(dev, inoEnd);
+      if (wanted.has(key)) found.add(key);
+    }
+    at = end + 1;
+  }
+  return found;
 }
 
 /**

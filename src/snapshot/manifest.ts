@@ -140,6 +140,13 @@ export interface SharingProcess {
   of: number;
 }
 
+/** A stored object that processes outside the snapshot, not frozen, mapped writable as it was read. */
+export interface OutsideWriters {
+  /** the object's id */
+  object: number;
+  pids: number[];
+}
+
 export interface Manifest {
   format: number;
   id: Buffer;
@@ -150,9 +157,12 @@ export interface Manifest {
   /**
    * `precopy`: the data pages read while the processes ran (dump --precopy) and how long that took; `exited`: members
    * of a tree that exited while the dump read them, so are not in it; `sharers`: processes frozen with them for sharing
-   * their memory
+   * their memory; `outsideWriters`: objects that processes not frozen may have written as they were read
    */
-  freeze: { method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number }; exited?: ExitedProcess[]; sharers?: SharingProcess[] };
+  freeze: {
+    method: string; frozenMs: number; fuzzy: boolean; precopy?: { pages: number; ms: number }; exited?: ExitedProcess[]; sharers?: SharingProcess[];
+    outsideWriters?: OutsideWriters[];
+  };
   compression: { algorithm: 'zstd'; level: number; framePages: number };
   processes: SnapshotProcess[];
   objects: SnapshotObject[];
@@ -410,6 +420,16 @@ function sharersOf(c: Check, v: unknown): SharingProcess[] {
   const out = c.arr(v, 'sharers').map((x) => {
     const o = c.obj(x, 'sharers');
     return { pid: c.num(o.pid, 'sharers.pid'), comm: c.str(o.comm, 'sharers.comm'), of: c.num(o.of, 'sharers.of') };
+  });
+  c.leave();
+  return out;
+}
+
+function outsideWritersOf(c: Check, v: unknown): OutsideWriters[] {
+  c.enter('freeze');
+  const out = c.arr(v, 'outsideWriters').map((x) => {
+    const o = c.obj(x, 'outsideWriters');
+    return { object: c.num(o.object, 'outsideWriters.object'), pids: c.arr(o.pids, 'outsideWriters.pids').map((p) => c.num(p, 'outsideWriters.pids')) };
   });
   c.leave();
   return out;
@@ -809,6 +829,7 @@ export function decodeManifest(raw: Buffer, file: string, fileSize: number, opts
       method: c.str(fz.method, 'freeze.method'), frozenMs: typeof fz.frozenMs === 'number' ? fz.frozenMs : 0, fuzzy: fz.fuzzy === true,
       ...(fz.precopy === undefined ? {} : { precopy: precopyOf(c, fz.precopy) }), ...(fz.exited === undefined ? {} : { exited: exitedOf(c, fz.exited) }),
       ...(fz.sharers === undefined ? {} : { sharers: sharersOf(c, fz.sharers) }),
+      ...(fz.outsideWriters === undefined ? {} : { outsideWriters: outsideWritersOf(c, fz.outsideWriters) }),
     },
     compression: { algorithm: 'zstd', level: c.num(comp.level, 'compression.level', 22), framePages: c.num(comp.framePages, 'compression.framePages', 1 << 16) },
     processes, objects, frames, hashes,
