@@ -4,6 +4,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { kcmp, KCMP } from '../native/index.js';
+import { memoryTask, hasAddressSpace } from './process.js';
 
 /**
  * kcmp's order of two processes' address spaces: negative, 0 (the same one), positive; null where they cannot be
@@ -40,10 +41,18 @@ function search(spaces: number[], pid: number): { at: number; same: boolean } | 
  * orders them), ~1 µs each: a tree's hundreds of processes are not each compared with every other.
  */
 export function memorySharers(pids: readonly number[], known: ReadonlySet<number> = new Set()): Map<number, number> {
+  // Each compared through a live thread: a main thread that has exited has no address space, nor has a kernel
+  // thread, and kcmp finds two without one the same.
   const spaces: number[] = [];
+  const owner = new Map<number, number>();
   for (const p of pids) {
-    const s = search(spaces, p);
-    if (s && !s.same) spaces.splice(s.at, 0, p);
+    const t = memoryTask(p);
+    if (!hasAddressSpace(t)) continue;
+    const s = search(spaces, t);
+    if (s && !s.same) {
+      spaces.splice(s.at, 0, t);
+      owner.set(t, p);
+    }
   }
   const found = new Map<number, number>();
   if (spaces.length === 0) return found;
@@ -52,7 +61,7 @@ export function memorySharers(pids: readonly number[], known: ReadonlySet<number
     const q = Number(e);
     if (!Number.isInteger(q) || skip.has(q)) continue;
     const s = search(spaces, q);
-    if (s?.same) found.set(q, spaces[s.at]!);
+    if (s?.same && hasAddressSpace(q)) found.set(q, owner.get(spaces[s.at]!)!);
   }
   return found;
 }

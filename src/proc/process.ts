@@ -205,6 +205,16 @@ function isKernelThread(pid: number): boolean {
   }
 }
 
+/** Whether `pid` has an address space: it is neither a kernel thread nor a zombie (nor gone). */
+export function hasAddressSpace(pid: number): boolean {
+  try {
+    const st = readStat(pid);
+    return !st.zombie && (st.flags & PF_KTHREAD) === 0;
+  } catch {
+    return false;
+  }
+}
+
 export interface ProcStat {
   comm: string;
   state: string;
