@@ -243,7 +243,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
       // frozen from here on: a repeated page is stored again rather than compared with a frame read back
       if (ctx.precopied.size > 0) writer.readBackToDedupe = false;
     }
-    frozen = freeze(dumped, method, opts.tree);
+    frozen = freeze(dumped, method, { tree: opts.tree });
     const frozenAt = performance.now();
     // (without a precopy the count is not known until every region has been recorded)
     if (opts.precopy) ctx.records.hold(ctx.liveRegions);

@@ -284,9 +284,11 @@ function freezeCgroup(pids: number[]): Frozen {
  * children of the processes frozen since the last listing, until a listing finds none new. A process that exits
  * before it is frozen is not in the tree; one that forks meanwhile has its child found in the next round. (Listing
  * the tree once and then freezing it failed on any tree whose processes come and go: a shell running commands.)
- * The sharers are found the same way, round after round, once the tree is still.
+ * The sharers are found the same way, round after round, once the tree is still (unless `sharers` is false: a freeze
+ * that holds no memory still, only the targets' threads).
  */
-export function freeze(pids: number[], method: FreezeMethod, tree = false): FrozenTargets {
+export function freeze(pids: number[], method: FreezeMethod, opts: { tree?: boolean; sharers?: boolean } = {}): FrozenTargets {
+  const tree = opts.tree ?? false;
   const t = performance.now();
   const parts: Frozen[] = [];
   const thawAll = () => {
@@ -313,7 +315,7 @@ export function freeze(pids: number[], method: FreezeMethod, tree = false): Froz
       if (method === 'none') break;
     }
     // (nothing frozen, a sharer changes the memory as the targets themselves do)
-    for (let round = 0; method !== 'none'; round++) {
+    for (let round = 0; method !== 'none' && opts.sharers !== false; round++) {
       const found = memorySharers(members, seen);
       if (found.size === 0) break;
       if (round === 100) throw new PagesnapError(`processes sharing the memory of process ${members.join(', ')} still came after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });

@@ -288,7 +288,8 @@ function takeUffd(pid: number, vdso: Range): number {
   const at = syscallInstruction(pid, vdso);
   // (the main thread, or a live one once it has exited)
   const tid = memoryTask(pid);
-  const frozen = freeze([pid], 'ptrace');
+  // (only its threads: the memory may change, the descriptor table must not)
+  const frozen = freeze([pid], 'ptrace', { sharers: false });
   try {
     let fd = injectSyscall(tid, at, n.SYS.userfaultfd, [O_CLOEXEC]);
     // a process without the privilege (vm.unprivileged_userfaultfd = 0) may still make one for its own faults,
