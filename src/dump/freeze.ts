@@ -318,7 +318,7 @@ export function freeze(pids: number[], method: FreezeMethod, opts: { tree?: bool
     for (let round = 0; method !== 'none' && opts.sharers !== false; round++) {
       const found = memorySharers(members, seen);
       if (found.size === 0) break;
-      if (round === 100) throw new PagesnapError(`processes sharing the memory of process ${members.join(', ')} still came after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
+      if (round === 100) throw new PagesnapError(`processes sharing the memory of process ${pids.join(', ')} still came after 100 rounds of freezing`, { code: 'EAGAIN', hint: 'try again' });
       for (const [p, of] of found) {
         seen.add(p);
         let f: Frozen;
