@@ -178,7 +178,7 @@ describe('each freeze method leaves the target as it found it', () => {
       const s = cliJson(['dump', String(sf.pid), '-o', file]);
       expect(s.outsideWriters).toEqual([{ object: 0, name: '/memfd:pagesnap-forked', pids: [child] }]);
       expect(cliJson(['show', file]).freeze.outsideWriters).toEqual([{ object: 0, pids: [child] }]);
-      expect(cli(['show', file]).stdout).toContain(`  object 0 (/memfd:pagesnap-forked) is mapped writable by process ${child}, which was not frozen: it may have changed as it was read`);
+      expect(cli(['show', file]).stdout).toContain(`  read while processes not frozen map them writable, so may have changed meanwhile (dump them together, as a --tree, for one instant):\n    object 0 (/memfd:pagesnap-forked): process ${child}\n`);
       expect(cliJson(['dump', String(sf.pid), '--tree', '-o', join(dir, 'outside-tree.psnap')]).outsideWriters).toEqual([]);
       // this test's process maps the object too: read-only it cannot change it; writable it could
       const fd = openSync(`/proc/${sf.pid}/map_files/${reg.start.toString(16)}-${reg.end.toString(16)}`, 'r+');

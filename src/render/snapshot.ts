@@ -23,7 +23,7 @@ export function renderDumpSummary(s: DumpSummary): string {
     ...s.precopySkipped.map((x) => `  precopy skipped: ${x.why}; read frozen`),
     ...(s.processesExited.length ? [`  left out, as they exited while the dump read them: ${exitedList(s.processesExited)}`] : []),
     ...(s.sharers.length ? [sharersLine(s.sharers)] : []),
-    ...s.outsideWriters.map(outsideLine),
+    ...outsideLines(s.outsideWriters),
     `  data: ${bytes(s.bytesRaw)} → ${bytes(s.bytesCompressed)} compressed (${ratio}×)`,
     `  frozen ${s.frozenMs.toFixed(1)} ms by ${s.freeze} (freezing took ${s.freezeMs.toFixed(1)} ms) · wall ${s.wallMs.toFixed(0)} ms · ${s.throughputMBps.toFixed(0)} MB/s`,
   ].join('\n');
@@ -32,9 +32,11 @@ export function renderDumpSummary(s: DumpSummary): string {
 const sharersLine = (ps: SharingProcess[]) =>
   `  also frozen, as they ran in the memory of a process dumped (clone with CLONE_VM): ${ps.map((p) => `${p.pid} (${p.comm}) in that of ${p.of}`).join(', ')}`;
 
-/** An object processes not frozen could write as it was read; dumped together (a tree) they would have been frozen. */
-const outsideLine = (w: OutsideWriters & { name: string }) =>
-  `  object ${w.object} (${w.name || 'unnamed'}) is mapped writable by ${pidList(w.pids)}, which ${w.pids.length === 1 ? 'was' : 'were'} not frozen: it may have changed as it was read (dump them together, as a --tree, for one instant)`;
+/** The objects processes not frozen could write as they were read; dumped together (a tree) they would have been frozen. */
+const outsideLines = (ws: (OutsideWriters & { name: string })[]) => (ws.length === 0 ? [] : [
+  '  read while processes not frozen map them writable, so may have changed meanwhile (dump them together, as a --tree, for one instant):',
+  ...ws.map((w) => `    object ${w.object} (${w.name || 'unnamed'}): ${pidList(w.pids)}`),
+]);
 
 const exitedList = (ps: ExitedProcess[]) => ps.map((p) => (p.comm === undefined ? String(p.pid) : `${p.pid} (${p.comm})`)).join(', ');
 
@@ -56,7 +58,7 @@ export function renderShow(s: ShowReport, withRegions: boolean): string {
     `  ${s.freeze.fuzzy ? 'FUZZY: the processes were not frozen' : `frozen by ${s.freeze.method} for ${s.freeze.frozenMs.toFixed(1)} ms`}${s.freeze.precopy ? ` after a precopy (${s.freeze.precopy.pages} pages read in ${s.freeze.precopy.ms.toFixed(0)} ms while running)` : ''} · zstd level ${s.compression.level}, ${s.compression.frames} frame${s.compression.frames === 1 ? '' : 's'} of up to ${s.compression.framePages} pages`,
     ...(s.freeze.exited ? [`  left out, as they exited while the dump read them: ${exitedList(s.freeze.exited)}`] : []),
     ...(s.freeze.sharers ? [sharersLine(s.freeze.sharers)] : []),
-    ...(s.freeze.outsideWriters ?? []).map((w) => outsideLine({ ...w, name: s.objects.find((o) => o.id === w.object)?.name ?? '' })),
+    ...outsideLines((s.freeze.outsideWriters ?? []).map((w) => ({ ...w, name: s.objects.find((o) => o.id === w.object)?.name ?? '' }))),
     `  ${s.stats.pagesStored} pages stored (${bytes(s.stats.bytesRaw ?? 0)} → ${bytes(s.stats.bytesCompressed ?? 0)}), ${s.stats.pagesDeduplicated} deduplicated`,
   ];
   if (s.chain.length) {
