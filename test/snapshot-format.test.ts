@@ -139,6 +139,16 @@ describe('manifest decoding', () => {
     return decodeManifest(encodeManifest(x), 'x.psnap', size).processes[0]!.regions.map((y) => y.vmFlags);
   };
 
+  it('reads the freeze\'s lists (exited, sharers, outsideWriters) back, and names a malformed one', () => {
+    const freeze = {
+      ...m.freeze, exited: [{ pid: 5 }, { pid: 6, comm: 'sh' }], sharers: [{ pid: 8, comm: 'counter', of: 42 }], outsideWriters: [{ object: 0, pids: [9, 10] }],
+    };
+    const decode = (f: object) => decodeManifest(encodeManifest({ ...m, freeze: f as Manifest['freeze'] }), 'x.psnap', size).freeze;
+    expect(decode(freeze)).toEqual(freeze);
+    expect(() => decode({ ...freeze, sharers: [{ pid: 8, of: 42 }] })).toThrow(/x\.psnap: .*freeze.*sharers\.comm/);
+    expect(() => decode({ ...freeze, outsideWriters: [{ object: 0, pids: 'all' }] })).toThrow(/x\.psnap: .*freeze.*outsideWriters\.pids/);
+  });
+
   it('gives equal string lists back as one list, and lists that differ as themselves', () => {
     const got = withFlags([['rd', 'wr'], ['rd', 'wr'], ['a b', 'c'], ['a', 'b c'], ['rd', 'wr', 'mr']]);
     expect(got[1]).toBe(got[0]);

@@ -405,35 +405,22 @@ function precopyOf(c: Check, v: unknown): { pages: number; ms: number } {
   return out;
 }
 
-function exitedOf(c: Check, v: unknown): ExitedProcess[] {
+/** A list of maps under the manifest's `freeze`: `name`, each entry read by `entry`. */
+function freezeList<T>(c: Check, v: unknown, name: string, entry: (o: Record<string, unknown>) => T): T[] {
   c.enter('freeze');
-  const out = c.arr(v, 'exited').map((x) => {
-    const o = c.obj(x, 'exited');
-    return o.comm === undefined ? { pid: c.num(o.pid, 'exited.pid') } : { pid: c.num(o.pid, 'exited.pid'), comm: c.str(o.comm, 'exited.comm') };
-  });
+  const out = c.arr(v, name).map((x) => entry(c.obj(x, name)));
   c.leave();
   return out;
 }
 
-function sharersOf(c: Check, v: unknown): SharingProcess[] {
-  c.enter('freeze');
-  const out = c.arr(v, 'sharers').map((x) => {
-    const o = c.obj(x, 'sharers');
-    return { pid: c.num(o.pid, 'sharers.pid'), comm: c.str(o.comm, 'sharers.comm'), of: c.num(o.of, 'sharers.of') };
-  });
-  c.leave();
-  return out;
-}
+const exitedOf = (c: Check, v: unknown): ExitedProcess[] => freezeList(c, v, 'exited', (o) =>
+  o.comm === undefined ? { pid: c.num(o.pid, 'exited.pid') } : { pid: c.num(o.pid, 'exited.pid'), comm: c.str(o.comm, 'exited.comm') });
 
-function outsideWritersOf(c: Check, v: unknown): OutsideWriters[] {
-  c.enter('freeze');
-  const out = c.arr(v, 'outsideWriters').map((x) => {
-    const o = c.obj(x, 'outsideWriters');
-    return { object: c.num(o.object, 'outsideWriters.object'), pids: c.arr(o.pids, 'outsideWriters.pids').map((p) => c.num(p, 'outsideWriters.pids')) };
-  });
-  c.leave();
-  return out;
-}
+const sharersOf = (c: Check, v: unknown): SharingProcess[] => freezeList(c, v, 'sharers', (o) =>
+  ({ pid: c.num(o.pid, 'sharers.pid'), comm: c.str(o.comm, 'sharers.comm'), of: c.num(o.of, 'sharers.of') }));
+
+const outsideWritersOf = (c: Check, v: unknown): OutsideWriters[] => freezeList(c, v, 'outsideWriters', (o) =>
+  ({ object: c.num(o.object, 'outsideWriters.object'), pids: c.arr(o.pids, 'outsideWriters.pids').map((p) => c.num(p, 'outsideWriters.pids')) }));
 
 /** A map of counters: 64-bit ones come back from msgpack as bigint. */
 function counters(c: Check, v: unknown, what: string): Record<string, number> {
