@@ -10,6 +10,7 @@ import { patternPage } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { dumpFixture } from './helpers/scenario.js';
 import { compareRestored } from './helpers/restored.js';
 import { damageFrame } from './helpers/damage.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -97,12 +98,7 @@ describe('diff', () => {
 
   it('compares two runs of a program: regions lying elsewhere pair by what they are, in address order', async () => {
     // (the same scenarios again: the same content, at other addresses)
-    const other = await Fixture.start(['anon', 'thp', 'shmem']);
-    try {
-      cliJson(['dump', String(other.pid), '-o', file('other-run.psnap')]);
-    } finally {
-      await other.stop();
-    }
+    await dumpFixture(file('other-run.psnap'), ['anon', 'thp', 'shmem']);
     const d = cliJson(['diff', file('a.psnap'), file('other-run.psnap')]);
     expect(d.notes.join(' ')).toMatch(/different processes: .*then by what they are in address order/);
     // a region of one run is the same region of the other: listed only if its pages differ, and never as moved

@@ -5,14 +5,13 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { closeSync, ftruncateSync, fstatSync, readSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Fixture } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { FrameDecoder } from '../src/snapshot/frame-decoder.js';
 import { PageWriter, writePages } from '../src/restore/direct.js';
 import { RestoreHost } from '../src/restore/host.js';
 import { memfdCreate, MFD } from '../src/native/index.js';
 import { fn } from '../src/native/libc.js';
-import { cliJson } from './helpers/cli.js';
+import { dumpFixture } from './helpers/scenario.js';
 import { scratchDir } from './helpers/scratch.js';
 
 const dir = scratchDir('page-writer');
@@ -20,13 +19,8 @@ let file: string;
 
 beforeAll(async () => {
   // 1 MiB of bench content in private memory: about 240 stored pages, four frames
-  const fx = await Fixture.start(['bench-mix'], { sizeMiB: 1 });
-  try {
-    file = join(dir, 'mix.psnap');
-    cliJson(['dump', String(fx.pid), '-o', file]);
-  } finally {
-    await fx.stop();
-  }
+  file = join(dir, 'mix.psnap');
+  await dumpFixture(file, ['bench-mix'], { sizeMiB: 1 });
 }, 60_000);
 
 /** The reader, and a decoder keeping one frame and nothing decoded again (every other frame evicts it). */

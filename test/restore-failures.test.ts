@@ -15,6 +15,7 @@ import type { RegionsPlan } from '../src/restore/plan.js';
 import type { SnapshotRegion } from '../src/snapshot/manifest.js';
 import { MAP, PROT, processVmReadv } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { dumpFixture } from './helpers/scenario.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { HostSettings } from '../src/host/settings.js';
 import { scratchDir } from './helpers/scratch.js';
@@ -81,13 +82,8 @@ describe('restore failures', () => {
   it('pages stored once and placed many times (gathered, a stretch at a time): restored and verified; where the frame of their original is damaged, each of them is poisoned, nothing else', async () => {
     // every eighth random page repeats one of 256 originals, stored in the first frames: the data comes in stretches
     // of short segments (4, 1, 7, 1, ... pages), which the fill threads gather and place by one copy each
-    const rep = await Fixture.start(['bench-repeats'], { sizeMiB: 8 });
     const snap = join(dir, 'repeats.psnap');
-    try {
-      cliJson(['dump', String(rep.pid), '-o', snap]);
-    } finally {
-      await rep.stop();
-    }
+    const rep = await dumpFixture(snap, ['bench-repeats'], { sizeMiB: 8 });
     for (const mode of [[], ['--lazy']]) {
       const ok = cliJson<{ verify: { mismatches: number; pages: number } }>(['restore', snap, '--verify', '--no-profile', ...mode]);
       expect(ok.verify.mismatches).toBe(0);

@@ -15,6 +15,7 @@ import { ObjectFiller, workObjectJob, type ObjectJob } from '../src/restore/obje
 import { StreamWorkers } from '../src/restore/streamer.js';
 import { restore } from '../src/restore/restore.js';
 import { cliJson } from './helpers/cli.js';
+import { dumpFixture } from './helpers/scenario.js';
 import { damageFrame } from './helpers/damage.js';
 import { scratchDir } from './helpers/scratch.js';
 import { HostSettings } from '../src/host/settings.js';
@@ -28,13 +29,8 @@ const settings = new HostSettings();
 
 beforeAll(async () => {
   // 16 MiB of mixed content in a memfd: 12 MiB of it stored data, a dozen pieces
-  const fx = await Fixture.start(['bench-shmem'], { shmemMiB: 16 });
-  try {
-    file = join(dir, 'memfd.psnap');
-    cliJson(['dump', String(fx.pid), '-o', file]);
-  } finally {
-    await fx.stop();
-  }
+  file = join(dir, 'memfd.psnap');
+  await dumpFixture(file, ['bench-shmem'], { shmemMiB: 16 });
   // 4 huge pages shared, 2 of them data (4 MiB: the least that is shared), and as many again for the restore
   huge.skip = settings.reserveHugepages(8) ?? undefined;
   if (huge.skip) return;

@@ -5,6 +5,7 @@ import { processVmReadv } from '../../src/native/index.js';
 import { SnapshotReader } from '../../src/snapshot/reader.js';
 import type { Prepared } from './host.js';
 import { skipBecause } from './skip.js';
+import { cliJson } from './cli.js';
 
 /** The machine feature a scenario needs, so a skip can say why. */
 export const NEEDS: Record<string, keyof Prepared['unavailable']> = { swap: 'swap', seed: 'swap', ksm: 'ksm', thp: 'thp', hugetlb: 'hugetlb' };
@@ -78,4 +79,18 @@ export function recordsOf(file: string, procs: readonly { pid: number; still: re
   } finally {
     r.close();
   }
+}
+
+/**
+ * A snapshot of known content: a fixture of `names` started, dumped into `file` by the CLI as a user would, and
+ * stopped. Returns the fixture, for the layout it reported.
+ */
+export async function dumpFixture(file: string, names: string[], opts: Parameters<typeof Fixture.start>[1] = {}): Promise<Fixture> {
+  const fx = await Fixture.start(names, opts);
+  try {
+    cliJson(['dump', String(fx.pid), '-o', file]);
+  } finally {
+    await fx.stop();
+  }
+  return fx;
 }
