@@ -58,6 +58,9 @@ export interface DumpOptions extends DecideOptions {
   beforeThaw?: (pids: readonly number[]) => void;
 }
 
+/** An object processes not frozen map writable, with what maps showed of it. */
+export type NamedWriters = OutsideWriters & { name: string };
+
 export interface DumpSummary {
   path: string;
   id: string;
@@ -87,8 +90,8 @@ export interface DumpSummary {
   processesExited: ExitedProcess[];
   /** processes frozen with the targets for running in the address space of one (clone with CLONE_VM) */
   sharers: SharingProcess[];
-  /** objects stored that processes not frozen map writable, and what maps showed of each */
-  outsideWriters: (OutsideWriters & { name: string })[];
+  /** objects stored that processes not frozen map writable */
+  outsideWriters: NamedWriters[];
   /** with precopy: how long reading while they ran took */
   precopyMs: number;
   /** with precopy: pages of huge pages left untracked and read frozen (a write would split them; see splitHuge) */
@@ -198,7 +201,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
   /** the processes dumped: `targets` until the freeze settles which of a tree are there */
   let dumped = opts.tree ? roots : targets;
   let frozenMs = 0;
-  let outsideWriters: (OutsideWriters & { name: string })[] = [];
+  let outsideWriters: NamedWriters[] = [];
   let precopyMs = 0;
   /** with precopy: the targets' write tracking ended */
   let untracked = Promise.resolve();
@@ -360,7 +363,7 @@ export async function dump(pids: number[], opts: DumpOptions): Promise<DumpSumma
  * were read, so an object's pages need not all be of one instant. Looked for once the targets run again (it reads the
  * maps of every process on the system).
  */
-function writersOutside(ctx: Context, frozen: number[]): (OutsideWriters & { name: string })[] {
+function writersOutside(ctx: Context, frozen: number[]): NamedWriters[] {
   const stored = [...ctx.objects.values()];
   if (stored.length === 0) return [];
   const { mapping } = processesMapping(stored.map((o) => o.mapsKey), true);

@@ -1,6 +1,6 @@
 /** Text rendering for dump, show, cat and verify. */
-import type { DumpSummary } from '../dump/dump.js';
-import type { ExitedProcess, SharingProcess, OutsideWriters } from '../snapshot/manifest.js';
+import type { DumpSummary, NamedWriters } from '../dump/dump.js';
+import type { ExitedProcess, SharingProcess } from '../snapshot/manifest.js';
 import type { ShowReport, VerdictCounts } from '../analyze/show.js';
 import { table, bytes, cell, hex } from './format.js';
 import { STANDARD_OUTPUT, STANDARD_OUTPUT_LABEL } from '../snapshot/standard-output.js';
@@ -33,7 +33,7 @@ const sharersLine = (ps: SharingProcess[]) =>
   `  also frozen, as they ran in the memory of a process dumped (clone with CLONE_VM): ${ps.map((p) => `${p.pid} (${p.comm}) in that of ${p.of}`).join(', ')}`;
 
 /** The objects processes not frozen could write as they were read; dumped together (a tree) they would have been frozen. */
-const outsideLines = (ws: (OutsideWriters & { name: string })[]) => (ws.length === 0 ? [] : [
+const outsideLines = (ws: NamedWriters[]) => (ws.length === 0 ? [] : [
   '  read while processes not frozen map them writable, so may have changed meanwhile (dump them together, as a --tree, for one instant):',
   ...ws.map((w) => `    object ${w.object} (${w.name || 'unnamed'}): ${pidList(w.pids)}`),
 ]);
