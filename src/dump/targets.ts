@@ -1,7 +1,6 @@
 /** Which processes a dump covers: the pids given, and with --tree all their descendants. */
-import { readdirSync } from 'node:fs';
 import { PagesnapError } from '../native/index.js';
-import { readStat, assertPid, readIdentity, assertUserProcess, isAlive } from '../proc/index.js';
+import { readStat, assertPid, readIdentity, assertUserProcess, isAlive, processIds } from '../proc/index.js';
 
 /**
  * `roots` and their descendants, parents before children. pagesnap and whatever it started are never among them (a
@@ -9,13 +8,12 @@ import { readStat, assertPid, readIdentity, assertUserProcess, isAlive } from '.
  */
 export function descendants(roots: number[]): number[] {
   const children = new Map<number, number[]>();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
+  for (const pid of processIds()) {
     try {
-      const { ppid, zombie } = readStat(Number(e));
+      const { ppid, zombie } = readStat(pid);
       // a child that has exited but is not yet reaped has no memory (and no children: they went to a reaper); a
       // zombie main thread whose other threads run on is a live process
-      if (!zombie || isAlive(Number(e))) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+      if (!zombie || isAlive(pid)) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
     } catch {
       /* exited while listing */
     }

@@ -2,9 +2,8 @@
  * Processes that run in another's address space: made by clone(CLONE_VM) without CLONE_THREAD (a vfork child until
  * it execs, a runtime's processes of its own). No file of /proc names an address space; kcmp(KCMP_VM) compares two.
  */
-import { readdirSync } from 'node:fs';
 import { kcmp, KCMP } from '../native/index.js';
-import { memoryTask, hasAddressSpace } from './process.js';
+import { memoryTask, hasAddressSpace, processIds } from './process.js';
 
 /**
  * kcmp's order of two processes' address spaces: negative, 0 (the same one), positive; null where they cannot be
@@ -58,9 +57,8 @@ export function memorySharers(pids: readonly number[], known: ReadonlySet<number
   const found = new Map<number, number>();
   if (spaces.length === 0) return found;
   const skip = new Set([...pids, ...known, process.pid]);
-  for (const e of readdirSync('/proc')) {
-    const q = Number(e);
-    if (!Number.isInteger(q) || skip.has(q)) continue;
+  for (const q of processIds()) {
+    if (skip.has(q)) continue;
     const s = search(spaces, q);
     if (s?.same && hasAddressSpace(q)) found.set(q, owner.get(spaces[s.at]!)!);
   }

@@ -261,6 +261,16 @@ export function readIdentity(pid: number): ProcessIdentity {
   return { pid, comm: st.comm, cmdline, uid: statusNumber(pid, 'Uid') ?? -1, ppid: st.ppid, ...(nsPids.length ? { nsPids } : {}) };
 }
 
+/** The processes on the system, as /proc lists them now (its other entries are not numbers). */
+export function processIds(): number[] {
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    const pid = Number(e);
+    if (Number.isInteger(pid) && pid > 0) out.push(pid);
+  }
+  return out;
+}
+
 /**
  * The processes on the system that map each of `objects` (given as maps prints them: `dev inode`), from every
  * process's maps; with `writable`, only those with a shared mapping of it they may write through. Processes whose
@@ -269,9 +279,7 @@ export function readIdentity(pid: number): ProcessIdentity {
 export function processesMapping(objects: readonly string[], writable = false): { mapping: Map<string, number[]>; unreadable: number[] } {
   const mapping = new Map(objects.map((o) => [o, [] as number[]]));
   const unreadable: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    const pid = Number(name);
-    if (!Number.isInteger(pid) || pid <= 0) continue;
+  for (const pid of processIds()) {
     let text: string;
     try {
       text = readFileSync(`/proc/${pid}/maps`, 'utf8');
