@@ -185,6 +185,30 @@ export class HostSettings {
     return null;
   }
 
+  /**
+   * Transparent huge pages only where a region asks for them (MADV_HUGEPAGE), and only of the PMD size: what the
+   * test scenarios' layouts are counted for. A machine that gives every region huge pages (THP `always`, as Fedora
+   * and RHEL ship) or multi-size ones (mTHP sizes on `always`, or on `inherit` under it) fills in the pages about
+   * each one written, anonymous or shmem, and the regions no longer hold what they were built to hold.
+   */
+  thpOnlyWhereAdvised(): string | null {
+    const base = '/sys/kernel/mm/transparent_hugepage';
+    if (!existsSync(`${base}/enabled`)) return 'this kernel has no transparent huge pages';
+    const pmdKiB = Number(readValue(`${base}/hpage_pmd_size`)) / 1024;
+    const onlyAdvised = (path: string, keep: string[], instead: string) => {
+      if (existsSync(path) && !keep.includes(readValue(path))) this.set(path, instead);
+    };
+    onlyAdvised(`${base}/enabled`, ['madvise', 'never'], 'madvise');
+    onlyAdvised(`${base}/shmem_enabled`, ['advise', 'never', 'deny'], 'never');
+    for (const d of readdirSync(base).filter((n) => /^hugepages-\d+kB$/.test(n))) {
+      // (sizes other than the PMD's: none at all; the PMD size as the top-level setting says)
+      const pmd = d === `hugepages-${pmdKiB}kB`;
+      onlyAdvised(`${base}/${d}/enabled`, pmd ? ['inherit', 'madvise', 'never'] : ['never'], pmd ? 'inherit' : 'never');
+      onlyAdvised(`${base}/${d}/shmem_enabled`, ['inherit', 'advise', 'never'], 'never');
+    }
+    return null;
+  }
+
   /** Reserve at least `count` hugetlb pages of `kiB` (default: the default size, 2 MiB on x86-64). */
   reserveHugepages(count: number, kiB?: number): string | null {
     const path = kiB === undefined ? '/proc/sys/vm/nr_hugepages' : `/sys/kernel/mm/hugepages/hugepages-${kiB}kB/nr_hugepages`;
