@@ -54,6 +54,25 @@ describe.skipIf(skip)('shared machine settings', () => {
     }
   });
 
+  it('a change over another process\'s change of the same setting gives back theirs, and theirs the original', async () => {
+    const orig = read();
+    const theirs = String(Number(orig) + 11);
+    const c = await child(theirs);
+    const mine = new HostSettings();
+    try {
+      mine.set(KNOB, String(Number(orig) + 13));
+      mine.restore();
+      expect(read()).toBe(theirs);
+      // and the other way round: mine over theirs, theirs let go first
+      mine.set(KNOB, String(Number(orig) + 17));
+      await finish(c);
+      expect(read()).toBe(String(Number(orig) + 17));
+    } finally {
+      mine.restore();
+    }
+    expect(read()).toBe(orig);
+  });
+
   it('a process killed outright: its watchdog undoes what it needed once it is gone', async () => {
     const orig = read();
     const c = await child(String(Number(orig) + 5));

@@ -75,13 +75,17 @@ function withJournal<T>(f: (entries: Entry[], save: () => void) => T): T {
   }
 }
 
-/** Drop `gone` pids and dead ones from every entry; undo, newest first, the entries nobody needs any more. */
+/**
+ * Drop `gone` pids and dead ones from every entry; undo, newest first, the entries nobody needs any more. A change
+ * made over another of the same setting waits for it: undone first, it would put back the value from before both
+ * while the later one is still needed.
+ */
 function release(entries: Entry[], gone: (pid: number) => boolean): string[] {
   const errors: string[] = [];
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i]!;
     e.needs = e.needs.filter((p) => !gone(p) && isAlive(p)); // a zombie needs nothing
-    if (e.needs.length > 0) continue;
+    if (e.needs.length > 0 || entries.some((x, j) => j > i && x.key === e.key)) continue;
     try {
       undo(e.undo);
     } catch (err) {
@@ -121,18 +125,21 @@ export class HostSettings {
     this.dog ??= deathWatch();
   }
 
-  /** Set a sysfs/procfs value, remembering the old one. No-op when it already holds `value`. */
+  /**
+   * Set a sysfs/procfs value, remembering the old one. When it already holds `value`, this process needs that as it
+   * is; a value another process set is changed over, and put back when this process lets go (then theirs in turn).
+   */
   set(path: string, value: string): void {
     withJournal((entries, save) => {
-      let e = entries.find((x) => x.key === path);
-      if (e) this.need(e);
       const old = readValue(path);
-      if (old === value) return;
-      if (!e) {
-        e = { key: path, undo: { kind: 'sysfs', path, old }, needs: [] };
-        entries.push(e);
-        this.need(e);
+      const last = entries.filter((x) => x.key === path).pop();
+      if (old === value) {
+        if (last) this.need(last);
+        return;
       }
+      const e: Entry = { key: path, undo: { kind: 'sysfs', path, old }, needs: [] };
+      entries.push(e);
+      this.need(e);
       save();
       writeValue(path, value);
     });
