@@ -4,16 +4,17 @@ import { describe, it, expect, beforeAll, afterAll, type TestContext } from 'vit
 import { statSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { Fixture, type FixtureRegion } from '../fixtures/driver.js';
-import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
+import { Fixture } from '../fixtures/driver.js';
+import { expectedPage } from '../fixtures/pattern.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { dump } from '../src/dump/dump.js';
-import { inspect, type PageCounts } from '../src/analyze/inspect.js';
+import { inspect } from '../src/analyze/inspect.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { once } from 'node:events';
 import { processVmReadv, sleepSync } from '../src/native/index.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario, recordsOf, skipUnlessX64 } from './helpers/scenario.js';
+import { countsByStart, expectUnpopulated, expectContent } from './helpers/content.js';
 import { settledTaskStates, taskStates } from './helpers/tasks.js';
 import { scratchDir } from './helpers/scratch.js';
 import { descendants } from '../src/dump/targets.js';
@@ -34,32 +35,6 @@ afterAll(() => {
   prepared.host.restore();
 });
 
-const byStart = (counts: ReturnType<typeof inspect>) => new Map(counts.regions.map((r) => [r.start, r.counts]));
-
-/** Reading may swap pages in (swap → data); nothing else may change, and no page may appear. */
-function expectUnpopulated(before: PageCounts | null, after: PageCounts | null, name: string) {
-  if (!before || !after) return;
-  const fold = (c: PageCounts) => ({ ...c, data: c.data + c.swap, present: c.present + c.swap, swap: 0 });
-  expect({ region: name, ...fold(after) }).toEqual({ region: name, ...fold(before) });
-}
-
-function checkContent(r: SnapshotReader, pid: number, reg: FixtureRegion, withFiles: boolean) {
-  const proc = r.process(pid);
-  for (const i of pagesToCheck(reg)) {
-    const want = expectedPage(reg, i);
-    const at = reg.start + BigInt(i) * 4096n;
-    const read = () => r.read(proc, at, 4096);
-    const where = `${reg.name} page ${i}`;
-    const unreadable = reg.content.unreadable?.some(([f, n]) => i >= f && i < f + n);
-    if (want.kind === 'bytes' || (want.kind === 'file' && withFiles)) expect(read().equals(want.bytes), where).toBe(true);
-    else if (want.kind === 'zero') expect(read().every((b) => b === 0), where).toBe(true);
-    else if (unreadable) {
-      expect(read, where).toThrow(/is not in the snapshot: unreadable at dump time \(((memfd_secret memory|registered with userfaultfd \(missing mode\)): .*\) \[case X[23]\]|its deleted file lies on a FUSE mount and a process being dumped serves FUSE: .*\) \[case S2\])/);
-    }
-    else expect(read, where).toThrow(/is not in the snapshot/);
-  }
-}
-
 describe.each(SCENARIOS)('dump of scenario %s', (name) => {
   const sc = useScenario(name, () => prepared);
 
@@ -68,18 +43,18 @@ describe.each(SCENARIOS)('dump of scenario %s', (name) => {
     const s = sc.fx.scenario(name);
     const procs = [{ pid: sc.fx.pid, regions: s.regions }, ...s.children];
     for (const p of procs) {
-      const before = byStart(inspect(p.pid));
+      const before = countsByStart(inspect(p.pid));
       const file = join(dir, `${name}-${p.pid}.psnap`);
       const summary = cliJson(['dump', String(p.pid), '-o', file]);
       expect(summary).toMatchObject({ processes: [p.pid], freeze: 'ptrace', pagesUnreadable: expect.any(Number) });
       expect(statSync(file).mode & 0o777).toBe(0o600);
-      const after = byStart(inspect(p.pid));
+      const after = countsByStart(inspect(p.pid));
       for (const [start, c] of before) expectUnpopulated(c, after.get(start) ?? null, `0x${start.toString(16)}`);
       const r = SnapshotReader.open(file);
       try {
         expect(r.verify()).toBeNull();
         for (const reg of p.regions) {
-          checkContent(r, p.pid, reg, false);
+          expectContent(r, p.pid, reg, false);
           const snapReg = r.process(p.pid).regions.find((x) => x.start === reg.start)!;
           if (Object.keys(reg.content).length === 0) expect({ region: reg.name, stored: snapReg.refs.length }).toEqual({ region: reg.name, stored: 0 });
         }
@@ -113,7 +88,7 @@ describe.each(SCENARIOS)('dump of scenario %s', (name) => {
     const file = join(dir, `${name}-files.psnap`);
     cliJson(['dump', String(sc.fx.pid), '-o', file, '--include-file-pages']);
     const r = SnapshotReader.open(file);
-    for (const reg of s.regions) checkContent(r, sc.fx.pid, reg, true);
+    for (const reg of s.regions) expectContent(r, sc.fx.pid, reg, true);
     r.close();
   });
 });
@@ -131,7 +106,7 @@ describe('the snapshot of a process tree', () => {
       const forked = show.objects.filter((o: { name: string }) => o.name.includes('pagesnap-forked'));
       expect(forked).toHaveLength(1);
       expect(forked[0].mappedBy.sort()).toEqual([fx.pid, child.pid].sort());
-      for (const reg of child.regions) checkContent(r, child.pid, reg, false);
+      for (const reg of child.regions) expectContent(r, child.pid, reg, false);
       r.close();
     } finally {
       await fx.stop();
@@ -225,7 +200,7 @@ describe('a member of a tree that exits while the dump reads it', () => {
         expect(r.verify()).toBeNull();
         expect(r.manifest.freeze.exited).toEqual([{ pid: child, comm: 'scenario' }]);
         expect(r.manifest.processes.map((p) => p.pid)).toEqual([fx.pid]);
-        checkContent(r, fx.pid, fx.region('shmem-owner'), false);
+        expectContent(r, fx.pid, fx.region('shmem-owner'), false);
         const mix = fx.region('bench-mix');
         const live = Buffer.alloc(Number(mix.end - mix.start));
         expect(processVmReadv(fx.pid, [live], [{ addr: mix.start, len: live.length }])).toBe(live.length);
@@ -334,7 +309,7 @@ describe('per-page tables in many blocks', () => {
       try {
         expect(Array.isArray(r.manifest.hashes) && r.manifest.hashes.length).toBeGreaterThan(10);
         expect(r.verify()).toBeNull();
-        for (const s of fx.scenarios) for (const reg of s.regions) checkContent(r, fx.pid, reg, false);
+        for (const s of fx.scenarios) for (const reg of s.regions) expectContent(r, fx.pid, reg, false);
       } finally {
         r.close();
       }
@@ -364,7 +339,7 @@ describe('a region past 2^32 pages', () => {
         expect(wide).toEqual([...wide.filter((w) => !w), ...wide.filter((w) => w)]);
         expect(new Set(wide)).toEqual(new Set([false, true]));
         expect(r.verify()).toBeNull();
-        checkContent(r, fx.pid, reg, false);
+        expectContent(r, fx.pid, reg, false);
       } finally {
         r.close();
       }
