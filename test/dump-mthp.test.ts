@@ -18,12 +18,22 @@ import { compareRestored } from './helpers/restored.js';
 const SIZE = '/sys/kernel/mm/transparent_hugepage/hugepages-64kB';
 
 const dir = scratchDir('mthp');
-const host = new HostSettings();
+let host: HostSettings | undefined;
 let why: string | null = null;
 let fx: Fixture | undefined;
 
 beforeAll(async () => {
-  why = existsSync(`${SIZE}/enabled`) ? host.ensureSwap() : `this kernel has no 64 KiB multi-size THP (${SIZE})`;
+  if (!existsSync(`${SIZE}/enabled`)) {
+    why = `this kernel has no 64 KiB multi-size THP (${SIZE})`;
+    return;
+  }
+  try {
+    host = new HostSettings();
+  } catch (e) {
+    why = `machine settings cannot be changed here: ${(e as Error).message}`;
+    return;
+  }
+  why = host.ensureSwap();
   if (why) return;
   host.set(`${SIZE}/enabled`, 'always');
   host.set(`${SIZE}/shmem_enabled`, 'always');
@@ -32,7 +42,7 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await fx?.stop();
-  host.restore();
+  host?.restore();
 });
 
 function skipIf(ctx: TestContext): Fixture {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 
 export default async function setup(): Promise<() => Promise<void>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/thp-child.ts'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/settings-child.ts', 'thp-only-where-advised'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const [line] = (await once(child.stdout!, 'data')) as [Buffer];
   const said = line.toString().trim();
   if (said !== 'ready') console.log(`transparent huge pages left as the machine has them (${said}): scenarios that count pages may differ`);
