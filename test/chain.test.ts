@@ -11,7 +11,7 @@ import { SnapshotReader } from '../src/snapshot/reader.js';
 import { readStat } from '../src/proc/process.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
 import { dumpFixture } from './helpers/scenario.js';
-import { compareRestored } from './helpers/restored.js';
+import { compareRestored, withHeldRestore, hostDifferences } from './helpers/restored.js';
 import { damageFrame } from './helpers/damage.js';
 import { scratchDir } from './helpers/scratch.js';
 
@@ -155,22 +155,10 @@ describe('incremental snapshots', () => {
   });
 
   it.for([false, true])('restore (lazy=%s) through the chain gives the process as it was at the second dump', (lazy) => {
-    const r = cliJson(['restore', file('b.psnap'), '--hold', '--verify', '--no-profile', ...(lazy ? ['--lazy'] : [])]);
-    try {
+    withHeldRestore(file('b.psnap'), ['--verify', '--no-profile', ...(lazy ? ['--lazy'] : [])], (r) => {
       expect(r.verify.mismatches).toBe(0);
-      const back = file(`back-${lazy}.psnap`);
-      cliJson(['dump', String(r.hostPid), '-o', back]);
-      const b = SnapshotReader.open(file('b.psnap'));
-      const h = SnapshotReader.open(back);
-      try {
-        expect(compareRestored(b, fx.pid, h, r.hostPid)).toEqual([]);
-      } finally {
-        b.close();
-        h.close();
-      }
-    } finally {
-      process.kill(r.hostPid, 'SIGKILL');
-    }
+      expect(hostDifferences(file('b.psnap'), fx.pid, r.hostPid, file(`back-${lazy}.psnap`))).toEqual([]);
+    });
   });
 
   it('chains: a third dump against the second', async () => {

@@ -8,6 +8,7 @@ import type { FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect } from '../src/analyze/inspect.js';
 import { cliJson } from './helpers/cli.js';
+import { withHeldRestore } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
 import { useScenario, liveBytes } from './helpers/scenario.js';
 
@@ -71,13 +72,10 @@ describe('an aio completion ring', () => {
     const { fx, ring } = setUp(ctx);
     const file = join(dir, 'aio-restore.psnap');
     cliJson(['dump', String(fx.pid), '-o', file]);
-    const r = cliJson(['restore', file, '--hold', '--verify']);
-    try {
+    withHeldRestore(file, ['--verify'], (r) => {
       expect({ lost: r.lost, mismatches: r.verify.mismatches }).toEqual({ lost: [], mismatches: 0 });
       expect(r.notes).toContain(`0x${ring.start.toString(16)} was an aio completion ring (io_setup); its bytes are restored as private anonymous memory`);
       expectCompletions(liveBytes(r.hostPid, ring));
-    } finally {
-      process.kill(r.hostPid, 'SIGKILL');
-    }
+    });
   });
 });

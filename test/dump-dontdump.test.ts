@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { cli, cliJson } from './helpers/cli.js';
+import { withHeldRestore } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
 import { useScenario, liveBytes } from './helpers/scenario.js';
 
@@ -65,8 +66,7 @@ describe('memory marked MADV_DONTDUMP', () => {
     const { fx } = sc;
     const file = join(dir, 'excluded-restore.psnap');
     cliJson(['dump', String(fx.pid), '--exclude-dontdump', '-o', file]);
-    const r = cliJson(['restore', file, '--verify', '--no-profile', '--hold']);
-    try {
+    withHeldRestore(file, ['--verify', '--no-profile'], (r) => {
       expect(r.verify.mismatches).toBe(0);
       const lost = (name: string) => {
         const x = fx.region(name);
@@ -82,8 +82,6 @@ describe('memory marked MADV_DONTDUMP', () => {
       const smaps = readFileSync(`/proc/${r.hostPid}/smaps`, 'utf8');
       const at = smaps.indexOf(`${fx.region('dontdump').start.toString(16)}-`);
       expect(smaps.slice(at, smaps.indexOf('VmFlags:', at) + 200).split('\n').find((l) => l.startsWith('VmFlags:'))).toMatch(/ dd\b/);
-    } finally {
-      process.kill(r.hostPid, 'SIGKILL');
-    }
+    });
   });
 });

@@ -7,6 +7,7 @@ import type { FixtureRegion } from '../fixtures/driver.js';
 import { SnapshotReader } from '../src/snapshot/reader.js';
 import { inspect } from '../src/analyze/inspect.js';
 import { cliJson } from './helpers/cli.js';
+import { withHeldRestore } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
 import { useScenario, liveBytes } from './helpers/scenario.js';
 
@@ -71,16 +72,13 @@ describe('an io_uring', () => {
     const { fx, rings, sqes } = setUp(ctx);
     const file = join(dir, 'uring-restore.psnap');
     cliJson(['dump', String(fx.pid), '-o', file]);
-    const r = cliJson(['restore', file, '--hold', '--verify']);
-    try {
+    withHeldRestore(file, ['--verify'], (r) => {
       expect({ lost: r.lost, mismatches: r.verify.mismatches }).toEqual({ lost: [], mismatches: 0 });
       for (const x of [rings, sqes]) {
         expect(r.notes).toContain(`0x${x.start.toString(16)} was the memory of a kernel object (anon_inode:[io_uring]); its bytes are restored as private anonymous memory`);
       }
       expectCompletions(liveBytes(r.hostPid, rings));
       expectRequests(liveBytes(r.hostPid, sqes));
-    } finally {
-      process.kill(r.hostPid, 'SIGKILL');
-    }
+    });
   });
 });

@@ -13,7 +13,7 @@ import { cliJson } from './helpers/cli.js';
 import { scratchDir } from './helpers/scratch.js';
 import { skipBecause } from './helpers/skip.js';
 import { countsByStart, expectUnpopulated, expectContent } from './helpers/content.js';
-import { compareRestored } from './helpers/restored.js';
+import { withHeldRestore, hostDifferences } from './helpers/restored.js';
 
 const SIZE = '/sys/kernel/mm/transparent_hugepage/hugepages-64kB';
 
@@ -86,22 +86,10 @@ describe('under multi-size THP (64 KiB folios, anonymous and shmem)', () => {
     const f = skipIf(ctx);
     const file = join(dir, 'mthp-restore.psnap');
     cliJson(['dump', String(f.pid), '-o', file]);
-    const r = cliJson(['restore', file, '--hold', '--verify', '--no-profile']);
-    try {
+    withHeldRestore(file, ['--verify', '--no-profile'], (r) => {
       expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
       expect(r.lost).toEqual([]);
-      const back = join(dir, 'mthp-host.psnap');
-      cliJson(['dump', String(r.hostPid), '-o', back]);
-      const a = SnapshotReader.open(file);
-      const b = SnapshotReader.open(back);
-      try {
-        expect(compareRestored(a, f.pid, b, r.hostPid)).toEqual([]);
-      } finally {
-        a.close();
-        b.close();
-      }
-    } finally {
-      process.kill(r.hostPid, 'SIGKILL');
-    }
+      expect(hostDifferences(file, f.pid, r.hostPid, join(dir, 'mthp-host.psnap'))).toEqual([]);
+    });
   });
 });

@@ -15,6 +15,7 @@ import type { RegionsPlan } from '../src/restore/plan.js';
 import type { SnapshotRegion } from '../src/snapshot/manifest.js';
 import { MAP, PROT, processVmReadv } from '../src/native/index.js';
 import { cli, cliJson, RUN_JS } from './helpers/cli.js';
+import { withHeldRestore, killHost } from './helpers/restored.js';
 import { dumpFixture } from './helpers/scenario.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { HostSettings } from '../src/host/settings.js';
@@ -50,13 +51,6 @@ async function eventually(f: () => boolean, ms = 5000): Promise<boolean> {
   return f();
 }
 
-const kill = (pid: number) => {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-};
 
 describe('restore failures', () => {
   it('a damaged frame: its pages are poisoned and reported (exit 3), the rest is restored and verified', () => {
@@ -75,7 +69,7 @@ describe('restore failures', () => {
       const addr = BigInt(r.damage[0].addr);
       expect(() => processVmReadv(r.hostPid, [Buffer.alloc(4096)], [{ addr, len: 4096 }])).toThrow(/EFAULT|EIO/);
     } finally {
-      kill(r.hostPid);
+      killHost(r.hostPid);
     }
   });
 
@@ -112,7 +106,7 @@ describe('restore failures', () => {
       expect(poisoned).toEqual(inFrame);
       expect(r.verify.mismatches).toBe(0);
     } finally {
-      kill(r.hostPid);
+      killHost(r.hostPid);
     }
   });
 
@@ -297,8 +291,7 @@ describe('huge pages', () => {
       skipBecause(ctx, 'huge pages whole', prepared.unavailable.thp);
     }
     const thp = fx.region('thp');
-    const r = cliJson(['restore', file, '--hold', '--verify', '--mode', mode, '--no-profile']);
-    try {
+    withHeldRestore(file, ['--verify', '--mode', mode, '--no-profile'], (r) => {
       expect(r.verify.mismatches).toBe(0);
       const smaps = readFileSync(`/proc/${r.hostPid}/smaps`, 'utf8');
       const block = smaps.split(/\n(?=[0-9a-f]+-[0-9a-f]+ )/).find((b) => b.startsWith(`${thp.start.toString(16)}-`))!;
@@ -307,8 +300,6 @@ describe('huge pages', () => {
         expect(huge).toBe(thp.pages * 4096);
         expect(BigInt(r.bytes.moved)).toBe(BigInt(thp.pages * 4096));
       } else expect(huge).toBe(0);
-    } finally {
-      kill(r.hostPid);
-    }
+    });
   });
 });

@@ -12,7 +12,7 @@ import { expectedPage, pagesToCheck } from '../fixtures/pattern.js';
 import { cli, cliJson } from './helpers/cli.js';
 import { prepareHost, type Prepared } from './helpers/host.js';
 import { useScenario } from './helpers/scenario.js';
-import { compareRestored } from './helpers/restored.js';
+import { compareRestored, withHeldRestore, hostDifferences, killHost } from './helpers/restored.js';
 import { scratchDir } from './helpers/scratch.js';
 import { skipBecause } from './helpers/skip.js';
 
@@ -32,13 +32,6 @@ afterAll(() => {
   prepared.host.restore();
 });
 
-const kill = (pid: number) => {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-};
 
 describe.each(SCENARIOS)('restore of scenario %s', (name) => {
   const sc = useScenario(name, () => prepared);
@@ -51,9 +44,7 @@ describe.each(SCENARIOS)('restore of scenario %s', (name) => {
   it.for(MODES)('lazy=$lazy mode=$mode: every placed page verifies, and the host holds what the process held', (m, ctx) => {
     sc.skipIf(ctx);
     const file = original();
-    const args = ['restore', file, '--hold', '--verify', '--mode', m.mode, '--no-profile', ...(m.lazy ? ['--lazy'] : [])];
-    const r = cliJson(args);
-    try {
+    withHeldRestore(file, ['--verify', '--mode', m.mode, '--no-profile', ...(m.lazy ? ['--lazy'] : [])], (r) => {
       expect(r.verify.mismatches, JSON.stringify(r.verify.first)).toBe(0);
       expect(r.verify.pages).toBeGreaterThan(0);
       expect(r.damage).toEqual([]);
@@ -66,19 +57,8 @@ describe.each(SCENARIOS)('restore of scenario %s', (name) => {
       for (const reg of sc.fx.scenario(name).regions.filter((x) => x.name === 'zero-private')) {
         expect(r.notes).toContain(`0x${reg.start.toString(16)} was a private mapping of /dev/zero; it is restored as anonymous memory, without the name (userfaultfd cannot fill a mapping of /dev/zero)`);
       }
-      const back = join(dir, `${name}-${m.mode}-${m.lazy}.psnap`);
-      cliJson(['dump', String(r.hostPid), '-o', back, '--force']);
-      const a = SnapshotReader.open(file);
-      const b = SnapshotReader.open(back);
-      try {
-        expect(compareRestored(a, sc.fx.pid, b, r.hostPid)).toEqual([]);
-      } finally {
-        a.close();
-        b.close();
-      }
-    } finally {
-      kill(r.hostPid);
-    }
+      expect(hostDifferences(file, sc.fx.pid, r.hostPid, join(dir, `${name}-${m.mode}-${m.lazy}.psnap`))).toEqual([]);
+    });
   });
 });
 
@@ -99,8 +79,7 @@ describe('1 GiB huge pages', () => {
       const file = join(dir, 'hugetlb-1g.psnap');
       cliJson(['dump', String(fx.pid), '-o', file]);
       for (const lazy of [false, true]) {
-        const r = cliJson(['restore', file, '--hold', '--verify', '--no-profile', ...(lazy ? ['--lazy'] : [])]);
-        try {
+        withHeldRestore(file, ['--verify', '--no-profile', ...(lazy ? ['--lazy'] : [])], (r) => {
           expect({ mismatches: r.verify.mismatches, lost: r.lost }).toEqual({ mismatches: 0, lost: [] });
           // (what is streamed is the rest of the process: a few pages of stack and data)
           expect({ lazy: r.lazy, streamedHugePage: r.bytes.copied >= 2 ** 30 }).toEqual({ lazy, streamedHugePage: false });
@@ -117,9 +96,7 @@ describe('1 GiB huge pages', () => {
             a.close();
             b.close();
           }
-        } finally {
-          kill(r.hostPid);
-        }
+        });
       }
     } finally {
       await fx.stop();
@@ -169,7 +146,7 @@ describe('restore details', () => {
       expect(r.profile?.recorded).toBe(r.faults.served);
       expect(statSync(`${file}.profile`).mode & 0o777).toBe(0o600);
     } finally {
-      kill(hostPid);
+      killHost(hostPid);
     }
     // The next restore fills the profiled pages first.
     const again = await restore(file, { lazy: true });
@@ -195,7 +172,7 @@ describe('restore details', () => {
       expect(r.notes).toContainEqual(expect.stringMatching(/^the working-set profile was not written \(.*no-profile\.psnap\.profile: EISDIR\): the next restore starts without it$/));
       expect(readdirSync(dir).filter((f) => f.startsWith('no-profile') && f.endsWith('.tmp'))).toEqual([]);
     } finally {
-      kill(hostPid);
+      killHost(hostPid);
     }
   });
 

@@ -3,7 +3,8 @@
  * restore host. Every region the restore mapped must be at the same address with the same pages: the same bytes
  * where data was stored, and the same kind of nothing elsewhere (zero, hole, file-backed, guard, poison).
  */
-import type { SnapshotReader } from '../../src/snapshot/reader.js';
+import { SnapshotReader } from '../../src/snapshot/reader.js';
+import { cli, cliJson } from './cli.js';
 import type { SnapshotRegion } from '../../src/snapshot/manifest.js';
 import type { Verdict } from '../../src/model/verdict.js';
 
@@ -79,4 +80,47 @@ export function compareRestored(a: SnapshotReader, aPid: number, b: SnapshotRead
     }
   }
   return diffs;
+}
+
+/** Kill a restore host, if it is still there. */
+export function killHost(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+/**
+ * `pagesnap restore FILE --hold ARGS --json`, its report given to `use`, and the host killed after: also when the
+ * restore finished but exited non-zero (pages that differ, damaged frames), which leaves the host held all the same.
+ * Such an exit fails the test, once the host is gone.
+ */
+export function withHeldRestore<T>(file: string, args: string[], use: (r: any) => T): T {
+  const res = cli(['restore', file, '--hold', ...args, '--json']);
+  let r: any;
+  try {
+    r = JSON.parse(res.stdout);
+  } catch {
+    /* it failed before it had anything to report (and a host to hold) */
+  }
+  try {
+    if (res.code !== 0) throw new Error(`pagesnap restore ${file} ${args.join(' ')} exited ${res.code}: ${res.stderr}`);
+    return use(r);
+  } finally {
+    if (r?.hostPid) killHost(r.hostPid);
+  }
+}
+
+/** How restore host `hostPid` differs from process `pid` of snapshot `original`: the host is dumped into `back`. */
+export function hostDifferences(original: string, pid: number, hostPid: number, back: string): string[] {
+  cliJson(['dump', String(hostPid), '-o', back, '--force']);
+  const a = SnapshotReader.open(original);
+  const b = SnapshotReader.open(back);
+  try {
+    return compareRestored(a, pid, b, hostPid);
+  } finally {
+    a.close();
+    b.close();
+  }
 }
